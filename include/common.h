@@ -1,0 +1,75 @@
+/* common.h: checked helpers shared by every module.
+ *
+ * Owns: the project's exit statuses, the Err message buffer that parsers fill
+ * instead of printing, CHECK() (always on, also in release builds) and the
+ * x* wrappers around allocation and I/O that report the caller's file and line.
+ */
+#ifndef CONVNET_COMMON_H
+#define CONVNET_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Process exit statuses (documented in README.md). */
+enum {
+    EXIT_OK = 0,
+    EXIT_RUNTIME = 1,     /* failure while running: I/O error, out of memory, a peer rank died */
+    EXIT_BAD_INPUT = 2,   /* bad job file, data file, weights, command line: nothing was trained */
+    EXIT_PREEMPTED = 3,   /* stopped by SIGTERM/SIGUSR1 after writing a checkpoint: requeue me */
+    EXIT_COMM_TIMEOUT = 4 /* a collective made no progress within collective_timeout */
+};
+
+/* A parser's error message: the first error wins, later ones are ignored. */
+typedef struct {
+    int set;
+    char msg[1024];
+} Err;
+
+void err_set(Err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Print "convnet-dist: " + message to stderr and exit with status. */
+void die(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+
+/* Internal invariant check, kept in release builds; never used for input validation. */
+#define CHECK(cond)                                                                          \
+    do {                                                                                     \
+        if (!(cond)) die(EXIT_RUNTIME, "internal error at %s:%d: CHECK(%s) failed", __FILE__, \
+                         __LINE__, #cond);                                                   \
+    } while (0)
+
+void *xmalloc_at(size_t n, const char *file, int line);
+void *xcalloc_at(size_t n, size_t size, const char *file, int line);
+char *xstrdup_at(const char *s, const char *file, int line);
+FILE *xfopen_at(const char *path, const char *mode, const char *file, int line);
+void xfwrite_at(const void *p, size_t size, size_t n, FILE *f, const char *path, const char *file,
+                int line);
+#define xmalloc(n) xmalloc_at((n), __FILE__, __LINE__)
+#define xcalloc(n, s) xcalloc_at((n), (s), __FILE__, __LINE__)
+#define xstrdup(s) xstrdup_at((s), __FILE__, __LINE__)
+#define xfopen(p, m) xfopen_at((p), (m), __FILE__, __LINE__)
+#define xfwrite(p, s, n, f, path) xfwrite_at((p), (s), (n), (f), (path), __FILE__, __LINE__)
+
+/* Monotonic wall-clock seconds. */
+double now_seconds(void);
+
+/* 64-bit FNV-1a, for hashing resolved configurations. */
+uint64_t hash_bytes(uint64_t h, const void *p, size_t n);
+#define HASH_SEED 1469598103934665603ULL
+
+/* CRC-32 (zlib's polynomial) of a byte range, continuing from crc. */
+uint32_t crc32_update(uint32_t crc, const void *p, size_t n);
+
+/* Write a whole file atomically: temp file, fsync, rename over path, fsync the directory.
+ * Returns 0, or -1 with e set (the old file, if any, is untouched). */
+typedef struct {
+    const void *p;
+    size_t n;
+} IoChunk;
+int file_write_atomic(const char *path, const IoChunk *chunks, int n_chunks, Err *e);
+
+/* Parse a whole string as a number; 0 on success, -1 on trailing junk, empty or out of range. */
+int parse_long(const char *s, long *out);
+int parse_double(const char *s, double *out);
+
+#endif

@@ -1,0 +1,41 @@
+/* data.h: in-memory data sets and the loaders that fill them.
+ *
+ * A Dataset is N samples of H x W x C uint8 pixels (NHWC) plus int32 labels. Pixels stay
+ * uint8 in memory (4x smaller than float) and are converted per batch by
+ * dataset_gather_batch(), which applies the data section's scale.
+ */
+#ifndef CONVNET_DATA_H
+#define CONVNET_DATA_H
+
+#include <stdint.h>
+
+#include "common.h"
+
+typedef struct {
+    int64_t n;        /* samples */
+    int h, w, c;      /* per-sample shape */
+    uint8_t *pixels;  /* n * h * w * c, NHWC */
+    int32_t *labels;  /* n */
+    int n_classes;    /* number of classes seen or declared (0 if unknown) */
+    char **class_names; /* n_classes names for folder data sets, else NULL */
+    int64_t skipped;  /* files skipped as unreadable (folder data sets) */
+} Dataset;
+
+void dataset_free(Dataset *d);
+
+/* Read an IDX image file (magic 0x803, uint8, N x H x W) and label file (0x801, uint8, N),
+ * gzip'd or not. Validates magic, dimensions and length; 0 or -1 with e set. */
+int idx_load(Dataset *d, const char *images_path, const char *labels_path, Err *e);
+
+/* Move the last `count` samples of src into a new dataset dst (Keras validation_split takes
+ * the tail before shuffling); src keeps the first n - count. */
+void dataset_split_tail(Dataset *src, Dataset *dst, int64_t count);
+
+/* Check that every label is in [0, n_classes); 0 or -1 with e naming the file and index. */
+int dataset_check_labels(const Dataset *d, int n_classes, const char *what, Err *e);
+
+/* x[i] = pixels[ids[i]] * scale + offset as floats (NHWC), y[i] = labels[ids[i]]. */
+void dataset_gather_batch(const Dataset *d, const int64_t *ids, int n, float scale, float offset,
+                          float *x, int32_t *y);
+
+#endif

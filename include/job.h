@@ -1,0 +1,55 @@
+/* job.h: a resolved job: data, model layers and training settings read from a job file
+ * (plus --set overrides), every value checked, every default filled in. */
+#ifndef CONVNET_JOB_H
+#define CONVNET_JOB_H
+
+#include "ini.h"
+#include "layer.h"
+#include "loss.h"
+#include "optim.h"
+
+typedef enum { DATA_IDX, DATA_IMAGES } DataFormat;
+
+typedef struct {
+    DataFormat format;
+    char *root; /* directory that relative data paths are resolved against */
+    /* idx: resolved paths (validation_* optional) */
+    char *train_images, *train_labels, *test_images, *test_labels;
+    char *val_images, *val_labels;
+    /* images: class-folder directories (validation_dir optional) */
+    char *train_dir, *val_dir, *test_dir;
+    int image_h, image_w, channels;
+    int binary_labels; /* label_mode = binary */
+    int strict;        /* a bad image is an error, not a skipped file */
+    float scale, offset; /* pixel -> float: x * scale + offset */
+} DataCfg;
+
+typedef struct {
+    LossKind loss;
+    OptConfig opt;
+    int batch_size;       /* the global batch, over all ranks */
+    int epochs;
+    uint64_t seed;
+    double validation_split;
+    long steps_per_epoch; /* 0: the whole training set each epoch */
+    int shuffle;
+    char *save;           /* final weights, written by rank 0 ("" = none) */
+    char *step_log;       /* per-step losses, for equivalence tests ("" = none) */
+} TrainCfg;
+
+typedef struct {
+    IniFile ini;
+    char *name;
+    DataCfg data;
+    TrainCfg train;
+    Layer *layers;
+    int n_layers;
+    uint64_t hash; /* of the whole resolved configuration */
+} Job;
+
+/* Parse, apply overrides ("label.key=value"), resolve and check everything that can be checked
+ * without data. 0, or -1 with e naming the file and line. */
+int job_load(Job *j, const char *path, char *const *overrides, int n_overrides, Err *e);
+void job_free(Job *j);
+
+#endif

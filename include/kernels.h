@@ -1,0 +1,43 @@
+/* kernels.h: the numerical kernels behind the layers, one forward/backward pair per kind.
+ *
+ * Outputs first, inputs const. Backward functions ADD into weight and bias gradients
+ * (model_zero_grad() clears them once per step) and OVERWRITE the input gradient; a NULL
+ * din skips the input gradient (the lowest trainable layer needs none). All tensors NHWC.
+ */
+#ifndef CONVNET_KERNELS_H
+#define CONVNET_KERNELS_H
+
+#include <stdint.h>
+
+/* Geometry of a 2-D window op (convolution or pooling) over a batch. */
+typedef struct {
+    int N, H, W, C;   /* input (N, H, W, C) */
+    int OH, OW, OC;   /* output (N, OH, OW, OC); OC = C for pooling */
+    int KH, KW;       /* window */
+    int SH, SW;       /* strides */
+    int PT, PL;       /* implicit zero padding at top and left (bottom/right implied) */
+} WinGeom;
+
+/* Conv2D: out (N,OH,OW,OC) = im2col(in) (N*OH*OW, KH*KW*C) x w (KH*KW*C, OC) + b.
+ * col: scratch of N*OH*OW*KH*KW*C floats (unused for 1x1 stride-1 unpadded convolutions). */
+void conv2d_forward(float *out, const float *in, const float *w, const float *b, float *col,
+                    const WinGeom *g);
+/* dout (N,OH,OW,OC) is the gradient after the activation's derivative was applied. */
+void conv2d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+                     const float *w, float *col, const WinGeom *g);
+
+/* Dense: out (N, U) = in (N, IN) x w (IN, U) + b. */
+void dense_forward(float *out, const float *in, const float *w, const float *b, int N, int IN,
+                   int U);
+void dense_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+                    const float *w, int N, int IN, int U);
+
+/* MaxPooling2D; argmax (N,OH,OW,C) records each output's source index within its sample,
+ * padding (same) never wins. */
+void maxpool2d_forward(float *out, int32_t *argmax, const float *in, const WinGeom *g);
+void maxpool2d_backward(float *din, const float *dout, const int32_t *argmax, const WinGeom *g);
+
+/* bias column sums: db (U) += sum over rows of d (rows, U) */
+void bias_grad_add(float *db, const float *d, long rows, int U);
+
+#endif

@@ -1,0 +1,144 @@
+/* layer.h: the layer descriptor and the const table of operations per layer kind.
+ *
+ * A Layer holds a kind, its configuration from the job file and, after
+ * model_plan(), its shapes and the offsets of its parameters and state in the
+ * model's contiguous buffers. What each kind does lives in layer_ops[kind]:
+ * configure (read its job-file section), plan (infer and check shapes, count
+ * parameters and scratch), init (parameters), forward and backward.
+ *
+ * Tensors are NHWC float32: a batch of N samples, each H x W x C, C fastest.
+ * Conv2D weights are (KH, KW, C, OC), Dense weights (IN, UNITS): Keras's order.
+ */
+#ifndef CONVNET_LAYER_H
+#define CONVNET_LAYER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
+#include "rng.h"
+
+/* Per-sample shape. flat = 1 marks a vector of c values (after Flatten or Dense; h = w = 1),
+ * which spatial layers (Conv2D, MaxPooling2D) reject. */
+typedef struct {
+    int h, w, c;
+    int flat;
+} Shape;
+
+static inline size_t shape_size(Shape s) { return (size_t)s.h * (size_t)s.w * (size_t)s.c; }
+
+typedef enum {
+    LAYER_CONV2D,
+    LAYER_MAXPOOL2D,
+    LAYER_FLATTEN,
+    LAYER_DENSE,
+    LAYER_DROPOUT,
+    LAYER_RESCALING,
+    LAYER_RANDOM_FLIP,
+    LAYER_RANDOM_ROTATION,
+    LAYER_RANDOM_ZOOM,
+    LAYER_KIND_COUNT
+} LayerKind;
+
+typedef enum { PAD_VALID, PAD_SAME } Padding;
+typedef enum { ACT_LINEAR, ACT_RELU, ACT_SIGMOID, ACT_SOFTMAX } Activation;
+
+/* Kind-specific configuration. */
+typedef struct {
+    float rate; /* fraction of units dropped */
+} DropoutCfg;
+typedef struct {
+    float scale, offset; /* y = x * scale + offset */
+} RescaleCfg;
+typedef struct {
+    int horizontal, vertical;
+} FlipCfg;
+typedef struct {
+    float lo, hi; /* rotation range as fractions of 2*pi */
+} RotationCfg;
+typedef struct {
+    float h_lo, h_hi, w_lo, w_hi; /* zoom ranges; negative zooms in (Keras convention) */
+} ZoomCfg;
+
+typedef struct Layer {
+    LayerKind kind;
+    char name[48]; /* Keras-style instance name: conv2d, conv2d_1, ... */
+    int line;      /* job-file line of the layer's section header */
+
+    /* configuration shared by several kinds */
+    int units;          /* Conv2D filters (OC), Dense units */
+    int kh, kw, sh, sw; /* Conv2D kernel / MaxPooling2D pool window, and strides */
+    Padding padding;
+    Activation act;
+    int use_bias;
+    int trainable;
+    union {
+        DropoutCfg dropout;
+        RescaleCfg rescale;
+        FlipCfg flip;
+        RotationCfg rotation;
+        ZoomCfg zoom;
+    } u;
+
+    /* plan, filled by the kind's plan() and model_plan() */
+    Shape in, out;
+    int pad_top, pad_left;    /* implicit zero padding before the first row/column */
+    size_t n_weight, n_bias;  /* parameter counts */
+    size_t param_off;         /* weights start here in the parameter buffer; bias follows */
+    size_t aux_per_sample;    /* bytes of forward state per sample kept for backward */
+    size_t aux_off;           /* offset into the model's aux arena */
+    size_t ws_per_sample;     /* workspace floats per sample of the batch */
+} Layer;
+
+/* What a forward or backward call may touch besides its input and output. */
+typedef struct {
+    const float *w, *b; /* this layer's weights and bias (NULL when it has none) */
+    float *dw, *db;     /* gradients to ADD into; NULL when the layer is frozen */
+    void *aux;          /* N * aux_per_sample bytes, written by forward, read by backward */
+    float *ws;          /* N * ws_per_sample floats of scratch */
+    int training;       /* dropout and augmentation act only when set */
+    uint64_t seed;      /* job seed, for keyed RNG streams */
+    int epoch;
+    int layer_index;
+    const int64_t *sample_ids; /* global index of each of the N samples, for keyed RNG */
+} LayerCtx;
+
+struct Section;
+struct IniFile;
+
+typedef struct {
+    const char *section;    /* job-file section name: "conv2d" */
+    const char *keras_name; /* for the summary: "Conv2D" */
+    /* Read the kind's keys from its section (defaults as Keras). 0 or -1 with e set. */
+    int (*configure)(Layer *L, struct IniFile *ini, struct Section *sec, Err *e);
+    /* Given L->in, set L->out and the parameter/aux/workspace sizes; 0 or -1 with e set. */
+    int (*plan)(Layer *L, Err *e);
+    /* Initialise weights and bias (may be NULL for kinds without parameters). */
+    void (*init)(const Layer *L, float *w, float *b, Rng *rng);
+    /* out: (N, out), in: (N, in) */
+    void (*forward)(const Layer *L, const LayerCtx *c, float *out, const float *in, int N);
+    /* din: (N, in) overwritten, or NULL when no input gradient is needed;
+     * dout: (N, out), may be modified in place; in/out: the forward's tensors. */
+    void (*backward)(const Layer *L, const LayerCtx *c, float *din, float *dout, const float *in,
+                     const float *out, int N);
+} LayerOps;
+
+extern const LayerOps *const layer_ops[LAYER_KIND_COUNT];
+
+/* Per-kind operations, defined in their own source files and gathered in layer_ops. */
+extern const LayerOps conv2d_ops, maxpool2d_ops, flatten_ops, dense_ops, dropout_ops,
+    rescaling_ops, random_flip_ops, random_rotation_ops, random_zoom_ops;
+
+/* Lookup by job-file section name; -1 when none. */
+int layer_kind_from_section(const char *section);
+
+/* Shared helpers for layers with an activation: y = act(y) in place over n values, and
+ * dy *= act'(y) given the activated output y. Softmax is handled by the loss. */
+void activation_forward(Activation a, float *y, size_t n);
+void activation_backward(Activation a, float *dy, const float *y, size_t n);
+const char *activation_name(Activation a);
+
+/* Glorot-uniform fill: U(-limit, limit), limit = sqrt(6 / (fan_in + fan_out)). */
+void init_glorot_uniform(float *w, size_t n, int fan_in, int fan_out, Rng *rng);
+
+#endif

@@ -1,0 +1,20 @@
+/* layer_impl.h: helpers shared by the layer implementations (src/conv2d.c, src/layers.c):
+ * reading the keys several kinds have in common and planning window geometry. */
+#ifndef CONVNET_LAYER_IMPL_H
+#define CONVNET_LAYER_IMPL_H
+
+#include "ini.h"
+#include "kernels.h"
+#include "layer.h"
+
+/* activation, use_bias, trainable */
+int layer_configure_common(Layer *L, IniFile *ini, Section *s, Err *e);
+/* window (kernel_size or pool_size), strides (default 1, or the window when
+ * strides_default_is_window), padding */
+int layer_configure_window(Layer *L, IniFile *ini, Section *s, const char *window_key,
+                           int strides_default_is_window, Err *e);
+/* Output shape and padding of a window op with out_c channels; -1 when it does not fit. */
+int layer_plan_window(Layer *L, int out_c, Err *e);
+WinGeom layer_window_geom(const Layer *L, int N);
+
+#endif

@@ -1,0 +1,69 @@
+/* model.h: a sequential model planned from its layers, then backed by a few contiguous buffers.
+ *
+ * Plan, then allocate, then compute: model_plan() infers and checks every shape and sizes every
+ * buffer without touching memory; model_alloc() makes the buffers (parameters, gradients,
+ * activations, gradient ping-pong, forward state, workspace) in one go; the training step then
+ * allocates nothing. Parameters of layer l sit at params + layers[l].param_off (weights, then
+ * bias), and every trainable parameter lies in [train_lo, n_params) so that one allreduce and
+ * one optimizer loop cover them.
+ */
+#ifndef CONVNET_MODEL_H
+#define CONVNET_MODEL_H
+
+#include "layer.h"
+
+typedef struct {
+    Layer *layers; /* owned by the caller (the job) */
+    int n_layers;
+    Shape input;
+    int max_batch;        /* samples per forward/backward call at most */
+
+    size_t n_params;      /* all parameters */
+    size_t train_lo;      /* first parameter of the lowest trainable layer (n_params if none) */
+    int lowest_trainable; /* index of the lowest layer with trainable parameters, or n_layers */
+    size_t *act_off;      /* n_layers + 1 offsets into acts: [0] input, [l+1] layer l's output */
+    size_t acts_floats, dbuf_floats, aux_bytes, ws_floats;
+
+    float *params, *grads; /* n_params each */
+    float *acts;
+    float *dbuf[2];        /* gradient ping-pong, dbuf_floats each */
+    unsigned char *aux;
+    float *ws;
+} Model;
+
+/* Infer shapes from input, check them, size every buffer. Allocates only act_off. */
+int model_plan(Model *m, Layer *layers, int n_layers, Shape input, int max_batch, Err *e);
+/* Recompute train_lo / lowest_trainable after layers' trainable flags changed. */
+void model_update_trainable(Model *m);
+void model_alloc(Model *m);
+void model_free(Model *m);
+
+/* Glorot/zero initialisation, keyed on (seed, layer index). */
+void model_init_params(Model *m, uint64_t seed);
+
+/* Per-call context of the forward/backward pass. */
+typedef struct {
+    int training;
+    uint64_t seed;
+    int epoch;
+    const int64_t *sample_ids; /* global index of each sample, for keyed dropout/augmentation */
+} PassCtx;
+
+/* Input: write N samples into model_input(m). Returns the last layer's output (N, out):
+ * logits when the last layer's activation is softmax or sigmoid (the loss applies it). */
+static inline float *model_input(Model *m) { return m->acts; }
+float *model_forward(Model *m, int N, const PassCtx *p);
+/* Back-propagate dlogits (N, out) into m->grads (ADDED) down to the lowest trainable layer. */
+void model_backward(Model *m, const float *dlogits, int N, const PassCtx *p);
+void model_zero_grad(Model *m);
+
+/* Output shape of the last layer. */
+static inline Shape model_output_shape(const Model *m) {
+    return m->n_layers ? m->layers[m->n_layers - 1].out : m->input;
+}
+
+/* Keras-style table: layer (type), output shape, parameters; totals. */
+void model_print_summary(const Model *m, const char *title, FILE *f);
+size_t model_trainable_count(const Model *m);
+
+#endif

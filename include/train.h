@@ -1,0 +1,50 @@
+/* train.h: the trainer: data sets, model, optimizer and the distributed training loop.
+ *
+ * Every rank holds a replica. Each epoch's order is one permutation from (seed, epoch); each
+ * step's global batch of `batch_size` samples is split into contiguous per-rank shards (sizes
+ * differ by at most one, none dropped or duplicated); gradients are summed over ranks and
+ * already divided by the global batch, so the update equals one process's on the same batch.
+ */
+#ifndef CONVNET_TRAIN_H
+#define CONVNET_TRAIN_H
+
+#include "data.h"
+#include "dist.h"
+#include "job.h"
+#include "model.h"
+#include "optim.h"
+
+typedef struct {
+    Job *job;
+    Dist *dist;
+    Model model;
+    Optimizer opt;
+    Dataset train, val, test; /* val.n == 0 when the job has no validation data */
+    int n_classes;            /* model outputs (1 for binary) */
+    /* per-step buffers, allocated once */
+    int64_t *perm;   /* train.n: this epoch's order */
+    int64_t *ids;    /* max_batch: global sample indices of this rank's shard */
+    int32_t *labels; /* max_batch */
+    float *dlogits;  /* max_batch * outputs */
+} Trainer;
+
+/* Load data (all ranks), plan and allocate the model, initialise parameters on rank 0 and
+ * broadcast them, check all ranks run the same job. Exits with a message on bad input. */
+void trainer_init(Trainer *t, Job *job, Dist *dist, int load_data);
+void trainer_free(Trainer *t);
+
+typedef struct {
+    double loss, accuracy;
+    int64_t count;
+} EvalResult;
+
+/* Loss and accuracy over a whole split, sharded across ranks; every sample counted once. */
+EvalResult trainer_evaluate(Trainer *t, const Dataset *d);
+
+/* The full fit: epochs, validation, final test; returns the process exit status. */
+int trainer_fit(Trainer *t);
+
+/* Rank 0's start-up printout: resolved configuration, ranks x threads, model summary. */
+void trainer_print_setup(const Trainer *t, FILE *f);
+
+#endif

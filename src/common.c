@@ -1,0 +1,174 @@
+/* common.c: checked allocation and I/O, error buffers, hashing, CRC-32, atomic file writes
+ * and strict number parsing (see common.h). */
+#include "common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+void err_set(Err *e, const char *fmt, ...) {
+    if (!e || e->set) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    e->set = 1;
+}
+
+void die(int status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "convnet-dist: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    fflush(stdout);
+    exit(status);
+}
+
+void *xmalloc_at(size_t n, const char *file, int line) {
+    void *p = malloc(n ? n : 1);
+    if (!p) die(EXIT_RUNTIME, "out of memory allocating %zu bytes at %s:%d", n, file, line);
+    return p;
+}
+
+void *xcalloc_at(size_t n, size_t size, const char *file, int line) {
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) die(EXIT_RUNTIME, "out of memory allocating %zu x %zu bytes at %s:%d", n, size, file, line);
+    return p;
+}
+
+char *xstrdup_at(const char *s, const char *file, int line) {
+    size_t n = strlen(s) + 1;
+    char *p = xmalloc_at(n, file, line);
+    memcpy(p, s, n);
+    return p;
+}
+
+FILE *xfopen_at(const char *path, const char *mode, const char *file, int line) {
+    FILE *f = fopen(path, mode);
+    if (!f) die(EXIT_RUNTIME, "cannot open %s: %s (at %s:%d)", path, strerror(errno), file, line);
+    return f;
+}
+
+void xfwrite_at(const void *p, size_t size, size_t n, FILE *f, const char *path, const char *file,
+                int line) {
+    if (fwrite(p, size, n, f) != n)
+        die(EXIT_RUNTIME, "write to %s failed: %s (at %s:%d)", path, strerror(errno), file, line);
+}
+
+double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+uint64_t hash_bytes(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+uint32_t crc32_update(uint32_t crc, const void *p, size_t n) {
+    /* Table-free bitwise-by-byte CRC-32 (reflected 0xEDB88320) with a small nibble table. */
+    static const uint32_t nib[16] = {0x00000000, 0x1db71064, 0x3b6e20c8, 0x26d930ac,
+                                     0x76dc4190, 0x6b6b51f4, 0x4db26158, 0x5005713c,
+                                     0xedb88320, 0xf00f9344, 0xd6d6a3e8, 0xcb61b38c,
+                                     0x9b64c2b0, 0x86d3d2d4, 0xa00ae278, 0xbdbdf21c};
+    const unsigned char *b = p;
+    crc = ~crc;
+    for (size_t i = 0; i < n; i++) {
+        crc ^= b[i];
+        crc = (crc >> 4) ^ nib[crc & 15];
+        crc = (crc >> 4) ^ nib[crc & 15];
+    }
+    return ~crc;
+}
+
+int file_write_atomic(const char *path, const IoChunk *chunks, int n_chunks, Err *e) {
+    size_t plen = strlen(path);
+    char *tmp = xmalloc(plen + 32);
+    snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) {
+        err_set(e, "cannot create %s: %s", tmp, strerror(errno));
+        free(tmp);
+        return -1;
+    }
+    for (int i = 0; i < n_chunks; i++) {
+        const char *q = chunks[i].p;
+        size_t left = chunks[i].n;
+        while (left > 0) {
+            ssize_t w = write(fd, q, left);
+            if (w < 0 && errno == EINTR) continue;
+            if (w <= 0) {
+                err_set(e, "write to %s failed: %s", tmp, strerror(errno));
+                close(fd);
+                unlink(tmp);
+                free(tmp);
+                return -1;
+            }
+            q += w;
+            left -= (size_t)w;
+        }
+    }
+    if (fsync(fd) != 0 || close(fd) != 0) {
+        err_set(e, "cannot flush %s: %s", tmp, strerror(errno));
+        unlink(tmp);
+        free(tmp);
+        return -1;
+    }
+    if (rename(tmp, path) != 0) {
+        err_set(e, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        unlink(tmp);
+        free(tmp);
+        return -1;
+    }
+    free(tmp);
+    /* fsync the directory so that the rename itself survives a crash */
+    char *dcopy = xstrdup(path);
+    int dfd = open(dirname(dcopy), O_RDONLY | O_DIRECTORY);
+    free(dcopy);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return 0;
+}
+
+int parse_long(const char *s, long *out) {
+    if (!s || !*s) return -1;
+    errno = 0;
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end) return -1;
+    *out = v;
+    return 0;
+}
+
+/* A decimal number, or a fraction "a/b" (as in "scale = 1/255"). */
+int parse_double(const char *s, double *out) {
+    if (!s || !*s) return -1;
+    errno = 0;
+    char *end;
+    double v = strtod(s, &end);
+    if (errno || end == s) return -1;
+    if (*end == '/') {
+        const char *d = end + 1;
+        double den = strtod(d, &end);
+        if (errno || end == d || den == 0) return -1;
+        v /= den;
+    }
+    if (*end || !isfinite(v)) return -1;
+    *out = v;
+    return 0;
+}

@@ -1,0 +1,624 @@
+/* images.c: JPEG image folders -> Dataset (Keras image_dataset_from_directory), single-file
+ * decoding for predict, JPEG writing, bilinear resize and the decode benchmark.
+ *
+ * Owns: listing class folders and files (deterministic, sorted order), TurboJPEG decoding
+ * (one tjhandle per OpenMP thread), the bad-image policy, and the tf.image.resize bilinear
+ * resampler.
+ *
+ * Fidelity to Keras:
+ *  - Keras decodes with tf.io.decode_image (libjpeg, ISLOW DCT, fancy upsampling: the same as
+ *    TurboJPEG's defaults) at full size, then tf.image.resize(bilinear, antialias=False,
+ *    half-pixel centres) and keeps float32 values. We round the resized values to uint8.
+ *  - Unless ImageDirOptions.exact is set, a source much larger than the target is first
+ *    decoded at a reduced size by libjpeg's DCT scaling (the largest scale-down, among
+ *    tjGetScalingFactors(), that keeps both dimensions >= the target), then resized
+ *    bilinearly from that. This is an approximation of Keras (which samples the full-size
+ *    image without antialiasing); it is 2-4x faster and, if anything, less aliased.
+ *  - CMYK/YCCK JPEGs: decoded as CMYK and converted as TensorFlow does for Adobe (inverted)
+ *    CMYK, r = c * k / 255 etc. (virtually every CMYK JPEG carries the Adobe marker; TF's
+ *    non-Adobe branch is not reproduced because TurboJPEG does not expose the marker).
+ *  - Bad-image policy: a file is unreadable when it is empty, is not a JPEG, has a header
+ *    declaring more than max_pixels pixels, cannot be decoded, or decodes with a libjpeg
+ *    *warning* (tjGetErrorCode() == TJERR_WARNING: a truncated file, "premature end of data
+ *    segment", corrupt entropy data). TensorFlow would accept the warning cases and train on
+ *    a partly grey image; we prefer to skip them (one stderr line each, counted in
+ *    Dataset.skipped) or, in strict mode, to fail naming the file.
+ */
+#include "images.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <turbojpeg.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define MAX_FILE_BYTES (1LL << 30) /* a JPEG larger than 1 GiB is refused unread */
+#define MAX_WALK_DEPTH 32          /* nested folders inside a class folder */
+#define REASON_LEN 200
+
+void image_dir_options_default(ImageDirOptions *o) {
+    memset(o, 0, sizeof *o);
+    o->height = 180;
+    o->width = 180;
+    o->channels = 3;
+    o->max_pixels = IMAGES_DEFAULT_MAX_PIXELS;
+}
+
+/* ---------------------------------------------------------------- bilinear resize */
+
+static inline uint8_t round_u8(float v) {
+    /* v is a convex combination of uint8 values, so 0 <= v <= 255 up to rounding; round half
+     * up (TF keeps the float; lrintf's half-to-even would only differ on exact .5 ties). */
+    v += 0.5f;
+    v = v > 0.0f ? v : 0.0f;
+    v = v < 255.0f ? v : 255.0f;
+    return (uint8_t)(int)v;
+}
+
+void image_resize_bilinear(const uint8_t *src, int sh, int sw, uint8_t *dst, int dh, int dw,
+                           int c) {
+    /* Per output column: byte offsets of the two source columns and the weight, as TF's
+     * compute_interpolation_weights with HalfPixelScaler. */
+    size_t *x0 = xmalloc((size_t)dw * sizeof *x0), *x1 = xmalloc((size_t)dw * sizeof *x1);
+    float *xl = xmalloc((size_t)dw * sizeof *xl);
+    const float xscale = (float)sw / (float)dw, yscale = (float)sh / (float)dh;
+    for (int x = 0; x < dw; x++) {
+        float in = ((float)x + 0.5f) * xscale - 0.5f, f = floorf(in);
+        int lo = f < 0 ? 0 : (int)f, hi = (int)ceilf(in);
+        lo = lo > sw - 1 ? sw - 1 : lo;
+        hi = hi > sw - 1 ? sw - 1 : (hi < 0 ? 0 : hi);
+        x0[x] = (size_t)lo * c;
+        x1[x] = (size_t)hi * c;
+        xl[x] = in - f;
+    }
+    for (int y = 0; y < dh; y++) {
+        float in = ((float)y + 0.5f) * yscale - 0.5f, f = floorf(in);
+        int y0 = f < 0 ? 0 : (int)f, y1 = (int)ceilf(in);
+        if (y0 > sh - 1) y0 = sh - 1;
+        if (y1 > sh - 1) y1 = sh - 1;
+        if (y1 < 0) y1 = 0;
+        const float yl = in - f;
+        const uint8_t *r0 = src + (size_t)y0 * sw * c, *r1 = src + (size_t)y1 * sw * c;
+        uint8_t *o = dst + (size_t)y * dw * c;
+        if (c == 3) {
+            for (int x = 0; x < dw; x++) {
+                const uint8_t *tl = r0 + x0[x], *tr = r0 + x1[x], *bl = r1 + x0[x],
+                              *br = r1 + x1[x];
+                const float a = xl[x];
+                for (int k = 0; k < 3; k++) {
+                    float top = (float)tl[k] + ((float)tr[k] - (float)tl[k]) * a;
+                    float bot = (float)bl[k] + ((float)br[k] - (float)bl[k]) * a;
+                    o[3 * x + k] = round_u8(top + (bot - top) * yl);
+                }
+            }
+        } else {
+            for (int x = 0; x < dw; x++) {
+                const uint8_t *tl = r0 + x0[x], *tr = r0 + x1[x], *bl = r1 + x0[x],
+                              *br = r1 + x1[x];
+                const float a = xl[x];
+                for (int k = 0; k < c; k++) {
+                    float top = (float)tl[k] + ((float)tr[k] - (float)tl[k]) * a;
+                    float bot = (float)bl[k] + ((float)br[k] - (float)bl[k]) * a;
+                    o[(size_t)x * c + k] = round_u8(top + (bot - top) * yl);
+                }
+            }
+        }
+    }
+    free(x0);
+    free(x1);
+    free(xl);
+}
+
+/* ---------------------------------------------------------------- decoding one file */
+
+/* Per-thread decoding state: the TurboJPEG handle and reusable buffers. */
+typedef struct {
+    tjhandle tj;
+    unsigned char *file;
+    size_t file_cap;
+    uint8_t *pix;
+    size_t pix_cap;
+} Decoder;
+
+static void decoder_free(Decoder *dc) {
+    if (dc->tj) tjDestroy(dc->tj);
+    free(dc->file);
+    free(dc->pix);
+    memset(dc, 0, sizeof *dc);
+}
+
+static int is_jpeg_magic(const unsigned char *p, size_t n) {
+    return n >= 3 && p[0] == 0xFF && p[1] == 0xD8 && p[2] == 0xFF;
+}
+
+/* Read path into dc->file; returns its size, or -1 with reason set. */
+static long long read_file(Decoder *dc, const char *path, char *reason) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(reason, REASON_LEN, "cannot open: %s", strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(reason, REASON_LEN, "not a regular file");
+        fclose(f);
+        return -1;
+    }
+    long long n = (long long)st.st_size;
+    if (n == 0) {
+        snprintf(reason, REASON_LEN, "empty file (0 bytes)");
+        fclose(f);
+        return -1;
+    }
+    if (n > MAX_FILE_BYTES) {
+        snprintf(reason, REASON_LEN, "file too large (%lld bytes)", n);
+        fclose(f);
+        return -1;
+    }
+    if ((size_t)n > dc->file_cap) {
+        free(dc->file);
+        dc->file = xmalloc((size_t)n);
+        dc->file_cap = (size_t)n;
+    }
+    size_t got = fread(dc->file, 1, (size_t)n, f);
+    int rerr = ferror(f);
+    fclose(f);
+    if (rerr || got != (size_t)n) {
+        snprintf(reason, REASON_LEN, "read error (%zu of %lld bytes)", got, n);
+        return -1;
+    }
+    return n;
+}
+
+/* Decode the JPEG in dc->file[0..n) and resize it to h x w x c into out. With allow_scale,
+ * DCT scaling picks the smallest decoded size that is still >= (h, w). 0 or -1 with reason. */
+static int decode_resize(Decoder *dc, size_t n, int h, int w, int c, int64_t max_pixels,
+                         int allow_scale, uint8_t *out, char *reason) {
+    if (!is_jpeg_magic(dc->file, n)) {
+        snprintf(reason, REASON_LEN, "not a JPEG file (no SOI marker)");
+        return -1;
+    }
+    int jw = 0, jh = 0, subsamp = 0, cs = 0;
+    if (tjDecompressHeader3(dc->tj, dc->file, (unsigned long)n, &jw, &jh, &subsamp, &cs) != 0) {
+        snprintf(reason, REASON_LEN, "bad JPEG header: %s", tjGetErrorStr2(dc->tj));
+        return -1;
+    }
+    if (jw <= 0 || jh <= 0) {
+        snprintf(reason, REASON_LEN, "bad JPEG header: %dx%d image", jw, jh);
+        return -1;
+    }
+    if ((int64_t)jw * (int64_t)jh > max_pixels) {
+        snprintf(reason, REASON_LEN, "image too large: %dx%d = %lld pixels > limit %lld", jw, jh,
+                 (long long)jw * jh, (long long)max_pixels);
+        return -1;
+    }
+    /* DCT scaling: the smallest scaled size with both dimensions >= the target. */
+    int sw = jw, sh = jh;
+    if (allow_scale) {
+        int nsf = 0;
+        tjscalingfactor *sf = tjGetScalingFactors(&nsf);
+        for (int i = 0; sf && i < nsf; i++) {
+            if (sf[i].num >= sf[i].denom) continue; /* only scale-downs */
+            int tw = TJSCALED(jw, sf[i]), th = TJSCALED(jh, sf[i]);
+            if (tw >= w && th >= h && (int64_t)tw * th < (int64_t)sw * sh) {
+                sw = tw;
+                sh = th;
+            }
+        }
+    }
+    const int cmyk = cs == TJCS_CMYK || cs == TJCS_YCCK;
+    const int pf = cmyk ? TJPF_CMYK : (c == 1 ? TJPF_GRAY : TJPF_RGB);
+    const int ps = tjPixelSize[pf];
+    size_t need = (size_t)sw * sh * ps;
+    if (need > dc->pix_cap) {
+        free(dc->pix);
+        dc->pix = xmalloc(need);
+        dc->pix_cap = need;
+    }
+    if (tjDecompress2(dc->tj, dc->file, (unsigned long)n, dc->pix, sw, 0, sh, pf, 0) != 0) {
+        const char *kind = tjGetErrorCode(dc->tj) == TJERR_WARNING ? "corrupt or truncated JPEG"
+                                                                    : "cannot decode JPEG";
+        snprintf(reason, REASON_LEN, "%s: %s", kind, tjGetErrorStr2(dc->tj));
+        return -1;
+    }
+    if (cmyk) {
+        /* Adobe (inverted) CMYK -> RGB as TensorFlow's decode_jpeg, then to gray if needed
+         * with libjpeg's weights. Converted in place (4 -> c bytes per pixel, forward). */
+        size_t np = (size_t)sw * sh;
+        for (size_t i = 0; i < np; i++) {
+            const uint8_t *q = dc->pix + 4 * i;
+            int r = q[0] * q[3] / 255, g = q[1] * q[3] / 255, b = q[2] * q[3] / 255;
+            if (c == 3) {
+                dc->pix[3 * i] = (uint8_t)r;
+                dc->pix[3 * i + 1] = (uint8_t)g;
+                dc->pix[3 * i + 2] = (uint8_t)b;
+            } else {
+                dc->pix[i] = (uint8_t)lrint(0.299 * r + 0.587 * g + 0.114 * b);
+            }
+        }
+    }
+    if (sw == w && sh == h)
+        memcpy(out, dc->pix, (size_t)w * h * c);
+    else
+        image_resize_bilinear(dc->pix, sh, sw, out, h, w, c);
+    return 0;
+}
+
+static int load_one(Decoder *dc, const char *path, int h, int w, int c, int64_t max_pixels,
+                    int allow_scale, uint8_t *out, char *reason) {
+    long long n = read_file(dc, path, reason);
+    if (n < 0) return -1;
+    return decode_resize(dc, (size_t)n, h, w, c, max_pixels, allow_scale, out, reason);
+}
+
+int image_load_file(const char *path, int h, int w, int c, uint8_t *out, Err *e) {
+    if (h <= 0 || w <= 0 || (c != 1 && c != 3)) {
+        err_set(e, "%s: bad target image shape %dx%dx%d (channels must be 1 or 3)", path, h, w,
+                c);
+        return -1;
+    }
+    Decoder dc = {0};
+    dc.tj = tjInitDecompress();
+    if (!dc.tj) {
+        err_set(e, "%s: cannot initialise TurboJPEG: %s", path, tjGetErrorStr2(NULL));
+        return -1;
+    }
+    char reason[REASON_LEN];
+    int rc = load_one(&dc, path, h, w, c, IMAGES_DEFAULT_MAX_PIXELS, 1, out, reason);
+    decoder_free(&dc);
+    if (rc != 0) err_set(e, "%s: %s", path, reason);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- writing */
+
+int image_write_jpeg(const char *path, const uint8_t *pix, int h, int w, int c, int quality,
+                     Err *e) {
+    if (h <= 0 || w <= 0 || (c != 1 && c != 3) || quality < 1 || quality > 100) {
+        err_set(e, "%s: cannot write a %dx%dx%d JPEG at quality %d", path, h, w, c, quality);
+        return -1;
+    }
+    tjhandle tj = tjInitCompress();
+    if (!tj) {
+        err_set(e, "%s: cannot initialise TurboJPEG: %s", path, tjGetErrorStr2(NULL));
+        return -1;
+    }
+    unsigned char *jpg = NULL;
+    unsigned long size = 0;
+    int rc = tjCompress2(tj, pix, w, 0, h, c == 1 ? TJPF_GRAY : TJPF_RGB, &jpg, &size,
+                         c == 1 ? TJSAMP_GRAY : TJSAMP_444, quality, TJFLAG_ACCURATEDCT);
+    if (rc != 0) {
+        err_set(e, "%s: JPEG compression failed: %s", path, tjGetErrorStr2(tj));
+        tjFree(jpg);
+        tjDestroy(tj);
+        return -1;
+    }
+    IoChunk ch = {jpg, size};
+    rc = file_write_atomic(path, &ch, 1, e);
+    tjFree(jpg);
+    tjDestroy(tj);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- listing */
+
+typedef struct {
+    char *path; /* full path */
+    char *root; /* directory part, for Keras' sorted(os.walk()) order */
+    char *name; /* file name */
+    int label;
+} FileEnt;
+
+typedef struct {
+    FileEnt *f;
+    size_t n, cap;
+} FileList;
+
+static void filelist_free(FileList *l) {
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->f[i].path);
+        free(l->f[i].root);
+        free(l->f[i].name);
+    }
+    free(l->f);
+    memset(l, 0, sizeof *l);
+}
+
+static char *path_join(const char *a, const char *b) {
+    size_t na = strlen(a), nb = strlen(b);
+    char *p = xmalloc(na + nb + 2);
+    memcpy(p, a, na);
+    size_t k = na;
+    if (na > 0 && a[na - 1] != '/') p[k++] = '/';
+    memcpy(p + k, b, nb + 1);
+    return p;
+}
+
+static int has_ext(const char *name, const char *ext) {
+    size_t n = strlen(name), m = strlen(ext);
+    if (n <= m) return 0;
+    return strcasecmp(name + n - m, ext) == 0;
+}
+
+/* Keras' white-list of image extensions; only JPEG is decoded, the others are sniffed. */
+static int is_image_name(const char *name) {
+    static const char *const ext[] = {".jpg", ".jpeg", ".png", ".gif", ".bmp", NULL};
+    for (int i = 0; ext[i]; i++)
+        if (has_ext(name, ext[i])) return 1;
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Names in dir (excluding . and ..), sorted; NULL with e set when dir cannot be opened. */
+static char **list_names(const char *dir, size_t *count, Err *e) {
+    DIR *d = opendir(dir);
+    if (!d) {
+        err_set(e, "%s: cannot open directory: %s", dir, strerror(errno));
+        return NULL;
+    }
+    size_t n = 0, cap = 16;
+    char **v = xmalloc(cap * sizeof *v);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
+        if (n == cap) {
+            char **nv = xmalloc(2 * cap * sizeof *nv);
+            memcpy(nv, v, n * sizeof *v);
+            free(v);
+            v = nv;
+            cap *= 2;
+        }
+        v[n++] = xstrdup(de->d_name);
+    }
+    closedir(d);
+    qsort(v, n, sizeof *v, cmp_str);
+    *count = n;
+    return v;
+}
+
+static void free_names(char **v, size_t n) {
+    for (size_t i = 0; i < n; i++) free(v[i]);
+    free(v);
+}
+
+static void filelist_push(FileList *l, const char *root, const char *name, int label) {
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 256;
+        FileEnt *nf = xmalloc(cap * sizeof *nf);
+        if (l->n) memcpy(nf, l->f, l->n * sizeof *nf);
+        free(l->f);
+        l->f = nf;
+        l->cap = cap;
+    }
+    FileEnt *f = &l->f[l->n++];
+    f->path = path_join(root, name);
+    f->root = xstrdup(root);
+    f->name = xstrdup(name);
+    f->label = label;
+}
+
+/* Every image-named regular file under dir (recursing into real sub-folders, not symlinked
+ * ones, as os.walk(followlinks=False)). */
+static int walk_class(FileList *l, const char *dir, int label, int depth, Err *e) {
+    if (depth > MAX_WALK_DEPTH) {
+        err_set(e, "%s: folders nested more than %d deep", dir, MAX_WALK_DEPTH);
+        return -1;
+    }
+    size_t n = 0;
+    char **names = list_names(dir, &n, e);
+    if (!names) return -1;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        char *p = path_join(dir, names[i]);
+        struct stat lst, st;
+        if (lstat(p, &lst) == 0 && S_ISDIR(lst.st_mode)) {
+            rc = walk_class(l, p, label, depth + 1, e);
+        } else if (is_image_name(names[i]) && stat(p, &st) == 0 && !S_ISDIR(st.st_mode)) {
+            filelist_push(l, dir, names[i], label);
+        }
+        free(p);
+    }
+    free_names(names, n);
+    return rc;
+}
+
+static int cmp_fileent(const void *a, const void *b) {
+    const FileEnt *x = a, *y = b;
+    if (x->label != y->label) return x->label < y->label ? -1 : 1;
+    int r = strcmp(x->root, y->root);
+    return r ? r : strcmp(x->name, y->name);
+}
+
+/* Class folders of dir (sorted, hidden ones skipped) and their files in Keras' order. */
+static int list_dataset(const char *dir, FileList *l, char ***classes, int *n_classes, Err *e) {
+    size_t n = 0;
+    char **names = list_names(dir, &n, e);
+    if (!names) return -1;
+    char **cls = xmalloc((n ? n : 1) * sizeof *cls);
+    int nc = 0, rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (names[i][0] == '.') continue;
+        char *p = path_join(dir, names[i]);
+        struct stat st;
+        if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) cls[nc++] = xstrdup(names[i]);
+        free(p);
+    }
+    free_names(names, n);
+    if (nc == 0) {
+        err_set(e, "%s: no class sub-folders (expected one folder of images per class)", dir);
+        rc = -1;
+    }
+    for (int k = 0; k < nc && rc == 0; k++) {
+        char *p = path_join(dir, cls[k]);
+        rc = walk_class(l, p, k, 0, e);
+        free(p);
+    }
+    if (rc != 0) {
+        for (int k = 0; k < nc; k++) free(cls[k]);
+        free(cls);
+        filelist_free(l);
+        return -1;
+    }
+    qsort(l->f, l->n, sizeof *l->f, cmp_fileent);
+    *classes = cls;
+    *n_classes = nc;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- parallel decoding */
+
+/* Decode files[0..n) into out (n slots of h*w*c); ok[i] = 1 or 0 with reasons[i] filled. */
+static int decode_all(const FileList *l, int h, int w, int c, int64_t max_pixels, int allow_scale,
+                      uint8_t *out, unsigned char *ok, char (*reasons)[REASON_LEN], Err *e) {
+    const size_t per = (size_t)h * w * c;
+    const long long n = (long long)l->n;
+    int init_failed = 0;
+#pragma omp parallel
+    {
+        Decoder dc = {0};
+        dc.tj = tjInitDecompress();
+        if (!dc.tj) {
+#pragma omp atomic write
+            init_failed = 1;
+        }
+#pragma omp for schedule(dynamic, 4)
+        for (long long i = 0; i < n; i++) {
+            if (!dc.tj) {
+                ok[i] = 0;
+                snprintf(reasons[i], REASON_LEN, "TurboJPEG unavailable");
+                continue;
+            }
+            ok[i] = load_one(&dc, l->f[i].path, h, w, c, max_pixels, allow_scale,
+                             out + (size_t)i * per, reasons[i]) == 0;
+        }
+        decoder_free(&dc);
+    }
+    if (init_failed) {
+        err_set(e, "cannot initialise TurboJPEG: %s", tjGetErrorStr2(NULL));
+        return -1;
+    }
+    return 0;
+}
+
+int images_load_dir(Dataset *d, const char *dir, const ImageDirOptions *o, Err *e) {
+    memset(d, 0, sizeof *d);
+    const int h = o->height, w = o->width, c = o->channels;
+    if (h <= 0 || w <= 0 || h > 65535 || w > 65535 || (c != 1 && c != 3)) {
+        err_set(e, "%s: bad image size %dx%d or channels %d (1 = grayscale, 3 = rgb)", dir, h, w,
+                c);
+        return -1;
+    }
+    const int64_t max_pixels = o->max_pixels > 0 ? o->max_pixels : IMAGES_DEFAULT_MAX_PIXELS;
+    FileList l = {0};
+    char **classes = NULL;
+    int nc = 0;
+    if (list_dataset(dir, &l, &classes, &nc, e) != 0) return -1;
+
+    const size_t per = (size_t)h * w * c;
+    if (l.n > 0 && per > SIZE_MAX / l.n) {
+        err_set(e, "%s: %zu images of %dx%dx%d do not fit in memory", dir, l.n, h, w, c);
+        goto fail;
+    }
+    uint8_t *pix = xmalloc(l.n ? l.n * per : 1);
+    unsigned char *ok = xcalloc(l.n ? l.n : 1, 1);
+    char(*reasons)[REASON_LEN] = xmalloc((l.n ? l.n : 1) * sizeof *reasons);
+    if (decode_all(&l, h, w, c, max_pixels, !o->exact, pix, ok, reasons, e) != 0) {
+        free(pix);
+        free(ok);
+        free(reasons);
+        goto fail;
+    }
+    /* Report bad files in listing order (deterministic), then compact the good ones. */
+    int64_t skipped = 0, k = 0;
+    int32_t *labels = xmalloc((l.n ? l.n : 1) * sizeof *labels);
+    for (size_t i = 0; i < l.n; i++) {
+        if (!ok[i]) {
+            if (o->strict) {
+                err_set(e, "%s: %s (strict image loading)", l.f[i].path, reasons[i]);
+                free(pix);
+                free(ok);
+                free(reasons);
+                free(labels);
+                goto fail;
+            }
+            fprintf(stderr, "convnet-dist: warning: skipping %s: %s\n", l.f[i].path, reasons[i]);
+            skipped++;
+            continue;
+        }
+        if ((size_t)k != i) memmove(pix + (size_t)k * per, pix + i * per, per);
+        labels[k++] = l.f[i].label;
+    }
+    free(ok);
+    free(reasons);
+    if (k == 0) {
+        err_set(e, "%s: no readable images found (%lld skipped; allowed formats: .jpg, .jpeg)",
+                dir, (long long)skipped);
+        free(pix);
+        free(labels);
+        goto fail;
+    }
+    d->n = k;
+    d->h = h;
+    d->w = w;
+    d->c = c;
+    d->pixels = pix;
+    d->labels = labels;
+    d->n_classes = nc;
+    d->class_names = classes;
+    d->skipped = skipped;
+    filelist_free(&l);
+    return 0;
+fail:
+    for (int i = 0; i < nc; i++) free(classes[i]);
+    free(classes);
+    filelist_free(&l);
+    return -1;
+}
+
+double images_bench_decode(const char *dir, int h, int w, int repeats) {
+    Err e = {0};
+    FileList l = {0};
+    char **classes = NULL;
+    int nc = 0;
+    if (h <= 0 || w <= 0 || repeats <= 0) {
+        fprintf(stderr, "convnet-dist: images_bench_decode: bad size %dx%d or repeats %d\n", h, w,
+                repeats);
+        return -1.0;
+    }
+    if (list_dataset(dir, &l, &classes, &nc, &e) != 0) {
+        fprintf(stderr, "convnet-dist: %s\n", e.msg);
+        return -1.0;
+    }
+    const size_t per = (size_t)h * w * 3;
+    uint8_t *pix = xmalloc(l.n ? l.n * per : 1);
+    unsigned char *ok = xcalloc(l.n ? l.n : 1, 1);
+    char(*reasons)[REASON_LEN] = xmalloc((l.n ? l.n : 1) * sizeof *reasons);
+    long long decoded = 0;
+    double t0 = now_seconds();
+    for (int r = 0; r < repeats; r++) {
+        if (decode_all(&l, h, w, 3, IMAGES_DEFAULT_MAX_PIXELS, 1, pix, ok, reasons, &e) != 0) {
+            fprintf(stderr, "convnet-dist: %s\n", e.msg);
+            break;
+        }
+        for (size_t i = 0; i < l.n; i++) decoded += ok[i];
+    }
+    double dt = now_seconds() - t0;
+    free(pix);
+    free(ok);
+    free(reasons);
+    for (int i = 0; i < nc; i++) free(classes[i]);
+    free(classes);
+    filelist_free(&l);
+    return dt > 0 ? (double)decoded / dt : 0.0;
+}

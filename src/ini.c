@@ -1,0 +1,490 @@
+/* ini.c: job-file syntax (sections of key = value), --set overrides, typed getters that
+ * validate and record resolved values, unknown-key detection and the resolved printout. */
+#include "ini.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char *trim(char *s) {
+    while (isspace((unsigned char)*s)) s++;
+    char *end = s + strlen(s);
+    while (end > s && isspace((unsigned char)end[-1])) *--end = 0;
+    return s;
+}
+
+static Section *add_section(IniFile *ini, const char *name, int line) {
+    if (ini->n_sec == ini->cap_sec) {
+        ini->cap_sec = ini->cap_sec ? 2 * ini->cap_sec : 16;
+        Section *grown = xmalloc((size_t)ini->cap_sec * sizeof *grown);
+        if (ini->n_sec) memcpy(grown, ini->sec, (size_t)ini->n_sec * sizeof *grown);
+        free(ini->sec);
+        ini->sec = grown;
+    }
+    /* Keras naming: the first conv2d is "conv2d", then "conv2d_1", "conv2d_2", ... */
+    int count = 0;
+    for (int i = 0; i < ini->n_sec; i++) count += strcmp(ini->sec[i].name, name) == 0;
+    char label[96];
+    if (count == 0)
+        snprintf(label, sizeof label, "%s", name);
+    else
+        snprintf(label, sizeof label, "%s_%d", name, count);
+    Section *s = &ini->sec[ini->n_sec++];
+    memset(s, 0, sizeof *s);
+    s->name = xstrdup(name);
+    s->label = xstrdup(label);
+    s->line = line;
+    return s;
+}
+
+static KeyVal *find_key(Section *s, const char *key) {
+    for (int i = 0; i < s->n_kv; i++)
+        if (strcmp(s->kv[i].key, key) == 0) return &s->kv[i];
+    return NULL;
+}
+
+static KeyVal *add_key(Section *s, const char *key, const char *value, int line) {
+    if (s->n_kv == s->cap_kv) {
+        s->cap_kv = s->cap_kv ? 2 * s->cap_kv : 8;
+        KeyVal *grown = xmalloc((size_t)s->cap_kv * sizeof *grown);
+        if (s->n_kv) memcpy(grown, s->kv, (size_t)s->n_kv * sizeof *grown);
+        free(s->kv);
+        s->kv = grown;
+    }
+    KeyVal *kv = &s->kv[s->n_kv++];
+    memset(kv, 0, sizeof *kv);
+    kv->key = xstrdup(key);
+    kv->value = xstrdup(value);
+    kv->line = line;
+    return kv;
+}
+
+static int valid_name(const char *s) {
+    if (!*s) return 0;
+    for (; *s; s++)
+        if (!(isalnum((unsigned char)*s) || *s == '_')) return 0;
+    return 1;
+}
+
+int ini_parse_string(IniFile *ini, const char *name, const char *text, Err *e) {
+    memset(ini, 0, sizeof *ini);
+    ini->path = xstrdup(name);
+    Section *cur = NULL;
+    int line = 0;
+    const char *p = text;
+    while (*p) {
+        line++;
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        char *buf = xmalloc(len + 1);
+        memcpy(buf, p, len);
+        buf[len] = 0;
+        p += len + (nl ? 1 : 0);
+        /* strip comments: a '#' or ';' at line start or after whitespace */
+        for (char *c = buf; *c; c++)
+            if ((*c == '#' || *c == ';') && (c == buf || isspace((unsigned char)c[-1]))) {
+                *c = 0;
+                break;
+            }
+        char *s = trim(buf);
+        int rc = 0;
+        if (!*s) {
+        } else if (*s == '[') {
+            char *close = strchr(s, ']');
+            if (!close || close[1]) {
+                err_set(e, "%s:%d: malformed section header '%s' (expected [name])", name, line, s);
+                rc = -1;
+            } else {
+                *close = 0;
+                char *secname = trim(s + 1);
+                if (!valid_name(secname)) {
+                    err_set(e, "%s:%d: bad section name '%s'", name, line, secname);
+                    rc = -1;
+                } else
+                    cur = add_section(ini, secname, line);
+            }
+        } else {
+            char *eq = strchr(s, '=');
+            if (!eq) {
+                err_set(e, "%s:%d: expected 'key = value', got '%s'", name, line, s);
+                rc = -1;
+            } else if (!cur) {
+                err_set(e, "%s:%d: '%s' appears before any [section]", name, line, s);
+                rc = -1;
+            } else {
+                *eq = 0;
+                char *key = trim(s), *val = trim(eq + 1);
+                if (!valid_name(key)) {
+                    err_set(e, "%s:%d: bad key '%s'", name, line, key);
+                    rc = -1;
+                } else if (find_key(cur, key)) {
+                    err_set(e, "%s:%d: key '%s' repeated in [%s] (first at line %d)", name, line,
+                            key, cur->name, find_key(cur, key)->line);
+                    rc = -1;
+                } else if (!*val) {
+                    err_set(e, "%s:%d: key '%s' has no value", name, line, key);
+                    rc = -1;
+                } else
+                    add_key(cur, key, val, line);
+            }
+        }
+        free(buf);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+int ini_parse_file(IniFile *ini, const char *path, Err *e) {
+    memset(ini, 0, sizeof *ini);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        err_set(e, "cannot open job file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    size_t cap = 8192, len = 0, got;
+    char *text = xmalloc(cap);
+    while ((got = fread(text + len, 1, cap - len - 1, f)) > 0) {
+        len += got;
+        if (cap - len < 1024) {
+            char *grown = xmalloc(cap * 2);
+            memcpy(grown, text, len);
+            free(text);
+            text = grown;
+            cap *= 2;
+        }
+    }
+    int bad = ferror(f);
+    fclose(f);
+    text[len] = 0;
+    if (bad || memchr(text, 0, len)) {
+        err_set(e, "%s: cannot read job file (I/O error or binary content)", path);
+        free(text);
+        return -1;
+    }
+    int rc = ini_parse_string(ini, path, text, e);
+    free(text);
+    return rc;
+}
+
+void ini_free(IniFile *ini) {
+    for (int i = 0; i < ini->n_sec; i++) {
+        Section *s = &ini->sec[i];
+        for (int k = 0; k < s->n_kv; k++) {
+            free(s->kv[k].key);
+            free(s->kv[k].value);
+        }
+        free(s->kv);
+        free(s->name);
+        free(s->label);
+    }
+    free(ini->sec);
+    free(ini->path);
+    memset(ini, 0, sizeof *ini);
+}
+
+Section *ini_find(IniFile *ini, const char *name) {
+    for (int i = 0; i < ini->n_sec; i++)
+        if (strcmp(ini->sec[i].name, name) == 0) return &ini->sec[i];
+    return NULL;
+}
+
+int ini_apply_override(IniFile *ini, const char *assignment, Err *e) {
+    const char *dot = strchr(assignment, '.'), *eq = strchr(assignment, '=');
+    if (!dot || !eq || dot > eq) {
+        err_set(e, "--set %s: expected section.key=value (e.g. train.epochs=1)", assignment);
+        return -1;
+    }
+    char label[96], key[96];
+    size_t ll = (size_t)(dot - assignment), kl = (size_t)(eq - dot - 1);
+    if (ll == 0 || ll >= sizeof label || kl == 0 || kl >= sizeof key) {
+        err_set(e, "--set %s: expected section.key=value", assignment);
+        return -1;
+    }
+    memcpy(label, assignment, ll);
+    label[ll] = 0;
+    memcpy(key, dot + 1, kl);
+    key[kl] = 0;
+    const char *val = eq + 1;
+    if (!*val) {
+        err_set(e, "--set %s: empty value", assignment);
+        return -1;
+    }
+    Section *s = NULL;
+    for (int i = 0; i < ini->n_sec; i++)
+        if (strcmp(ini->sec[i].label, label) == 0) s = &ini->sec[i];
+    if (!s) {
+        /* Settings sections ([train], [data], ...) may be absent from a job; layers may not. */
+        static const char *const settings[] = {"train", "data", "checkpoint", "dist", NULL};
+        for (int i = 0; settings[i] && !s; i++)
+            if (strcmp(label, settings[i]) == 0) s = add_section(ini, label, 0);
+        if (!s) {
+            err_set(e, "--set %s: the job %s has no section '%s'", assignment, ini->path, label);
+            return -1;
+        }
+    }
+    KeyVal *kv = find_key(s, key);
+    if (kv) {
+        free(kv->value);
+        kv->value = xstrdup(val);
+        kv->line = 0;
+    } else
+        add_key(s, key, val, 0);
+    return 0;
+}
+
+/* "FILE:LINE" or "--set" for messages */
+static const char *where(const IniFile *ini, const Section *s, const KeyVal *kv, char *buf,
+                         size_t n) {
+    if (kv && kv->line == 0)
+        snprintf(buf, n, "--set %s.%s", s->label, kv->key);
+    else
+        snprintf(buf, n, "%s:%d", ini->path, kv ? kv->line : s->line);
+    return buf;
+}
+
+/* Look a key up and mark it used; NULL when absent. */
+static KeyVal *take(Section *s, const char *key) {
+    KeyVal *kv = find_key(s, key);
+    if (kv) kv->used = 1;
+    return kv;
+}
+
+static void record_default(Section *s, const char *key, const char *value) {
+    KeyVal *kv = add_key(s, key, value, -1);
+    kv->used = 1;
+    kv->resolved = 1;
+}
+
+static int missing(IniFile *ini, Section *s, const char *key, Err *e) {
+    err_set(e, "%s:%d: [%s] needs '%s'", ini->path, s->line, s->name, key);
+    return -1;
+}
+
+int sec_get_long(IniFile *ini, Section *s, const char *key, int required, long def, long lo,
+                 long hi, long *out, Err *e) {
+    KeyVal *kv = take(s, key);
+    char w[160];
+    if (!kv) {
+        if (required) return missing(ini, s, key, e);
+        *out = def;
+        char v[32];
+        snprintf(v, sizeof v, "%ld", def);
+        record_default(s, key, v);
+        return 0;
+    }
+    long v;
+    if (parse_long(kv->value, &v) != 0) {
+        err_set(e, "%s: '%s' must be an integer, got '%s'", where(ini, s, kv, w, sizeof w), key,
+                kv->value);
+        return -1;
+    }
+    if (v < lo || v > hi) {
+        err_set(e, "%s: '%s' = %ld is out of range [%ld, %ld]", where(ini, s, kv, w, sizeof w),
+                key, v, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int sec_get_int(IniFile *ini, Section *s, const char *key, int required, int def, int lo, int hi,
+                int *out, Err *e) {
+    long v;
+    if (sec_get_long(ini, s, key, required, def, lo, hi, &v, e)) return -1;
+    *out = (int)v;
+    return 0;
+}
+
+int sec_get_double(IniFile *ini, Section *s, const char *key, int required, double def,
+                   double lo, double hi, double *out, Err *e) {
+    KeyVal *kv = take(s, key);
+    char w[160];
+    if (!kv) {
+        if (required) return missing(ini, s, key, e);
+        *out = def;
+        char v[40];
+        snprintf(v, sizeof v, "%.9g", def);
+        record_default(s, key, v);
+        return 0;
+    }
+    double v;
+    if (parse_double(kv->value, &v) != 0) {
+        err_set(e, "%s: '%s' must be a number, got '%s'", where(ini, s, kv, w, sizeof w), key,
+                kv->value);
+        return -1;
+    }
+    if (v < lo || v > hi) {
+        err_set(e, "%s: '%s' = %g is out of range [%g, %g]", where(ini, s, kv, w, sizeof w), key,
+                v, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int sec_get_float(IniFile *ini, Section *s, const char *key, int required, double def, double lo,
+                  double hi, float *out, Err *e) {
+    double v;
+    if (sec_get_double(ini, s, key, required, def, lo, hi, &v, e)) return -1;
+    *out = (float)v;
+    return 0;
+}
+
+int sec_get_enum(IniFile *ini, Section *s, const char *key, int required, int def,
+                 const char *const *choices, int *out, Err *e) {
+    KeyVal *kv = take(s, key);
+    char w[160];
+    if (!kv) {
+        if (required) return missing(ini, s, key, e);
+        *out = def;
+        record_default(s, key, choices[def]);
+        return 0;
+    }
+    for (int i = 0; choices[i]; i++)
+        if (strcmp(kv->value, choices[i]) == 0) {
+            *out = i;
+            return 0;
+        }
+    char list[512] = "";
+    for (int i = 0; choices[i]; i++) {
+        strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
+        strncat(list, choices[i], sizeof list - strlen(list) - 1);
+    }
+    err_set(e, "%s: '%s' = '%s' is not one of: %s", where(ini, s, kv, w, sizeof w), key,
+            kv->value, list);
+    return -1;
+}
+
+int sec_get_bool(IniFile *ini, Section *s, const char *key, int def, int *out, Err *e) {
+    static const char *const choices[] = {"false", "true", NULL};
+    return sec_get_enum(ini, s, key, 0, def ? 1 : 0, choices, out, e);
+}
+
+const char *sec_get_str(IniFile *ini, Section *s, const char *key, int required, const char *def,
+                        Err *e) {
+    KeyVal *kv = take(s, key);
+    if (kv) return kv->value;
+    if (required) {
+        missing(ini, s, key, e);
+        return NULL;
+    }
+    if (!def) return NULL;
+    record_default(s, key, def);
+    return find_key(s, key)->value;
+}
+
+int sec_get_pair(IniFile *ini, Section *s, const char *key, int required, int def, int lo, int hi,
+                 int *a, int *b, Err *e) {
+    KeyVal *kv = take(s, key);
+    char w[160];
+    if (!kv) {
+        if (required) return missing(ini, s, key, e);
+        *a = *b = def;
+        char v[32];
+        snprintf(v, sizeof v, "%d,%d", def, def);
+        record_default(s, key, v);
+        return 0;
+    }
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", kv->value);
+    char *sep = strpbrk(buf, ",x");
+    long x, y;
+    int ok;
+    if (sep) {
+        *sep = 0;
+        ok = parse_long(trim(buf), &x) == 0 && parse_long(trim(sep + 1), &y) == 0;
+    } else {
+        ok = parse_long(trim(buf), &x) == 0;
+        y = x;
+    }
+    if (!ok || x < lo || x > hi || y < lo || y > hi) {
+        err_set(e, "%s: '%s' must be one or two integers in [%d, %d] (e.g. 3 or 3,3), got '%s'",
+                where(ini, s, kv, w, sizeof w), key, lo, hi, kv->value);
+        return -1;
+    }
+    *a = (int)x;
+    *b = (int)y;
+    return 0;
+}
+
+int sec_get_range(IniFile *ini, Section *s, const char *key, int required, double def, float *lo,
+                  float *hi, Err *e) {
+    KeyVal *kv = take(s, key);
+    char w[160];
+    if (!kv) {
+        if (required) return missing(ini, s, key, e);
+        *lo = (float)-def;
+        *hi = (float)def;
+        char v[48];
+        snprintf(v, sizeof v, "%g", def);
+        record_default(s, key, v);
+        return 0;
+    }
+    char buf[96];
+    snprintf(buf, sizeof buf, "%s", kv->value);
+    char *sep = strchr(buf, ',');
+    double x, y;
+    int ok;
+    if (sep) {
+        *sep = 0;
+        ok = parse_double(trim(buf), &x) == 0 && parse_double(trim(sep + 1), &y) == 0 && x <= y;
+    } else {
+        ok = parse_double(trim(buf), &y) == 0 && y >= 0;
+        x = -y;
+    }
+    if (!ok) {
+        err_set(e, "%s: '%s' must be a number x >= 0 (meaning -x..x) or 'lo,hi' with lo <= hi, got '%s'",
+                where(ini, s, kv, w, sizeof w), key, kv->value);
+        return -1;
+    }
+    *lo = (float)x;
+    *hi = (float)y;
+    return 0;
+}
+
+int sec_check_unused(IniFile *ini, Section *s, Err *e) {
+    for (int i = 0; i < s->n_kv; i++)
+        if (!s->kv[i].used) {
+            char w[160];
+            err_set(e, "%s: unknown key '%s' in [%s]", where(ini, s, &s->kv[i], w, sizeof w),
+                    s->kv[i].key, s->name);
+            return -1;
+        }
+    return 0;
+}
+
+void ini_print_resolved(const IniFile *ini, FILE *f) {
+    for (int i = 0; i < ini->n_sec; i++) {
+        const Section *s = &ini->sec[i];
+        if (strcmp(s->name, s->label) == 0)
+            fprintf(f, "[%s]\n", s->name);
+        else
+            fprintf(f, "[%s]  # %s\n", s->name, s->label);
+        for (int k = 0; k < s->n_kv; k++)
+            fprintf(f, "  %-20s = %s%s\n", s->kv[k].key, s->kv[k].value,
+                    s->kv[k].resolved ? "   (default)" : s->kv[k].line == 0 ? "   (--set)" : "");
+    }
+}
+
+uint64_t ini_hash(const IniFile *ini, const char *const *ignore) {
+    uint64_t h = HASH_SEED;
+    for (int i = 0; i < ini->n_sec; i++) {
+        const Section *s = &ini->sec[i];
+        h = hash_bytes(h, s->label, strlen(s->label) + 1);
+        for (int k = 0; k < s->n_kv; k++) {
+            int skip = 0;
+            for (int j = 0; ignore && ignore[j]; j++) {
+                const char *dot = strchr(ignore[j], '.');
+                if (dot && strncmp(ignore[j], s->name, (size_t)(dot - ignore[j])) == 0 &&
+                    s->name[dot - ignore[j]] == 0 && strcmp(dot + 1, s->kv[k].key) == 0)
+                    skip = 1;
+            }
+            if (skip) continue;
+            h = hash_bytes(h, s->kv[k].key, strlen(s->kv[k].key) + 1);
+            h = hash_bytes(h, s->kv[k].value, strlen(s->kv[k].value) + 1);
+        }
+    }
+    return h;
+}

@@ -1,0 +1,204 @@
+/* job.c: turns a parsed job file into a Job: [data], [model], [train] and the layer sections in
+ * order, with Keras defaults, range checks and unknown-key errors (see job.h). */
+#include "job.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static char *join_path(const char *root, const char *p) {
+    if (p[0] == '/' || !root || !*root) return xstrdup(p);
+    size_t n = strlen(root) + strlen(p) + 2;
+    char *s = xmalloc(n);
+    snprintf(s, n, "%s/%s", root, p);
+    return s;
+}
+
+static int path_key(IniFile *ini, Section *s, const char *key, int required, const char *root,
+                    char **out, Err *e) {
+    const char *v = sec_get_str(ini, s, key, required, NULL, e);
+    if (!v) {
+        *out = NULL;
+        return e->set ? -1 : 0;
+    }
+    *out = join_path(root, v);
+    return 0;
+}
+
+static int resolve_data(Job *j, Section *s, Err *e) {
+    IniFile *ini = &j->ini;
+    DataCfg *d = &j->data;
+    static const char *const formats[] = {"idx", "images", NULL};
+    int fmt;
+    if (sec_get_enum(ini, s, "format", 0, DATA_IDX, formats, &fmt, e)) return -1;
+    d->format = (DataFormat)fmt;
+    const char *env = getenv("CONVNET_DATA");
+    const char *root = sec_get_str(ini, s, "root", 0, env && *env ? env : "data", e);
+    d->root = xstrdup(root);
+    if (sec_get_float(ini, s, "scale", 0, 1.0, -1e30, 1e30, &d->scale, e) ||
+        sec_get_float(ini, s, "offset", 0, 0.0, -1e30, 1e30, &d->offset, e))
+        return -1;
+    if (d->format == DATA_IDX) {
+        if (path_key(ini, s, "train_images", 1, root, &d->train_images, e) ||
+            path_key(ini, s, "train_labels", 1, root, &d->train_labels, e) ||
+            path_key(ini, s, "test_images", 1, root, &d->test_images, e) ||
+            path_key(ini, s, "test_labels", 1, root, &d->test_labels, e) ||
+            path_key(ini, s, "validation_images", 0, root, &d->val_images, e) ||
+            path_key(ini, s, "validation_labels", 0, root, &d->val_labels, e))
+            return -1;
+        if (!d->val_images != !d->val_labels) {
+            err_set(e, "%s:%d: [data] needs both validation_images and validation_labels, or "
+                       "neither",
+                    ini->path, s->line);
+            return -1;
+        }
+    } else {
+        static const char *const colors[] = {"grayscale", "rgb", NULL};
+        static const char *const label_modes[] = {"int", "binary", NULL};
+        int color, lm;
+        if (path_key(ini, s, "train_dir", 1, root, &d->train_dir, e) ||
+            path_key(ini, s, "validation_dir", 0, root, &d->val_dir, e) ||
+            path_key(ini, s, "test_dir", 1, root, &d->test_dir, e) ||
+            sec_get_pair(ini, s, "image_size", 0, 256, 1, 8192, &d->image_h, &d->image_w, e) ||
+            sec_get_enum(ini, s, "color_mode", 0, 1, colors, &color, e) ||
+            sec_get_enum(ini, s, "label_mode", 0, 0, label_modes, &lm, e) ||
+            sec_get_bool(ini, s, "strict", 0, &d->strict, e))
+            return -1;
+        d->channels = color ? 3 : 1;
+        d->binary_labels = lm;
+    }
+    return sec_check_unused(ini, s, e);
+}
+
+static int resolve_train(Job *j, Section *s, Err *e) {
+    IniFile *ini = &j->ini;
+    TrainCfg *t = &j->train;
+    static const char *const losses[] = {"sparse_categorical_crossentropy", "binary_crossentropy",
+                                         NULL};
+    static const char *const opts[] = {"rmsprop", "adam", "sgd", NULL};
+    static const char *const metrics[] = {"accuracy", NULL};
+    int loss, opt, metric;
+    long seed;
+    OptConfig *o = &t->opt;
+    if (sec_get_enum(ini, s, "loss", 1, 0, losses, &loss, e) ||
+        sec_get_enum(ini, s, "optimizer", 0, OPT_RMSPROP, opts, &opt, e) ||
+        sec_get_enum(ini, s, "metrics", 0, 0, metrics, &metric, e) ||
+        sec_get_int(ini, s, "batch_size", 0, 32, 1, 1 << 20, &t->batch_size, e) ||
+        sec_get_int(ini, s, "epochs", 0, 1, 0, 1 << 20, &t->epochs, e) ||
+        sec_get_long(ini, s, "seed", 0, 1, 0, (long)(~0UL >> 1), &seed, e) ||
+        sec_get_double(ini, s, "validation_split", 0, 0.0, 0.0, 0.99, &t->validation_split, e) ||
+        sec_get_long(ini, s, "steps_per_epoch", 0, 0, 0, 1L << 40, &t->steps_per_epoch, e) ||
+        sec_get_bool(ini, s, "shuffle", 1, &t->shuffle, e))
+        return -1;
+    t->loss = (LossKind)loss;
+    t->seed = (uint64_t)seed;
+    o->kind = (OptKind)opt;
+    /* Keras defaults: RMSprop lr 1e-3 rho 0.9; Adam lr 1e-3 betas 0.9/0.999; SGD lr 0.01 */
+    double lr_default = o->kind == OPT_SGD ? 0.01 : 0.001;
+    if (sec_get_float(ini, s, "lr", 0, lr_default, 0.0, 1e3, &o->lr, e) ||
+        sec_get_float(ini, s, "epsilon", 0, 1e-7, 0.0, 1.0, &o->epsilon, e))
+        return -1;
+    if (o->kind == OPT_RMSPROP &&
+        (sec_get_float(ini, s, "rho", 0, 0.9, 0.0, 1.0, &o->rho, e) ||
+         sec_get_float(ini, s, "momentum", 0, 0.0, 0.0, 1.0, &o->momentum, e)))
+        return -1;
+    if (o->kind == OPT_ADAM &&
+        (sec_get_float(ini, s, "beta_1", 0, 0.9, 0.0, 0.999999, &o->beta1, e) ||
+         sec_get_float(ini, s, "beta_2", 0, 0.999, 0.0, 0.9999999, &o->beta2, e)))
+        return -1;
+    if (o->kind == OPT_SGD && (sec_get_float(ini, s, "momentum", 0, 0.0, 0.0, 1.0, &o->momentum, e) ||
+                               sec_get_bool(ini, s, "nesterov", 0, &o->nesterov, e)))
+        return -1;
+    const char *save = sec_get_str(ini, s, "save", 0, "", e);
+    const char *step_log = sec_get_str(ini, s, "step_log", 0, "", e);
+    t->save = xstrdup(save);
+    t->step_log = xstrdup(step_log);
+    return sec_check_unused(ini, s, e);
+}
+
+static int resolve_layer(Job *j, Section *s, int kind, Err *e) {
+    Layer *L = &j->layers[j->n_layers];
+    memset(L, 0, sizeof *L);
+    L->kind = (LayerKind)kind;
+    snprintf(L->name, sizeof L->name, "%s", s->label);
+    L->line = s->line;
+    L->trainable = 1;
+    if (layer_ops[kind]->configure(L, &j->ini, s, e)) return -1;
+    if (sec_check_unused(&j->ini, s, e)) return -1;
+    j->n_layers++;
+    return 0;
+}
+
+int job_load(Job *j, const char *path, char *const *overrides, int n_overrides, Err *e) {
+    memset(j, 0, sizeof *j);
+    if (ini_parse_file(&j->ini, path, e)) return -1;
+    IniFile *ini = &j->ini;
+    for (int i = 0; i < n_overrides; i++)
+        if (ini_apply_override(ini, overrides[i], e)) return -1;
+    j->layers = xcalloc((size_t)ini->n_sec + 1, sizeof *j->layers);
+    int have_data = 0, have_train = 0;
+    for (int i = 0; i < ini->n_sec; i++) {
+        Section *s = &ini->sec[i];
+        int kind = layer_kind_from_section(s->name);
+        int repeated = strcmp(s->name, s->label) != 0;
+        if (kind >= 0) {
+            if (resolve_layer(j, s, kind, e)) return -1;
+        } else if (repeated && (!strcmp(s->name, "data") || !strcmp(s->name, "train") ||
+                                !strcmp(s->name, "model"))) {
+            err_set(e, "%s:%d: section [%s] appears twice", ini->path, s->line, s->name);
+            return -1;
+        } else if (!strcmp(s->name, "data")) {
+            have_data = 1;
+            if (resolve_data(j, s, e)) return -1;
+        } else if (!strcmp(s->name, "train")) {
+            have_train = 1;
+            if (resolve_train(j, s, e)) return -1;
+        } else if (!strcmp(s->name, "model")) {
+            const char *name = sec_get_str(ini, s, "name", 0, NULL, e);
+            if (name) j->name = xstrdup(name);
+            if (sec_check_unused(ini, s, e)) return -1;
+        } else {
+            char kinds[512] = "";
+            for (int k = 0; k < LAYER_KIND_COUNT; k++) {
+                strncat(kinds, " ", sizeof kinds - strlen(kinds) - 1);
+                strncat(kinds, layer_ops[k]->section, sizeof kinds - strlen(kinds) - 1);
+            }
+            err_set(e, "%s:%d: unknown section [%s]; expected data, model, train or a layer:%s",
+                    ini->path, s->line, s->name, kinds);
+            return -1;
+        }
+    }
+    if (!have_data) {
+        err_set(e, "%s: the job has no [data] section", ini->path);
+        return -1;
+    }
+    if (!have_train) {
+        err_set(e, "%s: the job has no [train] section", ini->path);
+        return -1;
+    }
+    if (j->n_layers == 0) {
+        err_set(e, "%s: the job has no layers", ini->path);
+        return -1;
+    }
+    if (!j->name) {
+        const char *base = strrchr(path, '/');
+        base = base ? base + 1 : path;
+        j->name = xstrdup(base);
+        char *dot = strrchr(j->name, '.');
+        if (dot && dot != j->name) *dot = 0;
+    }
+    /* Everything that changes the computation; where weights are saved does not. */
+    static const char *const ignore[] = {"train.save", "train.step_log", NULL};
+    j->hash = ini_hash(ini, ignore);
+    return 0;
+}
+
+void job_free(Job *j) {
+    DataCfg *d = &j->data;
+    char *paths[] = {d->root,    d->train_images, d->train_labels, d->test_images,
+                     d->test_labels, d->val_images, d->val_labels, d->train_dir,
+                     d->val_dir, d->test_dir, j->train.save, j->train.step_log, j->name};
+    for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) free(paths[i]);
+    free(j->layers);
+    ini_free(&j->ini);
+    memset(j, 0, sizeof *j);
+}

@@ -1,0 +1,301 @@
+/* layers.c: the layer_ops table, and the small layers: Dense, MaxPooling2D, Flatten,
+ * Dropout (inverted, keyed masks), Rescaling; activations and glorot-uniform init. */
+#include <cblas.h>
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include "layer_impl.h"
+
+const LayerOps *const layer_ops[LAYER_KIND_COUNT] = {
+    [LAYER_CONV2D] = &conv2d_ops,
+    [LAYER_MAXPOOL2D] = &maxpool2d_ops,
+    [LAYER_FLATTEN] = &flatten_ops,
+    [LAYER_DENSE] = &dense_ops,
+    [LAYER_DROPOUT] = &dropout_ops,
+    [LAYER_RESCALING] = &rescaling_ops,
+    [LAYER_RANDOM_FLIP] = &random_flip_ops,
+    [LAYER_RANDOM_ROTATION] = &random_rotation_ops,
+    [LAYER_RANDOM_ZOOM] = &random_zoom_ops,
+};
+
+int layer_kind_from_section(const char *section) {
+    for (int k = 0; k < LAYER_KIND_COUNT; k++)
+        if (layer_ops[k]->section && strcmp(layer_ops[k]->section, section) == 0) return k;
+    return -1;
+}
+
+/* ---- activations ---- */
+
+const char *activation_name(Activation a) {
+    static const char *const names[] = {"linear", "relu", "sigmoid", "softmax"};
+    return names[a];
+}
+
+void activation_forward(Activation a, float *y, size_t n) {
+    if (a == ACT_RELU) {
+#pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < n; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+    } else if (a == ACT_SIGMOID) {
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-y[i]));
+    }
+    /* linear: nothing; softmax: applied by the loss (fused) or by predict */
+}
+
+void activation_backward(Activation a, float *dy, const float *y, size_t n) {
+    if (a == ACT_RELU) {
+#pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < n; i++) dy[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    } else if (a == ACT_SIGMOID) {
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < n; i++) dy[i] *= y[i] * (1.0f - y[i]);
+    }
+}
+
+void init_glorot_uniform(float *w, size_t n, int fan_in, int fan_out, Rng *rng) {
+    float limit = sqrtf(6.0f / (float)(fan_in + fan_out));
+    for (size_t i = 0; i < n; i++) w[i] = (2.0f * rng_uniform(rng) - 1.0f) * limit;
+}
+
+/* ---- Dense ---- */
+
+void dense_forward(float *out, const float *in, const float *w, const float *b, int N, int IN,
+                   int U) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, U, IN, 1.0f, in, IN, w, U, 0.0f, out,
+                U);
+    if (b)
+        for (int n = 0; n < N; n++)
+            for (int u = 0; u < U; u++) out[(size_t)n * U + u] += b[u];
+}
+
+void dense_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+                    const float *w, int N, int IN, int U) {
+    if (db) bias_grad_add(db, dout, N, U);
+    if (dw) /* dw (IN, U) += in^T (IN, N) x dout (N, U) */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, IN, U, N, 1.0f, in, IN, dout, U, 1.0f,
+                    dw, U);
+    if (din) /* din (N, IN) = dout (N, U) x w^T (U, IN) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, IN, U, 1.0f, dout, U, w, U, 0.0f,
+                    din, IN);
+}
+
+static int dense_configure(Layer *L, IniFile *ini, Section *s, Err *e) {
+    if (sec_get_int(ini, s, "units", 1, 0, 1, 1 << 24, &L->units, e)) return -1;
+    return layer_configure_common(L, ini, s, e);
+}
+
+static int dense_plan(Layer *L, Err *e) {
+    if (!L->in.flat) {
+        /* Keras applies Dense to the last axis of a spatial tensor; we require a Flatten first,
+         * which is what every model of the book does. */
+        err_set(e, "layer %s (line %d): Dense needs a flat input, but gets %dx%dx%d: add a "
+                   "[flatten] before it",
+                L->name, L->line, L->in.h, L->in.w, L->in.c);
+        return -1;
+    }
+    L->out = (Shape){1, 1, L->units, 1};
+    L->n_weight = (size_t)L->in.c * L->units;
+    L->n_bias = L->use_bias ? (size_t)L->units : 0;
+    return 0;
+}
+
+static void dense_init(const Layer *L, float *w, float *b, Rng *rng) {
+    init_glorot_uniform(w, L->n_weight, L->in.c, L->units, rng);
+    if (b) memset(b, 0, L->n_bias * sizeof *b);
+}
+
+static void dense_layer_forward(const Layer *L, const LayerCtx *c, float *out, const float *in,
+                                int N) {
+    dense_forward(out, in, c->w, c->b, N, L->in.c, L->units);
+    activation_forward(L->act, out, (size_t)N * L->units);
+}
+
+static void dense_layer_backward(const Layer *L, const LayerCtx *c, float *din, float *dout,
+                                 const float *in, const float *out, int N) {
+    activation_backward(L->act, dout, out, (size_t)N * L->units);
+    dense_backward(din, c->dw, c->db, dout, in, c->w, N, L->in.c, L->units);
+}
+
+const LayerOps dense_ops = {"dense", "Dense", dense_configure, dense_plan, dense_init,
+                            dense_layer_forward, dense_layer_backward};
+
+/* ---- MaxPooling2D ---- */
+
+void maxpool2d_forward(float *out, int32_t *argmax, const float *in, const WinGeom *g) {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int n = 0; n < g->N; n++)
+        for (int oh = 0; oh < g->OH; oh++) {
+            const float *img = in + (size_t)n * g->H * g->W * g->C;
+            size_t o = (((size_t)n * g->OH + oh) * g->OW) * g->C;
+            for (int ow = 0; ow < g->OW; ow++)
+                for (int c = 0; c < g->C; c++, o++) {
+                    float best = -FLT_MAX;
+                    int32_t at = -1;
+                    for (int kh = 0; kh < g->KH; kh++) {
+                        int ih = oh * g->SH - g->PT + kh;
+                        if (ih < 0 || ih >= g->H) continue;
+                        for (int kw = 0; kw < g->KW; kw++) {
+                            int iw = ow * g->SW - g->PL + kw;
+                            if (iw < 0 || iw >= g->W) continue;
+                            int32_t idx = (int32_t)(((size_t)ih * g->W + iw) * g->C + c);
+                            if (at < 0 || img[idx] > best) {
+                                best = img[idx];
+                                at = idx;
+                            }
+                        }
+                    }
+                    out[o] = best;
+                    argmax[o] = at;
+                }
+        }
+}
+
+void maxpool2d_backward(float *din, const float *dout, const int32_t *argmax, const WinGeom *g) {
+    const size_t in_size = (size_t)g->H * g->W * g->C, out_size = (size_t)g->OH * g->OW * g->C;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < g->N; n++) {
+        float *d = din + (size_t)n * in_size;
+        memset(d, 0, in_size * sizeof *d);
+        const float *go = dout + (size_t)n * out_size;
+        const int32_t *am = argmax + (size_t)n * out_size;
+        for (size_t o = 0; o < out_size; o++) d[am[o]] += go[o];
+    }
+}
+
+static int maxpool2d_configure(Layer *L, IniFile *ini, Section *s, Err *e) {
+    L->trainable = 0;
+    return layer_configure_window(L, ini, s, "pool_size", 1, e);
+}
+
+static int maxpool2d_plan(Layer *L, Err *e) {
+    if (layer_plan_window(L, L->in.c, e)) return -1;
+    L->aux_per_sample = shape_size(L->out) * sizeof(int32_t);
+    return 0;
+}
+
+static void maxpool2d_layer_forward(const Layer *L, const LayerCtx *c, float *out,
+                                    const float *in, int N) {
+    WinGeom g = layer_window_geom(L, N);
+    maxpool2d_forward(out, c->aux, in, &g);
+}
+
+static void maxpool2d_layer_backward(const Layer *L, const LayerCtx *c, float *din, float *dout,
+                                     const float *in, const float *out, int N) {
+    if (!din) return;
+    WinGeom g = layer_window_geom(L, N);
+    maxpool2d_backward(din, dout, c->aux, &g);
+}
+
+const LayerOps maxpool2d_ops = {"maxpooling2d", "MaxPooling2D", maxpool2d_configure,
+                                maxpool2d_plan, NULL, maxpool2d_layer_forward,
+                                maxpool2d_layer_backward};
+
+/* ---- Flatten and other shape-preserving layers ---- */
+
+static int no_keys(Layer *L, IniFile *ini, Section *s, Err *e) {
+    L->trainable = 0;
+    return 0;
+}
+
+static int flatten_plan(Layer *L, Err *e) {
+    L->out = (Shape){1, 1, (int)shape_size(L->in), 1};
+    return 0;
+}
+
+static int same_shape_plan(Layer *L, Err *e) {
+    L->out = L->in;
+    return 0;
+}
+
+static void copy_forward(const Layer *L, const LayerCtx *c, float *out, const float *in, int N) {
+    memcpy(out, in, (size_t)N * shape_size(L->in) * sizeof *out);
+}
+
+static void copy_backward(const Layer *L, const LayerCtx *c, float *din, float *dout,
+                          const float *in, const float *out, int N) {
+    if (din) memcpy(din, dout, (size_t)N * shape_size(L->in) * sizeof *din);
+}
+
+const LayerOps flatten_ops = {"flatten", "Flatten", no_keys, flatten_plan, NULL, copy_forward,
+                              copy_backward};
+
+/* ---- Dropout: inverted dropout, the mask keyed on (seed, epoch, layer, sample) ---- */
+
+static int dropout_configure(Layer *L, IniFile *ini, Section *s, Err *e) {
+    L->trainable = 0;
+    return sec_get_float(ini, s, "rate", 1, 0, 0.0, 0.999, &L->u.dropout.rate, e);
+}
+
+static int dropout_plan(Layer *L, Err *e) {
+    L->out = L->in;
+    L->aux_per_sample = shape_size(L->in); /* one byte per unit: kept or dropped */
+    return 0;
+}
+
+static void dropout_forward(const Layer *L, const LayerCtx *c, float *out, const float *in,
+                            int N) {
+    const size_t S = shape_size(L->in);
+    const float rate = L->u.dropout.rate, keep_scale = 1.0f / (1.0f - rate);
+    if (!c->training || rate == 0.0f) {
+        copy_forward(L, c, out, in, N);
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        Rng r = rng_keyed(c->seed, RNG_DROPOUT, ((uint64_t)c->epoch << 20) + (uint64_t)c->layer_index,
+                          (uint64_t)c->sample_ids[n]);
+        uint8_t *mask = (uint8_t *)c->aux + (size_t)n * S;
+        const float *x = in + (size_t)n * S;
+        float *y = out + (size_t)n * S;
+        for (size_t i = 0; i < S; i++) {
+            mask[i] = rng_uniform(&r) >= rate;
+            y[i] = mask[i] ? x[i] * keep_scale : 0.0f;
+        }
+    }
+}
+
+static void dropout_backward(const Layer *L, const LayerCtx *c, float *din, float *dout,
+                             const float *in, const float *out, int N) {
+    if (!din) return;
+    const size_t total = (size_t)N * shape_size(L->in);
+    const float rate = L->u.dropout.rate, keep_scale = 1.0f / (1.0f - rate);
+    if (!c->training || rate == 0.0f) {
+        memcpy(din, dout, total * sizeof *din);
+        return;
+    }
+    const uint8_t *mask = c->aux;
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < total; i++) din[i] = mask[i] ? dout[i] * keep_scale : 0.0f;
+}
+
+const LayerOps dropout_ops = {"dropout", "Dropout", dropout_configure, dropout_plan, NULL,
+                              dropout_forward, dropout_backward};
+
+/* ---- Rescaling: y = x * scale + offset ---- */
+
+static int rescaling_configure(Layer *L, IniFile *ini, Section *s, Err *e) {
+    L->trainable = 0;
+    if (sec_get_float(ini, s, "scale", 1, 1.0, -1e30, 1e30, &L->u.rescale.scale, e)) return -1;
+    return sec_get_float(ini, s, "offset", 0, 0.0, -1e30, 1e30, &L->u.rescale.offset, e);
+}
+
+static void rescaling_forward(const Layer *L, const LayerCtx *c, float *out, const float *in,
+                              int N) {
+    const size_t total = (size_t)N * shape_size(L->in);
+    const float s = L->u.rescale.scale, o = L->u.rescale.offset;
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < total; i++) out[i] = in[i] * s + o;
+}
+
+static void rescaling_backward(const Layer *L, const LayerCtx *c, float *din, float *dout,
+                               const float *in, const float *out, int N) {
+    if (!din) return;
+    const size_t total = (size_t)N * shape_size(L->in);
+    const float s = L->u.rescale.scale;
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < total; i++) din[i] = dout[i] * s;
+}
+
+const LayerOps rescaling_ops = {"rescaling", "Rescaling", rescaling_configure, same_shape_plan,
+                                NULL, rescaling_forward, rescaling_backward};

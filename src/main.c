@@ -1,0 +1,173 @@
+/* main.c: the command line of convnet-dist: parses the command and its options, then hands
+ * over to the trainer. Bad command lines exit with status 2 and the usage. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dist.h"
+#include "job.h"
+#include "train.h"
+#include "weights.h"
+
+static const char *const usage =
+    "usage: convnet-dist COMMAND ...\n"
+    "  train JOB [--set SECTION.KEY=VALUE]... [--weights FILE] [--save FILE]\n"
+    "        train the job's model; --weights starts from saved weights\n"
+    "  summary JOB [--set ...]          resolved configuration and Keras-style model summary\n"
+    "  eval JOB --weights FILE [--split test|validation|train] [--set ...]\n"
+    "  diff-weights A B [--rtol R]      max relative difference; exit 0 when <= R (1e-5)\n"
+    "Run under mpirun/srun for data parallelism: mpirun -np 4 convnet-dist train JOB\n"
+    "Exit status: 0 done, 1 runtime failure, 2 bad input, 3 preempted (checkpoint written),\n"
+    "4 a collective timed out.\n";
+
+static void bad_usage(const char *fmt, const char *arg) {
+    fprintf(stderr, "convnet-dist: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n%s", usage);
+    exit(EXIT_BAD_INPUT);
+}
+
+typedef struct {
+    const char *job;
+    char **sets;
+    int n_sets;
+    const char *weights, *save, *split;
+    const char *pos2; /* second positional (diff-weights) */
+    double rtol;
+} Args;
+
+static void parse_args(Args *a, int argc, char **argv) {
+    memset(a, 0, sizeof *a);
+    a->rtol = 1e-5;
+    a->sets = xmalloc((size_t)argc * sizeof *a->sets);
+    for (int i = 2; i < argc; i++) {
+        const char *s = argv[i];
+        int has_next = i + 1 < argc;
+        if (!strcmp(s, "--set") || !strcmp(s, "--weights") || !strcmp(s, "--save") ||
+            !strcmp(s, "--split") || !strcmp(s, "--rtol")) {
+            if (!has_next) bad_usage("option %s needs a value", s);
+            const char *v = argv[++i];
+            if (!strcmp(s, "--set"))
+                a->sets[a->n_sets++] = (char *)v;
+            else if (!strcmp(s, "--weights"))
+                a->weights = v;
+            else if (!strcmp(s, "--save"))
+                a->save = v;
+            else if (!strcmp(s, "--split"))
+                a->split = v;
+            else if (parse_double(v, &a->rtol) != 0 || a->rtol < 0)
+                bad_usage("--rtol needs a non-negative number, got '%s'", v);
+        } else if (s[0] == '-') {
+            bad_usage("unknown option '%s'", s);
+        } else if (!a->job) {
+            a->job = s;
+        } else if (!a->pos2) {
+            a->pos2 = s;
+        } else {
+            bad_usage("unexpected argument '%s'", s);
+        }
+    }
+}
+
+static void load_job(Job *j, const Args *a, const Dist *d) {
+    Err e = {0};
+    if (!a->job) bad_usage("%s", "missing JOB file");
+    int n = a->n_sets;
+    char **sets = xmalloc(((size_t)n + 1) * sizeof *sets);
+    memcpy(sets, a->sets, (size_t)n * sizeof *sets);
+    char save_set[4200];
+    if (a->save) {
+        snprintf(save_set, sizeof save_set, "train.save=%s", a->save);
+        sets[n++] = save_set;
+    }
+    int rc = job_load(j, a->job, sets, n, &e);
+    free(sets);
+    if (rc) {
+        if (d->rank == 0) fprintf(stderr, "convnet-dist: %s\n", e.msg);
+        exit(EXIT_BAD_INPUT); /* every rank reads the same file and fails the same way */
+    }
+}
+
+static int cmd_diff_weights(const Args *a) {
+    if (!a->job || !a->pos2) bad_usage("%s", "diff-weights needs two weights files");
+    Err e = {0};
+    uint64_t na = 0, nb = 0;
+    float *wa = weights_read_raw(a->job, &na, &e);
+    float *wb = wa ? weights_read_raw(a->pos2, &nb, &e) : NULL;
+    if (!wa || !wb) die(EXIT_BAD_INPUT, "%s", e.msg);
+    if (na != nb) die(EXIT_RUNTIME, "%s has %llu parameters, %s has %llu", a->job,
+                      (unsigned long long)na, a->pos2, (unsigned long long)nb);
+    double worst = 0;
+    uint64_t at = 0, identical = 0;
+    for (uint64_t i = 0; i < na; i++) {
+        double d = fabs((double)wa[i] - wb[i]) / fmax(1e-3, fmax(fabs(wa[i]), fabs(wb[i])));
+        identical += wa[i] == wb[i];
+        if (d > worst) {
+            worst = d;
+            at = i;
+        }
+    }
+    printf("%llu parameters, %llu bitwise identical, max relative difference %.3g (at %llu; "
+           "relative to max(|a|,|b|,1e-3))\n",
+           (unsigned long long)na, (unsigned long long)identical, worst, (unsigned long long)at);
+    free(wa);
+    free(wb);
+    return worst <= a->rtol ? EXIT_OK : EXIT_RUNTIME;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_BAD_INPUT : EXIT_OK;
+    }
+    const char *cmd = argv[1];
+    Args a;
+    parse_args(&a, argc, argv);
+    Dist dist;
+    if (!strcmp(cmd, "diff-weights")) return cmd_diff_weights(&a);
+    int distributed = !strcmp(cmd, "train") || !strcmp(cmd, "eval");
+    if (!distributed && strcmp(cmd, "summary")) bad_usage("unknown command '%s'", cmd);
+    if (distributed)
+        dist_init(&dist, &argc, &argv);
+    else {
+        memset(&dist, 0, sizeof dist);
+        dist.size = dist.local_size = 1;
+    }
+    dist_setup_threads(&dist);
+    Job job;
+    load_job(&job, &a, &dist);
+    Trainer t;
+    int status = EXIT_OK;
+    if (!strcmp(cmd, "summary")) {
+        trainer_init(&t, &job, &dist, 0);
+        trainer_print_setup(&t, stdout);
+    } else {
+        trainer_init(&t, &job, &dist, 1);
+        if (a.weights) {
+            Err e = {0};
+            int rc = weights_load(a.weights, &t.model, &e);
+            if (rc && dist.rank == 0) fprintf(stderr, "convnet-dist: %s\n", e.msg);
+            if (rc) dist_abort(&dist, EXIT_BAD_INPUT);
+        }
+        if (!strcmp(cmd, "train")) {
+            if (dist.rank == 0) trainer_print_setup(&t, stdout);
+            status = trainer_fit(&t);
+        } else {
+            if (!a.weights) bad_usage("%s", "eval needs --weights FILE");
+            const char *split = a.split ? a.split : "test";
+            const Dataset *d = !strcmp(split, "test") ? &t.test
+                               : !strcmp(split, "validation") ? &t.val
+                               : !strcmp(split, "train") ? &t.train : NULL;
+            if (!d) bad_usage("--split must be test, validation or train, not '%s'", split);
+            EvalResult r = trainer_evaluate(&t, d);
+            if (dist.rank == 0)
+                printf("%s: %lld samples - loss: %.4f - accuracy: %.4f\n", split,
+                       (long long)r.count, r.loss, r.accuracy);
+        }
+    }
+    trainer_free(&t);
+    job_free(&job);
+    free(a.sets);
+    dist_finalize(&dist);
+    return status;
+}

@@ -1,0 +1,205 @@
+/* model.c: shape planning, buffer layout, forward and backward passes over the layer table,
+ * and the Keras-style summary (see model.h). */
+#include "model.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int is_augmentation(LayerKind k) {
+    return k == LAYER_RANDOM_FLIP || k == LAYER_RANDOM_ROTATION || k == LAYER_RANDOM_ZOOM;
+}
+
+static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
+
+int model_plan(Model *m, Layer *layers, int n_layers, Shape input, int max_batch, Err *e) {
+    memset(m, 0, sizeof *m);
+    m->layers = layers;
+    m->n_layers = n_layers;
+    m->input = input;
+    m->max_batch = max_batch;
+    const size_t B = (size_t)max_batch;
+    Shape s = input;
+    size_t params = 0, acts = B * shape_size(input), dbuf = acts, aux = 0, ws = 0;
+    int seen_params = 0;
+    for (int l = 0; l < n_layers; l++) {
+        Layer *L = &layers[l];
+        L->in = s;
+        if (layer_ops[L->kind]->plan(L, e)) return -1;
+        if (L->out.h < 1 || L->out.w < 1 || L->out.c < 1) {
+            err_set(e, "layer %s (line %d): output shape %dx%dx%d is empty", L->name, L->line,
+                    L->out.h, L->out.w, L->out.c);
+            return -1;
+        }
+        if (L->act == ACT_SOFTMAX && (l != n_layers - 1 || !L->out.flat)) {
+            err_set(e, "layer %s (line %d): softmax is supported on the last (Dense) layer only, "
+                       "where it is fused with the loss",
+                    L->name, L->line);
+            return -1;
+        }
+        if (is_augmentation(L->kind) && seen_params) {
+            err_set(e, "layer %s (line %d): augmentation layers must come before every layer with "
+                       "weights",
+                    L->name, L->line);
+            return -1;
+        }
+        seen_params |= L->n_weight + L->n_bias > 0;
+        L->param_off = params;
+        params += L->n_weight + L->n_bias;
+        L->aux_off = aux;
+        aux += B * L->aux_per_sample;
+        ws = max_sz(ws, B * L->ws_per_sample);
+        acts += B * shape_size(L->out);
+        dbuf = max_sz(dbuf, B * shape_size(L->out));
+        s = L->out;
+    }
+    m->n_params = params;
+    m->acts_floats = acts;
+    m->dbuf_floats = dbuf;
+    m->aux_bytes = aux;
+    m->ws_floats = ws;
+    m->act_off = xmalloc(((size_t)n_layers + 1) * sizeof *m->act_off);
+    size_t off = 0;
+    m->act_off[0] = 0;
+    off += B * shape_size(input);
+    for (int l = 0; l < n_layers; l++) {
+        m->act_off[l + 1] = off;
+        off += B * shape_size(layers[l].out);
+    }
+    model_update_trainable(m);
+    return 0;
+}
+
+void model_update_trainable(Model *m) {
+    m->lowest_trainable = m->n_layers;
+    m->train_lo = m->n_params;
+    for (int l = 0; l < m->n_layers; l++) {
+        const Layer *L = &m->layers[l];
+        if (L->trainable && L->n_weight + L->n_bias > 0) {
+            m->lowest_trainable = l;
+            m->train_lo = L->param_off;
+            break;
+        }
+    }
+}
+
+size_t model_trainable_count(const Model *m) {
+    size_t n = 0;
+    for (int l = 0; l < m->n_layers; l++)
+        if (m->layers[l].trainable) n += m->layers[l].n_weight + m->layers[l].n_bias;
+    return n;
+}
+
+void model_alloc(Model *m) {
+    m->params = xmalloc(max_sz(m->n_params, 1) * sizeof(float));
+    m->grads = xcalloc(max_sz(m->n_params, 1), sizeof(float));
+    m->acts = xmalloc(m->acts_floats * sizeof(float));
+    m->dbuf[0] = xmalloc(m->dbuf_floats * sizeof(float));
+    m->dbuf[1] = xmalloc(m->dbuf_floats * sizeof(float));
+    m->aux = xmalloc(max_sz(m->aux_bytes, 1));
+    m->ws = xmalloc(max_sz(m->ws_floats, 1) * sizeof(float));
+}
+
+void model_free(Model *m) {
+    free(m->params);
+    free(m->grads);
+    free(m->acts);
+    free(m->dbuf[0]);
+    free(m->dbuf[1]);
+    free(m->aux);
+    free(m->ws);
+    free(m->act_off);
+    memset(m, 0, sizeof *m);
+}
+
+void model_init_params(Model *m, uint64_t seed) {
+    for (int l = 0; l < m->n_layers; l++) {
+        const Layer *L = &m->layers[l];
+        if (!layer_ops[L->kind]->init || L->n_weight + L->n_bias == 0) continue;
+        Rng r = rng_keyed(seed, RNG_INIT, (uint64_t)l, 0);
+        float *w = m->params + L->param_off;
+        layer_ops[L->kind]->init(L, w, L->n_bias ? w + L->n_weight : NULL, &r);
+    }
+}
+
+static LayerCtx layer_ctx(Model *m, int l, const PassCtx *p) {
+    const Layer *L = &m->layers[l];
+    LayerCtx c;
+    memset(&c, 0, sizeof c);
+    if (L->n_weight) {
+        c.w = m->params + L->param_off;
+        if (L->n_bias) c.b = c.w + L->n_weight;
+        if (L->trainable) {
+            c.dw = m->grads + L->param_off;
+            if (L->n_bias) c.db = c.dw + L->n_weight;
+        }
+    }
+    c.aux = m->aux + L->aux_off;
+    c.ws = m->ws;
+    c.training = p->training;
+    c.seed = p->seed;
+    c.epoch = p->epoch;
+    c.layer_index = l;
+    c.sample_ids = p->sample_ids;
+    return c;
+}
+
+float *model_forward(Model *m, int N, const PassCtx *p) {
+    CHECK(N >= 1 && N <= m->max_batch);
+    for (int l = 0; l < m->n_layers; l++) {
+        LayerCtx c = layer_ctx(m, l, p);
+        layer_ops[m->layers[l].kind]->forward(&m->layers[l], &c, m->acts + m->act_off[l + 1],
+                                               m->acts + m->act_off[l], N);
+    }
+    return m->acts + m->act_off[m->n_layers];
+}
+
+void model_backward(Model *m, const float *dlogits, int N, const PassCtx *p) {
+    if (m->lowest_trainable >= m->n_layers) return;
+    const int last = m->n_layers - 1;
+    float *dout = m->dbuf[0], *din = m->dbuf[1];
+    memcpy(dout, dlogits, (size_t)N * shape_size(m->layers[last].out) * sizeof *dout);
+    for (int l = last; l >= m->lowest_trainable; l--) {
+        const Layer *L = &m->layers[l];
+        LayerCtx c = layer_ctx(m, l, p);
+        /* Below the lowest trainable layer nothing needs a gradient: stop there. */
+        float *want_din = l > m->lowest_trainable ? din : NULL;
+        layer_ops[L->kind]->backward(L, &c, want_din, dout, m->acts + m->act_off[l],
+                                     m->acts + m->act_off[l + 1], N);
+        float *t = dout;
+        dout = din;
+        din = t;
+    }
+}
+
+void model_zero_grad(Model *m) { memset(m->grads, 0, m->n_params * sizeof *m->grads); }
+
+static void fmt_shape(char *buf, size_t n, Shape s) {
+    if (s.flat)
+        snprintf(buf, n, "(None, %d)", s.c);
+    else
+        snprintf(buf, n, "(None, %d, %d, %d)", s.h, s.w, s.c);
+}
+
+void model_print_summary(const Model *m, const char *title, FILE *f) {
+    const char *rule = "_________________________________________________________________________";
+    fprintf(f, "Model: \"%s\"\n%s\n", title, rule);
+    fprintf(f, " %-34s %-24s %12s\n", "Layer (type)", "Output Shape", "Param #");
+    fprintf(f, "=========================================================================\n");
+    char shape[64], name[96];
+    fmt_shape(shape, sizeof shape, m->input);
+    fprintf(f, " %-34s %-24s %12d\n", "input (InputLayer)", shape, 0);
+    size_t frozen = 0;
+    for (int l = 0; l < m->n_layers; l++) {
+        const Layer *L = &m->layers[l];
+        snprintf(name, sizeof name, "%s (%s)", L->name, layer_ops[L->kind]->keras_name);
+        fmt_shape(shape, sizeof shape, L->out);
+        size_t np = L->n_weight + L->n_bias;
+        fprintf(f, " %-34s %-24s %12zu%s\n", name, shape, np,
+                np && !L->trainable ? "  (frozen)" : "");
+        if (!L->trainable) frozen += np;
+    }
+    fprintf(f, "=========================================================================\n");
+    fprintf(f, "Total params: %zu (%.2f MB)\n", m->n_params, m->n_params * 4.0 / 1e6);
+    fprintf(f, "Trainable params: %zu\n", m->n_params - frozen);
+    fprintf(f, "Non-trainable params: %zu\n%s\n", frozen, rule);
+}

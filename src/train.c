@@ -1,0 +1,351 @@
+/* train.c: data loading per job, the distributed training loop, sharded evaluation and rank 0's
+ * reporting (see train.h). */
+#include "train.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "images.h"
+#include "loss.h"
+#include "weights.h"
+
+static void load_idx_split(Dataset *d, const char *images, const char *labels, Dist *dist) {
+    Err e = {0};
+    if (idx_load(d, images, labels, &e)) {
+        if (dist->rank == 0) fprintf(stderr, "convnet-dist: %s\n", e.msg);
+        dist_abort(dist, EXIT_BAD_INPUT);
+    }
+}
+
+static void load_image_split(Dataset *d, const char *dir, const DataCfg *c, Dist *dist) {
+    Err e = {0};
+    ImageDirOptions o;
+    image_dir_options_default(&o);
+    o.height = c->image_h;
+    o.width = c->image_w;
+    o.channels = c->channels;
+    o.strict = c->strict;
+    if (images_load_dir(d, dir, &o, &e)) {
+        if (dist->rank == 0) fprintf(stderr, "convnet-dist: %s\n", e.msg);
+        dist_abort(dist, EXIT_BAD_INPUT);
+    }
+}
+
+static void load_data(Trainer *t) {
+    const DataCfg *c = &t->job->data;
+    Dist *dist = t->dist;
+    if (c->format == DATA_IDX) {
+        load_idx_split(&t->train, c->train_images, c->train_labels, dist);
+        load_idx_split(&t->test, c->test_images, c->test_labels, dist);
+        if (c->val_images) load_idx_split(&t->val, c->val_images, c->val_labels, dist);
+    } else {
+        load_image_split(&t->train, c->train_dir, c, dist);
+        load_image_split(&t->test, c->test_dir, c, dist);
+        if (c->val_dir) load_image_split(&t->val, c->val_dir, c, dist);
+    }
+    double vs = t->job->train.validation_split;
+    if (vs > 0 && t->val.n == 0) {
+        /* Keras: the validation data are the last samples of the training data, not shuffled */
+        int64_t count = (int64_t)floor((double)t->train.n * vs);
+        dataset_split_tail(&t->train, &t->val, count);
+    }
+    const Dataset *splits[3] = {&t->train, &t->val, &t->test};
+    for (int i = 0; i < 3; i++)
+        if (splits[i]->n && (splits[i]->h != t->train.h || splits[i]->w != t->train.w ||
+                             splits[i]->c != t->train.c)) {
+            if (dist->rank == 0)
+                fprintf(stderr, "convnet-dist: %s: the splits' image shapes differ (%dx%dx%d vs "
+                                "%dx%dx%d)\n",
+                        t->job->ini.path, splits[i]->h, splits[i]->w, splits[i]->c, t->train.h,
+                        t->train.w, t->train.c);
+            dist_abort(dist, EXIT_BAD_INPUT);
+        }
+    if (t->train.n == 0) {
+        if (dist->rank == 0) fprintf(stderr, "convnet-dist: %s: no training samples\n", t->job->ini.path);
+        dist_abort(dist, EXIT_BAD_INPUT);
+    }
+}
+
+/* The model's output must fit the loss, and every label must fit the model. */
+static void check_outputs(Trainer *t) {
+    Job *j = t->job;
+    Shape out = model_output_shape(&t->model);
+    Err e = {0};
+    const Layer *last = &j->layers[j->n_layers - 1];
+    if (!out.flat) {
+        err_set(&e, "%s: the last layer (%s, line %d) must output a flat vector of class scores "
+                    "(add [flatten] and [dense])",
+                j->ini.path, last->name, last->line);
+    } else if (j->train.loss == LOSS_BINARY_CROSSENTROPY) {
+        if (out.c != 1 || last->act != ACT_SIGMOID)
+            err_set(&e, "%s: binary_crossentropy needs a last layer with 1 unit and sigmoid "
+                        "activation; %s (line %d) has %d units, activation %s",
+                    j->ini.path, last->name, last->line, out.c, activation_name(last->act));
+        t->n_classes = 2;
+    } else {
+        if (out.c < 2 || last->act != ACT_SOFTMAX)
+            err_set(&e, "%s: sparse_categorical_crossentropy needs a last layer with one unit per "
+                        "class and softmax activation; %s (line %d) has %d units, activation %s",
+                    j->ini.path, last->name, last->line, out.c, activation_name(last->act));
+        t->n_classes = out.c;
+    }
+    if (!e.set && t->train.labels) {
+        const char *names[3] = {"training data", "validation data", "test data"};
+        const char *files[3] = {j->data.train_labels ? j->data.train_labels : j->data.train_dir,
+                                j->data.val_labels ? j->data.val_labels
+                                                   : (j->data.val_dir ? j->data.val_dir : j->data.train_labels),
+                                j->data.test_labels ? j->data.test_labels : j->data.test_dir};
+        const Dataset *splits[3] = {&t->train, &t->val, &t->test};
+        for (int i = 0; i < 3 && !e.set; i++) {
+            char what[1200];
+            snprintf(what, sizeof what, "%s (%s)", files[i] ? files[i] : "?", names[i]);
+            dataset_check_labels(splits[i], t->n_classes, what, &e);
+        }
+    }
+    if (e.set) {
+        if (t->dist->rank == 0) fprintf(stderr, "convnet-dist: %s\n", e.msg);
+        dist_abort(t->dist, EXIT_BAD_INPUT);
+    }
+}
+
+void trainer_init(Trainer *t, Job *job, Dist *dist, int load) {
+    memset(t, 0, sizeof *t);
+    t->job = job;
+    t->dist = dist;
+    Shape input;
+    if (load) {
+        load_data(t);
+        input = (Shape){t->train.h, t->train.w, t->train.c, 0};
+    } else if (job->data.format == DATA_IMAGES) {
+        input = (Shape){job->data.image_h, job->data.image_w, job->data.channels, 0};
+    } else {
+        /* Without data (summary): IDX headers give the shape cheaply, but the book's sizes are
+         * the only ones we know without reading; read the header. */
+        Dataset probe;
+        Err e = {0};
+        if (idx_load(&probe, job->data.test_images, job->data.test_labels, &e)) {
+            fprintf(stderr, "convnet-dist: %s\n", e.msg);
+            dist_abort(dist, EXIT_BAD_INPUT);
+        }
+        input = (Shape){probe.h, probe.w, probe.c, 0};
+        dataset_free(&probe);
+    }
+    int B = job->train.batch_size;
+    int max_batch = (B + dist->size - 1) / dist->size;
+    Err e = {0};
+    if (model_plan(&t->model, job->layers, job->n_layers, input, max_batch, &e)) {
+        if (dist->rank == 0) fprintf(stderr, "convnet-dist: %s: %s\n", job->ini.path, e.msg);
+        dist_abort(dist, EXIT_BAD_INPUT);
+    }
+    check_outputs(t);
+    if (dist_check_same_job(dist, job->hash, t->model.n_params, &e)) {
+        if (dist->rank == 0) fprintf(stderr, "convnet-dist: %s\n", e.msg);
+        dist_abort(dist, EXIT_BAD_INPUT);
+    }
+    model_alloc(&t->model);
+    if (dist->rank == 0) model_init_params(&t->model, job->train.seed);
+    dist_bcast(dist, t->model.params, t->model.n_params * sizeof(float), 0);
+    optim_init(&t->opt, &job->train.opt, t->model.n_params - t->model.train_lo);
+    size_t outputs = shape_size(model_output_shape(&t->model));
+    t->perm = xmalloc(((size_t)t->train.n + 1) * sizeof *t->perm);
+    t->ids = xmalloc((size_t)max_batch * sizeof *t->ids);
+    t->labels = xmalloc((size_t)max_batch * sizeof *t->labels);
+    t->dlogits = xmalloc((size_t)max_batch * outputs * sizeof *t->dlogits);
+}
+
+void trainer_free(Trainer *t) {
+    model_free(&t->model);
+    optim_free(&t->opt);
+    dataset_free(&t->train);
+    dataset_free(&t->val);
+    dataset_free(&t->test);
+    free(t->perm);
+    free(t->ids);
+    free(t->labels);
+    free(t->dlogits);
+}
+
+/* Fisher-Yates from the keyed stream (seed, shuffle, epoch): identical on every rank. */
+static void epoch_permutation(int64_t *perm, int64_t n, uint64_t seed, int epoch, int shuffle) {
+    for (int64_t i = 0; i < n; i++) perm[i] = i;
+    if (!shuffle) return;
+    Rng r = rng_keyed(seed, RNG_SHUFFLE, (uint64_t)epoch, 0);
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t k = (int64_t)rng_below(&r, (uint64_t)i + 1);
+        int64_t tmp = perm[i];
+        perm[i] = perm[k];
+        perm[k] = tmp;
+    }
+}
+
+EvalResult trainer_evaluate(Trainer *t, const Dataset *d) {
+    EvalResult res = {0, 0, d->n};
+    if (d->n == 0) return res;
+    const Dist *dist = t->dist;
+    Model *m = &t->model;
+    const DataCfg *c = &t->job->data;
+    int64_t lo = d->n * dist->rank / dist->size, hi = d->n * (dist->rank + 1) / dist->size;
+    LossStats st = {0, 0};
+    PassCtx p = {0, t->job->train.seed, 0, t->ids};
+    int K = (int)shape_size(model_output_shape(m));
+    for (int64_t s = lo; s < hi; s += m->max_batch) {
+        int n = (int)(hi - s < m->max_batch ? hi - s : m->max_batch);
+        for (int i = 0; i < n; i++) t->ids[i] = s + i;
+        dataset_gather_batch(d, t->ids, n, c->scale, c->offset, model_input(m), t->labels);
+        float *logits = model_forward(m, n, &p);
+        loss_compute(t->job->train.loss, &st, NULL, logits, t->labels, n, K, 0.0f);
+    }
+    double sums[3] = {st.loss_sum, st.correct, (double)(hi - lo)};
+    dist_allreduce_sum_f64(t->dist, sums, 3, "evaluation sums");
+    res.count = (int64_t)sums[2];
+    res.loss = sums[0] / sums[2];
+    res.accuracy = sums[1] / sums[2];
+    return res;
+}
+
+typedef struct {
+    double data, compute, comm; /* seconds summed over the epoch's steps */
+} StepTimes;
+
+/* One optimizer step on the global batch perm[g0 .. g0+gB). Returns the batch's (loss sum,
+ * correct) summed over ranks. */
+static LossStats train_step(Trainer *t, const int64_t *batch, int gB, int epoch, StepTimes *tm) {
+    Model *m = &t->model;
+    const Dist *dist = t->dist;
+    const DataCfg *c = &t->job->data;
+    int lo = gB * dist->rank / dist->size, hi = gB * (dist->rank + 1) / dist->size, n = hi - lo;
+    double t0 = now_seconds();
+    for (int i = 0; i < n; i++) t->ids[i] = batch[lo + i];
+    if (n > 0) dataset_gather_batch(&t->train, t->ids, n, c->scale, c->offset, model_input(m), t->labels);
+    double t1 = now_seconds();
+    model_zero_grad(m);
+    LossStats st = {0, 0};
+    PassCtx p = {1, t->job->train.seed, epoch, t->ids};
+    if (n > 0) {
+        float *logits = model_forward(m, n, &p);
+        int K = (int)shape_size(model_output_shape(m));
+        loss_compute(t->job->train.loss, &st, t->dlogits, logits, t->labels, n, K, 1.0f / (float)gB);
+        model_backward(m, t->dlogits, n, &p);
+    }
+    double t2 = now_seconds();
+    dist_allreduce_sum_f32(t->dist, m->grads + m->train_lo, m->n_params - m->train_lo, "gradients");
+    double sums[2] = {st.loss_sum, st.correct};
+    dist_allreduce_sum_f64(t->dist, sums, 2, "step loss");
+    double t3 = now_seconds();
+    optim_step(&t->opt, m->params + m->train_lo, m->grads + m->train_lo);
+    double t4 = now_seconds();
+    tm->data += t1 - t0;
+    tm->compute += (t2 - t1) + (t4 - t3);
+    tm->comm += t3 - t2;
+    LossStats total = {sums[0], sums[1]};
+    return total;
+}
+
+static void print_progress(int tty, long step, long steps, double loss, double acc, double ips,
+                           int final) {
+    if (tty) {
+        printf("\r%6ld/%-6ld  %8.0f img/s  loss: %.4f  accuracy: %.4f%s", step, steps, ips, loss,
+               acc, final ? "\n" : "");
+    } else {
+        printf("  step %ld/%ld  %.0f img/s  loss: %.4f  accuracy: %.4f\n", step, steps, ips, loss,
+               acc);
+    }
+    fflush(stdout);
+}
+
+void trainer_print_setup(const Trainer *t, FILE *f) {
+    const Dist *d = t->dist;
+    fprintf(f, "convnet-dist: job %s (%s)\n", t->job->ini.path, t->job->name);
+    fprintf(f, "resolved configuration:\n");
+    ini_print_resolved(&t->job->ini, f);
+    fprintf(f, "ranks x threads: %d x %d (this node: %d ranks, %d cores online, %d in rank 0's "
+               "affinity mask)\n",
+            d->size, d->threads, d->local_size, d->node_cores, d->cores);
+    if (d->local_size * d->threads > d->node_cores)
+        fprintf(f, "warning: %d ranks x %d threads on this node exceed its %d cores: set "
+                   "OMP_NUM_THREADS or use fewer ranks per node\n",
+                d->local_size, d->threads, d->node_cores);
+    if (t->train.n)
+        fprintf(f, "data: train %lld, validation %lld, test %lld samples of %dx%dx%d (%.1f MB as "
+                   "uint8 in memory)\n",
+                (long long)t->train.n, (long long)t->val.n, (long long)t->test.n, t->train.h,
+                t->train.w, t->train.c,
+                (double)(t->train.n + t->val.n + t->test.n) * t->train.h * t->train.w * t->train.c /
+                    1e6);
+    const Model *m = &t->model;
+    fprintf(f, "buffers: parameters %.1f MB (+ gradients, optimizer state), activations %.1f MB, "
+               "workspace %.1f MB, per-rank batch %d\n",
+            m->n_params * 4.0 / 1e6, (m->acts_floats + 2 * m->dbuf_floats) * 4.0 / 1e6 + m->aux_bytes / 1e6,
+            m->ws_floats * 4.0 / 1e6, m->max_batch);
+    model_print_summary(m, t->job->name, f);
+}
+
+int trainer_fit(Trainer *t) {
+    Job *j = t->job;
+    const TrainCfg *tc = &j->train;
+    const Dist *dist = t->dist;
+    int root = dist->rank == 0;
+    int tty = root && isatty(STDOUT_FILENO);
+    FILE *steplog = NULL;
+    if (root && tc->step_log[0]) {
+        steplog = fopen(tc->step_log, "w");
+        if (!steplog) die(EXIT_RUNTIME, "cannot write step log %s", tc->step_log);
+    }
+    const int64_t n = t->train.n, B = tc->batch_size;
+    long steps = (long)((n + B - 1) / B);
+    if (tc->steps_per_epoch > 0 && tc->steps_per_epoch < steps) steps = tc->steps_per_epoch;
+    long global_step = 0;
+    for (int epoch = 0; epoch < tc->epochs; epoch++) {
+        epoch_permutation(t->perm, n, tc->seed, epoch, tc->shuffle);
+        StepTimes tm = {0, 0, 0};
+        double loss_sum = 0, correct = 0, seen = 0, t_start = now_seconds(), last_print = t_start;
+        if (root) printf("Epoch %d/%d\n", epoch + 1, tc->epochs);
+        for (long s = 0; s < steps; s++) {
+            int64_t g0 = s * B;
+            int gB = (int)(n - g0 < B ? n - g0 : B);
+            LossStats st = train_step(t, t->perm + g0, gB, epoch, &tm);
+            loss_sum += st.loss_sum;
+            correct += st.correct;
+            seen += gB;
+            global_step++;
+            if (steplog) fprintf(steplog, "%ld %d %.9g\n", global_step, epoch, st.loss_sum / gB);
+            double now = now_seconds();
+            if (root && (tty ? now - last_print > 0.2 : now - last_print > 10.0) && s + 1 < steps) {
+                print_progress(tty, s + 1, steps, loss_sum / seen, correct / seen,
+                               seen / (now - t_start), 0);
+                last_print = now;
+            }
+        }
+        double secs = now_seconds() - t_start;
+        if (root) print_progress(tty, steps, steps, loss_sum / seen, correct / seen, seen / secs, 1);
+        EvalResult v = trainer_evaluate(t, &t->val);
+        if (root) {
+            printf("epoch %d: %.1fs - %.0f img/s - loss: %.4f - accuracy: %.4f", epoch + 1, secs,
+                   seen / secs, loss_sum / seen, correct / seen);
+            if (v.count) printf(" - val_loss: %.4f - val_accuracy: %.4f", v.loss, v.accuracy);
+            printf("\n  step time split: compute %.2f ms, gradient communication %.2f ms (%.1f%%), "
+                   "data %.2f ms (%.1f%%)\n",
+                   1e3 * tm.compute / steps, 1e3 * tm.comm / steps,
+                   100 * tm.comm / (tm.compute + tm.comm + tm.data), 1e3 * tm.data / steps,
+                   100 * tm.data / (tm.compute + tm.comm + tm.data));
+            fflush(stdout);
+        }
+    }
+    if (steplog) fclose(steplog);
+    EvalResult te = trainer_evaluate(t, &t->test);
+    if (root) {
+        printf("test: %lld samples - loss: %.4f - accuracy: %.4f\n", (long long)te.count, te.loss,
+               te.accuracy);
+        if (tc->save[0]) {
+            Err e = {0};
+            if (weights_save(tc->save, &t->model, &e)) {
+                fprintf(stderr, "convnet-dist: %s\n", e.msg);
+                return EXIT_RUNTIME;
+            }
+            printf("weights saved to %s\n", tc->save);
+        }
+    }
+    return EXIT_OK;
+}

@@ -1,0 +1,648 @@
+/* test_ini.c: the job-file syntax (ini.c) through its C API, and job_load (job.c) on small job
+ * files: sections and labels, syntax errors with line numbers, typed getters, unknown keys,
+ * --set overrides, resolved defaults, section checks and the job hash. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ini.h"
+#include "job.h"
+#include "testutil.h"
+
+#define HAS(msg, sub) CU_ASSERT_PTR_NOT_NULL(strstr((msg), (sub)))
+
+/* ---- parsing ---- */
+
+static void parse_good_text(void) {
+    const char *text = "# leading comment\n"
+                       "; another comment\n"
+                       "\n"
+                       "[data]\n"
+                       "  root   =   /tmp/x   \n"
+                       "scale=1/255 # trailing comment\n"
+                       "\t[conv2d]\t\n"
+                       "filters = 32 ; semicolon comment\n"
+                       "[maxpooling2d]\n"
+                       "[conv2d]\n"
+                       "filters = 64\r\n"
+                       "[conv2d]\n"
+                       "path = a#b\n"
+                       "[train]\n"
+                       "epochs = 3";
+    IniFile ini;
+    Err e = {0};
+    CU_ASSERT_EQUAL_FATAL(ini_parse_string(&ini, "good.job", text, &e), 0);
+    CU_ASSERT_FALSE(e.set);
+    CU_ASSERT_EQUAL_FATAL(ini.n_sec, 6);
+    const char *names[] = {"data", "conv2d", "maxpooling2d", "conv2d", "conv2d", "train"};
+    const char *labels[] = {"data", "conv2d", "maxpooling2d", "conv2d_1", "conv2d_2", "train"};
+    const int lines[] = {4, 7, 9, 10, 12, 14};
+    for (int i = 0; i < 6; i++) {
+        CU_ASSERT_STRING_EQUAL(ini.sec[i].name, names[i]);
+        CU_ASSERT_STRING_EQUAL(ini.sec[i].label, labels[i]);
+        CU_ASSERT_EQUAL(ini.sec[i].line, lines[i]);
+    }
+    CU_ASSERT_EQUAL_FATAL(ini.sec[0].n_kv, 2);
+    CU_ASSERT_STRING_EQUAL(ini.sec[0].kv[0].key, "root");
+    CU_ASSERT_STRING_EQUAL(ini.sec[0].kv[0].value, "/tmp/x");
+    CU_ASSERT_EQUAL(ini.sec[0].kv[0].line, 5);
+    CU_ASSERT_STRING_EQUAL(ini.sec[0].kv[1].value, "1/255");
+    CU_ASSERT_EQUAL_FATAL(ini.sec[1].n_kv, 1);
+    CU_ASSERT_STRING_EQUAL(ini.sec[1].kv[0].value, "32");
+    CU_ASSERT_EQUAL(ini.sec[2].n_kv, 0);
+    CU_ASSERT_EQUAL_FATAL(ini.sec[3].n_kv, 1);
+    CU_ASSERT_STRING_EQUAL(ini.sec[3].kv[0].value, "64"); /* CR stripped */
+    CU_ASSERT_EQUAL_FATAL(ini.sec[4].n_kv, 1);
+    CU_ASSERT_STRING_EQUAL(ini.sec[4].kv[0].value, "a#b"); /* '#' not after space: kept */
+    CU_ASSERT_EQUAL_FATAL(ini.sec[5].n_kv, 1);
+    CU_ASSERT_STRING_EQUAL(ini.sec[5].kv[0].value, "3"); /* last line without newline */
+    CU_ASSERT_PTR_EQUAL(ini_find(&ini, "conv2d"), &ini.sec[1]);
+    CU_ASSERT_PTR_EQUAL(ini_find(&ini, "train"), &ini.sec[5]);
+    CU_ASSERT_PTR_NULL(ini_find(&ini, "dense"));
+    ini_free(&ini);
+}
+
+/* Parse text that must fail; check the message has every fragment. */
+static void expect_parse_error(const char *text, const char *const *frags) {
+    IniFile ini;
+    Err e = {0};
+    int rc = ini_parse_string(&ini, "bad.job", text, &e);
+    CU_ASSERT_EQUAL(rc, -1);
+    CU_ASSERT_TRUE(e.set);
+    for (int i = 0; frags[i]; i++) {
+        if (!strstr(e.msg, frags[i])) printf("\n    message '%s' lacks '%s'\n", e.msg, frags[i]);
+        HAS(e.msg, frags[i]);
+    }
+    ini_free(&ini);
+}
+
+static void parse_errors(void) {
+    expect_parse_error("# c\n\nepochs = 1\n[train]\n", (const char *[]){"bad.job:3:", "epochs", "section", NULL});
+    expect_parse_error("[train]\nepochs = 1\n[conv2d\nfilters = 3\n",
+                       (const char *[]){"bad.job:3:", "malformed section header", NULL});
+    expect_parse_error("[train]\n[conv2d] x\n", (const char *[]){"bad.job:2:", "malformed", NULL});
+    expect_parse_error("[train]\n[]\n", (const char *[]){"bad.job:2:", "section name", NULL});
+    expect_parse_error("[train]\nepochs = 1\nbatch_size 32\n",
+                       (const char *[]){"bad.job:3:", "key = value", "batch_size 32", NULL});
+    expect_parse_error("[train]\nepochs = 1\n\nepochs = 2\n",
+                       (const char *[]){"bad.job:4:", "'epochs' repeated", "line 2", NULL});
+    expect_parse_error("[train]\nepochs = 1\nseed =   # nothing\n",
+                       (const char *[]){"bad.job:3:", "'seed'", "no value", NULL});
+    expect_parse_error("[train]\nbad key = 1\n", (const char *[]){"bad.job:2:", "bad key", NULL});
+}
+
+static void repeated_key_in_other_section_ok(void) {
+    IniFile ini;
+    Err e = {0};
+    CU_ASSERT_EQUAL(ini_parse_string(&ini, "x", "[conv2d]\nfilters=1\n[conv2d]\nfilters=2\n", &e), 0);
+    CU_ASSERT_EQUAL(ini.n_sec, 2);
+    ini_free(&ini);
+}
+
+/* ---- typed getters ---- */
+
+static Section *one_section(IniFile *ini, const char *text) {
+    Err e = {0};
+    int rc = ini_parse_string(ini, "t.job", text, &e);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_FATAL(ini->n_sec >= 1);
+    return &ini->sec[0];
+}
+
+static void getter_int_rejects_junk(void) {
+    IniFile ini;
+    Section *s = one_section(&ini, "[s]\n\na = abc\nb = 3x\nc = 7\nd = 2.5\ne = 99999999999999999999\n");
+    const char *keys[] = {"a", "b", "d", "e"};
+    const char *lines[] = {"t.job:3:", "t.job:4:", "t.job:6:", "t.job:7:"};
+    for (int i = 0; i < 4; i++) {
+        Err e = {0};
+        int out = 12345;
+        CU_ASSERT_EQUAL(sec_get_int(&ini, s, keys[i], 1, 0, -1000, 1000, &out, &e), -1);
+        CU_ASSERT_EQUAL(out, 12345); /* untouched, no silent 0 */
+        HAS(e.msg, lines[i]);
+        char k[16];
+        snprintf(k, sizeof k, "'%s'", keys[i]);
+        HAS(e.msg, k);
+        HAS(e.msg, "integer");
+    }
+    Err e = {0};
+    int out = 0;
+    CU_ASSERT_EQUAL(sec_get_int(&ini, s, "c", 1, 0, 0, 100, &out, &e), 0);
+    CU_ASSERT_EQUAL(out, 7);
+    /* an empty value (only reachable by editing a KeyVal) */
+    free(s->kv[0].value);
+    s->kv[0].value = strdup("");
+    Err e2 = {0};
+    out = 12345;
+    CU_ASSERT_EQUAL(sec_get_int(&ini, s, "a", 1, 0, -1000, 1000, &out, &e2), -1);
+    CU_ASSERT_EQUAL(out, 12345);
+    HAS(e2.msg, "t.job:3:");
+    HAS(e2.msg, "'a'");
+    ini_free(&ini);
+}
+
+static void getter_int_range_required_default(void) {
+    IniFile ini;
+    Section *s = one_section(&ini, "[s]\nbig = 11\nneg = -1\nok = 10\n");
+    Err e = {0};
+    int out = 0;
+    CU_ASSERT_EQUAL(sec_get_int(&ini, s, "big", 1, 0, 0, 10, &out, &e), -1);
+    HAS(e.msg, "t.job:2:");
+    HAS(e.msg, "'big'");
+    HAS(e.msg, "out of range [0, 10]");
+    Err e2 = {0};
+    CU_ASSERT_EQUAL(sec_get_int(&ini, s, "neg", 1, 0, 0, 10, &out, &e2), -1);
+    HAS(e2.msg, "t.job:3:");
+    Err e3 = {0};
+    CU_ASSERT_EQUAL(sec_get_int(&ini, s, "ok", 1, 0, 0, 10, &out, &e3), 0);
+    CU_ASSERT_EQUAL(out, 10);
+    /* absent, required */
+    Err e4 = {0};
+    CU_ASSERT_EQUAL(sec_get_int(&ini, s, "units", 1, 0, 0, 10, &out, &e4), -1);
+    HAS(e4.msg, "t.job:1:");
+    HAS(e4.msg, "'units'");
+    /* absent, default recorded as resolved */
+    Err e5 = {0};
+    long lv = 0;
+    CU_ASSERT_EQUAL(sec_get_long(&ini, s, "steps", 0, 42, 0, 100, &lv, &e5), 0);
+    CU_ASSERT_EQUAL(lv, 42);
+    int found = 0;
+    for (int i = 0; i < s->n_kv; i++)
+        if (!strcmp(s->kv[i].key, "steps")) {
+            found = 1;
+            CU_ASSERT_STRING_EQUAL(s->kv[i].value, "42");
+            CU_ASSERT_EQUAL(s->kv[i].resolved, 1);
+        }
+    CU_ASSERT_TRUE(found);
+    ini_free(&ini);
+}
+
+static void getter_enum_lists_choices(void) {
+    IniFile ini;
+    Section *s = one_section(&ini, "[s]\nopt = adamw\ngood = sgd\n");
+    static const char *const choices[] = {"rmsprop", "adam", "sgd", NULL};
+    Err e = {0};
+    int out = -7;
+    CU_ASSERT_EQUAL(sec_get_enum(&ini, s, "opt", 1, 0, choices, &out, &e), -1);
+    CU_ASSERT_EQUAL(out, -7);
+    HAS(e.msg, "t.job:2:");
+    HAS(e.msg, "'opt'");
+    HAS(e.msg, "adamw");
+    HAS(e.msg, "rmsprop, adam, sgd");
+    Err e2 = {0};
+    CU_ASSERT_EQUAL(sec_get_enum(&ini, s, "good", 1, 0, choices, &out, &e2), 0);
+    CU_ASSERT_EQUAL(out, 2);
+    Err e3 = {0};
+    CU_ASSERT_EQUAL(sec_get_enum(&ini, s, "absent", 0, 1, choices, &out, &e3), 0);
+    CU_ASSERT_EQUAL(out, 1);
+    ini_free(&ini);
+}
+
+static void getter_bool(void) {
+    IniFile ini;
+    Section *s = one_section(&ini, "[s]\na = true\nb = false\nc = yes\n");
+    Err e = {0};
+    int v = -1;
+    CU_ASSERT_EQUAL(sec_get_bool(&ini, s, "a", 0, &v, &e), 0);
+    CU_ASSERT_EQUAL(v, 1);
+    CU_ASSERT_EQUAL(sec_get_bool(&ini, s, "b", 1, &v, &e), 0);
+    CU_ASSERT_EQUAL(v, 0);
+    CU_ASSERT_EQUAL(sec_get_bool(&ini, s, "c", 0, &v, &e), -1);
+    HAS(e.msg, "t.job:4:");
+    HAS(e.msg, "false, true");
+    ini_free(&ini);
+}
+
+static void getter_float_fraction(void) {
+    IniFile ini;
+    Section *s = one_section(&ini, "[s]\nscale = 1/255\nlr = 1e-3\nbad = 1/0\njunk = 0.5x\nneg = -2\n");
+    Err e = {0};
+    float f = 0;
+    CU_ASSERT_EQUAL(sec_get_float(&ini, s, "scale", 1, 0, -10, 10, &f, &e), 0);
+    CU_ASSERT_DOUBLE_EQUAL(f, 1.0 / 255.0, 1e-9);
+    double d = 0;
+    CU_ASSERT_EQUAL(sec_get_double(&ini, s, "lr", 1, 0, 0, 1, &d, &e), 0);
+    CU_ASSERT_DOUBLE_EQUAL(d, 0.001, 1e-15);
+    Err e1 = {0}, e2 = {0}, e3 = {0};
+    CU_ASSERT_EQUAL(sec_get_double(&ini, s, "bad", 1, 0, -10, 10, &d, &e1), -1);
+    HAS(e1.msg, "t.job:4:");
+    HAS(e1.msg, "'bad'");
+    CU_ASSERT_EQUAL(sec_get_double(&ini, s, "junk", 1, 0, -10, 10, &d, &e2), -1);
+    HAS(e2.msg, "t.job:5:");
+    HAS(e2.msg, "'junk'");
+    CU_ASSERT_EQUAL(sec_get_double(&ini, s, "neg", 1, 0, 0, 10, &d, &e3), -1);
+    HAS(e3.msg, "t.job:6:");
+    HAS(e3.msg, "out of range");
+    ini_free(&ini);
+}
+
+static void getter_pair_and_range(void) {
+    IniFile ini;
+    Section *s = one_section(&ini, "[s]\nk1 = 3\nk2 = 3,2\nk3 = 4x5\nk4 = 3,\nk5 = 0\nr1 = 0.2\n"
+                                   "r2 = -0.1,0.3\nr3 = 0.3,-0.1\nr4 = -0.2\n");
+    Err e = {0};
+    int a = 0, b = 0;
+    CU_ASSERT_EQUAL(sec_get_pair(&ini, s, "k1", 1, 0, 1, 100, &a, &b, &e), 0);
+    CU_ASSERT_EQUAL(a, 3);
+    CU_ASSERT_EQUAL(b, 3);
+    CU_ASSERT_EQUAL(sec_get_pair(&ini, s, "k2", 1, 0, 1, 100, &a, &b, &e), 0);
+    CU_ASSERT_EQUAL(a, 3);
+    CU_ASSERT_EQUAL(b, 2);
+    CU_ASSERT_EQUAL(sec_get_pair(&ini, s, "k3", 1, 0, 1, 100, &a, &b, &e), 0);
+    CU_ASSERT_EQUAL(a, 4);
+    CU_ASSERT_EQUAL(b, 5);
+    CU_ASSERT_EQUAL(sec_get_pair(&ini, s, "absent", 0, 2, 1, 100, &a, &b, &e), 0);
+    CU_ASSERT_EQUAL(a, 2);
+    CU_ASSERT_EQUAL(b, 2);
+    CU_ASSERT_FALSE(e.set);
+    Err e4 = {0}, e5 = {0};
+    CU_ASSERT_EQUAL(sec_get_pair(&ini, s, "k4", 1, 0, 1, 100, &a, &b, &e4), -1);
+    HAS(e4.msg, "t.job:5:");
+    HAS(e4.msg, "'k4'");
+    CU_ASSERT_EQUAL(sec_get_pair(&ini, s, "k5", 1, 0, 1, 100, &a, &b, &e5), -1);
+    HAS(e5.msg, "t.job:6:");
+    float lo = 0, hi = 0;
+    CU_ASSERT_EQUAL(sec_get_range(&ini, s, "r1", 1, 0, &lo, &hi, &e), 0);
+    CU_ASSERT_DOUBLE_EQUAL(lo, -0.2, 1e-7);
+    CU_ASSERT_DOUBLE_EQUAL(hi, 0.2, 1e-7);
+    CU_ASSERT_EQUAL(sec_get_range(&ini, s, "r2", 1, 0, &lo, &hi, &e), 0);
+    CU_ASSERT_DOUBLE_EQUAL(lo, -0.1, 1e-7);
+    CU_ASSERT_DOUBLE_EQUAL(hi, 0.3, 1e-7);
+    CU_ASSERT_EQUAL(sec_get_range(&ini, s, "absent_r", 0, 0.5, &lo, &hi, &e), 0);
+    CU_ASSERT_DOUBLE_EQUAL(lo, -0.5, 1e-7);
+    CU_ASSERT_DOUBLE_EQUAL(hi, 0.5, 1e-7);
+    CU_ASSERT_FALSE(e.set);
+    Err e8 = {0}, e9 = {0};
+    CU_ASSERT_EQUAL(sec_get_range(&ini, s, "r3", 1, 0, &lo, &hi, &e8), -1);
+    HAS(e8.msg, "t.job:9:");
+    CU_ASSERT_EQUAL(sec_get_range(&ini, s, "r4", 1, 0, &lo, &hi, &e9), -1);
+    HAS(e9.msg, "t.job:10:");
+    ini_free(&ini);
+}
+
+static void getter_str(void) {
+    IniFile ini;
+    Section *s = one_section(&ini, "[s]\nname = hello world\n");
+    Err e = {0};
+    CU_ASSERT_STRING_EQUAL(sec_get_str(&ini, s, "name", 1, NULL, &e), "hello world");
+    CU_ASSERT_STRING_EQUAL(sec_get_str(&ini, s, "other", 0, "dflt", &e), "dflt");
+    CU_ASSERT_PTR_NULL(sec_get_str(&ini, s, "none", 0, NULL, &e));
+    CU_ASSERT_FALSE(e.set);
+    CU_ASSERT_PTR_NULL(sec_get_str(&ini, s, "need", 1, NULL, &e));
+    CU_ASSERT_TRUE(e.set);
+    HAS(e.msg, "'need'");
+    ini_free(&ini);
+}
+
+static void check_unused_reports_typo(void) {
+    IniFile ini;
+    Section *s = one_section(&ini, "[conv2d]\nfilters = 3\n# c\nkernal_size = 3\n");
+    Err e = {0};
+    int f = 0;
+    CU_ASSERT_EQUAL(sec_get_int(&ini, s, "filters", 1, 0, 1, 100, &f, &e), 0);
+    CU_ASSERT_EQUAL(sec_check_unused(&ini, s, &e), -1);
+    HAS(e.msg, "t.job:4:");
+    HAS(e.msg, "kernal_size");
+    HAS(e.msg, "unknown key");
+    /* once used, no complaint */
+    int a, b;
+    Err e2 = {0};
+    CU_ASSERT_EQUAL(sec_get_pair(&ini, s, "kernal_size", 1, 0, 1, 9, &a, &b, &e2), 0);
+    CU_ASSERT_EQUAL(sec_check_unused(&ini, s, &e2), 0);
+    CU_ASSERT_FALSE(e2.set);
+    ini_free(&ini);
+}
+
+/* ---- overrides ---- */
+
+static const char *kv_value(Section *s, const char *key, int *line) {
+    for (int i = 0; i < s->n_kv; i++)
+        if (!strcmp(s->kv[i].key, key)) {
+            if (line) *line = s->kv[i].line;
+            return s->kv[i].value;
+        }
+    return NULL;
+}
+
+static void override_apply(void) {
+    IniFile ini;
+    Err e = {0};
+    CU_ASSERT_EQUAL_FATAL(ini_parse_string(&ini, "o.job",
+                                           "[data]\nroot = /x\n[conv2d]\nfilters = 3\n[conv2d]\n"
+                                           "filters = 4\n",
+                                           &e),
+                          0);
+    CU_ASSERT_EQUAL(ini_apply_override(&ini, "conv2d_1.filters=9", &e), 0);
+    CU_ASSERT_EQUAL(ini_apply_override(&ini, "conv2d.activation=relu", &e), 0);
+    CU_ASSERT_EQUAL(ini_apply_override(&ini, "train.epochs=5", &e), 0); /* creates [train] */
+    CU_ASSERT_EQUAL(ini_apply_override(&ini, "train.epochs=1", &e), 0); /* replaces */
+    CU_ASSERT_EQUAL(ini_apply_override(&ini, "train.save=/a=b", &e), 0);
+    CU_ASSERT_FALSE(e.set);
+    int line = -5;
+    CU_ASSERT_STRING_EQUAL(kv_value(&ini.sec[2], "filters", &line), "9");
+    CU_ASSERT_EQUAL(line, 0);
+    CU_ASSERT_STRING_EQUAL(kv_value(&ini.sec[1], "filters", NULL), "3");
+    CU_ASSERT_STRING_EQUAL(kv_value(&ini.sec[1], "activation", NULL), "relu");
+    Section *t = ini_find(&ini, "train");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+    CU_ASSERT_STRING_EQUAL(t->label, "train");
+    CU_ASSERT_EQUAL(t->n_kv, 2);
+    CU_ASSERT_STRING_EQUAL(kv_value(t, "epochs", NULL), "1");
+    CU_ASSERT_STRING_EQUAL(kv_value(t, "save", NULL), "/a=b");
+    /* errors from an overridden value say --set */
+    CU_ASSERT_EQUAL(ini_apply_override(&ini, "train.batch_size=abc", &e), 0);
+    int bs;
+    CU_ASSERT_EQUAL(sec_get_int(&ini, t, "batch_size", 0, 32, 1, 100, &bs, &e), -1);
+    HAS(e.msg, "--set train.batch_size");
+    HAS(e.msg, "abc");
+    ini_free(&ini);
+}
+
+static void override_errors(void) {
+    IniFile ini;
+    Err e0 = {0};
+    CU_ASSERT_EQUAL_FATAL(ini_parse_string(&ini, "o.job", "[conv2d]\nfilters = 3\n", &e0), 0);
+    const char *bad[] = {"conv2d_1.filters=3", "dense.units=3", "trainepochs=1", "train.epochs",
+                         "train.epochs=", ".epochs=1", "train.=1", "epochs=1.5"};
+    const char *frag[] = {"conv2d_1", "dense", "section.key=value", "section.key=value",
+                          "empty value", "section.key=value", "section.key=value", "section.key=value"};
+    for (int i = 0; i < 8; i++) {
+        Err e = {0};
+        int rc = ini_apply_override(&ini, bad[i], &e);
+        CU_ASSERT_EQUAL(rc, -1);
+        if (rc != -1) printf("\n    override '%s' was accepted\n", bad[i]);
+        HAS(e.msg, bad[i]);
+        HAS(e.msg, frag[i]);
+    }
+    CU_ASSERT_EQUAL(ini.n_sec, 1);
+    CU_ASSERT_EQUAL(ini.sec[0].n_kv, 1);
+    ini_free(&ini);
+}
+
+/* ---- job_load ---- */
+
+static const char *write_job(const char *name, const char *text) {
+    return testutil_write_file(testutil_tmpdir(), name, text, strlen(text));
+}
+
+static const char *BASE_DATA = "[data]\n"
+                               "root = /nonexistent/root\n"
+                               "train_images = tr-img\n"
+                               "train_labels = /abs/tr-lbl\n"
+                               "test_images = te-img\n"
+                               "test_labels = te-lbl\n";
+
+static void job_defaults_resolved(void) {
+    char text[2048];
+    snprintf(text, sizeof text,
+             "%s"
+             "[conv2d]\nfilters = 4\nkernel_size = 3\n"
+             "[maxpooling2d]\npool_size = 3\n"
+             "[maxpooling2d]\n"
+             "[flatten]\n"
+             "[dense]\nunits = 3\nactivation = softmax\n"
+             "[train]\nloss = sparse_categorical_crossentropy\n",
+             BASE_DATA);
+    const char *path = write_job("defaults.job", text);
+    Job j;
+    Err e = {0};
+    int rc = job_load(&j, path, NULL, 0, &e);
+    if (rc) printf("\n    %s\n", e.msg);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_STRING_EQUAL(j.name, "defaults");
+    CU_ASSERT_EQUAL(j.data.format, DATA_IDX);
+    CU_ASSERT_STRING_EQUAL(j.data.train_images, "/nonexistent/root/tr-img");
+    CU_ASSERT_STRING_EQUAL(j.data.train_labels, "/abs/tr-lbl");
+    CU_ASSERT_STRING_EQUAL(j.data.test_labels, "/nonexistent/root/te-lbl");
+    CU_ASSERT_PTR_NULL(j.data.val_images);
+    CU_ASSERT_DOUBLE_EQUAL(j.data.scale, 1.0, 0);
+    CU_ASSERT_DOUBLE_EQUAL(j.data.offset, 0.0, 0);
+    const TrainCfg *t = &j.train;
+    CU_ASSERT_EQUAL(t->loss, LOSS_SPARSE_CATEGORICAL_CROSSENTROPY);
+    CU_ASSERT_EQUAL(t->opt.kind, OPT_RMSPROP);
+    CU_ASSERT_DOUBLE_EQUAL(t->opt.lr, 0.001, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(t->opt.rho, 0.9, 1e-7);
+    CU_ASSERT_DOUBLE_EQUAL(t->opt.epsilon, 1e-7, 1e-12);
+    CU_ASSERT_DOUBLE_EQUAL(t->opt.momentum, 0.0, 0);
+    CU_ASSERT_EQUAL(t->batch_size, 32);
+    CU_ASSERT_EQUAL(t->epochs, 1);
+    CU_ASSERT_EQUAL(t->seed, 1);
+    CU_ASSERT_EQUAL(t->shuffle, 1);
+    CU_ASSERT_EQUAL(t->steps_per_epoch, 0);
+    CU_ASSERT_DOUBLE_EQUAL(t->validation_split, 0.0, 0);
+    CU_ASSERT_STRING_EQUAL(t->save, "");
+    CU_ASSERT_STRING_EQUAL(t->step_log, "");
+    CU_ASSERT_EQUAL_FATAL(j.n_layers, 5);
+    const Layer *L = j.layers;
+    CU_ASSERT_EQUAL(L[0].kind, LAYER_CONV2D);
+    CU_ASSERT_STRING_EQUAL(L[0].name, "conv2d");
+    CU_ASSERT_EQUAL(L[0].units, 4);
+    CU_ASSERT_EQUAL(L[0].kh, 3);
+    CU_ASSERT_EQUAL(L[0].kw, 3);
+    CU_ASSERT_EQUAL(L[0].sh, 1); /* conv strides default to 1 */
+    CU_ASSERT_EQUAL(L[0].sw, 1);
+    CU_ASSERT_EQUAL(L[0].padding, PAD_VALID);
+    CU_ASSERT_EQUAL(L[0].act, ACT_LINEAR);
+    CU_ASSERT_EQUAL(L[0].use_bias, 1);
+    CU_ASSERT_EQUAL(L[0].line, 7);
+    CU_ASSERT_EQUAL(L[1].kind, LAYER_MAXPOOL2D);
+    CU_ASSERT_EQUAL(L[1].kh, 3);
+    CU_ASSERT_EQUAL(L[1].sh, 3); /* pool strides default to pool_size */
+    CU_ASSERT_EQUAL(L[1].sw, 3);
+    CU_ASSERT_STRING_EQUAL(L[2].name, "maxpooling2d_1");
+    CU_ASSERT_EQUAL(L[2].kh, 2); /* pool_size default 2 */
+    CU_ASSERT_EQUAL(L[2].kw, 2);
+    CU_ASSERT_EQUAL(L[2].sh, 2);
+    CU_ASSERT_EQUAL(L[3].kind, LAYER_FLATTEN);
+    CU_ASSERT_EQUAL(L[4].kind, LAYER_DENSE);
+    CU_ASSERT_EQUAL(L[4].units, 3);
+    CU_ASSERT_EQUAL(L[4].act, ACT_SOFTMAX);
+    job_free(&j);
+}
+
+static void job_optimizer_defaults(void) {
+    char text[2048];
+    snprintf(text, sizeof text,
+             "%s[flatten]\n[dense]\nunits = 2\nactivation = softmax\n"
+             "[train]\nloss = sparse_categorical_crossentropy\noptimizer = sgd\n",
+             BASE_DATA);
+    const char *path = write_job("sgd.job", text);
+    Job j;
+    Err e = {0};
+    CU_ASSERT_EQUAL_FATAL(job_load(&j, path, NULL, 0, &e), 0);
+    CU_ASSERT_EQUAL(j.train.opt.kind, OPT_SGD);
+    CU_ASSERT_DOUBLE_EQUAL(j.train.opt.lr, 0.01, 1e-9);
+    CU_ASSERT_EQUAL(j.train.opt.nesterov, 0);
+    job_free(&j);
+    char *ov[] = {"train.optimizer=adam"};
+    Err e2 = {0};
+    CU_ASSERT_EQUAL_FATAL(job_load(&j, path, ov, 1, &e2), 0);
+    CU_ASSERT_EQUAL(j.train.opt.kind, OPT_ADAM);
+    CU_ASSERT_DOUBLE_EQUAL(j.train.opt.lr, 0.001, 1e-9);
+    CU_ASSERT_DOUBLE_EQUAL(j.train.opt.beta1, 0.9, 1e-7);
+    CU_ASSERT_DOUBLE_EQUAL(j.train.opt.beta2, 0.999, 1e-7);
+    job_free(&j);
+    /* rho is an RMSprop key: with sgd it is an unknown key */
+    char *ov2[] = {"train.rho=0.5"};
+    Err e3 = {0};
+    CU_ASSERT_EQUAL(job_load(&j, path, ov2, 1, &e3), -1);
+    HAS(e3.msg, "rho");
+    HAS(e3.msg, "--set");
+    job_free(&j);
+}
+
+/* job_load must fail with every fragment in the message. */
+static void expect_job_error(const char *name, const char *text, char *const *ov, int n_ov,
+                             const char *const *frags) {
+    const char *path = write_job(name, text);
+    char pathcopy[512];
+    snprintf(pathcopy, sizeof pathcopy, "%s", path);
+    Job j;
+    Err e = {0};
+    int rc = job_load(&j, pathcopy, ov, n_ov, &e);
+    CU_ASSERT_EQUAL(rc, -1);
+    CU_ASSERT_TRUE(e.set);
+    for (int i = 0; frags[i]; i++) {
+        const char *f = frags[i];
+        char buf[600];
+        if (f[0] == '@') { /* "@:N:" means "<path>:N:" */
+            snprintf(buf, sizeof buf, "%s%s", pathcopy, f + 1);
+            f = buf;
+        }
+        if (!strstr(e.msg, f)) printf("\n    message '%s' lacks '%s'\n", e.msg, f);
+        HAS(e.msg, f);
+    }
+    job_free(&j);
+}
+
+static void job_errors(void) {
+    char text[4096];
+    /* typo'd key in [conv2d] at line 8 */
+    snprintf(text, sizeof text,
+             "%s"                                  /* lines 1-6 */
+             "[conv2d]\n"                          /* 7 */
+             "filter = 32\n"                       /* 8 */
+             "kernel_size = 3\n"                   /* 9 */
+             "[flatten]\n[dense]\nunits = 2\nactivation = softmax\n"
+             "[train]\nloss = sparse_categorical_crossentropy\n",
+             BASE_DATA);
+    expect_job_error("typo.job", text, NULL, 0, (const char *[]){"@:7:", "needs 'filters'", NULL});
+    /* with 'filters' given too, the typo is the unknown key, at its line */
+    snprintf(text, sizeof text,
+             "%s[conv2d]\nfilters = 4\nfilter = 32\nkernel_size = 3\n"
+             "[flatten]\n[dense]\nunits = 2\nactivation = softmax\n"
+             "[train]\nloss = sparse_categorical_crossentropy\n",
+             BASE_DATA);
+    expect_job_error("typo2.job", text, NULL, 0,
+                     (const char *[]){"@:9:", "unknown key 'filter'", "[conv2d]", NULL});
+    /* unknown key in [train] */
+    snprintf(text, sizeof text,
+             "%s[flatten]\n[dense]\nunits = 2\nactivation = softmax\n"
+             "[train]\nloss = sparse_categorical_crossentropy\nepoch = 3\n",
+             BASE_DATA);
+    expect_job_error("typo3.job", text, NULL, 0, (const char *[]){"@:13:", "'epoch'", NULL});
+    /* unknown section */
+    snprintf(text, sizeof text,
+             "%s[flatten]\n[dense]\nunits = 2\nactivation = softmax\n[lstm]\nunits = 3\n"
+             "[train]\nloss = sparse_categorical_crossentropy\n",
+             BASE_DATA);
+    expect_job_error("unk.job", text, NULL, 0, (const char *[]){"@:11:", "unknown section [lstm]", NULL});
+    /* no [data] */
+    expect_job_error("nodata.job",
+                     "[flatten]\n[dense]\nunits = 2\nactivation = softmax\n"
+                     "[train]\nloss = sparse_categorical_crossentropy\n",
+                     NULL, 0, (const char *[]){"@", "no [data]", NULL});
+    /* no [train] */
+    snprintf(text, sizeof text, "%s[flatten]\n[dense]\nunits = 2\nactivation = softmax\n", BASE_DATA);
+    expect_job_error("notrain.job", text, NULL, 0, (const char *[]){"@", "no [train]", NULL});
+    /* repeated [train] */
+    snprintf(text, sizeof text,
+             "%s[flatten]\n[dense]\nunits = 2\nactivation = softmax\n"
+             "[train]\nloss = sparse_categorical_crossentropy\n[train]\nepochs = 2\n",
+             BASE_DATA);
+    expect_job_error("twotrain.job", text, NULL, 0, (const char *[]){"@:13:", "[train]", "twice", NULL});
+    /* no layers */
+    snprintf(text, sizeof text, "%s[train]\nloss = sparse_categorical_crossentropy\n", BASE_DATA);
+    expect_job_error("nolayers.job", text, NULL, 0, (const char *[]){"no layers", NULL});
+    /* bad values */
+    snprintf(text, sizeof text,
+             "%s[flatten]\n[dense]\nunits = 2\nactivation = softmax\n"
+             "[train]\nloss = sparse_categorical_crossentropy\nepochs = 3x\n",
+             BASE_DATA);
+    expect_job_error("bad.job", text, NULL, 0, (const char *[]){"@:13:", "'epochs'", "3x", NULL});
+    snprintf(text, sizeof text,
+             "%s[flatten]\n[dense]\nunits = 2\nactivation = softmax\n"
+             "[train]\nloss = sparse_categorical_crossentropy\n",
+             BASE_DATA);
+    expect_job_error("setbad.job", text, (char *[]){"train.epochs=abc"}, 1,
+                     (const char *[]){"--set train.epochs", "abc", NULL});
+    expect_job_error("setbad2.job", text, (char *[]){"nosuch.key=1"}, 1,
+                     (const char *[]){"nosuch", NULL});
+    expect_job_error("setbad3.job", text, (char *[]){"train.nosuchkey=1"}, 1,
+                     (const char *[]){"--set train.nosuchkey", "unknown key", NULL});
+    /* validation_images without validation_labels */
+    snprintf(text, sizeof text,
+             "%svalidation_images = v\n[flatten]\n[dense]\nunits = 2\nactivation = softmax\n"
+             "[train]\nloss = sparse_categorical_crossentropy\n",
+             BASE_DATA);
+    expect_job_error("val.job", text, NULL, 0, (const char *[]){"validation_labels", NULL});
+    /* missing file */
+    Job j;
+    Err e = {0};
+    char missing[600];
+    snprintf(missing, sizeof missing, "%s/no-such.job", testutil_tmpdir());
+    CU_ASSERT_EQUAL(job_load(&j, missing, NULL, 0, &e), -1);
+    HAS(e.msg, missing);
+    job_free(&j);
+}
+
+static uint64_t hash_of(const char *path, char *const *ov, int n) {
+    Job j;
+    Err e = {0};
+    int rc = job_load(&j, path, ov, n, &e);
+    CU_ASSERT_EQUAL(rc, 0);
+    if (rc) printf("\n    %s\n", e.msg);
+    uint64_t h = j.hash;
+    job_free(&j);
+    return h;
+}
+
+static void job_hash(void) {
+    char text[2048];
+    snprintf(text, sizeof text,
+             "%s[conv2d]\nfilters = 4\nkernel_size = 3\n[flatten]\n[dense]\nunits = 2\n"
+             "activation = softmax\n[train]\nloss = sparse_categorical_crossentropy\nepochs = 2\n",
+             BASE_DATA);
+    const char *p = write_job("hash.job", text);
+    char path[512];
+    snprintf(path, sizeof path, "%s", p);
+    uint64_t h0 = hash_of(path, NULL, 0);
+    CU_ASSERT_EQUAL(h0, hash_of(path, NULL, 0));
+    CU_ASSERT_NOT_EQUAL(h0, 0);
+    CU_ASSERT_NOT_EQUAL(h0, hash_of(path, (char *[]){"train.epochs=3"}, 1));
+    CU_ASSERT_NOT_EQUAL(h0, hash_of(path, (char *[]){"conv2d.filters=5"}, 1));
+    CU_ASSERT_NOT_EQUAL(h0, hash_of(path, (char *[]){"train.lr=0.002"}, 1));
+    CU_ASSERT_NOT_EQUAL(h0, hash_of(path, (char *[]){"data.scale=0.5"}, 1));
+    CU_ASSERT_EQUAL(h0, hash_of(path, (char *[]){"train.save=/tmp/w.bin"}, 1));
+    CU_ASSERT_EQUAL(h0, hash_of(path, (char *[]){"train.step_log=/tmp/s.log"}, 1));
+}
+
+TEST_SUITE(ini,
+           {"parse good text: sections, labels, comments, whitespace", parse_good_text},
+           {"parse errors name file and line", parse_errors},
+           {"same key in two sections is fine", repeated_key_in_other_section_ok},
+           {"integer getter rejects junk with FILE:LINE and key", getter_int_rejects_junk},
+           {"integer range, required, default", getter_int_range_required_default},
+           {"enum error lists the choices", getter_enum_lists_choices},
+           {"bool getter", getter_bool},
+           {"float getter: fractions and errors", getter_float_fraction},
+           {"pair and range getters", getter_pair_and_range},
+           {"string getter", getter_str},
+           {"check_unused reports a typo with its line", check_unused_reports_typo},
+           {"overrides replace, add, create [train]", override_apply},
+           {"malformed overrides are rejected", override_errors},
+           {"job_load resolves defaults", job_defaults_resolved},
+           {"job_load optimizer-dependent defaults", job_optimizer_defaults},
+           {"job_load errors", job_errors},
+           {"job hash", job_hash})

@@ -1,0 +1,350 @@
+/* test_layers.c: every layer's forward pass against a naive reference written here, and a
+ * central-difference check of its input, weight and bias gradients, over several shapes
+ * (odd sizes, stride 2, same padding, 1x1 kernels). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layer.h"
+#include "testutil.h"
+
+/* One layer with its buffers, planned for N samples. */
+typedef struct {
+    Layer L;
+    int N;
+    float *in, *out, *w, *b, *dw, *db, *din, *dout, *ws, *r;
+    unsigned char *aux;
+    int training;
+    int64_t ids[16];
+} Fixture;
+
+static void fixture_init(Fixture *f, Layer L, Shape in, int N) {
+    memset(f, 0, sizeof *f);
+    f->L = L;
+    f->L.in = in;
+    snprintf(f->L.name, sizeof f->L.name, "test");
+    Err e = {0};
+    CU_ASSERT_FATAL(layer_ops[L.kind]->plan(&f->L, &e) == 0);
+    f->N = N;
+    size_t ni = N * shape_size(in), no = N * shape_size(f->L.out);
+    f->in = calloc(ni, 4);
+    f->din = calloc(ni, 4);
+    f->out = calloc(no, 4);
+    f->dout = calloc(no, 4);
+    f->r = calloc(no, 4);
+    f->w = calloc(f->L.n_weight + 1, 4);
+    f->dw = calloc(f->L.n_weight + 1, 4);
+    f->b = calloc(f->L.n_bias + 1, 4);
+    f->db = calloc(f->L.n_bias + 1, 4);
+    f->ws = calloc(N * f->L.ws_per_sample + 1, 4);
+    f->aux = calloc(N * f->L.aux_per_sample + 1, 1);
+    testutil_fill(f->in, ni, 1, -1, 1);
+    testutil_fill(f->w, f->L.n_weight, 2, -0.5f, 0.5f);
+    testutil_fill(f->b, f->L.n_bias, 3, -0.5f, 0.5f);
+    testutil_fill(f->r, no, 4, -1, 1);
+    for (int i = 0; i < 16; i++) f->ids[i] = 100 + 7 * i;
+}
+
+static void fixture_free(Fixture *f) {
+    void *ps[] = {f->in, f->din, f->out, f->dout, f->r, f->w, f->dw, f->b, f->db, f->ws, f->aux};
+    for (size_t i = 0; i < sizeof ps / sizeof *ps; i++) free(ps[i]);
+}
+
+static LayerCtx fixture_ctx(Fixture *f) {
+    LayerCtx c = {f->L.n_weight ? f->w : NULL, f->L.n_bias ? f->b : NULL,
+                  f->L.n_weight ? f->dw : NULL, f->L.n_bias ? f->db : NULL,
+                  f->aux, f->ws, f->training, 42, 3, 1, f->ids};
+    return c;
+}
+
+static void fixture_forward(Fixture *f) {
+    LayerCtx c = fixture_ctx(f);
+    layer_ops[f->L.kind]->forward(&f->L, &c, f->out, f->in, f->N);
+}
+
+/* loss = sum(out * r): dloss/dout = r */
+static double fixture_loss(void *ctx) {
+    Fixture *f = ctx;
+    fixture_forward(f);
+    double s = 0;
+    size_t no = f->N * shape_size(f->L.out);
+    for (size_t i = 0; i < no; i++) s += (double)f->out[i] * f->r[i];
+    return s;
+}
+
+static void fixture_backward(Fixture *f) {
+    fixture_forward(f);
+    size_t no = f->N * shape_size(f->L.out);
+    memcpy(f->dout, f->r, no * 4);
+    memset(f->dw, 0, (f->L.n_weight + 1) * 4);
+    memset(f->db, 0, (f->L.n_bias + 1) * 4);
+    LayerCtx c = fixture_ctx(f);
+    layer_ops[f->L.kind]->backward(&f->L, &c, f->din, f->dout, f->in, f->out, f->N);
+}
+
+/* Check input, weight and bias gradients by central differences. */
+static void check_gradients(Fixture *f, double tol, float eps) {
+    fixture_backward(f);
+    size_t ni = f->N * shape_size(f->L.in);
+    float *din = malloc(ni * 4), *dw = malloc((f->L.n_weight + 1) * 4), *db = malloc((f->L.n_bias + 1) * 4);
+    memcpy(din, f->din, ni * 4);
+    memcpy(dw, f->dw, (f->L.n_weight + 1) * 4);
+    memcpy(db, f->db, (f->L.n_bias + 1) * 4);
+    double e_in = testutil_grad_error(fixture_loss, f, f->in, din, ni, 300, eps);
+    CU_ASSERT(e_in < tol);
+    if (e_in >= tol) printf("\n    input gradient error %g (tol %g)\n", e_in, tol);
+    if (f->L.n_weight) {
+        double e_w = testutil_grad_error(fixture_loss, f, f->w, dw, f->L.n_weight, 300, eps);
+        CU_ASSERT(e_w < tol);
+        if (e_w >= tol) printf("\n    weight gradient error %g\n", e_w);
+    }
+    if (f->L.n_bias) {
+        double e_b = testutil_grad_error(fixture_loss, f, f->b, db, f->L.n_bias, 0, eps);
+        CU_ASSERT(e_b < tol);
+        if (e_b >= tol) printf("\n    bias gradient error %g\n", e_b);
+    }
+    free(din);
+    free(dw);
+    free(db);
+}
+
+/* ---- Conv2D ---- */
+
+static Layer conv_layer(int oc, int k, int s, Padding p, Activation a) {
+    Layer L;
+    memset(&L, 0, sizeof L);
+    L.kind = LAYER_CONV2D;
+    L.units = oc;
+    L.kh = L.kw = k;
+    L.sh = L.sw = s;
+    L.padding = p;
+    L.act = a;
+    L.use_bias = 1;
+    L.trainable = 1;
+    return L;
+}
+
+/* Direct convolution with TF's padding rule, written independently of the im2col code. */
+static void naive_conv(const Fixture *f, float *ref) {
+    const Layer *L = &f->L;
+    int H = L->in.h, W = L->in.w, C = L->in.c, OH, OW, pt = 0, pl = 0;
+    if (L->padding == PAD_VALID) {
+        OH = (H - L->kh) / L->sh + 1;
+        OW = (W - L->kw) / L->sw + 1;
+    } else {
+        OH = (H + L->sh - 1) / L->sh;
+        OW = (W + L->sw - 1) / L->sw;
+        int ph = (OH - 1) * L->sh + L->kh - H, pw = (OW - 1) * L->sw + L->kw - W;
+        pt = ph > 0 ? ph / 2 : 0;
+        pl = pw > 0 ? pw / 2 : 0;
+    }
+    CU_ASSERT_EQUAL(OH, L->out.h);
+    CU_ASSERT_EQUAL(OW, L->out.w);
+    for (int n = 0; n < f->N; n++)
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++)
+                for (int oc = 0; oc < L->units; oc++) {
+                    double s = f->b[oc];
+                    for (int kh = 0; kh < L->kh; kh++)
+                        for (int kw = 0; kw < L->kw; kw++)
+                            for (int c = 0; c < C; c++) {
+                                int ih = oh * L->sh + kh - pt, iw = ow * L->sw + kw - pl;
+                                if (ih < 0 || iw < 0 || ih >= H || iw >= W) continue;
+                                s += (double)f->in[((n * H + ih) * W + iw) * C + c] *
+                                     f->w[((kh * L->kw + kw) * C + c) * L->units + oc];
+                            }
+                    if (L->act == ACT_RELU && s < 0) s = 0;
+                    if (L->act == ACT_SIGMOID) s = 1 / (1 + exp(-s));
+                    ref[((n * OH + oh) * OW + ow) * L->units + oc] = (float)s;
+                }
+}
+
+static void check_conv(int H, int W, int C, int oc, int k, int s, Padding p, Activation a,
+                       int N) {
+    /* ReLU's kink: a smaller step makes crossing it while differencing rare */
+    float eps = a == ACT_RELU ? 1e-3f : 1e-2f;
+    Fixture f;
+    fixture_init(&f, conv_layer(oc, k, s, p, a), (Shape){H, W, C, 0}, N);
+    fixture_forward(&f);
+    size_t no = N * shape_size(f.L.out);
+    float *ref = calloc(no, 4);
+    naive_conv(&f, ref);
+    double worst = 0;
+    for (size_t i = 0; i < no; i++) worst = fmax(worst, fabs(ref[i] - f.out[i]));
+    CU_ASSERT(worst < 1e-4);
+    free(ref);
+    check_gradients(&f, 2e-2, eps);
+    fixture_free(&f);
+}
+
+static void test_conv_valid(void) { check_conv(7, 6, 3, 4, 3, 1, PAD_VALID, ACT_LINEAR, 2); }
+static void test_conv_same_stride2_odd(void) { check_conv(7, 5, 2, 3, 3, 2, PAD_SAME, ACT_SIGMOID, 2); }
+static void test_conv_valid_stride2(void) { check_conv(9, 8, 2, 5, 3, 2, PAD_VALID, ACT_LINEAR, 3); }
+static void test_conv_same_5x5(void) { check_conv(6, 6, 3, 2, 5, 1, PAD_SAME, ACT_LINEAR, 2); }
+static void test_conv_pointwise(void) { check_conv(4, 5, 6, 3, 1, 1, PAD_VALID, ACT_LINEAR, 2); }
+static void test_conv_relu(void) { check_conv(8, 8, 1, 4, 3, 1, PAD_VALID, ACT_RELU, 2); }
+
+static void test_conv_shapes(void) {
+    Err e = {0};
+    Layer L = conv_layer(8, 3, 1, PAD_VALID, ACT_LINEAR);
+    L.in = (Shape){2, 5, 3, 0};
+    CU_ASSERT(layer_ops[LAYER_CONV2D]->plan(&L, &e) != 0); /* 2 rows < 3-row kernel */
+    CU_ASSERT(strstr(e.msg, "smaller") != NULL);
+    Err e2 = {0};
+    L.in = (Shape){1, 1, 50, 1};
+    CU_ASSERT(layer_ops[LAYER_CONV2D]->plan(&L, &e2) != 0); /* flat input */
+    Layer S = conv_layer(8, 3, 2, PAD_SAME, ACT_LINEAR);
+    S.in = (Shape){2, 2, 3, 0};
+    Err e3 = {0};
+    CU_ASSERT_FATAL(layer_ops[LAYER_CONV2D]->plan(&S, &e3) == 0);
+    CU_ASSERT(S.out.h == 1 && S.out.w == 1 && S.out.c == 8);
+    CU_ASSERT_EQUAL(S.n_weight, 3 * 3 * 3 * 8);
+}
+
+/* ---- Dense ---- */
+
+static void test_dense(void) {
+    Layer L;
+    memset(&L, 0, sizeof L);
+    L.kind = LAYER_DENSE;
+    L.units = 5;
+    L.use_bias = 1;
+    L.trainable = 1;
+    L.act = ACT_SIGMOID;
+    Fixture f;
+    fixture_init(&f, L, (Shape){1, 1, 7, 1}, 3);
+    fixture_forward(&f);
+    double worst = 0;
+    for (int n = 0; n < 3; n++)
+        for (int u = 0; u < 5; u++) {
+            double s = f.b[u];
+            for (int i = 0; i < 7; i++) s += (double)f.in[n * 7 + i] * f.w[i * 5 + u];
+            worst = fmax(worst, fabs(1 / (1 + exp(-s)) - f.out[n * 5 + u]));
+        }
+    CU_ASSERT(worst < 1e-5);
+    check_gradients(&f, 1e-2, 1e-2f);
+    fixture_free(&f);
+    Layer S = L;
+    S.in = (Shape){3, 3, 2, 0};
+    Err e = {0};
+    CU_ASSERT(layer_ops[LAYER_DENSE]->plan(&S, &e) != 0); /* needs a Flatten first */
+}
+
+/* ---- MaxPooling2D ---- */
+
+static void check_pool(int H, int W, int C, int k, int s, Padding p) {
+    Layer L;
+    memset(&L, 0, sizeof L);
+    L.kind = LAYER_MAXPOOL2D;
+    L.kh = L.kw = k;
+    L.sh = L.sw = s;
+    L.padding = p;
+    Fixture f;
+    fixture_init(&f, L, (Shape){H, W, C, 0}, 2);
+    /* distinct values 0.05 apart, so differencing by 0.01 never changes a window's maximum */
+    size_t ni = 2 * shape_size(f.L.in);
+    for (size_t i = 0; i < ni; i++) f.in[i] = 0.05f * (float)((i * 7919) % ni) - 1.0f;
+    fixture_forward(&f);
+    int OH = f.L.out.h, OW = f.L.out.w;
+    int expect_oh = p == PAD_VALID ? (H - k) / s + 1 : (H + s - 1) / s;
+    CU_ASSERT_EQUAL(OH, expect_oh);
+    int ph = (OH - 1) * s + k - H, pt = p == PAD_SAME && ph > 0 ? ph / 2 : 0;
+    int pw = (OW - 1) * s + k - W, pl = p == PAD_SAME && pw > 0 ? pw / 2 : 0;
+    int bad = 0;
+    for (int n = 0; n < 2; n++)
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++)
+                for (int c = 0; c < C; c++) {
+                    float m = -1e30f;
+                    for (int kh = 0; kh < k; kh++)
+                        for (int kw = 0; kw < k; kw++) {
+                            int ih = oh * s + kh - pt, iw = ow * s + kw - pl;
+                            if (ih < 0 || iw < 0 || ih >= H || iw >= W) continue;
+                            m = fmaxf(m, f.in[((n * H + ih) * W + iw) * C + c]);
+                        }
+                    bad += m != f.out[((n * OH + oh) * OW + ow) * C + c];
+                }
+    CU_ASSERT_EQUAL(bad, 0);
+    check_gradients(&f, 2e-2, 1e-2f);
+    fixture_free(&f);
+}
+
+static void test_pool_valid(void) { check_pool(6, 7, 3, 2, 2, PAD_VALID); }
+static void test_pool_same_odd(void) { check_pool(7, 5, 2, 3, 2, PAD_SAME); }
+static void test_pool_overlap(void) { check_pool(8, 8, 2, 3, 1, PAD_VALID); }
+
+/* ---- Flatten, Rescaling, Dropout ---- */
+
+static void test_flatten(void) {
+    Layer L;
+    memset(&L, 0, sizeof L);
+    L.kind = LAYER_FLATTEN;
+    Fixture f;
+    fixture_init(&f, L, (Shape){3, 2, 4, 0}, 2);
+    CU_ASSERT(f.L.out.flat && f.L.out.c == 24);
+    fixture_forward(&f);
+    CU_ASSERT(memcmp(f.in, f.out, 2 * 24 * 4) == 0); /* NHWC order is Keras's flatten order */
+    check_gradients(&f, 1e-3, 1e-2f);
+    fixture_free(&f);
+}
+
+static void test_rescaling(void) {
+    Layer L;
+    memset(&L, 0, sizeof L);
+    L.kind = LAYER_RESCALING;
+    L.u.rescale.scale = 1.0f / 255;
+    L.u.rescale.offset = -0.5f;
+    Fixture f;
+    fixture_init(&f, L, (Shape){3, 3, 3, 0}, 2);
+    fixture_forward(&f);
+    int bad = 0;
+    for (int i = 0; i < 54; i++) bad += fabsf(f.out[i] - (f.in[i] / 255.0f - 0.5f)) > 1e-6f;
+    CU_ASSERT_EQUAL(bad, 0);
+    check_gradients(&f, 1e-3, 1e-2f);
+    fixture_free(&f);
+}
+
+static void test_dropout(void) {
+    Layer L;
+    memset(&L, 0, sizeof L);
+    L.kind = LAYER_DROPOUT;
+    L.u.dropout.rate = 0.5f;
+    Fixture f;
+    fixture_init(&f, L, (Shape){1, 1, 4000, 1}, 2);
+    /* inference: identity */
+    fixture_forward(&f);
+    CU_ASSERT(memcmp(f.in, f.out, 8000 * 4) == 0);
+    /* training: about half dropped, the rest scaled by 1/(1-rate) */
+    f.training = 1;
+    fixture_forward(&f);
+    int zeros = 0, bad = 0;
+    for (int i = 0; i < 8000; i++) {
+        if (f.out[i] == 0)
+            zeros++;
+        else
+            bad += fabsf(f.out[i] - 2 * f.in[i]) > 1e-6f;
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT(zeros > 3700 && zeros < 4300);
+    /* the mask depends on the sample id, not the batch position */
+    float first[4000];
+    memcpy(first, f.out + 4000, sizeof first);
+    int64_t keep = f.ids[1];
+    f.ids[0] = keep;
+    fixture_forward(&f);
+    int same_mask = 0;
+    for (int i = 0; i < 4000; i++) same_mask += (f.out[i] == 0) == (first[i] == 0);
+    CU_ASSERT_EQUAL(same_mask, 4000);
+    check_gradients(&f, 1e-3, 1e-2f);
+    fixture_free(&f);
+}
+
+TEST_SUITE(layers, {"conv2d valid 3x3", test_conv_valid},
+           {"conv2d same stride 2 odd sizes sigmoid", test_conv_same_stride2_odd},
+           {"conv2d valid stride 2", test_conv_valid_stride2},
+           {"conv2d same 5x5", test_conv_same_5x5}, {"conv2d 1x1", test_conv_pointwise},
+           {"conv2d relu", test_conv_relu}, {"conv2d shape checks", test_conv_shapes},
+           {"dense", test_dense}, {"maxpool valid 2x2", test_pool_valid},
+           {"maxpool same 3x3 stride 2 odd", test_pool_same_odd},
+           {"maxpool overlapping windows", test_pool_overlap}, {"flatten", test_flatten},
+           {"rescaling", test_rescaling}, {"dropout", test_dropout})

@@ -1,0 +1,123 @@
+/* testutil.c: implementation of the shared test helpers declared in testutil.h. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+const char *testutil_shared_data(const char *what) {
+    const char *env = getenv("CONVNET_SHARED_DATA");
+    const char *path = env && *env ? env : "../shared/data";
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return path;
+    printf("\n    SKIP %s: shared data folder %s is absent\n", what, path);
+    return NULL;
+}
+
+const char *testutil_bin(void) {
+    const char *b = getenv("CONVNET_BIN");
+    return b && *b ? b : "./convnet-dist";
+}
+
+int testutil_have_mpi(void) {
+    const char *m = getenv("CONVNET_MPI");
+    if (m && strcmp(m, "0") == 0) return 0;
+    return system("command -v mpirun >/dev/null 2>&1") == 0;
+}
+
+const char *testutil_mpirun(char *buf, size_t n, int np) {
+    snprintf(buf, n, "mpirun %s--oversubscribe --mca btl self,vader -np %d",
+             geteuid() == 0 ? "--allow-run-as-root " : "", np);
+    return buf;
+}
+
+int testutil_run(const char *cmd, char **out) {
+    char *full = malloc(strlen(cmd) + 16);
+    sprintf(full, "(%s) 2>&1", cmd);
+    FILE *p = popen(full, "r");
+    free(full);
+    if (!p) return -1;
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    size_t got;
+    while ((got = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+        len += got;
+        if (cap - len < 1024) buf = realloc(buf, cap *= 2);
+    }
+    buf[len] = 0;
+    int st = pclose(p);
+    if (out)
+        *out = buf;
+    else
+        free(buf);
+    if (WIFEXITED(st)) return WEXITSTATUS(st);
+    if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
+    return -1;
+}
+
+static char tmpdir_path[256];
+
+static void tmpdir_remove(void) {
+    if (tmpdir_path[0]) {
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir_path);
+        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir_path);
+    }
+}
+
+const char *testutil_tmpdir(void) {
+    if (!tmpdir_path[0]) {
+        strcpy(tmpdir_path, "/tmp/convnet-test-XXXXXX");
+        if (!mkdtemp(tmpdir_path)) {
+            perror("mkdtemp");
+            exit(1);
+        }
+        atexit(tmpdir_remove);
+    }
+    return tmpdir_path;
+}
+
+const char *testutil_write_file(const char *dir, const char *name, const void *data, size_t n) {
+    static char paths[8][512];
+    static int slot;
+    char *p = paths[slot++ % 8];
+    snprintf(p, 512, "%s/%s", dir, name);
+    FILE *f = fopen(p, "wb");
+    if (!f || fwrite(data, 1, n, f) != n || fclose(f) != 0) {
+        perror(p);
+        exit(1);
+    }
+    return p;
+}
+
+void testutil_fill(float *x, size_t n, unsigned seed, float lo, float hi) {
+    unsigned long long s = seed * 2654435761ULL + 12345;
+    for (size_t i = 0; i < n; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        x[i] = lo + (hi - lo) * (float)((s >> 40) & 0xFFFFFF) / 16777216.0f;
+    }
+}
+
+double testutil_grad_error(double (*f)(void *ctx), void *ctx, float *x, const float *analytic,
+                           size_t n, size_t samples, float eps) {
+    double worst = 0;
+    size_t step = (samples > 0 && samples < n) ? n / samples : 1;
+    for (size_t i = 0; i < n; i += step) {
+        float keep = x[i];
+        x[i] = keep + eps;
+        double fp = f(ctx);
+        x[i] = keep - eps;
+        double fm = f(ctx);
+        x[i] = keep;
+        double num = (fp - fm) / (2.0 * eps);
+        double ana = analytic[i];
+        double scale = fmax(1.0, fmax(fabs(num), fabs(ana)));
+        double err = fabs(num - ana) / scale;
+        if (err > worst) worst = err;
+    }
+    return worst;
+}

@@ -1,0 +1,60 @@
+/* testutil.h: the test harness shared by every suite in tests/.
+ *
+ * Each tests/test_*.c file declares its suite with TEST_SUITE(name, {"case", fn}, ...);
+ * a constructor queues it and test_main.c registers every queued suite with CUnit, so
+ * adding a test file needs no edit elsewhere. Also: running the built binary, finding
+ * ../shared/data, temporary directories and a finite-difference gradient check.
+ */
+#ifndef CONVNET_TESTUTIL_H
+#define CONVNET_TESTUTIL_H
+
+#include <CUnit/CUnit.h>
+#include <stddef.h>
+
+typedef struct {
+    const char *name;
+    void (*fn)(void);
+} TestCase;
+
+void testutil_add_suite(const char *name, const TestCase *cases);
+
+#define TEST_SUITE(sname, ...)                                                           \
+    static const TestCase sname##_cases[] = {__VA_ARGS__, {0, 0}};                      \
+    static void __attribute__((constructor)) sname##_register(void) {                   \
+        testutil_add_suite(#sname, sname##_cases);                                       \
+    }
+
+/* ../shared/data (or $CONVNET_SHARED_DATA) if it exists, else NULL after printing
+ * "SKIP <what>: ... absent". */
+const char *testutil_shared_data(const char *what);
+
+/* Path of the built binary ($CONVNET_BIN, default ./convnet-dist). */
+const char *testutil_bin(void);
+
+/* 1 when the binary was built with MPI and mpirun exists. */
+int testutil_have_mpi(void);
+
+/* mpirun prefix with --oversubscribe (and --allow-run-as-root as root) for np ranks,
+ * written into buf. */
+const char *testutil_mpirun(char *buf, size_t n, int np);
+
+/* Run a shell command; returns its exit status (or 128+signal) and, if out is non-NULL,
+ * its combined stdout+stderr (malloc'd, caller frees). */
+int testutil_run(const char *cmd, char **out);
+
+/* A fresh temporary directory (removed at exit). */
+const char *testutil_tmpdir(void);
+
+/* Write text to dir/name and return the full path (static buffer rotated over 8 slots). */
+const char *testutil_write_file(const char *dir, const char *name, const void *data, size_t n);
+
+/* Deterministic pseudo-random fill in [lo, hi). */
+void testutil_fill(float *x, size_t n, unsigned seed, float lo, float hi);
+
+/* Central-difference check: f(ctx) returns a scalar loss computed from the current
+ * contents of x; analytic holds dloss/dx. Checks max |num - ana| / max(1, |num|, |ana|)
+ * over the n elements (or `samples` evenly spread ones if samples > 0) against tol. */
+double testutil_grad_error(double (*f)(void *ctx), void *ctx, float *x, const float *analytic,
+                           size_t n, size_t samples, float eps);
+
+#endif
