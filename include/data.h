@@ -31,8 +31,10 @@ int idx_load(Dataset *d, const char *images_path, const char *labels_path, Err *
  * the tail before shuffling); src keeps the first n - count. */
 void dataset_split_tail(Dataset *src, Dataset *dst, int64_t count);
 
-/* Check that every label is in [0, n_classes); 0 or -1 with e naming the file and index. */
-int dataset_check_labels(const Dataset *d, int n_classes, const char *what, Err *e);
+/* Check that every label is in [0, n_classes); 0 or -1 with e naming the file and the sample's
+ * index in it (first_index + i: a validation split starts inside the training file). */
+int dataset_check_labels(const Dataset *d, int n_classes, int64_t first_index, const char *what,
+                         Err *e);
 
 /* x[i] = pixels[ids[i]] * scale + offset as floats (NHWC), y[i] = labels[ids[i]]. */
 void dataset_gather_batch(const Dataset *d, const int64_t *ids, int n, float scale, float offset,

@@ -29,6 +29,9 @@ typedef struct {
     float *dbuf[2];        /* gradient ping-pong, dbuf_floats each */
     unsigned char *aux;
     float *ws;
+    /* Per-layer seconds (forward, backward) summed over calls, when profiling (the
+     * CONVNET_PROFILE environment variable) is on; NULL otherwise. */
+    double *prof;
 } Model;
 
 /* Infer shapes from input, check them, size every buffer. Allocates only act_off. */
@@ -61,6 +64,9 @@ void model_zero_grad(Model *m);
 static inline Shape model_output_shape(const Model *m) {
     return m->n_layers ? m->layers[m->n_layers - 1].out : m->input;
 }
+
+/* Print the per-layer time profile (when enabled) and reset it. */
+void model_print_profile(Model *m, FILE *f);
 
 /* Keras-style table: layer (type), output shape, parameters; totals. */
 void model_print_summary(const Model *m, const char *title, FILE *f);

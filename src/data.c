@@ -160,11 +160,12 @@ void dataset_split_tail(Dataset *src, Dataset *dst, int64_t count) {
     src->n = keep;
 }
 
-int dataset_check_labels(const Dataset *d, int n_classes, const char *what, Err *e) {
+int dataset_check_labels(const Dataset *d, int n_classes, int64_t first_index, const char *what,
+                         Err *e) {
     for (int64_t i = 0; i < d->n; i++)
         if (d->labels[i] < 0 || d->labels[i] >= n_classes) {
             err_set(e, "%s: label %d of sample %lld is outside the model's %d classes (0..%d)", what,
-                    d->labels[i], (long long)i, n_classes, n_classes - 1);
+                    d->labels[i], (long long)(first_index + i), n_classes, n_classes - 1);
             return -1;
         }
     return 0;

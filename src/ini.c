@@ -258,7 +258,10 @@ static void record_default(Section *s, const char *key, const char *value) {
 }
 
 static int missing(IniFile *ini, Section *s, const char *key, Err *e) {
-    err_set(e, "%s:%d: [%s] needs '%s'", ini->path, s->line, s->name, key);
+    if (s->line == 0) /* the section exists only because of a --set */
+        err_set(e, "%s: [%s] (created by --set) needs '%s'", ini->path, s->name, key);
+    else
+        err_set(e, "%s:%d: [%s] needs '%s'", ini->path, s->line, s->name, key);
     return -1;
 }
 

@@ -123,31 +123,42 @@ const LayerOps dense_ops = {"dense", "Dense", dense_configure, dense_plan, dense
 /* ---- MaxPooling2D ---- */
 
 void maxpool2d_forward(float *out, int32_t *argmax, const float *in, const WinGeom *g) {
+    const int C = g->C;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int n = 0; n < g->N; n++)
         for (int oh = 0; oh < g->OH; oh++) {
-            const float *img = in + (size_t)n * g->H * g->W * g->C;
-            size_t o = (((size_t)n * g->OH + oh) * g->OW) * g->C;
-            for (int ow = 0; ow < g->OW; ow++)
-                for (int c = 0; c < g->C; c++, o++) {
-                    float best = -FLT_MAX;
-                    int32_t at = -1;
-                    for (int kh = 0; kh < g->KH; kh++) {
-                        int ih = oh * g->SH - g->PT + kh;
-                        if (ih < 0 || ih >= g->H) continue;
-                        for (int kw = 0; kw < g->KW; kw++) {
-                            int iw = ow * g->SW - g->PL + kw;
-                            if (iw < 0 || iw >= g->W) continue;
-                            int32_t idx = (int32_t)(((size_t)ih * g->W + iw) * g->C + c);
-                            if (at < 0 || img[idx] > best) {
-                                best = img[idx];
-                                at = idx;
+            const float *img = in + (size_t)n * g->H * g->W * C;
+            for (int ow = 0; ow < g->OW; ow++) {
+                size_t o = (((size_t)n * g->OH + oh) * g->OW + ow) * C;
+                float *best = out + o;
+                int32_t *at = argmax + o;
+                int first = 1;
+                /* Walk the window's pixels; each is a contiguous C-vector, so the compare and
+                 * select run across channels and vectorise. Padding is skipped, never wins. */
+                for (int kh = 0; kh < g->KH; kh++) {
+                    int ih = oh * g->SH - g->PT + kh;
+                    if (ih < 0 || ih >= g->H) continue;
+                    for (int kw = 0; kw < g->KW; kw++) {
+                        int iw = ow * g->SW - g->PL + kw;
+                        if (iw < 0 || iw >= g->W) continue;
+                        const int32_t base = (int32_t)(((size_t)ih * g->W + iw) * C);
+                        const float *src = img + base;
+                        if (first) {
+                            for (int c = 0; c < C; c++) {
+                                best[c] = src[c];
+                                at[c] = base + c;
+                            }
+                            first = 0;
+                        } else {
+                            for (int c = 0; c < C; c++) {
+                                int win = src[c] > best[c];
+                                best[c] = win ? src[c] : best[c];
+                                at[c] = win ? base + c : at[c];
                             }
                         }
                     }
-                    out[o] = best;
-                    argmax[o] = at;
                 }
+            }
         }
 }
 

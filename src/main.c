@@ -95,7 +95,7 @@ static int cmd_diff_weights(const Args *a) {
     float *wa = weights_read_raw(a->job, &na, &e);
     float *wb = wa ? weights_read_raw(a->pos2, &nb, &e) : NULL;
     if (!wa || !wb) die(EXIT_BAD_INPUT, "%s", e.msg);
-    if (na != nb) die(EXIT_RUNTIME, "%s has %llu parameters, %s has %llu", a->job,
+    if (na != nb) die(EXIT_BAD_INPUT, "%s has %llu parameters, %s has %llu", a->job,
                       (unsigned long long)na, a->pos2, (unsigned long long)nb);
     double worst = 0;
     uint64_t at = 0, identical = 0;
@@ -159,6 +159,7 @@ int main(int argc, char **argv) {
                                : !strcmp(split, "validation") ? &t.val
                                : !strcmp(split, "train") ? &t.train : NULL;
             if (!d) bad_usage("--split must be test, validation or train, not '%s'", split);
+            if (d->n == 0) die(EXIT_BAD_INPUT, "%s: the job has no %s data", job.ini.path, split);
             EvalResult r = trainer_evaluate(&t, d);
             if (dist.rank == 0)
                 printf("%s: %lld samples - loss: %.4f - accuracy: %.4f\n", split,

@@ -97,6 +97,8 @@ void model_alloc(Model *m) {
     m->dbuf[1] = xmalloc(m->dbuf_floats * sizeof(float));
     m->aux = xmalloc(max_sz(m->aux_bytes, 1));
     m->ws = xmalloc(max_sz(m->ws_floats, 1) * sizeof(float));
+    const char *prof = getenv("CONVNET_PROFILE");
+    if (prof && *prof && strcmp(prof, "0") != 0) m->prof = xcalloc(2 * (size_t)m->n_layers + 1, sizeof(double));
 }
 
 void model_free(Model *m) {
@@ -108,6 +110,7 @@ void model_free(Model *m) {
     free(m->aux);
     free(m->ws);
     free(m->act_off);
+    free(m->prof);
     memset(m, 0, sizeof *m);
 }
 
@@ -147,8 +150,10 @@ float *model_forward(Model *m, int N, const PassCtx *p) {
     CHECK(N >= 1 && N <= m->max_batch);
     for (int l = 0; l < m->n_layers; l++) {
         LayerCtx c = layer_ctx(m, l, p);
+        double t0 = m->prof ? now_seconds() : 0;
         layer_ops[m->layers[l].kind]->forward(&m->layers[l], &c, m->acts + m->act_off[l + 1],
                                                m->acts + m->act_off[l], N);
+        if (m->prof) m->prof[2 * l] += now_seconds() - t0;
     }
     return m->acts + m->act_off[m->n_layers];
 }
@@ -163,8 +168,10 @@ void model_backward(Model *m, const float *dlogits, int N, const PassCtx *p) {
         LayerCtx c = layer_ctx(m, l, p);
         /* Below the lowest trainable layer nothing needs a gradient: stop there. */
         float *want_din = l > m->lowest_trainable ? din : NULL;
+        double t0 = m->prof ? now_seconds() : 0;
         layer_ops[L->kind]->backward(L, &c, want_din, dout, m->acts + m->act_off[l],
                                      m->acts + m->act_off[l + 1], N);
+        if (m->prof) m->prof[2 * l + 1] += now_seconds() - t0;
         float *t = dout;
         dout = din;
         din = t;
@@ -172,6 +179,18 @@ void model_backward(Model *m, const float *dlogits, int N, const PassCtx *p) {
 }
 
 void model_zero_grad(Model *m) { memset(m->grads, 0, m->n_params * sizeof *m->grads); }
+
+void model_print_profile(Model *m, FILE *f) {
+    if (!m->prof) return;
+    double total = 0;
+    for (int i = 0; i < 2 * m->n_layers; i++) total += m->prof[i];
+    fprintf(f, "  layer profile (seconds, share of forward+backward):\n");
+    for (int l = 0; l < m->n_layers; l++)
+        fprintf(f, "    %-18s forward %8.3f (%4.1f%%)  backward %8.3f (%4.1f%%)\n", m->layers[l].name,
+                m->prof[2 * l], 100 * m->prof[2 * l] / total, m->prof[2 * l + 1],
+                100 * m->prof[2 * l + 1] / total);
+    memset(m->prof, 0, 2 * (size_t)m->n_layers * sizeof(double));
+}
 
 static void fmt_shape(char *buf, size_t n, Shape s) {
     if (s.flat)

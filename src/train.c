@@ -101,7 +101,9 @@ static void check_outputs(Trainer *t) {
         for (int i = 0; i < 3 && !e.set; i++) {
             char what[1200];
             snprintf(what, sizeof what, "%s (%s)", files[i] ? files[i] : "?", names[i]);
-            dataset_check_labels(splits[i], t->n_classes, what, &e);
+            /* a validation_split tail starts at sample train.n of the training file */
+            int from_split = i == 1 && !j->data.val_labels && !j->data.val_dir;
+            dataset_check_labels(splits[i], t->n_classes, from_split ? t->train.n : 0, what, &e);
         }
     }
     if (e.set) {
@@ -121,8 +123,7 @@ void trainer_init(Trainer *t, Job *job, Dist *dist, int load) {
     } else if (job->data.format == DATA_IMAGES) {
         input = (Shape){job->data.image_h, job->data.image_w, job->data.channels, 0};
     } else {
-        /* Without data (summary): IDX headers give the shape cheaply, but the book's sizes are
-         * the only ones we know without reading; read the header. */
+        /* Without data (summary): the test split's IDX file gives the input shape. */
         Dataset probe;
         Err e = {0};
         if (idx_load(&probe, job->data.test_images, job->data.test_labels, &e)) {
@@ -310,7 +311,10 @@ int trainer_fit(Trainer *t) {
             correct += st.correct;
             seen += gB;
             global_step++;
-            if (steplog) fprintf(steplog, "%ld %d %.9g\n", global_step, epoch, st.loss_sum / gB);
+            if (steplog) {
+                fprintf(steplog, "%ld %d %.9g\n", global_step, epoch, st.loss_sum / gB);
+                fflush(steplog); /* readable while training runs (tests watch it) */
+            }
             double now = now_seconds();
             if (root && (tty ? now - last_print > 0.2 : now - last_print > 10.0) && s + 1 < steps) {
                 print_progress(tty, s + 1, steps, loss_sum / seen, correct / seen,
@@ -330,6 +334,7 @@ int trainer_fit(Trainer *t) {
                    1e3 * tm.compute / steps, 1e3 * tm.comm / steps,
                    100 * tm.comm / (tm.compute + tm.comm + tm.data), 1e3 * tm.data / steps,
                    100 * tm.data / (tm.compute + tm.comm + tm.data));
+            model_print_profile(&t->model, stdout);
             fflush(stdout);
         }
     }

@@ -121,3 +121,42 @@ double testutil_grad_error(double (*f)(void *ctx), void *ctx, float *x, const fl
     }
     return worst;
 }
+
+static void put_be32(unsigned char *p, unsigned v) {
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+void testutil_write_idx_dataset(const char *dir, const char *prefix, int n, int h, int w,
+                                unsigned seed) {
+    size_t npix = (size_t)n * h * w;
+    unsigned char *img = malloc(16 + npix), *lab = malloc(8 + (size_t)n);
+    img[0] = img[1] = 0, img[2] = 8, img[3] = 3;
+    put_be32(img + 4, (unsigned)n);
+    put_be32(img + 8, (unsigned)h);
+    put_be32(img + 12, (unsigned)w);
+    lab[0] = lab[1] = 0, lab[2] = 8, lab[3] = 1;
+    put_be32(lab + 4, (unsigned)n);
+    float *noise = malloc(npix * sizeof *noise);
+    testutil_fill(noise, npix, seed, 0, 60);
+    for (int i = 0; i < n; i++) {
+        int k = (int)((i * 2654435761u + seed) % 3);
+        lab[8 + i] = (unsigned char)k;
+        unsigned char *p = img + 16 + (size_t)i * h * w;
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                int in_square = y >= h / 4 && y < h / 4 + h / 3 && x >= k * w / 3 && x < k * w / 3 + w / 3;
+                p[y * w + x] = (unsigned char)(noise[(size_t)i * h * w + y * w + x] + (in_square ? 180 : 0));
+            }
+    }
+    char name[256];
+    snprintf(name, sizeof name, "%s-images.idx", prefix);
+    testutil_write_file(dir, name, img, 16 + npix);
+    snprintf(name, sizeof name, "%s-labels.idx", prefix);
+    testutil_write_file(dir, name, lab, 8 + (size_t)n);
+    free(img);
+    free(lab);
+    free(noise);
+}

@@ -57,4 +57,10 @@ void testutil_fill(float *x, size_t n, unsigned seed, float lo, float hi);
 double testutil_grad_error(double (*f)(void *ctx), void *ctx, float *x, const float *analytic,
                            size_t n, size_t samples, float eps);
 
+
+
+/* Write a synthetic IDX data set of n h x w images in 3 classes (class k: a bright square at a
+ * class-specific place plus noise) to dir/prefix-images.idx and dir/prefix-labels.idx. */
+void testutil_write_idx_dataset(const char *dir, const char *prefix, int n, int h, int w,
+                                unsigned seed);
 #endif

@@ -1,0 +1,213 @@
+/* test_mpi.c: data parallelism through real mpirun runs of the built binary: rank-count
+ * equivalence of losses and parameters, bitwise reproducibility, uneven data, evaluation
+ * counts, and a mismatched job or a killed rank ending the whole job. Skipped (with a message)
+ * when the binary was built with MPI=0 or mpirun is missing. */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "testutil.h"
+
+static const char *dir;
+static char bin[1024];
+
+static int setup(void) {
+    if (!testutil_have_mpi()) {
+        printf("\n    SKIP mpi: built with MPI=0 or no mpirun\n");
+        return 0;
+    }
+    if (!dir) {
+        dir = testutil_tmpdir();
+        testutil_write_idx_dataset(dir, "mpi-train", 203, 10, 10, 11); /* 203: not a multiple of 12 */
+        testutil_write_idx_dataset(dir, "mpi-test", 97, 10, 10, 12);
+        if (!realpath(testutil_bin(), bin)) snprintf(bin, sizeof bin, "%s", testutil_bin());
+    }
+    return 1;
+}
+
+/* A small model with every layer kind that matters for equivalence, dropout included. */
+static const char *write_job(const char *name, int filters, const char *extra) {
+    char text[4096];
+    snprintf(text, sizeof text,
+             "[data]\nroot = %s\ntrain_images = mpi-train-images.idx\n"
+             "train_labels = mpi-train-labels.idx\ntest_images = mpi-test-images.idx\n"
+             "test_labels = mpi-test-labels.idx\nscale = 1/255\n"
+             "[conv2d]\nfilters = %d\nkernel_size = 3\nactivation = relu\npadding = same\n"
+             "[maxpooling2d]\npool_size = 2\n"
+             "[conv2d]\nfilters = 6\nkernel_size = 3\nstrides = 2\nactivation = relu\n"
+             "[flatten]\n[dropout]\nrate = 0.25\n[dense]\nunits = 3\nactivation = softmax\n"
+             "[train]\nloss = sparse_categorical_crossentropy\noptimizer = rmsprop\n"
+             "batch_size = 12\nepochs = 2\nseed = 5\n%s",
+             dir, filters, extra);
+    return testutil_write_file(dir, name, text, strlen(text));
+}
+
+static int run_np(int np, const char *job, const char *tag, char **out) {
+    char mpirun[256], cmd[4096];
+    testutil_mpirun(mpirun, sizeof mpirun, np);
+    snprintf(cmd, sizeof cmd,
+             "timeout 300 %s %s train %s --set train.step_log=%s/%s.steps --save %s/%s.weights",
+             mpirun, bin, job, dir, tag, dir, tag);
+    return testutil_run(cmd, out);
+}
+
+static int read_steps(const char *tag, double *loss, int max) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.steps", dir, tag);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    int n = 0;
+    long step;
+    int epoch;
+    while (n < max && fscanf(f, "%ld %d %lf", &step, &epoch, &loss[n]) == 3) n++;
+    fclose(f);
+    return n;
+}
+
+static int diff_weights(const char *a, const char *b, const char *rtol, int expect_same) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s diff-weights %s/%s.weights %s/%s.weights --rtol %s", bin, dir, a,
+             dir, b, rtol);
+    char *out = NULL;
+    int rc = testutil_run(cmd, &out);
+    if (expect_same && rc) printf("\n    %s", out);
+    free(out);
+    return rc;
+}
+
+/* -np 1..4 on the same global batch of 12: same per-step losses and final parameters within
+ * 1e-5 relative after 20 steps (two epochs of 17 steps: 34 steps here). */
+static void test_equivalence(void) {
+    if (!setup()) return;
+    const char *job = write_job("eq.job", 5, "steps_per_epoch = 10\n");
+    double ref[64], got[64];
+    int nref = 0;
+    for (int np = 1; np <= 4; np++) {
+        char tag[16];
+        snprintf(tag, sizeof tag, "eq%d", np);
+        char *out = NULL;
+        int rc = run_np(np, job, tag, &out);
+        CU_ASSERT_EQUAL(rc, 0);
+        if (rc) printf("\n    -np %d failed (%d):\n%s", np, rc, out);
+        free(out);
+        if (np == 1) {
+            nref = read_steps(tag, ref, 64);
+            CU_ASSERT_EQUAL(nref, 20);
+            continue;
+        }
+        int n = read_steps(tag, got, 64);
+        CU_ASSERT_EQUAL(n, nref);
+        double worst = 0;
+        for (int i = 0; i < n && i < nref; i++) worst = fmax(worst, fabs(got[i] - ref[i]) / fabs(ref[i]));
+        CU_ASSERT(worst <= 1e-5);
+        if (worst > 1e-5) printf("\n    -np %d: step loss differs by %g relative\n", np, worst);
+        CU_ASSERT_EQUAL(diff_weights("eq1", tag, "1e-5", 1), 0);
+    }
+}
+
+static void test_bitwise_repeat(void) {
+    if (!setup()) return;
+    const char *job = write_job("rep.job", 5, "steps_per_epoch = 10\n");
+    CU_ASSERT_EQUAL(run_np(3, job, "rep-a", NULL), 0);
+    CU_ASSERT_EQUAL(run_np(3, job, "rep-b", NULL), 0);
+    CU_ASSERT_EQUAL(diff_weights("rep-a", "rep-b", "0", 1), 0);
+    /* and the comparison can fail: another seed gives other weights */
+    const char *other = write_job("rep-other.job", 5, "steps_per_epoch = 10\n");
+    char cmd[4096], mpirun[256];
+    snprintf(cmd, sizeof cmd, "timeout 300 %s %s train %s --set train.seed=6 --save %s/rep-c.weights",
+             testutil_mpirun(mpirun, sizeof mpirun, 3), bin, other, dir);
+    CU_ASSERT_EQUAL(testutil_run(cmd, NULL), 0);
+    CU_ASSERT_NOT_EQUAL(diff_weights("rep-a", "rep-c", "1e-5", 0), 0);
+}
+
+/* 203 training samples (16 full batches of 12 and one of 11) and 97 test samples on 1..5 ranks:
+ * every run finishes and evaluates each test sample exactly once. */
+static void test_uneven_data(void) {
+    if (!setup()) return;
+    const char *job = write_job("uneven.job", 4, "");
+    for (int np = 1; np <= 5; np++) {
+        char tag[16];
+        snprintf(tag, sizeof tag, "uneven%d", np);
+        char *out = NULL;
+        int rc = run_np(np, job, tag, &out);
+        CU_ASSERT_EQUAL(rc, 0);
+        CU_ASSERT(strstr(out, "test: 97 samples") != NULL);
+        if (rc || !strstr(out, "test: 97 samples")) printf("\n    -np %d (rc %d):\n%s", np, rc, out);
+        double loss[64];
+        CU_ASSERT_EQUAL(read_steps(tag, loss, 64), 2 * 17);
+        free(out);
+    }
+}
+
+static void test_mismatched_job(void) {
+    if (!setup()) return;
+    const char *a = write_job("mis-a.job", 4, "steps_per_epoch = 3\n");
+    char a_copy[1024];
+    snprintf(a_copy, sizeof a_copy, "%s", a);
+    const char *b = write_job("mis-b.job", 7, "steps_per_epoch = 3\n");
+    char cmd[8192], mpirun[256];
+    testutil_mpirun(mpirun, sizeof mpirun, 1);
+    snprintf(cmd, sizeof cmd, "timeout 60 %s %s train %s : -np 1 %s train %s", mpirun, bin, a_copy,
+             bin, b);
+    char *out = NULL;
+    int rc = testutil_run(cmd, &out);
+    CU_ASSERT(rc != 0 && rc != 124);
+    CU_ASSERT(strstr(out, "rank 1") != NULL);
+    CU_ASSERT(strstr(out, "Epoch") == NULL);
+    if (!strstr(out, "rank 1")) printf("\n    output:\n%s", out);
+    free(out);
+    /* same model, different settings: the configuration hash catches it */
+    snprintf(cmd, sizeof cmd, "timeout 60 %s %s train %s : -np 1 %s train %s --set train.lr=0.01",
+             mpirun, bin, a_copy, bin, a_copy);
+    rc = testutil_run(cmd, &out);
+    CU_ASSERT(rc != 0 && rc != 124);
+    CU_ASSERT(strstr(out, "rank 1 resolved a different job") != NULL);
+    free(out);
+}
+
+/* SIGKILL one rank mid-training: the whole job ends non-zero within 30 s, saying which rank. */
+static void test_killed_rank(void) {
+    if (!setup()) return;
+    const char *job = write_job("kill.job", 4, "");
+    char script[8192], mpirun[256];
+    snprintf(script, sizeof script,
+             "#!/bin/bash\n"
+             "cd '%s' || exit 1\n"
+             "rm -f kill.steps kill.rc kill.out\n"
+             "( %s '%s' train '%s' --set train.epochs=100000 --set train.step_log=kill.steps > kill.out 2>&1; echo $? > kill.rc ) &\n"
+             "for i in $(seq 1 300); do [ -s kill.steps ] && break; sleep 0.1; done\n"
+             "victim=$(pgrep -n -f '^%s train %s')\n"
+             "[ -n \"$victim\" ] || { echo 'no rank process found'; exit 1; }\n"
+             "kill -9 $victim; start=$(date +%%s.%%N)\n"
+             "for i in $(seq 1 600); do [ -s kill.rc ] && break; sleep 0.1; done\n"
+             "end=$(date +%%s.%%N)\n"
+             "echo \"elapsed $(echo \"$end - $start\" | bc)\"; cat kill.rc; tail -5 kill.out\n",
+             dir, testutil_mpirun(mpirun, sizeof mpirun, 2), bin, job, bin, job);
+    const char *path = testutil_write_file(dir, "kill.sh", script, strlen(script));
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "bash '%s'", path);
+    char *out = NULL;
+    testutil_run(cmd, &out);
+    double elapsed = 1e9;
+    int rc = -1;
+    const char *el = strstr(out, "elapsed ");
+    if (el) sscanf(el, "elapsed %lf\n%d", &elapsed, &rc);
+    CU_ASSERT(elapsed < 30);
+    CU_ASSERT(rc > 0);
+    CU_ASSERT(strstr(out, "rank 1") != NULL);
+    CU_ASSERT(strstr(out, "signal 9") != NULL || strstr(out, "Killed") != NULL);
+    if (elapsed >= 30 || rc <= 0 || !strstr(out, "rank 1")) printf("\n    output:\n%s", out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "pkill -9 -f '%s train %s' 2>/dev/null; true", bin, job);
+    testutil_run(cmd, NULL);
+}
+
+TEST_SUITE(mpi, {"-np 1..4 give the same losses and parameters", test_equivalence},
+           {"the same -np twice is bitwise identical", test_bitwise_repeat},
+           {"uneven data on 1..5 ranks counts every test sample once", test_uneven_data},
+           {"a rank with another job stops the run", test_mismatched_job},
+           {"a killed rank ends the job within 30 s", test_killed_rank})
