@@ -7,7 +7,10 @@
 #ifndef CONVNET_KERNELS_H
 #define CONVNET_KERNELS_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+#include "layer.h"
 
 /* Geometry of a 2-D window op (convolution or pooling) over a batch. */
 typedef struct {
@@ -16,15 +19,25 @@ typedef struct {
     int KH, KW;       /* window */
     int SH, SW;       /* strides */
     int PT, PL;       /* implicit zero padding at top and left (bottom/right implied) */
+    int T;            /* conv2d_backward: threads the partial-gradient scratch has room for */
 } WinGeom;
 
-/* Conv2D: out (N,OH,OW,OC) = im2col(in) (N*OH*OW, KH*KW*C) x w (KH*KW*C, OC) + b.
- * col: scratch of N*OH*OW*KH*KW*C floats (unused for 1x1 stride-1 unpadded convolutions). */
-void conv2d_forward(float *out, const float *in, const float *w, const float *b, float *col,
-                    const WinGeom *g);
-/* dout (N,OH,OW,OC) is the gradient after the activation's derivative was applied. */
-void conv2d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
-                     const float *w, float *col, const WinGeom *g);
+/* Single-threaded activation helpers for kernels that parallelise themselves:
+ * y = act(y); dy *= act'(y) given the activated y (linear: nothing; softmax: the loss's). */
+void activation_apply(Activation a, float *y, size_t n);
+void activation_derivative(Activation a, float *dy, const float *y, size_t n);
+
+/* Conv2D: out (N,OH,OW,OC) = act(im2col(in) (N*OH*OW, KH*KW*C) x w (KH*KW*C, OC) + b).
+ * col: N*OH*OW*KH*KW*C floats that receive im2col(in) and must be handed unchanged to the
+ * backward (unused for 1x1 stride-1 unpadded convolutions). */
+void conv2d_forward(float *out, const float *in, const float *w, const float *b, Activation act,
+                    float *col, const WinGeom *g);
+/* dout (N,OH,OW,OC): the gradient of the activated output out; the activation's derivative is
+ * applied to it in place. col: the forward's, overwritten here. partial: scratch of
+ * g->T * (KH*KW*C*OC + OC) floats. */
+void conv2d_backward(float *din, float *dw, float *db, float *dout, const float *out,
+                     Activation act, const float *in, const float *w, float *col, float *partial,
+                     const WinGeom *g);
 
 /* Dense: out (N, U) = in (N, IN) x w (IN, U) + b. */
 void dense_forward(float *out, const float *in, const float *w, const float *b, int N, int IN,

@@ -88,6 +88,7 @@ typedef struct Layer {
     size_t aux_per_sample;    /* bytes of forward state per sample kept for backward */
     size_t aux_off;           /* offset into the model's aux arena */
     size_t ws_per_sample;     /* workspace floats per sample of the batch */
+    size_t ws_fixed;          /* workspace floats needed whatever the batch (after the above) */
 } Layer;
 
 /* What a forward or backward call may touch besides its input and output. */
@@ -95,7 +96,7 @@ typedef struct {
     const float *w, *b; /* this layer's weights and bias (NULL when it has none) */
     float *dw, *db;     /* gradients to ADD into; NULL when the layer is frozen */
     void *aux;          /* N * aux_per_sample bytes, written by forward, read by backward */
-    float *ws;          /* N * ws_per_sample floats of scratch */
+    float *ws;          /* N * ws_per_sample + ws_fixed floats of scratch */
     int training;       /* dropout and augmentation act only when set */
     uint64_t seed;      /* job seed, for keyed RNG streams */
     int epoch;

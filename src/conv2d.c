@@ -8,89 +8,104 @@
 #include <cblas.h>
 #include <string.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#else
+static int omp_get_thread_num(void) { return 0; }
+static int omp_get_num_threads(void) { return 1; }
+static int omp_get_max_threads(void) { return 1; }
+#endif
+
 #include "layer_impl.h"
 
 static int is_pointwise(const WinGeom *g) {
     return g->KH == 1 && g->KW == 1 && g->SH == 1 && g->SW == 1 && g->PT == 0 && g->PL == 0;
 }
 
-/* col (N*OH*OW, KH*KW*C): each row gathers one output pixel's receptive field, zeros where
- * the window hangs over the padding. */
-static void im2col(float *col, const float *in, const WinGeom *g) {
+/* col rows of images [n0, n1): each row gathers one output pixel's receptive field (KH*KW runs
+ * of C floats), zeros where the window hangs over the padding. */
+static void im2col(float *col, const float *in, const WinGeom *g, int n0, int n1) {
     const long K = (long)g->KH * g->KW * g->C;
-    const size_t cbytes = (size_t)g->C * sizeof(float);
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int n = 0; n < g->N; n++)
-        for (int oh = 0; oh < g->OH; oh++) {
-            const float *img = in + (size_t)n * g->H * g->W * g->C;
-            float *row = col + (((size_t)n * g->OH + oh) * g->OW) * K;
+    const int C = g->C;
+    for (int n = n0; n < n1; n++) {
+        const float *img = in + (size_t)n * g->H * g->W * C;
+        float *row = col + (size_t)n * g->OH * g->OW * K;
+        for (int oh = 0; oh < g->OH; oh++)
             for (int ow = 0; ow < g->OW; ow++, row += K) {
                 float *dst = row;
                 for (int kh = 0; kh < g->KH; kh++) {
                     int ih = oh * g->SH - g->PT + kh;
-                    if (ih < 0 || ih >= g->H) {
-                        memset(dst, 0, (size_t)g->KW * cbytes);
-                        dst += (size_t)g->KW * g->C;
-                        continue;
-                    }
-                    int iw0 = ow * g->SW - g->PL;
-                    if (iw0 >= 0 && iw0 + g->KW <= g->W) { /* whole kernel row inside: one copy */
-                        memcpy(dst, img + ((size_t)ih * g->W + iw0) * g->C, (size_t)g->KW * cbytes);
-                        dst += (size_t)g->KW * g->C;
-                        continue;
-                    }
-                    for (int kw = 0; kw < g->KW; kw++, dst += g->C) {
-                        int iw = iw0 + kw;
-                        if (iw < 0 || iw >= g->W)
-                            memset(dst, 0, cbytes);
-                        else
-                            memcpy(dst, img + ((size_t)ih * g->W + iw) * g->C, cbytes);
+                    for (int kw = 0; kw < g->KW; kw++, dst += C) {
+                        int iw = ow * g->SW - g->PL + kw;
+                        if (ih < 0 || ih >= g->H || iw < 0 || iw >= g->W) {
+                            for (int c = 0; c < C; c++) dst[c] = 0.0f;
+                        } else {
+                            const float *src = img + ((size_t)ih * g->W + iw) * C;
+                            for (int c = 0; c < C; c++) dst[c] = src[c];
+                        }
                     }
                 }
             }
-        }
+    }
 }
 
-/* din = col2im(dcol): scatter-add every row of dcol back onto its receptive field. Images are
- * independent, so the batch is split across threads with no write conflicts. */
-static void col2im(float *din, const float *dcol, const WinGeom *g) {
+/* din images [n0, n1) = col2im(dcol): scatter-add each row back onto its receptive field. */
+static void col2im(float *din, const float *dcol, const WinGeom *g, int n0, int n1) {
     const long K = (long)g->KH * g->KW * g->C;
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < g->N; n++) {
-        float *img = din + (size_t)n * g->H * g->W * g->C;
-        memset(img, 0, (size_t)g->H * g->W * g->C * sizeof(float));
+    const int C = g->C;
+    for (int n = n0; n < n1; n++) {
+        float *img = din + (size_t)n * g->H * g->W * C;
+        memset(img, 0, (size_t)g->H * g->W * C * sizeof(float));
         const float *row = dcol + (size_t)n * g->OH * g->OW * K;
         for (int oh = 0; oh < g->OH; oh++)
             for (int ow = 0; ow < g->OW; ow++, row += K) {
                 const float *src = row;
                 for (int kh = 0; kh < g->KH; kh++) {
                     int ih = oh * g->SH - g->PT + kh;
-                    for (int kw = 0; kw < g->KW; kw++, src += g->C) {
+                    for (int kw = 0; kw < g->KW; kw++, src += C) {
                         int iw = ow * g->SW - g->PL + kw;
                         if (ih < 0 || ih >= g->H || iw < 0 || iw >= g->W) continue;
-                        float *dst = img + ((size_t)ih * g->W + iw) * g->C;
-                        for (int c = 0; c < g->C; c++) dst[c] += src[c];
+                        float *dst = img + ((size_t)ih * g->W + iw) * C;
+                        for (int c = 0; c < C; c++) dst[c] += src[c];
                     }
                 }
             }
     }
 }
 
-void conv2d_forward(float *out, const float *in, const float *w, const float *b, float *col,
-                    const WinGeom *g) {
-    const int M = g->N * g->OH * g->OW, K = g->KH * g->KW * g->C;
-    const float *a = in;
-    if (!is_pointwise(g)) {
-        im2col(col, in, g);
-        a = col;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, g->OC, K, 1.0f, a, K, w, g->OC, 0.0f,
-                out, g->OC);
-    if (b) {
-#pragma omp parallel for schedule(static)
-        for (int m = 0; m < M; m++) {
-            float *o = out + (size_t)m * g->OC;
-            for (int c = 0; c < g->OC; c++) o[c] += b[c];
+/* This thread's block of images [*n0, *n1) out of N. */
+static void thread_images(int N, int *n0, int *n1) {
+    int t = omp_get_thread_num(), T = omp_get_num_threads();
+    *n0 = (int)((long)N * t / T);
+    *n1 = (int)((long)N * (t + 1) / T);
+}
+
+/* Parallel over images rather than inside the GEMMs: each thread im2cols its own images and runs
+ * a single-threaded sgemm on them (OpenBLAS stays on one thread inside an OpenMP region). The
+ * thread's rows stay in its cache from im2col to GEMM to activation, and the GEMMs are tall
+ * enough to run at one core's full speed; splitting each GEMM across threads scaled worse here
+ * (bench/README.md). */
+void conv2d_forward(float *out, const float *in, const float *w, const float *b, Activation act,
+                    float *col, const WinGeom *g) {
+    const int P = g->OH * g->OW, K = g->KH * g->KW * g->C, OC = g->OC;
+    const int pointwise = is_pointwise(g);
+#pragma omp parallel
+    {
+        int n0, n1;
+        thread_images(g->N, &n0, &n1);
+        if (n1 > n0) {
+            const size_t rows = (size_t)(n1 - n0) * P, r0 = (size_t)n0 * P;
+            const float *a = in + r0 * K; /* pointwise: the input rows are the GEMM's rows */
+            if (!pointwise) {
+                im2col(col, in, g, n0, n1);
+                a = col + r0 * K;
+            }
+            float *o = out + r0 * OC;
+            if (b)
+                for (size_t r = 0; r < rows; r++) memcpy(o + r * OC, b, (size_t)OC * sizeof *o);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, OC, K, 1.0f, a, K, w,
+                        OC, b ? 1.0f : 0.0f, o, OC);
+            activation_apply(act, o, rows * OC);
         }
     }
 }
@@ -104,29 +119,59 @@ void bias_grad_add(float *db, const float *d, long rows, int U) {
     }
 }
 
-void conv2d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
-                     const float *w, float *col, const WinGeom *g) {
-    const int M = g->N * g->OH * g->OW, K = g->KH * g->KW * g->C;
-    if (db) bias_grad_add(db, dout, M, g->OC);
-    if (dw) {
-        const float *a = in;
-        if (!is_pointwise(g)) {
-            im2col(col, in, g); /* the forward's col was overwritten by later layers */
-            a = col;
+void conv2d_backward(float *din, float *dw, float *db, float *dout, const float *out,
+                     Activation act, const float *in, const float *w, float *col, float *partial,
+                     const WinGeom *g) {
+    const int P = g->OH * g->OW, K = g->KH * g->KW * g->C, OC = g->OC;
+    const int pointwise = is_pointwise(g);
+    const size_t KOC = (size_t)K * OC, per_thread = KOC + OC;
+    const int T_max = omp_get_max_threads();
+    CHECK(T_max <= g->T); /* the partial-gradient scratch was planned for this many threads */
+#pragma omp parallel num_threads(T_max)
+    {
+        const int t = omp_get_thread_num(), T_used = omp_get_num_threads();
+        int n0, n1;
+        thread_images(g->N, &n0, &n1);
+        float *pw = partial + (size_t)t * per_thread, *pb = pw + KOC;
+        memset(pw, 0, per_thread * sizeof *pw);
+        if (n1 > n0) {
+            const size_t rows = (size_t)(n1 - n0) * P, r0 = (size_t)n0 * P;
+            float *d = dout + r0 * OC;
+            activation_derivative(act, d, out + r0 * OC, rows * OC);
+            if (db) bias_grad_add(pb, d, (long)rows, OC);
+            const float *a = in + r0 * K;
+            if (!pointwise) a = col + r0 * K; /* the forward's im2col, kept for us */
+            /* this thread's share of dw (K, OC) = col^T (K, rows) x d (rows, OC) */
+            if (dw)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, OC, (int)rows, 1.0f, a, K, d,
+                            OC, 0.0f, pw, OC);
+            if (din) {
+                /* dcol (rows, K) = d (rows, OC) x w^T (OC, K), then scattered back to din */
+                float *dcol = pointwise ? din + r0 * K : col + r0 * K;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, K, OC, 1.0f, d, OC, w,
+                            OC, 0.0f, dcol, K);
+                if (!pointwise) col2im(din, dcol - r0 * K, g, n0, n1);
+            }
         }
-        /* dw (K, OC) += col^T (K, M) x dout (M, OC) */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, g->OC, M, 1.0f, a, K, dout, g->OC,
-                    1.0f, dw, g->OC);
-    }
-    if (din) {
-        if (is_pointwise(g)) { /* din (M, C) = dout (M, OC) x w^T (OC, C) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, K, g->OC, 1.0f, dout, g->OC, w,
-                        g->OC, 0.0f, din, K);
-            return;
+#pragma omp barrier
+        /* Sum the threads' partials in thread order, each element by one thread: the result
+         * depends on the thread count but not on scheduling, so repeated runs are bitwise equal. */
+        if (dw) {
+#pragma omp for schedule(static)
+            for (size_t i = 0; i < KOC; i++) {
+                float s = 0.0f;
+                for (int u = 0; u < T_used; u++) s += partial[(size_t)u * per_thread + i];
+                dw[i] += s;
+            }
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, K, g->OC, 1.0f, dout, g->OC, w,
-                    g->OC, 0.0f, col, K);
-        col2im(din, col, g);
+        if (db) {
+#pragma omp for schedule(static)
+            for (int i = 0; i < OC; i++) {
+                float s = 0.0f;
+                for (int u = 0; u < T_used; u++) s += partial[(size_t)u * per_thread + KOC + i];
+                db[i] += s;
+            }
+        }
     }
 }
 
@@ -200,7 +245,7 @@ int layer_plan_window(Layer *L, int out_c, Err *e) {
 
 WinGeom layer_window_geom(const Layer *L, int N) {
     WinGeom g = {N, L->in.h, L->in.w, L->in.c, L->out.h, L->out.w, L->out.c,
-                 L->kh, L->kw, L->sh, L->sw, L->pad_top, L->pad_left};
+                 L->kh, L->kw, L->sh, L->sw, L->pad_top, L->pad_left, 0};
     return g;
 }
 
@@ -215,7 +260,12 @@ static int conv2d_plan(Layer *L, Err *e) {
     L->n_weight = (size_t)L->kh * L->kw * L->in.c * L->units;
     L->n_bias = L->use_bias ? (size_t)L->units : 0;
     int pointwise = L->kh == 1 && L->kw == 1 && L->sh == 1 && L->sw == 1;
-    L->ws_per_sample = pointwise ? 0 : (size_t)L->out.h * L->out.w * L->kh * L->kw * L->in.c;
+    size_t K = (size_t)L->kh * L->kw * L->in.c;
+    /* The im2col matrix lives in the layer's aux state: the forward builds it, the backward
+     * reuses it for the weight gradient (no second im2col) and then overwrites it with dcol. */
+    L->aux_per_sample = pointwise ? 0 : (size_t)L->out.h * L->out.w * K * sizeof(float);
+    /* per-thread partial weight and bias gradients of the backward pass */
+    L->ws_fixed = (size_t)omp_get_max_threads() * (K * L->units + L->units);
     return 0;
 }
 
@@ -228,15 +278,15 @@ static void conv2d_init(const Layer *L, float *w, float *b, Rng *rng) {
 static void conv2d_layer_forward(const Layer *L, const LayerCtx *c, float *out, const float *in,
                                  int N) {
     WinGeom g = layer_window_geom(L, N);
-    conv2d_forward(out, in, c->w, c->b, c->ws, &g);
-    activation_forward(L->act, out, (size_t)N * shape_size(L->out));
+    conv2d_forward(out, in, c->w, c->b, L->act, c->aux, &g);
 }
 
 static void conv2d_layer_backward(const Layer *L, const LayerCtx *c, float *din, float *dout,
                                   const float *in, const float *out, int N) {
     WinGeom g = layer_window_geom(L, N);
-    activation_backward(L->act, dout, out, (size_t)N * shape_size(L->out));
-    conv2d_backward(din, c->dw, c->db, dout, in, c->w, c->ws, &g);
+    size_t K = (size_t)L->kh * L->kw * L->in.c;
+    g.T = (int)(L->ws_fixed / (K * L->units + L->units));
+    conv2d_backward(din, c->dw, c->db, dout, out, L->act, in, c->w, c->aux, c->ws, &g);
 }
 
 const LayerOps conv2d_ops = {"conv2d", "Conv2D", conv2d_configure, conv2d_plan, conv2d_init,

@@ -32,6 +32,22 @@ const char *activation_name(Activation a) {
     return names[a];
 }
 
+void activation_apply(Activation a, float *y, size_t n) {
+    if (a == ACT_RELU) {
+        for (size_t i = 0; i < n; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+    } else if (a == ACT_SIGMOID) {
+        for (size_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-y[i]));
+    }
+}
+
+void activation_derivative(Activation a, float *dy, const float *y, size_t n) {
+    if (a == ACT_RELU) {
+        for (size_t i = 0; i < n; i++) dy[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    } else if (a == ACT_SIGMOID) {
+        for (size_t i = 0; i < n; i++) dy[i] *= y[i] * (1.0f - y[i]);
+    }
+}
+
 void activation_forward(Activation a, float *y, size_t n) {
     if (a == ACT_RELU) {
 #pragma omp parallel for simd schedule(static)

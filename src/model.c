@@ -45,9 +45,9 @@ int model_plan(Model *m, Layer *layers, int n_layers, Shape input, int max_batch
         seen_params |= L->n_weight + L->n_bias > 0;
         L->param_off = params;
         params += L->n_weight + L->n_bias;
-        L->aux_off = aux;
-        aux += B * L->aux_per_sample;
-        ws = max_sz(ws, B * L->ws_per_sample);
+        L->aux_off = aux; /* 64-byte aligned: float and int32 state follow byte masks */
+        aux += (B * L->aux_per_sample + 63) & ~(size_t)63;
+        ws = max_sz(ws, B * L->ws_per_sample + L->ws_fixed);
         acts += B * shape_size(L->out);
         dbuf = max_sz(dbuf, B * shape_size(L->out));
         s = L->out;
@@ -95,7 +95,8 @@ void model_alloc(Model *m) {
     m->acts = xmalloc(m->acts_floats * sizeof(float));
     m->dbuf[0] = xmalloc(m->dbuf_floats * sizeof(float));
     m->dbuf[1] = xmalloc(m->dbuf_floats * sizeof(float));
-    m->aux = xmalloc(max_sz(m->aux_bytes, 1));
+    m->aux = aligned_alloc(64, max_sz(m->aux_bytes, 64));
+    if (!m->aux) die(EXIT_RUNTIME, "out of memory: %zu bytes of layer state", m->aux_bytes);
     m->ws = xmalloc(max_sz(m->ws_floats, 1) * sizeof(float));
     const char *prof = getenv("CONVNET_PROFILE");
     if (prof && *prof && strcmp(prof, "0") != 0) m->prof = xcalloc(2 * (size_t)m->n_layers + 1, sizeof(double));

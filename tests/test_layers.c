@@ -36,7 +36,7 @@ static void fixture_init(Fixture *f, Layer L, Shape in, int N) {
     f->dw = calloc(f->L.n_weight + 1, 4);
     f->b = calloc(f->L.n_bias + 1, 4);
     f->db = calloc(f->L.n_bias + 1, 4);
-    f->ws = calloc(N * f->L.ws_per_sample + 1, 4);
+    f->ws = calloc(N * f->L.ws_per_sample + f->L.ws_fixed + 1, 4);
     f->aux = calloc(N * f->L.aux_per_sample + 1, 1);
     testutil_fill(f->in, ni, 1, -1, 1);
     testutil_fill(f->w, f->L.n_weight, 2, -0.5f, 0.5f);

@@ -7,7 +7,8 @@
 #                2 and 3 hosts, bandwidth (1 run each), link-down with the
 #                keepalive settings, trainer tests if ./convnet-dist exists
 #   (default)    also: 3 bandwidth runs per host count + ring algorithm, and the
-#                "plain Open MPI" link-down observation (it hangs until killed)
+#                link-down observations (plain Open MPI, application watchdog
+#                with/without short keepalives), each bounded by timeout (~3 min)
 #   --hosts L    host counts to test, each 2..4 (default "2 3")
 #   --only L     comma list of: smoke,bandwidth,linkdown,trainer
 #   -v           verbose (netns steps, full mpirun output on failure)
@@ -109,13 +110,21 @@ if [ ! -x "$SMOKE" ] || [ "$HERE/mpi_smoke.c" -nt "$SMOKE" ]; then
 fi
 
 # ------------------------------------------------------------------- the hosts
-if ! mh_create "$MAXH"; then
+# setup_hosts: (re)create the MAXH hosts, hostfile.N for each N, Open MPI tmp dir
+setup_hosts() {
+    mh_create "$MAXH" || return 1
+    local n
+    for n in $(seq 1 "$MAXH"); do head -n "$n" "$MH_DIR/hostfile" > "$MH_DIR/hostfile.$n"; done
+    mkdir -p "$MH_DIR/tmp"
+}
+# reset_hosts: fresh namespaces (no state from an aborted job carries over)
+reset_hosts() { mh_destroy; setup_hosts; }
+if ! setup_hosts; then
     fail setup "cannot create $MAXH namespace hosts"
     summary; exit 1
 fi
-mkdir -p "$MH_DIR/tmp"
-for n in $(seq 1 "$MAXH"); do head -n "$n" "$MH_DIR/hostfile" > "$MH_DIR/hostfile.$n"; done
 export CND_MH_MAP=$MH_DIR/hosts.map
+export CND_MH_AGENT_LOG=$MH_DIR/agent.log
 HEAD_NS=$(mh_ns 1)
 HEAD_ADDR=$(mh_addr 1)
 SUBNET_CIDR=${MH_SUBNET}.0/24
@@ -308,6 +317,7 @@ test_linkdown() {
     local variant
     for variant in ${CND_MH_LINKDOWN_VARIANTS:-plain wd3-exit wd3-abort wd3-exit+ka wd10-exit+ka wd10-abort+ka}; do
         name="linkdown-${n}hosts-$variant"
+        reset_hosts || { fail "$name" "cannot recreate the hosts"; return; }
         local args=() t=25 w
         case "$variant" in *+ka) args+=("${KEEPALIVE_FLAGS[@]}") ;; esac
         # shellcheck disable=SC2046
@@ -319,7 +329,8 @@ test_linkdown() {
         esac
         linkdown_run "$name" "$host" '^LOOP iter=' "$t" "${args[@]}"
         if [ -z "$LD_DOWN_AFTER" ]; then
-            fail "$name" "job ended (rc $LD_RC) before the link went down"; show_out "$LD_OUT"; continue
+            fail "$name" "job ended (rc $LD_RC) before the link went down; left:${LD_LEFT:- nothing}"; show_out "$LD_OUT"
+            tail -n 3 "$CND_MH_AGENT_LOG" | cut -c1-150 | sed 's/^/       agent| /'; continue
         fi
         local what
         case "$LD_RC" in
