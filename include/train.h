@@ -28,9 +28,15 @@ typedef struct {
     float *dlogits;  /* max_batch * outputs */
 } Trainer;
 
+typedef enum {
+    TRAINER_NO_DATA,   /* plan and allocate only (summary) */
+    TRAINER_LOAD_DATA, /* read the job's data sets */
+    TRAINER_SYNTHETIC  /* random pixels and labels of the job's input shape (bench) */
+} TrainerData;
+
 /* Load data (all ranks), plan and allocate the model, initialise parameters on rank 0 and
  * broadcast them, check all ranks run the same job. Exits with a message on bad input. */
-void trainer_init(Trainer *t, Job *job, Dist *dist, int load_data);
+void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data);
 void trainer_free(Trainer *t);
 
 typedef struct {
@@ -43,6 +49,14 @@ EvalResult trainer_evaluate(Trainer *t, const Dataset *d);
 
 /* The full fit: epochs, validation, final test; returns the process exit status. */
 int trainer_fit(Trainer *t);
+
+/* Throughput: `reps` timed chunks of `steps` optimizer steps after `warmup` untimed ones.
+ * img_s[r] receives chunk r's global images per second, times (if non-NULL) the step split
+ * summed over the timed chunks. */
+typedef struct {
+    double data, compute, comm; /* seconds */
+} StepTimes;
+void trainer_bench(Trainer *t, int warmup, int steps, int reps, double *img_s, StepTimes *times);
 
 /* Rank 0's start-up printout: resolved configuration, ranks x threads, model summary. */
 void trainer_print_setup(const Trainer *t, FILE *f);

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "dist.h"
 #include "job.h"
@@ -16,6 +17,8 @@ static const char *const usage =
     "  summary JOB [--set ...]          resolved configuration and Keras-style model summary\n"
     "  eval JOB --weights FILE [--split test|validation|train] [--set ...]\n"
     "  diff-weights A B [--rtol R]      max relative difference; exit 0 when <= R (1e-5)\n"
+    "  bench JOB [--steps S] [--reps R] [--warmup W] [--synthetic] [--set ...]\n"
+    "        training throughput: one JSON line (median/min/max images/s, step split, RSS)\n"
     "Run under mpirun/srun for data parallelism: mpirun -np 4 convnet-dist train JOB\n"
     "Exit status: 0 done, 1 runtime failure, 2 bad input, 3 preempted (checkpoint written),\n"
     "4 a collective timed out.\n";
@@ -34,17 +37,30 @@ typedef struct {
     const char *weights, *save, *split;
     const char *pos2; /* second positional (diff-weights) */
     double rtol;
+    long steps, reps, warmup; /* bench */
+    int synthetic;
 } Args;
 
 static void parse_args(Args *a, int argc, char **argv) {
     memset(a, 0, sizeof *a);
     a->rtol = 1e-5;
+    a->steps = 30;
+    a->reps = 5;
+    a->warmup = 5;
     a->sets = xmalloc((size_t)argc * sizeof *a->sets);
     for (int i = 2; i < argc; i++) {
         const char *s = argv[i];
         int has_next = i + 1 < argc;
-        if (!strcmp(s, "--set") || !strcmp(s, "--weights") || !strcmp(s, "--save") ||
-            !strcmp(s, "--split") || !strcmp(s, "--rtol")) {
+        if (!strcmp(s, "--synthetic")) {
+            a->synthetic = 1;
+        } else if (!strcmp(s, "--steps") || !strcmp(s, "--reps") || !strcmp(s, "--warmup")) {
+            if (!has_next) bad_usage("option %s needs a value", s);
+            long v;
+            if (parse_long(argv[++i], &v) != 0 || v < (strcmp(s, "--warmup") ? 1 : 0) || v > 1000000)
+                bad_usage("option needs a count, got '%s'", argv[i]);
+            *(!strcmp(s, "--steps") ? &a->steps : !strcmp(s, "--reps") ? &a->reps : &a->warmup) = v;
+        } else if (!strcmp(s, "--set") || !strcmp(s, "--weights") || !strcmp(s, "--save") ||
+                   !strcmp(s, "--split") || !strcmp(s, "--rtol")) {
             if (!has_next) bad_usage("option %s needs a value", s);
             const char *v = argv[++i];
             if (!strcmp(s, "--set"))
@@ -88,6 +104,31 @@ static void load_job(Job *j, const Args *a, const Dist *d) {
     }
 }
 
+static int cmp_double(const void *x, const void *y) {
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+static void cmd_bench(Trainer *t, const Args *a, const Dist *d) {
+    double *img_s = xmalloc((size_t)a->reps * sizeof *img_s);
+    StepTimes tm;
+    trainer_bench(t, (int)a->warmup, (int)a->steps, (int)a->reps, img_s, &tm);
+    qsort(img_s, (size_t)a->reps, sizeof *img_s, cmp_double);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double steps = (double)a->steps * a->reps;
+    if (d->rank == 0)
+        printf("{\"job\": \"%s\", \"batch\": %d, \"ranks\": %d, \"threads\": %d, \"steps\": %ld, "
+               "\"reps\": %ld, \"img_s_median\": %.1f, \"img_s_min\": %.1f, \"img_s_max\": %.1f, "
+               "\"compute_ms\": %.3f, \"comm_ms\": %.3f, \"data_ms\": %.3f, "
+               "\"grad_floats\": %zu, \"peak_rss_mb\": %.1f}\n",
+               t->job->name, t->job->train.batch_size, d->size, d->threads, a->steps, a->reps,
+               img_s[a->reps / 2], img_s[0], img_s[a->reps - 1], 1e3 * tm.compute / steps,
+               1e3 * tm.comm / steps, 1e3 * tm.data / steps, t->model.n_params - t->model.train_lo,
+               ru.ru_maxrss / 1024.0);
+    free(img_s);
+}
+
 static int cmd_diff_weights(const Args *a) {
     if (!a->job || !a->pos2) bad_usage("%s", "diff-weights needs two weights files");
     Err e = {0};
@@ -125,7 +166,7 @@ int main(int argc, char **argv) {
     parse_args(&a, argc, argv);
     Dist dist;
     if (!strcmp(cmd, "diff-weights")) return cmd_diff_weights(&a);
-    int distributed = !strcmp(cmd, "train") || !strcmp(cmd, "eval");
+    int distributed = !strcmp(cmd, "train") || !strcmp(cmd, "eval") || !strcmp(cmd, "bench");
     if (!distributed && strcmp(cmd, "summary")) bad_usage("unknown command '%s'", cmd);
     if (distributed)
         dist_init(&dist, &argc, &argv);
@@ -139,10 +180,13 @@ int main(int argc, char **argv) {
     Trainer t;
     int status = EXIT_OK;
     if (!strcmp(cmd, "summary")) {
-        trainer_init(&t, &job, &dist, 0);
+        trainer_init(&t, &job, &dist, TRAINER_NO_DATA);
         trainer_print_setup(&t, stdout);
+    } else if (!strcmp(cmd, "bench")) {
+        trainer_init(&t, &job, &dist, a.synthetic ? TRAINER_SYNTHETIC : TRAINER_LOAD_DATA);
+        cmd_bench(&t, &a, &dist);
     } else {
-        trainer_init(&t, &job, &dist, 1);
+        trainer_init(&t, &job, &dist, TRAINER_LOAD_DATA);
         if (a.weights) {
             Err e = {0};
             int rc = weights_load(a.weights, &t.model, &e);

@@ -112,12 +112,28 @@ static void check_outputs(Trainer *t) {
     }
 }
 
-void trainer_init(Trainer *t, Job *job, Dist *dist, int load) {
+/* n random samples of shape s with labels in [0, classes), keyed on the job seed. */
+static void synthetic_dataset(Dataset *d, Shape s, int64_t n, int classes, uint64_t seed) {
+    memset(d, 0, sizeof *d);
+    d->n = n;
+    d->h = s.h;
+    d->w = s.w;
+    d->c = s.c;
+    size_t total = (size_t)n * shape_size(s);
+    d->pixels = xmalloc(total);
+    d->labels = xmalloc((size_t)n * sizeof *d->labels);
+    Rng r = rng_keyed(seed, RNG_SPLIT, 1, 0);
+    for (size_t i = 0; i < total; i++) d->pixels[i] = (uint8_t)rng_u64(&r);
+    for (int64_t i = 0; i < n; i++) d->labels[i] = (int32_t)rng_below(&r, (uint64_t)classes);
+    d->n_classes = classes;
+}
+
+void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data) {
     memset(t, 0, sizeof *t);
     t->job = job;
     t->dist = dist;
     Shape input;
-    if (load) {
+    if (data == TRAINER_LOAD_DATA) {
         load_data(t);
         input = (Shape){t->train.h, t->train.w, t->train.c, 0};
     } else if (job->data.format == DATA_IMAGES) {
@@ -139,6 +155,11 @@ void trainer_init(Trainer *t, Job *job, Dist *dist, int load) {
     if (model_plan(&t->model, job->layers, job->n_layers, input, max_batch, &e)) {
         if (dist->rank == 0) fprintf(stderr, "convnet-dist: %s: %s\n", job->ini.path, e.msg);
         dist_abort(dist, EXIT_BAD_INPUT);
+    }
+    if (data == TRAINER_SYNTHETIC) {
+        int outputs = (int)shape_size(model_output_shape(&t->model));
+        int64_t n = 64 * (int64_t)job->train.batch_size;
+        synthetic_dataset(&t->train, input, n, outputs > 1 ? outputs : 2, job->train.seed);
     }
     check_outputs(t);
     if (dist_check_same_job(dist, job->hash, t->model.n_params, &e)) {
@@ -206,9 +227,6 @@ EvalResult trainer_evaluate(Trainer *t, const Dataset *d) {
     return res;
 }
 
-typedef struct {
-    double data, compute, comm; /* seconds summed over the epoch's steps */
-} StepTimes;
 
 /* One optimizer step on the global batch perm[g0 .. g0+gB). Returns the batch's (loss sum,
  * correct) summed over ranks. */
@@ -281,6 +299,26 @@ void trainer_print_setup(const Trainer *t, FILE *f) {
             m->n_params * 4.0 / 1e6, (m->acts_floats + 2 * m->dbuf_floats) * 4.0 / 1e6 + m->aux_bytes / 1e6,
             m->ws_floats * 4.0 / 1e6, m->max_batch);
     model_print_summary(m, t->job->name, f);
+}
+
+void trainer_bench(Trainer *t, int warmup, int steps, int reps, double *img_s, StepTimes *times) {
+    const int64_t n = t->train.n, B = t->job->train.batch_size;
+    const long batches = (long)(n / B);
+    CHECK(batches >= 1);
+    epoch_permutation(t->perm, n, t->job->train.seed, 0, 1);
+    StepTimes tm = {0, 0, 0};
+    long b = 0;
+    for (int i = 0; i < warmup; i++, b++) train_step(t, t->perm + (b % batches) * B, (int)B, 0, &tm);
+    memset(&tm, 0, sizeof tm);
+    for (int r = 0; r < reps; r++) {
+        dist_barrier(t->dist);
+        double t0 = now_seconds();
+        for (int i = 0; i < steps; i++, b++) train_step(t, t->perm + (b % batches) * B, (int)B, 0, &tm);
+        /* every rank waits for the slowest: rank 0's clock then covers the whole step */
+        dist_barrier(t->dist);
+        img_s[r] = (double)steps * B / (now_seconds() - t0);
+    }
+    if (times) *times = tm;
 }
 
 int trainer_fit(Trainer *t) {
