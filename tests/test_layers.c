@@ -184,19 +184,173 @@ static void test_conv_same_5x5(void) { check_conv(6, 6, 3, 2, 5, 1, PAD_SAME, AC
 static void test_conv_pointwise(void) { check_conv(4, 5, 6, 3, 1, 1, PAD_VALID, ACT_LINEAR, 2); }
 static void test_conv_relu(void) { check_conv(8, 8, 1, 4, 3, 1, PAD_VALID, ACT_RELU, 2); }
 /* more channels, strides and 1x1 kernels */
-static void test_conv_gemm_same_stride2(void) { check_conv(6, 7, 8, 5, 3, 2, PAD_SAME, ACT_SIGMOID, 3); }
-static void test_conv_gemm_pointwise(void) { check_conv(4, 3, 40, 6, 1, 1, PAD_VALID, ACT_LINEAR, 2); }
-static void test_conv_gemm_valid(void) { check_conv(7, 7, 5, 4, 3, 1, PAD_VALID, ACT_LINEAR, 2); }
+static void test_conv_same_stride2_wide(void) { check_conv(6, 7, 8, 5, 3, 2, PAD_SAME, ACT_SIGMOID, 3); }
+static void test_conv_pointwise_wide(void) { check_conv(4, 3, 40, 6, 1, 1, PAD_VALID, ACT_LINEAR, 2); }
+static void test_conv_valid_wide(void) { check_conv(7, 7, 5, 16, 3, 1, PAD_VALID, ACT_LINEAR, 3); }
+
+static void test_conv_shapes(void) {
+    Err e = {0};
+    Layer L = conv_layer(8, 3, 1, PAD_VALID, ACT_LINEAR);
+    L.in = (Shape){2, 5, 3, 0};
+    CU_ASSERT(layer_ops[LAYER_CONV2D]->plan(&L, &e) != 0); /* 2 rows < 3-row kernel */
+    CU_ASSERT(strstr(e.msg, "smaller") != NULL);
+    Err e2 = {0};
+    L.in = (Shape){1, 1, 50, 1};
+    CU_ASSERT(layer_ops[LAYER_CONV2D]->plan(&L, &e2) != 0); /* flat input */
+    Layer S = conv_layer(8, 3, 2, PAD_SAME, ACT_LINEAR);
+    S.in = (Shape){2, 2, 3, 0};
+    Err e3 = {0};
+    CU_ASSERT_FATAL(layer_ops[LAYER_CONV2D]->plan(&S, &e3) == 0);
+    CU_ASSERT(S.out.h == 1 && S.out.w == 1 && S.out.c == 8);
+    CU_ASSERT_EQUAL(S.n_weight, 3 * 3 * 3 * 8);
+}
+
+/* ---- Dense ---- */
+
+static void test_dense(void) {
+    Layer L;
+    memset(&L, 0, sizeof L);
+    L.kind = LAYER_DENSE;
+    L.units = 5;
+    L.use_bias = 1;
+    L.trainable = 1;
+    L.act = ACT_SIGMOID;
+    Fixture f;
+    fixture_init(&f, L, (Shape){1, 1, 7, 1}, 3);
+    fixture_forward(&f);
+    double worst = 0;
+    for (int n = 0; n < 3; n++)
+        for (int u = 0; u < 5; u++) {
+            double s = f.b[u];
+            for (int i = 0; i < 7; i++) s += (double)f.in[n * 7 + i] * f.w[i * 5 + u];
+            worst = fmax(worst, fabs(1 / (1 + exp(-s)) - f.out[n * 5 + u]));
+        }
+    CU_ASSERT(worst < 1e-5);
+    check_gradients(&f, 1e-2, 1e-2f);
+    fixture_free(&f);
+    Layer S = L;
+    S.in = (Shape){3, 3, 2, 0};
+    Err e = {0};
+    CU_ASSERT(layer_ops[LAYER_DENSE]->plan(&S, &e) != 0); /* needs a Flatten first */
+}
+
+/* ---- MaxPooling2D ---- */
+
+static void check_pool(int H, int W, int C, int k, int s, Padding p) {
+    Layer L;
+    memset(&L, 0, sizeof L);
+    L.kind = LAYER_MAXPOOL2D;
+    L.kh = L.kw = k;
+    L.sh = L.sw = s;
+    L.padding = p;
+    Fixture f;
+    fixture_init(&f, L, (Shape){H, W, C, 0}, 2);
+    /* distinct values 0.05 apart, so differencing by 0.01 never changes a window's maximum */
+    size_t ni = 2 * shape_size(f.L.in);
+    for (size_t i = 0; i < ni; i++) f.in[i] = 0.05f * (float)((i * 7919) % ni) - 1.0f;
+    fixture_forward(&f);
+    int OH = f.L.out.h, OW = f.L.out.w;
+    int expect_oh = p == PAD_VALID ? (H - k) / s + 1 : (H + s - 1) / s;
+    CU_ASSERT_EQUAL(OH, expect_oh);
+    int ph = (OH - 1) * s + k - H, pt = p == PAD_SAME && ph > 0 ? ph / 2 : 0;
+    int pw = (OW - 1) * s + k - W, pl = p == PAD_SAME && pw > 0 ? pw / 2 : 0;
+    int bad = 0;
+    for (int n = 0; n < 2; n++)
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++)
+                for (int c = 0; c < C; c++) {
+                    float m = -1e30f;
+                    for (int kh = 0; kh < k; kh++)
+                        for (int kw = 0; kw < k; kw++) {
+                            int ih = oh * s + kh - pt, iw = ow * s + kw - pl;
+                            if (ih < 0 || iw < 0 || ih >= H || iw >= W) continue;
+                            m = fmaxf(m, f.in[((n * H + ih) * W + iw) * C + c]);
+                        }
+                    bad += m != f.out[((n * OH + oh) * OW + ow) * C + c];
+                }
+    CU_ASSERT_EQUAL(bad, 0);
+    check_gradients(&f, 2e-2, 1e-2f);
+    fixture_free(&f);
+}
+
+static void test_pool_valid(void) { check_pool(6, 7, 3, 2, 2, PAD_VALID); }
+static void test_pool_same_odd(void) { check_pool(7, 5, 2, 3, 2, PAD_SAME); }
+static void test_pool_overlap(void) { check_pool(8, 8, 2, 3, 1, PAD_VALID); }
+
+/* ---- Flatten, Rescaling, Dropout ---- */
+
+static void test_flatten(void) {
+    Layer L;
+    memset(&L, 0, sizeof L);
+    L.kind = LAYER_FLATTEN;
+    Fixture f;
+    fixture_init(&f, L, (Shape){3, 2, 4, 0}, 2);
+    CU_ASSERT(f.L.out.flat && f.L.out.c == 24);
+    fixture_forward(&f);
+    CU_ASSERT(memcmp(f.in, f.out, 2 * 24 * 4) == 0); /* NHWC order is Keras's flatten order */
+    check_gradients(&f, 1e-3, 1e-2f);
+    fixture_free(&f);
+}
+
+static void test_rescaling(void) {
+    Layer L;
+    memset(&L, 0, sizeof L);
+    L.kind = LAYER_RESCALING;
+    L.u.rescale.scale = 1.0f / 255;
+    L.u.rescale.offset = -0.5f;
+    Fixture f;
+    fixture_init(&f, L, (Shape){3, 3, 3, 0}, 2);
+    fixture_forward(&f);
+    int bad = 0;
+    for (int i = 0; i < 54; i++) bad += fabsf(f.out[i] - (f.in[i] / 255.0f - 0.5f)) > 1e-6f;
+    CU_ASSERT_EQUAL(bad, 0);
+    check_gradients(&f, 1e-3, 1e-2f);
+    fixture_free(&f);
+}
+
+static void test_dropout(void) {
+    Layer L;
+    memset(&L, 0, sizeof L);
+    L.kind = LAYER_DROPOUT;
+    L.u.dropout.rate = 0.5f;
+    Fixture f;
+    fixture_init(&f, L, (Shape){1, 1, 4000, 1}, 2);
+    /* inference: identity */
+    fixture_forward(&f);
+    CU_ASSERT(memcmp(f.in, f.out, 8000 * 4) == 0);
+    /* training: about half dropped, the rest scaled by 1/(1-rate) */
+    f.training = 1;
+    fixture_forward(&f);
+    int zeros = 0, bad = 0;
+    for (int i = 0; i < 8000; i++) {
+        if (f.out[i] == 0)
+            zeros++;
+        else
+            bad += fabsf(f.out[i] - 2 * f.in[i]) > 1e-6f;
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT(zeros > 3700 && zeros < 4300);
+    /* the mask depends on the sample id, not the batch position */
+    float first[4000];
+    memcpy(first, f.out + 4000, sizeof first);
+    int64_t keep = f.ids[1];
+    f.ids[0] = keep;
+    fixture_forward(&f);
+    int same_mask = 0;
+    for (int i = 0; i < 4000; i++) same_mask += (f.out[i] == 0) == (first[i] == 0);
+    CU_ASSERT_EQUAL(same_mask, 4000);
+    check_gradients(&f, 1e-3, 1e-2f);
+    fixture_free(&f);
+}
 
 TEST_SUITE(layers, {"conv2d valid 3x3", test_conv_valid},
            {"conv2d same stride 2 odd sizes sigmoid", test_conv_same_stride2_odd},
            {"conv2d valid stride 2", test_conv_valid_stride2},
            {"conv2d same 5x5", test_conv_same_5x5}, {"conv2d 1x1", test_conv_pointwise},
            {"conv2d relu", test_conv_relu},
-           {"conv2d gemm path same stride 2", test_conv_gemm_same_stride2},
-           {"conv2d gemm path 1x1", test_conv_gemm_pointwise},
-           {"conv2d gemm path valid", test_conv_gemm_valid},
-           {"conv2d direct or gemm path", test_conv_paths}, {"conv2d shape checks", test_conv_shapes},
+           {"conv2d same stride 2, 8 channels", test_conv_same_stride2_wide},
+           {"conv2d 1x1, 40 channels", test_conv_pointwise_wide},
+           {"conv2d valid, 3 samples", test_conv_valid_wide}, {"conv2d shape checks", test_conv_shapes},
            {"dense", test_dense}, {"maxpool valid 2x2", test_pool_valid},
            {"maxpool same 3x3 stride 2 odd", test_pool_same_odd},
            {"maxpool overlapping windows", test_pool_overlap}, {"flatten", test_flatten},
