@@ -25,7 +25,8 @@ PKG_ZLIB := zlib1g-dev
 PKG_CUNIT := libcunit1-dev
 PKG_MPI := libopenmpi-dev openmpi-bin
 PKG_DATA := dataset-fashion-mnist
-DEPS_PKGS := $(PKG_BLAS) $(PKG_JPEG) $(PKG_ZLIB) $(PKG_CUNIT) $(PKG_DATA) pkg-config
+# bc, procps (pgrep) and iproute2 (network namespaces) are used by the tests.
+DEPS_PKGS := $(PKG_BLAS) $(PKG_JPEG) $(PKG_ZLIB) $(PKG_CUNIT) $(PKG_DATA) bc procps iproute2
 ifeq ($(MPI),1)
 DEPS_PKGS += $(PKG_MPI)
 endif
@@ -66,7 +67,7 @@ LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%.o)
 
-.PHONY: all run test bench deps check-deps clean scaling-report
+.PHONY: all run test test-multihost bench deps check-deps clean scaling-report
 
 all: check-deps $(BIN)
 
@@ -112,9 +113,17 @@ test: check-deps $(BIN) $(TESTBIN)
 	@printf '#include <CUnit/Basic.h>\nint main(void){return 0;}\n' | $(CC) -x c - -o /dev/null -lcunit 2>/dev/null || \
 	  { echo "missing: $(PKG_CUNIT) (apt-get install -y $(PKG_CUNIT))"; exit 1; }
 	CONVNET_BIN=./$(BIN) CONVNET_MPI=$(MPI) ./$(TESTBIN)
+ifeq ($(MPI),1)
+	@tests/multihost/run.sh --quick; rc=$$?; [ $$rc = 0 ] || [ $$rc = 77 ] || exit $$rc
+endif
 
+# The full multi-host run (link-down observations, bandwidth at 1 Gbit/s): a few minutes, root.
+test-multihost: all
+	tests/multihost/run.sh
+
+# The peer is Debian's PyTorch (python3-torch); bench/run.py says how to get it when missing.
 bench: all
-	bench/run.sh
+	/usr/bin/python3 bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD) $(BIN)

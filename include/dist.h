@@ -19,8 +19,9 @@ typedef struct {
     int cores;                  /* cores this rank may run on (affinity mask) */
     int node_cores;             /* cores online on this node */
     int owns_mpi;               /* we called MPI_Init, so we finalize */
-    double collective_timeout;  /* seconds; 0 = wait forever */
+    double collective_timeout;  /* watchdog, seconds; 0 = wait forever (see dist_set_watchdog) */
     long step;                  /* current global step, for watchdog messages */
+    struct DistWatch *watch;    /* watchdog bookkeeping (arrival messages), NULL when off */
 } Dist;
 
 void dist_init(Dist *d, int *argc, char ***argv);
@@ -32,9 +33,20 @@ void dist_abort(Dist *d, int status) __attribute__((noreturn));
  * its affinity mask divided among the node's ranks; apply it to OpenMP and OpenBLAS. */
 void dist_setup_threads(Dist *d);
 
+/* Watchdog for the training loop's collectives: from now on a collective that makes no
+ * progress for `seconds` prints which step, which collective and (on rank 0) which ranks never
+ * arrived, then aborts the job with EXIT_COMM_TIMEOUT. Collectives become non-blocking calls
+ * polled with MPI_Test, and every rank tells rank 0 when it starts each step's gradient
+ * collective. seconds <= 0 turns it off. Collective over all ranks. */
+void dist_set_watchdog(Dist *d, double seconds);
+/* Mark the start of global step `step` (before its gradient allreduce). */
+void dist_begin_step(Dist *d, long step);
+
 /* In-place sums over ranks. `what` names the collective in watchdog messages. */
 void dist_allreduce_sum_f32(Dist *d, float *buf, size_t n, const char *what);
 void dist_allreduce_sum_f64(Dist *d, double *buf, size_t n, const char *what);
+/* Element-wise max over ranks, in place. */
+void dist_allreduce_max_f64(Dist *d, double *buf, size_t n);
 /* Max over ranks of an int (e.g. "any rank wants to stop"). */
 int dist_allreduce_max_int(Dist *d, int v, const char *what);
 void dist_bcast(Dist *d, void *buf, size_t bytes, int root);

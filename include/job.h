@@ -33,6 +33,9 @@ typedef struct {
     double validation_split;
     long steps_per_epoch; /* 0: the whole training set each epoch */
     int shuffle;
+    /* Watchdog on the training loop's collectives, seconds; 0 = auto (at least 60 s, 10x the
+     * median step once 20 steps are measured), < 0 = off. */
+    double collective_timeout;
     char *save;           /* final weights, written by rank 0 ("" = none) */
     char *step_log;       /* per-step losses, for equivalence tests ("" = none) */
 } TrainCfg;

@@ -29,6 +29,21 @@
     } while (0)
 #endif
 
+#if CONVNET_MPI
+enum { TAG_ARRIVE = 7301 };
+
+/* Watchdog state: every rank sends rank 0 the step it has reached; rank 0 keeps one receive
+ * posted per rank and records the last step each rank announced. */
+struct DistWatch {
+    long sent_step;    /* buffer of this rank's pending arrival message */
+    MPI_Request send;  /* pending arrival message (non-root), MPI_REQUEST_NULL when none */
+    long *recv_step;   /* rank 0: receive buffers, one per rank */
+    long *seen;        /* rank 0: last step announced by each rank */
+    MPI_Request *recv; /* rank 0: posted receives, one per rank (index 0 unused) */
+};
+
+#endif
+
 /* openblas_set_num_threads is not in every cblas.h; declare it ourselves. */
 void openblas_set_num_threads(int);
 
@@ -65,6 +80,22 @@ void dist_init(Dist *d, int *argc, char ***argv) {
 
 void dist_finalize(Dist *d) {
 #if CONVNET_MPI
+    struct DistWatch *w = d->watch;
+    if (w) {
+        /* settle the watchdog's messages before MPI_Finalize */
+        MPI_CHECK(MPI_Wait(&w->send, MPI_STATUS_IGNORE));
+        dist_barrier(d);
+        if (d->rank == 0)
+            for (int r = 1; r < d->size; r++) {
+                MPI_CHECK(MPI_Cancel(&w->recv[r]));
+                MPI_Wait(&w->recv[r], MPI_STATUS_IGNORE);
+            }
+        free(w->recv_step);
+        free(w->seen);
+        free(w->recv);
+        free(w);
+        d->watch = NULL;
+    }
     if (d->owns_mpi) MPI_Finalize();
 #endif
     d->owns_mpi = 0;
@@ -100,31 +131,135 @@ void dist_setup_threads(Dist *d) {
     openblas_set_num_threads(t);
 }
 
-void dist_allreduce_sum_f32(Dist *d, float *buf, size_t n, const char *what) {
 #if CONVNET_MPI
-    if (d->size > 1) {
-        /* MPI counts are int: reduce in chunks below 2^30 elements */
-        for (size_t off = 0; off < n; off += 1u << 30) {
-            size_t c = n - off < (1u << 30) ? n - off : (1u << 30);
-            MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf + off, (int)c, MPI_FLOAT, MPI_SUM,
-                                    MPI_COMM_WORLD));
+/* Rank 0: take in every arrival message that has come, and re-post the receives. */
+static void watch_poll_arrivals(Dist *d) {
+    struct DistWatch *w = d->watch;
+    if (d->rank != 0) return;
+    for (int r = 1; r < d->size; r++)
+        for (;;) {
+            int flag = 0;
+            MPI_CHECK(MPI_Test(&w->recv[r], &flag, MPI_STATUS_IGNORE));
+            if (!flag) break;
+            w->seen[r] = w->recv_step[r];
+            MPI_CHECK(MPI_Irecv(&w->recv_step[r], 1, MPI_LONG, r, TAG_ARRIVE, MPI_COMM_WORLD,
+                                &w->recv[r]));
+        }
+}
+
+static void watch_fire(Dist *d, const char *what, double waited) __attribute__((noreturn));
+static void watch_fire(Dist *d, const char *what, double waited) {
+    char missing[1024] = "";
+    if (d->rank == 0) {
+        watch_poll_arrivals(d);
+        size_t len = 0;
+        for (int r = 1; r < d->size && len + 48 < sizeof missing; r++)
+            if (d->watch->seen[r] < d->step)
+                len += (size_t)snprintf(missing + len, sizeof missing - len, "%s%d (last seen at step %ld)",
+                                        len ? ", " : "", r, d->watch->seen[r]);
+    }
+    const char *who = d->rank != 0 ? "rank 0 lists the ranks it waits for"
+                      : missing[0] ? "ranks that never reached this step: "
+                                   : "every rank entered this step's collectives and one stalled inside (a "
+                                     "broken or slow network, or a stopped process)";
+    fprintf(stderr,
+            "convnet-dist: rank %d: watchdog: collective '%s' at step %ld made no progress for %.0f s "
+            "(collective_timeout); %s%s; aborting the job (exit status %d)\n",
+            d->rank, what, d->step, waited, who, missing, EXIT_COMM_TIMEOUT);
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, EXIT_COMM_TIMEOUT);
+    _exit(EXIT_COMM_TIMEOUT); /* MPI_Abort should not return; if the runtime is gone, go anyway */
+}
+
+/* Complete a request, or fire the watchdog when it makes no progress for too long. */
+static void watch_wait(Dist *d, MPI_Request *req, const char *what) {
+    double start = now_seconds();
+    for (long spins = 1;; spins++) {
+        int done = 0;
+        MPI_CHECK(MPI_Test(req, &done, MPI_STATUS_IGNORE));
+        if (done) return;
+        if (spins % 64 == 0) {
+            watch_poll_arrivals(d);
+            double waited = now_seconds() - start;
+            if (waited > d->collective_timeout) watch_fire(d, what, waited);
+            if (spins > 4096) usleep(50); /* a long wait: stop burning the core */
         }
     }
+}
+
+/* Blocking allreduce, or with the watchdog on, a polled non-blocking one. */
+static void allreduce(Dist *d, void *buf, int n, MPI_Datatype type, MPI_Op op, const char *what) {
+    if (!d->watch) {
+        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf, n, type, op, MPI_COMM_WORLD));
+        return;
+    }
+    MPI_Request req;
+    MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, buf, n, type, op, MPI_COMM_WORLD, &req));
+    watch_wait(d, &req, what);
+}
+#endif
+
+void dist_set_watchdog(Dist *d, double seconds) {
+#if CONVNET_MPI
+    if (d->size > 1 && seconds > 0 && !d->watch) {
+        dist_barrier(d);
+        struct DistWatch *w = xcalloc(1, sizeof *w);
+        w->send = MPI_REQUEST_NULL;
+        if (d->rank == 0) {
+            w->recv_step = xcalloc((size_t)d->size, sizeof *w->recv_step);
+            w->seen = xcalloc((size_t)d->size, sizeof *w->seen);
+            w->recv = xmalloc((size_t)d->size * sizeof *w->recv);
+            w->recv[0] = MPI_REQUEST_NULL;
+            for (int r = 1; r < d->size; r++)
+                MPI_CHECK(MPI_Irecv(&w->recv_step[r], 1, MPI_LONG, r, TAG_ARRIVE, MPI_COMM_WORLD,
+                                    &w->recv[r]));
+        }
+        d->watch = w;
+    }
+#endif
+    d->collective_timeout = seconds;
+}
+
+void dist_begin_step(Dist *d, long step) {
+    d->step = step;
+#if CONVNET_MPI
+    struct DistWatch *w = d->watch;
+    if (!w || d->rank == 0) return;
+    /* the previous arrival message went out a whole step ago: this wait does not block */
+    MPI_CHECK(MPI_Wait(&w->send, MPI_STATUS_IGNORE));
+    w->sent_step = step;
+    MPI_CHECK(MPI_Isend(&w->sent_step, 1, MPI_LONG, 0, TAG_ARRIVE, MPI_COMM_WORLD, &w->send));
+#endif
+}
+
+void dist_allreduce_sum_f32(Dist *d, float *buf, size_t n, const char *what) {
+#if CONVNET_MPI
+    if (d->size > 1) /* MPI counts are int: reduce in chunks below 2^30 elements */
+        for (size_t off = 0; off < n; off += 1u << 30) {
+            size_t c = n - off < (1u << 30) ? n - off : (1u << 30);
+            allreduce(d, buf + off, (int)c, MPI_FLOAT, MPI_SUM, what);
+        }
 #endif
     (void)d, (void)buf, (void)n, (void)what;
 }
 
 void dist_allreduce_sum_f64(Dist *d, double *buf, size_t n, const char *what) {
 #if CONVNET_MPI
-    if (d->size > 1)
-        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
+    if (d->size > 1) allreduce(d, buf, (int)n, MPI_DOUBLE, MPI_SUM, what);
 #endif
     (void)d, (void)buf, (void)n, (void)what;
 }
 
+void dist_allreduce_max_f64(Dist *d, double *buf, size_t n) {
+#if CONVNET_MPI
+    if (d->size > 1) allreduce(d, buf, (int)n, MPI_DOUBLE, MPI_MAX, "max");
+#endif
+    (void)d, (void)buf, (void)n;
+}
+
 int dist_allreduce_max_int(Dist *d, int v, const char *what) {
 #if CONVNET_MPI
-    if (d->size > 1) MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+    if (d->size > 1) allreduce(d, &v, 1, MPI_INT, MPI_MAX, what);
 #endif
     (void)d, (void)what;
     return v;

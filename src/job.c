@@ -89,6 +89,16 @@ static int resolve_train(Job *j, Section *s, Err *e) {
         sec_get_long(ini, s, "steps_per_epoch", 0, 0, 0, 1L << 40, &t->steps_per_epoch, e) ||
         sec_get_bool(ini, s, "shuffle", 1, &t->shuffle, e))
         return -1;
+    const char *ct = sec_get_str(ini, s, "collective_timeout", 0, "auto", e);
+    if (!strcmp(ct, "auto"))
+        t->collective_timeout = 0;
+    else if (!strcmp(ct, "off"))
+        t->collective_timeout = -1;
+    else if (parse_double(ct, &t->collective_timeout) != 0 || t->collective_timeout <= 0) {
+        err_set(e, "%s: [train] collective_timeout must be auto, off or a number of seconds > 0, got '%s'",
+                ini->path, ct);
+        return -1;
+    }
     t->loss = (LossKind)loss;
     t->seed = (uint64_t)seed;
     o->kind = (OptKind)opt;

@@ -19,6 +19,7 @@ static const char *const usage =
     "  diff-weights A B [--rtol R]      max relative difference; exit 0 when <= R (1e-5)\n"
     "  bench JOB [--steps S] [--reps R] [--warmup W] [--synthetic] [--set ...]\n"
     "        training throughput: one JSON line (median/min/max images/s, step split, RSS)\n"
+    "  bench-allreduce [--floats N] [--reps R]   gradient allreduce time over the ranks, JSON\n"
     "Run under mpirun/srun for data parallelism: mpirun -np 4 convnet-dist train JOB\n"
     "Exit status: 0 done, 1 runtime failure, 2 bad input, 3 preempted (checkpoint written),\n"
     "4 a collective timed out.\n";
@@ -38,6 +39,7 @@ typedef struct {
     const char *pos2; /* second positional (diff-weights) */
     double rtol;
     long steps, reps, warmup; /* bench */
+    long floats;              /* bench-allreduce */
     int synthetic;
 } Args;
 
@@ -47,18 +49,24 @@ static void parse_args(Args *a, int argc, char **argv) {
     a->steps = 30;
     a->reps = 5;
     a->warmup = 5;
+    a->floats = 991041; /* the dogs-vs-cats convnet's gradient */
     a->sets = xmalloc((size_t)argc * sizeof *a->sets);
     for (int i = 2; i < argc; i++) {
         const char *s = argv[i];
         int has_next = i + 1 < argc;
         if (!strcmp(s, "--synthetic")) {
             a->synthetic = 1;
-        } else if (!strcmp(s, "--steps") || !strcmp(s, "--reps") || !strcmp(s, "--warmup")) {
+        } else if (!strcmp(s, "--steps") || !strcmp(s, "--reps") || !strcmp(s, "--warmup") ||
+                   !strcmp(s, "--floats")) {
             if (!has_next) bad_usage("option %s needs a value", s);
             long v;
-            if (parse_long(argv[++i], &v) != 0 || v < (strcmp(s, "--warmup") ? 1 : 0) || v > 1000000)
+            if (parse_long(argv[++i], &v) != 0 || v < (strcmp(s, "--warmup") ? 1 : 0) ||
+                v > 1000000000)
                 bad_usage("option needs a count, got '%s'", argv[i]);
-            *(!strcmp(s, "--steps") ? &a->steps : !strcmp(s, "--reps") ? &a->reps : &a->warmup) = v;
+            *(!strcmp(s, "--steps")    ? &a->steps
+              : !strcmp(s, "--reps")   ? &a->reps
+              : !strcmp(s, "--floats") ? &a->floats
+                                       : &a->warmup) = v;
         } else if (!strcmp(s, "--set") || !strcmp(s, "--weights") || !strcmp(s, "--save") ||
                    !strcmp(s, "--split") || !strcmp(s, "--rtol")) {
             if (!has_next) bad_usage("option %s needs a value", s);
@@ -129,6 +137,29 @@ static void cmd_bench(Trainer *t, const Args *a, const Dist *d) {
     free(img_s);
 }
 
+/* Median time of an in-place float allreduce of a->floats values over all ranks. */
+static void cmd_bench_allreduce(const Args *a, Dist *d) {
+    float *buf = xcalloc((size_t)a->floats, sizeof *buf);
+    double *ms = xmalloc((size_t)a->reps * sizeof *ms);
+    for (int i = 0; i < 3; i++) dist_allreduce_sum_f32(d, buf, (size_t)a->floats, "warm-up");
+    for (long r = 0; r < a->reps; r++) {
+        dist_barrier(d);
+        double t0 = now_seconds();
+        dist_allreduce_sum_f32(d, buf, (size_t)a->floats, "bench");
+        ms[r] = 1e3 * (now_seconds() - t0);
+    }
+    /* the slowest rank's time is the collective's time */
+    dist_allreduce_max_f64(d, ms, (size_t)a->reps);
+    qsort(ms, (size_t)a->reps, sizeof *ms, cmp_double);
+    if (d->rank == 0)
+        printf("{\"ranks\": %d, \"floats\": %ld, \"mbytes\": %.2f, \"reps\": %ld, \"ms_median\": %.3f, "
+               "\"ms_min\": %.3f, \"ms_max\": %.3f}\n",
+               d->size, a->floats, a->floats * 4.0 / 1e6, a->reps, ms[a->reps / 2], ms[0],
+               ms[a->reps - 1]);
+    free(buf);
+    free(ms);
+}
+
 static int cmd_diff_weights(const Args *a) {
     if (!a->job || !a->pos2) bad_usage("%s", "diff-weights needs two weights files");
     Err e = {0};
@@ -166,6 +197,12 @@ int main(int argc, char **argv) {
     parse_args(&a, argc, argv);
     Dist dist;
     if (!strcmp(cmd, "diff-weights")) return cmd_diff_weights(&a);
+    if (!strcmp(cmd, "bench-allreduce")) {
+        dist_init(&dist, &argc, &argv);
+        cmd_bench_allreduce(&a, &dist);
+        dist_finalize(&dist);
+        return EXIT_OK;
+    }
     int distributed = !strcmp(cmd, "train") || !strcmp(cmd, "eval") || !strcmp(cmd, "bench");
     if (!distributed && strcmp(cmd, "summary")) bad_usage("unknown command '%s'", cmd);
     if (distributed)

@@ -249,6 +249,7 @@ static LossStats train_step(Trainer *t, const int64_t *batch, int gB, int epoch,
         model_backward(m, t->dlogits, n, &p);
     }
     double t2 = now_seconds();
+    dist_begin_step(t->dist, t->dist->step + 1);
     dist_allreduce_sum_f32(t->dist, m->grads + m->train_lo, m->n_params - m->train_lo, "gradients");
     double sums[2] = {st.loss_sum, st.correct};
     dist_allreduce_sum_f64(t->dist, sums, 2, "step loss");
@@ -301,6 +302,19 @@ void trainer_print_setup(const Trainer *t, FILE *f) {
     model_print_summary(m, t->job->name, f);
 }
 
+static int cmp_dbl(const void *x, const void *y) {
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+/* collective_timeout = auto: 10x the median step (the slowest rank's), at least 60 s. */
+static void set_auto_watchdog(Dist *d, double *secs, int n) {
+    qsort(secs, (size_t)n, sizeof *secs, cmp_dbl);
+    double median = secs[n / 2];
+    dist_allreduce_max_f64(d, &median, 1);
+    dist_set_watchdog(d, median * 10 > 60 ? median * 10 : 60);
+}
+
 void trainer_bench(Trainer *t, int warmup, int steps, int reps, double *img_s, StepTimes *times) {
     const int64_t n = t->train.n, B = t->job->train.batch_size;
     const long batches = (long)(n / B);
@@ -336,6 +350,11 @@ int trainer_fit(Trainer *t) {
     long steps = (long)((n + B - 1) / B);
     if (tc->steps_per_epoch > 0 && tc->steps_per_epoch < steps) steps = tc->steps_per_epoch;
     long global_step = 0;
+    /* The watchdog starts at the configured timeout, or at 60 s until 20 steps give a median. */
+    enum { AUTO_STEPS = 20 };
+    double step_secs[AUTO_STEPS];
+    const double ct = tc->collective_timeout;
+    dist_set_watchdog(t->dist, ct > 0 ? ct : ct == 0 ? 60.0 : 0.0);
     for (int epoch = 0; epoch < tc->epochs; epoch++) {
         epoch_permutation(t->perm, n, tc->seed, epoch, tc->shuffle);
         StepTimes tm = {0, 0, 0};
@@ -344,7 +363,12 @@ int trainer_fit(Trainer *t) {
         for (long s = 0; s < steps; s++) {
             int64_t g0 = s * B;
             int gB = (int)(n - g0 < B ? n - g0 : B);
+            double step_start = now_seconds();
             LossStats st = train_step(t, t->perm + g0, gB, epoch, &tm);
+            if (ct == 0 && global_step < AUTO_STEPS) {
+                step_secs[global_step] = now_seconds() - step_start;
+                if (global_step == AUTO_STEPS - 1) set_auto_watchdog(t->dist, step_secs, AUTO_STEPS);
+            }
             loss_sum += st.loss_sum;
             correct += st.correct;
             seen += gB;

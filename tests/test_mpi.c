@@ -206,8 +206,49 @@ static void test_killed_rank(void) {
     testutil_run(cmd, NULL);
 }
 
+/* SIGSTOP one rank mid-training: the other's watchdog names the step, the collective and the
+ * missing rank, and the job ends with the watchdog's status (4) well within the timeout + 20 s. */
+static void test_watchdog(void) {
+    if (!setup()) return;
+    const char *job = write_job("stall.job", 4, "");
+    char script[8192], mpirun[256];
+    snprintf(script, sizeof script,
+             "#!/bin/bash\n"
+             "cd '%s' || exit 1\n"
+             "rm -f stall.steps stall.rc stall.out\n"
+             "( %s '%s' train '%s' --set train.epochs=100000 --set train.collective_timeout=3 "
+             "--set train.step_log=stall.steps > stall.out 2>&1; echo $? > stall.rc ) &\n"
+             "for i in $(seq 1 300); do [ -s stall.steps ] && break; sleep 0.1; done\n"
+             "victim=$(pgrep -n -f '^%s train %s')\n"
+             "[ -n \"$victim\" ] || { echo 'no rank process found'; exit 1; }\n"
+             "kill -STOP $victim; start=$(date +%%s.%%N)\n"
+             "for i in $(seq 1 600); do [ -s stall.rc ] && break; sleep 0.1; done\n"
+             "end=$(date +%%s.%%N); kill -9 $victim 2>/dev/null\n"
+             "echo \"elapsed $(echo \"$end - $start\" | bc)\"; cat stall.rc; grep watchdog stall.out\n",
+             dir, testutil_mpirun(mpirun, sizeof mpirun, 2), bin, job, bin, job);
+    const char *path = testutil_write_file(dir, "stall.sh", script, strlen(script));
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "bash '%s'", path);
+    char *out = NULL;
+    testutil_run(cmd, &out);
+    double elapsed = 1e9;
+    int rc = -1;
+    const char *el = strstr(out, "elapsed ");
+    if (el) sscanf(el, "elapsed %lf\n%d", &elapsed, &rc);
+    CU_ASSERT(elapsed < 23);
+    CU_ASSERT_EQUAL(rc, 4);
+    CU_ASSERT(strstr(out, "rank 0: watchdog: collective 'gradients' at step") != NULL);
+    /* rank 1 stopped either before announcing the step (rank 0 names it) or inside the
+     * collective (rank 0 says so) */
+    CU_ASSERT(strstr(out, "ranks that never reached this step: 1 (last seen at step") != NULL ||
+              strstr(out, "every rank entered this step's collectives") != NULL);
+    if (elapsed >= 23 || rc != 4 || !strstr(out, "watchdog")) printf("\n    output:\n%s", out);
+    free(out);
+}
+
 TEST_SUITE(mpi, {"-np 1..4 give the same losses and parameters", test_equivalence},
            {"the same -np twice is bitwise identical", test_bitwise_repeat},
            {"uneven data on 1..5 ranks counts every test sample once", test_uneven_data},
            {"a rank with another job stops the run", test_mismatched_job},
-           {"a killed rank ends the job within 30 s", test_killed_rank})
+           {"a killed rank ends the job within 30 s", test_killed_rank},
+           {"a stalled rank trips the collective watchdog", test_watchdog})

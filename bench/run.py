@@ -1,0 +1,125 @@
+#!/usr/bin/python3
+"""make bench: convnet-dist's training throughput and memory beside PyTorch's on the same models,
+measured in the same run, alternating the two so that the machine's drift hits both alike.
+
+Prints one line per measurement and a summary table: medians over rounds, ratios (ours / PyTorch),
+peak resident memory. Figures are medians of medians: the machine is noisy.
+Usage: bench/run.py [--rounds N] [--quick] [--only mnist,mpi,allreduce,dogs,loader]
+"""
+import argparse, json, os, shutil, statistics, subprocess, sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "convnet-dist")
+PEER_DIR = os.environ.get("CONVNET_PEER_BENCH", os.path.join(ROOT, "..", "shared", "bench"))
+PEER = os.path.join(PEER_DIR, "torch_bench.py")
+# PyTorch at its best: without these glibc re-maps its activation buffers every step.
+TORCH_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "4294967296"}
+# Runs the peer and reports its peak RSS (ru_maxrss of the process itself).
+RSS_WRAPPER = ("import resource, runpy, sys; sys.argv = sys.argv[1:]; "
+               "runpy.run_path(sys.argv[0], run_name='__main__'); "
+               "print(json.dumps({'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))")
+
+
+def run_json(cmd, env=None):
+    e = dict(os.environ)
+    e.update(env or {})
+    p = subprocess.run(cmd, cwd=ROOT, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if p.returncode != 0:
+        sys.exit(f"bench: {' '.join(cmd)} failed ({p.returncode}):\n{p.stderr[-2000:]}")
+    out = {}
+    for line in p.stdout.splitlines():
+        if line.startswith("{"):
+            out.update(json.loads(line))
+    return out
+
+
+def mpirun(np, threads, bind):
+    root = ["--allow-run-as-root"] if os.geteuid() == 0 else []
+    return ["mpirun", *root, "--oversubscribe", "-np", str(np), "--bind-to", bind,
+            "-x", f"OMP_NUM_THREADS={threads}"]
+
+
+def have_torch():
+    return os.path.exists(PEER) and subprocess.run(
+        ["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode == 0
+
+
+def ours(job, steps, reps, extra=()):
+    return run_json([BIN, "bench", job, "--steps", str(steps), "--reps", str(reps), *extra])
+
+
+def peer(model, steps, reps):
+    r = run_json(["/usr/bin/python3", "-c", "import json; " + RSS_WRAPPER, PEER, model, "--threads", "2",
+                  "--channels-last", "--steps", str(steps), "--reps", str(reps)], TORCH_ENV)
+    return r
+
+
+def med(rows, key):
+    return statistics.median(r[key] for r in rows)
+
+
+def side_by_side(name, job, model, steps, reps, rounds, extra=()):
+    mine, theirs = [], []
+    for i in range(rounds):
+        mine.append(ours(job, steps, reps, extra))
+        print(f"  {name} round {i + 1}: convnet-dist {mine[-1]['img_s_median']:.1f} img/s", end="", flush=True)
+        if have_torch():
+            theirs.append(peer(model, steps, reps))
+            print(f", PyTorch {theirs[-1]['img_s_median']:.1f} img/s", end="")
+        print(flush=True)
+    row = {"what": f"{name} training, batch {mine[0]['batch']}", "ours": med(mine, "img_s_median"),
+           "ours_rss": max(r["peak_rss_mb"] for r in mine)}
+    if theirs:
+        row.update(peer=med(theirs, "img_s_median"), peer_rss=max(r["peak_rss_mb"] for r in theirs))
+        row["ratio"] = row["ours"] / row["peer"]
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="fewer rounds and steps")
+    ap.add_argument("--only", default="mnist,mpi,allreduce,dogs,loader")
+    a = ap.parse_args()
+    want = set(a.only.split(","))
+    rounds = 2 if a.quick else a.rounds
+    if not have_torch():
+        print(f"bench: PyTorch peer not available ({PEER} and Debian's python3-torch); "
+              "install it with: apt-get install -y python3-torch. Showing convnet-dist alone.")
+    rows = []
+    if "mnist" in want:
+        print("MNIST convnet (book listing 8.1) on Fashion-MNIST batches, 2 threads:")
+        rows.append(side_by_side("MNIST", "jobs/mnist.job", "mnist", 40, 3, rounds))
+    if "mpi" in want and shutil.which("mpirun"):
+        print("MNIST convnet, same global batch 64: 1 rank x 2 threads vs 2 ranks x 1 thread:")
+        one, two = [], []
+        for i in range(max(2, rounds - 2)):
+            one.append(run_json(mpirun(1, 2, "none") + [BIN, "bench", "jobs/mnist.job", "--steps", "40", "--reps", "3"]))
+            two.append(run_json(mpirun(2, 1, "core") + [BIN, "bench", "jobs/mnist.job", "--steps", "40", "--reps", "3"]))
+            print(f"  round {i + 1}: 1x2 {one[-1]['img_s_median']:.1f} img/s, 2x1 {two[-1]['img_s_median']:.1f} img/s "
+                  f"(comm {two[-1]['comm_ms']:.2f} ms/step)", flush=True)
+        step_ms = 1e3 * 64 / med(two, "img_s_median")
+        rows.append({"what": "MNIST -np 2 x 1 thread vs -np 1 x 2 threads", "ours": med(two, "img_s_median"),
+                     "peer": med(one, "img_s_median"), "ratio": med(two, "img_s_median") / med(one, "img_s_median"),
+                     "note": f"gradient allreduce {med(two, 'comm_ms'):.2f} ms of a {step_ms:.1f} ms step "
+                             f"({100 * med(two, 'comm_ms') / step_ms:.1f}%)"})
+    if "allreduce" in want and shutil.which("mpirun"):
+        r = run_json(mpirun(2, 1, "core") + [BIN, "bench-allreduce", "--floats", "991041", "--reps", "50"])
+        print(f"allreduce of 991,041 floats (dogs-vs-cats gradient) over 2 ranks: {r['ms_median']:.2f} ms median")
+        rows.append({"what": "allreduce 991,041 floats, 2 ranks, shared memory", "ours": r["ms_median"],
+                     "note": "milliseconds"})
+    if "dogs" in want:
+        print("dogs-vs-cats convnet (book listing 8.7), 180x180x3, 2 threads, random data:")
+        rows.append(side_by_side("dogs-vs-cats", "jobs/dogs-vs-cats-scratch.job", "dogs",
+                                 2 if a.quick else 4, 3, max(2, rounds - 2), ("--synthetic",)))
+    print()
+    print(f"{'measurement':55s} {'convnet-dist':>13s} {'PyTorch':>9s} {'ratio':>6s} {'RSS ours/peer MB':>17s}")
+    for r in rows:
+        peer_s = f"{r['peer']:9.1f}" if "peer" in r else f"{'-':>9s}"
+        ratio = f"{r['ratio']:6.2f}" if "ratio" in r else f"{'-':>6s}"
+        rss = f"{r.get('ours_rss', 0):7.0f}/{r['peer_rss']:.0f}" if "peer_rss" in r else ""
+        print(f"{r['what']:55s} {r['ours']:13.1f} {peer_s} {ratio} {rss:>17s}  {r.get('note', '')}")
+
+
+if __name__ == "__main__":
+    main()

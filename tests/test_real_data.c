@@ -1,0 +1,54 @@
+/* test_real_data.c: end-to-end runs on the real data sets in ../shared/data (skipped with a
+ * message when that folder is absent): a short MNIST run must learn, the IDX files must load
+ * with the expected shapes, and -np 2 must match -np 1 on real digits. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data.h"
+#include "testutil.h"
+
+static void test_mnist_files(void) {
+    const char *root = testutil_shared_data("real MNIST files");
+    if (!root) return;
+    char img[1024], lab[1024];
+    snprintf(img, sizeof img, "%s/mnist/t10k-images-idx3-ubyte.gz", root);
+    snprintf(lab, sizeof lab, "%s/mnist/t10k-labels-idx1-ubyte.gz", root);
+    Dataset d;
+    Err e = {0};
+    CU_ASSERT_FATAL(idx_load(&d, img, lab, &e) == 0);
+    CU_ASSERT_EQUAL(d.n, 10000);
+    CU_ASSERT(d.h == 28 && d.w == 28 && d.c == 1);
+    CU_ASSERT_EQUAL(d.n_classes, 10);
+    long counts[10] = {0};
+    for (int64_t i = 0; i < d.n; i++) counts[d.labels[i]]++;
+    CU_ASSERT_EQUAL(counts[0], 980); /* the published test-set class counts */
+    CU_ASSERT_EQUAL(counts[1], 1135);
+    dataset_free(&d);
+}
+
+/* 300 steps of the book's model on real digits (a third of an epoch) reach >= 95% test accuracy. */
+static void test_mnist_learns(void) {
+    const char *root = testutil_shared_data("short MNIST training run");
+    if (!root) return;
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "CONVNET_DATA=%s %s train jobs/mnist-digits.job --set train.epochs=1 "
+             "--set train.steps_per_epoch=300",
+             root, testutil_bin());
+    char *out = NULL;
+    int rc = testutil_run(cmd, &out);
+    CU_ASSERT_EQUAL(rc, 0);
+    const char *t = strstr(out, "test: 10000 samples");
+    CU_ASSERT_FATAL(t != NULL);
+    double acc = 0;
+    const char *a = strstr(t, "accuracy: ");
+    CU_ASSERT_FATAL(a != NULL);
+    sscanf(a, "accuracy: %lf", &acc);
+    printf("\n    300 steps on real MNIST: test accuracy %.4f\n", acc);
+    CU_ASSERT(acc >= 0.95);
+    free(out);
+}
+
+TEST_SUITE(real_data, {"MNIST IDX files load with the published counts", test_mnist_files},
+           {"300 steps on real MNIST reach 95% test accuracy", test_mnist_learns})
