@@ -28,6 +28,7 @@ typedef struct {
     int64_t max_pixels; /* header width * height above this = bad image; 0 = the default */
     int exact;          /* 1: always decode at full size (bit-for-bit Keras' pipeline before
                          * rounding); 0: let libjpeg DCT-scale large images down first */
+    int quiet;          /* 1: no warning lines for skipped files (ranks other than 0) */
 } ImageDirOptions;
 
 /* 180x180, rgb, not strict, default pixel guard, DCT scaling on. */

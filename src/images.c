@@ -552,7 +552,8 @@ int images_load_dir(Dataset *d, const char *dir, const ImageDirOptions *o, Err *
                 free(labels);
                 goto fail;
             }
-            fprintf(stderr, "convnet-dist: warning: skipping %s: %s\n", l.f[i].path, reasons[i]);
+            if (!o->quiet)
+                fprintf(stderr, "convnet-dist: warning: skipping %s: %s\n", l.f[i].path, reasons[i]);
             skipped++;
             continue;
         }

@@ -6,6 +6,7 @@
 #include <sys/resource.h>
 
 #include "dist.h"
+#include "images.h"
 #include "job.h"
 #include "train.h"
 #include "weights.h"
@@ -20,6 +21,8 @@ static const char *const usage =
     "  bench JOB [--steps S] [--reps R] [--warmup W] [--synthetic] [--set ...]\n"
     "        training throughput: one JSON line (median/min/max images/s, step split, RSS)\n"
     "  bench-allreduce [--floats N] [--reps R]   gradient allreduce time over the ranks, JSON\n"
+    "  bench-loader JOB                 image decoding without and with the in-memory cache, JSON\n"
+    "  augment-preview JOB --out FILE.jpg [--index I]   a training image under 9 augmentations\n"
     "Run under mpirun/srun for data parallelism: mpirun -np 4 convnet-dist train JOB\n"
     "Exit status: 0 done, 1 runtime failure, 2 bad input, 3 preempted (checkpoint written),\n"
     "4 a collective timed out.\n";
@@ -35,7 +38,8 @@ typedef struct {
     const char *job;
     char **sets;
     int n_sets;
-    const char *weights, *save, *split;
+    const char *weights, *save, *split, *out;
+    long index; /* augment-preview: which training image */
     const char *pos2; /* second positional (diff-weights) */
     double rtol;
     long steps, reps, warmup; /* bench */
@@ -57,7 +61,7 @@ static void parse_args(Args *a, int argc, char **argv) {
         if (!strcmp(s, "--synthetic")) {
             a->synthetic = 1;
         } else if (!strcmp(s, "--steps") || !strcmp(s, "--reps") || !strcmp(s, "--warmup") ||
-                   !strcmp(s, "--floats")) {
+                   !strcmp(s, "--floats") || !strcmp(s, "--index")) {
             if (!has_next) bad_usage("option %s needs a value", s);
             long v;
             if (parse_long(argv[++i], &v) != 0 || v < (strcmp(s, "--warmup") ? 1 : 0) ||
@@ -66,9 +70,10 @@ static void parse_args(Args *a, int argc, char **argv) {
             *(!strcmp(s, "--steps")    ? &a->steps
               : !strcmp(s, "--reps")   ? &a->reps
               : !strcmp(s, "--floats") ? &a->floats
+              : !strcmp(s, "--index")  ? &a->index
                                        : &a->warmup) = v;
         } else if (!strcmp(s, "--set") || !strcmp(s, "--weights") || !strcmp(s, "--save") ||
-                   !strcmp(s, "--split") || !strcmp(s, "--rtol")) {
+                   !strcmp(s, "--split") || !strcmp(s, "--rtol") || !strcmp(s, "--out")) {
             if (!has_next) bad_usage("option %s needs a value", s);
             const char *v = argv[++i];
             if (!strcmp(s, "--set"))
@@ -79,6 +84,8 @@ static void parse_args(Args *a, int argc, char **argv) {
                 a->save = v;
             else if (!strcmp(s, "--split"))
                 a->split = v;
+            else if (!strcmp(s, "--out"))
+                a->out = v;
             else if (parse_double(v, &a->rtol) != 0 || a->rtol < 0)
                 bad_usage("--rtol needs a non-negative number, got '%s'", v);
         } else if (s[0] == '-') {
@@ -160,6 +167,39 @@ static void cmd_bench_allreduce(const Args *a, Dist *d) {
     free(ms);
 }
 
+/* Decoding throughput of the job's training images: from the JPEG files every epoch (no
+ * cache), and from the decoded uint8 images kept in memory (the cache: a gather to floats). */
+static void cmd_bench_loader(Trainer *t, const Job *job) {
+    if (job->data.format != DATA_IMAGES) die(EXIT_BAD_INPUT, "%s: bench-loader needs format = images", job->ini.path);
+    double decode = images_bench_decode(job->data.train_dir, job->data.image_h, job->data.image_w, 1);
+    if (decode < 0) die(EXIT_BAD_INPUT, "cannot read %s", job->data.train_dir);
+    const Dataset *d = &t->train;
+    int B = t->model.max_batch;
+    double t0 = now_seconds();
+    for (int64_t s = 0; s + B <= d->n; s += B) {
+        for (int i = 0; i < B; i++) t->ids[i] = s + i;
+        dataset_gather_batch(d, t->ids, B, job->data.scale, job->data.offset, model_input(&t->model), t->labels);
+    }
+    double cached = (double)(d->n / B * B) / (now_seconds() - t0);
+    printf("{\"job\": \"%s\", \"images\": %lld, \"decode_img_s\": %.1f, \"cached_img_s\": %.1f, "
+           "\"cache_mb\": %.1f}\n",
+           job->name, (long long)d->n, decode, cached, (double)d->n * d->h * d->w * d->c / 1e6);
+}
+
+/* The book's figure 8.10: one training image under nine random augmentations. */
+static void cmd_augment_preview(Trainer *t, const Job *job, const Args *a) {
+    if (!a->out) bad_usage("%s", "augment-preview needs --out FILE.jpg");
+    const Dataset *d = &t->train;
+    if (a->index < 0 || a->index >= d->n)
+        die(EXIT_BAD_INPUT, "--index %ld: the training data has %lld images", a->index, (long long)d->n);
+    Err e = {0};
+    const uint8_t *img = d->pixels + (size_t)a->index * d->h * d->w * d->c;
+    if (augment_preview_write(a->out, img, d->h, d->w, d->c, job->layers, job->n_layers,
+                              job->train.seed, &e))
+        die(EXIT_RUNTIME, "%s", e.msg);
+    printf("wrote %s: training image %ld under 9 augmentations\n", a->out, a->index);
+}
+
 static int cmd_diff_weights(const Args *a) {
     if (!a->job || !a->pos2) bad_usage("%s", "diff-weights needs two weights files");
     Err e = {0};
@@ -204,7 +244,8 @@ int main(int argc, char **argv) {
         return EXIT_OK;
     }
     int distributed = !strcmp(cmd, "train") || !strcmp(cmd, "eval") || !strcmp(cmd, "bench");
-    if (!distributed && strcmp(cmd, "summary")) bad_usage("unknown command '%s'", cmd);
+    int local = !strcmp(cmd, "summary") || !strcmp(cmd, "bench-loader") || !strcmp(cmd, "augment-preview");
+    if (!distributed && !local) bad_usage("unknown command '%s'", cmd);
     if (distributed)
         dist_init(&dist, &argc, &argv);
     else {
@@ -219,6 +260,12 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "summary")) {
         trainer_init(&t, &job, &dist, TRAINER_NO_DATA);
         trainer_print_setup(&t, stdout);
+    } else if (!strcmp(cmd, "bench-loader") || !strcmp(cmd, "augment-preview")) {
+        trainer_init(&t, &job, &dist, TRAINER_LOAD_DATA);
+        if (!strcmp(cmd, "bench-loader"))
+            cmd_bench_loader(&t, &job);
+        else
+            cmd_augment_preview(&t, &job, &a);
     } else if (!strcmp(cmd, "bench")) {
         trainer_init(&t, &job, &dist, a.synthetic ? TRAINER_SYNTHETIC : TRAINER_LOAD_DATA);
         cmd_bench(&t, &a, &dist);

@@ -70,7 +70,14 @@ static void fmt_num(char *out, size_t n, double v) {
         snprintf(out, n, v > 0 ? "inf" : "-inf");
         return;
     }
-    for (int prec = 1; prec <= 17; prec++) {
+    /* %g turns to exponent form when the exponent reaches the precision: 2000 at precision 1
+     * is "2e+03"; below 1e16 give it enough digits to stay positional, as Keras' logs do */
+    int min_prec = 1;
+    if (v != 0 && fabs(v) < 1e16) {
+        int x = (int)floor(log10(fabs(v)));
+        if (x + 1 > min_prec) min_prec = x + 1;
+    }
+    for (int prec = min_prec; prec <= 17; prec++) {
         snprintf(out, n, "%.*g", prec, v);
         if (strtod(out, NULL) == v) return;
     }
@@ -354,17 +361,23 @@ enum { PANEL_W = 500, PANEL_H = 420, M_LEFT = 72, M_RIGHT = 22, M_TOP = 72, M_BO
 static const char *const COL_TRAIN = "#1f77b4", *const COL_VAL = "#1f77b4";
 
 typedef struct {
-    double lo, hi, step; /* axis range and tick step; ticks at lo, lo + step, ... <= hi */
-    int decimals;        /* for the tick labels */
+    double lo, hi;     /* axis range: the data's, plus a margin as matplotlib leaves */
+    double first, step; /* ticks at first, first + step, ... <= hi */
+    int decimals;      /* for the tick labels */
 } Axis;
 
-/* Round the range out to "nice" ticks (1, 2, 5 x 10^k), about `want` of them. */
+/* Range of the data plus 4% each side (a flat range gets a fixed margin), and "nice" ticks
+ * (1, 2, 5 x 10^k) inside it, about `want` of them; integer ticks only for epochs. */
 static Axis nice_axis(double lo, double hi, int want, int integer) {
     if (!(hi > lo)) {
         double pad = fabs(lo) > 1e-12 ? fabs(lo) * 0.1 : 0.5;
-        if (integer && pad < 1) pad = 1;
+        if (integer) pad = 1;
         lo -= pad;
         hi += pad;
+    } else {
+        double m = (hi - lo) * 0.04;
+        lo -= m;
+        hi += m;
     }
     double raw = (hi - lo) / want;
     double mag = pow(10, floor(log10(raw)));
@@ -372,10 +385,10 @@ static Axis nice_axis(double lo, double hi, int want, int integer) {
     step *= mag;
     if (integer && step < 1) step = 1;
     Axis a;
+    a.lo = lo;
+    a.hi = hi;
     a.step = step;
-    a.lo = floor(lo / step + 1e-9) * step;
-    a.hi = ceil(hi / step - 1e-9) * step;
-    if (a.hi <= a.lo) a.hi = a.lo + step;
+    a.first = ceil(lo / step - 1e-9) * step;
     int d = (int)-floor(log10(step) + 1e-9);
     a.decimals = d > 0 ? d : 0;
     return a;
@@ -427,7 +440,7 @@ static void draw_panel(Buf *b, const Panel *p, const EpochRecord *rows, int n, i
     buf_printf(b, "</text>\n");
     /* grid and ticks */
     for (int i = 0;; i++) {
-        double v = ay.lo + i * ay.step;
+        double v = ay.first + i * ay.step;
         if (v > ay.hi + ay.step * 1e-6) break;
         double y = py(p, &ay, v);
         buf_printf(b,
@@ -438,7 +451,7 @@ static void draw_panel(Buf *b, const Panel *p, const EpochRecord *rows, int n, i
                    fabs(v) < ay.step * 1e-6 ? 0.0 : v);
     }
     for (int i = 0;; i++) {
-        double v = ax.lo + i * ax.step;
+        double v = ax.first + i * ax.step;
         if (v > ax.hi + ax.step * 1e-6) break;
         double x = px(p, &ax, v);
         buf_printf(b,

@@ -27,6 +27,7 @@ static void load_image_split(Dataset *d, const char *dir, const DataCfg *c, Dist
     o.width = c->image_w;
     o.channels = c->channels;
     o.strict = c->strict;
+    o.quiet = dist->rank != 0; /* every rank reads the same files: one warning is enough */
     if (images_load_dir(d, dir, &o, &e)) {
         if (dist->rank == 0) fprintf(stderr, "convnet-dist: %s\n", e.msg);
         dist_abort(dist, EXIT_BAD_INPUT);
@@ -62,6 +63,21 @@ static void load_data(Trainer *t) {
                         t->train.w, t->train.c);
             dist_abort(dist, EXIT_BAD_INPUT);
         }
+    /* Labels are class indices: every split must have the same classes in the same order. */
+    for (int i = 1; i < 3 && c->format == DATA_IMAGES; i++) {
+        const Dataset *s = splits[i];
+        int same = s->n == 0 || s->n_classes == t->train.n_classes;
+        for (int k = 0; same && s->n && k < s->n_classes; k++)
+            same = !strcmp(s->class_names[k], t->train.class_names[k]);
+        if (!same) {
+            if (dist->rank == 0)
+                fprintf(stderr, "convnet-dist: %s: the %s folder's classes differ from %s's (%d vs %d "
+                                "class folders, or other names)\n",
+                        t->job->ini.path, i == 1 ? c->val_dir : c->test_dir, c->train_dir,
+                        s->n_classes, t->train.n_classes);
+            dist_abort(dist, EXIT_BAD_INPUT);
+        }
+    }
     if (t->train.n == 0) {
         if (dist->rank == 0) fprintf(stderr, "convnet-dist: %s: no training samples\n", t->job->ini.path);
         dist_abort(dist, EXIT_BAD_INPUT);
