@@ -72,6 +72,8 @@ typedef struct Layer {
     Activation act;
     int use_bias;
     int trainable;
+    int act_fused; /* set by model_plan on the output layer: its sigmoid/softmax is applied by the
+                    * loss (or predict), so forward outputs logits */
     union {
         DropoutCfg dropout;
         RescaleCfg rescale;
@@ -129,6 +131,9 @@ extern const LayerOps *const layer_ops[LAYER_KIND_COUNT];
 /* Per-kind operations, defined in their own source files and gathered in layer_ops. */
 extern const LayerOps conv2d_ops, maxpool2d_ops, flatten_ops, dense_ops, dropout_ops,
     rescaling_ops, random_flip_ops, random_rotation_ops, random_zoom_ops;
+
+/* The activation a layer's forward applies itself (linear when the loss applies it). */
+static inline Activation layer_act(const Layer *L) { return L->act_fused ? ACT_LINEAR : L->act; }
 
 /* Lookup by job-file section name; -1 when none. */
 int layer_kind_from_section(const char *section);

@@ -53,7 +53,8 @@ typedef struct {
 } PassCtx;
 
 /* Input: write N samples into model_input(m). Returns the last layer's output (N, out):
- * logits when the last layer's activation is softmax or sigmoid (the loss applies it). */
+ * logits when the last layer's activation is softmax or sigmoid (Layer.act_fused: the loss, or
+ * loss_probabilities, applies it). */
 static inline float *model_input(Model *m) { return m->acts; }
 float *model_forward(Model *m, int N, const PassCtx *p);
 /* Back-propagate dlogits (N, out) into m->grads (ADDED) down to the lowest trainable layer. */

@@ -278,7 +278,7 @@ static void conv2d_init(const Layer *L, float *w, float *b, Rng *rng) {
 static void conv2d_layer_forward(const Layer *L, const LayerCtx *c, float *out, const float *in,
                                  int N) {
     WinGeom g = layer_window_geom(L, N);
-    conv2d_forward(out, in, c->w, c->b, L->act, c->aux, &g);
+    conv2d_forward(out, in, c->w, c->b, layer_act(L), c->aux, &g);
 }
 
 static void conv2d_layer_backward(const Layer *L, const LayerCtx *c, float *din, float *dout,
@@ -286,7 +286,7 @@ static void conv2d_layer_backward(const Layer *L, const LayerCtx *c, float *din,
     WinGeom g = layer_window_geom(L, N);
     size_t K = (size_t)L->kh * L->kw * L->in.c;
     g.T = (int)(L->ws_fixed / (K * L->units + L->units));
-    conv2d_backward(din, c->dw, c->db, dout, out, L->act, in, c->w, c->aux, c->ws, &g);
+    conv2d_backward(din, c->dw, c->db, dout, out, layer_act(L), in, c->w, c->aux, c->ws, &g);
 }
 
 const LayerOps conv2d_ops = {"conv2d", "Conv2D", conv2d_configure, conv2d_plan, conv2d_init,

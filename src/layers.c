@@ -124,12 +124,12 @@ static void dense_init(const Layer *L, float *w, float *b, Rng *rng) {
 static void dense_layer_forward(const Layer *L, const LayerCtx *c, float *out, const float *in,
                                 int N) {
     dense_forward(out, in, c->w, c->b, N, L->in.c, L->units);
-    activation_forward(L->act, out, (size_t)N * L->units);
+    activation_forward(layer_act(L), out, (size_t)N * L->units);
 }
 
 static void dense_layer_backward(const Layer *L, const LayerCtx *c, float *din, float *dout,
                                  const float *in, const float *out, int N) {
-    activation_backward(L->act, dout, out, (size_t)N * L->units);
+    activation_backward(layer_act(L), dout, out, (size_t)N * L->units);
     dense_backward(din, c->dw, c->db, dout, in, c->w, N, L->in.c, L->units);
 }
 

@@ -43,6 +43,8 @@ int model_plan(Model *m, Layer *layers, int n_layers, Shape input, int max_batch
             return -1;
         }
         seen_params |= L->n_weight + L->n_bias > 0;
+        /* the output's sigmoid/softmax is fused with the loss: the model returns logits */
+        L->act_fused = l == n_layers - 1 && (L->act == ACT_SIGMOID || L->act == ACT_SOFTMAX);
         L->param_off = params;
         params += L->n_weight + L->n_bias;
         L->aux_off = aux; /* 64-byte aligned: float and int32 state follow byte masks */
