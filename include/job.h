@@ -38,16 +38,37 @@ typedef struct {
     double collective_timeout;
     char *save;           /* final weights, written by rank 0 ("" = none) */
     char *step_log;       /* per-step losses, for equivalence tests ("" = none) */
+    char *csv_log;        /* per-epoch CSV, Keras CSVLogger's columns ("" = none) */
+    char *chart;          /* per-epoch SVG chart of loss and accuracy ("" = none) */
 } TrainCfg;
+
+typedef enum { MONITOR_VAL_LOSS, MONITOR_VAL_ACCURACY, MONITOR_LOSS, MONITOR_ACCURACY } Monitor;
+
+/* [checkpoint]: crash-safe checkpoints, best weights (Keras ModelCheckpoint save_best_only) and
+ * early stopping (Keras EarlyStopping). */
+typedef struct {
+    char *path;         /* checkpoint file ("" = no checkpoints, no resume) */
+    long every_steps;   /* also every N optimizer steps (0 = only at epoch ends) */
+    int every_epoch;    /* at the end of each epoch */
+    int keep;           /* keep the last K checkpoints: path, path.1, ... */
+    char *save_best;    /* weights file of the best epoch so far ("" = none); the final test then
+                         * evaluates these weights, as the book does */
+    Monitor monitor;
+    int higher_is_better; /* from mode (auto: accuracy max, loss min) */
+    int patience;       /* early stopping after this many epochs without improvement (0 = off) */
+    int restore_best;   /* end training with the best weights in the model */
+} CheckpointCfg;
 
 typedef struct {
     IniFile ini;
     char *name;
     DataCfg data;
     TrainCfg train;
+    CheckpointCfg ckpt;
     Layer *layers;
     int n_layers;
-    uint64_t hash; /* of the whole resolved configuration */
+    uint64_t hash;        /* of the whole resolved configuration: every rank must agree */
+    uint64_t resume_hash; /* of what a checkpoint must match to be resumed (not epochs, paths) */
 } Job;
 
 /* Parse, apply overrides ("label.key=value"), resolve and check everything that can be checked

@@ -47,8 +47,15 @@ typedef struct {
 /* Loss and accuracy over a whole split, sharded across ranks; every sample counted once. */
 EvalResult trainer_evaluate(Trainer *t, const Dataset *d);
 
-/* The full fit: epochs, validation, final test; returns the process exit status. */
-int trainer_fit(Trainer *t);
+typedef enum {
+    RESUME_AUTO,     /* resume when the job's checkpoint exists (the default) */
+    RESUME_REQUIRED, /* --resume: a checkpoint must exist */
+    RESUME_NEVER     /* --no-resume: start afresh (the checkpoint is overwritten) */
+} ResumeMode;
+
+/* The full fit: epochs, validation, checkpoints, early stopping, final test. Returns the
+ * process exit status (EXIT_PREEMPTED after a SIGTERM/SIGUSR1 stop). */
+int trainer_fit(Trainer *t, ResumeMode resume);
 
 /* Throughput: `reps` timed chunks of `steps` optimizer steps after `warmup` untimed ones.
  * img_s[r] receives chunk r's global images per second, times (if non-NULL) the step split

@@ -481,7 +481,8 @@ uint64_t ini_hash(const IniFile *ini, const char *const *ignore) {
             for (int j = 0; ignore && ignore[j]; j++) {
                 const char *dot = strchr(ignore[j], '.');
                 if (dot && strncmp(ignore[j], s->name, (size_t)(dot - ignore[j])) == 0 &&
-                    s->name[dot - ignore[j]] == 0 && strcmp(dot + 1, s->kv[k].key) == 0)
+                    s->name[dot - ignore[j]] == 0 &&
+                    (!strcmp(dot + 1, "*") || !strcmp(dot + 1, s->kv[k].key)))
                     skip = 1;
             }
             if (skip) continue;

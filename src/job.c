@@ -118,10 +118,34 @@ static int resolve_train(Job *j, Section *s, Err *e) {
     if (o->kind == OPT_SGD && (sec_get_float(ini, s, "momentum", 0, 0.0, 0.0, 1.0, &o->momentum, e) ||
                                sec_get_bool(ini, s, "nesterov", 0, &o->nesterov, e)))
         return -1;
-    const char *save = sec_get_str(ini, s, "save", 0, "", e);
-    const char *step_log = sec_get_str(ini, s, "step_log", 0, "", e);
-    t->save = xstrdup(save);
-    t->step_log = xstrdup(step_log);
+    t->save = xstrdup(sec_get_str(ini, s, "save", 0, "", e));
+    t->step_log = xstrdup(sec_get_str(ini, s, "step_log", 0, "", e));
+    t->csv_log = xstrdup(sec_get_str(ini, s, "csv_log", 0, "", e));
+    t->chart = xstrdup(sec_get_str(ini, s, "chart", 0, "", e));
+    return sec_check_unused(ini, s, e);
+}
+
+static int resolve_checkpoint(Job *j, Section *s, Err *e) {
+    IniFile *ini = &j->ini;
+    CheckpointCfg *c = &j->ckpt;
+    static const char *const monitors[] = {"val_loss", "val_accuracy", "loss", "accuracy", NULL};
+    static const char *const modes[] = {"auto", "min", "max", NULL};
+    int monitor, mode;
+    free(c->path);
+    free(c->save_best);
+    c->path = xstrdup(sec_get_str(ini, s, "path", 0, "", e));
+    c->save_best = xstrdup(sec_get_str(ini, s, "save_best", 0, "", e));
+    if (sec_get_long(ini, s, "every_steps", 0, 0, 0, 1L << 40, &c->every_steps, e) ||
+        sec_get_bool(ini, s, "every_epoch", 1, &c->every_epoch, e) ||
+        sec_get_int(ini, s, "keep", 0, 1, 1, 1000, &c->keep, e) ||
+        sec_get_enum(ini, s, "monitor", 0, MONITOR_VAL_LOSS, monitors, &monitor, e) ||
+        sec_get_enum(ini, s, "mode", 0, 0, modes, &mode, e) ||
+        sec_get_int(ini, s, "patience", 0, 0, 0, 1 << 20, &c->patience, e) ||
+        sec_get_bool(ini, s, "restore_best_weights", 0, &c->restore_best, e))
+        return -1;
+    c->monitor = (Monitor)monitor;
+    c->higher_is_better = mode == 2 || (mode == 0 && (monitor == MONITOR_VAL_ACCURACY ||
+                                                      monitor == MONITOR_ACCURACY));
     return sec_check_unused(ini, s, e);
 }
 
@@ -153,7 +177,7 @@ int job_load(Job *j, const char *path, char *const *overrides, int n_overrides, 
         if (kind >= 0) {
             if (resolve_layer(j, s, kind, e)) return -1;
         } else if (repeated && (!strcmp(s->name, "data") || !strcmp(s->name, "train") ||
-                                !strcmp(s->name, "model"))) {
+                                !strcmp(s->name, "model") || !strcmp(s->name, "checkpoint"))) {
             err_set(e, "%s:%d: section [%s] appears twice", ini->path, s->line, s->name);
             return -1;
         } else if (!strcmp(s->name, "data")) {
@@ -162,6 +186,8 @@ int job_load(Job *j, const char *path, char *const *overrides, int n_overrides, 
         } else if (!strcmp(s->name, "train")) {
             have_train = 1;
             if (resolve_train(j, s, e)) return -1;
+        } else if (!strcmp(s->name, "checkpoint")) {
+            if (resolve_checkpoint(j, s, e)) return -1;
         } else if (!strcmp(s->name, "model")) {
             const char *name = sec_get_str(ini, s, "name", 0, NULL, e);
             if (name) j->name = xstrdup(name);
@@ -172,7 +198,8 @@ int job_load(Job *j, const char *path, char *const *overrides, int n_overrides, 
                 strncat(kinds, " ", sizeof kinds - strlen(kinds) - 1);
                 strncat(kinds, layer_ops[k]->section, sizeof kinds - strlen(kinds) - 1);
             }
-            err_set(e, "%s:%d: unknown section [%s]; expected data, model, train or a layer:%s",
+            err_set(e, "%s:%d: unknown section [%s]; expected data, model, train, checkpoint or a "
+                       "layer:%s",
                     ini->path, s->line, s->name, kinds);
             return -1;
         }
@@ -196,9 +223,25 @@ int job_load(Job *j, const char *path, char *const *overrides, int n_overrides, 
         char *dot = strrchr(j->name, '.');
         if (dot && dot != j->name) *dot = 0;
     }
-    /* Everything that changes the computation; where weights are saved does not. */
-    static const char *const ignore[] = {"train.save", "train.step_log", NULL};
+    if (!j->ckpt.path) { /* no [checkpoint] section: the defaults, checkpoints off */
+        Section none = {.name = "checkpoint", .label = "checkpoint"};
+        if (resolve_checkpoint(j, &none, e)) return -1;
+        for (int k = 0; k < none.n_kv; k++) {
+            free(none.kv[k].key);
+            free(none.kv[k].value);
+        }
+        free(none.kv);
+    }
+    /* Everything that changes the computation; where results are written does not. */
+    static const char *const ignore[] = {"train.save", "train.step_log", "train.csv_log",
+                                         "train.chart", NULL};
     j->hash = ini_hash(ini, ignore);
+    /* A checkpoint resumes into the same model and training, possibly for more epochs, with other
+     * checkpoint settings, or with another watchdog. */
+    static const char *const resume_ignore[] = {"train.save", "train.step_log", "train.csv_log",
+                                                "train.chart", "train.epochs",
+                                                "train.collective_timeout", "checkpoint.*", NULL};
+    j->resume_hash = ini_hash(ini, resume_ignore);
     return 0;
 }
 
@@ -206,7 +249,8 @@ void job_free(Job *j) {
     DataCfg *d = &j->data;
     char *paths[] = {d->root,    d->train_images, d->train_labels, d->test_images,
                      d->test_labels, d->val_images, d->val_labels, d->train_dir,
-                     d->val_dir, d->test_dir, j->train.save, j->train.step_log, j->name};
+                     d->val_dir, d->test_dir, j->train.save, j->train.step_log,
+                     j->train.csv_log, j->train.chart, j->ckpt.path, j->ckpt.save_best, j->name};
     for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) free(paths[i]);
     free(j->layers);
     ini_free(&j->ini);

@@ -8,13 +8,18 @@
 #include "dist.h"
 #include "images.h"
 #include "job.h"
+#include "predict.h"
 #include "train.h"
 #include "weights.h"
 
 static const char *const usage =
     "usage: convnet-dist COMMAND ...\n"
     "  train JOB [--set SECTION.KEY=VALUE]... [--weights FILE] [--save FILE]\n"
-    "        train the job's model; --weights starts from saved weights\n"
+    "            [--resume | --no-resume]\n"
+    "        train the job's model; --weights starts from saved weights; with a [checkpoint]\n"
+    "        path it resumes from the checkpoint when there is one (--resume: must be one,\n"
+    "        --no-resume: start afresh)\n"
+    "  predict JOB --weights FILE IMAGE... [--top K] [--json]   classify JPEG images\n"
     "  summary JOB [--set ...]          resolved configuration and Keras-style model summary\n"
     "  eval JOB --weights FILE [--split test|validation|train] [--set ...]\n"
     "  diff-weights A B [--rtol R]      max relative difference; exit 0 when <= R (1e-5)\n"
@@ -44,7 +49,11 @@ typedef struct {
     double rtol;
     long steps, reps, warmup; /* bench */
     long floats;              /* bench-allreduce */
-    int synthetic;
+    long top;                 /* predict */
+    int synthetic, json;
+    ResumeMode resume;
+    char **pos;               /* predict: the images */
+    int n_pos;
 } Args;
 
 static void parse_args(Args *a, int argc, char **argv) {
@@ -55,13 +64,19 @@ static void parse_args(Args *a, int argc, char **argv) {
     a->warmup = 5;
     a->floats = 991041; /* the dogs-vs-cats convnet's gradient */
     a->sets = xmalloc((size_t)argc * sizeof *a->sets);
+    a->pos = xmalloc((size_t)argc * sizeof *a->pos);
+    a->top = 1;
     for (int i = 2; i < argc; i++) {
         const char *s = argv[i];
         int has_next = i + 1 < argc;
         if (!strcmp(s, "--synthetic")) {
             a->synthetic = 1;
+        } else if (!strcmp(s, "--json")) {
+            a->json = 1;
+        } else if (!strcmp(s, "--resume") || !strcmp(s, "--no-resume")) {
+            a->resume = !strcmp(s, "--resume") ? RESUME_REQUIRED : RESUME_NEVER;
         } else if (!strcmp(s, "--steps") || !strcmp(s, "--reps") || !strcmp(s, "--warmup") ||
-                   !strcmp(s, "--floats") || !strcmp(s, "--index")) {
+                   !strcmp(s, "--floats") || !strcmp(s, "--index") || !strcmp(s, "--top")) {
             if (!has_next) bad_usage("option %s needs a value", s);
             long v;
             if (parse_long(argv[++i], &v) != 0 || v < (strcmp(s, "--warmup") ? 1 : 0) ||
@@ -71,6 +86,7 @@ static void parse_args(Args *a, int argc, char **argv) {
               : !strcmp(s, "--reps")   ? &a->reps
               : !strcmp(s, "--floats") ? &a->floats
               : !strcmp(s, "--index")  ? &a->index
+              : !strcmp(s, "--top")    ? &a->top
                                        : &a->warmup) = v;
         } else if (!strcmp(s, "--set") || !strcmp(s, "--weights") || !strcmp(s, "--save") ||
                    !strcmp(s, "--split") || !strcmp(s, "--rtol") || !strcmp(s, "--out")) {
@@ -92,10 +108,9 @@ static void parse_args(Args *a, int argc, char **argv) {
             bad_usage("unknown option '%s'", s);
         } else if (!a->job) {
             a->job = s;
-        } else if (!a->pos2) {
-            a->pos2 = s;
         } else {
-            bad_usage("unexpected argument '%s'", s);
+            if (!a->pos2) a->pos2 = s;
+            a->pos[a->n_pos++] = (char *)s;
         }
     }
 }
@@ -201,7 +216,7 @@ static void cmd_augment_preview(Trainer *t, const Job *job, const Args *a) {
 }
 
 static int cmd_diff_weights(const Args *a) {
-    if (!a->job || !a->pos2) bad_usage("%s", "diff-weights needs two weights files");
+    if (!a->job || a->n_pos != 1) bad_usage("%s", "diff-weights needs two weights files");
     Err e = {0};
     uint64_t na = 0, nb = 0;
     float *wa = weights_read_raw(a->job, &na, &e);
@@ -244,8 +259,12 @@ int main(int argc, char **argv) {
         return EXIT_OK;
     }
     int distributed = !strcmp(cmd, "train") || !strcmp(cmd, "eval") || !strcmp(cmd, "bench");
-    int local = !strcmp(cmd, "summary") || !strcmp(cmd, "bench-loader") || !strcmp(cmd, "augment-preview");
+    int local = !strcmp(cmd, "summary") || !strcmp(cmd, "bench-loader") ||
+                !strcmp(cmd, "augment-preview") || !strcmp(cmd, "predict");
     if (!distributed && !local) bad_usage("unknown command '%s'", cmd);
+    if (strcmp(cmd, "predict") && a.n_pos > 0) bad_usage("unexpected argument '%s'", a.pos[0]);
+    if (!strcmp(cmd, "predict") && (a.n_pos == 0 || !a.weights))
+        bad_usage("%s", "predict needs --weights FILE and at least one IMAGE");
     if (distributed)
         dist_init(&dist, &argc, &argv);
     else {
@@ -260,6 +279,14 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "summary")) {
         trainer_init(&t, &job, &dist, TRAINER_NO_DATA);
         trainer_print_setup(&t, stdout);
+    } else if (!strcmp(cmd, "predict")) {
+        trainer_init(&t, &job, &dist, TRAINER_NO_DATA);
+        Err e = {0};
+        if (weights_load(a.weights, &t.model, &e)) die(EXIT_BAD_INPUT, "%s", e.msg);
+        if (predict_images(&t.model, &job, a.pos, a.n_pos, (int)a.top, a.json, stdout, stderr, &e)) {
+            fprintf(stderr, "convnet-dist: %s\n", e.msg);
+            status = EXIT_BAD_INPUT;
+        }
     } else if (!strcmp(cmd, "bench-loader") || !strcmp(cmd, "augment-preview")) {
         trainer_init(&t, &job, &dist, TRAINER_LOAD_DATA);
         if (!strcmp(cmd, "bench-loader"))
@@ -279,7 +306,7 @@ int main(int argc, char **argv) {
         }
         if (!strcmp(cmd, "train")) {
             if (dist.rank == 0) trainer_print_setup(&t, stdout);
-            status = trainer_fit(&t);
+            status = trainer_fit(&t, a.resume);
         } else {
             if (!a.weights) bad_usage("%s", "eval needs --weights FILE");
             const char *split = a.split ? a.split : "test";
@@ -297,6 +324,7 @@ int main(int argc, char **argv) {
     trainer_free(&t);
     job_free(&job);
     free(a.sets);
+    free(a.pos);
     dist_finalize(&dist);
     return status;
 }

@@ -3,13 +3,18 @@
 #include "train.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "images.h"
+#include "report.h"
 #include "loss.h"
 #include "weights.h"
+
+static int stop_requested(void);
 
 static void load_idx_split(Dataset *d, const char *images, const char *labels, Dist *dist) {
     Err e = {0};
@@ -246,7 +251,8 @@ EvalResult trainer_evaluate(Trainer *t, const Dataset *d) {
 
 /* One optimizer step on the global batch perm[g0 .. g0+gB). Returns the batch's (loss sum,
  * correct) summed over ranks. */
-static LossStats train_step(Trainer *t, const int64_t *batch, int gB, int epoch, StepTimes *tm) {
+static LossStats train_step(Trainer *t, const int64_t *batch, int gB, int epoch, StepTimes *tm,
+                            int *stop) {
     Model *m = &t->model;
     const Dist *dist = t->dist;
     const DataCfg *c = &t->job->data;
@@ -267,8 +273,10 @@ static LossStats train_step(Trainer *t, const int64_t *batch, int gB, int epoch,
     double t2 = now_seconds();
     dist_begin_step(t->dist, t->dist->step + 1);
     dist_allreduce_sum_f32(t->dist, m->grads + m->train_lo, m->n_params - m->train_lo, "gradients");
-    double sums[2] = {st.loss_sum, st.correct};
-    dist_allreduce_sum_f64(t->dist, sums, 2, "step loss");
+    /* the stop flag rides on the step's small allreduce: every rank stops at the same step */
+    double sums[3] = {st.loss_sum, st.correct, stop_requested()};
+    dist_allreduce_sum_f64(t->dist, sums, 3, "step loss");
+    *stop = sums[2] > 0;
     double t3 = now_seconds();
     optim_step(&t->opt, m->params + m->train_lo, m->grads + m->train_lo);
     double t4 = now_seconds();
@@ -338,12 +346,13 @@ void trainer_bench(Trainer *t, int warmup, int steps, int reps, double *img_s, S
     epoch_permutation(t->perm, n, t->job->train.seed, 0, 1);
     StepTimes tm = {0, 0, 0};
     long b = 0;
-    for (int i = 0; i < warmup; i++, b++) train_step(t, t->perm + (b % batches) * B, (int)B, 0, &tm);
+    int stop = 0;
+    for (int i = 0; i < warmup; i++, b++) train_step(t, t->perm + (b % batches) * B, (int)B, 0, &tm, &stop);
     memset(&tm, 0, sizeof tm);
     for (int r = 0; r < reps; r++) {
         dist_barrier(t->dist);
         double t0 = now_seconds();
-        for (int i = 0; i < steps; i++, b++) train_step(t, t->perm + (b % batches) * B, (int)B, 0, &tm);
+        for (int i = 0; i < steps; i++, b++) train_step(t, t->perm + (b % batches) * B, (int)B, 0, &tm, &stop);
         /* every rank waits for the slowest: rank 0's clock then covers the whole step */
         dist_barrier(t->dist);
         img_s[r] = (double)steps * B / (now_seconds() - t0);
@@ -351,84 +360,303 @@ void trainer_bench(Trainer *t, int warmup, int steps, int reps, double *img_s, S
     if (times) *times = tm;
 }
 
-int trainer_fit(Trainer *t) {
+/* Set by SIGTERM/SIGUSR1 (Slurm's warning before a time limit or preemption). A signal handler
+ * can only talk to the program through a global; every rank reads it once per step and the ranks
+ * agree through the step's loss allreduce. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig) { stop_signal = sig; }
+
+static void install_stop_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
+/* The state a checkpoint needs beyond parameters and optimizer arrays. */
+static CheckpointState fresh_state(const Trainer *t) {
+    CheckpointState st;
+    memset(&st, 0, sizeof st);
+    st.job_hash = t->job->resume_hash;
+    st.structure_hash = model_structure_hash(&t->model);
+    st.best = NAN;
+    st.best_epoch = -1;
+    return st;
+}
+
+/* Rank 0: rotate and write the checkpoint; 0, or -1 after printing why. */
+static int save_checkpoint(Trainer *t, CheckpointState *st) {
+    const CheckpointCfg *c = &t->job->ckpt;
+    Model *m = &t->model;
+    Err e = {0};
+    st->opt_iterations = t->opt.iterations;
+    if (checkpoint_rotate(c->path, c->keep, &e) ||
+        checkpoint_save(c->path, st, m->params, m->n_params, t->opt.s1, t->opt.s2, t->opt.n, &e)) {
+        fprintf(stderr, "convnet-dist: checkpoint not written: %s\n", e.msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* Resume from the job's checkpoint when there is one (mode: RESUME_*): rank 0 loads and checks
+ * it, every rank receives the state, parameters and optimizer arrays. */
+static void resume(Trainer *t, CheckpointState *st, ResumeMode mode) {
+    const CheckpointCfg *c = &t->job->ckpt;
+    Dist *dist = t->dist;
+    Model *m = &t->model;
+    if (!c->path[0] || mode == RESUME_NEVER) {
+        if (mode == RESUME_REQUIRED) {
+            if (dist->rank == 0)
+                fprintf(stderr, "convnet-dist: %s: --resume needs a [checkpoint] path\n", t->job->ini.path);
+            dist_abort(dist, EXIT_BAD_INPUT);
+        }
+        return;
+    }
+    /* 0: nothing to resume, 1: resumed, -1: a checkpoint exists but is unusable */
+    int status = 0;
+    Err e = {0};
+    if (dist->rank == 0) {
+        int which = 0;
+        char probe[4200];
+        int any = access(c->path, F_OK) == 0;
+        for (int k = 1; k < c->keep && !any; k++) {
+            snprintf(probe, sizeof probe, "%s.%d", c->path, k);
+            any = access(probe, F_OK) == 0;
+        }
+        if (any)
+            status = checkpoint_load_newest(c->path, c->keep, st, m->params, m->n_params, t->opt.s1,
+                                            t->opt.s2, t->opt.n, t->job->resume_hash,
+                                            model_structure_hash(m), &which, stderr, &e)
+                         ? -1
+                         : 1;
+        if (status < 0)
+            fprintf(stderr, "convnet-dist: cannot resume: %s (start afresh with --no-resume)\n", e.msg);
+        else if (status == 0 && mode == RESUME_REQUIRED)
+            fprintf(stderr, "convnet-dist: --resume: no checkpoint at %s\n", c->path);
+        else if (status > 0)
+            printf("resuming from %s%s: epoch %d, step %lld (global step %lld)\n", c->path,
+                   which ? " (an older copy: the newest was unreadable)" : "", st->epoch + 1,
+                   (long long)st->step, (long long)st->global_step);
+    }
+    dist_bcast(dist, &status, sizeof status, 0);
+    if (status < 0 || (status == 0 && mode == RESUME_REQUIRED)) dist_abort(dist, EXIT_BAD_INPUT);
+    if (status == 0) return;
+    dist_bcast(dist, st, sizeof *st, 0);
+    dist_bcast(dist, m->params, m->n_params * sizeof(float), 0);
+    dist_bcast(dist, t->opt.s1, t->opt.n * sizeof(float), 0);
+    dist_bcast(dist, t->opt.s2, t->opt.n * sizeof(float), 0);
+    t->opt.iterations = st->opt_iterations;
+}
+
+static double monitored(Monitor mon, double loss, double acc, const EvalResult *v) {
+    switch (mon) {
+    case MONITOR_VAL_LOSS: return v->count ? v->loss : NAN;
+    case MONITOR_VAL_ACCURACY: return v->count ? v->accuracy : NAN;
+    case MONITOR_LOSS: return loss;
+    case MONITOR_ACCURACY: return acc;
+    }
+    return NAN;
+}
+
+/* Rank 0's per-epoch outputs: CSV row and SVG chart. */
+static void write_epoch_logs(const Trainer *t, const EpochRecord *r) {
+    const TrainCfg *tc = &t->job->train;
+    Err e = {0};
+    if (tc->csv_log[0] && csvlog_append(tc->csv_log, r, &e))
+        fprintf(stderr, "convnet-dist: warning: %s\n", e.msg);
+    if (tc->chart[0] && tc->csv_log[0]) {
+        EpochRecord *rows = NULL;
+        int n = 0;
+        Err e2 = {0};
+        if (history_read_csv(tc->csv_log, &rows, &n, &e2) ||
+            history_write_svg(tc->chart, rows, n, t->job->name, &e2))
+            fprintf(stderr, "convnet-dist: warning: chart not written: %s\n", e2.msg);
+        free(rows);
+    }
+}
+
+int trainer_fit(Trainer *t, ResumeMode resume_mode) {
     Job *j = t->job;
     const TrainCfg *tc = &j->train;
-    const Dist *dist = t->dist;
+    const CheckpointCfg *ck = &j->ckpt;
+    Dist *dist = t->dist;
+    Model *m = &t->model;
     int root = dist->rank == 0;
     int tty = root && isatty(STDOUT_FILENO);
+    install_stop_handlers();
+    CheckpointState st = fresh_state(t);
+    resume(t, &st, resume_mode);
     FILE *steplog = NULL;
     if (root && tc->step_log[0]) {
-        steplog = fopen(tc->step_log, "w");
+        steplog = fopen(tc->step_log, st.global_step ? "a" : "w");
         if (!steplog) die(EXIT_RUNTIME, "cannot write step log %s", tc->step_log);
+    }
+    if (root && tc->csv_log[0]) {
+        Err e = {0};
+        if (csvlog_truncate_from(tc->csv_log, st.epoch, &e)) die(EXIT_RUNTIME, "%s", e.msg);
+    }
+    /* Best weights: kept in memory to restore or test them at the end. On a resume they come
+     * back from the best-weights file, which was written together with st.best. */
+    float *best = NULL;
+    if (ck->save_best[0] || ck->restore_best) {
+        best = xmalloc(m->n_params * sizeof *best);
+        memcpy(best, m->params, m->n_params * sizeof *best);
+        if (st.best_epoch >= 0 && ck->save_best[0]) {
+            float *now = xmalloc(m->n_params * sizeof *now);
+            memcpy(now, m->params, m->n_params * sizeof *now);
+            Err e = {0};
+            if (weights_load(ck->save_best, m, &e) == 0) memcpy(best, m->params, m->n_params * sizeof *best);
+            memcpy(m->params, now, m->n_params * sizeof *now);
+            free(now);
+        }
     }
     const int64_t n = t->train.n, B = tc->batch_size;
     long steps = (long)((n + B - 1) / B);
     if (tc->steps_per_epoch > 0 && tc->steps_per_epoch < steps) steps = tc->steps_per_epoch;
-    long global_step = 0;
+    dist->step = (long)st.global_step;
     /* The watchdog starts at the configured timeout, or at 60 s until 20 steps give a median. */
     enum { AUTO_STEPS = 20 };
     double step_secs[AUTO_STEPS];
+    int timed = 0;
     const double ct = tc->collective_timeout;
-    dist_set_watchdog(t->dist, ct > 0 ? ct : ct == 0 ? 60.0 : 0.0);
-    for (int epoch = 0; epoch < tc->epochs; epoch++) {
+    dist_set_watchdog(dist, ct > 0 ? ct : ct == 0 ? 60.0 : 0.0);
+    int status = EXIT_OK, stopped_early = 0;
+    for (int epoch = st.epoch; epoch < tc->epochs && status == EXIT_OK && !stopped_early; epoch++) {
         epoch_permutation(t->perm, n, tc->seed, epoch, tc->shuffle);
         StepTimes tm = {0, 0, 0};
-        double loss_sum = 0, correct = 0, seen = 0, t_start = now_seconds(), last_print = t_start;
+        /* a resumed epoch continues its running sums */
+        double loss_sum = st.epoch_loss_sum, correct = st.epoch_correct, seen = st.epoch_seen;
+        double t_start = now_seconds(), last_print = t_start, trained = 0;
         if (root) printf("Epoch %d/%d\n", epoch + 1, tc->epochs);
-        for (long s = 0; s < steps; s++) {
+        for (long s = (long)st.step; s < steps; s++) {
             int64_t g0 = s * B;
             int gB = (int)(n - g0 < B ? n - g0 : B);
             double step_start = now_seconds();
-            LossStats st = train_step(t, t->perm + g0, gB, epoch, &tm);
-            if (ct == 0 && global_step < AUTO_STEPS) {
-                step_secs[global_step] = now_seconds() - step_start;
-                if (global_step == AUTO_STEPS - 1) set_auto_watchdog(t->dist, step_secs, AUTO_STEPS);
+            int stop = 0;
+            LossStats ls = train_step(t, t->perm + g0, gB, epoch, &tm, &stop);
+            if (ct == 0 && timed < AUTO_STEPS) {
+                step_secs[timed++] = now_seconds() - step_start;
+                if (timed == AUTO_STEPS) set_auto_watchdog(dist, step_secs, AUTO_STEPS);
             }
-            loss_sum += st.loss_sum;
-            correct += st.correct;
+            loss_sum += ls.loss_sum;
+            correct += ls.correct;
             seen += gB;
-            global_step++;
+            trained += gB;
+            st.global_step++;
+            st.step = s + 1;
+            st.epoch = epoch;
+            st.epoch_loss_sum = loss_sum;
+            st.epoch_correct = correct;
+            st.epoch_seen = seen;
             if (steplog) {
-                fprintf(steplog, "%ld %d %.9g\n", global_step, epoch, st.loss_sum / gB);
+                fprintf(steplog, "%lld %d %.9g\n", (long long)st.global_step, epoch, ls.loss_sum / gB);
                 fflush(steplog); /* readable while training runs (tests watch it) */
             }
+            if (stop) { /* every rank saw the same flag in the step's allreduce */
+                if (root) {
+                    printf("\nstopping at step %lld on signal: ", (long long)st.global_step);
+                    if (!ck->path[0])
+                        printf("no [checkpoint] path, so nothing was saved\n");
+                    else if (save_checkpoint(t, &st) == 0)
+                        printf("checkpoint written to %s; resume with the same command\n", ck->path);
+                    fflush(stdout);
+                }
+                status = EXIT_PREEMPTED;
+                break;
+            }
+            if (root && ck->path[0] && ck->every_steps > 0 && st.global_step % ck->every_steps == 0 &&
+                s + 1 < steps)
+                save_checkpoint(t, &st);
             double now = now_seconds();
             if (root && (tty ? now - last_print > 0.2 : now - last_print > 10.0) && s + 1 < steps) {
-                print_progress(tty, s + 1, steps, loss_sum / seen, correct / seen,
-                               seen / (now - t_start), 0);
+                print_progress(tty, s + 1, steps, loss_sum / seen, correct / seen, trained / (now - t_start), 0);
                 last_print = now;
             }
         }
+        if (status != EXIT_OK) break;
         double secs = now_seconds() - t_start;
-        if (root) print_progress(tty, steps, steps, loss_sum / seen, correct / seen, seen / secs, 1);
+        if (root) print_progress(tty, steps, steps, loss_sum / seen, correct / seen, trained / secs, 1);
         EvalResult v = trainer_evaluate(t, &t->val);
+        double loss = loss_sum / seen, acc = correct / seen;
+        /* best epoch and early stopping (every rank computes the same, from reduced values) */
+        double mv = monitored(ck->monitor, loss, acc, &v);
+        int improved = isfinite(mv) && (st.best_epoch < 0 || (ck->higher_is_better ? mv > st.best : mv < st.best));
+        if (improved) {
+            st.best = mv;
+            st.best_epoch = epoch;
+            st.epochs_since_best = 0;
+            if (best) memcpy(best, m->params, m->n_params * sizeof *best);
+        } else {
+            st.epochs_since_best++;
+        }
+        stopped_early = ck->patience > 0 && st.epochs_since_best >= ck->patience;
+        st.epoch = epoch + 1;
+        st.step = 0;
+        st.epoch_loss_sum = st.epoch_correct = st.epoch_seen = 0;
         if (root) {
             printf("epoch %d: %.1fs - %.0f img/s - loss: %.4f - accuracy: %.4f", epoch + 1, secs,
-                   seen / secs, loss_sum / seen, correct / seen);
+                   trained / secs, loss, acc);
             if (v.count) printf(" - val_loss: %.4f - val_accuracy: %.4f", v.loss, v.accuracy);
-            printf("\n  step time split: compute %.2f ms, gradient communication %.2f ms (%.1f%%), "
+            printf("%s\n", improved && (ck->save_best[0] || ck->patience) ? " (best so far)" : "");
+            double total = tm.compute + tm.comm + tm.data;
+            printf("  step time split: compute %.2f ms, gradient communication %.2f ms (%.1f%%), "
                    "data %.2f ms (%.1f%%)\n",
-                   1e3 * tm.compute / steps, 1e3 * tm.comm / steps,
-                   100 * tm.comm / (tm.compute + tm.comm + tm.data), 1e3 * tm.data / steps,
-                   100 * tm.data / (tm.compute + tm.comm + tm.data));
-            model_print_profile(&t->model, stdout);
+                   1e3 * tm.compute / steps, 1e3 * tm.comm / steps, 100 * tm.comm / total,
+                   1e3 * tm.data / steps, 100 * tm.data / total);
+            model_print_profile(m, stdout);
+            Err e = {0};
+            if (improved && ck->save_best[0] && weights_save(ck->save_best, m, &e))
+                fprintf(stderr, "convnet-dist: warning: best weights not saved: %s\n", e.msg);
+            EpochRecord r = {epoch, acc, loss, v.count ? v.accuracy : NAN, v.count ? v.loss : NAN,
+                             tc->opt.lr, trained / secs, secs};
+            write_epoch_logs(t, &r);
+            if (ck->path[0] && ck->every_epoch) save_checkpoint(t, &st);
+            if (stopped_early)
+                printf("early stopping: %s has not improved for %d epochs (best %.4f at epoch %d)\n",
+                       ck->monitor == MONITOR_VAL_LOSS ? "val_loss" : ck->monitor == MONITOR_VAL_ACCURACY ? "val_accuracy"
+                                                      : ck->monitor == MONITOR_LOSS ? "loss" : "accuracy",
+                       ck->patience, st.best, st.best_epoch + 1);
             fflush(stdout);
         }
     }
     if (steplog) fclose(steplog);
+    if (status != EXIT_OK) {
+        free(best);
+        return status;
+    }
+    /* The book tests the best checkpoint (ModelCheckpoint save_best_only): with save_best the
+     * test evaluates the best epoch's weights; restore_best_weights also keeps them. */
+    float *final = NULL;
+    if (best && st.best_epoch >= 0 && (ck->save_best[0] || ck->restore_best)) {
+        if (!ck->restore_best) {
+            final = xmalloc(m->n_params * sizeof *final);
+            memcpy(final, m->params, m->n_params * sizeof *final);
+        }
+        memcpy(m->params, best, m->n_params * sizeof *best);
+    }
     EvalResult te = trainer_evaluate(t, &t->test);
+    if (final) memcpy(m->params, final, m->n_params * sizeof *final);
     if (root) {
-        printf("test: %lld samples - loss: %.4f - accuracy: %.4f\n", (long long)te.count, te.loss,
-               te.accuracy);
+        printf("test%s: %lld samples - loss: %.4f - accuracy: %.4f\n",
+               best && st.best_epoch >= 0 && (ck->save_best[0] || ck->restore_best) ? " (best epoch's weights)" : "",
+               (long long)te.count, te.loss, te.accuracy);
+        if (best && st.best_epoch >= 0 && (ck->save_best[0] || ck->restore_best))
+            printf("best epoch: %d (monitored value %.4f)\n", st.best_epoch + 1, st.best);
         if (tc->save[0]) {
             Err e = {0};
-            if (weights_save(tc->save, &t->model, &e)) {
+            if (weights_save(tc->save, m, &e)) {
                 fprintf(stderr, "convnet-dist: %s\n", e.msg);
-                return EXIT_RUNTIME;
-            }
-            printf("weights saved to %s\n", tc->save);
+                status = EXIT_RUNTIME;
+            } else
+                printf("weights saved to %s\n", tc->save);
         }
     }
-    return EXIT_OK;
+    free(final);
+    free(best);
+    return status;
 }
+
+static int stop_requested(void) { return stop_signal != 0; }
