@@ -58,6 +58,8 @@ endif
 ifeq ($(OPENMP),1)
 CFLAGS += -fopenmp
 LDFLAGS += -fopenmp
+else
+CFLAGS += -Wno-unknown-pragmas
 endif
 
 SRC := $(wildcard src/*.c)

@@ -111,7 +111,7 @@ def main():
     if "dogs" in want:
         print("dogs-vs-cats convnet (book listing 8.7), 180x180x3, 2 threads, random data:")
         rows.append(side_by_side("dogs-vs-cats", "jobs/dogs-vs-cats-scratch.job", "dogs",
-                                 2 if a.quick else 4, 3, max(2, rounds - 2), ("--synthetic",)))
+                                 2 if a.quick else 4, 3, max(2, rounds - 2), ("--synthetic", "--warmup", "1")))
     print()
     print(f"{'measurement':55s} {'convnet-dist':>13s} {'PyTorch':>9s} {'ratio':>6s} {'RSS ours/peer MB':>17s}")
     for r in rows:
