@@ -345,14 +345,6 @@ static int read_steps(const char *path, double *loss, int cap) {
     return n;
 }
 
-static long file_size(const char *p) {
-    FILE *f = fopen(p, "rb");
-    if (!f) return -1;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fclose(f);
-    return n;
-}
 
 /* the "test: ..." line of an output, malloc'd */
 static char *test_line(const char *out) {
@@ -395,7 +387,7 @@ static void train_eval_diff(void) {
 
     /* the weights file: header 32 bytes + 4 per parameter + CRC */
     const long n_params = (3 * 3 * 1 * 4 + 4) + ((SIDE - 2) * (SIDE - 2) * 4 * 3 + 3);
-    CU_ASSERT_EQUAL(file_size(w1), 32 + 4 * n_params + 4);
+    CU_ASSERT_EQUAL(testutil_file_size(w1), 32 + 4 * n_params + 4);
 
     /* eval on the saved weights reproduces training's test line */
     st = run(&out, "eval %s --weights %s", jp, w1);
@@ -429,7 +421,7 @@ static void train_eval_diff(void) {
     free(out);
 
     /* broken weights files passed to eval */
-    long sz = file_size(w1);
+    long sz = testutil_file_size(w1);
     unsigned char *b = malloc((size_t)sz);
     FILE *f = fopen(w1, "rb");
     CU_ASSERT_EQUAL_FATAL(fread(b, 1, (size_t)sz, f), (size_t)sz);

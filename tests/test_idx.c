@@ -67,14 +67,6 @@ static const char *write_gz(const char *name, const void *data, size_t n) {
     return p;
 }
 
-static long file_size(const char *p) {
-    FILE *f = fopen(p, "rb");
-    if (!f) return -1;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fclose(f);
-    return n;
-}
 
 static void check_loaded(const char *ip, const char *lp, uint32_t n, uint32_t h, uint32_t w,
                          int classes) {
@@ -117,7 +109,7 @@ static void load_gzip(void) {
     unsigned char *lb = make_labels(300, 10, &ll);
     const char *ip = write_gz("gz-img.gz", im, il);
     const char *lp = write_gz("gz-lbl.gz", lb, ll);
-    CU_ASSERT(file_size(ip) > 0 && file_size(ip) < (long)il); /* really compressed */
+    CU_ASSERT(testutil_file_size(ip) > 0 && testutil_file_size(ip) < (long)il); /* really compressed */
     check_loaded(ip, lp, 300, 9, 7, 10);
     /* mixed: gzip'd images, raw labels */
     const char *lp2 = write_raw("raw-lbl300", lb, ll);
@@ -197,7 +189,7 @@ static void errors(void) {
 
     /* truncated gzip stream: the .gz file cut short */
     const char *gz = write_gz("full.gz", im, il);
-    long gzn = file_size(gz);
+    long gzn = testutil_file_size(gz);
     CU_ASSERT_FATAL(gzn > 20);
     unsigned char *gzb = malloc((size_t)gzn);
     FILE *f = fopen(gz, "rb");

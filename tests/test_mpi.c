@@ -169,72 +169,70 @@ static void test_mismatched_job(void) {
     free(out);
 }
 
-/* SIGKILL one rank mid-training: the whole job ends non-zero within 30 s, saying which rank. */
-static void test_killed_rank(void) {
-    if (!setup()) return;
-    const char *job = write_job("kill.job", 4, "");
+/* Train on 2 ranks until the step log shows progress, send one rank `signal`, and wait (at
+ * most 60 s) for the job to end. Returns the output: "elapsed SECONDS", the exit status, and the
+ * output lines matching `grep`. */
+static char *disrupt_one_rank(const char *tag, const char *signal, const char *extra_sets,
+                              const char *grep) {
+    char job_name[64];
+    snprintf(job_name, sizeof job_name, "%s.job", tag);
+    const char *job = write_job(job_name, 4, "");
     char script[8192], mpirun[256];
     snprintf(script, sizeof script,
              "#!/bin/bash\n"
              "cd '%s' || exit 1\n"
-             "rm -f kill.steps kill.rc kill.out\n"
-             "( %s '%s' train '%s' --set train.epochs=100000 --set train.step_log=kill.steps > kill.out 2>&1; echo $? > kill.rc ) &\n"
-             "for i in $(seq 1 300); do [ -s kill.steps ] && break; sleep 0.1; done\n"
+             "rm -f %s.steps %s.rc %s.out\n"
+             "( %s '%s' train '%s' --set train.epochs=100000 %s --set train.step_log=%s.steps "
+             "> %s.out 2>&1; echo $? > %s.rc ) &\n"
+             "for i in $(seq 1 300); do [ -s %s.steps ] && break; sleep 0.1; done\n"
              "victim=$(pgrep -n -f '^%s train %s')\n"
              "[ -n \"$victim\" ] || { echo 'no rank process found'; exit 1; }\n"
-             "kill -9 $victim; start=$(date +%%s.%%N)\n"
-             "for i in $(seq 1 600); do [ -s kill.rc ] && break; sleep 0.1; done\n"
-             "end=$(date +%%s.%%N)\n"
-             "echo \"elapsed $(echo \"$end - $start\" | bc)\"; cat kill.rc; tail -5 kill.out\n",
-             dir, testutil_mpirun(mpirun, sizeof mpirun, 2), bin, job, bin, job);
-    const char *path = testutil_write_file(dir, "kill.sh", script, strlen(script));
+             "kill -%s $victim; start=$(date +%%s.%%N)\n"
+             "for i in $(seq 1 600); do [ -s %s.rc ] && break; sleep 0.1; done\n"
+             "end=$(date +%%s.%%N); kill -9 $victim 2>/dev/null\n"
+             "echo \"elapsed $(echo \"$end - $start\" | bc)\"; cat %s.rc; grep -E '%s' %s.out\n",
+             dir, tag, tag, tag, testutil_mpirun(mpirun, sizeof mpirun, 2), bin, job, extra_sets, tag,
+             tag, tag, tag, bin, job, signal, tag, tag, grep, tag);
+    char script_name[64];
+    snprintf(script_name, sizeof script_name, "%s.sh", tag);
+    const char *path = testutil_write_file(dir, script_name, script, strlen(script));
     char cmd[1200];
-    snprintf(cmd, sizeof cmd, "bash '%s'", path);
+    snprintf(cmd, sizeof cmd, "bash '%s'; pkill -9 -f '%s train %s' 2>/dev/null", path, bin, job);
     char *out = NULL;
     testutil_run(cmd, &out);
-    double elapsed = 1e9;
-    int rc = -1;
+    return out;
+}
+
+static void parse_elapsed(const char *out, double *elapsed, int *rc) {
+    *elapsed = 1e9;
+    *rc = -1;
     const char *el = strstr(out, "elapsed ");
-    if (el) sscanf(el, "elapsed %lf\n%d", &elapsed, &rc);
+    if (el) sscanf(el, "elapsed %lf\n%d", elapsed, rc);
+}
+
+/* SIGKILL one rank mid-training: the whole job ends non-zero within 30 s, saying which rank. */
+static void test_killed_rank(void) {
+    if (!setup()) return;
+    char *out = disrupt_one_rank("kill", "9", "", "rank|signal|Killed");
+    double elapsed;
+    int rc;
+    parse_elapsed(out, &elapsed, &rc);
     CU_ASSERT(elapsed < 30);
     CU_ASSERT(rc > 0);
     CU_ASSERT(strstr(out, "rank 1") != NULL);
     CU_ASSERT(strstr(out, "signal 9") != NULL || strstr(out, "Killed") != NULL);
     if (elapsed >= 30 || rc <= 0 || !strstr(out, "rank 1")) printf("\n    output:\n%s", out);
     free(out);
-    snprintf(cmd, sizeof cmd, "pkill -9 -f '%s train %s' 2>/dev/null; true", bin, job);
-    testutil_run(cmd, NULL);
 }
 
 /* SIGSTOP one rank mid-training: the other's watchdog names the step, the collective and the
  * missing rank, and the job ends with the watchdog's status (4) well within the timeout + 20 s. */
 static void test_watchdog(void) {
     if (!setup()) return;
-    const char *job = write_job("stall.job", 4, "");
-    char script[8192], mpirun[256];
-    snprintf(script, sizeof script,
-             "#!/bin/bash\n"
-             "cd '%s' || exit 1\n"
-             "rm -f stall.steps stall.rc stall.out\n"
-             "( %s '%s' train '%s' --set train.epochs=100000 --set train.collective_timeout=3 "
-             "--set train.step_log=stall.steps > stall.out 2>&1; echo $? > stall.rc ) &\n"
-             "for i in $(seq 1 300); do [ -s stall.steps ] && break; sleep 0.1; done\n"
-             "victim=$(pgrep -n -f '^%s train %s')\n"
-             "[ -n \"$victim\" ] || { echo 'no rank process found'; exit 1; }\n"
-             "kill -STOP $victim; start=$(date +%%s.%%N)\n"
-             "for i in $(seq 1 600); do [ -s stall.rc ] && break; sleep 0.1; done\n"
-             "end=$(date +%%s.%%N); kill -9 $victim 2>/dev/null\n"
-             "echo \"elapsed $(echo \"$end - $start\" | bc)\"; cat stall.rc; grep watchdog stall.out\n",
-             dir, testutil_mpirun(mpirun, sizeof mpirun, 2), bin, job, bin, job);
-    const char *path = testutil_write_file(dir, "stall.sh", script, strlen(script));
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "bash '%s'", path);
-    char *out = NULL;
-    testutil_run(cmd, &out);
-    double elapsed = 1e9;
-    int rc = -1;
-    const char *el = strstr(out, "elapsed ");
-    if (el) sscanf(el, "elapsed %lf\n%d", &elapsed, &rc);
+    char *out = disrupt_one_rank("stall", "STOP", "--set train.collective_timeout=3", "watchdog");
+    double elapsed;
+    int rc;
+    parse_elapsed(out, &elapsed, &rc);
     CU_ASSERT(elapsed < 23);
     CU_ASSERT_EQUAL(rc, 4);
     CU_ASSERT(strstr(out, "rank 0: watchdog: collective '") != NULL && strstr(out, "' at step ") != NULL);

@@ -94,6 +94,15 @@ const char *testutil_write_file(const char *dir, const char *name, const void *d
     return p;
 }
 
+long testutil_file_size(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fclose(f);
+    return n;
+}
+
 void testutil_fill(float *x, size_t n, unsigned seed, float lo, float hi) {
     unsigned long long s = seed * 2654435761ULL + 12345;
     for (size_t i = 0; i < n; i++) {

@@ -48,6 +48,9 @@ const char *testutil_tmpdir(void);
 /* Write text to dir/name and return the full path (static buffer rotated over 8 slots). */
 const char *testutil_write_file(const char *dir, const char *name, const void *data, size_t n);
 
+/* Size of a file in bytes, -1 when it cannot be opened. */
+long testutil_file_size(const char *path);
+
 /* Deterministic pseudo-random fill in [lo, hi). */
 void testutil_fill(float *x, size_t n, unsigned seed, float lo, float hi);
 
