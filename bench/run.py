@@ -68,7 +68,7 @@ def side_by_side(name, job, model, steps, reps, rounds, extra=()):
             print(f", PyTorch {theirs[-1]['img_s_median']:.1f} img/s", end="")
         print(flush=True)
     row = {"what": f"{name} training, batch {mine[0]['batch']}", "ours": med(mine, "img_s_median"),
-           "ours_rss": max(r["peak_rss_mb"] for r in mine)}
+           "ours_rss": max(r["peak_rss_mb"] for r in mine), "checkpoint_ms": med(mine, "checkpoint_ms")}
     if theirs:
         row.update(peer=med(theirs, "img_s_median"), peer_rss=max(r["peak_rss_mb"] for r in theirs))
         row["ratio"] = row["ours"] / row["peer"]
@@ -112,6 +112,17 @@ def main():
         print("dogs-vs-cats convnet (book listing 8.7), 180x180x3, 2 threads, random data:")
         rows.append(side_by_side("dogs-vs-cats", "jobs/dogs-vs-cats-scratch.job", "dogs",
                                  2 if a.quick else 4, 3, max(2, rounds - 2), ("--synthetic", "--warmup", "1")))
+        r = rows[-1]
+        epoch_s = 2000 / r["ours"]  # the book's 2,000 training images
+        rows.append({"what": "checkpoint of the dogs-vs-cats model (+ RMSprop state)", "ours": r["checkpoint_ms"],
+                     "note": f"ms; {100 * r['checkpoint_ms'] / 1e3 / epoch_s:.3f}% of a {epoch_s:.0f} s epoch"})
+    if "loader" in want and os.path.isdir(os.path.join(ROOT, "..", "shared", "data", "dogs-vs-cats-small")):
+        r = run_json([BIN, "bench-loader", "jobs/dogs-vs-cats-scratch.job"],
+                     {"CONVNET_DATA": os.path.join(ROOT, "..", "shared", "data")})
+        print(f"loader: decode {r['decode_img_s']:.0f} img/s from JPEG, {r['cached_img_s']:.0f} img/s from the cache")
+        rows.append({"what": "dogs-vs-cats loader: JPEG decode+resize, no cache", "ours": r["decode_img_s"], "note": "img/s"})
+        rows.append({"what": "dogs-vs-cats loader: from the in-memory cache", "ours": r["cached_img_s"],
+                     "note": f"img/s ({r['cache_mb']:.0f} MB cache)"})
     print()
     print(f"{'measurement':55s} {'convnet-dist':>13s} {'PyTorch':>9s} {'ratio':>6s} {'RSS ours/peer MB':>17s}")
     for r in rows:
