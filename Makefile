@@ -127,6 +127,10 @@ test-multihost: all
 bench: all
 	/usr/bin/python3 bench/run.py $(BENCH_ARGS)
 
+# Projected scaling on 1-64 nodes, checked against namespace-host measurements (root for those).
+scaling-report: all
+	/usr/bin/python3 bench/scaling_report.py
+
 clean:
 	rm -rf $(BUILD) $(BIN)
 
