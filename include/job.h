@@ -3,6 +3,7 @@
 #ifndef CONVNET_JOB_H
 #define CONVNET_JOB_H
 
+#include "darknet.h"
 #include "ini.h"
 #include "layer.h"
 #include "loss.h"
@@ -22,6 +23,7 @@ typedef struct {
     int binary_labels; /* label_mode = binary */
     int strict;        /* a bad image is an error, not a skipped file */
     float scale, offset; /* pixel -> float: x * scale + offset */
+    char *class_names;   /* optional file of class names, one per line in output order */
 } DataCfg;
 
 typedef struct {
@@ -67,6 +69,8 @@ typedef struct {
     CheckpointCfg ckpt;
     Layer *layers;
     int n_layers;
+    int has_darknet;      /* a [darknet] section imported a pretrained base */
+    DarknetImport darknet;
     uint64_t hash;        /* of the whole resolved configuration: every rank must agree */
     uint64_t resume_hash; /* of what a checkpoint must match to be resumed (not epochs, paths) */
 } Job;

@@ -37,11 +37,14 @@ typedef enum {
     LAYER_RANDOM_FLIP,
     LAYER_RANDOM_ROTATION,
     LAYER_RANDOM_ZOOM,
+    LAYER_GLOBAL_AVGPOOL,
     LAYER_KIND_COUNT
 } LayerKind;
 
 typedef enum { PAD_VALID, PAD_SAME } Padding;
-typedef enum { ACT_LINEAR, ACT_RELU, ACT_SIGMOID, ACT_SOFTMAX } Activation;
+/* leaky: Darknet's leaky ReLU, x > 0 ? x : 0.1 x */
+typedef enum { ACT_LINEAR, ACT_RELU, ACT_SIGMOID, ACT_SOFTMAX, ACT_LEAKY } Activation;
+#define LEAKY_SLOPE 0.1f
 
 /* Kind-specific configuration. */
 typedef struct {
@@ -130,7 +133,7 @@ extern const LayerOps *const layer_ops[LAYER_KIND_COUNT];
 
 /* Per-kind operations, defined in their own source files and gathered in layer_ops. */
 extern const LayerOps conv2d_ops, maxpool2d_ops, flatten_ops, dense_ops, dropout_ops,
-    rescaling_ops, random_flip_ops, random_rotation_ops, random_zoom_ops;
+    rescaling_ops, random_flip_ops, random_rotation_ops, random_zoom_ops, global_avgpool_ops;
 
 /* The activation a layer's forward applies itself (linear when the loss applies it). */
 static inline Activation layer_act(const Layer *L) { return L->act_fused ? ACT_LINEAR : L->act; }

@@ -178,7 +178,7 @@ void conv2d_backward(float *din, float *dw, float *db, float *dout, const float 
 /* ---- layer glue ---- */
 
 static const char *const padding_names[] = {"valid", "same", NULL};
-static const char *const act_names[] = {"linear", "relu", "sigmoid", "softmax", NULL};
+static const char *const act_names[] = {"linear", "relu", "sigmoid", "softmax", "leaky", NULL};
 
 /* Keys shared by Conv2D and Dense. */
 int layer_configure_common(Layer *L, IniFile *ini, Section *s, Err *e) {

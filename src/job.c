@@ -35,7 +35,8 @@ static int resolve_data(Job *j, Section *s, Err *e) {
     const char *root = sec_get_str(ini, s, "root", 0, env && *env ? env : "data", e);
     d->root = xstrdup(root);
     if (sec_get_float(ini, s, "scale", 0, 1.0, -1e30, 1e30, &d->scale, e) ||
-        sec_get_float(ini, s, "offset", 0, 0.0, -1e30, 1e30, &d->offset, e))
+        sec_get_float(ini, s, "offset", 0, 0.0, -1e30, 1e30, &d->offset, e) ||
+        path_key(ini, s, "class_names", 0, root, &d->class_names, e))
         return -1;
     if (d->format == DATA_IDX) {
         if (path_key(ini, s, "train_images", 1, root, &d->train_images, e) ||
@@ -168,7 +169,9 @@ int job_load(Job *j, const char *path, char *const *overrides, int n_overrides, 
     IniFile *ini = &j->ini;
     for (int i = 0; i < n_overrides; i++)
         if (ini_apply_override(ini, overrides[i], e)) return -1;
-    j->layers = xcalloc((size_t)ini->n_sec + 1, sizeof *j->layers);
+    /* a [darknet] section expands to many layers */
+    const int capacity = ini->n_sec + 1024;
+    j->layers = xcalloc((size_t)capacity, sizeof *j->layers);
     int have_data = 0, have_train = 0;
     for (int i = 0; i < ini->n_sec; i++) {
         Section *s = &ini->sec[i];
@@ -186,6 +189,18 @@ int job_load(Job *j, const char *path, char *const *overrides, int n_overrides, 
         } else if (!strcmp(s->name, "train")) {
             have_train = 1;
             if (resolve_train(j, s, e)) return -1;
+        } else if (!strcmp(s->name, "darknet")) {
+            if (j->has_darknet) {
+                err_set(e, "%s:%d: only one [darknet] base per job", ini->path, s->line);
+                return -1;
+            }
+            /* its files are under the data root, like the data */
+            Section *d = ini_find(ini, "data");
+            const char *env = getenv("CONVNET_DATA");
+            const char *root = d ? sec_get_str(ini, d, "root", 0, env && *env ? env : "data", e) : "data";
+            j->has_darknet = 1;
+            if (darknet_expand(ini, s, root, j->layers, &j->n_layers, capacity, &j->darknet, e))
+                return -1;
         } else if (!strcmp(s->name, "checkpoint")) {
             if (resolve_checkpoint(j, s, e)) return -1;
         } else if (!strcmp(s->name, "model")) {
@@ -249,10 +264,11 @@ void job_free(Job *j) {
     DataCfg *d = &j->data;
     char *paths[] = {d->root,    d->train_images, d->train_labels, d->test_images,
                      d->test_labels, d->val_images, d->val_labels, d->train_dir,
-                     d->val_dir, d->test_dir, j->train.save, j->train.step_log,
+                     d->val_dir, d->test_dir, d->class_names, j->train.save, j->train.step_log,
                      j->train.csv_log, j->train.chart, j->ckpt.path, j->ckpt.save_best, j->name};
     for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) free(paths[i]);
     free(j->layers);
+    if (j->has_darknet) darknet_import_free(&j->darknet);
     ini_free(&j->ini);
     memset(j, 0, sizeof *j);
 }

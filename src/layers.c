@@ -17,6 +17,7 @@ const LayerOps *const layer_ops[LAYER_KIND_COUNT] = {
     [LAYER_RANDOM_FLIP] = &random_flip_ops,
     [LAYER_RANDOM_ROTATION] = &random_rotation_ops,
     [LAYER_RANDOM_ZOOM] = &random_zoom_ops,
+    [LAYER_GLOBAL_AVGPOOL] = &global_avgpool_ops,
 };
 
 int layer_kind_from_section(const char *section) {
@@ -28,13 +29,15 @@ int layer_kind_from_section(const char *section) {
 /* ---- activations ---- */
 
 const char *activation_name(Activation a) {
-    static const char *const names[] = {"linear", "relu", "sigmoid", "softmax"};
+    static const char *const names[] = {"linear", "relu", "sigmoid", "softmax", "leaky"};
     return names[a];
 }
 
 void activation_apply(Activation a, float *y, size_t n) {
     if (a == ACT_RELU) {
         for (size_t i = 0; i < n; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+    } else if (a == ACT_LEAKY) {
+        for (size_t i = 0; i < n; i++) y[i] = y[i] > 0.0f ? y[i] : LEAKY_SLOPE * y[i];
     } else if (a == ACT_SIGMOID) {
         for (size_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-y[i]));
     }
@@ -43,6 +46,8 @@ void activation_apply(Activation a, float *y, size_t n) {
 void activation_derivative(Activation a, float *dy, const float *y, size_t n) {
     if (a == ACT_RELU) {
         for (size_t i = 0; i < n; i++) dy[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    } else if (a == ACT_LEAKY) {
+        for (size_t i = 0; i < n; i++) dy[i] = y[i] > 0.0f ? dy[i] : LEAKY_SLOPE * dy[i];
     } else if (a == ACT_SIGMOID) {
         for (size_t i = 0; i < n; i++) dy[i] *= y[i] * (1.0f - y[i]);
     }
@@ -52,6 +57,9 @@ void activation_forward(Activation a, float *y, size_t n) {
     if (a == ACT_RELU) {
 #pragma omp parallel for simd schedule(static)
         for (size_t i = 0; i < n; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+    } else if (a == ACT_LEAKY) {
+#pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < n; i++) y[i] = y[i] > 0.0f ? y[i] : LEAKY_SLOPE * y[i];
     } else if (a == ACT_SIGMOID) {
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-y[i]));
@@ -63,6 +71,9 @@ void activation_backward(Activation a, float *dy, const float *y, size_t n) {
     if (a == ACT_RELU) {
 #pragma omp parallel for simd schedule(static)
         for (size_t i = 0; i < n; i++) dy[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    } else if (a == ACT_LEAKY) {
+#pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < n; i++) dy[i] = y[i] > 0.0f ? dy[i] : LEAKY_SLOPE * dy[i];
     } else if (a == ACT_SIGMOID) {
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < n; i++) dy[i] *= y[i] * (1.0f - y[i]);
@@ -326,3 +337,45 @@ static void rescaling_backward(const Layer *L, const LayerCtx *c, float *din, fl
 
 const LayerOps rescaling_ops = {"rescaling", "Rescaling", rescaling_configure, same_shape_plan,
                                 NULL, rescaling_forward, rescaling_backward};
+
+/* ---- GlobalAveragePooling2D: (N, H, W, C) -> (N, C), the mean over H x W ---- */
+
+static int global_avgpool_plan(Layer *L, Err *e) {
+    if (L->in.flat) {
+        err_set(e, "layer %s (line %d): GlobalAveragePooling2D needs a spatial (H, W, C) input",
+                L->name, L->line);
+        return -1;
+    }
+    L->out = (Shape){1, 1, L->in.c, 1};
+    return 0;
+}
+
+static void global_avgpool_forward(const Layer *L, const LayerCtx *c, float *out, const float *in,
+                                   int N) {
+    const size_t P = (size_t)L->in.h * L->in.w;
+    const int C = L->in.c;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *x = in + (size_t)n * P * C;
+        float *y = out + (size_t)n * C;
+        for (int k = 0; k < C; k++) y[k] = 0.0f;
+        for (size_t p = 0; p < P; p++)
+            for (int k = 0; k < C; k++) y[k] += x[p * C + k];
+        for (int k = 0; k < C; k++) y[k] /= (float)P;
+    }
+}
+
+static void global_avgpool_backward(const Layer *L, const LayerCtx *c, float *din, float *dout,
+                                    const float *in, const float *out, int N) {
+    if (!din) return;
+    const size_t P = (size_t)L->in.h * L->in.w;
+    const int C = L->in.c;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        for (size_t p = 0; p < P; p++)
+            for (int k = 0; k < C; k++) din[((size_t)n * P + p) * C + k] = dout[(size_t)n * C + k] / (float)P;
+}
+
+const LayerOps global_avgpool_ops = {"global_average_pooling2d", "GlobalAveragePooling2D", no_keys,
+                                     global_avgpool_plan, NULL, global_avgpool_forward,
+                                     global_avgpool_backward};

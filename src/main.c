@@ -21,7 +21,7 @@ static const char *const usage =
     "        train the job's model; --weights starts from saved weights; with a [checkpoint]\n"
     "        path it resumes from the checkpoint when there is one (--resume: must be one,\n"
     "        --no-resume: start afresh)\n"
-    "  predict JOB --weights FILE IMAGE... [--top K] [--json]   classify JPEG images\n"
+    "  predict JOB [--weights FILE] IMAGE... [--top K] [--json]   classify JPEG images\n"
     "  summary JOB [--set ...]          resolved configuration and Keras-style model summary\n"
     "  eval JOB --weights FILE [--split test|validation|train] [--set ...]\n"
     "  diff-weights A B [--rtol R]      max relative difference; exit 0 when <= R (1e-5)\n"
@@ -282,8 +282,7 @@ int main(int argc, char **argv) {
                 !strcmp(cmd, "augment-preview") || !strcmp(cmd, "predict");
     if (!distributed && !local) bad_usage("unknown command '%s'", cmd);
     if (strcmp(cmd, "predict") && a.n_pos > 0) bad_usage("unexpected argument '%s'", a.pos[0]);
-    if (!strcmp(cmd, "predict") && (a.n_pos == 0 || !a.weights))
-        bad_usage("%s", "predict needs --weights FILE and at least one IMAGE");
+    if (!strcmp(cmd, "predict") && a.n_pos == 0) bad_usage("%s", "predict needs at least one IMAGE");
     if (distributed)
         dist_init(&dist, &argc, &argv);
     else {
@@ -299,9 +298,11 @@ int main(int argc, char **argv) {
         trainer_init(&t, &job, &dist, TRAINER_NO_DATA);
         trainer_print_setup(&t, stdout);
     } else if (!strcmp(cmd, "predict")) {
+        if (!a.weights && !job.has_darknet)
+            bad_usage("%s", "predict needs --weights FILE (or a job with a [darknet] base)");
         trainer_init(&t, &job, &dist, TRAINER_NO_DATA);
         Err e = {0};
-        if (weights_load(a.weights, &t.model, &e)) die(EXIT_BAD_INPUT, "%s", e.msg);
+        if (a.weights && weights_load(a.weights, &t.model, &e)) die(EXIT_BAD_INPUT, "%s", e.msg);
         if (predict_images(&t.model, &job, a.pos, a.n_pos, (int)a.top, a.json, stdout, stderr, &e)) {
             fprintf(stderr, "convnet-dist: %s\n", e.msg);
             status = EXIT_BAD_INPUT;

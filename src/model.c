@@ -203,24 +203,24 @@ static void fmt_shape(char *buf, size_t n, Shape s) {
 }
 
 void model_print_summary(const Model *m, const char *title, FILE *f) {
-    const char *rule = "_________________________________________________________________________";
+    const char *rule = "___________________________________________________________________________________";
     fprintf(f, "Model: \"%s\"\n%s\n", title, rule);
-    fprintf(f, " %-34s %-24s %12s\n", "Layer (type)", "Output Shape", "Param #");
-    fprintf(f, "=========================================================================\n");
+    fprintf(f, " %-44s %-24s %12s\n", "Layer (type)", "Output Shape", "Param #");
+    fprintf(f, "===================================================================================\n");
     char shape[64], name[96];
     fmt_shape(shape, sizeof shape, m->input);
-    fprintf(f, " %-34s %-24s %12d\n", "input (InputLayer)", shape, 0);
+    fprintf(f, " %-44s %-24s %12d\n", "input (InputLayer)", shape, 0);
     size_t frozen = 0;
     for (int l = 0; l < m->n_layers; l++) {
         const Layer *L = &m->layers[l];
         snprintf(name, sizeof name, "%s (%s)", L->name, layer_ops[L->kind]->keras_name);
         fmt_shape(shape, sizeof shape, L->out);
         size_t np = L->n_weight + L->n_bias;
-        fprintf(f, " %-34s %-24s %12zu%s\n", name, shape, np,
+        fprintf(f, " %-44s %-24s %12zu%s\n", name, shape, np,
                 np && !L->trainable ? "  (frozen)" : "");
         if (!L->trainable) frozen += np;
     }
-    fprintf(f, "=========================================================================\n");
+    fprintf(f, "===================================================================================\n");
     fprintf(f, "Total params: %zu (%.2f MB)\n", m->n_params, m->n_params * 4.0 / 1e6);
     fprintf(f, "Trainable params: %zu\n", m->n_params - frozen);
     fprintf(f, "Non-trainable params: %zu\n%s\n", frozen, rule);

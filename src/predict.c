@@ -57,7 +57,27 @@ void predict_free_class_names(char **names, int n) {
 char **predict_class_names(const Model *m, const Job *job, int *n_classes, FILE *err) {
     int outputs = model_output_shape(m).c;
     int k = outputs == 1 ? 2 : outputs; /* a 1-unit sigmoid output still has two classes */
-    if (job && job->data.format == DATA_IMAGES && job->data.train_dir) {
+    if (job && job->data.class_names) {
+        /* one name per line, in output order; as Darknet does with imagenet.shortnames.list,
+         * the first K lines name the K outputs and later lines are ignored */
+        FILE *f = fopen(job->data.class_names, "r");
+        char **v = xcalloc((size_t)k, sizeof *v);
+        int n = 0;
+        char line[1024];
+        while (f && n < k && fgets(line, sizeof line, f)) {
+            line[strcspn(line, "\r\n")] = 0;
+            v[n++] = xstrdup(line);
+        }
+        if (f) fclose(f);
+        if (n == k) {
+            *n_classes = k;
+            return v;
+        }
+        if (err)
+            fprintf(err, "convnet-dist: note: %s: %s; classes are shown as numbers\n",
+                    job->data.class_names, f ? "fewer lines than the model has classes" : strerror(errno));
+        predict_free_class_names(v, n);
+    } else if (job && job->data.format == DATA_IMAGES && job->data.train_dir) {
         int nf = 0;
         char **f = class_folders(job->data.train_dir, &nf);
         if (f && nf == k) {

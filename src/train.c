@@ -188,7 +188,13 @@ void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data) {
         dist_abort(dist, EXIT_BAD_INPUT);
     }
     model_alloc(&t->model);
-    if (dist->rank == 0) model_init_params(&t->model, job->train.seed);
+    if (dist->rank == 0) {
+        model_init_params(&t->model, job->train.seed);
+        if (job->has_darknet && darknet_load_weights(&job->darknet, &t->model, &e)) {
+            fprintf(stderr, "convnet-dist: %s\n", e.msg);
+            dist_abort(dist, EXIT_BAD_INPUT);
+        }
+    }
     dist_bcast(dist, t->model.params, t->model.n_params * sizeof(float), 0);
     optim_init(&t->opt, &job->train.opt, t->model.n_params - t->model.train_lo);
     size_t outputs = shape_size(model_output_shape(&t->model));

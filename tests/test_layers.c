@@ -155,6 +155,7 @@ static void naive_conv(const Fixture *f, float *ref) {
                             }
                     if (L->act == ACT_RELU && s < 0) s = 0;
                     if (L->act == ACT_SIGMOID) s = 1 / (1 + exp(-s));
+                    if (L->act == ACT_LEAKY && s < 0) s *= 0.1;
                     ref[((n * OH + oh) * OW + ow) * L->units + oc] = (float)s;
                 }
 }
@@ -162,7 +163,7 @@ static void naive_conv(const Fixture *f, float *ref) {
 static void check_conv(int H, int W, int C, int oc, int k, int s, Padding p, Activation a,
                        int N) {
     /* ReLU's kink: a smaller step makes crossing it while differencing rare */
-    float eps = a == ACT_RELU ? 1e-3f : 1e-2f;
+    float eps = a == ACT_RELU ? 1e-3f : a == ACT_LEAKY ? 1e-4f : 1e-2f;
     Fixture f;
     fixture_init(&f, conv_layer(oc, k, s, p, a), (Shape){H, W, C, 0}, N);
     fixture_forward(&f);
@@ -183,6 +184,7 @@ static void test_conv_valid_stride2(void) { check_conv(9, 8, 2, 5, 3, 2, PAD_VAL
 static void test_conv_same_5x5(void) { check_conv(6, 6, 3, 2, 5, 1, PAD_SAME, ACT_LINEAR, 2); }
 static void test_conv_pointwise(void) { check_conv(4, 5, 6, 3, 1, 1, PAD_VALID, ACT_LINEAR, 2); }
 static void test_conv_relu(void) { check_conv(8, 8, 1, 4, 3, 1, PAD_VALID, ACT_RELU, 2); }
+static void test_conv_leaky(void) { check_conv(7, 6, 4, 5, 3, 1, PAD_SAME, ACT_LEAKY, 2); }
 /* more channels, strides and 1x1 kernels */
 static void test_conv_same_stride2_wide(void) { check_conv(6, 7, 8, 5, 3, 2, PAD_SAME, ACT_SIGMOID, 3); }
 static void test_conv_pointwise_wide(void) { check_conv(4, 3, 40, 6, 1, 1, PAD_VALID, ACT_LINEAR, 2); }
@@ -292,6 +294,26 @@ static void test_flatten(void) {
     fixture_free(&f);
 }
 
+static void test_global_avgpool(void) {
+    Layer L;
+    memset(&L, 0, sizeof L);
+    L.kind = LAYER_GLOBAL_AVGPOOL;
+    Fixture f;
+    fixture_init(&f, L, (Shape){3, 5, 4, 0}, 2);
+    CU_ASSERT(f.L.out.flat && f.L.out.c == 4);
+    fixture_forward(&f);
+    double worst = 0;
+    for (int n = 0; n < 2; n++)
+        for (int k = 0; k < 4; k++) {
+            double s = 0;
+            for (int p = 0; p < 15; p++) s += f.in[(n * 15 + p) * 4 + k];
+            worst = fmax(worst, fabs(s / 15 - f.out[n * 4 + k]));
+        }
+    CU_ASSERT(worst < 1e-6);
+    check_gradients(&f, 1e-3, 1e-2f);
+    fixture_free(&f);
+}
+
 static void test_rescaling(void) {
     Layer L;
     memset(&L, 0, sizeof L);
@@ -354,4 +376,5 @@ TEST_SUITE(layers, {"conv2d valid 3x3", test_conv_valid},
            {"dense", test_dense}, {"maxpool valid 2x2", test_pool_valid},
            {"maxpool same 3x3 stride 2 odd", test_pool_same_odd},
            {"maxpool overlapping windows", test_pool_overlap}, {"flatten", test_flatten},
-           {"rescaling", test_rescaling}, {"dropout", test_dropout})
+           {"rescaling", test_rescaling}, {"global average pooling", test_global_avgpool},
+           {"conv2d leaky relu", test_conv_leaky}, {"dropout", test_dropout})

@@ -1,0 +1,207 @@
+/* darknet.c: importing Darknet .cfg/.weights as layers and parameters (see darknet.h). */
+#include "darknet.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+
+static char *join(const char *root, const char *p) {
+    if (p[0] == '/' || !root || !*root) return xstrdup(p);
+    size_t n = strlen(root) + strlen(p) + 2;
+    char *s = xmalloc(n);
+    snprintf(s, n, "%s/%s", root, p);
+    return s;
+}
+
+static int cfg_int(IniFile *cfg, Section *s, const char *key, int def, int lo, int hi, int *out,
+                   Err *e) {
+    return sec_get_int(cfg, s, key, 0, def, lo, hi, out, e);
+}
+
+/* One cfg section into one layer; -1 on error, 0 done, 1 when the section adds no layer. */
+static int cfg_layer(IniFile *cfg, Section *s, Layer *L, int trainable, int *has_bn, Err *e) {
+    memset(L, 0, sizeof *L);
+    L->line = s->line;
+    L->trainable = 0;
+    *has_bn = 0;
+    if (!strcmp(s->name, "convolutional")) {
+        int size, stride, pad, filters;
+        static const char *const acts[] = {"linear", "leaky", "relu", NULL};
+        int act;
+        if (cfg_int(cfg, s, "filters", 1, 1, 1 << 16, &filters, e) ||
+            cfg_int(cfg, s, "size", 1, 1, 64, &size, e) ||
+            cfg_int(cfg, s, "stride", 1, 1, 64, &stride, e) ||
+            cfg_int(cfg, s, "pad", 0, 0, 1, &pad, e) ||
+            cfg_int(cfg, s, "batch_normalize", 0, 0, 1, has_bn, e) ||
+            sec_get_enum(cfg, s, "activation", 0, 1, acts, &act, e))
+            return -1;
+        if (pad && size % 2 == 0) {
+            err_set(e, "%s:%d: padded even-sized kernels are not supported", cfg->path, s->line);
+            return -1;
+        }
+        L->kind = LAYER_CONV2D;
+        L->units = filters;
+        L->kh = L->kw = size;
+        L->sh = L->sw = stride;
+        /* Darknet pads size/2 on every side: with an odd kernel that is "same" at stride 1 */
+        L->padding = pad && size > 1 ? PAD_SAME : PAD_VALID;
+        L->act = act == 0 ? ACT_LINEAR : act == 1 ? ACT_LEAKY : ACT_RELU;
+        L->use_bias = 1;
+        L->trainable = trainable;
+        return 0;
+    }
+    if (!strcmp(s->name, "maxpool")) {
+        int size, stride;
+        if (cfg_int(cfg, s, "size", 2, 1, 64, &size, e) || cfg_int(cfg, s, "stride", size, 1, 64, &stride, e))
+            return -1;
+        L->kind = LAYER_MAXPOOL2D;
+        L->kh = L->kw = size;
+        L->sh = L->sw = stride;
+        /* Darknet pads size-1 pixels, none before: TF's "same" for size = stride */
+        L->padding = PAD_SAME;
+        return 0;
+    }
+    if (!strcmp(s->name, "avgpool")) {
+        L->kind = LAYER_GLOBAL_AVGPOOL;
+        return 0;
+    }
+    if (!strcmp(s->name, "softmax") || !strcmp(s->name, "cost")) {
+        /* nothing to import: a softmax becomes the previous layer's (fused) activation */
+        for (int k = 0; k < s->n_kv; k++) s->kv[k].used = 1;
+        return !strcmp(s->name, "softmax") ? 2 : 1;
+    }
+    err_set(e, "%s:%d: Darknet layer [%s] is not supported (convolutional, maxpool, avgpool, softmax)",
+            cfg->path, s->line, s->name);
+    return -1;
+}
+
+int darknet_expand(IniFile *ini, Section *s, const char *root, Layer *layers, int *n_layers,
+                   int capacity, DarknetImport *imp, Err *e) {
+    memset(imp, 0, sizeof *imp);
+    const char *cfg_key = sec_get_str(ini, s, "cfg", 1, NULL, e);
+    const char *weights_key = cfg_key ? sec_get_str(ini, s, "weights", 1, NULL, e) : NULL;
+    int upto, trainable;
+    if (!weights_key || sec_get_int(ini, s, "layers", 0, 1 << 20, 1, 1 << 20, &upto, e) ||
+        sec_get_bool(ini, s, "trainable", 0, &trainable, e) || sec_check_unused(ini, s, e))
+        return -1;
+    char *cfg_path = join(root, cfg_key);
+    imp->weights = join(root, weights_key);
+    IniFile cfg;
+    int rc = ini_parse_file(&cfg, cfg_path, e);
+    free(cfg_path);
+    if (rc) return -1;
+    imp->first = *n_layers;
+    imp->has_bn = xcalloc((size_t)cfg.n_sec + 1, sizeof *imp->has_bn);
+    imp->is_conv = xcalloc((size_t)cfg.n_sec + 1, sizeof *imp->is_conv);
+    int taken = 0, i;
+    for (i = 0; i < cfg.n_sec && taken < upto && rc == 0; i++) {
+        Section *c = &cfg.sec[i];
+        if (!strcmp(c->name, "net")) continue;
+        if (*n_layers >= capacity) {
+            err_set(e, "%s: too many layers", cfg.path);
+            rc = -1;
+            break;
+        }
+        Layer *L = &layers[*n_layers];
+        int bn = 0, r = cfg_layer(&cfg, c, L, trainable, &bn, e);
+        if (r < 0) {
+            rc = -1;
+            break;
+        }
+        taken++;
+        if (r == 2 && *n_layers > imp->first) layers[*n_layers - 1].act = ACT_SOFTMAX;
+        if (r > 0) continue;
+        /* Keras-style names under a dn_ prefix, apart from the job's own layers */
+        int same = 0;
+        for (int k = imp->first; k < *n_layers; k++) same += layers[k].kind == L->kind;
+        const char *base = layer_ops[L->kind]->section;
+        if (same)
+            snprintf(L->name, sizeof L->name, "dn_%s_%d", base, same);
+        else
+            snprintf(L->name, sizeof L->name, "dn_%s", base);
+        L->line = s->line;
+        imp->has_bn[imp->count] = bn;
+        imp->is_conv[imp->count] = L->kind == LAYER_CONV2D;
+        imp->count++;
+        (*n_layers)++;
+    }
+    imp->complete = i == cfg.n_sec;
+    ini_free(&cfg);
+    return rc;
+}
+
+int darknet_load_weights(const DarknetImport *imp, Model *m, Err *e) {
+    FILE *f = fopen(imp->weights, "rb");
+    if (!f) {
+        err_set(e, "cannot open Darknet weights %s: %s", imp->weights, strerror(errno));
+        return -1;
+    }
+    int32_t head[3];
+    if (fread(head, 4, 3, f) != 3) {
+        err_set(e, "%s: truncated Darknet header", imp->weights);
+        fclose(f);
+        return -1;
+    }
+    long seen_bytes = head[0] * 10 + head[1] >= 2 && head[0] < 1000 && head[1] < 1000 ? 8 : 4;
+    if (head[0] < 0 || head[0] > 1000 || head[1] < 0 || head[1] > 1000 || fseek(f, 12 + seen_bytes, SEEK_SET)) {
+        err_set(e, "%s: not a Darknet weights file (version %d.%d.%d at offset 0)", imp->weights,
+                head[0], head[1], head[2]);
+        fclose(f);
+        return -1;
+    }
+    float *tmp = NULL;
+    int rc = 0;
+    for (int i = 0; i < imp->count && rc == 0; i++) {
+        if (!imp->is_conv[i]) continue;
+        const Layer *L = &m->layers[imp->first + i];
+        const int n = L->units, c = L->in.c, k = L->kh;
+        const size_t nw = (size_t)n * c * k * k;
+        size_t need = (size_t)n * (imp->has_bn[i] ? 4 : 1) + nw;
+        tmp = realloc(tmp, need * sizeof *tmp);
+        long at = ftell(f);
+        size_t got = fread(tmp, sizeof *tmp, need, f);
+        if (got != need) {
+            err_set(e, "%s: truncated at offset %ld: layer %s needs %zu values, the file has %zu",
+                    imp->weights, at, L->name, need, got);
+            rc = -1;
+            break;
+        }
+        const float *bias = tmp, *scale = tmp + n, *mean = tmp + 2 * n, *var = tmp + 3 * n;
+        const float *wsrc = tmp + (imp->has_bn[i] ? 4 * n : n);
+        float *w = m->params + L->param_off, *b = w + L->n_weight;
+        for (int o = 0; o < n; o++) {
+            /* y = (conv - mean) / (sqrt(var) + 1e-6) * scale + bias  ->  conv * s + (bias - mean s) */
+            double s = imp->has_bn[i] ? scale[o] / (sqrt((double)var[o]) + 1e-6) : 1.0;
+            b[o] = (float)(bias[o] - (imp->has_bn[i] ? mean[o] * s : 0.0));
+            for (int ci = 0; ci < c; ci++)
+                for (int y = 0; y < k; y++)
+                    for (int x = 0; x < k; x++) /* OIHW -> HWIO */
+                        w[(((size_t)y * k + x) * c + ci) * n + o] =
+                            (float)(wsrc[(((size_t)o * c + ci) * k + y) * k + x] * s);
+        }
+    }
+    free(tmp);
+    if (rc == 0 && imp->complete) {
+        long at = ftell(f);
+        fseek(f, 0, SEEK_END);
+        long end = ftell(f);
+        if (end != at) {
+            err_set(e, "%s: %ld bytes left after the last layer's weights (offset %ld): the cfg does "
+                       "not describe this weights file",
+                    imp->weights, end - at, at);
+            rc = -1;
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+void darknet_import_free(DarknetImport *imp) {
+    free(imp->weights);
+    free(imp->has_bn);
+    free(imp->is_conv);
+    memset(imp, 0, sizeof *imp);
+}
