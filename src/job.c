@@ -129,7 +129,7 @@ static int resolve_train(Job *j, Section *s, Err *e) {
 static int resolve_checkpoint(Job *j, Section *s, Err *e) {
     IniFile *ini = &j->ini;
     CheckpointCfg *c = &j->ckpt;
-    static const char *const monitors[] = {"val_loss", "val_accuracy", "loss", "accuracy", NULL};
+    static const char *const monitors[] = {"val_loss", "val_accuracy", "loss", "accuracy", NULL}; /* Monitor order */
     static const char *const modes[] = {"auto", "min", "max", NULL};
     int monitor, mode;
     free(c->path);

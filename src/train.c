@@ -457,6 +457,8 @@ static void resume(Trainer *t, CheckpointState *st, ResumeMode mode) {
     t->opt.iterations = st->opt_iterations;
 }
 
+static const char *const monitor_names[] = {"val_loss", "val_accuracy", "loss", "accuracy"};
+
 static double monitored(Monitor mon, double loss, double acc, const EvalResult *v) {
     switch (mon) {
     case MONITOR_VAL_LOSS: return v->count ? v->loss : NAN;
@@ -622,8 +624,7 @@ int trainer_fit(Trainer *t, ResumeMode resume_mode) {
             if (ck->path[0] && ck->every_epoch) save_checkpoint(t, &st);
             if (stopped_early)
                 printf("early stopping: %s has not improved for %d epochs (best %.4f at epoch %d)\n",
-                       ck->monitor == MONITOR_VAL_LOSS ? "val_loss" : ck->monitor == MONITOR_VAL_ACCURACY ? "val_accuracy"
-                                                      : ck->monitor == MONITOR_LOSS ? "loss" : "accuracy",
+                       monitor_names[ck->monitor],
                        ck->patience, st.best, st.best_epoch + 1);
             fflush(stdout);
         }
