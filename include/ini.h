@@ -64,9 +64,10 @@ int sec_get_enum(IniFile *ini, Section *s, const char *key, int required, int de
 /* Returns the string (owned by the section) or def; NULL with e set when required and absent. */
 const char *sec_get_str(IniFile *ini, Section *s, const char *key, int required, const char *def,
                         Err *e);
-/* One or two positive integers: "3" -> (3,3), "3,2" or "3x2" -> (3,2). */
-int sec_get_pair(IniFile *ini, Section *s, const char *key, int required, int def, int lo, int hi,
-                 int *a, int *b, Err *e);
+/* One or two positive integers: "3" -> (3,3), "3,2" or "3x2" -> (3,2); (def_a, def_b) when
+ * absent. */
+int sec_get_pair(IniFile *ini, Section *s, const char *key, int required, int def_a, int def_b,
+                 int lo, int hi, int *a, int *b, Err *e);
 /* One float x -> (-x, x) as Keras factor arguments, or two "lo,hi". */
 int sec_get_range(IniFile *ini, Section *s, const char *key, int required, double def, float *lo,
                   float *hi, Err *e);

@@ -196,17 +196,11 @@ int layer_configure_common(Layer *L, IniFile *ini, Section *s, Err *e) {
 int layer_configure_window(Layer *L, IniFile *ini, Section *s, const char *window_key,
                            int strides_default_is_window, Err *e) {
     int pad;
-    if (sec_get_pair(ini, s, window_key, !strides_default_is_window, 2, 1, 4096, &L->kh, &L->kw, e))
+    if (sec_get_pair(ini, s, window_key, !strides_default_is_window, 2, 2, 1, 4096, &L->kh, &L->kw, e))
         return -1;
-    int dh = strides_default_is_window ? L->kh : 1, dw = strides_default_is_window ? L->kw : 1;
     /* strides default to the window for pooling (Keras pool strides=None), to 1 for conv */
-    if (dh == dw) {
-        if (sec_get_pair(ini, s, "strides", 0, dh, 1, 4096, &L->sh, &L->sw, e)) return -1;
-    } else if (!sec_get_str(ini, s, "strides", 0, NULL, e)) {
-        L->sh = dh;
-        L->sw = dw;
-    } else if (sec_get_pair(ini, s, "strides", 0, 1, 1, 4096, &L->sh, &L->sw, e))
-        return -1;
+    int dh = strides_default_is_window ? L->kh : 1, dw = strides_default_is_window ? L->kw : 1;
+    if (sec_get_pair(ini, s, "strides", 0, dh, dw, 1, 4096, &L->sh, &L->sw, e)) return -1;
     if (sec_get_enum(ini, s, "padding", 0, PAD_VALID, padding_names, &pad, e)) return -1;
     L->padding = (Padding)pad;
     return 0;

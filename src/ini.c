@@ -378,15 +378,16 @@ const char *sec_get_str(IniFile *ini, Section *s, const char *key, int required,
     return find_key(s, key)->value;
 }
 
-int sec_get_pair(IniFile *ini, Section *s, const char *key, int required, int def, int lo, int hi,
-                 int *a, int *b, Err *e) {
+int sec_get_pair(IniFile *ini, Section *s, const char *key, int required, int def_a, int def_b,
+                 int lo, int hi, int *a, int *b, Err *e) {
     KeyVal *kv = take(s, key);
     char w[160];
     if (!kv) {
         if (required) return missing(ini, s, key, e);
-        *a = *b = def;
+        *a = def_a;
+        *b = def_b;
         char v[32];
-        snprintf(v, sizeof v, "%d,%d", def, def);
+        snprintf(v, sizeof v, "%d,%d", def_a, def_b);
         record_default(s, key, v);
         return 0;
     }
