@@ -97,16 +97,28 @@ static void *watchdog(void *arg)
     return NULL;
 }
 
+/* A whole-string number, or exit 2 naming the option (atoi would turn a typo into 0). */
+static double number_arg(const char *opt, const char *v)
+{
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || *end) {
+        fprintf(stderr, "mpi_smoke: %s needs a number, got '%s'\n", opt, v);
+        exit(2);
+    }
+    return x;
+}
+
 int main(int argc, char **argv)
 {
     long floats = 991041;
     int reps = 7;
     double loop_s = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--floats") && i + 1 < argc) floats = atol(argv[++i]);
-        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--loop") && i + 1 < argc) loop_s = atof(argv[++i]);
-        else if (!strcmp(argv[i], "--watchdog") && i + 1 < argc) g_watchdog_s = atof(argv[++i]);
+        if (!strcmp(argv[i], "--floats") && i + 1 < argc) floats = (long)number_arg(argv[i], argv[i + 1]), i++;
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = (int)number_arg(argv[i], argv[i + 1]), i++;
+        else if (!strcmp(argv[i], "--loop") && i + 1 < argc) loop_s = number_arg(argv[i], argv[i + 1]), i++;
+        else if (!strcmp(argv[i], "--watchdog") && i + 1 < argc) g_watchdog_s = number_arg(argv[i], argv[i + 1]), i++;
         else if (!strcmp(argv[i], "--watchdog-mode") && i + 1 < argc) g_watchdog_abort = !strcmp(argv[++i], "abort");
         else { fprintf(stderr, "mpi_smoke: unknown argument %s\n", argv[i]); return 2; }
     }
