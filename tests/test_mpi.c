@@ -169,7 +169,7 @@ static void test_mismatched_job(void) {
     free(out);
 }
 
-/* Train on 2 ranks until the step log shows progress, send one rank `signal`, and wait (at
+/* Train on 2 ranks until the step log shows progress, send rank 1 `signal`, and wait (at
  * most 60 s) for the job to end. Returns the output: "elapsed SECONDS", the exit status, and the
  * output lines matching `grep`. */
 static char *disrupt_one_rank(const char *tag, const char *signal, const char *extra_sets,
@@ -185,8 +185,9 @@ static char *disrupt_one_rank(const char *tag, const char *signal, const char *e
              "( %s '%s' train '%s' --set train.epochs=100000 %s --set train.step_log=%s.steps "
              "> %s.out 2>&1; echo $? > %s.rc ) &\n"
              "for i in $(seq 1 300); do [ -s %s.steps ] && break; sleep 0.1; done\n"
-             "victim=$(pgrep -n -f '^%s train %s')\n"
-             "[ -n \"$victim\" ] || { echo 'no rank process found'; exit 1; }\n"
+             "victim=''; for p in $(pgrep -f '^%s train %s'); do\n"
+             "  tr '\\0' '\\n' < /proc/$p/environ | grep -qx OMPI_COMM_WORLD_RANK=1 && victim=$p; done\n"
+             "[ -n \"$victim\" ] || { echo 'no rank 1 process found'; exit 1; }\n"
              "kill -%s $victim; start=$(date +%%s.%%N)\n"
              "for i in $(seq 1 600); do [ -s %s.rc ] && break; sleep 0.1; done\n"
              "end=$(date +%%s.%%N); kill -9 $victim 2>/dev/null\n"
