@@ -68,6 +68,10 @@ typedef struct {
 } IoChunk;
 int file_write_atomic(const char *path, const IoChunk *chunks, int n_chunks, Err *e);
 
+/* A whole file into a malloc'd NUL-terminated buffer: 0 read, 1 absent (not an error), -1 with
+ * e set on any other failure. */
+int file_read_text(const char *path, char **out, size_t *len, Err *e);
+
 /* Parse a whole string as a number; 0 on success, -1 on trailing junk, empty or out of range. */
 int parse_long(const char *s, long *out);
 int parse_double(const char *s, double *out);

@@ -142,6 +142,41 @@ int file_write_atomic(const char *path, const IoChunk *chunks, int n_chunks, Err
     return 0;
 }
 
+/* Whole file into a NUL-terminated buffer. 1 when absent (not an error), 0 read, -1 error. */
+int file_read_text(const char *path, char **out, size_t *len, Err *e) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (errno == ENOENT) return 1;
+        err_set(e, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    size_t cap = 4096, n = 0;
+    char *b = xmalloc(cap);
+    for (;;) {
+        if (cap - n < 2) {
+            char *nb = xmalloc(cap * 2);
+            memcpy(nb, b, n);
+            free(b);
+            b = nb;
+            cap *= 2;
+        }
+        size_t got = fread(b + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0) break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        err_set(e, "cannot read %s: %s", path, strerror(errno));
+        free(b);
+        return -1;
+    }
+    b[n] = 0;
+    *out = b;
+    *len = n;
+    return 0;
+}
+
 int parse_long(const char *s, long *out) {
     if (!s || !*s) return -1;
     errno = 0;

@@ -138,28 +138,13 @@ int ini_parse_string(IniFile *ini, const char *name, const char *text, Err *e) {
 
 int ini_parse_file(IniFile *ini, const char *path, Err *e) {
     memset(ini, 0, sizeof *ini);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        err_set(e, "cannot open job file %s: %s", path, strerror(errno));
-        return -1;
-    }
-    size_t cap = 8192, len = 0, got;
-    char *text = xmalloc(cap);
-    while ((got = fread(text + len, 1, cap - len - 1, f)) > 0) {
-        len += got;
-        if (cap - len < 1024) {
-            char *grown = xmalloc(cap * 2);
-            memcpy(grown, text, len);
-            free(text);
-            text = grown;
-            cap *= 2;
-        }
-    }
-    int bad = ferror(f);
-    fclose(f);
-    text[len] = 0;
-    if (bad || memchr(text, 0, len)) {
-        err_set(e, "%s: cannot read job file (I/O error or binary content)", path);
+    char *text = NULL;
+    size_t len = 0;
+    int rr = file_read_text(path, &text, &len, e);
+    if (rr == 1) err_set(e, "cannot open job file %s: %s", path, strerror(ENOENT));
+    if (rr) return -1;
+    if (memchr(text, 0, len)) {
+        err_set(e, "%s: cannot read job file (binary content)", path);
         free(text);
         return -1;
     }

@@ -146,41 +146,6 @@ static int parse_row(const char *line, EpochRecord *r, const char **why) {
     return 0;
 }
 
-/* Whole file into a NUL-terminated buffer. 1 when absent (not an error), 0 read, -1 error. */
-static int read_text(const char *path, char **out, size_t *len, Err *e) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        if (errno == ENOENT) return 1;
-        err_set(e, "cannot open %s: %s", path, strerror(errno));
-        return -1;
-    }
-    size_t cap = 4096, n = 0;
-    char *b = xmalloc(cap);
-    for (;;) {
-        if (cap - n < 2) {
-            char *nb = xmalloc(cap * 2);
-            memcpy(nb, b, n);
-            free(b);
-            b = nb;
-            cap *= 2;
-        }
-        size_t got = fread(b + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        err_set(e, "cannot read %s: %s", path, strerror(errno));
-        free(b);
-        return -1;
-    }
-    b[n] = 0;
-    *out = b;
-    *len = n;
-    return 0;
-}
-
 /* Length of the header line (newline included) when text starts with ours; 0 for a torn
  * prefix of it (a crash while creating the file); -1 when it is some other file. */
 static long header_len(const char *text, size_t n) {
@@ -195,7 +160,7 @@ static long header_len(const char *text, size_t n) {
 int csvlog_append(const char *path, const EpochRecord *r, Err *e) {
     char *text = NULL;
     size_t n = 0;
-    int rr = read_text(path, &text, &n, e);
+    int rr = file_read_text(path, &text, &n, e);
     if (rr < 0) return -1;
     size_t keep = 0; /* bytes of the existing file to keep */
     int need_header = 1;
@@ -320,7 +285,7 @@ static int keep_row(void *vctx, const char *line, size_t lineno, size_t len) {
 int csvlog_truncate_from(const char *path, int epoch, Err *e) {
     char *text = NULL;
     size_t n = 0;
-    int rr = read_text(path, &text, &n, e);
+    int rr = file_read_text(path, &text, &n, e);
     if (rr) return rr < 0 ? -1 : 0;
     Buf out = {0};
     buf_printf(&out, "%s\n", CSVLOG_HEADER);
@@ -338,7 +303,7 @@ int csvlog_truncate_from(const char *path, int epoch, Err *e) {
 int history_read_csv(const char *path, EpochRecord **rows, int *n, Err *e) {
     char *text = NULL;
     size_t len = 0;
-    int rr = read_text(path, &text, &len, e);
+    int rr = file_read_text(path, &text, &len, e);
     if (rr) {
         if (rr > 0) err_set(e, "cannot open %s: %s", path, strerror(ENOENT));
         return -1;
