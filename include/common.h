@@ -68,6 +68,9 @@ typedef struct {
 } IoChunk;
 int file_write_atomic(const char *path, const IoChunk *chunks, int n_chunks, Err *e);
 
+/* root/p, or p itself when absolute or root is empty (malloc'd). */
+char *path_join(const char *root, const char *p);
+
 /* A whole file into a malloc'd NUL-terminated buffer: 0 read, 1 absent (not an error), -1 with
  * e set on any other failure. */
 int file_read_text(const char *path, char **out, size_t *len, Err *e);

@@ -143,6 +143,14 @@ int file_write_atomic(const char *path, const IoChunk *chunks, int n_chunks, Err
 }
 
 /* Whole file into a NUL-terminated buffer. 1 when absent (not an error), 0 read, -1 error. */
+char *path_join(const char *root, const char *p) {
+    if (p[0] == '/' || !root || !*root) return xstrdup(p);
+    size_t n = strlen(root) + strlen(p) + 2;
+    char *s = xmalloc(n);
+    snprintf(s, n, "%s/%s", root, p);
+    return s;
+}
+
 int file_read_text(const char *path, char **out, size_t *len, Err *e) {
     FILE *f = fopen(path, "rb");
     if (!f) {

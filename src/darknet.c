@@ -8,13 +8,6 @@
 
 #include "model.h"
 
-static char *join(const char *root, const char *p) {
-    if (p[0] == '/' || !root || !*root) return xstrdup(p);
-    size_t n = strlen(root) + strlen(p) + 2;
-    char *s = xmalloc(n);
-    snprintf(s, n, "%s/%s", root, p);
-    return s;
-}
 
 static int cfg_int(IniFile *cfg, Section *s, const char *key, int def, int lo, int hi, int *out,
                    Err *e) {
@@ -87,8 +80,8 @@ int darknet_expand(IniFile *ini, Section *s, const char *root, Layer *layers, in
     if (!weights_key || sec_get_int(ini, s, "layers", 0, 1 << 20, 1, 1 << 20, &upto, e) ||
         sec_get_bool(ini, s, "trainable", 0, &trainable, e) || sec_check_unused(ini, s, e))
         return -1;
-    char *cfg_path = join(root, cfg_key);
-    imp->weights = join(root, weights_key);
+    char *cfg_path = path_join(root, cfg_key);
+    imp->weights = path_join(root, weights_key);
     IniFile cfg;
     int rc = ini_parse_file(&cfg, cfg_path, e);
     free(cfg_path);

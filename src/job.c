@@ -5,13 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char *join_path(const char *root, const char *p) {
-    if (p[0] == '/' || !root || !*root) return xstrdup(p);
-    size_t n = strlen(root) + strlen(p) + 2;
-    char *s = xmalloc(n);
-    snprintf(s, n, "%s/%s", root, p);
-    return s;
-}
 
 static int path_key(IniFile *ini, Section *s, const char *key, int required, const char *root,
                     char **out, Err *e) {
@@ -20,7 +13,7 @@ static int path_key(IniFile *ini, Section *s, const char *key, int required, con
         *out = NULL;
         return e->set ? -1 : 0;
     }
-    *out = join_path(root, v);
+    *out = path_join(root, v);
     return 0;
 }
 
