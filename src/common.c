@@ -147,7 +147,7 @@ char *path_join(const char *root, const char *p) {
     if (p[0] == '/' || !root || !*root) return xstrdup(p);
     size_t n = strlen(root) + strlen(p) + 2;
     char *s = xmalloc(n);
-    snprintf(s, n, "%s/%s", root, p);
+    snprintf(s, n, root[strlen(root) - 1] == '/' ? "%s%s" : "%s/%s", root, p);
     return s;
 }
 

@@ -332,16 +332,6 @@ static void filelist_free(FileList *l) {
     memset(l, 0, sizeof *l);
 }
 
-static char *path_join(const char *a, const char *b) {
-    size_t na = strlen(a), nb = strlen(b);
-    char *p = xmalloc(na + nb + 2);
-    memcpy(p, a, na);
-    size_t k = na;
-    if (na > 0 && a[na - 1] != '/') p[k++] = '/';
-    memcpy(p + k, b, nb + 1);
-    return p;
-}
-
 static int has_ext(const char *name, const char *ext) {
     size_t n = strlen(name), m = strlen(ext);
     if (n <= m) return 0;
