@@ -17,13 +17,6 @@ static char dir[512]; /* the temp dir holding data and jobs */
 
 /* ---- data ---- */
 
-static void put_be32(unsigned char *p, unsigned v) {
-    p[0] = (unsigned char)(v >> 24);
-    p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8);
-    p[3] = (unsigned char)v;
-}
-
 static void write_file(const char *name, const void *p, size_t n) {
     testutil_write_file(dir, name, p, n);
 }
@@ -33,16 +26,8 @@ static void write_file(const char *name, const void *p, size_t n) {
 static void write_idx(const char *img, const char *lbl, int n, unsigned seed, int flip_every) {
     size_t il = 16 + (size_t)n * SIDE * SIDE, ll = 8 + (size_t)n;
     unsigned char *im = malloc(il), *lb = malloc(ll);
-    im[0] = im[1] = 0;
-    im[2] = 8;
-    im[3] = 3;
-    put_be32(im + 4, (unsigned)n);
-    put_be32(im + 8, SIDE);
-    put_be32(im + 12, SIDE);
-    lb[0] = lb[1] = 0;
-    lb[2] = 8;
-    lb[3] = 1;
-    put_be32(lb + 4, (unsigned)n);
+    testutil_idx_header(im, 3, (const unsigned[]){(unsigned)n, SIDE, SIDE});
+    testutil_idx_header(lb, 1, (const unsigned[]){(unsigned)n});
     unsigned s = seed;
     for (int i = 0; i < n; i++) {
         int c = i % CLASSES;

@@ -21,13 +21,7 @@ static void put_be32(unsigned char *p, uint32_t v) {
 static unsigned char *make_images(uint32_t n, uint32_t h, uint32_t w, size_t *len) {
     size_t payload = (size_t)n * h * w;
     unsigned char *b = malloc(16 + payload);
-    b[0] = 0;
-    b[1] = 0;
-    b[2] = 8;
-    b[3] = 3;
-    put_be32(b + 4, n);
-    put_be32(b + 8, h);
-    put_be32(b + 12, w);
+    testutil_idx_header(b, 3, (const unsigned[]){n, h, w});
     for (size_t i = 0; i < payload; i++) b[16 + i] = (unsigned char)((i * 7 + 3) & 255);
     *len = 16 + payload;
     return b;
@@ -36,11 +30,7 @@ static unsigned char *make_images(uint32_t n, uint32_t h, uint32_t w, size_t *le
 /* Labels: label i = i % classes. */
 static unsigned char *make_labels(uint32_t n, int classes, size_t *len) {
     unsigned char *b = malloc(8 + n);
-    b[0] = 0;
-    b[1] = 0;
-    b[2] = 8;
-    b[3] = 1;
-    put_be32(b + 4, n);
+    testutil_idx_header(b, 1, (const unsigned[]){n});
     for (uint32_t i = 0; i < n; i++) b[8 + i] = (unsigned char)(i % (uint32_t)classes);
     *len = 8 + n;
     return b;

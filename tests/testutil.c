@@ -131,23 +131,26 @@ double testutil_grad_error(double (*f)(void *ctx), void *ctx, float *x, const fl
     return worst;
 }
 
-static void put_be32(unsigned char *p, unsigned v) {
-    p[0] = (unsigned char)(v >> 24);
-    p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8);
-    p[3] = (unsigned char)v;
+size_t testutil_idx_header(unsigned char *b, int ndim, const unsigned *dims) {
+    b[0] = b[1] = 0;
+    b[2] = 8;
+    b[3] = (unsigned char)ndim;
+    for (int i = 0; i < ndim; i++) {
+        unsigned char *p = b + 4 + 4 * i;
+        p[0] = (unsigned char)(dims[i] >> 24);
+        p[1] = (unsigned char)(dims[i] >> 16);
+        p[2] = (unsigned char)(dims[i] >> 8);
+        p[3] = (unsigned char)dims[i];
+    }
+    return 4 + 4 * (size_t)ndim;
 }
 
 void testutil_write_idx_dataset(const char *dir, const char *prefix, int n, int h, int w,
                                 unsigned seed) {
     size_t npix = (size_t)n * h * w;
     unsigned char *img = malloc(16 + npix), *lab = malloc(8 + (size_t)n);
-    img[0] = img[1] = 0, img[2] = 8, img[3] = 3;
-    put_be32(img + 4, (unsigned)n);
-    put_be32(img + 8, (unsigned)h);
-    put_be32(img + 12, (unsigned)w);
-    lab[0] = lab[1] = 0, lab[2] = 8, lab[3] = 1;
-    put_be32(lab + 4, (unsigned)n);
+    testutil_idx_header(img, 3, (const unsigned[]){(unsigned)n, (unsigned)h, (unsigned)w});
+    testutil_idx_header(lab, 1, (const unsigned[]){(unsigned)n});
     float *noise = malloc(npix * sizeof *noise);
     testutil_fill(noise, npix, seed, 0, 60);
     for (int i = 0; i < n; i++) {

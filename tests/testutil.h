@@ -62,6 +62,10 @@ double testutil_grad_error(double (*f)(void *ctx), void *ctx, float *x, const fl
 
 
 
+/* Write an IDX header for unsigned bytes: 00 00 08 ndim, then the big-endian dims. Returns
+ * its length (4 + 4 * ndim). */
+size_t testutil_idx_header(unsigned char *b, int ndim, const unsigned *dims);
+
 /* Write a synthetic IDX data set of n h x w images in 3 classes (class k: a bright square at a
  * class-specific place plus noise) to dir/prefix-images.idx and dir/prefix-labels.idx. */
 void testutil_write_idx_dataset(const char *dir, const char *prefix, int n, int h, int w,
