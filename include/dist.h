@@ -50,6 +50,9 @@ void dist_allreduce_max_f64(Dist *d, double *buf, size_t n);
 /* Max over ranks of an int (e.g. "any rank wants to stop"). */
 int dist_allreduce_max_int(Dist *d, int v, const char *what);
 void dist_bcast(Dist *d, void *buf, size_t bytes, int root);
+/* rows holds n rows of row_bytes; rank r has filled rows [n*r/size, n*(r+1)/size) (the shard
+ * every sharded loop in the trainer uses). Afterwards every rank holds all n rows. */
+void dist_allgather_rows(Dist *d, void *rows, int64_t n, size_t row_bytes);
 void dist_barrier(Dist *d);
 
 /* Every rank checks that its (job hash, parameter count) equal rank 0's. On a mismatch every

@@ -42,7 +42,21 @@ typedef struct {
     char *step_log;       /* per-step losses, for equivalence tests ("" = none) */
     char *csv_log;        /* per-epoch CSV, Keras CSVLogger's columns ("" = none) */
     char *chart;          /* per-epoch SVG chart of loss and accuracy ("" = none) */
+    int feature_cache;    /* 1 (auto): run a frozen, deterministic prefix of the model once per
+                           * split and train on its cached output; 0 (off) */
 } TrainCfg;
+
+/* A fine-tuning schedule: [phase] sections in order (Keras: a fit() per phase, after setting
+ * layers' trainable flags and compiling a fresh optimizer). A job without [phase] sections has
+ * one phase from [train]. Epochs count across phases: phase p runs after the epochs of all
+ * earlier ones. */
+typedef struct {
+    int epochs;
+    float lr;
+    int unfreeze_from; /* every layer from this index up trains as well; -1: the layers'
+                        * own trainable flags only */
+    int line;          /* of the [phase] header, 0 for the implicit phase */
+} PhaseCfg;
 
 typedef enum { MONITOR_VAL_LOSS, MONITOR_VAL_ACCURACY, MONITOR_LOSS, MONITOR_ACCURACY } Monitor;
 
@@ -71,6 +85,9 @@ typedef struct {
     int n_layers;
     int has_darknet;      /* a [darknet] section imported a pretrained base */
     DarknetImport darknet;
+    char *keras_h5;       /* [keras_h5] file: Keras HDF5 weights loaded by layer name (NULL: none) */
+    PhaseCfg *phases;     /* n_phases >= 1 */
+    int n_phases;
     uint64_t hash;        /* of the whole resolved configuration: every rank must agree */
     uint64_t resume_hash; /* of what a checkpoint must match to be resumed (not epochs, paths) */
 } Job;

@@ -57,6 +57,12 @@ typedef struct {
  * loss_probabilities, applies it). */
 static inline float *model_input(Model *m) { return m->acts; }
 float *model_forward(Model *m, int N, const PassCtx *p);
+/* Layers [lo, hi) only, on the N samples already in model_layer_input(m, lo); returns their
+ * output, model_layer_input(m, hi). The feature cache runs a frozen prefix [0, F) once and
+ * then trains from layer F on. */
+float *model_forward_layers(Model *m, int lo, int hi, int N, const PassCtx *p);
+/* Layer l's input (N, layers[l].in); l == n_layers gives the model's output. */
+static inline float *model_layer_input(Model *m, int l) { return m->acts + m->act_off[l]; }
 /* Back-propagate dlogits (N, out) into m->grads (ADDED) down to the lowest trainable layer. */
 void model_backward(Model *m, const float *dlogits, int N, const PassCtx *p);
 void model_zero_grad(Model *m);

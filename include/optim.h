@@ -19,7 +19,9 @@ typedef struct {
 
 typedef struct {
     OptConfig cfg;
-    size_t n;        /* parameters covered */
+    size_t n;        /* parameters covered: every parameter of the model, so that the state
+                      * keeps its size (and checkpoint layout) when a fine-tuning phase moves
+                      * the trainable range; frozen parameters' state stays zero */
     float *s1, *s2;  /* per-parameter state (velocity / moments), n each */
     long iterations; /* steps taken (Adam bias correction) */
 } Optimizer;
@@ -27,7 +29,8 @@ typedef struct {
 void optim_init(Optimizer *o, const OptConfig *cfg, size_t n);
 void optim_reset(Optimizer *o); /* zero state and step count (a new fine-tuning phase) */
 void optim_free(Optimizer *o);
-/* One update of params[0..n) from grads[0..n) (state index i matches params[i]). */
-void optim_step(Optimizer *o, float *params, const float *grads);
+/* One update of params[lo..n) from grads[lo..n) (state index i matches params[i]); below lo
+ * the parameters are frozen. */
+void optim_step(Optimizer *o, float *params, const float *grads, size_t lo);
 
 #endif

@@ -14,6 +14,16 @@
 #include "model.h"
 #include "optim.h"
 
+/* Feature cache of one split: the output of layers [0, from) for every sample, computed once
+ * (each rank its shard, then gathered), so that training and evaluation start at layer
+ * `from`. Only for a prefix that is frozen and, for training, free of random layers
+ * (augmentation, dropout), so the cached features are exactly what each epoch would compute. */
+typedef struct {
+    int from;   /* 0: no cache */
+    size_t dim; /* floats per sample: the size of layer `from`'s input */
+    float *x;   /* (n, dim) */
+} FeatureCache;
+
 typedef struct {
     Job *job;
     Dist *dist;
@@ -26,6 +36,9 @@ typedef struct {
     int64_t *ids;    /* max_batch: global sample indices of this rank's shard */
     int32_t *labels; /* max_batch */
     float *dlogits;  /* max_batch * outputs */
+    int *trainable_job;         /* the layers' trainable flags as the job sets them */
+    int phase;                  /* index into job->phases */
+    FeatureCache cache_train, cache_val; /* built by trainer_fit (test is evaluated once) */
 } Trainer;
 
 typedef enum {
@@ -38,6 +51,10 @@ typedef enum {
  * broadcast them, check all ranks run the same job. Exits with a message on bad input. */
 void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data);
 void trainer_free(Trainer *t);
+/* Make phase `phase` of the job's schedule current: the layers' trainable flags (the job's,
+ * plus every layer from the phase's unfreeze_from up), hence the trainable parameter range
+ * that is allreduced and updated, and the learning rate. The optimizer state is left alone. */
+void trainer_set_phase(Trainer *t, int phase);
 
 typedef struct {
     double loss, accuracy;

@@ -276,6 +276,15 @@ void dist_bcast(Dist *d, void *buf, size_t bytes, int root) {
     (void)d, (void)buf, (void)bytes, (void)root;
 }
 
+void dist_allgather_rows(Dist *d, void *rows, int64_t n, size_t row_bytes) {
+    /* one broadcast per owner: simple, and dist_bcast already splits large shards into
+     * chunks that MPI's int counts can describe */
+    for (int r = 0; r < d->size; r++) {
+        int64_t lo = n * r / d->size, hi = n * (r + 1) / d->size;
+        dist_bcast(d, (char *)rows + (size_t)lo * row_bytes, (size_t)(hi - lo) * row_bytes, r);
+    }
+}
+
 void dist_barrier(Dist *d) {
 #if CONVNET_MPI
     if (d->size > 1) MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));

@@ -116,6 +116,8 @@ static int resolve_train(Job *j, Section *s, Err *e) {
     t->step_log = xstrdup(sec_get_str(ini, s, "step_log", 0, "", e));
     t->csv_log = xstrdup(sec_get_str(ini, s, "csv_log", 0, "", e));
     t->chart = xstrdup(sec_get_str(ini, s, "chart", 0, "", e));
+    static const char *const cache_modes[] = {"off", "auto", NULL};
+    if (sec_get_enum(ini, s, "feature_cache", 0, 1, cache_modes, &t->feature_cache, e)) return -1;
     return sec_check_unused(ini, s, e);
 }
 
@@ -143,16 +145,81 @@ static int resolve_checkpoint(Job *j, Section *s, Err *e) {
     return sec_check_unused(ini, s, e);
 }
 
+static int find_layer(const Job *j, const char *name) {
+    for (int l = 0; l < j->n_layers; l++)
+        if (!strcmp(j->layers[l].name, name)) return l;
+    return -1;
+}
+
 static int resolve_layer(Job *j, Section *s, int kind, Err *e) {
     Layer *L = &j->layers[j->n_layers];
     memset(L, 0, sizeof *L);
     L->kind = (LayerKind)kind;
-    snprintf(L->name, sizeof L->name, "%s", s->label);
+    /* Keras-style instance name unless the job names the layer (pretrained weights in Keras
+     * files are matched by name: block1_conv1, ...) */
+    const char *name = sec_get_str(&j->ini, s, "name", 0, s->label, e);
+    if (!name[0] || strlen(name) >= sizeof L->name || find_layer(j, name) >= 0) {
+        err_set(e, "%s:%d: layer name '%s' is %s", j->ini.path, s->line, name,
+                !name[0] ? "empty" : find_layer(j, name) >= 0 ? "already taken by an earlier layer"
+                                                              : "too long");
+        return -1;
+    }
+    snprintf(L->name, sizeof L->name, "%s", name);
     L->line = s->line;
     L->trainable = 1;
     if (layer_ops[kind]->configure(L, &j->ini, s, e)) return -1;
     if (sec_check_unused(&j->ini, s, e)) return -1;
     j->n_layers++;
+    return 0;
+}
+
+/* The [phase] sections, after the layers and [train] are known; without any, one phase from
+ * [train]. */
+static int resolve_phases(Job *j, Err *e) {
+    IniFile *ini = &j->ini;
+    int n = 0;
+    for (int i = 0; i < ini->n_sec; i++) n += !strcmp(ini->sec[i].name, "phase");
+    j->phases = xcalloc(n ? (size_t)n : 1, sizeof *j->phases);
+    if (n == 0) {
+        j->phases[0] = (PhaseCfg){j->train.epochs, j->train.opt.lr, -1, 0};
+        j->n_phases = 1;
+        return 0;
+    }
+    Section *train = ini_find(ini, "train");
+    for (int k = 0; k < train->n_kv; k++)
+        if (!strcmp(train->kv[k].key, "epochs") && !train->kv[k].resolved) {
+            err_set(e, "%s:%d: with [phase] sections the epochs are set per phase, not in [train]",
+                    ini->path, train->kv[k].line ? train->kv[k].line : train->line);
+            return -1;
+        }
+    long total = 0;
+    for (int i = 0; i < ini->n_sec; i++) {
+        Section *s = &ini->sec[i];
+        if (strcmp(s->name, "phase")) continue;
+        PhaseCfg *p = &j->phases[j->n_phases++];
+        p->line = s->line;
+        p->unfreeze_from = -1;
+        if (sec_get_int(ini, s, "epochs", 1, 0, 1, 1 << 20, &p->epochs, e) ||
+            sec_get_float(ini, s, "lr", 0, j->train.opt.lr, 0.0, 1e3, &p->lr, e))
+            return -1;
+        const char *from = sec_get_str(ini, s, "unfreeze_from", 0, "", e);
+        if (from[0]) {
+            p->unfreeze_from = find_layer(j, from);
+            if (p->unfreeze_from < 0) {
+                err_set(e, "%s:%d: unfreeze_from = %s: the job has no layer of that name (see "
+                           "`convnet-dist summary`)",
+                        ini->path, s->line, from);
+                return -1;
+            }
+        }
+        if (sec_check_unused(ini, s, e)) return -1;
+        total += p->epochs;
+    }
+    if (total > (1 << 20)) {
+        err_set(e, "%s: the phases add up to %ld epochs, more than %d", ini->path, total, 1 << 20);
+        return -1;
+    }
+    j->train.epochs = (int)total;
     return 0;
 }
 
@@ -194,6 +261,19 @@ int job_load(Job *j, const char *path, char *const *overrides, int n_overrides, 
             j->has_darknet = 1;
             if (darknet_expand(ini, s, root, j->layers, &j->n_layers, capacity, &j->darknet, e))
                 return -1;
+        } else if (!strcmp(s->name, "keras_h5")) {
+            if (j->keras_h5) {
+                err_set(e, "%s:%d: only one [keras_h5] weights file per job", ini->path, s->line);
+                return -1;
+            }
+            /* like [darknet], the file is under the data root */
+            Section *d = ini_find(ini, "data");
+            const char *env = getenv("CONVNET_DATA");
+            const char *root = d ? sec_get_str(ini, d, "root", 0, env && *env ? env : "data", e) : "data";
+            if (path_key(ini, s, "file", 1, root, &j->keras_h5, e) || sec_check_unused(ini, s, e))
+                return -1;
+        } else if (!strcmp(s->name, "phase")) {
+            continue; /* resolve_phases, once the layers are known */
         } else if (!strcmp(s->name, "checkpoint")) {
             if (resolve_checkpoint(j, s, e)) return -1;
         } else if (!strcmp(s->name, "model")) {
@@ -206,8 +286,8 @@ int job_load(Job *j, const char *path, char *const *overrides, int n_overrides, 
                 strncat(kinds, " ", sizeof kinds - strlen(kinds) - 1);
                 strncat(kinds, layer_ops[k]->section, sizeof kinds - strlen(kinds) - 1);
             }
-            err_set(e, "%s:%d: unknown section [%s]; expected data, model, train, checkpoint or a "
-                       "layer:%s",
+            err_set(e, "%s:%d: unknown section [%s]; expected data, model, train, checkpoint, "
+                       "phase, darknet, keras_h5 or a layer:%s",
                     ini->path, s->line, s->name, kinds);
             return -1;
         }
@@ -224,6 +304,7 @@ int job_load(Job *j, const char *path, char *const *overrides, int n_overrides, 
         err_set(e, "%s: the job has no layers", ini->path);
         return -1;
     }
+    if (resolve_phases(j, e)) return -1;
     if (!j->name) {
         const char *base = strrchr(path, '/');
         base = base ? base + 1 : path;
@@ -258,9 +339,11 @@ void job_free(Job *j) {
     char *paths[] = {d->root,    d->train_images, d->train_labels, d->test_images,
                      d->test_labels, d->val_images, d->val_labels, d->train_dir,
                      d->val_dir, d->test_dir, d->class_names, j->train.save, j->train.step_log,
-                     j->train.csv_log, j->train.chart, j->ckpt.path, j->ckpt.save_best, j->name};
+                     j->train.csv_log, j->train.chart, j->ckpt.path, j->ckpt.save_best, j->name,
+                     j->keras_h5};
     for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) free(paths[i]);
     free(j->layers);
+    free(j->phases);
     if (j->has_darknet) darknet_import_free(&j->darknet);
     ini_free(&j->ini);
     memset(j, 0, sizeof *j);

@@ -150,15 +150,19 @@ static LayerCtx layer_ctx(Model *m, int l, const PassCtx *p) {
 }
 
 float *model_forward(Model *m, int N, const PassCtx *p) {
-    CHECK(N >= 1 && N <= m->max_batch);
-    for (int l = 0; l < m->n_layers; l++) {
+    return model_forward_layers(m, 0, m->n_layers, N, p);
+}
+
+float *model_forward_layers(Model *m, int lo, int hi, int N, const PassCtx *p) {
+    CHECK(N >= 1 && N <= m->max_batch && lo >= 0 && lo <= hi && hi <= m->n_layers);
+    for (int l = lo; l < hi; l++) {
         LayerCtx c = layer_ctx(m, l, p);
         double t0 = m->prof ? now_seconds() : 0;
         layer_ops[m->layers[l].kind]->forward(&m->layers[l], &c, m->acts + m->act_off[l + 1],
                                                m->acts + m->act_off[l], N);
         if (m->prof) m->prof[2 * l] += now_seconds() - t0;
     }
-    return m->acts + m->act_off[m->n_layers];
+    return m->acts + m->act_off[hi];
 }
 
 void model_backward(Model *m, const float *dlogits, int N, const PassCtx *p) {

@@ -33,7 +33,7 @@ void optim_free(Optimizer *o) {
     memset(o, 0, sizeof *o);
 }
 
-void optim_step(Optimizer *o, float *p, const float *g) {
+void optim_step(Optimizer *o, float *p, const float *g, size_t lo) {
     const OptConfig *c = &o->cfg;
     const size_t n = o->n;
     float *s1 = o->s1, *s2 = o->s2;
@@ -43,14 +43,14 @@ void optim_step(Optimizer *o, float *p, const float *g) {
         const float rho = c->rho, lr = c->lr, eps = c->epsilon, mom = c->momentum;
         if (mom > 0) {
 #pragma omp parallel for simd schedule(static)
-            for (size_t i = 0; i < n; i++) {
+            for (size_t i = lo; i < n; i++) {
                 s1[i] = rho * s1[i] + (1.0f - rho) * g[i] * g[i];
                 s2[i] = mom * s2[i] + lr * g[i] / sqrtf(s1[i] + eps);
                 p[i] -= s2[i];
             }
         } else {
 #pragma omp parallel for simd schedule(static)
-            for (size_t i = 0; i < n; i++) {
+            for (size_t i = lo; i < n; i++) {
                 s1[i] = rho * s1[i] + (1.0f - rho) * g[i] * g[i];
                 p[i] -= lr * g[i] / sqrtf(s1[i] + eps);
             }
@@ -63,7 +63,7 @@ void optim_step(Optimizer *o, float *p, const float *g) {
         const float alpha =
             (float)(c->lr * sqrt(1.0 - pow(c->beta2, t)) / (1.0 - pow(c->beta1, t)));
 #pragma omp parallel for simd schedule(static)
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = lo; i < n; i++) {
             s1[i] += (g[i] - s1[i]) * (1.0f - b1);
             s2[i] += (g[i] * g[i] - s2[i]) * (1.0f - b2);
             p[i] -= alpha * s1[i] / (sqrtf(s2[i]) + eps);
@@ -74,16 +74,16 @@ void optim_step(Optimizer *o, float *p, const float *g) {
         const float lr = c->lr, mom = c->momentum;
         if (mom == 0) {
 #pragma omp parallel for simd schedule(static)
-            for (size_t i = 0; i < n; i++) p[i] -= lr * g[i];
+            for (size_t i = lo; i < n; i++) p[i] -= lr * g[i];
         } else if (c->nesterov) {
 #pragma omp parallel for simd schedule(static)
-            for (size_t i = 0; i < n; i++) {
+            for (size_t i = lo; i < n; i++) {
                 s1[i] = mom * s1[i] - lr * g[i];
                 p[i] += mom * s1[i] - lr * g[i];
             }
         } else {
 #pragma omp parallel for simd schedule(static)
-            for (size_t i = 0; i < n; i++) {
+            for (size_t i = lo; i < n; i++) {
                 s1[i] = mom * s1[i] - lr * g[i];
                 p[i] += s1[i];
             }

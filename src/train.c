@@ -182,6 +182,9 @@ void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data) {
         int64_t n = 64 * (int64_t)job->train.batch_size;
         synthetic_dataset(&t->train, input, n, outputs > 1 ? outputs : 2, job->train.seed);
     }
+    t->trainable_job = xmalloc((size_t)job->n_layers * sizeof *t->trainable_job);
+    for (int l = 0; l < job->n_layers; l++) t->trainable_job[l] = job->layers[l].trainable;
+    trainer_set_phase(t, 0);
     check_outputs(t);
     if (dist_check_same_job(dist, job->hash, t->model.n_params, &e)) {
         if (dist->rank == 0) fprintf(stderr, "convnet-dist: %s\n", e.msg);
@@ -196,7 +199,7 @@ void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data) {
         }
     }
     dist_bcast(dist, t->model.params, t->model.n_params * sizeof(float), 0);
-    optim_init(&t->opt, &job->train.opt, t->model.n_params - t->model.train_lo);
+    optim_init(&t->opt, &job->train.opt, t->model.n_params);
     size_t outputs = shape_size(model_output_shape(&t->model));
     t->perm = xmalloc(((size_t)t->train.n + 1) * sizeof *t->perm);
     t->ids = xmalloc((size_t)max_batch * sizeof *t->ids);
@@ -214,6 +217,111 @@ void trainer_free(Trainer *t) {
     free(t->ids);
     free(t->labels);
     free(t->dlogits);
+    free(t->trainable_job);
+    free(t->cache_train.x);
+    free(t->cache_val.x);
+}
+
+void trainer_set_phase(Trainer *t, int phase) {
+    const PhaseCfg *ph = &t->job->phases[phase];
+    Model *m = &t->model;
+    for (int l = 0; l < m->n_layers; l++) {
+        Layer *L = &m->layers[l];
+        if (L->n_weight + L->n_bias == 0) continue;
+        L->trainable = t->trainable_job[l] || (ph->unfreeze_from >= 0 && l >= ph->unfreeze_from);
+    }
+    model_update_trainable(m);
+    t->opt.cfg.lr = ph->lr;
+    t->phase = phase;
+}
+
+/* ---------------------------------------------------------------- feature cache */
+
+/* Layers whose training-mode output depends on random draws. */
+static int is_random_in_training(const Layer *L) {
+    return L->kind == LAYER_RANDOM_FLIP || L->kind == LAYER_RANDOM_ROTATION ||
+           L->kind == LAYER_RANDOM_ZOOM || (L->kind == LAYER_DROPOUT && L->u.dropout.rate > 0);
+}
+
+/* Where a split's cache starts (0: no cache worth having). Nothing below the lowest trainable
+ * layer changes during a phase, so its output can be computed once; a split used for
+ * training must also stop before the first random layer (evaluation runs them as
+ * identities). Only a prefix with weights is worth caching: that is the work saved. */
+static int cache_start(const Trainer *t, int training) {
+    const Model *m = &t->model;
+    if (!t->job->train.feature_cache || m->lowest_trainable >= m->n_layers) return 0;
+    int from = m->lowest_trainable, weights = 0;
+    for (int l = 0; l < from; l++)
+        if (training && is_random_in_training(&m->layers[l])) from = l;
+    for (int l = 0; l < from; l++) weights |= m->layers[l].n_weight > 0;
+    return weights ? from : 0;
+}
+
+/* Run layers [0, from) once over split d (each rank its shard, then gathered) into c. */
+static void cache_build(Trainer *t, FeatureCache *c, const Dataset *d, int from, const char *what) {
+    free(c->x);
+    memset(c, 0, sizeof *c);
+    if (from == 0 || d->n == 0) return;
+    Model *m = &t->model;
+    Dist *dist = t->dist;
+    const DataCfg *dc = &t->job->data;
+    const size_t dim = shape_size(m->layers[from].in);
+    const double mb = (double)d->n * (double)dim * sizeof(float) / 1e6;
+    /* every rank on a node holds the whole cache: leave most of the memory to everything else */
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    double node_mb = pages > 0 && page > 0 ? (double)pages * (double)page / 1e6 : 0;
+    if (node_mb > 0 && mb * dist->local_size > node_mb / 3) {
+        if (dist->rank == 0)
+            printf("feature cache: %s not cached: %.0f MB x %d ranks on this node exceed a third of "
+                   "its %.0f MB; the frozen layers run every epoch\n",
+                   what, mb, dist->local_size, node_mb);
+        return;
+    }
+    double t0 = now_seconds();
+    c->x = xmalloc((size_t)d->n * dim * sizeof *c->x);
+    c->from = from;
+    c->dim = dim;
+    int64_t lo = d->n * dist->rank / dist->size, hi = d->n * (dist->rank + 1) / dist->size;
+    PassCtx p = {0, t->job->train.seed, 0, t->ids};
+    for (int64_t s = lo; s < hi; s += m->max_batch) {
+        int n = (int)(hi - s < m->max_batch ? hi - s : m->max_batch);
+        for (int i = 0; i < n; i++) t->ids[i] = s + i;
+        dataset_gather_batch(d, t->ids, n, dc->scale, dc->offset, model_input(m), t->labels);
+        const float *f = model_forward_layers(m, 0, from, n, &p);
+        memcpy(c->x + (size_t)s * dim, f, (size_t)n * dim * sizeof *f);
+    }
+    dist_allgather_rows(dist, c->x, d->n, dim * sizeof *c->x);
+    if (dist->rank == 0) {
+        printf("feature cache: %s: layers %s..%s run once over %lld samples: %zu floats each "
+               "(%.0f MB), %.1f s\n",
+               what, m->layers[0].name, m->layers[from - 1].name, (long long)d->n, dim, mb,
+               now_seconds() - t0);
+        fflush(stdout);
+    }
+}
+
+/* (Re)build the caches the current phase allows: at the start and after a phase switch. */
+static void caches_update(Trainer *t) {
+    int ft = cache_start(t, 1), fv = cache_start(t, 0);
+    if (ft != t->cache_train.from || (ft && !t->cache_train.x)) cache_build(t, &t->cache_train, &t->train, ft, "training data");
+    if (fv != t->cache_val.from || (fv && !t->cache_val.x)) cache_build(t, &t->cache_val, &t->val, fv, "validation data");
+}
+
+/* Put the samples t->ids[0..n) of split d, or their cached features, where the forward pass
+ * starts, and their labels in t->labels; returns the layer to start at. */
+static int load_batch(Trainer *t, const Dataset *d, const FeatureCache *c, int n) {
+    Model *m = &t->model;
+    if (c && c->from) {
+        float *dst = model_layer_input(m, c->from);
+        for (int i = 0; i < n; i++) {
+            memcpy(dst + (size_t)i * c->dim, c->x + (size_t)t->ids[i] * c->dim, c->dim * sizeof *dst);
+            t->labels[i] = d->labels[t->ids[i]];
+        }
+        return c->from;
+    }
+    const DataCfg *dc = &t->job->data;
+    dataset_gather_batch(d, t->ids, n, dc->scale, dc->offset, model_input(m), t->labels);
+    return 0;
 }
 
 /* Fisher-Yates from the keyed stream (seed, shuffle, epoch): identical on every rank. */
@@ -234,7 +342,7 @@ EvalResult trainer_evaluate(Trainer *t, const Dataset *d) {
     if (d->n == 0) return res;
     const Dist *dist = t->dist;
     Model *m = &t->model;
-    const DataCfg *c = &t->job->data;
+    const FeatureCache *cache = d == &t->val ? &t->cache_val : NULL;
     int64_t lo = d->n * dist->rank / dist->size, hi = d->n * (dist->rank + 1) / dist->size;
     LossStats st = {0, 0};
     PassCtx p = {0, t->job->train.seed, 0, t->ids};
@@ -242,8 +350,8 @@ EvalResult trainer_evaluate(Trainer *t, const Dataset *d) {
     for (int64_t s = lo; s < hi; s += m->max_batch) {
         int n = (int)(hi - s < m->max_batch ? hi - s : m->max_batch);
         for (int i = 0; i < n; i++) t->ids[i] = s + i;
-        dataset_gather_batch(d, t->ids, n, c->scale, c->offset, model_input(m), t->labels);
-        float *logits = model_forward(m, n, &p);
+        int from = load_batch(t, d, cache, n);
+        float *logits = model_forward_layers(m, from, m->n_layers, n, &p);
         loss_compute(t->job->train.loss, &st, NULL, logits, t->labels, n, K, 0.0f);
     }
     double sums[3] = {st.loss_sum, st.correct, (double)(hi - lo)};
@@ -261,17 +369,16 @@ static LossStats train_step(Trainer *t, const int64_t *batch, int gB, int epoch,
                             int *stop) {
     Model *m = &t->model;
     const Dist *dist = t->dist;
-    const DataCfg *c = &t->job->data;
     int lo = gB * dist->rank / dist->size, hi = gB * (dist->rank + 1) / dist->size, n = hi - lo;
     double t0 = now_seconds();
     for (int i = 0; i < n; i++) t->ids[i] = batch[lo + i];
-    if (n > 0) dataset_gather_batch(&t->train, t->ids, n, c->scale, c->offset, model_input(m), t->labels);
+    int from = n > 0 ? load_batch(t, &t->train, &t->cache_train, n) : 0;
     double t1 = now_seconds();
     model_zero_grad(m);
     LossStats st = {0, 0};
     PassCtx p = {1, t->job->train.seed, epoch, t->ids};
     if (n > 0) {
-        float *logits = model_forward(m, n, &p);
+        float *logits = model_forward_layers(m, from, m->n_layers, n, &p);
         int K = (int)shape_size(model_output_shape(m));
         loss_compute(t->job->train.loss, &st, t->dlogits, logits, t->labels, n, K, 1.0f / (float)gB);
         model_backward(m, t->dlogits, n, &p);
@@ -284,7 +391,7 @@ static LossStats train_step(Trainer *t, const int64_t *batch, int gB, int epoch,
     dist_allreduce_sum_f64(t->dist, sums, 3, "step loss");
     *stop = sums[2] > 0;
     double t3 = now_seconds();
-    optim_step(&t->opt, m->params + m->train_lo, m->grads + m->train_lo);
+    optim_step(&t->opt, m->params, m->grads, m->train_lo);
     double t4 = now_seconds();
     tm->data += t1 - t0;
     tm->compute += (t2 - t1) + (t4 - t3);
@@ -457,6 +564,27 @@ static void resume(Trainer *t, CheckpointState *st, ResumeMode mode) {
     t->opt.iterations = st->opt_iterations;
 }
 
+/* The phase that epoch `epoch` (0-based) belongs to: phases follow each other. */
+static int phase_of_epoch(const Job *j, int epoch) {
+    int end = 0;
+    for (int p = 0; p < j->n_phases; p++) {
+        end += j->phases[p].epochs;
+        if (epoch < end) return p;
+    }
+    return j->n_phases - 1;
+}
+
+static void print_phase(const Trainer *t) {
+    const PhaseCfg *ph = &t->job->phases[t->phase];
+    const Model *m = &t->model;
+    printf("phase %d/%d (%s:%d): %d epochs, lr %g, trainable from %s: %zu parameters (optimizer "
+           "state reset at the start of the phase)\n",
+           t->phase + 1, t->job->n_phases, t->job->ini.path, ph->line, ph->epochs, (double)ph->lr,
+           m->lowest_trainable < m->n_layers ? m->layers[m->lowest_trainable].name : "(none)",
+           model_trainable_count(m));
+    fflush(stdout);
+}
+
 static const char *const monitor_names[] = {"val_loss", "val_accuracy", "loss", "accuracy"};
 
 static double monitored(Monitor mon, double loss, double acc, const EvalResult *v) {
@@ -497,6 +625,10 @@ int trainer_fit(Trainer *t, ResumeMode resume_mode) {
     install_stop_handlers();
     CheckpointState st = fresh_state(t);
     resume(t, &st, resume_mode);
+    /* a resumed run continues in the checkpoint's phase, with its optimizer state */
+    trainer_set_phase(t, st.phase);
+    if (root && j->n_phases > 1) print_phase(t);
+    caches_update(t);
     FILE *steplog = NULL;
     if (root && tc->step_log[0]) {
         steplog = fopen(tc->step_log, st.global_step ? "a" : "w");
@@ -619,8 +751,23 @@ int trainer_fit(Trainer *t, ResumeMode resume_mode) {
             if (improved && ck->save_best[0] && weights_save(ck->save_best, m, &e))
                 fprintf(stderr, "convnet-dist: warning: best weights not saved: %s\n", e.msg);
             EpochRecord r = {epoch, acc, loss, v.count ? v.accuracy : NAN, v.count ? v.loss : NAN,
-                             tc->opt.lr, trained / secs, secs};
+                             t->opt.cfg.lr, trained / secs, secs};
             write_epoch_logs(t, &r);
+        }
+        /* Rank 0 drives the schedule: it decides the phase of the next epoch and every rank
+         * follows; the checkpoint below then records the new phase and its fresh optimizer. */
+        int next = t->phase;
+        if (root) next = phase_of_epoch(j, epoch + 1);
+        dist_bcast(dist, &next, sizeof next, 0);
+        if (next != t->phase && epoch + 1 < tc->epochs) {
+            trainer_set_phase(t, next);
+            optim_reset(&t->opt);
+            st.phase = next;
+            st.epochs_since_best = 0;
+            if (root) print_phase(t);
+            caches_update(t);
+        }
+        if (root) {
             if (ck->path[0] && ck->every_epoch) save_checkpoint(t, &st);
             if (stopped_early)
                 printf("early stopping: %s has not improved for %d epochs (best %.4f at epoch %d)\n",

@@ -78,7 +78,7 @@ static void test_probabilities(void) {
 static void run_steps(OptConfig cfg, float *p, const float *g, int steps) {
     Optimizer o;
     optim_init(&o, &cfg, 1);
-    for (int i = 0; i < steps; i++) optim_step(&o, p, g + i);
+    for (int i = 0; i < steps; i++) optim_step(&o, p, g + i, 0);
     optim_free(&o);
 }
 
@@ -128,7 +128,26 @@ static void test_sgd(void) {
     CU_ASSERT_DOUBLE_EQUAL(p, 1 - 0.05 + 0.025, 1e-6);
 }
 
-TEST_SUITE(loss_optim, {"softmax cross-entropy values", test_softmax_xent_values},
+/* Parameters below lo are frozen: untouched, their state stays zero; the rest follow the formula
+ * exactly as an optimizer over only them would. */
+static void test_frozen_range(void) {
+    OptConfig c = {OPT_RMSPROP, 0.001f, 0.9f, 0, 0.9f, 0.999f, 1e-7f, 0};
+    Optimizer o;
+    optim_init(&o, &c, 4);
+    float p[4] = {1, 1, 1, 1}, g[4] = {0.5f, 0.5f, 0.5f, 0.5f};
+    optim_step(&o, p, g, 2);
+    CU_ASSERT_EQUAL(p[0], 1.0f);
+    CU_ASSERT_EQUAL(p[1], 1.0f);
+    CU_ASSERT_EQUAL(o.s1[1], 0.0f);
+    CU_ASSERT_DOUBLE_EQUAL(p[2], 0.99683772, 2e-7);
+    CU_ASSERT_DOUBLE_EQUAL(p[3], 0.99683772, 2e-7);
+    optim_reset(&o);
+    CU_ASSERT_EQUAL(o.s1[3], 0.0f);
+    CU_ASSERT_EQUAL(o.iterations, 0);
+    optim_free(&o);
+}
+
+TEST_SUITE(loss_optim, {"optimizer leaves frozen parameters (below lo) alone", test_frozen_range}, {"softmax cross-entropy values", test_softmax_xent_values},
            {"binary cross-entropy values, stable at large logits", test_bce_values},
            {"loss gradients by central differences", test_loss_gradients},
            {"probabilities", test_probabilities}, {"rmsprop (Keras formula)", test_rmsprop},
