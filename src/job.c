@@ -148,6 +148,8 @@ static int resolve_layer(Job *j, Section *s, int kind, Err *e) {
     memset(L, 0, sizeof *L);
     L->kind = (LayerKind)kind;
     snprintf(L->name, sizeof L->name, "%s", s->label);
+    const char *name = sec_get_str(&j->ini, s, "name", 0, NULL, e);
+    if (name) snprintf(L->name, sizeof L->name, "%s", name);
     L->line = s->line;
     L->trainable = 1;
     if (layer_ops[kind]->configure(L, &j->ini, s, e)) return -1;
