@@ -65,8 +65,10 @@ typedef struct {
 
 typedef struct Layer {
     LayerKind kind;
-    char name[48]; /* Keras-style instance name: conv2d, conv2d_1, ... */
-    int line;      /* job-file line of the layer's section header */
+    char name[48];    /* Keras-style instance name: conv2d, conv2d_1, ... */
+    const char *file; /* job file (or included file) of the layer's section, owned by the job's
+                       * IniFile; NULL when unknown */
+    int line;         /* line of the layer's section header in that file */
 
     /* configuration shared by several kinds */
     int units;          /* Conv2D filters (OC), Dense units */
@@ -137,6 +139,9 @@ extern const LayerOps conv2d_ops, maxpool2d_ops, flatten_ops, dense_ops, dropout
 
 /* The activation a layer's forward applies itself (linear when the loss applies it). */
 static inline Activation layer_act(const Layer *L) { return L->act_fused ? ACT_LINEAR : L->act; }
+
+/* "FILE:LINE" of the layer's section for messages ("line N" when its file is unknown). */
+const char *layer_where(const Layer *L, char *buf, size_t n);
 
 /* Lookup by job-file section name; -1 when none. */
 int layer_kind_from_section(const char *section);
