@@ -18,6 +18,7 @@ const LayerOps *const layer_ops[LAYER_KIND_COUNT] = {
     [LAYER_RANDOM_ROTATION] = &random_rotation_ops,
     [LAYER_RANDOM_ZOOM] = &random_zoom_ops,
     [LAYER_GLOBAL_AVGPOOL] = &global_avgpool_ops,
+    [LAYER_PREPROCESS] = &preprocess_ops,
 };
 
 const char *layer_where(const Layer *L, char *buf, size_t n) {
