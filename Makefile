@@ -7,9 +7,11 @@
 #   make deps       install the Debian packages this project needs (root) or print the command
 #   make clean
 #
-# Toggles: MPI=0 (no MPI at all), OPENMP=0, DEBUG=1 (-O0 -g), SANITIZE=1 (ASan + UBSan).
+# Toggles: MPI=0 (no MPI at all), OPENMP=0, DEBUG=1 (-O0 -g), SANITIZE=1 (ASan + UBSan),
+# HDF5=0 (no Keras .h5 weights import: [keras_h5] then says how to get it).
 
 MPI ?= 1
+HDF5 ?= 1
 OPENMP ?= 1
 DEBUG ?= 0
 SANITIZE ?= 0
@@ -24,11 +26,15 @@ PKG_JPEG := libturbojpeg0-dev
 PKG_ZLIB := zlib1g-dev
 PKG_CUNIT := libcunit1-dev
 PKG_MPI := libopenmpi-dev openmpi-bin
+PKG_HDF5 := libhdf5-dev
 PKG_DATA := dataset-fashion-mnist
 # bc, procps (pgrep) and iproute2 (network namespaces) are used by the tests.
 DEPS_PKGS := $(PKG_BLAS) $(PKG_JPEG) $(PKG_ZLIB) $(PKG_CUNIT) $(PKG_DATA) bc procps iproute2
 ifeq ($(MPI),1)
 DEPS_PKGS += $(PKG_MPI)
+endif
+ifeq ($(HDF5),1)
+DEPS_PKGS += $(PKG_HDF5)
 endif
 
 ifeq ($(MPI),1)
@@ -41,9 +47,21 @@ endif
 BLAS_INC := /usr/include/x86_64-linux-gnu/openblas-openmp
 BLAS_LIBDIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
 
-CPPFLAGS += -Iinclude -I$(BLAS_INC) -DCONVNET_MPI=$(MPI) -MMD -MP
+# HDF5 (Keras .h5 weights): pkg-config's flags, else Debian's serial build (libhdf5-dev).
+HDF5_CFLAGS := $(shell pkg-config --cflags hdf5 2>/dev/null)
+HDF5_LIBS := $(shell pkg-config --libs hdf5 2>/dev/null)
+ifeq ($(strip $(HDF5_LIBS)),)
+HDF5_CFLAGS := -I/usr/include/hdf5/serial
+HDF5_LIBS := -lhdf5_serial
+endif
+
+CPPFLAGS += -Iinclude -I$(BLAS_INC) -DCONVNET_MPI=$(MPI) -DCONVNET_HDF5=$(HDF5) -MMD -MP
 CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter
 LDLIBS += -L$(BLAS_LIBDIR) -Wl,-rpath,$(BLAS_LIBDIR) -lopenblas -lturbojpeg -lz -lm -lpthread
+ifeq ($(HDF5),1)
+CPPFLAGS += $(HDF5_CFLAGS)
+LDLIBS += $(HDF5_LIBS)
+endif
 
 ifeq ($(DEBUG),1)
 CFLAGS += -O0 -g3
@@ -82,9 +100,12 @@ check-deps:
 	probe cblas.h -lopenblas "$(PKG_BLAS)"; \
 	probe turbojpeg.h -lturbojpeg "$(PKG_JPEG)"; \
 	probe zlib.h -lz "$(PKG_ZLIB)"; \
+	$(if $(filter 1,$(HDF5)),probe hdf5.h "$(HDF5_CFLAGS) $(HDF5_LIBS)" "$(PKG_HDF5)";) \
 	if [ -n "$$missing" ]; then \
 	  echo "convnet-dist: missing build dependencies:$$missing"; \
-	  echo "  install them with: sudo apt-get install -y$$missing   (or: make deps)"; exit 1; fi
+	  echo "  install them with: sudo apt-get install -y$$missing   (or: make deps)"; \
+	  case "$$missing" in *$(PKG_HDF5)*) echo "  or build without Keras .h5 import: make HDF5=0";; esac; \
+	  exit 1; fi
 
 deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

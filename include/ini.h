@@ -7,6 +7,11 @@
  *
  * Syntax: `[name]` starts a section; `key = value`; `#` or `;` starts a comment
  * (whole-line, or after whitespace); blank lines ignored.
+ *
+ * `[include]` with its one key `file = PATH` (relative to the including file's folder) is
+ * replaced by the sections of that file, read the same way (includes nest up to
+ * INI_INCLUDE_DEPTH; a cycle is an error). Each section remembers the file it came from, and
+ * every message about it or its keys names that file and line.
  */
 #ifndef CONVNET_INI_H
 #define CONVNET_INI_H
@@ -24,22 +29,33 @@ typedef struct {
 } KeyVal;
 
 typedef struct Section {
-    char *name;  /* header: "train", "conv2d", ... */
-    char *label; /* unique instance name: "train", "conv2d", "conv2d_1", ... (Keras naming) */
-    int line;
+    char *name;       /* header: "train", "conv2d", ... */
+    char *label;      /* unique instance name: "train", "conv2d", "conv2d_1", ... (Keras naming) */
+    const char *file; /* the file it was read from (owned by the IniFile; the job file for a
+                       * section made by --set) */
+    int line;         /* of its header in that file; 0 when made by --set */
     KeyVal *kv;
     int n_kv, cap_kv;
 } Section;
 
 typedef struct IniFile {
-    char *path;
+    char *path;   /* the job file (or the name given to ini_parse_string) */
+    char **files; /* path, then every included file in the order read */
+    int n_files, cap_files;
     Section *sec;
     int n_sec, cap_sec;
 } IniFile;
 
+#define INI_INCLUDE_DEPTH 16 /* [include] nesting limit */
+
+/* Read a file (or text that `name` stands for: its includes are relative to name's folder).
+ * 0, or -1 with e naming the file and line. */
 int ini_parse_file(IniFile *ini, const char *path, Err *e);
 int ini_parse_string(IniFile *ini, const char *name, const char *text, Err *e);
 void ini_free(IniFile *ini);
+
+/* The file a section came from, for messages: s->file, or the job file when unset. */
+const char *ini_section_file(const IniFile *ini, const Section *s);
 
 /* Apply "label.key=value" (label as in Section.label, e.g. train.epochs or conv2d_1.filters). */
 int ini_apply_override(IniFile *ini, const char *assignment, Err *e);
@@ -75,7 +91,8 @@ int sec_get_range(IniFile *ini, Section *s, const char *key, int required, doubl
 /* Error for the first key in s that no getter used: "unknown key". 0 or -1. */
 int sec_check_unused(IniFile *ini, Section *s, Err *e);
 
-/* Print every section with its resolved keys (defaults marked) to f. */
+/* Print every section with its resolved keys (defaults marked, included sections' files named)
+ * to f. */
 void ini_print_resolved(const IniFile *ini, FILE *f);
 
 /* Hash of every section's resolved keys, skipping keys listed in `ignore` (NULL-terminated,

@@ -38,6 +38,7 @@ typedef enum {
     LAYER_RANDOM_ROTATION,
     LAYER_RANDOM_ZOOM,
     LAYER_GLOBAL_AVGPOOL,
+    LAYER_PREPROCESS,
     LAYER_KIND_COUNT
 } LayerKind;
 
@@ -62,11 +63,21 @@ typedef struct {
 typedef struct {
     float h_lo, h_hi, w_lo, w_hi; /* zoom ranges; negative zooms in (Keras convention) */
 } ZoomCfg;
+/* Keras's imagenet_utils.preprocess_input on RGB pixels in 0..255, as
+ * y[c] = (x[src[c]] / div - mean[c]) / std[c] in Keras's order of operations. */
+typedef enum { PREPROCESS_CAFFE, PREPROCESS_TF, PREPROCESS_TORCH } PreprocessMode;
+typedef struct {
+    PreprocessMode mode;
+    int src[3]; /* input channel of each output channel: caffe swaps RGB to BGR */
+    float div, mean[3], std[3];
+} PreprocessCfg;
 
 typedef struct Layer {
     LayerKind kind;
-    char name[48]; /* Keras-style instance name: conv2d, conv2d_1, ... */
-    int line;      /* job-file line of the layer's section header */
+    char name[48];    /* Keras-style instance name: conv2d, conv2d_1, ... */
+    const char *file; /* job file (or included file) of the layer's section, owned by the job's
+                       * IniFile; NULL when unknown */
+    int line;         /* line of the layer's section header in that file */
 
     /* configuration shared by several kinds */
     int units;          /* Conv2D filters (OC), Dense units */
@@ -83,6 +94,7 @@ typedef struct Layer {
         FlipCfg flip;
         RotationCfg rotation;
         ZoomCfg zoom;
+        PreprocessCfg pre;
     } u;
 
     /* plan, filled by the kind's plan() and model_plan() */
@@ -133,10 +145,14 @@ extern const LayerOps *const layer_ops[LAYER_KIND_COUNT];
 
 /* Per-kind operations, defined in their own source files and gathered in layer_ops. */
 extern const LayerOps conv2d_ops, maxpool2d_ops, flatten_ops, dense_ops, dropout_ops,
-    rescaling_ops, random_flip_ops, random_rotation_ops, random_zoom_ops, global_avgpool_ops;
+    rescaling_ops, random_flip_ops, random_rotation_ops, random_zoom_ops, global_avgpool_ops,
+    preprocess_ops;
 
 /* The activation a layer's forward applies itself (linear when the loss applies it). */
 static inline Activation layer_act(const Layer *L) { return L->act_fused ? ACT_LINEAR : L->act; }
+
+/* "FILE:LINE" of the layer's section for messages ("line N" when its file is unknown). */
+const char *layer_where(const Layer *L, char *buf, size_t n);
 
 /* Lookup by job-file section name; -1 when none. */
 int layer_kind_from_section(const char *section);

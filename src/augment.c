@@ -40,9 +40,9 @@ static const double TWO_PI = 6.283185307179586476925286766559;
 
 /* ---------------------------------------------------------------- configuration */
 
-/* "FILE:LINE" of the layer's section, for messages. */
-static const char *where(const IniFile *ini, const Layer *L, char *buf, size_t n) {
-    snprintf(buf, n, "%s:%d", ini && ini->path ? ini->path : "(job)", L->line);
+/* "FILE:LINE" of the layer's section (in the job file or a file it includes), for messages. */
+static const char *where(const IniFile *ini, const Section *sec, char *buf, size_t n) {
+    snprintf(buf, n, "%s:%d", ini_section_file(ini, sec), sec->line);
     return buf;
 }
 
@@ -53,7 +53,7 @@ static int check_fill_interp(Layer *L, IniFile *ini, Section *sec, Err *e) {
     if (!fm) return -1;
     if (strcmp(fm, "reflect") != 0) {
         err_set(e, "%s: [%s] fill_mode = %s is not supported (only reflect, the Keras default)",
-                where(ini, L, w, sizeof w), sec->name, fm);
+                where(ini, sec, w, sizeof w), sec->name, fm);
         return -1;
     }
     const char *ip = sec_get_str(ini, sec, "interpolation", 0, "bilinear", e);
@@ -61,7 +61,7 @@ static int check_fill_interp(Layer *L, IniFile *ini, Section *sec, Err *e) {
     if (strcmp(ip, "bilinear") != 0) {
         err_set(e,
                 "%s: [%s] interpolation = %s is not supported (only bilinear, the Keras default)",
-                where(ini, L, w, sizeof w), sec->name, ip);
+                where(ini, sec, w, sizeof w), sec->name, ip);
         return -1;
     }
     return 0;
@@ -82,7 +82,7 @@ static int rotation_configure(Layer *L, IniFile *ini, Section *sec, Err *e) {
     if (sec_get_range(ini, sec, "factor", 1, 0.0, &lo, &hi, e) != 0) return -1;
     if (!isfinite(lo) || !isfinite(hi) || lo > hi) {
         char w[320];
-        err_set(e, "%s: [%s] factor must be finite with lo <= hi", where(ini, L, w, sizeof w),
+        err_set(e, "%s: [%s] factor must be finite with lo <= hi", where(ini, sec, w, sizeof w),
                 sec->name);
         return -1;
     }
@@ -105,7 +105,7 @@ static int zoom_range(Layer *L, IniFile *ini, Section *sec, const char *key, int
     if (!isfinite(*lo) || !isfinite(*hi) || *lo < -1.0f || *hi < -1.0f) {
         char w[320];
         err_set(e, "%s: [%s] %s must have values >= -1 (a zoom of 1 + factor)",
-                where(ini, L, w, sizeof w), sec->name, key);
+                where(ini, sec, w, sizeof w), sec->name, key);
         return -1;
     }
     return 0;
@@ -130,8 +130,9 @@ static int zoom_configure(Layer *L, IniFile *ini, Section *sec, Err *e) {
 
 static int aug_plan(Layer *L, Err *e) {
     if (L->in.flat || L->in.h <= 0 || L->in.w <= 0 || L->in.c <= 0) {
-        err_set(e, "line %d: [%s] needs an image input (height, width, channels), got %dx%dx%d",
-                L->line, L->name, L->in.h, L->in.w, L->in.c);
+        char w[320];
+        err_set(e, "%s: [%s] needs an image input (height, width, channels), got %dx%dx%d",
+                layer_where(L, w, sizeof w), L->name, L->in.h, L->in.w, L->in.c);
         return -1;
     }
     L->out = L->in;

@@ -209,18 +209,19 @@ int layer_configure_window(Layer *L, IniFile *ini, Section *s, const char *windo
 /* Keras/TF output size and padding: valid: floor((H-K)/S)+1; same: ceil(H/S), with the odd
  * padding pixel at the bottom/right. Returns -1 when the window does not fit. */
 int layer_plan_window(Layer *L, int out_c, Err *e) {
+    char w[320];
     if (L->in.flat) {
-        err_set(e, "layer %s (line %d): %s needs a spatial (H, W, C) input, but its input is a flat "
+        err_set(e, "layer %s (%s): %s needs a spatial (H, W, C) input, but its input is a flat "
                    "vector of %d values (is it after a Flatten or Dense?)",
-                L->name, L->line, layer_ops[L->kind]->keras_name, L->in.c);
+                L->name, layer_where(L, w, sizeof w), layer_ops[L->kind]->keras_name, L->in.c);
         return -1;
     }
     int H = L->in.h, W = L->in.w, oh, ow;
     if (L->padding == PAD_VALID) {
         if (H < L->kh || W < L->kw) {
-            err_set(e, "layer %s (line %d): input %dx%dx%d is smaller than its %dx%d window; the "
+            err_set(e, "layer %s (%s): input %dx%dx%d is smaller than its %dx%d window; the "
                        "output would be empty",
-                    L->name, L->line, H, W, L->in.c, L->kh, L->kw);
+                    L->name, layer_where(L, w, sizeof w), H, W, L->in.c, L->kh, L->kw);
             return -1;
         }
         oh = (H - L->kh) / L->sh + 1;

@@ -32,7 +32,8 @@ static int cfg_layer(IniFile *cfg, Section *s, Layer *L, int trainable, int *has
             sec_get_enum(cfg, s, "activation", 0, 1, acts, &act, e))
             return -1;
         if (pad && size % 2 == 0) {
-            err_set(e, "%s:%d: padded even-sized kernels are not supported", cfg->path, s->line);
+            err_set(e, "%s:%d: padded even-sized kernels are not supported",
+                    ini_section_file(cfg, s), s->line);
             return -1;
         }
         L->kind = LAYER_CONV2D;
@@ -67,7 +68,7 @@ static int cfg_layer(IniFile *cfg, Section *s, Layer *L, int trainable, int *has
         return !strcmp(s->name, "softmax") ? 2 : 1;
     }
     err_set(e, "%s:%d: Darknet layer [%s] is not supported (convolutional, maxpool, avgpool, softmax)",
-            cfg->path, s->line, s->name);
+            ini_section_file(cfg, s), s->line, s->name);
     return -1;
 }
 
@@ -115,6 +116,7 @@ int darknet_expand(IniFile *ini, Section *s, const char *root, Layer *layers, in
             snprintf(L->name, sizeof L->name, "dn_%s_%d", base, same);
         else
             snprintf(L->name, sizeof L->name, "dn_%s", base);
+        L->file = ini_section_file(ini, s);
         L->line = s->line;
         imp->has_bn[imp->count] = bn;
         imp->is_conv[imp->count] = L->kind == LAYER_CONV2D;

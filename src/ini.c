@@ -1,5 +1,6 @@
-/* ini.c: job-file syntax (sections of key = value), --set overrides, typed getters that
- * validate and record resolved values, unknown-key detection and the resolved printout. */
+/* ini.c: job-file syntax (sections of key = value, [include] of other files), --set overrides,
+ * typed getters that validate and record resolved values, unknown-key detection and the
+ * resolved printout. */
 #include "ini.h"
 
 #include <ctype.h>
@@ -15,7 +16,7 @@ static char *trim(char *s) {
     return s;
 }
 
-static Section *add_section(IniFile *ini, const char *name, int line) {
+static Section *add_section(IniFile *ini, const char *name, const char *file, int line) {
     if (ini->n_sec == ini->cap_sec) {
         ini->cap_sec = ini->cap_sec ? 2 * ini->cap_sec : 16;
         Section *grown = xmalloc((size_t)ini->cap_sec * sizeof *grown);
@@ -35,8 +36,22 @@ static Section *add_section(IniFile *ini, const char *name, int line) {
     memset(s, 0, sizeof *s);
     s->name = xstrdup(name);
     s->label = xstrdup(label);
+    s->file = file;
     s->line = line;
     return s;
+}
+
+/* Keep a copy of a file name for the lifetime of the IniFile; returns the copy. */
+static const char *add_file(IniFile *ini, const char *path) {
+    if (ini->n_files == ini->cap_files) {
+        ini->cap_files = ini->cap_files ? 2 * ini->cap_files : 4;
+        char **grown = xmalloc((size_t)ini->cap_files * sizeof *grown);
+        if (ini->n_files) memcpy(grown, ini->files, (size_t)ini->n_files * sizeof *grown);
+        free(ini->files);
+        ini->files = grown;
+    }
+    ini->files[ini->n_files] = xstrdup(path);
+    return ini->files[ini->n_files++];
 }
 
 static KeyVal *find_key(Section *s, const char *key) {
@@ -68,13 +83,116 @@ static int valid_name(const char *s) {
     return 1;
 }
 
-int ini_parse_string(IniFile *ini, const char *name, const char *text, Err *e) {
-    memset(ini, 0, sizeof *ini);
-    ini->path = xstrdup(name);
+/* The files being read, outermost first, by canonical path (for cycles) and as named. */
+typedef struct {
+    char *canon[INI_INCLUDE_DEPTH + 1];
+    const char *named[INI_INCLUDE_DEPTH + 1];
+    int n;
+} IncludeChain;
+
+/* An [include] section while its keys are read: it ends at the next header or the end. */
+typedef struct {
+    int line; /* of the [include] header; 0 when none is open */
+    char *path;
+} PendingInclude;
+
+static int parse_text(IniFile *ini, const char *name, const char *text, IncludeChain *chain,
+                      Err *e);
+
+/* Read the file that [include] (at file:line) names, relative to file's folder, and add its
+ * sections where the [include] was. */
+static int include_file(IniFile *ini, const char *file, const PendingInclude *inc,
+                        IncludeChain *chain, Err *e) {
+    if (!inc->path) {
+        err_set(e, "%s:%d: [include] needs 'file = PATH'", file, inc->line);
+        return -1;
+    }
+    if (chain->n > INI_INCLUDE_DEPTH) {
+        err_set(e, "%s:%d: [include] of %s: includes nest deeper than %d (from %s)", file,
+                inc->line, inc->path, INI_INCLUDE_DEPTH, chain->named[0]);
+        return -1;
+    }
+    const char *slash = strrchr(file, '/');
+    char *dir = slash ? strndup(file, (size_t)(slash - file) + 1) : xstrdup("");
+    CHECK(dir != NULL);
+    char *path = path_join(dir, inc->path);
+    free(dir);
+    char *text = NULL;
+    size_t len = 0;
+    Err sub = {0};
+    int rr = file_read_text(path, &text, &len, &sub);
+    int rc = -1;
+    char *canon = rr == 0 ? realpath(path, NULL) : NULL;
+    if (rr == 1)
+        err_set(e, "%s:%d: [include] file %s does not exist", file, inc->line, path);
+    else if (rr < 0)
+        err_set(e, "%s:%d: [include] %s", file, inc->line, sub.msg);
+    else if (memchr(text, 0, len))
+        err_set(e, "%s:%d: [include] file %s is not a job file (binary content)", file, inc->line,
+                path);
+    else if (!canon)
+        err_set(e, "%s:%d: [include] file %s: %s", file, inc->line, path, strerror(errno));
+    else {
+        int seen = -1;
+        for (int i = 0; i < chain->n && seen < 0; i++)
+            if (strcmp(chain->canon[i], canon) == 0) seen = i;
+        if (seen >= 0) {
+            char cycle[768] = "";
+            for (int i = seen; i < chain->n; i++) {
+                strncat(cycle, chain->named[i], sizeof cycle - strlen(cycle) - 1);
+                strncat(cycle, " -> ", sizeof cycle - strlen(cycle) - 1);
+            }
+            strncat(cycle, path, sizeof cycle - strlen(cycle) - 1);
+            err_set(e, "%s:%d: [include] of %s makes a cycle: %s", file, inc->line, path, cycle);
+        } else {
+            const char *kept = add_file(ini, path);
+            chain->canon[chain->n] = canon;
+            chain->named[chain->n] = kept;
+            chain->n++;
+            rc = parse_text(ini, kept, text, chain, e);
+            chain->n--;
+        }
+    }
+    free(canon);
+    free(text);
+    free(path);
+    return rc;
+}
+
+/* One line of an open [include] section: only `file = PATH`. */
+static int include_key(PendingInclude *inc, const char *file, int line, const char *key,
+                       const char *val, Err *e) {
+    if (strcmp(key, "file") != 0) {
+        err_set(e, "%s:%d: [include] takes one key, 'file = PATH', not '%s'", file, line, key);
+        return -1;
+    }
+    if (inc->path) {
+        err_set(e, "%s:%d: key 'file' repeated: the [include] of line %d already names %s (one "
+                   "file per [include])",
+                file, line, inc->line, inc->path);
+        return -1;
+    }
+    inc->path = xstrdup(val);
+    return 0;
+}
+
+/* End the open [include], if any, by reading its file. */
+static int close_include(IniFile *ini, const char *file, PendingInclude *inc, IncludeChain *chain,
+                         Err *e) {
+    if (!inc->line) return 0;
+    int rc = include_file(ini, file, inc, chain, e);
+    free(inc->path);
+    memset(inc, 0, sizeof *inc);
+    return rc;
+}
+
+static int parse_text(IniFile *ini, const char *name, const char *text, IncludeChain *chain,
+                      Err *e) {
     Section *cur = NULL;
-    int line = 0;
+    PendingInclude inc = {0};
+    int line = 0, rc = 0;
     const char *p = text;
-    while (*p) {
+    while (*p && rc == 0) {
         line++;
         const char *nl = strchr(p, '\n');
         size_t len = nl ? (size_t)(nl - p) : strlen(p);
@@ -89,7 +207,6 @@ int ini_parse_string(IniFile *ini, const char *name, const char *text, Err *e) {
                 break;
             }
         char *s = trim(buf);
-        int rc = 0;
         if (!*s) {
         } else if (*s == '[') {
             char *close = strchr(s, ']');
@@ -102,15 +219,20 @@ int ini_parse_string(IniFile *ini, const char *name, const char *text, Err *e) {
                 if (!valid_name(secname)) {
                     err_set(e, "%s:%d: bad section name '%s'", name, line, secname);
                     rc = -1;
+                } else if (close_include(ini, name, &inc, chain, e)) {
+                    rc = -1;
+                } else if (!strcmp(secname, "include")) {
+                    cur = NULL;
+                    inc.line = line;
                 } else
-                    cur = add_section(ini, secname, line);
+                    cur = add_section(ini, secname, name, line);
             }
         } else {
             char *eq = strchr(s, '=');
             if (!eq) {
                 err_set(e, "%s:%d: expected 'key = value', got '%s'", name, line, s);
                 rc = -1;
-            } else if (!cur) {
+            } else if (!cur && !inc.line) {
                 err_set(e, "%s:%d: '%s' appears before any [section]", name, line, s);
                 rc = -1;
             } else {
@@ -119,21 +241,37 @@ int ini_parse_string(IniFile *ini, const char *name, const char *text, Err *e) {
                 if (!valid_name(key)) {
                     err_set(e, "%s:%d: bad key '%s'", name, line, key);
                     rc = -1;
-                } else if (find_key(cur, key)) {
+                } else if (cur && find_key(cur, key)) {
                     err_set(e, "%s:%d: key '%s' repeated in [%s] (first at line %d)", name, line,
                             key, cur->name, find_key(cur, key)->line);
                     rc = -1;
                 } else if (!*val) {
                     err_set(e, "%s:%d: key '%s' has no value", name, line, key);
                     rc = -1;
-                } else
+                } else if (inc.line)
+                    rc = include_key(&inc, name, line, key, val, e);
+                else
                     add_key(cur, key, val, line);
             }
         }
         free(buf);
-        if (rc) return -1;
     }
-    return 0;
+    if (rc == 0) rc = close_include(ini, name, &inc, chain, e);
+    free(inc.path);
+    return rc;
+}
+
+int ini_parse_string(IniFile *ini, const char *name, const char *text, Err *e) {
+    memset(ini, 0, sizeof *ini);
+    ini->path = xstrdup(name);
+    IncludeChain chain = {0};
+    chain.canon[0] = realpath(name, NULL);
+    if (!chain.canon[0]) chain.canon[0] = xstrdup(name); /* text that stands for no file */
+    chain.named[0] = add_file(ini, name);
+    chain.n = 1;
+    int rc = parse_text(ini, chain.named[0], text, &chain, e);
+    free(chain.canon[0]);
+    return rc;
 }
 
 int ini_parse_file(IniFile *ini, const char *path, Err *e) {
@@ -164,9 +302,15 @@ void ini_free(IniFile *ini) {
         free(s->name);
         free(s->label);
     }
+    for (int i = 0; i < ini->n_files; i++) free(ini->files[i]);
+    free(ini->files);
     free(ini->sec);
     free(ini->path);
     memset(ini, 0, sizeof *ini);
+}
+
+const char *ini_section_file(const IniFile *ini, const Section *s) {
+    return s->file ? s->file : ini->path;
 }
 
 Section *ini_find(IniFile *ini, const char *name) {
@@ -203,7 +347,7 @@ int ini_apply_override(IniFile *ini, const char *assignment, Err *e) {
         /* Settings sections ([train], [data], ...) may be absent from a job; layers may not. */
         static const char *const settings[] = {"train", "data", "checkpoint", "dist", NULL};
         for (int i = 0; settings[i] && !s; i++)
-            if (strcmp(label, settings[i]) == 0) s = add_section(ini, label, 0);
+            if (strcmp(label, settings[i]) == 0) s = add_section(ini, label, ini->path, 0);
         if (!s) {
             err_set(e, "--set %s: the job %s has no section '%s'", assignment, ini->path, label);
             return -1;
@@ -225,7 +369,7 @@ static const char *where(const IniFile *ini, const Section *s, const KeyVal *kv,
     if (kv && kv->line == 0)
         snprintf(buf, n, "--set %s.%s", s->label, kv->key);
     else
-        snprintf(buf, n, "%s:%d", ini->path, kv ? kv->line : s->line);
+        snprintf(buf, n, "%s:%d", ini_section_file(ini, s), kv ? kv->line : s->line);
     return buf;
 }
 
@@ -246,7 +390,7 @@ static int missing(IniFile *ini, Section *s, const char *key, Err *e) {
     if (s->line == 0) /* the section exists only because of a --set */
         err_set(e, "%s: [%s] (created by --set) needs '%s'", ini->path, s->name, key);
     else
-        err_set(e, "%s:%d: [%s] needs '%s'", ini->path, s->line, s->name, key);
+        err_set(e, "%s:%d: [%s] needs '%s'", ini_section_file(ini, s), s->line, s->name, key);
     return -1;
 }
 
@@ -447,10 +591,11 @@ int sec_check_unused(IniFile *ini, Section *s, Err *e) {
 void ini_print_resolved(const IniFile *ini, FILE *f) {
     for (int i = 0; i < ini->n_sec; i++) {
         const Section *s = &ini->sec[i];
-        if (strcmp(s->name, s->label) == 0)
-            fprintf(f, "[%s]\n", s->name);
-        else
-            fprintf(f, "[%s]  # %s\n", s->name, s->label);
+        const char *file = ini_section_file(ini, s);
+        int included = strcmp(file, ini->path) != 0, labelled = strcmp(s->name, s->label) != 0;
+        fprintf(f, "[%s]%s%s%s%s%s\n", s->name, labelled || included ? "  # " : "",
+                labelled ? s->label : "", labelled && included ? ", " : "",
+                included ? "from " : "", included ? file : "");
         for (int k = 0; k < s->n_kv; k++)
             fprintf(f, "  %-20s = %s%s\n", s->kv[k].key, s->kv[k].value,
                     s->kv[k].resolved ? "   (default)" : s->kv[k].line == 0 ? "   (--set)" : "");

@@ -42,7 +42,7 @@ static int resolve_data(Job *j, Section *s, Err *e) {
         if (!d->val_images != !d->val_labels) {
             err_set(e, "%s:%d: [data] needs both validation_images and validation_labels, or "
                        "neither",
-                    ini->path, s->line);
+                    ini_section_file(ini, s), s->line);
             return -1;
         }
     } else {
@@ -159,13 +159,14 @@ static int resolve_layer(Job *j, Section *s, int kind, Err *e) {
      * files are matched by name: block1_conv1, ...) */
     const char *name = sec_get_str(&j->ini, s, "name", 0, s->label, e);
     if (!name[0] || strlen(name) >= sizeof L->name || find_layer(j, name) >= 0) {
-        err_set(e, "%s:%d: layer name '%s' is %s", j->ini.path, s->line, name,
+        err_set(e, "%s:%d: layer name '%s' is %s", ini_section_file(&j->ini, s), s->line, name,
                 !name[0] ? "empty" : find_layer(j, name) >= 0 ? "already taken by an earlier layer"
                                                               : "too long");
         return -1;
     }
     snprintf(L->name, sizeof L->name, "%s", name);
     L->line = s->line;
+    L->file = ini_section_file(&j->ini, s);
     L->trainable = 1;
     if (layer_ops[kind]->configure(L, &j->ini, s, e)) return -1;
     if (sec_check_unused(&j->ini, s, e)) return -1;
@@ -189,7 +190,7 @@ static int resolve_phases(Job *j, Err *e) {
     for (int k = 0; k < train->n_kv; k++)
         if (!strcmp(train->kv[k].key, "epochs") && !train->kv[k].resolved) {
             err_set(e, "%s:%d: with [phase] sections the epochs are set per phase, not in [train]",
-                    ini->path, train->kv[k].line ? train->kv[k].line : train->line);
+                    ini_section_file(ini, train), train->kv[k].line ? train->kv[k].line : train->line);
             return -1;
         }
     long total = 0;
@@ -208,7 +209,7 @@ static int resolve_phases(Job *j, Err *e) {
             if (p->unfreeze_from < 0) {
                 err_set(e, "%s:%d: unfreeze_from = %s: the job has no layer of that name (see "
                            "`convnet-dist summary`)",
-                        ini->path, s->line, from);
+                        ini_section_file(ini, s), s->line, from);
                 return -1;
             }
         }
@@ -241,7 +242,7 @@ int job_load(Job *j, const char *path, char *const *overrides, int n_overrides, 
             if (resolve_layer(j, s, kind, e)) return -1;
         } else if (repeated && (!strcmp(s->name, "data") || !strcmp(s->name, "train") ||
                                 !strcmp(s->name, "model") || !strcmp(s->name, "checkpoint"))) {
-            err_set(e, "%s:%d: section [%s] appears twice", ini->path, s->line, s->name);
+            err_set(e, "%s:%d: section [%s] appears twice", ini_section_file(ini, s), s->line, s->name);
             return -1;
         } else if (!strcmp(s->name, "data")) {
             have_data = 1;
@@ -251,7 +252,7 @@ int job_load(Job *j, const char *path, char *const *overrides, int n_overrides, 
             if (resolve_train(j, s, e)) return -1;
         } else if (!strcmp(s->name, "darknet")) {
             if (j->has_darknet) {
-                err_set(e, "%s:%d: only one [darknet] base per job", ini->path, s->line);
+                err_set(e, "%s:%d: only one [darknet] base per job", ini_section_file(ini, s), s->line);
                 return -1;
             }
             /* its files are under the data root, like the data */
@@ -263,7 +264,7 @@ int job_load(Job *j, const char *path, char *const *overrides, int n_overrides, 
                 return -1;
         } else if (!strcmp(s->name, "keras_h5")) {
             if (j->keras_h5) {
-                err_set(e, "%s:%d: only one [keras_h5] weights file per job", ini->path, s->line);
+                err_set(e, "%s:%d: only one [keras_h5] weights file per job", ini_section_file(ini, s), s->line);
                 return -1;
             }
             /* like [darknet], the file is under the data root */
@@ -288,7 +289,7 @@ int job_load(Job *j, const char *path, char *const *overrides, int n_overrides, 
             }
             err_set(e, "%s:%d: unknown section [%s]; expected data, model, train, checkpoint, "
                        "phase, darknet, keras_h5 or a layer:%s",
-                    ini->path, s->line, s->name, kinds);
+                    ini_section_file(ini, s), s->line, s->name, kinds);
             return -1;
         }
     }

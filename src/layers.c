@@ -18,7 +18,16 @@ const LayerOps *const layer_ops[LAYER_KIND_COUNT] = {
     [LAYER_RANDOM_ROTATION] = &random_rotation_ops,
     [LAYER_RANDOM_ZOOM] = &random_zoom_ops,
     [LAYER_GLOBAL_AVGPOOL] = &global_avgpool_ops,
+    [LAYER_PREPROCESS] = &preprocess_ops,
 };
+
+const char *layer_where(const Layer *L, char *buf, size_t n) {
+    if (L->file)
+        snprintf(buf, n, "%s:%d", L->file, L->line);
+    else
+        snprintf(buf, n, "line %d", L->line);
+    return buf;
+}
 
 int layer_kind_from_section(const char *section) {
     for (int k = 0; k < LAYER_KIND_COUNT; k++)
@@ -116,9 +125,10 @@ static int dense_plan(Layer *L, Err *e) {
     if (!L->in.flat) {
         /* Keras applies Dense to the last axis of a spatial tensor; we require a Flatten first,
          * which is what every model of the book does. */
-        err_set(e, "layer %s (line %d): Dense needs a flat input, but gets %dx%dx%d: add a "
+        char w[320];
+        err_set(e, "layer %s (%s): Dense needs a flat input, but gets %dx%dx%d: add a "
                    "[flatten] before it",
-                L->name, L->line, L->in.h, L->in.w, L->in.c);
+                L->name, layer_where(L, w, sizeof w), L->in.h, L->in.w, L->in.c);
         return -1;
     }
     L->out = (Shape){1, 1, L->units, 1};
@@ -342,8 +352,9 @@ const LayerOps rescaling_ops = {"rescaling", "Rescaling", rescaling_configure, s
 
 static int global_avgpool_plan(Layer *L, Err *e) {
     if (L->in.flat) {
-        err_set(e, "layer %s (line %d): GlobalAveragePooling2D needs a spatial (H, W, C) input",
-                L->name, L->line);
+        char w[320];
+        err_set(e, "layer %s (%s): GlobalAveragePooling2D needs a spatial (H, W, C) input",
+                L->name, layer_where(L, w, sizeof w));
         return -1;
     }
     L->out = (Shape){1, 1, L->in.c, 1};

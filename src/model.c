@@ -25,21 +25,22 @@ int model_plan(Model *m, Layer *layers, int n_layers, Shape input, int max_batch
         Layer *L = &layers[l];
         L->in = s;
         if (layer_ops[L->kind]->plan(L, e)) return -1;
+        char w[320];
         if (L->out.h < 1 || L->out.w < 1 || L->out.c < 1) {
-            err_set(e, "layer %s (line %d): output shape %dx%dx%d is empty", L->name, L->line,
-                    L->out.h, L->out.w, L->out.c);
+            err_set(e, "layer %s (%s): output shape %dx%dx%d is empty", L->name,
+                    layer_where(L, w, sizeof w), L->out.h, L->out.w, L->out.c);
             return -1;
         }
         if (L->act == ACT_SOFTMAX && (l != n_layers - 1 || !L->out.flat)) {
-            err_set(e, "layer %s (line %d): softmax is supported on the last (Dense) layer only, "
+            err_set(e, "layer %s (%s): softmax is supported on the last (Dense) layer only, "
                        "where it is fused with the loss",
-                    L->name, L->line);
+                    L->name, layer_where(L, w, sizeof w));
             return -1;
         }
         if (is_augmentation(L->kind) && seen_params) {
-            err_set(e, "layer %s (line %d): augmentation layers must come before every layer with "
+            err_set(e, "layer %s (%s): augmentation layers must come before every layer with "
                        "weights",
-                    L->name, L->line);
+                    L->name, layer_where(L, w, sizeof w));
             return -1;
         }
         seen_params |= L->n_weight + L->n_bias > 0;

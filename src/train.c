@@ -10,6 +10,7 @@
 
 #include "checkpoint.h"
 #include "images.h"
+#include "keras_h5.h"
 #include "report.h"
 #include "loss.h"
 #include "weights.h"
@@ -95,21 +96,23 @@ static void check_outputs(Trainer *t) {
     Shape out = model_output_shape(&t->model);
     Err e = {0};
     const Layer *last = &j->layers[j->n_layers - 1];
+    char where[1100];
+    layer_where(last, where, sizeof where);
     if (!out.flat) {
-        err_set(&e, "%s: the last layer (%s, line %d) must output a flat vector of class scores "
+        err_set(&e, "%s: the last layer (%s, %s) must output a flat vector of class scores "
                     "(add [flatten] and [dense])",
-                j->ini.path, last->name, last->line);
+                j->ini.path, last->name, where);
     } else if (j->train.loss == LOSS_BINARY_CROSSENTROPY) {
         if (out.c != 1 || last->act != ACT_SIGMOID)
             err_set(&e, "%s: binary_crossentropy needs a last layer with 1 unit and sigmoid "
-                        "activation; %s (line %d) has %d units, activation %s",
-                    j->ini.path, last->name, last->line, out.c, activation_name(last->act));
+                        "activation; %s (%s) has %d units, activation %s",
+                    j->ini.path, last->name, where, out.c, activation_name(last->act));
         t->n_classes = 2;
     } else {
         if (out.c < 2 || last->act != ACT_SOFTMAX)
             err_set(&e, "%s: sparse_categorical_crossentropy needs a last layer with one unit per "
-                        "class and softmax activation; %s (line %d) has %d units, activation %s",
-                    j->ini.path, last->name, last->line, out.c, activation_name(last->act));
+                        "class and softmax activation; %s (%s) has %d units, activation %s",
+                    j->ini.path, last->name, where, out.c, activation_name(last->act));
         t->n_classes = out.c;
     }
     if (!e.set && t->train.labels) {
@@ -174,7 +177,8 @@ void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data) {
     int max_batch = (B + dist->size - 1) / dist->size;
     Err e = {0};
     if (model_plan(&t->model, job->layers, job->n_layers, input, max_batch, &e)) {
-        if (dist->rank == 0) fprintf(stderr, "convnet-dist: %s: %s\n", job->ini.path, e.msg);
+        /* the message names the layer's file and line (an [include]d file, maybe) */
+        if (dist->rank == 0) fprintf(stderr, "convnet-dist: %s\n", e.msg);
         dist_abort(dist, EXIT_BAD_INPUT);
     }
     if (data == TRAINER_SYNTHETIC) {
@@ -194,6 +198,10 @@ void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data) {
     if (dist->rank == 0) {
         model_init_params(&t->model, job->train.seed);
         if (job->has_darknet && darknet_load_weights(&job->darknet, &t->model, &e)) {
+            fprintf(stderr, "convnet-dist: %s\n", e.msg);
+            dist_abort(dist, EXIT_BAD_INPUT);
+        }
+        if (job->keras_h5 && keras_h5_load_weights(job->keras_h5, &t->model, &e)) {
             fprintf(stderr, "convnet-dist: %s\n", e.msg);
             dist_abort(dist, EXIT_BAD_INPUT);
         }

@@ -212,9 +212,9 @@ static void impossible_shapes(void) {
     const char *j = job("shrink.job", model, TRAIN);
     char *out;
     int st = run(&out, "train %s", j);
-    expect_bad(st, out, (const char *[]){j, "conv2d_3", "line 20", NULL});
+    expect_bad(st, out, (const char *[]){j, "conv2d_3", "shrink.job:20", NULL});
     st = run(&out, "summary %s", j);
-    expect_bad(st, out, (const char *[]){j, "conv2d_3", "line 20", NULL});
+    expect_bad(st, out, (const char *[]){j, "conv2d_3", "shrink.job:20", NULL});
 
     /* pooling: 8 -> 4 -> 2 -> 1, the 4th pool (maxpooling2d_3, line 14) has nothing to pool */
     j = job("pool.job",
@@ -222,7 +222,7 @@ static void impossible_shapes(void) {
             "[flatten]\n[dense]\nunits = 3\nactivation = softmax\n",
             TRAIN);
     st = run(&out, "train %s", j);
-    expect_bad(st, out, (const char *[]){j, "maxpooling2d_3", "line 14", NULL});
+    expect_bad(st, out, (const char *[]){j, "maxpooling2d_3", "pool.job:14", NULL});
 
     /* Conv2D after Flatten (conv2d at line 12) */
     j = job("flat.job",
@@ -230,7 +230,7 @@ static void impossible_shapes(void) {
             "[flatten]\n[dense]\nunits = 3\nactivation = softmax\n",
             TRAIN);
     st = run(&out, "train %s", j);
-    expect_bad(st, out, (const char *[]){j, "conv2d", "line 12", "Flatten", NULL});
+    expect_bad(st, out, (const char *[]){j, "conv2d", "flat.job:12", "Flatten", NULL});
 }
 
 static void label_outside_classes(void) {

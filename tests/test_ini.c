@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ini.h"
 #include "job.h"
@@ -628,6 +629,188 @@ static void job_hash(void) {
     CU_ASSERT_EQUAL(h0, hash_of(path, (char *[]){"train.step_log=/tmp/s.log"}, 1));
 }
 
+/* ---- [include] ---- */
+
+/* Create tmpdir/sub; its path into buf. */
+static const char *subdir(char *buf, size_t n, const char *sub) {
+    snprintf(buf, n, "%s/%s", testutil_tmpdir(), sub);
+    mkdir(buf, 0755);
+    return buf;
+}
+
+/* dir/name with text; the path (static, rotated) */
+static const char *write_text(const char *dir, const char *name, const char *text) {
+    return testutil_write_file(dir, name, text, strlen(text));
+}
+
+static void include_splices(void) {
+    char dir[512], inner[512];
+    subdir(dir, sizeof dir, "incl");
+    subdir(inner, sizeof inner, "incl/inc");
+    char top[600], base[600], pool[600];
+    snprintf(top, sizeof top, "%s",
+             write_text(dir, "top.job",
+                        "[data]\nroot = /x\n[include]\nfile = inc/base.ini\n[conv2d]\nfilters = 8\n"));
+    snprintf(base, sizeof base, "%s",
+             write_text(dir, "inc/base.ini",
+                        "# base\n[conv2d]\nfilters = 4\n[include]\nfile = pool.ini\n"
+                        "[conv2d]\nfilters = 5\nkernal = 1\n"));
+    snprintf(pool, sizeof pool, "%s", write_text(dir, "inc/pool.ini", "[maxpooling2d]\npool_size = 2\n"));
+    IniFile ini;
+    Err e = {0};
+    int rc = ini_parse_file(&ini, top, &e);
+    if (rc) printf("\n    %s\n", e.msg);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_EQUAL_FATAL(ini.n_sec, 5);
+    const char *labels[] = {"data", "conv2d", "maxpooling2d", "conv2d_1", "conv2d_2"};
+    const char *files[] = {top, base, pool, base, top};
+    const int lines[] = {1, 2, 1, 6, 5};
+    for (int i = 0; i < 5; i++) {
+        CU_ASSERT_STRING_EQUAL(ini.sec[i].label, labels[i]);
+        CU_ASSERT_STRING_EQUAL(ini.sec[i].file, files[i]);
+        CU_ASSERT_STRING_EQUAL(ini_section_file(&ini, &ini.sec[i]), files[i]);
+        CU_ASSERT_EQUAL(ini.sec[i].line, lines[i]);
+    }
+    CU_ASSERT_PTR_NULL(ini_find(&ini, "include"));
+    CU_ASSERT_STRING_EQUAL(ini.path, top);
+    /* errors about included sections and keys name that file and line */
+    char want[700];
+    int v;
+    CU_ASSERT_EQUAL(sec_get_int(&ini, &ini.sec[3], "filters", 1, 0, 1, 9, &v, &e), 0);
+    CU_ASSERT_EQUAL(sec_check_unused(&ini, &ini.sec[3], &e), -1);
+    snprintf(want, sizeof want, "%s:8:", base);
+    HAS(e.msg, want);
+    HAS(e.msg, "kernal");
+    Err e2 = {0};
+    CU_ASSERT_EQUAL(sec_get_int(&ini, &ini.sec[1], "filters", 1, 0, 6, 9, &v, &e2), -1);
+    snprintf(want, sizeof want, "%s:3:", base);
+    HAS(e2.msg, want);
+    Err e3 = {0};
+    CU_ASSERT_EQUAL(sec_get_int(&ini, &ini.sec[2], "units", 1, 0, 1, 9, &v, &e3), -1);
+    snprintf(want, sizeof want, "%s:1: [maxpooling2d] needs 'units'", pool);
+    HAS(e3.msg, want);
+    /* --set reaches included sections by label */
+    Err e4 = {0};
+    CU_ASSERT_EQUAL(ini_apply_override(&ini, "conv2d_1.filters=x", &e4), 0);
+    CU_ASSERT_EQUAL(sec_get_int(&ini, &ini.sec[3], "filters", 1, 0, 1, 9, &v, &e4), -1);
+    HAS(e4.msg, "--set conv2d_1.filters");
+    /* the resolved printout names the file of each included section */
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    ini_print_resolved(&ini, f);
+    fclose(f);
+    HAS(out, "[data]\n");
+    snprintf(want, sizeof want, "[conv2d]  # from %s\n", base);
+    HAS(out, want);
+    snprintf(want, sizeof want, "[maxpooling2d]  # from %s\n", pool);
+    HAS(out, want);
+    snprintf(want, sizeof want, "[conv2d]  # conv2d_1, from %s\n", base);
+    HAS(out, want);
+    HAS(out, "[conv2d]  # conv2d_2\n");
+    free(out);
+    ini_free(&ini);
+}
+
+/* Parse dir/name, which must fail with every fragment ("@NAME:" stands for "dir/NAME:"). */
+static void expect_include_error(const char *dir, const char *name, const char *const *frags) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    IniFile ini;
+    Err e = {0};
+    CU_ASSERT_EQUAL(ini_parse_file(&ini, path, &e), -1);
+    for (int i = 0; frags[i]; i++) {
+        char buf[700];
+        const char *f = frags[i];
+        if (f[0] == '@') {
+            snprintf(buf, sizeof buf, "%s/%s", dir, f + 1);
+            f = buf;
+        }
+        HAS(e.msg, f);
+    }
+    ini_free(&ini);
+}
+
+static void include_errors(void) {
+    char dir[512];
+    subdir(dir, sizeof dir, "inclerr");
+    /* a missing file: the including file and line */
+    write_text(dir, "miss.job", "[data]\nroot = /x\n\n[include]\nfile = nope.ini\n");
+    expect_include_error(dir, "miss.job", (const char *[]){"@miss.job:4:", "@nope.ini", "does not exist", NULL});
+    /* cycles: a file including itself, and a -> b -> a */
+    write_text(dir, "self.ini", "[include]\nfile = self.ini\n");
+    expect_include_error(dir, "self.ini", (const char *[]){"@self.ini:1:", "cycle", NULL});
+    write_text(dir, "a.ini", "[conv2d]\nfilters = 1\n[include]\nfile = b.ini\n");
+    write_text(dir, "b.ini", "[dense]\nunits = 1\n\n[include]\nfile = a.ini\n");
+    expect_include_error(dir, "a.ini", (const char *[]){"@b.ini:4:", "cycle", "@a.ini -> ", NULL});
+    /* the section's one key */
+    write_text(dir, "nokey.job", "[include]\n[train]\n");
+    expect_include_error(dir, "nokey.job", (const char *[]){"@nokey.job:1:", "needs 'file = PATH'", NULL});
+    write_text(dir, "other.job", "[include]\npath = a.ini\n");
+    expect_include_error(dir, "other.job", (const char *[]){"@other.job:2:", "'path'", NULL});
+    write_text(dir, "two.job", "[include]\nfile = a.ini\nfile = b.ini\n");
+    expect_include_error(dir, "two.job", (const char *[]){"@two.job:3:", "repeated", NULL});
+    /* a syntax error inside an included file names that file */
+    write_text(dir, "syn.job", "[data]\n[include]\nfile = syn.ini\n");
+    write_text(dir, "syn.ini", "[conv2d]\nfilters 3\n");
+    expect_include_error(dir, "syn.job", (const char *[]){"@syn.ini:2:", "key = value", NULL});
+    /* nesting: INI_INCLUDE_DEPTH levels are fine, one more is refused */
+    for (int k = 0; k <= INI_INCLUDE_DEPTH + 1; k++) {
+        char name[32], text[64];
+        snprintf(name, sizeof name, "d%d.ini", k);
+        snprintf(text, sizeof text, "[conv2d]\nfilters = %d\n[include]\nfile = d%d.ini\n", k + 1, k + 1);
+        write_text(dir, name, text);
+    }
+    char leaf[32];
+    snprintf(leaf, sizeof leaf, "d%d.ini", INI_INCLUDE_DEPTH);
+    write_text(dir, leaf, "[dense]\nunits = 1\n");
+    IniFile ini;
+    Err e = {0};
+    char path[600];
+    snprintf(path, sizeof path, "%s/d0.ini", dir);
+    CU_ASSERT_EQUAL(ini_parse_file(&ini, path, &e), 0);
+    CU_ASSERT_EQUAL(ini.n_sec, INI_INCLUDE_DEPTH + 1);
+    ini_free(&ini);
+    char text[64];
+    snprintf(text, sizeof text, "[conv2d]\nfilters = 1\n[include]\nfile = d%d.ini\n", INI_INCLUDE_DEPTH + 1);
+    write_text(dir, leaf, text);
+    write_text(dir, "deep.ini", "[dense]\nunits = 1\n");
+    expect_include_error(dir, "d0.ini", (const char *[]){"nest deeper than", NULL});
+}
+
+/* A layer from an included file: job_load's errors name that file, and the job hash covers it. */
+static void include_in_job(void) {
+    char dir[512];
+    subdir(dir, sizeof dir, "incjob");
+    char text[1024];
+    snprintf(text, sizeof text,
+             "%s[include]\nfile = base.ini\n[flatten]\n[dense]\nunits = 2\nactivation = softmax\n"
+             "[train]\nloss = sparse_categorical_crossentropy\n",
+             BASE_DATA);
+    char job[600];
+    snprintf(job, sizeof job, "%s", testutil_write_file(dir, "inc.job", text, strlen(text)));
+    write_text(dir, "base.ini", "[conv2d]\nname = block1_conv1\nfilters = 4\nkernel_size = 3\n");
+    Job j;
+    Err e = {0};
+    int rc = job_load(&j, job, NULL, 0, &e);
+    if (rc) printf("\n    %s\n", e.msg);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_STRING_EQUAL(j.layers[0].name, "block1_conv1");
+    uint64_t h0 = j.hash;
+    job_free(&j);
+    write_text(dir, "base.ini", "[conv2d]\nname = block1_conv1\nfilters = 5\nkernel_size = 3\n");
+    CU_ASSERT_NOT_EQUAL(hash_of(job, NULL, 0), h0);
+    CU_ASSERT_EQUAL(hash_of(job, (char *[]){"conv2d.filters=4"}, 1), h0);
+    write_text(dir, "base.ini", "[conv2d]\nfilters = 4\nkernel_size = 3\nkernal_size = 3\n");
+    Err e2 = {0};
+    CU_ASSERT_EQUAL(job_load(&j, job, NULL, 0, &e2), -1);
+    char want[700];
+    snprintf(want, sizeof want, "%s/base.ini:4:", dir);
+    HAS(e2.msg, want);
+    HAS(e2.msg, "kernal_size");
+    job_free(&j);
+}
+
 TEST_SUITE(ini,
            {"parse good text: sections, labels, comments, whitespace", parse_good_text},
            {"parse errors name file and line", parse_errors},
@@ -645,4 +828,7 @@ TEST_SUITE(ini,
            {"job_load resolves defaults", job_defaults_resolved},
            {"job_load optimizer-dependent defaults", job_optimizer_defaults},
            {"job_load errors", job_errors},
-           {"job hash", job_hash})
+           {"job hash", job_hash},
+           {"[include] splices sections, errors name the included file", include_splices},
+           {"[include] errors: missing file, cycles, keys, depth", include_errors},
+           {"[include] in a job: errors and hash", include_in_job})

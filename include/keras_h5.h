@@ -1,0 +1,27 @@
+/* keras_h5.h: pretrained weights from a Keras HDF5 weights file (Keras 2 `save_weights`, the
+ * keras-applications files such as vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5, or the
+ * `model_weights` group of a whole-model .h5), read through the HDF5 C library.
+ *
+ * Layout: the root (or /model_weights) has the attribute `layer_names`, a list of strings (long
+ * lists are split by Keras into layer_names0, layer_names1, ...); each name is a group whose
+ * attribute `weight_names` lists its weights in the layer's order (kernel, then bias), each a
+ * dataset at group/weight_name ("block1_conv1/kernel:0", or "block1_conv1_W_1:0" in the 2016
+ * files). Conv2D kernels are (KH, KW, C, OC) and Dense kernels (IN, UNITS): our layouts, so the
+ * values are copied as they are. Layers without weights (input, pooling) have an empty list.
+ *
+ * Built with HDF5=0 the loader only returns an error saying how to get HDF5.
+ */
+#ifndef CONVNET_KERAS_H5_H
+#define CONVNET_KERAS_H5_H
+
+#include "common.h"
+#include "model.h"
+
+/* Fill the planned, allocated model's parameters from the file at path. Every layer of the file
+ * that has weights must match, by name (Layer.name), a model layer with parameters of exactly
+ * the file's shapes; model layers the file does not name are left as they are (a new head).
+ * 0, or -1 with e naming the file (and the layer, dataset and shapes where they apply); on an
+ * error, layers before the faulty one may already have been loaded. */
+int keras_h5_load_weights(const char *path, Model *m, Err *e);
+
+#endif
