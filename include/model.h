@@ -38,6 +38,9 @@ typedef struct {
 int model_plan(Model *m, Layer *layers, int n_layers, Shape input, int max_batch, Err *e);
 /* Recompute train_lo / lowest_trainable after layers' trainable flags changed. */
 void model_update_trainable(Model *m);
+/* Before model_alloc: layers [0, first_trained) will never run backward (no phase trains
+ * them or anything below them), so they share one forward-state region. */
+void model_share_frozen_aux(Model *m, int first_trained);
 void model_alloc(Model *m);
 void model_free(Model *m);
 

@@ -72,6 +72,28 @@ int model_plan(Model *m, Layer *layers, int n_layers, Shape input, int max_batch
     return 0;
 }
 
+void model_share_frozen_aux(Model *m, int first_trained) {
+    /* Layers below first_trained never run backward, so their forward state (im2col matrices,
+     * pooling indices) is scratch that dies with the layer's forward call: they can all use
+     * one region, sized for the largest. A frozen VGG16 base at 180x180, batch 32, keeps
+     * 2.4 GB instead of 8.7 GB of im2col matrices. */
+    const size_t B = (size_t)m->max_batch;
+    size_t shared = 0, aux = 0;
+    for (int l = 0; l < first_trained && l < m->n_layers; l++)
+        shared = max_sz(shared, (B * m->layers[l].aux_per_sample + 63) & ~(size_t)63);
+    aux = shared;
+    for (int l = 0; l < m->n_layers; l++) {
+        Layer *L = &m->layers[l];
+        if (l < first_trained) {
+            L->aux_off = 0;
+        } else {
+            L->aux_off = aux;
+            aux += (B * L->aux_per_sample + 63) & ~(size_t)63;
+        }
+    }
+    m->aux_bytes = aux;
+}
+
 void model_update_trainable(Model *m) {
     m->lowest_trainable = m->n_layers;
     m->train_lo = m->n_params;

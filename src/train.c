@@ -188,7 +188,13 @@ void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data) {
     }
     t->trainable_job = xmalloc((size_t)job->n_layers * sizeof *t->trainable_job);
     for (int l = 0; l < job->n_layers; l++) t->trainable_job[l] = job->layers[l].trainable;
-    trainer_set_phase(t, 0);
+    /* no phase trains anything below `lowest`: those layers only ever run forward */
+    int lowest = t->model.n_layers;
+    for (int p = job->n_phases - 1; p >= 0; p--) {
+        trainer_set_phase(t, p);
+        if (t->model.lowest_trainable < lowest) lowest = t->model.lowest_trainable;
+    }
+    model_share_frozen_aux(&t->model, lowest);
     check_outputs(t);
     if (dist_check_same_job(dist, job->hash, t->model.n_params, &e)) {
         if (dist->rank == 0) fprintf(stderr, "convnet-dist: %s\n", e.msg);
