@@ -17,6 +17,15 @@ static int path_key(IniFile *ini, Section *s, const char *key, int required, con
     return 0;
 }
 
+/* The directory relative data paths are under: [data] root, else $CONVNET_DATA, else data/.
+ * Pretrained weights ([darknet], [keras_h5]) are data too and live under the same root. */
+static const char *data_root(IniFile *ini, Err *e) {
+    Section *d = ini_find(ini, "data");
+    const char *env = getenv("CONVNET_DATA");
+    const char *def = env && *env ? env : "data";
+    return d ? sec_get_str(ini, d, "root", 0, def, e) : def;
+}
+
 static int resolve_data(Job *j, Section *s, Err *e) {
     IniFile *ini = &j->ini;
     DataCfg *d = &j->data;
@@ -24,8 +33,7 @@ static int resolve_data(Job *j, Section *s, Err *e) {
     int fmt;
     if (sec_get_enum(ini, s, "format", 0, DATA_IDX, formats, &fmt, e)) return -1;
     d->format = (DataFormat)fmt;
-    const char *env = getenv("CONVNET_DATA");
-    const char *root = sec_get_str(ini, s, "root", 0, env && *env ? env : "data", e);
+    const char *root = data_root(ini, e);
     d->root = xstrdup(root);
     if (sec_get_float(ini, s, "scale", 0, 1.0, -1e30, 1e30, &d->scale, e) ||
         sec_get_float(ini, s, "offset", 0, 0.0, -1e30, 1e30, &d->offset, e) ||
@@ -255,23 +263,15 @@ int job_load(Job *j, const char *path, char *const *overrides, int n_overrides, 
                 err_set(e, "%s:%d: only one [darknet] base per job", ini_section_file(ini, s), s->line);
                 return -1;
             }
-            /* its files are under the data root, like the data */
-            Section *d = ini_find(ini, "data");
-            const char *env = getenv("CONVNET_DATA");
-            const char *root = d ? sec_get_str(ini, d, "root", 0, env && *env ? env : "data", e) : "data";
             j->has_darknet = 1;
-            if (darknet_expand(ini, s, root, j->layers, &j->n_layers, capacity, &j->darknet, e))
+            if (darknet_expand(ini, s, data_root(ini, e), j->layers, &j->n_layers, capacity, &j->darknet, e))
                 return -1;
         } else if (!strcmp(s->name, "keras_h5")) {
             if (j->keras_h5) {
                 err_set(e, "%s:%d: only one [keras_h5] weights file per job", ini_section_file(ini, s), s->line);
                 return -1;
             }
-            /* like [darknet], the file is under the data root */
-            Section *d = ini_find(ini, "data");
-            const char *env = getenv("CONVNET_DATA");
-            const char *root = d ? sec_get_str(ini, d, "root", 0, env && *env ? env : "data", e) : "data";
-            if (path_key(ini, s, "file", 1, root, &j->keras_h5, e) || sec_check_unused(ini, s, e))
+            if (path_key(ini, s, "file", 1, data_root(ini, e), &j->keras_h5, e) || sec_check_unused(ini, s, e))
                 return -1;
         } else if (!strcmp(s->name, "phase")) {
             continue; /* resolve_phases, once the layers are known */
