@@ -13,7 +13,8 @@ fine-tuning (not implemented yet) it is their training FLOPs per image divided b
 machine reached on the dogs model, which has the same kind of 3x3 convolutions.
 eff (link efficiency) is calibrated on the 2-host measurement and then predicts the 3-host one;
 alpha (latency per ring step) is 25 us, typical of TCP on a data-centre LAN.
-Assumptions: no overlap of communication with the backward pass (our allreduce runs after it),
+Assumptions: no overlap of communication with the backward pass (the default; overlap_allreduce
+hides about half of it at 1 Gbit/s, README),
 each node = this machine's 2 cores, one rank per node, no stragglers.
 Usage: bench/scaling_report.py [--no-measure]
 """

@@ -38,6 +38,10 @@ typedef struct {
     /* Watchdog on the training loop's collectives, seconds; 0 = auto (at least 60 s, 10x the
      * median step once 20 steps are measured), < 0 = off. */
     double collective_timeout;
+    /* Sum gradients over ranks during the backward pass, in buckets of about bucket_mb MB cut
+     * at layer boundaries, instead of in one allreduce after it. */
+    int overlap_allreduce;
+    double bucket_mb;
     char *save;           /* final weights, written by rank 0 ("" = none) */
     char *step_log;       /* per-step losses, for equivalence tests ("" = none) */
     char *csv_log;        /* per-epoch CSV, Keras CSVLogger's columns ("" = none) */

@@ -53,6 +53,12 @@ typedef struct {
     uint64_t seed;
     int epoch;
     const int64_t *sample_ids; /* global index of each sample, for keyed dropout/augmentation */
+    /* Called by model_backward after each layer's backward, top layer first, with that layer's
+     * gradient slice [lo, hi) of m->grads (param_off .. + n_weight + n_bias; empty for layers
+     * without parameters), which no later layer touches: the slice is final and may be sent
+     * while the pass goes on. NULL: no hook. */
+    void (*grads_ready)(void *arg, size_t lo, size_t hi);
+    void *grads_arg;
 } PassCtx;
 
 /* Input: write N samples into model_input(m). Returns the last layer's output (N, out):
@@ -69,6 +75,9 @@ static inline float *model_layer_input(Model *m, int l) { return m->acts + m->ac
 /* Back-propagate dlogits (N, out) into m->grads (ADDED) down to the lowest trainable layer. */
 void model_backward(Model *m, const float *dlogits, int N, const PassCtx *p);
 void model_zero_grad(Model *m);
+/* Where each layer with parameters starts in the parameter (and gradient) buffer, ascending, into
+ * starts (n_layers entries at most); returns how many. Gradient buckets are cut at these. */
+int model_param_starts(const Model *m, size_t *starts);
 
 /* Output shape of the last layer. */
 static inline Shape model_output_shape(const Model *m) {

@@ -1,11 +1,14 @@
 /* dist.c: MPI behind the dist.h interface, or its single-process stand-in when built with
  * MPI=0 (CONVNET_MPI=0). Owns process start-up (MPI_Init), thread placement per rank, the
- * collectives the trainer uses, and the check that all ranks run the same job. */
+ * collectives the trainer uses (the gradient sum also in buckets overlapped with the backward
+ * pass), the collective watchdog, and the check that all ranks run the same job. */
 #include "dist.h"
 
 #include <sched.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifdef _OPENMP
@@ -30,18 +33,41 @@
 #endif
 
 #if CONVNET_MPI
-enum { TAG_ARRIVE = 7301 };
+enum { TAG_WATCH = 7301 };
 
-/* Watchdog state: every rank sends rank 0 the step it has reached; rank 0 keeps one receive
- * posted per rank and records the last step each rank announced. */
+/* A rank this rank's watchdog talks to. */
+typedef struct {
+    int rank;
+    long in, out;           /* receive and send buffers: a step number */
+    MPI_Request recv, send; /* the posted receive; the last send (MPI_REQUEST_NULL: none) */
+    long seen;              /* the last step it said it had reached */
+    double heard;           /* when it last said anything (now_seconds) */
+} WatchPeer;
+
+/* Watchdog state. The ranks talk in a star, rank 0 with every rank and every other rank with
+ * rank 0, so that a rank cut off from some ranks can still be named by rank 0: each rank tells
+ * rank 0 the step it reaches at the start of every step, and while it waits in a collective it
+ * repeats its step to the ranks it talks to every quarter of the timeout. */
 struct DistWatch {
-    long sent_step;    /* buffer of this rank's pending arrival message */
-    MPI_Request send;  /* pending arrival message (non-root), MPI_REQUEST_NULL when none */
-    long *recv_step;   /* rank 0: receive buffers, one per rank */
-    long *seen;        /* rank 0: last step announced by each rank */
-    MPI_Request *recv; /* rank 0: posted receives, one per rank (index 0 unused) */
+    WatchPeer *peer;
+    int n_peer;
+    double last_beat; /* when this rank last repeated its step */
 };
 
+/* The overlapped gradient allreduce (dist_grad_*). */
+struct DistGrads {
+    size_t *starts; /* layer starts, ascending */
+    int n_starts;
+    size_t n, bucket_floats;
+    float *grads;
+    size_t hi, ready;   /* this step sums grads[.., hi); grads[ready, hi) are final */
+    size_t *cut;        /* this step's buckets, top first: bucket b is [cut[b], b ? cut[b-1] : hi) */
+    MPI_Request *req;   /* one per bucket */
+    int n_buckets, started;
+};
+
+/* MPI counts are int: no bucket is larger. */
+#define BUCKET_MAX ((size_t)1 << 30)
 #endif
 
 /* openblas_set_num_threads is not in every cblas.h; declare it ourselves. */
@@ -78,24 +104,34 @@ void dist_init(Dist *d, int *argc, char ***argv) {
 #endif
 }
 
+#if CONVNET_MPI
+static void grads_free(Dist *d) {
+    struct DistGrads *g = d->grads;
+    if (!g) return;
+    free(g->starts);
+    free(g->cut);
+    free(g->req);
+    free(g);
+    d->grads = NULL;
+}
+#endif
+
 void dist_finalize(Dist *d) {
 #if CONVNET_MPI
     struct DistWatch *w = d->watch;
     if (w) {
         /* settle the watchdog's messages before MPI_Finalize */
-        MPI_CHECK(MPI_Wait(&w->send, MPI_STATUS_IGNORE));
+        for (int i = 0; i < w->n_peer; i++) MPI_CHECK(MPI_Wait(&w->peer[i].send, MPI_STATUS_IGNORE));
         dist_barrier(d);
-        if (d->rank == 0)
-            for (int r = 1; r < d->size; r++) {
-                MPI_CHECK(MPI_Cancel(&w->recv[r]));
-                MPI_Wait(&w->recv[r], MPI_STATUS_IGNORE);
-            }
-        free(w->recv_step);
-        free(w->seen);
-        free(w->recv);
+        for (int i = 0; i < w->n_peer; i++) {
+            MPI_CHECK(MPI_Cancel(&w->peer[i].recv));
+            MPI_Wait(&w->peer[i].recv, MPI_STATUS_IGNORE);
+        }
+        free(w->peer);
         free(w);
         d->watch = NULL;
     }
+    grads_free(d);
     if (d->owns_mpi) MPI_Finalize();
 #endif
     d->owns_mpi = 0;
@@ -132,56 +168,150 @@ void dist_setup_threads(Dist *d) {
 }
 
 #if CONVNET_MPI
-/* Rank 0: take in every arrival message that has come, and re-post the receives. */
-static void watch_poll_arrivals(Dist *d) {
+/* Take in what the ranks we talk to have said, and post the receives again. */
+static void watch_poll(Dist *d) {
     struct DistWatch *w = d->watch;
-    if (d->rank != 0) return;
-    for (int r = 1; r < d->size; r++)
+    for (int i = 0; i < w->n_peer; i++) {
+        WatchPeer *p = &w->peer[i];
         for (;;) {
             int flag = 0;
-            MPI_CHECK(MPI_Test(&w->recv[r], &flag, MPI_STATUS_IGNORE));
+            MPI_CHECK(MPI_Test(&p->recv, &flag, MPI_STATUS_IGNORE));
             if (!flag) break;
-            w->seen[r] = w->recv_step[r];
-            MPI_CHECK(MPI_Irecv(&w->recv_step[r], 1, MPI_LONG, r, TAG_ARRIVE, MPI_COMM_WORLD,
-                                &w->recv[r]));
+            p->seen = p->in;
+            p->heard = now_seconds();
+            MPI_CHECK(MPI_Irecv(&p->in, 1, MPI_LONG, p->rank, TAG_WATCH, MPI_COMM_WORLD, &p->recv));
         }
+    }
 }
 
-static void watch_fire(Dist *d, const char *what, double waited) __attribute__((noreturn));
-static void watch_fire(Dist *d, const char *what, double waited) {
-    char missing[1024] = "";
-    if (d->rank == 0) {
-        watch_poll_arrivals(d);
-        size_t len = 0;
-        for (int r = 1; r < d->size && len + 48 < sizeof missing; r++)
-            if (d->watch->seen[r] < d->step)
-                len += (size_t)snprintf(missing + len, sizeof missing - len, "%s%d (last seen at step %ld)",
-                                        len ? ", " : "", r, d->watch->seen[r]);
+/* Tell the ranks we talk to that we are still here, at this step. A rank whose previous message
+ * has not gone out (a cut link) is skipped: this never blocks. */
+static void watch_beat(Dist *d) {
+    struct DistWatch *w = d->watch;
+    for (int i = 0; i < w->n_peer; i++) {
+        WatchPeer *p = &w->peer[i];
+        int sent = 0;
+        MPI_CHECK(MPI_Test(&p->send, &sent, MPI_STATUS_IGNORE));
+        if (!sent) continue;
+        p->out = d->step;
+        MPI_CHECK(MPI_Isend(&p->out, 1, MPI_LONG, p->rank, TAG_WATCH, MPI_COMM_WORLD, &p->send));
     }
-    const char *who = d->rank != 0 ? "rank 0 lists the ranks it waits for"
-                      : missing[0] ? "ranks that never reached this step: "
-                                   : "every rank entered this step's collectives and one stalled inside (a "
-                                     "broken or slow network, or a stopped process)";
+    w->last_beat = now_seconds();
+}
+
+/* A rank that waits in a collective repeats its step every quarter of the timeout: not heard from
+ * for half of it, a rank is silent. */
+static int watch_silent(const Dist *d, const WatchPeer *p, double now) {
+    return now - p->heard > d->collective_timeout / 2;
+}
+
+/* How long a wait may make no progress. Rank 0 knows the most (it hears from every rank), so
+ * another rank that still hears it leaves it one more timeout to report and abort the job. */
+static double watch_patience(const Dist *d) {
+    if (d->rank == 0 || watch_silent(d, &d->watch->peer[0], now_seconds())) return d->collective_timeout;
+    return 2 * d->collective_timeout;
+}
+
+/* Append printf-style to buf[cap] at *len; what does not fit is dropped. */
+static void appendf(char *buf, size_t cap, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void appendf(char *buf, size_t cap, size_t *len, const char *fmt, ...) {
+    if (*len + 1 >= cap) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(buf + *len, cap - *len, fmt, ap);
+    va_end(ap);
+    if (k > 0) *len = *len + (size_t)k < cap ? *len + (size_t)k : cap - 1;
+}
+
+/* Seconds Open MPI's runtime takes to notice a lost host, when mpirun was given short TCP
+ * keepalives for its daemons (it passes --mca settings on as OMPI_MCA_* variables):
+ * oob_tcp_keepalive_time + intvl x probes. 0 when they are not set. */
+static double runtime_detection_s(void) {
+    int t = env_int("OMPI_MCA_oob_tcp_keepalive_time");
+    if (!t) return 0;
+    int intvl = env_int("OMPI_MCA_oob_tcp_keepalive_intvl"), probes = env_int("OMPI_MCA_oob_tcp_keepalive_probes");
+    return t + (intvl ? intvl : 20) * (probes ? probes : 9); /* Open MPI's defaults */
+}
+
+/* Print what this rank knows: the step, the collective, and the ranks it waited for. `hold`:
+ * seconds until the abort. */
+static void watch_report(Dist *d, const char *what, double waited, double hold) {
+    struct DistWatch *w = d->watch;
+    watch_poll(d);
+    double now = now_seconds();
+    char behind[1024] = "", silent[1024] = "", msg[2200] = "", when[160] = "";
+    size_t nb = 0, ns = 0, nm = 0;
+    for (int i = 0; i < w->n_peer; i++) {
+        const WatchPeer *p = &w->peer[i];
+        if (d->rank == 0 && p->seen < d->step)
+            appendf(behind, sizeof behind, &nb, "%s%d (last seen at step %ld)", nb ? ", " : "", p->rank, p->seen);
+        else if (watch_silent(d, p, now))
+            appendf(silent, sizeof silent, &ns, "%s%d (for %.1f s)", ns ? ", " : "", p->rank, now - p->heard);
+    }
+    if (d->rank != 0)
+        appendf(msg, sizeof msg, &nm, ns ? "not heard from rank 0 for %.1f s"
+                                         : "rank 0, heard from %.1f s ago, names the ranks it waits for",
+                now - w->peer[0].heard);
+    else if (!nb && !ns)
+        appendf(msg, sizeof msg, &nm, "every rank reached this step and is still heard from: the "
+                                      "collective itself stalls (a broken or slow network)");
+    else
+        appendf(msg, sizeof msg, &nm, "%s%s%s%s%s", nb ? "ranks that never reached this step: " : "", behind,
+                nb && ns ? "; " : "", ns ? "ranks not heard from since they reached it: " : "", silent);
+    if (hold > 0)
+        snprintf(when, sizeof when, " in %.0f s unless mpirun ends it first on a lost host", hold);
     fprintf(stderr,
             "convnet-dist: rank %d: watchdog: collective '%s' at step %ld made no progress for %.0f s "
-            "(collective_timeout); %s%s; aborting the job (exit status %d)\n",
-            d->rank, what, d->step, waited, who, missing, EXIT_COMM_TIMEOUT);
+            "(collective_timeout %.0f s); %s; aborting the job%s (exit status %d)\n",
+            d->rank, what, d->step, waited, d->collective_timeout, msg, when, EXIT_COMM_TIMEOUT);
     fflush(stderr);
+}
+
+/* Sleep `s` seconds; signals (the runtime's SIGTERM, which the trainer catches) do not cut it
+ * short: the runtime goes on to SIGKILL. */
+static void sleep_through(double s) {
+    if (s <= 0) return;
+    struct timespec left = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    while (nanosleep(&left, &left) != 0) continue;
+}
+
+/* Report and abort. Once an abort is under way, mpirun (Open MPI 4.1.4) waits forever for the
+ * daemon of a host it cannot reach, and a daemon whose connection carries output does not notice
+ * a cut link (TCP keepalives probe idle connections only). So with keepalives set, the abort
+ * waits until the stall has lasted twice their detection time: after a cut link the runtime has
+ * ended the job by then. Rank 0, normally beside mpirun, reports at once; the other ranks report
+ * only if the job is still there after the wait. */
+static void watch_fire(Dist *d, const char *what, double waited) __attribute__((noreturn));
+static void watch_fire(Dist *d, const char *what, double waited) {
+    double hold = 2 * runtime_detection_s() - waited;
+    if (d->rank == 0) {
+        watch_report(d, what, waited, hold);
+        sleep_through(hold);
+    } else {
+        sleep_through(hold);
+        watch_report(d, what, hold > 0 ? waited + hold : waited, 0);
+    }
     MPI_Abort(MPI_COMM_WORLD, EXIT_COMM_TIMEOUT);
     _exit(EXIT_COMM_TIMEOUT); /* MPI_Abort should not return; if the runtime is gone, go anyway */
 }
 
-/* Complete a request, or fire the watchdog when it makes no progress for too long. */
-static void watch_wait(Dist *d, MPI_Request *req, const char *what) {
-    double start = now_seconds();
+/* Complete every request of reqs[n], or fire the watchdog when none completes for too long. */
+static void watch_wait(Dist *d, MPI_Request *reqs, int n, const char *what) {
+    double progress = now_seconds();
     for (long spins = 1;; spins++) {
-        int done = 0;
-        MPI_CHECK(MPI_Test(req, &done, MPI_STATUS_IGNORE));
-        if (done) return;
+        int done = 0, which = MPI_UNDEFINED;
+        MPI_CHECK(MPI_Testany(n, reqs, &which, &done, MPI_STATUS_IGNORE));
+        if (done && which == MPI_UNDEFINED) return; /* none left */
+        if (done) {
+            progress = now_seconds();
+            continue;
+        }
         if (spins % 64 == 0) {
-            watch_poll_arrivals(d);
-            double waited = now_seconds() - start;
-            if (waited > d->collective_timeout) watch_fire(d, what, waited);
+            watch_poll(d);
+            double now = now_seconds();
+            if (now - d->watch->last_beat > d->collective_timeout / 4) watch_beat(d);
+            if (now - progress > watch_patience(d)) watch_fire(d, what, now - progress);
             if (spins > 4096) usleep(50); /* a long wait: stop burning the core */
         }
     }
@@ -195,7 +325,7 @@ static void allreduce(Dist *d, void *buf, int n, MPI_Datatype type, MPI_Op op, c
     }
     MPI_Request req;
     MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, buf, n, type, op, MPI_COMM_WORLD, &req));
-    watch_wait(d, &req, what);
+    watch_wait(d, &req, 1, what);
 }
 #endif
 
@@ -204,16 +334,18 @@ void dist_set_watchdog(Dist *d, double seconds) {
     if (d->size > 1 && seconds > 0 && !d->watch) {
         dist_barrier(d);
         struct DistWatch *w = xcalloc(1, sizeof *w);
-        w->send = MPI_REQUEST_NULL;
-        if (d->rank == 0) {
-            w->recv_step = xcalloc((size_t)d->size, sizeof *w->recv_step);
-            w->seen = xcalloc((size_t)d->size, sizeof *w->seen);
-            w->recv = xmalloc((size_t)d->size * sizeof *w->recv);
-            w->recv[0] = MPI_REQUEST_NULL;
-            for (int r = 1; r < d->size; r++)
-                MPI_CHECK(MPI_Irecv(&w->recv_step[r], 1, MPI_LONG, r, TAG_ARRIVE, MPI_COMM_WORLD,
-                                    &w->recv[r]));
+        w->n_peer = d->rank == 0 ? d->size - 1 : 1;
+        w->peer = xcalloc((size_t)w->n_peer, sizeof *w->peer);
+        double now = now_seconds();
+        for (int i = 0; i < w->n_peer; i++) {
+            WatchPeer *p = &w->peer[i];
+            p->rank = d->rank == 0 ? i + 1 : 0;
+            p->send = MPI_REQUEST_NULL;
+            p->seen = d->step;
+            p->heard = now;
+            MPI_CHECK(MPI_Irecv(&p->in, 1, MPI_LONG, p->rank, TAG_WATCH, MPI_COMM_WORLD, &p->recv));
         }
+        w->last_beat = now;
         d->watch = w;
     }
 #endif
@@ -225,10 +357,11 @@ void dist_begin_step(Dist *d, long step) {
 #if CONVNET_MPI
     struct DistWatch *w = d->watch;
     if (!w || d->rank == 0) return;
-    /* the previous arrival message went out a whole step ago: this wait does not block */
-    MPI_CHECK(MPI_Wait(&w->send, MPI_STATUS_IGNORE));
-    w->sent_step = step;
-    MPI_CHECK(MPI_Isend(&w->sent_step, 1, MPI_LONG, 0, TAG_ARRIVE, MPI_COMM_WORLD, &w->send));
+    /* the previous message went out at least a collective ago: this wait does not block */
+    WatchPeer *root = &w->peer[0];
+    MPI_CHECK(MPI_Wait(&root->send, MPI_STATUS_IGNORE));
+    root->out = step;
+    MPI_CHECK(MPI_Isend(&root->out, 1, MPI_LONG, 0, TAG_WATCH, MPI_COMM_WORLD, &root->send));
 #endif
 }
 
@@ -290,6 +423,93 @@ void dist_barrier(Dist *d) {
     if (d->size > 1) MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
 #endif
     (void)d;
+}
+
+void dist_grad_setup(Dist *d, const size_t *starts, int n_starts, size_t n, size_t bucket_floats) {
+#if CONVNET_MPI
+    grads_free(d);
+    if (d->size == 1) return;
+    struct DistGrads *g = xcalloc(1, sizeof *g);
+    g->starts = xmalloc(((size_t)n_starts + 1) * sizeof *g->starts);
+    memcpy(g->starts, starts, (size_t)n_starts * sizeof *starts);
+    g->n_starts = n_starts;
+    g->n = n;
+    g->bucket_floats = bucket_floats;
+    /* one bucket per layer at most, plus the splits of layers above BUCKET_MAX */
+    size_t cap = (size_t)n_starts + 2 + n / BUCKET_MAX;
+    g->cut = xmalloc(cap * sizeof *g->cut);
+    g->req = xmalloc(cap * sizeof *g->req);
+    d->grads = g;
+#endif
+    (void)d, (void)starts, (void)n_starts, (void)n, (void)bucket_floats;
+}
+
+void dist_grad_begin(Dist *d, float *grads, size_t lo, size_t hi) {
+#if CONVNET_MPI
+    struct DistGrads *g = d->grads;
+    if (!g) return;
+    CHECK(lo <= hi && hi <= g->n);
+    g->grads = grads;
+    g->hi = g->ready = hi;
+    g->n_buckets = g->started = 0;
+    /* The bucket being formed is [s, top): it grows down over whole layers until it holds
+     * bucket_floats; the lowest layer's start (or lo) closes the last one. */
+    size_t top = hi;
+    for (int i = g->n_starts - 1; top > lo; i--) {
+        size_t s = i >= 0 && g->starts[i] > lo ? g->starts[i] : lo;
+        if (s >= top || (s > lo && top - s < g->bucket_floats)) continue;
+        for (; top - s > BUCKET_MAX; top -= BUCKET_MAX) g->cut[g->n_buckets++] = top - BUCKET_MAX;
+        g->cut[g->n_buckets++] = s;
+        top = s;
+    }
+#endif
+    (void)d, (void)grads, (void)lo, (void)hi;
+}
+
+#if CONVNET_MPI
+/* Start, in order, every bucket that lies wholly in grads[ready, hi). */
+static void grads_start(struct DistGrads *g, size_t ready) {
+    for (; g->started < g->n_buckets && g->cut[g->started] >= ready; g->started++) {
+        int b = g->started;
+        size_t lo = g->cut[b], hi = b ? g->cut[b - 1] : g->hi;
+        MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, g->grads + lo, (int)(hi - lo), MPI_FLOAT, MPI_SUM,
+                                 MPI_COMM_WORLD, &g->req[b]));
+    }
+}
+#endif
+
+void dist_grad_ready(void *dist, size_t lo, size_t hi) {
+#if CONVNET_MPI
+    struct DistGrads *g = ((Dist *)dist)->grads;
+    if (!g) return;
+    CHECK(lo <= hi && hi == g->ready);
+    g->ready = lo;
+    grads_start(g, lo);
+    int done = 0;
+    if (g->started) MPI_CHECK(MPI_Testall(g->started, g->req, &done, MPI_STATUSES_IGNORE));
+#endif
+    (void)dist, (void)lo, (void)hi;
+}
+
+void dist_grad_finish(Dist *d, const char *what) {
+#if CONVNET_MPI
+    struct DistGrads *g = d->grads;
+    if (!g) return;
+    grads_start(g, 0);
+    if (d->watch)
+        watch_wait(d, g->req, g->started, what);
+    else
+        MPI_CHECK(MPI_Waitall(g->started, g->req, MPI_STATUSES_IGNORE));
+#endif
+    (void)d, (void)what;
+}
+
+int dist_grad_buckets(const Dist *d) {
+#if CONVNET_MPI
+    if (d->grads) return d->grads->n_buckets;
+#endif
+    (void)d;
+    return 0;
 }
 
 int dist_check_same_job(Dist *d, uint64_t job_hash, uint64_t n_params, Err *e) {

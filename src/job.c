@@ -89,7 +89,9 @@ static int resolve_train(Job *j, Section *s, Err *e) {
         sec_get_long(ini, s, "seed", 0, 1, 0, (long)(~0UL >> 1), &seed, e) ||
         sec_get_double(ini, s, "validation_split", 0, 0.0, 0.0, 0.99, &t->validation_split, e) ||
         sec_get_long(ini, s, "steps_per_epoch", 0, 0, 0, 1L << 40, &t->steps_per_epoch, e) ||
-        sec_get_bool(ini, s, "shuffle", 1, &t->shuffle, e))
+        sec_get_bool(ini, s, "shuffle", 1, &t->shuffle, e) ||
+        sec_get_bool(ini, s, "overlap_allreduce", 0, &t->overlap_allreduce, e) ||
+        sec_get_double(ini, s, "bucket_mb", 0, 1.0, 1e-6, 1e6, &t->bucket_mb, e))
         return -1;
     const char *ct = sec_get_str(ini, s, "collective_timeout", 0, "auto", e);
     if (!strcmp(ct, "auto"))
@@ -327,10 +329,11 @@ int job_load(Job *j, const char *path, char *const *overrides, int n_overrides, 
                                          "train.chart", NULL};
     j->hash = ini_hash(ini, ignore);
     /* A checkpoint resumes into the same model and training, possibly for more epochs, with other
-     * checkpoint settings, or with another watchdog. */
+     * checkpoint settings, or with another watchdog or gradient allreduce. */
     static const char *const resume_ignore[] = {"train.save", "train.step_log", "train.csv_log",
                                                 "train.chart", "train.epochs",
-                                                "train.collective_timeout", "checkpoint.*", NULL};
+                                                "train.collective_timeout", "train.overlap_allreduce",
+                                                "train.bucket_mb", "checkpoint.*", NULL};
     j->resume_hash = ini_hash(ini, resume_ignore);
     return 0;
 }

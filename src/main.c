@@ -141,9 +141,12 @@ static int cmp_double(const void *x, const void *y) {
     return (a > b) - (a < b);
 }
 
-static void cmd_bench(Trainer *t, const Args *a, const Dist *d) {
+static void cmd_bench(Trainer *t, const Args *a, Dist *d) {
     double *img_s = xmalloc((size_t)a->reps * sizeof *img_s);
     StepTimes tm;
+    /* the collectives training runs: polled under the watchdog unless collective_timeout = off */
+    double ct = t->job->train.collective_timeout;
+    dist_set_watchdog(d, ct > 0 ? ct : ct == 0 ? 60.0 : 0.0);
     trainer_bench(t, (int)a->warmup, (int)a->steps, (int)a->reps, img_s, &tm);
     qsort(img_s, (size_t)a->reps, sizeof *img_s, cmp_double);
     /* what one checkpoint (parameters + optimizer state, fsync'd) costs rank 0 */
@@ -163,18 +166,22 @@ static void cmd_bench(Trainer *t, const Args *a, const Dist *d) {
     }
     unlink(ck_path);
     qsort(ck_ms, 3, sizeof *ck_ms, cmp_double);
+    /* rank 0's wait in the step's collectives includes waiting for slower ranks; the rank that
+     * arrived last waited for the communication alone */
+    double last_comm = -tm.comm;
+    dist_allreduce_max_f64(d, &last_comm, 1);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double steps = (double)a->steps * a->reps;
     if (d->rank == 0)
         printf("{\"job\": \"%s\", \"batch\": %d, \"ranks\": %d, \"threads\": %d, \"steps\": %ld, "
                "\"reps\": %ld, \"img_s_median\": %.1f, \"img_s_min\": %.1f, \"img_s_max\": %.1f, "
-               "\"compute_ms\": %.3f, \"comm_ms\": %.3f, \"data_ms\": %.3f, "
-               "\"grad_floats\": %zu, \"checkpoint_ms\": %.2f, \"peak_rss_mb\": %.1f}\n",
+               "\"compute_ms\": %.3f, \"comm_ms\": %.3f, \"comm_ms_min\": %.3f, \"data_ms\": %.3f, "
+               "\"grad_floats\": %zu, \"grad_buckets\": %d, \"checkpoint_ms\": %.2f, \"peak_rss_mb\": %.1f}\n",
                t->job->name, t->job->train.batch_size, d->size, d->threads, a->steps, a->reps,
                img_s[a->reps / 2], img_s[0], img_s[a->reps - 1], 1e3 * tm.compute / steps,
-               1e3 * tm.comm / steps, 1e3 * tm.data / steps, t->model.n_params - t->model.train_lo,
-               ck_ms[1], ru.ru_maxrss / 1024.0);
+               1e3 * tm.comm / steps, -1e3 * last_comm / steps, 1e3 * tm.data / steps, t->model.n_params - t->model.train_lo,
+               dist_grad_buckets(d), ck_ms[1], ru.ru_maxrss / 1024.0);
     free(img_s);
 }
 

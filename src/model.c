@@ -202,6 +202,7 @@ void model_backward(Model *m, const float *dlogits, int N, const PassCtx *p) {
         layer_ops[L->kind]->backward(L, &c, want_din, dout, m->acts + m->act_off[l],
                                      m->acts + m->act_off[l + 1], N);
         if (m->prof) m->prof[2 * l + 1] += now_seconds() - t0;
+        if (p->grads_ready) p->grads_ready(p->grads_arg, L->param_off, L->param_off + L->n_weight + L->n_bias);
         float *t = dout;
         dout = din;
         din = t;
@@ -209,6 +210,13 @@ void model_backward(Model *m, const float *dlogits, int N, const PassCtx *p) {
 }
 
 void model_zero_grad(Model *m) { memset(m->grads, 0, m->n_params * sizeof *m->grads); }
+
+int model_param_starts(const Model *m, size_t *starts) {
+    int n = 0;
+    for (int l = 0; l < m->n_layers; l++)
+        if (m->layers[l].n_weight + m->layers[l].n_bias > 0) starts[n++] = m->layers[l].param_off;
+    return n;
+}
 
 void model_print_profile(Model *m, FILE *f) {
     if (!m->prof) return;

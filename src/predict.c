@@ -186,7 +186,7 @@ int predict_images(Model *m, const Job *job, char *const *paths, int n, int top,
     int *order = xmalloc((size_t)n_names * sizeof *order);
     float prob2[2];
     int bad = 0, first_bad = -1;
-    PassCtx pc = {0, job ? job->train.seed : 0, 0, ids};
+    PassCtx pc = {.training = 0, .seed = job ? job->train.seed : 0, .epoch = 0, .sample_ids = ids};
 
     for (int start = 0; start < n;) {
         /* a window of consecutive paths holding up to B readable images */

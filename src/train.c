@@ -213,6 +213,13 @@ void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data) {
         }
     }
     dist_bcast(dist, t->model.params, t->model.n_params * sizeof(float), 0);
+    if (job->train.overlap_allreduce) {
+        size_t *starts = xmalloc(((size_t)t->model.n_layers + 1) * sizeof *starts);
+        int n_starts = model_param_starts(&t->model, starts);
+        dist_grad_setup(dist, starts, n_starts, t->model.n_params,
+                        (size_t)(job->train.bucket_mb * 1e6 / sizeof(float)));
+        free(starts);
+    }
     optim_init(&t->opt, &job->train.opt, t->model.n_params);
     size_t outputs = shape_size(model_output_shape(&t->model));
     t->perm = xmalloc(((size_t)t->train.n + 1) * sizeof *t->perm);
@@ -296,7 +303,7 @@ static void cache_build(Trainer *t, FeatureCache *c, const Dataset *d, int from,
     c->from = from;
     c->dim = dim;
     int64_t lo = d->n * dist->rank / dist->size, hi = d->n * (dist->rank + 1) / dist->size;
-    PassCtx p = {0, t->job->train.seed, 0, t->ids};
+    PassCtx p = {.training = 0, .seed = t->job->train.seed, .epoch = 0, .sample_ids = t->ids};
     for (int64_t s = lo; s < hi; s += m->max_batch) {
         int n = (int)(hi - s < m->max_batch ? hi - s : m->max_batch);
         for (int i = 0; i < n; i++) t->ids[i] = s + i;
@@ -359,7 +366,7 @@ EvalResult trainer_evaluate(Trainer *t, const Dataset *d) {
     const FeatureCache *cache = d == &t->val ? &t->cache_val : NULL;
     int64_t lo = d->n * dist->rank / dist->size, hi = d->n * (dist->rank + 1) / dist->size;
     LossStats st = {0, 0};
-    PassCtx p = {0, t->job->train.seed, 0, t->ids};
+    PassCtx p = {.training = 0, .seed = t->job->train.seed, .epoch = 0, .sample_ids = t->ids};
     int K = (int)shape_size(model_output_shape(m));
     for (int64_t s = lo; s < hi; s += m->max_batch) {
         int n = (int)(hi - s < m->max_batch ? hi - s : m->max_batch);
@@ -388,9 +395,14 @@ static LossStats train_step(Trainer *t, const int64_t *batch, int gB, int epoch,
     for (int i = 0; i < n; i++) t->ids[i] = batch[lo + i];
     int from = n > 0 ? load_batch(t, &t->train, &t->cache_train, n) : 0;
     double t1 = now_seconds();
+    /* before any collective of the step: overlapped, the gradient buckets go out during backward */
+    dist_begin_step(t->dist, t->dist->step + 1);
     model_zero_grad(m);
+    const int overlap = t->job->train.overlap_allreduce;
+    if (overlap) dist_grad_begin(t->dist, m->grads, m->train_lo, m->n_params);
     LossStats st = {0, 0};
-    PassCtx p = {1, t->job->train.seed, epoch, t->ids};
+    PassCtx p = {.training = 1, .seed = t->job->train.seed, .epoch = epoch, .sample_ids = t->ids,
+                 .grads_ready = overlap ? dist_grad_ready : NULL, .grads_arg = t->dist};
     if (n > 0) {
         float *logits = model_forward_layers(m, from, m->n_layers, n, &p);
         int K = (int)shape_size(model_output_shape(m));
@@ -398,8 +410,10 @@ static LossStats train_step(Trainer *t, const int64_t *batch, int gB, int epoch,
         model_backward(m, t->dlogits, n, &p);
     }
     double t2 = now_seconds();
-    dist_begin_step(t->dist, t->dist->step + 1);
-    dist_allreduce_sum_f32(t->dist, m->grads + m->train_lo, m->n_params - m->train_lo, "gradients");
+    if (overlap)
+        dist_grad_finish(t->dist, "gradients");
+    else
+        dist_allreduce_sum_f32(t->dist, m->grads + m->train_lo, m->n_params - m->train_lo, "gradients");
     /* the stop flag rides on the step's small allreduce: every rank stops at the same step */
     double sums[3] = {st.loss_sum, st.correct, stop_requested()};
     dist_allreduce_sum_f64(t->dist, sums, 3, "step loss");

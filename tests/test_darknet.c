@@ -113,7 +113,7 @@ static void test_small_network(void) {
         for (int xx = 0; xx < W; xx++)
             for (int c = 0; c < C; c++) in[(y * W + xx) * C + c] = x[c][y][xx];
     int64_t id = 0;
-    PassCtx p = {0, 1, 0, &id};
+    PassCtx p = {.training = 0, .seed = 1, .epoch = 0, .sample_ids = &id};
     float *out = model_forward(&m, 1, &p);
     double ref[F2];
     darknet_reference(&n, (const float(*)[H][W])x, ref);

@@ -1,6 +1,7 @@
 /* test_model.c: whole-model checks: planning errors, the output layer returning logits for a
  * fused sigmoid/softmax, a finite-difference check of every parameter's gradient through the
- * full model and loss, and frozen layers receiving no gradient. */
+ * full model and loss, frozen layers receiving no gradient, and the backward pass reporting each
+ * layer's gradient slice once it is final (what the overlapped allreduce sends). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,7 +53,7 @@ static void net_init(Net *n, Layer *layers, Activation out_act, int K, LossKind 
 static double net_loss(void *ctx) {
     Net *n = ctx;
     memcpy(model_input(&n->m), n->x, sizeof n->x);
-    PassCtx p = {1, 1, 0, NULL};
+    PassCtx p = {.training = 1, .seed = 1, .epoch = 0, .sample_ids = NULL};
     int64_t ids[4] = {0, 1, 2, 3};
     p.sample_ids = ids;
     float *logits = model_forward(&n->m, n->N, &p);
@@ -64,7 +65,7 @@ static double net_loss(void *ctx) {
 static void net_grad(Net *n, float *grad_copy) {
     memcpy(model_input(&n->m), n->x, sizeof n->x);
     int64_t ids[4] = {0, 1, 2, 3};
-    PassCtx p = {1, 1, 0, ids};
+    PassCtx p = {.training = 1, .seed = 1, .epoch = 0, .sample_ids = ids};
     float *logits = model_forward(&n->m, n->N, &p);
     float dlogits[16];
     LossStats st = {0, 0};
@@ -104,7 +105,7 @@ static void test_output_logits(void) {
     CU_ASSERT(!layers[0].act_fused);
     memcpy(model_input(&n.m), n.x, sizeof n.x);
     int64_t ids[4] = {0, 1, 2, 3};
-    PassCtx p = {0, 1, 0, ids};
+    PassCtx p = {.training = 0, .seed = 1, .epoch = 0, .sample_ids = ids};
     float *out = model_forward(&n.m, 4, &p);
     /* recompute the dense layer by hand from the flattened pooled features */
     const Layer *D = &layers[3];
@@ -141,6 +142,63 @@ static void test_frozen(void) {
     model_free(&n.m);
 }
 
+/* What the grads_ready hook saw: each call's slice, and the slice's contents at that moment. */
+typedef struct {
+    const Model *m;
+    size_t lo[8], hi[8];
+    int calls;
+    float *seen; /* n_params: each slice copied when it was reported */
+} ReadyLog;
+
+static void record_ready(void *arg, size_t lo, size_t hi) {
+    ReadyLog *r = arg;
+    if (r->calls < 8) {
+        r->lo[r->calls] = lo;
+        r->hi[r->calls] = hi;
+    }
+    r->calls++;
+    memcpy(r->seen + lo, r->m->grads + lo, (hi - lo) * sizeof *r->seen);
+}
+
+/* The hook is called once per layer from the top down to the lowest trainable one, the slices
+ * tile [train_lo, n_params) and each held its final gradient when it was reported. */
+static void check_grads_ready(Net *n, int expect_calls) {
+    Model *m = &n->m;
+    ReadyLog r = {m, {0}, {0}, 0, calloc(m->n_params, sizeof(float))};
+    memcpy(model_input(m), n->x, sizeof n->x);
+    int64_t ids[4] = {0, 1, 2, 3};
+    PassCtx p = {.training = 1, .seed = 1, .epoch = 0, .sample_ids = ids, .grads_ready = record_ready, .grads_arg = &r};
+    float *logits = model_forward(m, n->N, &p);
+    float dlogits[16];
+    LossStats st = {0, 0};
+    loss_compute(n->loss, &st, dlogits, logits, n->y, n->N, n->K, 1.0f / n->N);
+    model_zero_grad(m);
+    model_backward(m, dlogits, n->N, &p);
+    CU_ASSERT_EQUAL(r.calls, expect_calls);
+    CU_ASSERT_EQUAL(r.hi[0], m->n_params);
+    for (int i = 1; i < r.calls && i < 8; i++) CU_ASSERT_EQUAL(r.hi[i], r.lo[i - 1]);
+    if (r.calls >= 1 && r.calls <= 8) CU_ASSERT_EQUAL(r.lo[r.calls - 1], m->train_lo);
+    size_t n_train = m->n_params - m->train_lo;
+    CU_ASSERT(memcmp(r.seen + m->train_lo, m->grads + m->train_lo, n_train * sizeof(float)) == 0);
+    free(r.seen);
+}
+
+static void test_grads_ready(void) {
+    Layer layers[4];
+    Net n;
+    net_init(&n, layers, ACT_SOFTMAX, 3, LOSS_SPARSE_CATEGORICAL_CROSSENTROPY);
+    size_t starts[4];
+    CU_ASSERT_EQUAL(model_param_starts(&n.m, starts), 2);
+    CU_ASSERT_EQUAL(starts[0], 0);
+    CU_ASSERT_EQUAL(starts[1], layers[3].param_off);
+    check_grads_ready(&n, 4);
+    /* a frozen base: the pass stops at the dense layer, the only slice reported */
+    layers[0].trainable = 0;
+    model_update_trainable(&n.m);
+    check_grads_ready(&n, 1);
+    model_free(&n.m);
+}
+
 static void test_plan_errors(void) {
     Layer layers[3];
     Model m;
@@ -161,4 +219,6 @@ static void test_plan_errors(void) {
 TEST_SUITE(model, {"whole-model gradient, softmax cross-entropy", test_gradient_softmax},
            {"whole-model gradient, sigmoid binary cross-entropy", test_gradient_sigmoid},
            {"a sigmoid output layer returns logits", test_output_logits},
-           {"frozen layers get no gradient", test_frozen}, {"planning errors", test_plan_errors})
+           {"frozen layers get no gradient", test_frozen},
+           {"backward reports each layer's final gradient slice, top down", test_grads_ready},
+           {"planning errors", test_plan_errors})

@@ -25,8 +25,8 @@
 #   CND_MH_TRAIN_ARGS      extra trainer arguments (default "--set train.steps_per_epoch=20";
 #                          set it empty for full epochs)
 #   CND_MH_TRAIN_TIMEOUT   seconds per training run (default 120)
-#   CND_MH_COLLECTIVE_TIMEOUT  watchdog for the link-down run (default 10; keep it
-#                          above the ~6 s the runtime keepalives need, see below)
+#   CND_MH_COLLECTIVE_TIMEOUT  watchdog for the link-down run (default 2; keep it
+#                          below the ~5 s the runtime keepalives need, see below)
 #   CND_MH_PROGRESS_RE     regex in trainer output meaning "training is running"
 #                          (default 'loss|step|epoch|batch', case-insensitive)
 #   CND_MH_TIMEOUT         seconds per smoke mpirun (default 60)
@@ -351,7 +351,7 @@ test_trainer() {
     local bin=${CND_MH_BIN:-$ROOT/convnet-dist}
     local job=${CND_MH_JOB:-$ROOT/jobs/mnist.job}
     local tt=${CND_MH_TRAIN_TIMEOUT:-120}
-    local ct=${CND_MH_COLLECTIVE_TIMEOUT:-10}
+    local ct=${CND_MH_COLLECTIVE_TIMEOUT:-2}
     local re=${CND_MH_PROGRESS_RE:-loss|step|epoch|batch}
     # shellcheck disable=SC2206
     local extra=(${CND_MH_TRAIN_ARGS---set train.steps_per_epoch=20})
@@ -384,13 +384,16 @@ test_trainer() {
         if [ "$rc" = 0 ]; then pass "$name" "weights on $n hosts = $n ranks on one host (rtol 1e-5): $(echo "$d" | tail -n 1)"
         else fail "$name" "diff-weights exited $rc: $(echo "$d" | tail -n 3 | tr '\n' ' ')"; fi
     done
-    # Link down: the job must end non-zero and leave nothing.  With Open MPI
-    # 4.1.4 a watchdog alone cannot do it: once a rank exits or calls MPI_Abort,
-    # mpirun waits forever for the unreachable host's daemon (see the wd3-*
-    # observations).  So run it as production should: with the short runtime
-    # keepalives (lost host -> mpirun exits 205 in ~6 s) and the watchdog above them.
+    # Link down: the job must end non-zero with the watchdog's message (the step,
+    # the collective, and rank 1, on host 2, among the ranks rank 0 waited for),
+    # and leave nothing.  With Open MPI 4.1.4 a watchdog alone cannot end it: once
+    # a rank calls MPI_Abort, mpirun waits forever for the unreachable host's
+    # daemon (see the wd3-* observations).  So run it as production should: the
+    # watchdog fires first (collective_timeout below the keepalive detection) and
+    # the short runtime keepalives (lost host noticed in ~5 s) let mpirun exit.
     n=$MAXH
     local name="trainer-linkdown-${n}hosts" limit=$((ct + 20))
+    local named="rank 0: watchdog: collective '[^']+' at step [0-9]+ made no progress .*(ranks that never reached this step|ranks not heard from since they reached it): ([0-9]+ \([^)]*\), )*1 \("
     if ! out=$("$bin" summary "$job" --set "train.collective_timeout=$ct" 2>&1); then
         skip "$name" "the trainer does not take train.collective_timeout yet: $(echo "$out" | tail -n 1)"; return
     fi
@@ -408,9 +411,11 @@ test_trainer() {
         fail "$name" "exited $LD_RC only ${LD_END_AFTER}s after link down (limit ${limit}s)"
     elif [ -n "$LD_LEFT" ]; then
         fail "$name" "exited $LD_RC ${LD_END_AFTER}s after link down, but left behind:$LD_LEFT"
+    elif ! grep -Eq -- "$named" "$LD_OUT"; then
+        fail "$name" "exited $LD_RC ${LD_END_AFTER}s after link down without the watchdog naming the step and rank 1"; show_out "$LD_OUT"
     else
-        pass "$name" "exited $LD_RC ${LD_END_AFTER}s after link down (collective_timeout=$ct), nothing left behind"
-        show_out "$LD_OUT"
+        pass "$name" "exited $LD_RC ${LD_END_AFTER}s after link down (collective_timeout=$ct), watchdog named the step and rank 1, nothing left behind"
+        tr '\r' '\n' < "$LD_OUT" | grep -E -- 'watchdog|lost communication' | cut -c1-400 | sed 's/^/       | /'
     fi
 }
 
