@@ -14,7 +14,7 @@
 #include "testutil.h"
 
 static const char *dir;
-static char bin[1024];
+static const char *bin;
 
 static int setup(void) {
     if (!testutil_have_mpi()) {
@@ -25,7 +25,7 @@ static int setup(void) {
         dir = testutil_tmpdir();
         testutil_write_idx_dataset(dir, "mpi-train", 203, 10, 10, 11); /* 203: not a multiple of 12 */
         testutil_write_idx_dataset(dir, "mpi-test", 97, 10, 10, 12);
-        if (!realpath(testutil_bin(), bin)) snprintf(bin, sizeof bin, "%s", testutil_bin());
+        bin = testutil_bin_abs();
     }
     return 1;
 }

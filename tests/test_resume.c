@@ -11,14 +11,14 @@
 #include "testutil.h"
 
 static const char *dir;
-static char bin[1024];
+static const char *bin;
 
 static void setup(void) {
     if (dir) return;
     dir = testutil_tmpdir();
     testutil_write_idx_dataset(dir, "rs-train", 240, 10, 10, 21);
     testutil_write_idx_dataset(dir, "rs-test", 60, 10, 10, 22);
-    if (!realpath(testutil_bin(), bin)) snprintf(bin, sizeof bin, "%s", testutil_bin());
+    bin = testutil_bin_abs();
 }
 
 /* 240 samples / batch 16 = 15 steps per epoch, 4 epochs = 60 steps; dropout so that resumed
@@ -35,12 +35,6 @@ static const char *write_job(const char *name) {
              "[checkpoint]\npath = %s/%s.ckpt\nevery_steps = 3\nkeep = 2\n",
              dir, dir, name);
     return testutil_write_file(dir, name, text, strlen(text));
-}
-
-static int run(const char *prefix, const char *job, const char *extra, char **out) {
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "cd '%s' && %s '%s' train '%s' %s", dir, prefix, bin, job, extra);
-    return testutil_run(cmd, out);
 }
 
 static int same_weights(const char *a, const char *b, const char *rtol) {
@@ -81,7 +75,7 @@ static void test_kill_resume_same_ranks(void) {
     const char *job = write_job("kr.job");
     char *out = NULL;
     /* the uninterrupted reference, without checkpoints */
-    CU_ASSERT_EQUAL(run("", job, "--no-resume --set checkpoint.path=none.ckpt --save straight.weights", &out), 0);
+    CU_ASSERT_EQUAL(testutil_train(dir, "", job, "--no-resume --set checkpoint.path=none.ckpt --save straight.weights", &out), 0);
     free(out);
     unsigned seed = (unsigned)getpid();
     int at = 5 + (int)(seed % 40); /* a random step between 5 and 44 of 60 */
@@ -98,7 +92,7 @@ static void test_kill_resume_other_ranks(void) {
     }
     const char *job = write_job("kr2.job");
     char *out = NULL;
-    CU_ASSERT_EQUAL(run("", job, "--no-resume --set checkpoint.path=none2.ckpt --save straight2.weights", &out), 0);
+    CU_ASSERT_EQUAL(testutil_train(dir, "", job, "--no-resume --set checkpoint.path=none2.ckpt --save straight2.weights", &out), 0);
     free(out);
     char launcher[256], resumer[256];
     testutil_mpirun(launcher, sizeof launcher, 2);
@@ -119,7 +113,7 @@ static void test_sigusr1(void) {
     char mp[256], script[8192];
     testutil_mpirun(mp, sizeof mp, 2);
     char *out = NULL;
-    CU_ASSERT_EQUAL(run(mp, job, "--no-resume --set train.epochs=40 --set checkpoint.path=none3.ckpt --save straight3.weights", &out), 0);
+    CU_ASSERT_EQUAL(testutil_train(dir, mp, job, "--no-resume --set train.epochs=40 --set checkpoint.path=none3.ckpt --save straight3.weights", &out), 0);
     free(out);
     snprintf(script, sizeof script,
              "#!/bin/bash\ncd '%s' || exit 1\nrm -f usr1.steps usr1.ckpt*\n"
@@ -149,7 +143,7 @@ static void test_bad_checkpoint(void) {
     setup();
     const char *job = write_job("bad.job");
     char *out = NULL;
-    CU_ASSERT_EQUAL(run("", job, "--set train.epochs=1", &out), 0);
+    CU_ASSERT_EQUAL(testutil_train(dir, "", job, "--set train.epochs=1", &out), 0);
     free(out);
     /* keep = 2: the previous checkpoint (step 9) is the fallback for a damaged newest one */
     char ck[1024];
@@ -161,12 +155,12 @@ static void test_bad_checkpoint(void) {
     fseek(f, 400, SEEK_SET);
     fputc(c ^ 0x10, f);
     fclose(f);
-    int rc = run("", job, "--resume --set train.epochs=1", &out);
+    int rc = testutil_train(dir, "", job, "--resume --set train.epochs=1", &out);
     CU_ASSERT_EQUAL(rc, 0);
     CU_ASSERT(strstr(out, "an older copy: the newest was unreadable") != NULL);
     free(out);
     /* keep = 1: nothing to fall back to */
-    CU_ASSERT_EQUAL(run("", job, "--no-resume --set train.epochs=1 --set checkpoint.keep=1", &out), 0);
+    CU_ASSERT_EQUAL(testutil_train(dir, "", job, "--no-resume --set train.epochs=1 --set checkpoint.keep=1", &out), 0);
     free(out);
     f = fopen(ck, "r+b");
     CU_ASSERT_FATAL(f != NULL);
@@ -175,7 +169,7 @@ static void test_bad_checkpoint(void) {
     fseek(f, 400, SEEK_SET);
     fputc(c ^ 0x10, f);
     fclose(f);
-    rc = run("", job, "--resume --set checkpoint.keep=1", &out);
+    rc = testutil_train(dir, "", job, "--resume --set checkpoint.keep=1", &out);
     CU_ASSERT_EQUAL(rc, 2);
     CU_ASSERT(strstr(out, "bad.job.ckpt") != NULL);
     CU_ASSERT(strstr(out, "corrupt") != NULL || strstr(out, "CRC") != NULL);
@@ -183,12 +177,12 @@ static void test_bad_checkpoint(void) {
     if (rc != 2) printf("\n    %s\n", out);
     free(out);
     /* another model's checkpoint */
-    rc = run("", job, "--resume --set conv2d.filters=7", &out);
+    rc = testutil_train(dir, "", job, "--resume --set conv2d.filters=7", &out);
     CU_ASSERT_EQUAL(rc, 2);
     CU_ASSERT(strstr(out, "cannot resume") != NULL);
     free(out);
     /* --resume without any checkpoint */
-    rc = run("", job, "--resume --set checkpoint.path=missing.ckpt", &out);
+    rc = testutil_train(dir, "", job, "--resume --set checkpoint.path=missing.ckpt", &out);
     CU_ASSERT_EQUAL(rc, 2);
     CU_ASSERT(strstr(out, "no checkpoint") != NULL);
     free(out);

@@ -11,14 +11,14 @@
 #include "testutil.h"
 
 static const char *dir;
-static char bin[1024];
+static const char *bin;
 
 static void setup(void) {
     if (dir) return;
     dir = testutil_tmpdir();
     testutil_write_idx_dataset(dir, "tl-train", 240, 10, 10, 31);
     testutil_write_idx_dataset(dir, "tl-test", 60, 10, 10, 32);
-    if (!realpath(testutil_bin(), bin)) snprintf(bin, sizeof bin, "%s", testutil_bin());
+    bin = testutil_bin_abs();
 }
 
 /* A frozen base (conv 6 = 60 parameters, pool, conv "top" 4 = 220 parameters), then Flatten,
@@ -38,12 +38,6 @@ static const char *write_job(const char *name, const char *front, const char *tr
              "%sseed = 5\nvalidation_split = 0.2\n%s",
              dir, front, train_epochs, tail);
     return testutil_write_file(dir, name, text, strlen(text));
-}
-
-static int run(const char *prefix, const char *job, const char *extra, char **out) {
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "cd '%s' && %s '%s' train '%s' %s", dir, prefix, bin, job, extra);
-    return testutil_run(cmd, out);
 }
 
 /* diff-weights A B --rtol R: 1 when within R; *identical receives the bitwise-identical count. */
@@ -70,10 +64,10 @@ static void test_cache_same_result(void) {
     setup();
     const char *job = write_job("fc.job", "", "epochs = 3\n", "");
     char *out = NULL;
-    CU_ASSERT_EQUAL(run("", job, "--set train.feature_cache=off --save fc-off.weights", &out), 0);
+    CU_ASSERT_EQUAL(testutil_train(dir, "", job, "--set train.feature_cache=off --save fc-off.weights", &out), 0);
     expect(out, "feature cache", 0);
     free(out);
-    CU_ASSERT_EQUAL(run("", job, "--save fc-on.weights", &out), 0);
+    CU_ASSERT_EQUAL(testutil_train(dir, "", job, "--save fc-on.weights", &out), 0);
     /* the head starts after the frozen base at the dropout (a random layer) */
     expect(out, "feature cache: training data: layers conv2d..flatten", 1);
     expect(out, "feature cache: validation data: layers conv2d..dropout", 1);
@@ -87,7 +81,7 @@ static void test_cache_same_result(void) {
     }
     char mp[256];
     testutil_mpirun(mp, sizeof mp, 2);
-    CU_ASSERT_EQUAL(run(mp, job, "--save fc-np2.weights", &out), 0);
+    CU_ASSERT_EQUAL(testutil_train(dir, mp, job, "--save fc-np2.weights", &out), 0);
     expect(out, "feature cache: training data", 1);
     free(out);
     CU_ASSERT(compare("fc-off.weights", "fc-np2.weights", "1e-5", NULL));
@@ -99,9 +93,9 @@ static void test_cache_not_for_augmented_training(void) {
     setup();
     const char *job = write_job("fa.job", "[random_flip]\nmode = horizontal\n", "epochs = 2\n", "");
     char *out = NULL;
-    CU_ASSERT_EQUAL(run("", job, "--set train.feature_cache=off --save fa-off.weights", &out), 0);
+    CU_ASSERT_EQUAL(testutil_train(dir, "", job, "--set train.feature_cache=off --save fa-off.weights", &out), 0);
     free(out);
-    CU_ASSERT_EQUAL(run("", job, "--save fa-on.weights", &out), 0);
+    CU_ASSERT_EQUAL(testutil_train(dir, "", job, "--save fa-on.weights", &out), 0);
     expect(out, "feature cache: training data", 0);
     expect(out, "feature cache: validation data: layers random_flip..dropout", 1);
     free(out);
@@ -117,7 +111,7 @@ static void test_phases_train_what_they_unfreeze(void) {
     snprintf(tail, sizeof tail, "%s", two_phases);
     const char *job = write_job("ph.job", "", "", tail);
     char *out = NULL;
-    CU_ASSERT_EQUAL(run("", job, "--save ph.weights", &out), 0);
+    CU_ASSERT_EQUAL(testutil_train(dir, "", job, "--save ph.weights", &out), 0);
     expect(out, "phase 1/2", 1);
     expect(out, "phase 2/2", 1);
     expect(out, "trainable from top: 271 parameters", 1);
@@ -126,7 +120,7 @@ static void test_phases_train_what_they_unfreeze(void) {
      * the frozen first convolution (60) is bitwise the same in both */
     const char *still = write_job("ph-still.job", "", "",
                                   "[phase]\nepochs = 1\nlr = 0.001\n[phase]\nepochs = 2\nlr = 0.0001\n");
-    CU_ASSERT_EQUAL(run("", still, "--save ph-still.weights", &out), 0);
+    CU_ASSERT_EQUAL(testutil_train(dir, "", still, "--save ph-still.weights", &out), 0);
     free(out);
     long identical = -1;
     CU_ASSERT(!compare("ph.weights", "ph-still.weights", "1e-3", &identical));
@@ -142,7 +136,7 @@ static void test_resume_stays_in_phase(void) {
     snprintf(tail, sizeof tail, "%s[checkpoint]\npath = %s/phk.ckpt\nevery_steps = 3\n", two_phases, dir);
     const char *job = write_job("phk.job", "", "", tail);
     char *out = NULL;
-    CU_ASSERT_EQUAL(run("", job, "--no-resume --set checkpoint.path=phk-none.ckpt --save phk-straight.weights", &out), 0);
+    CU_ASSERT_EQUAL(testutil_train(dir, "", job, "--no-resume --set checkpoint.path=phk-none.ckpt --save phk-straight.weights", &out), 0);
     free(out);
     char script[8192];
     snprintf(script, sizeof script,
@@ -181,7 +175,7 @@ static void test_job_errors(void) {
         snprintf(name, sizeof name, "bad%zu.job", i);
         const char *job = write_job(name, cases[i].front, cases[i].epochs, cases[i].tail);
         char *out = NULL;
-        int rc = run("", job, "", &out);
+        int rc = testutil_train(dir, "", job, "", &out);
         CU_ASSERT_EQUAL(rc, 2);
         expect(out, cases[i].message, 1);
         expect(out, name, 1); /* the message names the job file */

@@ -23,6 +23,20 @@ const char *testutil_bin(void) {
     return b && *b ? b : "./convnet-dist";
 }
 
+const char *testutil_bin_abs(void) {
+    static char abs[4096];
+    if (!abs[0] && !realpath(testutil_bin(), abs)) snprintf(abs, sizeof abs, "%s", testutil_bin());
+    return abs;
+}
+
+int testutil_train(const char *dir, const char *prefix, const char *job, const char *extra,
+                   char **out) {
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "cd '%s' && %s '%s' train '%s' %s", dir, prefix, testutil_bin_abs(),
+             job, extra);
+    return testutil_run(cmd, out);
+}
+
 int testutil_have_mpi(void) {
     const char *m = getenv("CONVNET_MPI");
     if (m && strcmp(m, "0") == 0) return 0;

@@ -31,6 +31,14 @@ const char *testutil_shared_data(const char *what);
 /* Path of the built binary ($CONVNET_BIN, default ./convnet-dist). */
 const char *testutil_bin(void);
 
+/* testutil_bin() as an absolute path, for commands that first cd into a test directory. */
+const char *testutil_bin_abs(void);
+
+/* `cd DIR && PREFIX BIN train JOB EXTRA` (PREFIX: "" or an mpirun prefix): its exit status,
+ * and its output in *out (malloc'd) when out is non-NULL. */
+int testutil_train(const char *dir, const char *prefix, const char *job, const char *extra,
+                   char **out);
+
 /* 1 when the binary was built with MPI and mpirun exists. */
 int testutil_have_mpi(void);
 
