@@ -605,9 +605,10 @@ static int phase_of_epoch(const Job *j, int epoch) {
 static void print_phase(const Trainer *t) {
     const PhaseCfg *ph = &t->job->phases[t->phase];
     const Model *m = &t->model;
-    printf("phase %d/%d (%s:%d): %d epochs, lr %g, trainable from %s: %zu parameters (optimizer "
+    printf("phase %d/%d (%s:%d): %d epoch%s, lr %g, trainable from %s: %zu parameters (optimizer "
            "state reset at the start of the phase)\n",
-           t->phase + 1, t->job->n_phases, t->job->ini.path, ph->line, ph->epochs, (double)ph->lr,
+           t->phase + 1, t->job->n_phases, t->job->ini.path, ph->line, ph->epochs,
+           ph->epochs == 1 ? "" : "s", (double)ph->lr,
            m->lowest_trainable < m->n_layers ? m->layers[m->lowest_trainable].name : "(none)",
            model_trainable_count(m));
     fflush(stdout);
