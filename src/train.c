@@ -186,6 +186,8 @@ void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data) {
         int64_t n = 64 * (int64_t)job->train.batch_size;
         synthetic_dataset(&t->train, input, n, outputs > 1 ? outputs : 2, job->train.seed);
     }
+    /* state for every parameter: a phase that unfreezes more needs no new arrays */
+    optim_init(&t->opt, &job->train.opt, t->model.n_params);
     t->trainable_job = xmalloc((size_t)job->n_layers * sizeof *t->trainable_job);
     for (int l = 0; l < job->n_layers; l++) t->trainable_job[l] = job->layers[l].trainable;
     /* no phase trains anything below `lowest`: those layers only ever run forward */
@@ -220,7 +222,6 @@ void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data) {
                         (size_t)(job->train.bucket_mb * 1e6 / sizeof(float)));
         free(starts);
     }
-    optim_init(&t->opt, &job->train.opt, t->model.n_params);
     size_t outputs = shape_size(model_output_shape(&t->model));
     t->perm = xmalloc(((size_t)t->train.n + 1) * sizeof *t->perm);
     t->ids = xmalloc((size_t)max_batch * sizeof *t->ids);
@@ -324,8 +325,11 @@ static void cache_build(Trainer *t, FeatureCache *c, const Dataset *d, int from,
 /* (Re)build the caches the current phase allows: at the start and after a phase switch. */
 static void caches_update(Trainer *t) {
     int ft = cache_start(t, 1), fv = cache_start(t, 0);
-    if (ft != t->cache_train.from || (ft && !t->cache_train.x)) cache_build(t, &t->cache_train, &t->train, ft, "training data");
-    if (fv != t->cache_val.from || (fv && !t->cache_val.x)) cache_build(t, &t->cache_val, &t->val, fv, "validation data");
+    /* also when the wanted cache is missing: an earlier build may have been skipped for memory */
+    if (ft != t->cache_train.from || (ft && !t->cache_train.x))
+        cache_build(t, &t->cache_train, &t->train, ft, "training data");
+    if (fv != t->cache_val.from || (fv && !t->cache_val.x))
+        cache_build(t, &t->cache_val, &t->val, fv, "validation data");
 }
 
 /* Put the samples t->ids[0..n) of split d, or their cached features, where the forward pass
