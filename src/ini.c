@@ -397,7 +397,7 @@ static int missing(IniFile *ini, Section *s, const char *key, Err *e) {
 int sec_get_long(IniFile *ini, Section *s, const char *key, int required, long def, long lo,
                  long hi, long *out, Err *e) {
     KeyVal *kv = take(s, key);
-    char w[160];
+    char w[1024]; /* "FILE:LINE": the file may be a long included path */
     if (!kv) {
         if (required) return missing(ini, s, key, e);
         *out = def;
@@ -432,7 +432,7 @@ int sec_get_int(IniFile *ini, Section *s, const char *key, int required, int def
 int sec_get_double(IniFile *ini, Section *s, const char *key, int required, double def,
                    double lo, double hi, double *out, Err *e) {
     KeyVal *kv = take(s, key);
-    char w[160];
+    char w[1024];
     if (!kv) {
         if (required) return missing(ini, s, key, e);
         *out = def;
@@ -467,7 +467,7 @@ int sec_get_float(IniFile *ini, Section *s, const char *key, int required, doubl
 int sec_get_enum(IniFile *ini, Section *s, const char *key, int required, int def,
                  const char *const *choices, int *out, Err *e) {
     KeyVal *kv = take(s, key);
-    char w[160];
+    char w[1024];
     if (!kv) {
         if (required) return missing(ini, s, key, e);
         *out = def;
@@ -510,7 +510,7 @@ const char *sec_get_str(IniFile *ini, Section *s, const char *key, int required,
 int sec_get_pair(IniFile *ini, Section *s, const char *key, int required, int def_a, int def_b,
                  int lo, int hi, int *a, int *b, Err *e) {
     KeyVal *kv = take(s, key);
-    char w[160];
+    char w[1024];
     if (!kv) {
         if (required) return missing(ini, s, key, e);
         *a = def_a;
@@ -545,7 +545,7 @@ int sec_get_pair(IniFile *ini, Section *s, const char *key, int required, int de
 int sec_get_range(IniFile *ini, Section *s, const char *key, int required, double def, float *lo,
                   float *hi, Err *e) {
     KeyVal *kv = take(s, key);
-    char w[160];
+    char w[1024];
     if (!kv) {
         if (required) return missing(ini, s, key, e);
         *lo = (float)-def;
@@ -580,7 +580,7 @@ int sec_get_range(IniFile *ini, Section *s, const char *key, int required, doubl
 int sec_check_unused(IniFile *ini, Section *s, Err *e) {
     for (int i = 0; i < s->n_kv; i++)
         if (!s->kv[i].used) {
-            char w[160];
+            char w[1024];
             err_set(e, "%s: unknown key '%s' in [%s]", where(ini, s, &s->kv[i], w, sizeof w),
                     s->kv[i].key, s->name);
             return -1;
