@@ -216,9 +216,54 @@ static void test_plan_errors(void) {
     free(m.act_off);
 }
 
+/* Layers no phase trains share one forward-state region: less memory, and the same forward
+ * output and trainable gradients as with a region per layer. */
+static void test_share_frozen_aux(void) {
+    Layer a[5], b[5];
+    Model ma, mb;
+    Err e = {0};
+    a[0] = mk(LAYER_CONV2D, 4, 3, ACT_RELU);
+    a[1] = mk(LAYER_MAXPOOL2D, 0, 2, ACT_LINEAR);
+    a[2] = mk(LAYER_CONV2D, 5, 3, ACT_RELU);
+    a[3] = mk(LAYER_FLATTEN, 0, 0, ACT_LINEAR);
+    a[4] = mk(LAYER_DENSE, 3, 0, ACT_SOFTMAX);
+    a[0].trainable = 0;
+    memcpy(b, a, sizeof a);
+    const int N = 4;
+    CU_ASSERT_FATAL(model_plan(&ma, a, 5, (Shape){12, 12, 2, 0}, N, &e) == 0);
+    CU_ASSERT_FATAL(model_plan(&mb, b, 5, (Shape){12, 12, 2, 0}, N, &e) == 0);
+    size_t separate = mb.aux_bytes;
+    model_share_frozen_aux(&mb, 2); /* layers 0 and 1 never run backward */
+    CU_ASSERT_EQUAL(b[0].aux_off, 0);
+    CU_ASSERT_EQUAL(b[1].aux_off, 0);
+    size_t shared = N * b[0].aux_per_sample > N * b[1].aux_per_sample ? N * b[0].aux_per_sample
+                                                                      : N * b[1].aux_per_sample;
+    CU_ASSERT(b[2].aux_off >= shared); /* the trained layers' state is their own */
+    CU_ASSERT(mb.aux_bytes < separate);
+    model_alloc(&ma);
+    model_alloc(&mb);
+    model_init_params(&ma, 7);
+    memcpy(mb.params, ma.params, ma.n_params * sizeof *ma.params);
+    testutil_fill(model_input(&ma), (size_t)N * 12 * 12 * 2, 8, 0, 1);
+    memcpy(model_input(&mb), model_input(&ma), (size_t)N * 12 * 12 * 2 * sizeof(float));
+    PassCtx p = {.training = 1, .seed = 1};
+    const float *za = model_forward(&ma, N, &p), *zb = model_forward(&mb, N, &p);
+    CU_ASSERT(memcmp(za, zb, (size_t)N * 3 * sizeof *za) == 0);
+    float dz[4 * 3];
+    testutil_fill(dz, sizeof dz / sizeof *dz, 9, -1, 1);
+    model_zero_grad(&ma);
+    model_zero_grad(&mb);
+    model_backward(&ma, dz, N, &p);
+    model_backward(&mb, dz, N, &p);
+    CU_ASSERT(memcmp(ma.grads, mb.grads, ma.n_params * sizeof *ma.grads) == 0);
+    model_free(&ma);
+    model_free(&mb);
+}
+
 TEST_SUITE(model, {"whole-model gradient, softmax cross-entropy", test_gradient_softmax},
            {"whole-model gradient, sigmoid binary cross-entropy", test_gradient_sigmoid},
            {"a sigmoid output layer returns logits", test_output_logits},
            {"frozen layers get no gradient", test_frozen},
            {"backward reports each layer's final gradient slice, top down", test_grads_ready},
-           {"planning errors", test_plan_errors})
+           {"planning errors", test_plan_errors},
+           {"never-trained layers share their forward state", test_share_frozen_aux})
