@@ -15,9 +15,7 @@ static const char *bin;
 
 static void setup(void) {
     if (dir) return;
-    dir = testutil_tmpdir();
-    testutil_write_idx_dataset(dir, "rs-train", 240, 10, 10, 21);
-    testutil_write_idx_dataset(dir, "rs-test", 60, 10, 10, 22);
+    dir = testutil_small_idx_dir("rs", 21);
     bin = testutil_bin_abs();
 }
 

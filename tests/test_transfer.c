@@ -15,9 +15,7 @@ static const char *bin;
 
 static void setup(void) {
     if (dir) return;
-    dir = testutil_tmpdir();
-    testutil_write_idx_dataset(dir, "tl-train", 240, 10, 10, 31);
-    testutil_write_idx_dataset(dir, "tl-test", 60, 10, 10, 32);
+    dir = testutil_small_idx_dir("tl", 31);
     bin = testutil_bin_abs();
 }
 

@@ -37,6 +37,16 @@ int testutil_train(const char *dir, const char *prefix, const char *job, const c
     return testutil_run(cmd, out);
 }
 
+const char *testutil_small_idx_dir(const char *prefix, unsigned seed) {
+    const char *dir = testutil_tmpdir();
+    char name[64];
+    snprintf(name, sizeof name, "%s-train", prefix);
+    testutil_write_idx_dataset(dir, name, 240, 10, 10, seed);
+    snprintf(name, sizeof name, "%s-test", prefix);
+    testutil_write_idx_dataset(dir, name, 60, 10, 10, seed + 1);
+    return dir;
+}
+
 int testutil_have_mpi(void) {
     const char *m = getenv("CONVNET_MPI");
     if (m && strcmp(m, "0") == 0) return 0;

@@ -39,6 +39,11 @@ const char *testutil_bin_abs(void);
 int testutil_train(const char *dir, const char *prefix, const char *job, const char *extra,
                    char **out);
 
+/* A fresh directory holding PREFIX-train-{images,labels}.idx (240 samples) and PREFIX-test-...
+ * (60 samples) of 10x10 synthetic images, from seeds seed and seed + 1: the small data set of
+ * the CLI training tests. */
+const char *testutil_small_idx_dir(const char *prefix, unsigned seed);
+
 /* 1 when the binary was built with MPI and mpirun exists. */
 int testutil_have_mpi(void);
 
