@@ -5,6 +5,7 @@
 #   make test       build and run the CUnit suite (tests/) and the CLI/MPI tests
 #   make bench      throughput and memory beside PyTorch (bench/)
 #   make bench-overlap   overlapped vs plain gradient allreduce, 2 namespace hosts at 1 Gbit/s (root)
+#   make accuracy-seeds  Fashion-MNIST test accuracy over seeds, ours beside PyTorch (SEEDS="1 2 3")
 #   make deps       install the Debian packages this project needs (root) or print the command
 #   make clean
 #
@@ -88,7 +89,7 @@ LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%.o)
 
-.PHONY: all run test test-multihost bench bench-overlap deps check-deps clean scaling-report
+.PHONY: all run test test-multihost bench bench-overlap accuracy-seeds deps check-deps clean scaling-report
 
 all: check-deps $(BIN)
 
@@ -153,6 +154,12 @@ bench: all
 # hosts linked at 1 Gbit/s, step split and images/s (root; several minutes on 2 cores).
 bench-overlap: all
 	bench/overlap_1gbit.sh $(BENCH_ARGS)
+
+# jobs/mnist.job's test accuracy over several seeds, beside PyTorch running the same recipe
+# (about 2 minutes per seed and side on 2 cores).
+SEEDS ?= 1 2 3
+accuracy-seeds: all
+	/usr/bin/python3 bench/accuracy_seeds.py --seeds $(SEEDS)
 
 # Projected scaling on 1-64 nodes, checked against namespace-host measurements (root for those).
 scaling-report: all

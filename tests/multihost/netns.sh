@@ -112,9 +112,19 @@ mh_link_down() {
     else ip -n "$(mh_ns sw)" link set "v$k" down; fi
 }
 
+# Brings host K's link back and waits (up to 5 s) until both ends report carrier,
+# then forgets neighbour entries that went stale or FAILED while it was down: a
+# job started right after must not meet ARP retries and TCP SYN back-off to K.
 mh_link_up() {
-    local k=$1
-    ip -n "$(mh_ns sw)" link set "v$k" up && ip -n "$(mh_ns "$k")" link set eth0 up
+    local k=$1 i ns
+    ip -n "$(mh_ns sw)" link set "v$k" up && ip -n "$(mh_ns "$k")" link set eth0 up || return 1
+    for i in $(seq 1 50); do
+        ip -n "$(mh_ns "$k")" link show eth0 | grep -q 'state UP' &&
+            ip -n "$(mh_ns sw)" link show "v$k" | grep -q 'state UP' && break
+        sleep 0.1
+    done
+    for ns in $(mh_list_ns); do ip -n "$ns" neigh flush all 2>/dev/null; done
+    return 0
 }
 
 # Our namespaces (any, also from an earlier failed step of this run).

@@ -1,0 +1,94 @@
+#!/usr/bin/python3
+"""make accuracy-seeds: test accuracy of the book's MNIST convnet recipe (jobs/mnist.job: Fashion-MNIST,
+RMSprop lr 1e-3 rho 0.9 eps 1e-7, batch 64, 5 epochs, glorot-uniform kernels, zero biases) over several
+seeds, for convnet-dist and for PyTorch running the same recipe, alternating the two.
+
+One run's test accuracy moves by about a point with the seed (the last RMSprop steps at lr 1e-3 are
+large), so a single figure says little about whether two implementations agree: compare the spreads.
+Usage: bench/accuracy_seeds.py [--seeds 1 2 3] [--threads 2] [--only ours|torch]
+"""
+import argparse, os, re, statistics, subprocess, sys, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "convnet-dist")
+JOB = os.path.join(ROOT, "jobs", "mnist.job")
+PEER_DIR = os.environ.get("CONVNET_PEER_BENCH", os.path.join(ROOT, "..", "shared", "bench"))
+
+
+def ours(seed, threads):
+    """Trains jobs/mnist.job with --set train.seed=SEED; returns (test accuracy %, seconds)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    t0 = time.perf_counter()
+    p = subprocess.run([BIN, "train", JOB, "--set", f"train.seed={seed}"], cwd=ROOT, env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    dt = time.perf_counter() - t0
+    m = re.findall(r"^test: \d+ samples - loss: [0-9.]+ - accuracy: ([0-9.]+)$", p.stdout, re.M)
+    if p.returncode != 0 or not m:
+        sys.exit(f"accuracy-seeds: convnet-dist (seed {seed}) exited {p.returncode}:\n{p.stdout[-2000:]}")
+    return 100.0 * float(m[-1]), dt
+
+
+def torch_run(seed, threads):
+    """The same recipe in PyTorch: Keras init, RMSprop(alpha=0.9, eps=1e-7), a fresh shuffle of the
+    60,000 images every epoch, the last batch partial (32), final weights tested."""
+    import torch
+    import torch.nn as nn
+    sys.path.insert(0, PEER_DIR)
+    import torch_bench as tb
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    x, y = tb.load_fmnist("train")
+    xt, yt = tb.load_fmnist("test")
+    m = tb.mnist_model()
+    m.apply(tb.keras_init)
+    m = m.to(memory_format=torch.channels_last)
+    opt = torch.optim.RMSprop(m.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
+    loss_fn = nn.CrossEntropyLoss()
+    t0 = time.perf_counter()
+    for _ in range(5):
+        m.train()
+        perm = torch.randperm(x.shape[0])
+        for i in range(0, x.shape[0], 64):
+            idx = perm[i:i + 64]
+            opt.zero_grad(set_to_none=True)
+            loss_fn(m(x[idx].contiguous(memory_format=torch.channels_last)), y[idx]).backward()
+            opt.step()
+    m.eval()
+    with torch.no_grad():
+        correct = sum(int((m(xt[i:i + 1000]).argmax(1) == yt[i:i + 1000]).sum())
+                      for i in range(0, xt.shape[0], 1000))
+    return 100.0 * correct / xt.shape[0], time.perf_counter() - t0
+
+
+def summary(name, accs):
+    if not accs:
+        return
+    sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
+    print(f"{name:12s} n={len(accs)}  mean {statistics.mean(accs):.2f}%  sd {sd:.2f}  "
+          f"median {statistics.median(accs):.2f}%  min {min(accs):.2f}%  max {max(accs):.2f}%")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", choices=["ours", "torch"])
+    a = ap.parse_args()
+    if not os.path.isfile(BIN):
+        sys.exit("accuracy-seeds: build ./convnet-dist first (make)")
+    res = {"convnet-dist": [], "PyTorch": []}
+    for s in a.seeds:
+        if a.only != "torch":
+            acc, dt = ours(s, a.threads)
+            res["convnet-dist"].append(acc)
+            print(f"convnet-dist seed {s}: test accuracy {acc:.2f}%  ({dt:.0f} s)", flush=True)
+        if a.only != "ours":
+            acc, dt = torch_run(s, a.threads)
+            res["PyTorch"].append(acc)
+            print(f"PyTorch      seed {s}: test accuracy {acc:.2f}%  ({dt:.0f} s)", flush=True)
+    for k, v in res.items():
+        summary(k, v)
+
+
+if __name__ == "__main__":
+    main()
