@@ -6,6 +6,7 @@
 #   make bench      throughput and memory beside PyTorch (bench/)
 #   make bench-overlap   overlapped vs plain gradient allreduce, 2 namespace hosts at 1 Gbit/s (root)
 #   make accuracy-seeds  Fashion-MNIST test accuracy over seeds, ours beside PyTorch (SEEDS="1 2 3")
+#   make trajectory      our training steps beside PyTorch's from the same weights and batch order
 #   make deps       install the Debian packages this project needs (root) or print the command
 #   make clean
 #
@@ -89,7 +90,7 @@ LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%.o)
 
-.PHONY: all run test test-multihost bench bench-overlap accuracy-seeds deps check-deps clean scaling-report
+.PHONY: all run test test-multihost bench bench-overlap accuracy-seeds trajectory deps check-deps clean scaling-report
 
 all: check-deps $(BIN)
 
@@ -160,6 +161,12 @@ bench-overlap: all
 SEEDS ?= 1 2 3
 accuracy-seeds: all
 	/usr/bin/python3 bench/accuracy_seeds.py --seeds $(SEEDS)
+
+# convnet-dist's training steps beside PyTorch's from the same initial weights and batch order
+# (per-step losses, with PyTorch float32-vs-float64 as the rounding yardstick; about 5 minutes).
+EPOCHS ?= 1
+trajectory: all
+	/usr/bin/python3 bench/trajectory.py --epochs $(EPOCHS)
 
 # Projected scaling on 1-64 nodes, checked against namespace-host measurements (root for those).
 scaling-report: all
