@@ -17,14 +17,14 @@ steps of +-lr/sqrt(1 - rho) in the first update, so the check that matters is th
 a divergence later that is no larger than PyTorch's own float32-vs-float64 one.
 Usage: bench/trajectory.py [--epochs 1] [--threads 2] [--seed 1]
 """
-import argparse, gzip, os, re, struct, subprocess, sys, tempfile, time
+import argparse, os, re, struct, subprocess, sys, tempfile, time
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "convnet-dist")
 JOB = os.path.join(ROOT, "jobs", "mnist.job")
-FMNIST = "/usr/share/datasets/fashion-mnist"
+PEER_DIR = os.environ.get("CONVNET_PEER_BENCH", os.path.join(ROOT, "..", "shared", "bench"))
 # Parameter layout of the weights file (weights.h), per layer weights then bias, Keras order:
 # conv kernels (KH, KW, C, OC), dense kernel (IN, OUT) with IN in NHWC flatten order.
 SHAPES = [(3, 3, 1, 32), (32,), (3, 3, 32, 64), (64,), (3, 3, 64, 128), (128,), (1152, 10), (10,)]
@@ -64,24 +64,16 @@ def read_weights(path):
     return out
 
 
-def load_idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
 def run_torch(args, weights, dtype):
     """The same model, order and update in PyTorch, in `dtype`; returns (per-step losses, test accuracy)."""
     import torch
     import torch.nn.functional as F
+    sys.path.insert(0, PEER_DIR)
+    import torch_bench as tb
     torch.set_num_threads(args.threads)
-    x = torch.from_numpy(load_idx(f"{FMNIST}/train-images-idx3-ubyte.gz").astype(np.float32) / 255.0)
-    y = torch.from_numpy(load_idx(f"{FMNIST}/train-labels-idx1-ubyte.gz").astype(np.int64))
-    xt = torch.from_numpy(load_idx(f"{FMNIST}/t10k-images-idx3-ubyte.gz").astype(np.float32) / 255.0)
-    yt = torch.from_numpy(load_idx(f"{FMNIST}/t10k-labels-idx1-ubyte.gz").astype(np.int64))
-    x, xt = x.unsqueeze(1).to(dtype), xt.unsqueeze(1).to(dtype)
+    x, y = tb.load_fmnist("train")  # (N, 1, 28, 28) float32 / 255, int64 labels
+    xt, yt = tb.load_fmnist("test")
+    x, xt = x.to(dtype), xt.to(dtype)
     # (KH, KW, C, OC) -> (OC, C, KH, KW); dense (IN, OUT) -> (OUT, IN)
     p = [torch.tensor(w) for w in weights]  # copies: the caller's arrays stay the initial weights
     params = [p[0].permute(3, 2, 0, 1).contiguous(), p[1], p[2].permute(3, 2, 0, 1).contiguous(), p[3],
