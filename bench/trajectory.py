@@ -12,9 +12,10 @@ or a wrong batch shows up as a difference from the very first steps.
 
 How fast rounding alone pulls runs apart is measured, not guessed: PyTorch runs the same steps a
 second time in float64, and the float32-vs-float64 difference is printed beside ours-vs-PyTorch.
-RMSprop amplifies rounding quickly: a gradient that is 1e-9 in one run and -1e-9 in the other gets
-steps of +-lr/sqrt(1 - rho) in the first update, so the check that matters is the first steps plus
-a divergence later that is no larger than PyTorch's own float32-vs-float64 one.
+RMSprop amplifies rounding quickly: it divides each gradient by its own running magnitude, so every
+weight moves by about lr each step whatever its gradient's size, and a ReLU or max-pooling choice
+that rounding flips changes whole gradients. The check that matters is therefore the first steps
+plus a later divergence no larger than PyTorch's own float32-vs-float64 one.
 Usage: bench/trajectory.py [--epochs 1] [--threads 2] [--seed 1]
 """
 import argparse, os, re, struct, subprocess, sys, tempfile, time
@@ -31,11 +32,11 @@ SHAPES = [(3, 3, 1, 32), (32,), (3, 3, 32, 64), (64,), (3, 3, 64, 128), (128,), 
 CHECK_STEPS = [1, 2, 5, 10, 12, 15, 20, 50, 100, 200, 500, 938]
 
 
-def run_ours(args, tmp, init, extra):
+def run_ours(args, tmp, init):
     """convnet-dist from the weights `init`, file order; returns (per-step losses, test accuracy)."""
     steplog = os.path.join(tmp, "steps.txt")
     cmd = [BIN, "train", JOB, "--weights", init, "--set", "train.shuffle=false",
-           "--set", f"train.epochs={args.epochs}", "--set", f"train.step_log={steplog}"] + extra
+           "--set", f"train.epochs={args.epochs}", "--set", f"train.step_log={steplog}"]
     p = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)),
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     m = re.findall(r"^test: \d+ samples - loss: [0-9.]+ - accuracy: ([0-9.]+)$", p.stdout, re.M)
@@ -64,10 +65,12 @@ def read_weights(path):
     return out
 
 
-def run_torch(args, weights, dtype):
-    """The same model, order and update in PyTorch, in `dtype`; returns (per-step losses, test accuracy)."""
+def run_torch(args, weights, dtype_name):
+    """The same model, order and update in PyTorch, in float32 or float64; returns (per-step losses,
+    test accuracy)."""
     import torch
     import torch.nn.functional as F
+    dtype = getattr(torch, dtype_name)
     sys.path.insert(0, PEER_DIR)
     import torch_bench as tb
     torch.set_num_threads(args.threads)
@@ -109,11 +112,6 @@ def run_torch(args, weights, dtype):
     return np.array(losses), 100.0 * correct / xt.shape[0]
 
 
-def torch_dtype(name):
-    import torch
-    return getattr(torch, name)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--epochs", type=int, default=1)
@@ -127,12 +125,12 @@ def main():
                         "--set", "train.steps_per_epoch=1", "--set", "train.lr=0", "--save", init],
                        cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
         t0 = time.perf_counter()
-        ours, acc_ours = run_ours(args, tmp, init, [])
+        ours, acc_ours = run_ours(args, tmp, init)
         t1 = time.perf_counter()
         weights = read_weights(init)
-        theirs, acc_torch = run_torch(args, weights, torch_dtype("float32"))
+        theirs, acc_torch = run_torch(args, weights, "float32")
         t2 = time.perf_counter()
-        exact, acc_exact = run_torch(args, weights, torch_dtype("float64"))
+        exact, acc_exact = run_torch(args, weights, "float64")
     n = min(len(ours), len(theirs), len(exact))
     print(f"same initial weights (seed {args.seed}), file order, Keras 3 RMSprop, {args.epochs} epoch(s), "
           f"{n} steps")
