@@ -163,7 +163,7 @@ accuracy-seeds: all
 	/usr/bin/python3 bench/accuracy_seeds.py --seeds $(SEEDS)
 
 # convnet-dist's training steps beside PyTorch's from the same initial weights and batch order
-# (per-step losses, with PyTorch float32-vs-float64 as the rounding yardstick; about 5 minutes).
+# (per-step losses, with PyTorch float32-vs-float64 as the rounding yardstick; about 2 minutes).
 EPOCHS ?= 1
 trajectory: all
 	/usr/bin/python3 bench/trajectory.py --epochs $(EPOCHS)

@@ -15,17 +15,30 @@ JOB = os.path.join(ROOT, "jobs", "mnist.job")
 PEER_DIR = os.environ.get("CONVNET_PEER_BENCH", os.path.join(ROOT, "..", "shared", "bench"))
 
 
-def ours(seed, threads):
-    """Trains jobs/mnist.job with --set train.seed=SEED; returns (test accuracy %, seconds)."""
+def train_job(extra, threads):
+    """Runs `convnet-dist train jobs/mnist.job EXTRA...` with THREADS OpenMP threads; returns
+    (test accuracy %, seconds). Shared with bench/trajectory.py."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    cmd = [BIN, "train", JOB] + extra
     t0 = time.perf_counter()
-    p = subprocess.run([BIN, "train", JOB, "--set", f"train.seed={seed}"], cwd=ROOT, env=env,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    p = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     dt = time.perf_counter() - t0
     m = re.findall(r"^test: \d+ samples - loss: [0-9.]+ - accuracy: ([0-9.]+)$", p.stdout, re.M)
     if p.returncode != 0 or not m:
-        sys.exit(f"accuracy-seeds: convnet-dist (seed {seed}) exited {p.returncode}:\n{p.stdout[-2000:]}")
+        sys.exit(f"{' '.join(cmd)} exited {p.returncode}:\n{p.stdout[-2000:]}")
     return 100.0 * float(m[-1]), dt
+
+
+def peer_bench():
+    """The peer's module (../shared/bench/torch_bench.py): Fashion-MNIST loader, model, Keras init."""
+    sys.path.insert(0, PEER_DIR)
+    import torch_bench
+    return torch_bench
+
+
+def ours(seed, threads):
+    """Trains jobs/mnist.job with --set train.seed=SEED; returns (test accuracy %, seconds)."""
+    return train_job(["--set", f"train.seed={seed}"], threads)
 
 
 def torch_run(seed, threads):
@@ -33,8 +46,7 @@ def torch_run(seed, threads):
     60,000 images every epoch, the last batch partial (32), final weights tested."""
     import torch
     import torch.nn as nn
-    sys.path.insert(0, PEER_DIR)
-    import torch_bench as tb
+    tb = peer_bench()
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     x, y = tb.load_fmnist("train")

@@ -18,14 +18,12 @@ that rounding flips changes whole gradients. The check that matters is therefore
 plus a later divergence no larger than PyTorch's own float32-vs-float64 one.
 Usage: bench/trajectory.py [--epochs 1] [--threads 2] [--seed 1]
 """
-import argparse, os, re, struct, subprocess, sys, tempfile, time
+import argparse, os, struct, sys, tempfile, time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "convnet-dist")
-JOB = os.path.join(ROOT, "jobs", "mnist.job")
-PEER_DIR = os.environ.get("CONVNET_PEER_BENCH", os.path.join(ROOT, "..", "shared", "bench"))
+from accuracy_seeds import peer_bench, train_job
+
 # Parameter layout of the weights file (weights.h), per layer weights then bias, Keras order:
 # conv kernels (KH, KW, C, OC), dense kernel (IN, OUT) with IN in NHWC flatten order.
 SHAPES = [(3, 3, 1, 32), (32,), (3, 3, 32, 64), (64,), (3, 3, 64, 128), (128,), (1152, 10), (10,)]
@@ -35,16 +33,11 @@ CHECK_STEPS = [1, 2, 5, 10, 12, 15, 20, 50, 100, 200, 500, 938]
 def run_ours(args, tmp, init):
     """convnet-dist from the weights `init`, file order; returns (per-step losses, test accuracy)."""
     steplog = os.path.join(tmp, "steps.txt")
-    cmd = [BIN, "train", JOB, "--weights", init, "--set", "train.shuffle=false",
-           "--set", f"train.epochs={args.epochs}", "--set", f"train.step_log={steplog}"]
-    p = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)),
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    m = re.findall(r"^test: \d+ samples - loss: [0-9.]+ - accuracy: ([0-9.]+)$", p.stdout, re.M)
-    if p.returncode != 0 or not m:
-        sys.exit(f"trajectory: {' '.join(cmd)} exited {p.returncode}:\n{p.stdout[-2000:]}")
+    acc, _ = train_job(["--weights", init, "--set", "train.shuffle=false", "--set", f"train.epochs={args.epochs}",
+                        "--set", f"train.step_log={steplog}"], args.threads)
     with open(steplog) as f:
         losses = [float(line.split()[2]) for line in f]
-    return np.array(losses), 100.0 * float(m[-1])
+    return np.array(losses), acc
 
 
 def read_weights(path):
@@ -71,8 +64,7 @@ def run_torch(args, weights, dtype_name):
     import torch
     import torch.nn.functional as F
     dtype = getattr(torch, dtype_name)
-    sys.path.insert(0, PEER_DIR)
-    import torch_bench as tb
+    tb = peer_bench()
     torch.set_num_threads(args.threads)
     x, y = tb.load_fmnist("train")  # (N, 1, 28, 28) float32 / 255, int64 labels
     xt, yt = tb.load_fmnist("test")
@@ -121,9 +113,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         init = os.path.join(tmp, "init.w")
         # one step at learning rate 0 saves the job's initial weights unchanged
-        subprocess.run([BIN, "train", JOB, "--set", f"train.seed={args.seed}", "--set", "train.epochs=1",
-                        "--set", "train.steps_per_epoch=1", "--set", "train.lr=0", "--save", init],
-                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        train_job(["--set", f"train.seed={args.seed}", "--set", "train.epochs=1", "--set", "train.steps_per_epoch=1",
+                   "--set", "train.lr=0", "--save", init], args.threads)
         t0 = time.perf_counter()
         ours, acc_ours = run_ours(args, tmp, init)
         t1 = time.perf_counter()
