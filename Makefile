@@ -11,10 +11,12 @@
 #   make clean
 #
 # Toggles: MPI=0 (no MPI at all), OPENMP=0, DEBUG=1 (-O0 -g), SANITIZE=1 (ASan + UBSan),
-# HDF5=0 (no Keras .h5 weights import: [keras_h5] then says how to get it).
+# HDF5=0 (no Keras .h5 weights import: [keras_h5] then says how to get it), ONEDNN=0 (no oneDNN:
+# convolutions run im2col + OpenBLAS only).
 
 MPI ?= 1
 HDF5 ?= 1
+ONEDNN ?= 1
 OPENMP ?= 1
 DEBUG ?= 0
 SANITIZE ?= 0
@@ -30,6 +32,7 @@ PKG_ZLIB := zlib1g-dev
 PKG_CUNIT := libcunit1-dev
 PKG_MPI := libopenmpi-dev openmpi-bin
 PKG_HDF5 := libhdf5-dev
+PKG_ONEDNN := libdnnl-dev
 PKG_DATA := dataset-fashion-mnist
 # bc, procps (pgrep) and iproute2 (network namespaces) are used by the tests.
 DEPS_PKGS := $(PKG_BLAS) $(PKG_JPEG) $(PKG_ZLIB) $(PKG_CUNIT) $(PKG_DATA) bc procps iproute2
@@ -38,6 +41,9 @@ DEPS_PKGS += $(PKG_MPI)
 endif
 ifeq ($(HDF5),1)
 DEPS_PKGS += $(PKG_HDF5)
+endif
+ifeq ($(ONEDNN),1)
+DEPS_PKGS += $(PKG_ONEDNN)
 endif
 
 ifeq ($(MPI),1)
@@ -58,12 +64,15 @@ HDF5_CFLAGS := -I/usr/include/hdf5/serial
 HDF5_LIBS := -lhdf5_serial
 endif
 
-CPPFLAGS += -Iinclude -I$(BLAS_INC) -DCONVNET_MPI=$(MPI) -DCONVNET_HDF5=$(HDF5) -MMD -MP
+CPPFLAGS += -Iinclude -I$(BLAS_INC) -DCONVNET_MPI=$(MPI) -DCONVNET_HDF5=$(HDF5) -DCONVNET_ONEDNN=$(ONEDNN) -MMD -MP
 CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter
 LDLIBS += -L$(BLAS_LIBDIR) -Wl,-rpath,$(BLAS_LIBDIR) -lopenblas -lturbojpeg -lz -lm -lpthread
 ifeq ($(HDF5),1)
 CPPFLAGS += $(HDF5_CFLAGS)
 LDLIBS += $(HDF5_LIBS)
+endif
+ifeq ($(ONEDNN),1)
+LDLIBS += -ldnnl
 endif
 
 ifeq ($(DEBUG),1)
@@ -104,10 +113,12 @@ check-deps:
 	probe turbojpeg.h -lturbojpeg "$(PKG_JPEG)"; \
 	probe zlib.h -lz "$(PKG_ZLIB)"; \
 	$(if $(filter 1,$(HDF5)),probe hdf5.h "$(HDF5_CFLAGS) $(HDF5_LIBS)" "$(PKG_HDF5)";) \
+	$(if $(filter 1,$(ONEDNN)),probe dnnl.h -ldnnl "$(PKG_ONEDNN)";) \
 	if [ -n "$$missing" ]; then \
 	  echo "convnet-dist: missing build dependencies:$$missing"; \
 	  echo "  install them with: sudo apt-get install -y$$missing   (or: make deps)"; \
 	  case "$$missing" in *$(PKG_HDF5)*) echo "  or build without Keras .h5 import: make HDF5=0";; esac; \
+	  case "$$missing" in *$(PKG_ONEDNN)*) echo "  or build without oneDNN (im2col convolutions only): make ONEDNN=0";; esac; \
 	  exit 1; fi
 
 deps:

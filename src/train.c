@@ -152,6 +152,32 @@ static void synthetic_dataset(Dataset *d, Shape s, int64_t n, int classes, uint6
     d->n_classes = classes;
 }
 
+/* Plan the model. conv_algorithm = auto times the candidates while planning: rank 0 alone
+ * does that and broadcasts its choice, which every other rank then plans with, so that all
+ * ranks run the same arithmetic. */
+static void plan_model(Trainer *t, Shape input, int max_batch) {
+    Job *job = t->job;
+    Dist *dist = t->dist;
+    int tune = 0;
+    for (int l = 0; l < job->n_layers; l++) tune |= job->layers[l].conv_algo == CONV_ALGO_AUTO;
+    Err e = {0};
+    int rc = 0;
+    if (dist->rank == 0 || !tune) rc = model_plan(&t->model, job->layers, job->n_layers, input, max_batch, &e);
+    if (tune) {
+        int *algos = xmalloc((size_t)job->n_layers * sizeof *algos);
+        for (int l = 0; l < job->n_layers; l++) algos[l] = rc ? CONV_ALGO_IM2COL : (int)job->layers[l].conv_algo;
+        dist_bcast(dist, algos, (size_t)job->n_layers * sizeof *algos, 0);
+        for (int l = 0; l < job->n_layers; l++) job->layers[l].conv_algo = (ConvAlgoId)algos[l];
+        free(algos);
+        if (dist->rank != 0) rc = model_plan(&t->model, job->layers, job->n_layers, input, max_batch, &e);
+    }
+    if (rc) {
+        /* the message names the layer's file and line (an [include]d file, maybe) */
+        if (dist->rank == 0) fprintf(stderr, "convnet-dist: %s\n", e.msg);
+        dist_abort(dist, EXIT_BAD_INPUT);
+    }
+}
+
 void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data) {
     memset(t, 0, sizeof *t);
     t->job = job;
@@ -175,12 +201,8 @@ void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data) {
     }
     int B = job->train.batch_size;
     int max_batch = (B + dist->size - 1) / dist->size;
+    plan_model(t, input, max_batch);
     Err e = {0};
-    if (model_plan(&t->model, job->layers, job->n_layers, input, max_batch, &e)) {
-        /* the message names the layer's file and line (an [include]d file, maybe) */
-        if (dist->rank == 0) fprintf(stderr, "convnet-dist: %s\n", e.msg);
-        dist_abort(dist, EXIT_BAD_INPUT);
-    }
     if (data == TRAINER_SYNTHETIC) {
         int outputs = (int)shape_size(model_output_shape(&t->model));
         int64_t n = 64 * (int64_t)job->train.batch_size;
@@ -287,7 +309,7 @@ static void cache_build(Trainer *t, FeatureCache *c, const Dataset *d, int from,
     Model *m = &t->model;
     Dist *dist = t->dist;
     const DataCfg *dc = &t->job->data;
-    const size_t dim = shape_size(m->layers[from].in);
+    const size_t dim = model_layer_input_floats(m, from);
     const double mb = (double)d->n * (double)dim * sizeof(float) / 1e6;
     /* every rank on a node holds the whole cache: leave most of the memory to everything else */
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
