@@ -148,6 +148,8 @@ typedef struct {
     int epoch;
     int layer_index;
     const int64_t *sample_ids; /* global index of each of the N samples, for keyed RNG */
+    double *prof_weights; /* profiling: seconds of the weight-gradient part of backward are
+                           * added here (NULL when off) */
 } LayerCtx;
 
 struct Section;

@@ -79,6 +79,7 @@ int trainer_fit(Trainer *t, ResumeMode resume);
  * summed over the timed chunks. */
 typedef struct {
     double data, compute, comm; /* seconds */
+    double loss, optim;         /* parts of compute: the loss (with its gradient), the update */
 } StepTimes;
 void trainer_bench(Trainer *t, int warmup, int steps, int reps, double *img_s, StepTimes *times);
 

@@ -232,7 +232,11 @@ static void conv2d_layer_backward(const Layer *L, const LayerCtx *c, float *din,
     activation_backward(layer_act(L), dout, out, (size_t)N * per);
     if (p->full_batch && N < p->d.g.N) /* the extra samples must add nothing */
         memset(dout + (size_t)N * per, 0, (size_t)(p->d.g.N - N) * per * sizeof *dout);
-    if (c->dw || c->db) p->algo->backward_weights(p, c->dw, c->db, dout, in, c->aux, c->ws, N);
+    if (c->dw || c->db) {
+        double t0 = c->prof_weights ? now_seconds() : 0;
+        p->algo->backward_weights(p, c->dw, c->db, dout, in, c->aux, c->ws, N);
+        if (c->prof_weights) *c->prof_weights += now_seconds() - t0;
+    }
     if (din) p->algo->backward_data(p, din, dout, c->w, c->aux, c->ws, N);
 }
 

@@ -25,8 +25,9 @@ static const char *const usage =
     "  summary JOB [--set ...]          resolved configuration and Keras-style model summary\n"
     "  eval JOB --weights FILE [--split test|validation|train] [--set ...]\n"
     "  diff-weights A B [--rtol R]      max relative difference; exit 0 when <= R (1e-5)\n"
-    "  bench JOB [--steps S] [--reps R] [--warmup W] [--synthetic] [--set ...]\n"
-    "        training throughput: one JSON line (median/min/max images/s, step split, RSS)\n"
+    "  bench JOB [--steps S] [--reps R] [--warmup W] [--synthetic] [--profile] [--set ...]\n"
+    "        training throughput: one JSON line (median/min/max images/s, step split, RSS);\n"
+    "        --profile: then where a step goes, per layer and pass\n"
     "  bench-allreduce [--floats N] [--reps R]   gradient allreduce time over the ranks, JSON\n"
     "  bench-loader JOB                 image decoding without and with the in-memory cache, JSON\n"
     "  augment-preview JOB --out FILE.jpg [--index I]   a training image under 9 augmentations\n"
@@ -52,7 +53,7 @@ typedef struct {
     long steps, reps, warmup; /* bench */
     long floats;              /* bench-allreduce */
     long top;                 /* predict */
-    int synthetic, json;
+    int synthetic, json, profile;
     ResumeMode resume;
     char **pos;               /* predict: the images */
     int n_pos;
@@ -73,6 +74,9 @@ static void parse_args(Args *a, int argc, char **argv) {
         int has_next = i + 1 < argc;
         if (!strcmp(s, "--synthetic")) {
             a->synthetic = 1;
+        } else if (!strcmp(s, "--profile")) {
+            a->profile = 1;
+            setenv("CONVNET_PROFILE", "1", 1); /* model_alloc turns the per-layer clocks on */
         } else if (!strcmp(s, "--json")) {
             a->json = 1;
         } else if (!strcmp(s, "--resume") || !strcmp(s, "--no-resume")) {
@@ -182,6 +186,13 @@ static void cmd_bench(Trainer *t, const Args *a, Dist *d) {
                img_s[a->reps / 2], img_s[0], img_s[a->reps - 1], 1e3 * tm.compute / steps,
                1e3 * tm.comm / steps, -1e3 * last_comm / steps, 1e3 * tm.data / steps, t->model.n_params - t->model.train_lo,
                dist_grad_buckets(d), ck_ms[1], ru.ru_maxrss / 1024.0);
+    if (d->rank == 0 && a->profile) {
+        printf("step profile, rank 0, ms per step: data %.2f, model forward + backward %.2f, loss %.2f, "
+               "optimizer %.2f, collectives (gradients, loss) %.2f\n",
+               1e3 * tm.data / steps, 1e3 * (tm.compute - tm.loss - tm.optim) / steps, 1e3 * tm.loss / steps,
+               1e3 * tm.optim / steps, 1e3 * tm.comm / steps);
+        model_print_profile(&t->model, stdout);
+    }
     free(img_s);
 }
 

@@ -175,9 +175,11 @@ void model_alloc(Model *m) {
     if (m->reorder_floats) m->dbuf[2] = xcalloc(m->reorder_floats, sizeof(float));
     m->aux = aligned_alloc(64, max_sz(m->aux_bytes, 64));
     if (!m->aux) die(EXIT_RUNTIME, "out of memory: %zu bytes of layer state", m->aux_bytes);
-    m->ws = xmalloc(max_sz(m->ws_floats, 1) * sizeof(float));
+    /* 64-byte aligned: oneDNN's kernels read their scratchpad (carved from ws) with aligned loads */
+    m->ws = aligned_alloc(64, (max_sz(m->ws_floats, 1) * sizeof(float) + 63) & ~(size_t)63);
+    if (!m->ws) die(EXIT_RUNTIME, "out of memory: %zu bytes of workspace", m->ws_floats * sizeof(float));
     const char *prof = getenv("CONVNET_PROFILE");
-    if (prof && *prof && strcmp(prof, "0") != 0) m->prof = xcalloc(3 * (size_t)m->n_layers + 1, sizeof(double));
+    if (prof && *prof && strcmp(prof, "0") != 0) m->prof = xcalloc(4 * (size_t)m->n_layers + 1, sizeof(double));
 }
 
 void model_free(Model *m) {
@@ -230,6 +232,7 @@ static LayerCtx layer_ctx(Model *m, int l, const PassCtx *p) {
     c.epoch = p->epoch;
     c.layer_index = l;
     c.sample_ids = p->sample_ids;
+    if (m->prof) c.prof_weights = &m->prof[4 * l + 3];
     return c;
 }
 
@@ -245,11 +248,11 @@ float *model_forward_layers(Model *m, int lo, int hi, int N, const PassCtx *p) {
         double t0 = m->prof ? now_seconds() : 0;
         layer_ops[L->kind]->forward(L, &c, m->acts + m->out_off[l], m->acts + m->act_off[l], N);
         double t1 = m->prof ? now_seconds() : 0;
-        if (m->prof) m->prof[3 * l] += t1 - t0;
+        if (m->prof) m->prof[4 * l] += t1 - t0;
         if (has_reorder(m, l + 1)) {
             layout_reorder(m->acts + m->act_off[l + 1], position_fmt(m, l + 1), m->acts + m->out_off[l],
                            L->out_fmt, N, L->out);
-            if (m->prof) m->prof[3 * l + 2] += now_seconds() - t1;
+            if (m->prof) m->prof[4 * l + 2] += now_seconds() - t1;
         }
     }
     return m->acts + m->act_off[hi];
@@ -275,8 +278,8 @@ void model_backward(Model *m, const float *dlogits, int N, const PassCtx *p) {
         layer_ops[L->kind]->backward(L, &c, l > m->lowest_trainable ? din : NULL, g,
                                      m->acts + m->act_off[l], m->acts + m->out_off[l], N);
         if (m->prof) {
-            m->prof[3 * l + 1] += now_seconds() - t1;
-            m->prof[3 * l + 2] += t1 - t0;
+            m->prof[4 * l + 1] += now_seconds() - t1;
+            m->prof[4 * l + 2] += t1 - t0;
         }
         if (p->grads_ready) p->grads_ready(p->grads_arg, L->param_off, L->param_off + L->n_weight + L->n_bias);
         g = din;
@@ -295,16 +298,17 @@ int model_param_starts(const Model *m, size_t *starts) {
 void model_print_profile(Model *m, FILE *f) {
     if (!m->prof) return;
     double total = 0;
-    for (int i = 0; i < 3 * m->n_layers; i++) total += m->prof[i];
-    fprintf(f, "  layer profile (seconds, share of forward+backward+reorders):\n");
+    for (int l = 0; l < m->n_layers; l++) total += m->prof[4 * l] + m->prof[4 * l + 1] + m->prof[4 * l + 2];
+    fprintf(f, "  layer profile (seconds; share of the model's forward + backward + reorders, %.3f s):\n", total);
     for (int l = 0; l < m->n_layers; l++) {
-        const double *t = m->prof + 3 * l;
-        fprintf(f, "    %-18s forward %8.3f (%4.1f%%)  backward %8.3f (%4.1f%%)", m->layers[l].name,
-                t[0], 100 * t[0] / total, t[1], 100 * t[1] / total);
-        if (t[2] > 0) fprintf(f, "  reorder %8.3f (%4.1f%%)", t[2], 100 * t[2] / total);
+        const double *t = m->prof + 4 * l; /* forward, backward, reorders, backward's weight part */
+        fprintf(f, "    %-18s forward %7.3f (%4.1f%%)  backward-data %7.3f (%4.1f%%)", m->layers[l].name,
+                t[0], 100 * t[0] / total, t[1] - t[3], 100 * (t[1] - t[3]) / total);
+        if (t[3] > 0) fprintf(f, "  backward-weights %7.3f (%4.1f%%)", t[3], 100 * t[3] / total);
+        if (t[2] > 0) fprintf(f, "  reorder %7.3f (%4.1f%%)", t[2], 100 * t[2] / total);
         fputc('\n', f);
     }
-    memset(m->prof, 0, 3 * (size_t)m->n_layers * sizeof(double));
+    memset(m->prof, 0, 4 * (size_t)m->n_layers * sizeof(double));
 }
 
 static void fmt_shape(char *buf, size_t n, Shape s) {

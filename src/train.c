@@ -432,7 +432,9 @@ static LossStats train_step(Trainer *t, const int64_t *batch, int gB, int epoch,
     if (n > 0) {
         float *logits = model_forward_layers(m, from, m->n_layers, n, &p);
         int K = (int)shape_size(model_output_shape(m));
+        double tl = now_seconds();
         loss_compute(t->job->train.loss, &st, t->dlogits, logits, t->labels, n, K, 1.0f / (float)gB);
+        tm->loss += now_seconds() - tl;
         model_backward(m, t->dlogits, n, &p);
     }
     double t2 = now_seconds();
@@ -449,6 +451,7 @@ static LossStats train_step(Trainer *t, const int64_t *batch, int gB, int epoch,
     double t4 = now_seconds();
     tm->data += t1 - t0;
     tm->compute += (t2 - t1) + (t4 - t3);
+    tm->optim += t4 - t3;
     tm->comm += t3 - t2;
     LossStats total = {sums[0], sums[1]};
     return total;
@@ -511,11 +514,12 @@ void trainer_bench(Trainer *t, int warmup, int steps, int reps, double *img_s, S
     const long batches = (long)(n / B);
     CHECK(batches >= 1);
     epoch_permutation(t->perm, n, t->job->train.seed, 0, 1);
-    StepTimes tm = {0, 0, 0};
+    StepTimes tm = {0, 0, 0, 0, 0};
     long b = 0;
     int stop = 0;
     for (int i = 0; i < warmup; i++, b++) train_step(t, t->perm + (b % batches) * B, (int)B, 0, &tm, &stop);
     memset(&tm, 0, sizeof tm);
+    if (t->model.prof) memset(t->model.prof, 0, 4 * (size_t)t->model.n_layers * sizeof *t->model.prof);
     for (int r = 0; r < reps; r++) {
         dist_barrier(t->dist);
         double t0 = now_seconds();
@@ -721,7 +725,7 @@ int trainer_fit(Trainer *t, ResumeMode resume_mode) {
     int status = EXIT_OK, stopped_early = 0;
     for (int epoch = st.epoch; epoch < tc->epochs && status == EXIT_OK && !stopped_early; epoch++) {
         epoch_permutation(t->perm, n, tc->seed, epoch, tc->shuffle);
-        StepTimes tm = {0, 0, 0};
+        StepTimes tm = {0, 0, 0, 0, 0};
         /* a resumed epoch continues its running sums */
         double loss_sum = st.epoch_loss_sum, correct = st.epoch_correct, seen = st.epoch_seen;
         double t_start = now_seconds(), last_print = t_start, trained = 0;

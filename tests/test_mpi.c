@@ -18,7 +18,7 @@ static const char *bin;
 
 static int setup(void) {
     if (!testutil_have_mpi()) {
-        printf("\n    SKIP mpi: built with MPI=0 or no mpirun\n");
+        testutil_skip("mpi", "built with MPI=0 or no mpirun", 1);
         return 0;
     }
     if (!dir) {
