@@ -82,9 +82,10 @@ const ConvAlgo *conv_algo_get(ConvAlgoId id);
 int conv_plan_init(ConvPlan *p, ConvAlgoId id, const ConvDesc *d, Err *e);
 void conv_plan_free(ConvPlan *p);
 
-/* Seconds of one forward + backward_weights + backward_data at the plan's batch size (median
- * of `reps` after one warm-up), on buffers allocated and freed here; < 0 when it cannot plan. */
-double conv_algo_time(ConvAlgoId id, const ConvDesc *d, int reps);
+/* Seconds of one forward + backward_weights + backward_data (forward_only: the forward alone)
+ * at the plan's batch size (median of `reps` after one warm-up), on buffers allocated and freed
+ * here; < 0 when the algorithm cannot plan it. */
+double conv_algo_time(ConvAlgoId id, const ConvDesc *d, int reps, int forward_only);
 
 /* The ISA oneDNN runs ("avx512_core", ...), or "none" without oneDNN. */
 const char *conv_dnnl_isa(void);

@@ -116,7 +116,7 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-double conv_algo_time(ConvAlgoId id, const ConvDesc *d, int reps) {
+double conv_algo_time(ConvAlgoId id, const ConvDesc *d, int reps, int forward_only) {
     ConvPlan p;
     Err e = {0};
     if (conv_plan_init(&p, id, d, &e)) return -1;
@@ -135,6 +135,10 @@ double conv_algo_time(ConvAlgoId id, const ConvDesc *d, int reps) {
     for (int r = 0; r <= reps; r++) {
         double t0 = now_seconds();
         p.algo->forward(&p, out, in, w, d->has_bias ? w + nw : NULL, aux, ws, g->N);
+        if (forward_only) {
+            t[r] = now_seconds() - t0;
+            continue;
+        }
         p.algo->backward_weights(&p, dw, d->has_bias ? dw + nw : NULL, dout, in, aux, ws, g->N);
         p.algo->backward_data(&p, din, dout, w, aux, ws, g->N);
         t[r] = now_seconds() - t0;
@@ -160,13 +164,14 @@ static int conv2d_configure(Layer *L, IniFile *ini, Section *s, Err *e) {
     return layer_configure_common(L, ini, s, e);
 }
 
-/* auto: the fastest candidate on this layer's shapes (forward + both backward passes). */
-static ConvAlgoId conv2d_tune(const ConvDesc *d) {
+/* auto: the fastest candidate on this layer's shapes: forward + both backward passes, or the
+ * forward alone for a layer the job freezes (a phase that unfreezes it keeps that choice). */
+static ConvAlgoId conv2d_tune(const ConvDesc *d, int forward_only) {
     ConvAlgoId best = CONV_ALGO_IM2COL;
     double best_t = -1;
     for (int id = 0; id < CONV_ALGO_COUNT; id++) {
         if (!conv_algo_get((ConvAlgoId)id)) continue;
-        double t = conv_algo_time((ConvAlgoId)id, d, 3);
+        double t = conv_algo_time((ConvAlgoId)id, d, 3, forward_only);
         if (t >= 0 && (best_t < 0 || t < best_t)) best = (ConvAlgoId)id, best_t = t;
     }
     return best;
@@ -188,7 +193,7 @@ static int conv2d_plan(Layer *L, Err *e) {
                   L->in_fmt};
     ConvAlgoId id = L->conv_algo;
     if (id == CONV_ALGO_DEFAULT) id = conv_algo_get(CONV_ALGO_DIRECT) ? CONV_ALGO_DIRECT : CONV_ALGO_IM2COL;
-    if (id == CONV_ALGO_AUTO) id = conv2d_tune(&d);
+    if (id == CONV_ALGO_AUTO) id = conv2d_tune(&d, !L->trainable);
     L->conv = xmalloc(sizeof *L->conv);
     Err why = {0};
     /* A [train]-wide choice falls back (winograd -> direct -> im2col) where it cannot run; a

@@ -25,9 +25,11 @@ static const char *const usage =
     "  summary JOB [--set ...]          resolved configuration and Keras-style model summary\n"
     "  eval JOB --weights FILE [--split test|validation|train] [--set ...]\n"
     "  diff-weights A B [--rtol R]      max relative difference; exit 0 when <= R (1e-5)\n"
-    "  bench JOB [--steps S] [--reps R] [--warmup W] [--synthetic] [--profile] [--set ...]\n"
+    "  bench JOB [--steps S] [--reps R] [--warmup W] [--synthetic] [--forward] [--profile]\n"
+    "            [--set ...]\n"
     "        training throughput: one JSON line (median/min/max images/s, step split, RSS);\n"
-    "        --profile: then where a step goes, per layer and pass\n"
+    "        --forward: inference forward passes only; --profile: then where a step goes,\n"
+    "        per layer and pass\n"
     "  bench-allreduce [--floats N] [--reps R]   gradient allreduce time over the ranks, JSON\n"
     "  bench-loader JOB                 image decoding without and with the in-memory cache, JSON\n"
     "  augment-preview JOB --out FILE.jpg [--index I]   a training image under 9 augmentations\n"
@@ -53,7 +55,7 @@ typedef struct {
     long steps, reps, warmup; /* bench */
     long floats;              /* bench-allreduce */
     long top;                 /* predict */
-    int synthetic, json, profile;
+    int synthetic, json, profile, forward;
     ResumeMode resume;
     char **pos;               /* predict: the images */
     int n_pos;
@@ -74,6 +76,8 @@ static void parse_args(Args *a, int argc, char **argv) {
         int has_next = i + 1 < argc;
         if (!strcmp(s, "--synthetic")) {
             a->synthetic = 1;
+        } else if (!strcmp(s, "--forward")) {
+            a->forward = 1;
         } else if (!strcmp(s, "--profile")) {
             a->profile = 1;
             setenv("CONVNET_PROFILE", "1", 1); /* model_alloc turns the per-layer clocks on */
@@ -151,7 +155,10 @@ static void cmd_bench(Trainer *t, const Args *a, Dist *d) {
     /* the collectives training runs: polled under the watchdog unless collective_timeout = off */
     double ct = t->job->train.collective_timeout;
     dist_set_watchdog(d, ct > 0 ? ct : ct == 0 ? 60.0 : 0.0);
-    trainer_bench(t, (int)a->warmup, (int)a->steps, (int)a->reps, img_s, &tm);
+    if (a->forward)
+        trainer_bench_forward(t, (int)a->warmup, (int)a->steps, (int)a->reps, img_s, &tm);
+    else
+        trainer_bench(t, (int)a->warmup, (int)a->steps, (int)a->reps, img_s, &tm);
     qsort(img_s, (size_t)a->reps, sizeof *img_s, cmp_double);
     /* what one checkpoint (parameters + optimizer state, fsync'd) costs rank 0 */
     double ck_ms[3];

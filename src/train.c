@@ -531,6 +531,29 @@ void trainer_bench(Trainer *t, int warmup, int steps, int reps, double *img_s, S
     if (times) *times = tm;
 }
 
+void trainer_bench_forward(Trainer *t, int warmup, int steps, int reps, double *img_s, StepTimes *times) {
+    Model *m = &t->model;
+    const int n = m->max_batch; /* this rank's share of the global batch */
+    const int64_t B = t->job->train.batch_size;
+    CHECK(t->train.n >= n);
+    for (int i = 0; i < n; i++) t->ids[i] = i;
+    load_batch(t, &t->train, &t->cache_train, n);
+    PassCtx p = {.training = 0, .seed = t->job->train.seed, .sample_ids = t->ids};
+    for (int i = 0; i < warmup; i++) model_forward(m, n, &p);
+    if (m->prof) memset(m->prof, 0, 4 * (size_t)m->n_layers * sizeof *m->prof);
+    StepTimes tm = {0, 0, 0, 0, 0};
+    for (int r = 0; r < reps; r++) {
+        dist_barrier(t->dist);
+        double t0 = now_seconds();
+        for (int i = 0; i < steps; i++) model_forward(m, n, &p);
+        dist_barrier(t->dist);
+        double dt = now_seconds() - t0;
+        tm.compute += dt;
+        img_s[r] = (double)steps * B / dt;
+    }
+    if (times) *times = tm;
+}
+
 /* Set by SIGTERM/SIGUSR1 (Slurm's warning before a time limit or preemption). A signal handler
  * can only talk to the program through a global; every rank reads it once per step and the ranks
  * agree through the step's loss allreduce. */
