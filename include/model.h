@@ -25,12 +25,12 @@ typedef struct {
                            * reads ([0] the model's input, [n_layers] its output, NHWC) */
     size_t *out_off;      /* n_layers: layer l's output in its own layout; equal to act_off[l + 1]
                            * unless the next layer reads another layout (a reordered copy) */
-    size_t acts_floats, dbuf_floats, aux_bytes, ws_floats;
-    size_t reorder_floats; /* the backward pass's reorder buffer, dbuf[2] (0: no reorders) */
+    size_t acts_floats, aux_bytes, ws_floats;
+    size_t dbuf_floats[3]; /* of each gradient buffer (0: unused) */
 
     float *params, *grads; /* n_params each */
     float *acts;
-    float *dbuf[3];        /* gradient ping-pong, dbuf_floats each, and the reorder buffer */
+    float *dbuf[3];        /* gradient ping-pong, and the buffer layout reorders write into */
     unsigned char *aux;
     float *ws;
     /* Per-layer seconds (forward, backward, layout reorders into/out of it) summed over calls, when profiling (the

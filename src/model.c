@@ -14,6 +14,7 @@ static int is_augmentation(LayerKind k) {
 
 static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
 static void plan_activations(Model *m);
+static void plan_gradients(Model *m);
 static void print_kernels(const Model *m, FILE *f);
 static int has_reorder(const Model *m, int l);
 
@@ -83,33 +84,48 @@ static TensorFormat position_fmt(const Model *m, int l) {
 }
 
 /* Activation offsets: every layer's output in its own layout, and a reordered copy wherever the
- * next consumer reads another layout; gradient buffers as large as the largest of them. */
+ * next consumer reads another layout. */
 static void plan_activations(Model *m) {
     const size_t B = (size_t)m->max_batch;
     const int n = m->n_layers;
     m->act_off = xmalloc(((size_t)n + 1) * sizeof *m->act_off);
     m->out_off = xmalloc(((size_t)n + 1) * sizeof *m->out_off);
-    size_t off = B * shape_size(m->input), dbuf = off, reorder = 0;
+    size_t off = B * shape_size(m->input);
     m->act_off[0] = 0;
     for (int l = 0; l < n; l++) {
         const Layer *L = &m->layers[l];
-        size_t out = B * format_floats(L->out_fmt, L->out);
         m->out_off[l] = off;
-        off += out;
-        dbuf = max_sz(dbuf, out);
+        off += B * format_floats(L->out_fmt, L->out);
         if (position_fmt(m, l + 1) == L->out_fmt) {
             m->act_off[l + 1] = m->out_off[l];
         } else {
-            size_t copy = B * format_floats(position_fmt(m, l + 1), L->out);
             m->act_off[l + 1] = off;
-            off += copy;
-            dbuf = max_sz(dbuf, copy);
-            reorder = max_sz(reorder, max_sz(copy, out));
+            off += B * format_floats(position_fmt(m, l + 1), L->out);
         }
     }
     m->acts_floats = off;
-    m->dbuf_floats = dbuf;
-    m->reorder_floats = reorder;
+    plan_gradients(m);
+}
+
+/* The gradient buffers, sized by walking model_backward's own buffer choice down to layer 0
+ * (any phase may train that far): each holds only the gradients that land in it, so the
+ * largest tensor (the first convolution's output) sizes one buffer, not both. */
+static void plan_gradients(Model *m) {
+    const size_t B = (size_t)m->max_batch;
+    size_t need[3] = {0, 0, 0};
+    int g = 0; /* the buffer holding the gradient at position l + 1 */
+    need[0] = B * shape_size(model_output_shape(m));
+    for (int l = m->n_layers - 1; l >= 0; l--) {
+        const Layer *L = &m->layers[l];
+        if (has_reorder(m, l + 1)) {
+            g = 2;
+            need[2] = max_sz(need[2], B * format_floats(L->out_fmt, L->out));
+        }
+        int din = g == 1 ? 0 : 1;
+        need[din] = max_sz(need[din], B * format_floats(L->in_fmt, L->in));
+        g = din;
+    }
+    for (int i = 0; i < 3; i++) m->dbuf_floats[i] = need[i];
 }
 
 /* Between layer l - 1 and position l the layout changes. */
@@ -170,9 +186,7 @@ void model_alloc(Model *m) {
     /* zeroed: a oneDNN convolution computes whole batches, and the samples past a short batch
      * must hold finite values (their gradients are zeroed, 0 * NaN would not be) */
     m->acts = xcalloc(m->acts_floats, sizeof(float));
-    m->dbuf[0] = xcalloc(m->dbuf_floats, sizeof(float));
-    m->dbuf[1] = xcalloc(m->dbuf_floats, sizeof(float));
-    if (m->reorder_floats) m->dbuf[2] = xcalloc(m->reorder_floats, sizeof(float));
+    for (int i = 0; i < 3; i++) m->dbuf[i] = m->dbuf_floats[i] ? xcalloc(m->dbuf_floats[i], sizeof(float)) : NULL;
     m->aux = aligned_alloc(64, max_sz(m->aux_bytes, 64));
     if (!m->aux) die(EXIT_RUNTIME, "out of memory: %zu bytes of layer state", m->aux_bytes);
     /* 64-byte aligned: oneDNN's kernels read their scratchpad (carved from ws) with aligned loads */

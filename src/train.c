@@ -491,7 +491,7 @@ void trainer_print_setup(const Trainer *t, FILE *f) {
     const Model *m = &t->model;
     fprintf(f, "buffers: parameters %.1f MB (+ gradients, optimizer state), activations %.1f MB, "
                "workspace %.1f MB, per-rank batch %d\n",
-            m->n_params * 4.0 / 1e6, (m->acts_floats + 2 * m->dbuf_floats) * 4.0 / 1e6 + m->aux_bytes / 1e6,
+            m->n_params * 4.0 / 1e6, (m->acts_floats + m->dbuf_floats[0] + m->dbuf_floats[1] + m->dbuf_floats[2]) * 4.0 / 1e6 + m->aux_bytes / 1e6,
             m->ws_floats * 4.0 / 1e6, m->max_batch);
     model_print_summary(m, t->job->name, f);
 }
