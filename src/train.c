@@ -205,7 +205,9 @@ void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data) {
     Err e = {0};
     if (data == TRAINER_SYNTHETIC) {
         int outputs = (int)shape_size(model_output_shape(&t->model));
-        int64_t n = 64 * (int64_t)job->train.batch_size;
+        /* 8 global batches: steps cycle through them; a benchmark holds about one batch of data,
+         * as the peer does, not a data set */
+        int64_t n = 8 * (int64_t)job->train.batch_size;
         synthetic_dataset(&t->train, input, n, outputs > 1 ? outputs : 2, job->train.seed);
     }
     /* state for every parameter: a phase that unfreezes more needs no new arrays */
