@@ -52,6 +52,8 @@ void maxpool2d_backward(float *din, const float *dout, const int32_t *argmax, co
 
 /* dst (N, s) in layout df = src (N, s) in layout sf (NHWC <-> nChw16c, or a copy). */
 void layout_reorder(float *dst, TensorFormat df, const float *src, TensorFormat sf, int N, Shape s);
+/* dst (N, s) in layout df += src (N, s) in layout sf. */
+void layout_reorder_add(float *dst, TensorFormat df, const float *src, TensorFormat sf, int N, Shape s);
 
 /* bias column sums: db (U) += sum over rows of d (rows, U) */
 void bias_grad_add(float *db, const float *d, long rows, int U);

@@ -61,6 +61,7 @@ typedef enum {
     LAYER_RANDOM_ZOOM,
     LAYER_GLOBAL_AVGPOOL,
     LAYER_PREPROCESS,
+    LAYER_ADD,
     LAYER_KIND_COUNT
 } LayerKind;
 
@@ -94,12 +95,22 @@ typedef struct {
     float div, mean[3], std[3];
 } PreprocessCfg;
 
+/* Most inputs a layer may read (Keras's functional API: `inputs = a, b`). */
+#define LAYER_MAX_INPUTS 8
+/* Layer.inputs[k]: the index of the producing layer, or LAYER_INPUT for the model's input. */
+#define LAYER_INPUT (-1)
+
 typedef struct Layer {
     LayerKind kind;
     char name[48];    /* Keras-style instance name: conv2d, conv2d_1, ... */
     const char *file; /* job file (or included file) of the layer's section, owned by the job's
                        * IniFile; NULL when unknown */
     int line;         /* line of the layer's section header in that file */
+
+    /* the graph: the layers whose outputs this one reads, in order; n_inputs = 0 means the
+     * previous layer (the model's input for the first), as in a Sequential model */
+    int n_inputs;
+    int inputs[LAYER_MAX_INPUTS];
 
     /* configuration shared by several kinds */
     int units;          /* Conv2D filters (OC), Dense units */
@@ -122,7 +133,8 @@ typedef struct Layer {
     } u;
 
     /* plan, filled by the kind's plan() and model_plan() */
-    Shape in, out;
+    Shape in, out;            /* in: of inputs[0]; in_shapes: of each input (in_shapes[0] == in) */
+    Shape in_shapes[LAYER_MAX_INPUTS];
     int pad_top, pad_left;    /* implicit zero padding before the first row/column */
     size_t n_weight, n_bias;  /* parameter counts */
     size_t param_off;         /* weights start here in the parameter buffer; bias follows */
@@ -150,6 +162,12 @@ typedef struct {
     const int64_t *sample_ids; /* global index of each of the N samples, for keyed RNG */
     double *prof_weights; /* profiling: seconds of the weight-gradient part of backward are
                            * added here (NULL when off) */
+    /* Every input and its gradient, for kinds with several (Add): ins[k] (N, in_shapes[k]),
+     * dins[k] to overwrite, NULL where no gradient is needed. forward/backward's in and din
+     * are ins[0] and dins[0]. */
+    const float *const *ins;
+    float *const *dins;
+    int n_ins;
 } LayerCtx;
 
 struct Section;
@@ -181,7 +199,7 @@ extern const LayerOps *const layer_ops[LAYER_KIND_COUNT];
 /* Per-kind operations, defined in their own source files and gathered in layer_ops. */
 extern const LayerOps conv2d_ops, maxpool2d_ops, flatten_ops, dense_ops, dropout_ops,
     rescaling_ops, random_flip_ops, random_rotation_ops, random_zoom_ops, global_avgpool_ops,
-    preprocess_ops;
+    preprocess_ops, add_ops;
 
 /* The activation a layer's forward applies itself (linear when the loss applies it). */
 static inline Activation layer_act(const Layer *L) { return L->act_fused ? ACT_LINEAR : L->act; }

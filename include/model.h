@@ -21,16 +21,24 @@ typedef struct {
     size_t n_params;      /* all parameters */
     size_t train_lo;      /* first parameter of the lowest trainable layer (n_params if none) */
     int lowest_trainable; /* index of the lowest layer with trainable parameters, or n_layers */
-    size_t *act_off;      /* n_layers + 1 offsets into acts: [l] layer l's input in the layout it
-                           * reads ([0] the model's input, [n_layers] its output, NHWC) */
-    size_t *out_off;      /* n_layers: layer l's output in its own layout; equal to act_off[l + 1]
-                           * unless the next layer reads another layout (a reordered copy) */
+    /* The graph of tensors (src/graph.c): tensor t is the model's input (t = 0) or layer t-1's
+     * output, at acts + t_off[t] in layout t_fmt[t], with a copy in the other layout at
+     * t_copy[t] when a reader wants that one (SIZE_MAX: none). */
+    TensorFormat *t_fmt;
+    size_t *t_off, *t_copy;
+    size_t *in_off;       /* [l * LAYER_MAX_INPUTS + k]: layer l's input k in the layout l reads */
+    size_t *act_off;      /* n_layers + 1: layer l's first input; [n_layers] the output, NHWC */
     size_t acts_floats, aux_bytes, ws_floats;
-    size_t dbuf_floats[3]; /* of each gradient buffer (0: unused) */
+    /* Gradients: tensor t's in buffer gbuf[t_grad[t]] (its own layout); a layer writes input k's
+     * gradient as gslots[l * LAYER_MAX_INPUTS + k] says. Buffers are reused by liveness. */
+    int *t_grad;
+    struct GradSlot *gslots;
+    int n_gbuf;
+    size_t *gbuf_floats;
+    float **gbuf;
 
     float *params, *grads; /* n_params each */
     float *acts;
-    float *dbuf[3];        /* gradient ping-pong, and the buffer layout reorders write into */
     unsigned char *aux;
     float *ws;
     /* Per-layer seconds (forward, backward, layout reorders into/out of it) summed over calls, when profiling (the
@@ -38,7 +46,30 @@ typedef struct {
     double *prof;
 } Model;
 
-/* Infer shapes from input, check them, size every buffer. Allocates only act_off. */
+/* How a layer's backward pass delivers input k's gradient: straight into the tensor's gradient
+ * (the tensor's last reader, same layout), or into a temporary buffer that is then reordered
+ * into it (SET) or added to it (ADD: a tensor read by several layers gets their sum). */
+typedef enum { GRAD_NONE, GRAD_DIRECT, GRAD_SET, GRAD_ADD } GradMode;
+typedef struct GradSlot {
+    int tensor, buf;
+    GradMode mode;
+} GradSlot;
+
+/* src/graph.c, for model.c: a layer's k-th input (LAYER_INPUT: the model's input) */
+int graph_input(const Layer *L, int l, int k);
+int graph_n_inputs(const Layer *L);
+int graph_check(const Model *m, Err *e);
+void graph_plan_tensors(Model *m);
+void graph_plan_gradients(Model *m);
+int graph_has_copy(const Model *m, int t);
+void graph_refresh_copy(Model *m, int t, int N);
+void graph_route_gradient(Model *m, const Layer *L, const GradSlot *g, int N);
+void graph_plan_free(Model *m);
+/* Layers [from, n) read nothing below layer from - 1, and all of them read its output where
+ * layer from does: a cache of that tensor can stand in for layers [0, from). */
+int graph_is_cut(const Model *m, int from);
+
+/* Infer shapes from input, check them, size every buffer. Allocates only the plan's tables. */
 int model_plan(Model *m, Layer *layers, int n_layers, Shape input, int max_batch, Err *e);
 /* Recompute train_lo / lowest_trainable after layers' trainable flags changed. */
 void model_update_trainable(Model *m);
@@ -84,6 +115,8 @@ size_t model_layer_input_floats(const Model *m, int l);
 /* Back-propagate dlogits (N, out) into m->grads (ADDED) down to the lowest trainable layer. */
 void model_backward(Model *m, const float *dlogits, int N, const PassCtx *p);
 void model_zero_grad(Model *m);
+/* Floats of activations and gradient buffers together (the summary's memory line). */
+size_t model_activation_floats(const Model *m);
 /* Where each layer with parameters starts in the parameter (and gradient) buffer, ascending, into
  * starts (n_layers entries at most); returns how many. Gradient buckets are cut at these. */
 int model_param_starts(const Model *m, size_t *starts);

@@ -166,6 +166,47 @@ static int find_layer(const Job *j, const char *name) {
     return -1;
 }
 
+/* `inputs = name[, name...]`: the earlier layers (or `input`, the model's input) whose outputs
+ * this layer reads; without the key, the previous layer's (Keras Sequential). */
+static int resolve_inputs(Job *j, Layer *L, Section *s, Err *e) {
+    const char *v = sec_get_str(&j->ini, s, "inputs", 0, NULL, e);
+    if (!v) return 0;
+    const char *file = ini_section_file(&j->ini, s);
+    int line = s->line;
+    for (int k = 0; k < s->n_kv; k++)
+        if (!strcmp(s->kv[k].key, "inputs") && s->kv[k].line) line = s->kv[k].line;
+    char name[sizeof L->name];
+    for (const char *p = v;;) {
+        while (*p == ' ' || *p == '\t') p++;
+        size_t n = strcspn(p, ", \t");
+        if (n == 0 || n >= sizeof name) {
+            err_set(e, "%s:%d: inputs: expected layer names separated by commas, got '%s'", file, line, v);
+            return -1;
+        }
+        memcpy(name, p, n);
+        name[n] = 0;
+        int idx = !strcmp(name, "input") ? LAYER_INPUT : find_layer(j, name);
+        if (idx == LAYER_INPUT && strcmp(name, "input") != 0) {
+            err_set(e, "%s:%d: inputs: no earlier layer is named '%s' (a layer reads layers above "
+                       "it, or `input`: a later or its own name would be a cycle)", file, line, name);
+            return -1;
+        }
+        if (L->n_inputs == LAYER_MAX_INPUTS) {
+            err_set(e, "%s:%d: inputs: at most %d", file, line, LAYER_MAX_INPUTS);
+            return -1;
+        }
+        L->inputs[L->n_inputs++] = idx;
+        p += n;
+        while (*p == ' ' || *p == '\t') p++;
+        if (!*p) break;
+        if (*p++ != ',') {
+            err_set(e, "%s:%d: inputs: expected layer names separated by commas, got '%s'", file, line, v);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int resolve_layer(Job *j, Section *s, int kind, Err *e) {
     Layer *L = &j->layers[j->n_layers];
     memset(L, 0, sizeof *L);
@@ -183,6 +224,7 @@ static int resolve_layer(Job *j, Section *s, int kind, Err *e) {
     L->line = s->line;
     L->file = ini_section_file(&j->ini, s);
     L->trainable = 1;
+    if (resolve_inputs(j, L, s, e)) return -1;
     if (layer_ops[kind]->configure(L, &j->ini, s, e)) return -1;
     if (sec_check_unused(&j->ini, s, e)) return -1;
     j->n_layers++;

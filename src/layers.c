@@ -19,6 +19,7 @@ const LayerOps *const layer_ops[LAYER_KIND_COUNT] = {
     [LAYER_RANDOM_ZOOM] = &random_zoom_ops,
     [LAYER_GLOBAL_AVGPOOL] = &global_avgpool_ops,
     [LAYER_PREPROCESS] = &preprocess_ops,
+    [LAYER_ADD] = &add_ops,
 };
 
 const char *layer_where(const Layer *L, char *buf, size_t n) {
@@ -402,3 +403,44 @@ static void global_avgpool_backward(const Layer *L, const LayerCtx *c, float *di
 const LayerOps global_avgpool_ops = {"global_average_pooling2d", "GlobalAveragePooling2D", no_keys,
                                      global_avgpool_plan, NULL, global_avgpool_forward,
                                      global_avgpool_backward, NULL, 0};
+
+/* ---- Add: the element-wise sum of same-shape inputs (Keras layers.add) ---- */
+
+static int add_plan(Layer *L, Err *e) {
+    char w[320];
+    const int n = L->n_inputs;
+    if (n < 2) {
+        err_set(e, "layer %s (%s): Add needs at least two inputs (inputs = a, b)", L->name,
+                layer_where(L, w, sizeof w));
+        return -1;
+    }
+    for (int k = 1; k < n; k++) {
+        Shape a = L->in_shapes[0], b = L->in_shapes[k];
+        if (a.h != b.h || a.w != b.w || a.c != b.c || a.flat != b.flat) {
+            err_set(e, "layer %s (%s): Add of unlike shapes: input 1 is %dx%dx%d, input %d is %dx%dx%d",
+                    L->name, layer_where(L, w, sizeof w), a.h, a.w, a.c, k + 1, b.h, b.w, b.c);
+            return -1;
+        }
+    }
+    L->out = L->in;
+    return 0;
+}
+
+static void add_forward(const Layer *L, const LayerCtx *c, float *out, const float *in, int N) {
+    const size_t total = (size_t)N * shape_size(L->in);
+    memcpy(out, c->ins[0], total * sizeof *out);
+    for (int k = 1; k < c->n_ins; k++) {
+        const float *x = c->ins[k];
+#pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < total; i++) out[i] += x[i];
+    }
+}
+
+static void add_backward(const Layer *L, const LayerCtx *c, float *din, float *dout, const float *in,
+                         const float *out, int N) {
+    const size_t total = (size_t)N * shape_size(L->in);
+    for (int k = 0; k < c->n_ins; k++)
+        if (c->dins[k]) memcpy(c->dins[k], dout, total * sizeof *dout);
+}
+
+const LayerOps add_ops = {"add", "Add", no_keys, add_plan, NULL, add_forward, add_backward, NULL, 0};

@@ -13,10 +13,7 @@ static int is_augmentation(LayerKind k) {
 }
 
 static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
-static void plan_activations(Model *m);
-static void plan_gradients(Model *m);
 static void print_kernels(const Model *m, FILE *f);
-static int has_reorder(const Model *m, int l);
 
 int model_plan(Model *m, Layer *layers, int n_layers, Shape input, int max_batch, Err *e) {
     memset(m, 0, sizeof *m);
@@ -25,20 +22,28 @@ int model_plan(Model *m, Layer *layers, int n_layers, Shape input, int max_batch
     m->input = input;
     m->max_batch = max_batch;
     const size_t B = (size_t)max_batch;
-    Shape s = input;
     size_t params = 0, aux = 0, ws = 0;
     int seen_params = 0;
-    TensorFormat fmt = FMT_NHWC; /* the layout the previous layer writes */
     for (int l = 0; l < n_layers; l++) {
         Layer *L = &layers[l];
-        L->in = s;
+        for (int k = 0; k < graph_n_inputs(L); k++) {
+            int p = graph_input(L, l, k);
+            CHECK(p >= LAYER_INPUT && p < l); /* the job names earlier layers only */
+            L->in_shapes[k] = p == LAYER_INPUT ? input : layers[p].out;
+        }
+        L->in = L->in_shapes[0];
         L->max_batch = max_batch;
-        L->in_fmt = fmt; /* offered; a kind with its own layout may keep it */
+        /* offered: the layout its first input is in; a kind with its own layout may keep it */
+        L->in_fmt = graph_input(L, l, 0) == LAYER_INPUT ? FMT_NHWC : layers[graph_input(L, l, 0)].out_fmt;
         L->out_fmt = FMT_NHWC;
         if (layer_ops[L->kind]->plan(L, e)) goto fail;
-        if (!layer_ops[L->kind]->own_layout) L->in_fmt = L->out_fmt = FMT_NHWC;
-        fmt = L->out_fmt;
+        if (!layer_ops[L->kind]->own_layout || graph_n_inputs(L) > 1) L->in_fmt = L->out_fmt = FMT_NHWC;
         char w[320];
+        if (graph_n_inputs(L) > 1 && L->kind != LAYER_ADD) {
+            err_set(e, "layer %s (%s): %s reads one input, but `inputs` names %d", L->name,
+                    layer_where(L, w, sizeof w), layer_ops[L->kind]->keras_name, graph_n_inputs(L));
+            goto fail;
+        }
         if (L->out.h < 1 || L->out.w < 1 || L->out.c < 1) {
             err_set(e, "layer %s (%s): output shape %dx%dx%d is empty", L->name,
                     layer_where(L, w, sizeof w), L->out.h, L->out.w, L->out.c);
@@ -64,12 +69,13 @@ int model_plan(Model *m, Layer *layers, int n_layers, Shape input, int max_batch
         L->aux_off = aux; /* 64-byte aligned: float and int32 state follow byte masks */
         aux += (B * L->aux_per_sample + 63) & ~(size_t)63;
         ws = max_sz(ws, B * L->ws_per_sample + L->ws_fixed);
-        s = L->out;
     }
     m->n_params = params;
     m->aux_bytes = aux;
     m->ws_floats = ws;
-    plan_activations(m);
+    if (graph_check(m, e)) goto fail;
+    graph_plan_tensors(m);
+    graph_plan_gradients(m);
     model_update_trainable(m);
     return 0;
 fail:
@@ -77,65 +83,9 @@ fail:
     return -1;
 }
 
-/* Layer l's input at position l (the model's output at n_layers), in the layout its consumer
- * reads (NHWC for the model's output). */
-static TensorFormat position_fmt(const Model *m, int l) {
-    return l < m->n_layers ? m->layers[l].in_fmt : FMT_NHWC;
-}
-
-/* Activation offsets: every layer's output in its own layout, and a reordered copy wherever the
- * next consumer reads another layout. */
-static void plan_activations(Model *m) {
-    const size_t B = (size_t)m->max_batch;
-    const int n = m->n_layers;
-    m->act_off = xmalloc(((size_t)n + 1) * sizeof *m->act_off);
-    m->out_off = xmalloc(((size_t)n + 1) * sizeof *m->out_off);
-    size_t off = B * shape_size(m->input);
-    m->act_off[0] = 0;
-    for (int l = 0; l < n; l++) {
-        const Layer *L = &m->layers[l];
-        m->out_off[l] = off;
-        off += B * format_floats(L->out_fmt, L->out);
-        if (position_fmt(m, l + 1) == L->out_fmt) {
-            m->act_off[l + 1] = m->out_off[l];
-        } else {
-            m->act_off[l + 1] = off;
-            off += B * format_floats(position_fmt(m, l + 1), L->out);
-        }
-    }
-    m->acts_floats = off;
-    plan_gradients(m);
-}
-
-/* The gradient buffers, sized by walking model_backward's own buffer choice down to layer 0
- * (any phase may train that far): each holds only the gradients that land in it, so the
- * largest tensor (the first convolution's output) sizes one buffer, not both. */
-static void plan_gradients(Model *m) {
-    const size_t B = (size_t)m->max_batch;
-    size_t need[3] = {0, 0, 0};
-    int g = 0; /* the buffer holding the gradient at position l + 1 */
-    need[0] = B * shape_size(model_output_shape(m));
-    for (int l = m->n_layers - 1; l >= 0; l--) {
-        const Layer *L = &m->layers[l];
-        if (has_reorder(m, l + 1)) {
-            g = 2;
-            need[2] = max_sz(need[2], B * format_floats(L->out_fmt, L->out));
-        }
-        int din = g == 1 ? 0 : 1;
-        need[din] = max_sz(need[din], B * format_floats(L->in_fmt, L->in));
-        g = din;
-    }
-    for (int i = 0; i < 3; i++) m->dbuf_floats[i] = need[i];
-}
-
-/* Between layer l - 1 and position l the layout changes. */
-static int has_reorder(const Model *m, int l) {
-    return l > 0 && m->act_off[l] != m->out_off[l - 1];
-}
-
 size_t model_layer_input_floats(const Model *m, int l) {
-    Shape s = l < m->n_layers ? m->layers[l].in : model_output_shape(m);
-    return format_floats(position_fmt(m, l), s);
+    if (l == m->n_layers) return shape_size(model_output_shape(m));
+    return format_floats(m->layers[l].in_fmt, m->layers[l].in);
 }
 
 void model_share_frozen_aux(Model *m, int first_trained) {
@@ -186,7 +136,8 @@ void model_alloc(Model *m) {
     /* zeroed: a oneDNN convolution computes whole batches, and the samples past a short batch
      * must hold finite values (their gradients are zeroed, 0 * NaN would not be) */
     m->acts = xcalloc(m->acts_floats, sizeof(float));
-    for (int i = 0; i < 3; i++) m->dbuf[i] = m->dbuf_floats[i] ? xcalloc(m->dbuf_floats[i], sizeof(float)) : NULL;
+    m->gbuf = xcalloc((size_t)m->n_gbuf + 1, sizeof *m->gbuf);
+    for (int i = 0; i < m->n_gbuf; i++) m->gbuf[i] = xcalloc(max_sz(m->gbuf_floats[i], 1), sizeof(float));
     m->aux = aligned_alloc(64, max_sz(m->aux_bytes, 64));
     if (!m->aux) die(EXIT_RUNTIME, "out of memory: %zu bytes of layer state", m->aux_bytes);
     /* 64-byte aligned: oneDNN's kernels read their scratchpad (carved from ws) with aligned loads */
@@ -200,9 +151,8 @@ void model_free(Model *m) {
     free(m->params);
     free(m->grads);
     free(m->acts);
-    free(m->dbuf[0]);
-    free(m->dbuf[1]);
-    free(m->dbuf[2]);
+    for (int i = 0; m->gbuf && i < m->n_gbuf; i++) free(m->gbuf[i]);
+    free(m->gbuf);
     free(m->aux);
     free(m->ws);
     free(m->prof);
@@ -212,8 +162,7 @@ void model_free(Model *m) {
 void model_plan_free(Model *m) {
     for (int l = 0; l < m->n_layers; l++)
         if (layer_ops[m->layers[l].kind]->release) layer_ops[m->layers[l].kind]->release(&m->layers[l]);
-    free(m->act_off);
-    free(m->out_off);
+    graph_plan_free(m);
     memset(m, 0, sizeof *m);
 }
 
@@ -247,6 +196,7 @@ static LayerCtx layer_ctx(Model *m, int l, const PassCtx *p) {
     c.layer_index = l;
     c.sample_ids = p->sample_ids;
     if (m->prof) c.prof_weights = &m->prof[4 * l + 3];
+    c.n_ins = graph_n_inputs(L);
     return c;
 }
 
@@ -256,16 +206,18 @@ float *model_forward(Model *m, int N, const PassCtx *p) {
 
 float *model_forward_layers(Model *m, int lo, int hi, int N, const PassCtx *p) {
     CHECK(N >= 1 && N <= m->max_batch && lo >= 0 && lo <= hi && hi <= m->n_layers);
+    const float *ins[LAYER_MAX_INPUTS];
     for (int l = lo; l < hi; l++) {
         const Layer *L = &m->layers[l];
         LayerCtx c = layer_ctx(m, l, p);
+        for (int k = 0; k < c.n_ins; k++) ins[k] = m->acts + m->in_off[l * LAYER_MAX_INPUTS + k];
+        c.ins = ins;
         double t0 = m->prof ? now_seconds() : 0;
-        layer_ops[L->kind]->forward(L, &c, m->acts + m->out_off[l], m->acts + m->act_off[l], N);
+        layer_ops[L->kind]->forward(L, &c, m->acts + m->t_off[l + 1], ins[0], N);
         double t1 = m->prof ? now_seconds() : 0;
         if (m->prof) m->prof[4 * l] += t1 - t0;
-        if (has_reorder(m, l + 1)) {
-            layout_reorder(m->acts + m->act_off[l + 1], position_fmt(m, l + 1), m->acts + m->out_off[l],
-                           L->out_fmt, N, L->out);
+        if (graph_has_copy(m, l + 1)) { /* a reader (or the output) wants the other layout */
+            graph_refresh_copy(m, l + 1, N);
             if (m->prof) m->prof[4 * l + 2] += now_seconds() - t1;
         }
     }
@@ -274,30 +226,40 @@ float *model_forward_layers(Model *m, int lo, int hi, int N, const PassCtx *p) {
 
 void model_backward(Model *m, const float *dlogits, int N, const PassCtx *p) {
     if (m->lowest_trainable >= m->n_layers) return;
-    const int last = m->n_layers - 1;
-    /* g: the gradient at position l + 1, in that position's layout */
-    float *g = m->dbuf[0];
-    memcpy(g, dlogits, (size_t)N * shape_size(m->layers[last].out) * sizeof *g);
-    for (int l = last; l >= m->lowest_trainable; l--) {
+    const int n = m->n_layers, low = m->lowest_trainable;
+    /* the loss's gradient, in the last layer's layout */
+    layout_reorder(m->gbuf[m->t_grad[n]], m->t_fmt[n], dlogits, FMT_NHWC, N, model_output_shape(m));
+    const float *ins[LAYER_MAX_INPUTS];
+    float *dins[LAYER_MAX_INPUTS];
+    for (int l = n - 1; l >= low; l--) {
         const Layer *L = &m->layers[l];
+        const GradSlot *gs = &m->gslots[l * LAYER_MAX_INPUTS];
         LayerCtx c = layer_ctx(m, l, p);
-        double t0 = m->prof ? now_seconds() : 0;
-        if (has_reorder(m, l + 1)) { /* into the layout layer l wrote */
-            layout_reorder(m->dbuf[2], L->out_fmt, g, position_fmt(m, l + 1), N, L->out);
-            g = m->dbuf[2];
+        /* an input needs a gradient when its producer is at or above the lowest trainable layer
+         * (then every reader of it runs backward too) */
+        for (int k = 0; k < c.n_ins; k++) {
+            ins[k] = m->acts + m->in_off[l * LAYER_MAX_INPUTS + k];
+            dins[k] = gs[k].mode != GRAD_NONE && gs[k].tensor - 1 >= low ? m->gbuf[gs[k].buf] : NULL;
         }
+        c.ins = ins;
+        c.dins = dins;
+        double t0 = m->prof ? now_seconds() : 0;
+        layer_ops[L->kind]->backward(L, &c, dins[0], m->gbuf[m->t_grad[l + 1]], ins[0], m->acts + m->t_off[l + 1], N);
         double t1 = m->prof ? now_seconds() : 0;
-        /* Below the lowest trainable layer nothing needs a gradient: stop there. */
-        float *din = g == m->dbuf[1] ? m->dbuf[0] : m->dbuf[1];
-        layer_ops[L->kind]->backward(L, &c, l > m->lowest_trainable ? din : NULL, g,
-                                     m->acts + m->act_off[l], m->acts + m->out_off[l], N);
+        for (int k = 0; k < c.n_ins; k++)
+            if (dins[k]) graph_route_gradient(m, L, &gs[k], N);
         if (m->prof) {
-            m->prof[4 * l + 1] += now_seconds() - t1;
-            m->prof[4 * l + 2] += t1 - t0;
+            m->prof[4 * l + 1] += t1 - t0;
+            m->prof[4 * l + 2] += now_seconds() - t1;
         }
         if (p->grads_ready) p->grads_ready(p->grads_arg, L->param_off, L->param_off + L->n_weight + L->n_bias);
-        g = din;
     }
+}
+
+size_t model_activation_floats(const Model *m) {
+    size_t n = m->acts_floats;
+    for (int i = 0; i < m->n_gbuf; i++) n += m->gbuf_floats[i];
+    return n;
 }
 
 void model_zero_grad(Model *m) { memset(m->grads, 0, m->n_params * sizeof *m->grads); }
@@ -332,21 +294,40 @@ static void fmt_shape(char *buf, size_t n, Shape s) {
         snprintf(buf, n, "(None, %d, %d, %d)", s.h, s.w, s.c);
 }
 
+/* A layer that does not read just the one above it makes the model a graph. */
+static int is_graph(const Model *m) {
+    for (int l = 0; l < m->n_layers; l++)
+        if (graph_n_inputs(&m->layers[l]) != 1 || graph_input(&m->layers[l], l, 0) != l - 1) return 1;
+    return 0;
+}
+
+/* Keras's "Connected to": name[0][0] of each input. */
+static void fmt_inputs(char *buf, size_t n, const Model *m, int l) {
+    buf[0] = 0;
+    for (int k = 0; k < graph_n_inputs(&m->layers[l]); k++) {
+        int p = graph_input(&m->layers[l], l, k);
+        size_t len = strlen(buf);
+        snprintf(buf + len, n - len, "%s%s[0][0]", k ? ", " : "", p == LAYER_INPUT ? "input" : m->layers[p].name);
+    }
+}
+
 void model_print_summary(const Model *m, const char *title, FILE *f) {
+    const int graph = is_graph(m);
     const char *rule = "___________________________________________________________________________________";
     fprintf(f, "Model: \"%s\"\n%s\n", title, rule);
-    fprintf(f, " %-44s %-24s %12s\n", "Layer (type)", "Output Shape", "Param #");
+    fprintf(f, " %-44s %-24s %12s%s\n", "Layer (type)", "Output Shape", "Param #", graph ? "  Connected to" : "");
     fprintf(f, "===================================================================================\n");
-    char shape[64], name[96];
+    char shape[64], name[96], conn[512];
     fmt_shape(shape, sizeof shape, m->input);
-    fprintf(f, " %-44s %-24s %12d\n", "input (InputLayer)", shape, 0);
+    fprintf(f, " %-44s %-24s %12d%s\n", "input (InputLayer)", shape, 0, graph ? "  -" : "");
     size_t frozen = 0;
     for (int l = 0; l < m->n_layers; l++) {
         const Layer *L = &m->layers[l];
         snprintf(name, sizeof name, "%s (%s)", L->name, layer_ops[L->kind]->keras_name);
         fmt_shape(shape, sizeof shape, L->out);
+        fmt_inputs(conn, sizeof conn, m, l);
         size_t np = L->n_weight + L->n_bias;
-        fprintf(f, " %-44s %-24s %12zu%s\n", name, shape, np,
+        fprintf(f, " %-44s %-24s %12zu%s%s%s\n", name, shape, np, graph ? "  " : "", graph ? conn : "",
                 np && !L->trainable ? "  (frozen)" : "");
         if (!L->trainable) frozen += np;
     }
@@ -359,9 +340,9 @@ void model_print_summary(const Model *m, const char *title, FILE *f) {
 
 /* Which algorithm each convolution runs, oneDNN's implementations, and the layouts. */
 static void print_kernels(const Model *m, FILE *f) {
-    int convs = 0, reorders = 0;
+    int convs = 0, copies = 0;
     for (int l = 0; l < m->n_layers; l++) convs += m->layers[l].conv != NULL;
-    for (int l = 1; l <= m->n_layers; l++) reorders += has_reorder(m, l);
+    for (int t = 0; t <= m->n_layers; t++) copies += graph_has_copy(m, t);
     if (!convs) return;
     fprintf(f, "Convolution algorithms (oneDNN ISA: %s):\n", conv_dnnl_isa());
     for (int l = 0; l < m->n_layers; l++) {
@@ -370,9 +351,9 @@ static void print_kernels(const Model *m, FILE *f) {
         fprintf(f, " %-16s %-9s %s -> %s  [%s]\n", L->name, conv_algo_name(L->conv_algo),
                 format_name(L->in_fmt), format_name(L->out_fmt), L->conv->impl);
     }
-    fprintf(f, "Layout reorders between layers: %d\n", reorders);
-    for (int l = 1; l <= m->n_layers; l++)
-        if (has_reorder(m, l))
-            fprintf(f, " %s (%s) -> %s (%s)\n", m->layers[l - 1].name, format_name(m->layers[l - 1].out_fmt),
-                    l < m->n_layers ? m->layers[l].name : "output", format_name(position_fmt(m, l)));
+    fprintf(f, "Layout reorders between layers: %d\n", copies);
+    for (int t = 1; t <= m->n_layers; t++)
+        if (graph_has_copy(m, t))
+            fprintf(f, " %s output: %s, also kept as %s\n", m->layers[t - 1].name, format_name(m->t_fmt[t]),
+                    format_name(m->t_fmt[t] == FMT_NHWC ? FMT_BLK16 : FMT_NHWC));
 }

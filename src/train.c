@@ -299,6 +299,7 @@ static int cache_start(const Trainer *t, int training) {
     int from = m->lowest_trainable, weights = 0;
     for (int l = 0; l < from; l++)
         if (training && is_random_in_training(&m->layers[l])) from = l;
+    while (from > 0 && !graph_is_cut(m, from)) from--; /* no branch may cross the cut */
     for (int l = 0; l < from; l++) weights |= m->layers[l].n_weight > 0;
     return weights ? from : 0;
 }
@@ -493,7 +494,7 @@ void trainer_print_setup(const Trainer *t, FILE *f) {
     const Model *m = &t->model;
     fprintf(f, "buffers: parameters %.1f MB (+ gradients, optimizer state), activations %.1f MB, "
                "workspace %.1f MB, per-rank batch %d\n",
-            m->n_params * 4.0 / 1e6, (m->acts_floats + m->dbuf_floats[0] + m->dbuf_floats[1] + m->dbuf_floats[2]) * 4.0 / 1e6 + m->aux_bytes / 1e6,
+            m->n_params * 4.0 / 1e6, model_activation_floats(m) * 4.0 / 1e6 + m->aux_bytes / 1e6,
             m->ws_floats * 4.0 / 1e6, m->max_batch);
     model_print_summary(m, t->job->name, f);
 }

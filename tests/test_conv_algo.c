@@ -322,7 +322,7 @@ static void test_short_batch(void) {
         void *ws = aligned_alloc(64, (L.ws_fixed * 4 + 127) & ~(size_t)63);
         testutil_fill(in, ni, 21, -1, 1); /* sample 4 is stale data, not zero */
         testutil_fill(w, L.n_weight + L.n_bias, 22, -0.5f, 0.5f);
-        LayerCtx c = {w, w + L.n_weight, dw, dw + L.n_weight, aux, ws, 1, 1, 0, 0, NULL, NULL};
+        LayerCtx c = {w, w + L.n_weight, dw, dw + L.n_weight, aux, ws, 1, 1, 0, 0, NULL, NULL, NULL, NULL, 1};
         layer_ops[LAYER_CONV2D]->forward(&L, &c, out, in, N);
         testutil_fill(dout, no, 23, -1, 1);
         layer_ops[LAYER_CONV2D]->backward(&L, &c, din, dout, in, out, N);
@@ -383,7 +383,7 @@ static void test_layouts_and_pooling(void) {
         float *o = malloc(no * 4), *d = malloc(no * 4);
         void *aux = malloc(N * P[f].aux_per_sample);
         din[f] = malloc(N * format_floats(P[f].in_fmt, s) * 4);
-        LayerCtx c = {NULL, NULL, NULL, NULL, aux, NULL, 1, 1, 0, 0, NULL, NULL};
+        LayerCtx c = {NULL, NULL, NULL, NULL, aux, NULL, 1, 1, 0, 0, NULL, NULL, NULL, NULL, 1};
         layer_ops[LAYER_MAXPOOL2D]->forward(&P[f], &c, o, f ? blk : x, N);
         float *g = malloc(N * shape_size(P[f].out) * 4);
         testutil_fill(g, N * shape_size(P[f].out), 32, -1, 1);

@@ -55,7 +55,7 @@ static void fixture_free(Fixture *f) {
 static LayerCtx fixture_ctx(Fixture *f) {
     LayerCtx c = {f->L.n_weight ? f->w : NULL, f->L.n_bias ? f->b : NULL,
                   f->L.n_weight ? f->dw : NULL, f->L.n_bias ? f->db : NULL,
-                  f->aux, f->ws, f->training, 42, 3, 1, f->ids, NULL};
+                  f->aux, f->ws, f->training, 42, 3, 1, f->ids, NULL, NULL, NULL, 1};
     return c;
 }
 
