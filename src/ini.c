@@ -16,6 +16,28 @@ static char *trim(char *s) {
     return s;
 }
 
+/* Section names whose layers Keras names otherwise: {ours, Keras's}. */
+static const char *const label_aliases[][2] = {{"maxpooling2d", "max_pooling2d"}};
+
+const char *ini_keras_label_base(const char *name) {
+    for (size_t i = 0; i < sizeof label_aliases / sizeof *label_aliases; i++)
+        if (!strcmp(name, label_aliases[i][0])) return label_aliases[i][1];
+    return name;
+}
+
+/* The label a pre-Keras-naming label ("maxpooling2d_1") has now ("max_pooling2d_1") in buf;
+ * NULL when label is not an old one. */
+static const char *renamed_label(const char *label, char *buf, size_t n) {
+    for (size_t i = 0; i < sizeof label_aliases / sizeof *label_aliases; i++) {
+        size_t k = strlen(label_aliases[i][0]);
+        if (!strncmp(label, label_aliases[i][0], k) && (label[k] == 0 || label[k] == '_')) {
+            snprintf(buf, n, "%s%s", label_aliases[i][1], label + k);
+            return buf;
+        }
+    }
+    return NULL;
+}
+
 static Section *add_section(IniFile *ini, const char *name, const char *file, int line) {
     if (ini->n_sec == ini->cap_sec) {
         ini->cap_sec = ini->cap_sec ? 2 * ini->cap_sec : 16;
@@ -24,14 +46,16 @@ static Section *add_section(IniFile *ini, const char *name, const char *file, in
         free(ini->sec);
         ini->sec = grown;
     }
-    /* Keras naming: the first conv2d is "conv2d", then "conv2d_1", "conv2d_2", ... */
+    /* Keras naming: the first conv2d is "conv2d", then "conv2d_1", "conv2d_2", ...; a section
+     * whose name is not Keras's ([maxpooling2d]) counts and is named as Keras's (max_pooling2d) */
+    const char *base = ini_keras_label_base(name);
     int count = 0;
-    for (int i = 0; i < ini->n_sec; i++) count += strcmp(ini->sec[i].name, name) == 0;
+    for (int i = 0; i < ini->n_sec; i++) count += strcmp(ini_keras_label_base(ini->sec[i].name), base) == 0;
     char label[96];
     if (count == 0)
-        snprintf(label, sizeof label, "%s", name);
+        snprintf(label, sizeof label, "%s", base);
     else
-        snprintf(label, sizeof label, "%s_%d", name, count);
+        snprintf(label, sizeof label, "%s_%d", base, count);
     Section *s = &ini->sec[ini->n_sec++];
     memset(s, 0, sizeof *s);
     s->name = xstrdup(name);
@@ -343,6 +367,15 @@ int ini_apply_override(IniFile *ini, const char *assignment, Err *e) {
     Section *s = NULL;
     for (int i = 0; i < ini->n_sec; i++)
         if (strcmp(ini->sec[i].label, label) == 0) s = &ini->sec[i];
+    char renamed[128];
+    if (!s && renamed_label(label, renamed, sizeof renamed)) {
+        for (int i = 0; i < ini->n_sec; i++)
+            if (strcmp(ini->sec[i].label, renamed) == 0) s = &ini->sec[i];
+        if (s)
+            fprintf(stderr, "convnet-dist: note: --set %s: that layer is now named %s, as Keras "
+                            "names it (the old name still works here)\n",
+                    assignment, renamed);
+    }
     if (!s) {
         /* Settings sections ([train], [data], ...) may be absent from a job; layers may not. */
         static const char *const settings[] = {"train", "data", "checkpoint", "dist", NULL};
