@@ -2,6 +2,7 @@
  * Every HDF5 handle is closed on every path, and HDF5's own error printing is off while the
  * file is read (our messages say what went wrong). */
 #include "keras_h5.h"
+#include "keras3_h5.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -280,6 +281,10 @@ static int load_file(hid_t f, const char *path, Model *m, Err *e) {
         err_set(e, "%s: cannot open the HDF5 root group", path);
         return -1;
     }
+    if (keras3_h5_detect(root)) { /* Keras 3 .weights.h5: /layers/<key>/vars/0, ... */
+        H5Gclose(root);
+        return keras3_h5_load_file(f, path, m, e);
+    }
     /* a whole-model file (model.save) keeps the weights under /model_weights */
     if (H5Aexists(root, "layer_names") <= 0 && H5Aexists(root, "layer_names0") <= 0 &&
         H5Lexists(root, "model_weights", H5P_DEFAULT) > 0) {
@@ -294,8 +299,9 @@ static int load_file(hid_t f, const char *path, Model *m, Err *e) {
     StrList names;
     int rc = read_names(root, "layer_names", &names, path, "the root group", e);
     if (rc == 1)
-        err_set(e, "%s: no 'layer_names' attribute at the root: not a Keras weights file "
-                   "(Keras save_weights or keras-applications .h5)",
+        err_set(e, "%s: unsupported HDF5 layout: no 'layer_names' attribute at the root (Keras 2 "
+                   "save_weights, keras-applications, model_weights of a whole-model .h5) and no "
+                   "/layers group (Keras 3 .weights.h5); those are the formats this build reads",
                 path);
     int loaded = 0;
     for (int i = 0; rc == 0 && i < names.n; i++) {
