@@ -10,8 +10,9 @@
  *     pads [top, left, bottom, right], Keras's "same" puts the extra row/column at the bottom/
  *     right), MaxPooling2D -> MaxPool, GlobalAveragePooling2D -> GlobalAveragePool + Flatten,
  *     Flatten -> Transpose back to NHWC (Keras flattens in H, W, C order) + Flatten, Dense ->
- *     Gemm (kernel (IN, UNITS) as B), Rescaling -> Mul + Add, [preprocess] -> a 1x1 Conv (the
- *     channel swap and the per-channel (x / div - mean) / std), activations Relu, LeakyRelu
+ *     Gemm (B: the kernel as (UNITS, IN), transB = 1), Rescaling -> Mul + Add, [preprocess] ->
+ *     a 1x1 Conv (the channel swap and the per-channel (x / div - mean) / std), activations
+ *     Relu, LeakyRelu
  *     (alpha 0.1, Darknet's), Sigmoid; Dropout and the augmentation layers are identities at
  *     inference and left out; Darknet bases are plain Conv/MaxPool layers here (batch norm is
  *     folded into their kernels at import), frozen or not;
