@@ -85,26 +85,26 @@ static Onnx__AttributeProto *attr_ints(Graph *g, const char *name, const int64_t
     return a;
 }
 
-static Onnx__AttributeProto *attr_int(Graph *g, const char *name, int64_t v) {
+/* A scalar attribute (INT or FLOAT). */
+static Onnx__AttributeProto *attr_scalar(Graph *g, const char *name, int is_float, int64_t i, float f) {
     Onnx__AttributeProto *a = galloc(g, sizeof *a);
     onnx__attribute_proto__init(a);
     a->name = gstr(g, "%s", name);
     a->has_type = 1;
-    a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
-    a->has_i = 1;
-    a->i = v;
+    a->type = is_float ? ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT : ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
+    a->has_f = is_float;
+    a->f = f;
+    a->has_i = !is_float;
+    a->i = i;
     return a;
 }
 
+static Onnx__AttributeProto *attr_int(Graph *g, const char *name, int64_t v) {
+    return attr_scalar(g, name, 0, v, 0.0f);
+}
+
 static Onnx__AttributeProto *attr_float(Graph *g, const char *name, float v) {
-    Onnx__AttributeProto *a = galloc(g, sizeof *a);
-    onnx__attribute_proto__init(a);
-    a->name = gstr(g, "%s", name);
-    a->has_type = 1;
-    a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT;
-    a->has_f = 1;
-    a->f = v;
-    return a;
+    return attr_scalar(g, name, 1, 0, v);
 }
 
 /* A float32 initializer `name` of the given dims holding data (copied, little-endian raw). */

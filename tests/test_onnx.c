@@ -96,8 +96,20 @@ static void check_model(const BookModel *b, const char *shared) {
     free(out);
 }
 
+/* 1 when the binary can export ONNX (else a counted skip). */
+static int have_onnx(void) {
+#if CONVNET_ONNX
+    return 1;
+#else
+    printf("\n    SKIP onnx: built with ONNX=0");
+    n_skipped++;
+    return 0;
+#endif
+}
+
 /* A small model, no shared data needed: noise images, initial weights. */
 static void small_model(void) {
+    if (!have_onnx()) return;
     const char *dir = testutil_tmpdir();
     char text[2048], cmd[8192], cwd[PATH_MAX];
     CU_ASSERT_FATAL(getcwd(cwd, sizeof cwd) != NULL);
@@ -143,6 +155,7 @@ static void small_model(void) {
 }
 
 static void book_models(void) {
+    if (!have_onnx()) return;
     const char *shared = testutil_shared_data("onnx book models");
     if (!shared) {
         n_skipped++;
@@ -166,6 +179,7 @@ static void book_models(void) {
 
 /* The checker on an export of every job in jobs/, with its initial weights. */
 static void every_job(void) {
+    if (!have_onnx()) return;
     const char *shared = testutil_shared_data("onnx: every job in jobs/");
     if (!shared) {
         n_skipped++;
