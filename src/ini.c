@@ -635,11 +635,23 @@ void ini_print_resolved(const IniFile *ini, FILE *f) {
     }
 }
 
+/* The label a section had before Keras naming ("maxpooling2d_1" for max_pooling2d_1 of a
+ * [maxpooling2d] section), so that hashes, and with them checkpoints, stay what they were. */
+static const char *hashed_label(const Section *s, char *buf, size_t n) {
+    const char *base = ini_keras_label_base(s->name);
+    size_t k = strlen(base);
+    if (base == s->name || strncmp(s->label, base, k) != 0) return s->label;
+    snprintf(buf, n, "%s%s", s->name, s->label + k);
+    return buf;
+}
+
 uint64_t ini_hash(const IniFile *ini, const char *const *ignore) {
     uint64_t h = HASH_SEED;
     for (int i = 0; i < ini->n_sec; i++) {
         const Section *s = &ini->sec[i];
-        h = hash_bytes(h, s->label, strlen(s->label) + 1);
+        char old[160];
+        const char *label = hashed_label(s, old, sizeof old);
+        h = hash_bytes(h, label, strlen(label) + 1);
         for (int k = 0; k < s->n_kv; k++) {
             int skip = 0;
             for (int j = 0; ignore && ignore[j]; j++) {
@@ -651,7 +663,12 @@ uint64_t ini_hash(const IniFile *ini, const char *const *ignore) {
             }
             if (skip) continue;
             h = hash_bytes(h, s->kv[k].key, strlen(s->kv[k].key) + 1);
-            h = hash_bytes(h, s->kv[k].value, strlen(s->kv[k].value) + 1);
+            /* a default layer name is the label: hashed as the label is */
+            const char *value = s->kv[k].resolved && !strcmp(s->kv[k].key, "name") &&
+                                        !strcmp(s->kv[k].value, s->label)
+                                    ? label
+                                    : s->kv[k].value;
+            h = hash_bytes(h, value, strlen(value) + 1);
         }
     }
     return h;
