@@ -267,6 +267,10 @@ static void open_error(const char *path, Err *e) {
     if (f) fclose(f);
     if (got == 0)
         err_set(e, "%s: the file is empty, not an HDF5 file (Keras .h5 weights)", path);
+    else if (got >= 4 && !memcmp(head, "PK\3\4", 4)) /* Keras 3 model.save: a zip */
+        err_set(e, "%s: a zip archive (a Keras 3 .keras model?), not an HDF5 file: its weights "
+                   "are the model.weights.h5 inside (unzip it and use that)",
+                path);
     else if (got < sizeof head || memcmp(head, sig, sizeof sig) != 0)
         err_set(e, "%s: not an HDF5 file (Keras .h5 weights start with the HDF5 signature)", path);
     else

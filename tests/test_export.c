@@ -222,6 +222,11 @@ static void unsupported_layouts(void) {
     CU_ASSERT_EQUAL(keras_h5_load_weights(p, &a.m, &e), -1);
     CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "unsupported HDF5 layout"));
     CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "Keras 3 .weights.h5"));
+    /* a Keras 3 .keras model is a zip holding model.weights.h5 */
+    const char *zip = testutil_write_file(dir, "model.keras", "PK\3\4 rest of a zip", 20);
+    memset(&e, 0, sizeof e);
+    CU_ASSERT_EQUAL(keras_h5_load_weights(zip, &a.m, &e), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "model.weights.h5 inside"));
     /* a Keras 3 file of another architecture: the dataset path and both shapes */
     char k2[1024], k3[1024];
     snprintf(k2, sizeof k2, "%s/wrong2.h5", dir);
