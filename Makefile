@@ -11,11 +11,13 @@
 #   make clean
 #
 # Toggles: MPI=0 (no MPI at all), OPENMP=0, DEBUG=1 (-O0 -g), SANITIZE=1 (ASan + UBSan),
-# HDF5=0 (no Keras .h5 weights import: [keras_h5] then says how to get it),
-# ONNX=0 (no `export --format onnx`: no libonnx-dev / protobuf-c needed).
+# HDF5=0 (no Keras .h5 weights import: [keras_h5] then says how to get it), ONEDNN=0 (no oneDNN:
+# convolutions run im2col + OpenBLAS only), ONNX=0 (no `export --format onnx`: no libonnx-dev /
+# protobuf-c needed).
 
 MPI ?= 1
 HDF5 ?= 1
+ONEDNN ?= 1
 ONNX ?= 1
 OPENMP ?= 1
 DEBUG ?= 0
@@ -32,6 +34,7 @@ PKG_ZLIB := zlib1g-dev
 PKG_CUNIT := libcunit1-dev
 PKG_MPI := libopenmpi-dev openmpi-bin
 PKG_HDF5 := libhdf5-dev
+PKG_ONEDNN := libdnnl-dev
 PKG_DATA := dataset-fashion-mnist
 # ONNX export: Debian's onnx.proto, compiled to C by protoc-c at build time.
 PKG_ONNX := libonnx-dev protobuf-c-compiler libprotobuf-c-dev
@@ -44,6 +47,9 @@ DEPS_PKGS += $(PKG_MPI)
 endif
 ifeq ($(HDF5),1)
 DEPS_PKGS += $(PKG_HDF5)
+endif
+ifeq ($(ONEDNN),1)
+DEPS_PKGS += $(PKG_ONEDNN)
 endif
 ifeq ($(ONNX),1)
 DEPS_PKGS += $(PKG_ONNX)
@@ -67,12 +73,15 @@ HDF5_CFLAGS := -I/usr/include/hdf5/serial
 HDF5_LIBS := -lhdf5_serial
 endif
 
-CPPFLAGS += -Iinclude -I$(BLAS_INC) -DCONVNET_MPI=$(MPI) -DCONVNET_HDF5=$(HDF5) -DCONVNET_ONNX=$(ONNX) -MMD -MP
+CPPFLAGS += -Iinclude -I$(BLAS_INC) -DCONVNET_MPI=$(MPI) -DCONVNET_HDF5=$(HDF5) -DCONVNET_ONEDNN=$(ONEDNN) -DCONVNET_ONNX=$(ONNX) -MMD -MP
 CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter
 LDLIBS += -L$(BLAS_LIBDIR) -Wl,-rpath,$(BLAS_LIBDIR) -lopenblas -lturbojpeg -lz -lm -lpthread
 ifeq ($(HDF5),1)
 CPPFLAGS += $(HDF5_CFLAGS)
 LDLIBS += $(HDF5_LIBS)
+endif
+ifeq ($(ONEDNN),1)
+LDLIBS += -ldnnl
 endif
 
 # ONNX: the C code protoc-c generates from libonnx-dev's schema, in build/onnx/.
@@ -125,6 +134,7 @@ check-deps:
 	probe turbojpeg.h -lturbojpeg "$(PKG_JPEG)"; \
 	probe zlib.h -lz "$(PKG_ZLIB)"; \
 	$(if $(filter 1,$(HDF5)),probe hdf5.h "$(HDF5_CFLAGS) $(HDF5_LIBS)" "$(PKG_HDF5)";) \
+	$(if $(filter 1,$(ONEDNN)),probe dnnl.h -ldnnl "$(PKG_ONEDNN)";) \
 	$(if $(filter 1,$(ONNX)),[ -f $(ONNX_PROTO) ] || missing="$$missing libonnx-dev"; \
 	  command -v protoc-c >/dev/null 2>&1 || missing="$$missing protobuf-c-compiler"; \
 	  probe protobuf-c/protobuf-c.h -lprotobuf-c libprotobuf-c-dev;) \
@@ -132,6 +142,7 @@ check-deps:
 	  echo "convnet-dist: missing build dependencies:$$missing"; \
 	  echo "  install them with: sudo apt-get install -y$$missing   (or: make deps)"; \
 	  case "$$missing" in *$(PKG_HDF5)*) echo "  or build without Keras .h5 import: make HDF5=0";; esac; \
+	  case "$$missing" in *$(PKG_ONEDNN)*) echo "  or build without oneDNN (im2col convolutions only): make ONEDNN=0";; esac; \
 	  case "$$missing" in *onnx*|*protobuf-c*) echo "  or build without ONNX export: make ONNX=0";; esac; \
 	  exit 1; fi
 

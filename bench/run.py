@@ -3,10 +3,15 @@
 measured in the same run, alternating the two so that the machine's drift hits both alike.
 
 Prints one line per measurement and a summary table: medians over rounds, ratios (ours / PyTorch),
-peak resident memory. Figures are medians of medians: the machine is noisy.
-Usage: bench/run.py [--rounds N] [--quick] [--only mnist,mpi,allreduce,dogs,loader]
+peak resident memory, GFLOP/s and the share of the FMA peak that the in-tree probe
+(bench/fma_peak.c) measures in the same run, and which instruction set each library ran
+(OPENBLAS_VERBOSE=2, ONEDNN_VERBOSE=1). Figures are medians of medians: the machine is noisy.
+--coretype-unset repeats the convnet-dist side with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset
+(OpenBLAS then picks its kernels from its own CPU table), for the record.
+Usage: bench/run.py [--rounds N] [--quick] [--only mnist,mpi,allreduce,dogs,vgg,loader]
+                    [--coretype-unset]
 """
-import argparse, json, os, shutil, statistics, subprocess, sys
+import argparse, json, os, re, shutil, statistics, subprocess, sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "convnet-dist")
@@ -20,9 +25,16 @@ RSS_WRAPPER = ("import resource, runpy, sys; sys.argv = sys.argv[1:]; "
                "print(json.dumps({'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))")
 
 
+# The environment of our runs: unchanged, or (--coretype-unset) without OpenBLAS's CPU pin.
+OUR_ENV_DROP = []
+
+
 def run_json(cmd, env=None):
     e = dict(os.environ)
     e.update(env or {})
+    if cmd and cmd[0] == BIN or BIN in cmd:
+        for k in OUR_ENV_DROP:
+            e.pop(k, None)
     p = subprocess.run(cmd, cwd=ROOT, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if p.returncode != 0:
         sys.exit(f"bench: {' '.join(cmd)} failed ({p.returncode}):\n{p.stderr[-2000:]}")
@@ -54,6 +66,46 @@ def peer(model, steps, reps):
     return r
 
 
+def flops_per_image():
+    """FLOPs per image of what each benchmark times, from the peer's flops.py (multiply-adds x 2;
+    direct-convolution equivalent, so Winograd's savings show as more GFLOP/s)."""
+    sys.path.insert(0, PEER_DIR)
+    try:
+        import flops
+        return {k: flops.step_flops(k) for k in ("mnist", "dogs", "vgg_fwd")}
+    except ImportError:
+        return {}
+
+
+def fma_peak():
+    """The FMA peak of 2 threads, AVX2 and AVX-512, measured by bench/fma_peak.c."""
+    exe = os.path.join(ROOT, "build", "fma_peak")
+    src = os.path.join(ROOT, "bench", "fma_peak.c")
+    if subprocess.run(["cc", "-O2", "-fopenmp", "-o", exe, src]).returncode != 0:
+        return {}
+    return run_json([exe], {"OMP_NUM_THREADS": "2"})
+
+
+def isa_report():
+    """Which kernels OpenBLAS and oneDNN chose, for us and for PyTorch, from their verbose logs."""
+    def run(cmd, env):
+        e = dict(os.environ, **env)
+        if BIN in cmd:
+            for k in OUR_ENV_DROP:
+                e.pop(k, None)
+        p = subprocess.run(cmd, cwd=ROOT, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        out = p.stdout
+        core = re.findall(r"Core: (\S+)", out)
+        impls = sorted(set(re.findall(r"onednn_verbose,exec,cpu,convolution,([^,]+),", out)))
+        return {"openblas_core": core[0] if core else "?", "onednn_conv": impls}
+    verbose = {"OPENBLAS_VERBOSE": "2", "ONEDNN_VERBOSE": "1"}
+    ours = run([BIN, "bench", "jobs/dogs-vs-cats-scratch.job", "--synthetic", "--steps", "1", "--reps", "1",
+                "--warmup", "0"], verbose)
+    peer_isa = run(["/usr/bin/python3", PEER, "dogs", "--threads", "2", "--channels-last", "--steps", "1",
+                    "--reps", "1", "--warmup", "0"], dict(verbose, **TORCH_ENV)) if have_torch() else None
+    return ours, peer_isa
+
+
 def med(rows, key):
     return statistics.median(r[key] for r in rows)
 
@@ -79,17 +131,34 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="fewer rounds and steps")
-    ap.add_argument("--only", default="mnist,mpi,allreduce,dogs,loader")
+    ap.add_argument("--only", default="mnist,mpi,allreduce,dogs,vgg,loader")
+    ap.add_argument("--coretype-unset", action="store_true",
+                    help="run convnet-dist without OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE")
     a = ap.parse_args()
+    if a.coretype_unset:
+        OUR_ENV_DROP.extend(["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"])
+        print("convnet-dist runs with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (PyTorch as it is)")
     want = set(a.only.split(","))
     rounds = 2 if a.quick else a.rounds
     if not have_torch():
         print(f"bench: PyTorch peer not available ({PEER} and Debian's python3-torch); "
               "install it with: apt-get install -y python3-torch. Showing convnet-dist alone.")
+    peak = fma_peak()
+    fl = flops_per_image()
+    if peak:
+        print(f"FMA peak, 2 threads (bench/fma_peak.c): AVX2 {peak['avx2_gflops']:.0f} GFLOP/s, "
+              f"AVX-512 {peak['avx512_gflops']:.0f} GFLOP/s")
+    ours_isa, peer_isa = isa_report()
+    print(f"ISA: convnet-dist: OpenBLAS core {ours_isa['openblas_core']}, oneDNN convolutions "
+          f"{', '.join(ours_isa['onednn_conv']) or 'none (im2col + OpenBLAS)'}")
+    if peer_isa:
+        print(f"     PyTorch: OpenBLAS core {peer_isa['openblas_core']}, oneDNN convolutions "
+              f"{', '.join(peer_isa['onednn_conv']) or '?'}")
     rows = []
     if "mnist" in want:
         print("MNIST convnet (book listing 8.1) on Fashion-MNIST batches, 2 threads:")
         rows.append(side_by_side("MNIST", "jobs/mnist.job", "mnist", 40, 3, rounds))
+        rows[-1]["flops"] = fl.get("mnist")
     if "mpi" in want and shutil.which("mpirun"):
         print("MNIST convnet, same global batch 64: 1 rank x 2 threads vs 2 ranks x 1 thread:")
         one, two = [], []
@@ -113,9 +182,16 @@ def main():
         rows.append(side_by_side("dogs-vs-cats", "jobs/dogs-vs-cats-scratch.job", "dogs",
                                  2 if a.quick else 4, 3, max(2, rounds - 2), ("--synthetic", "--warmup", "1")))
         r = rows[-1]
+        r["flops"] = fl.get("dogs")
         epoch_s = 2000 / r["ours"]  # the book's 2,000 training images
         rows.append({"what": "checkpoint of the dogs-vs-cats model (+ RMSprop state)", "ours": r["checkpoint_ms"],
                      "note": f"ms; {100 * r['checkpoint_ms'] / 1e3 / epoch_s:.3f}% of a {epoch_s:.0f} s epoch"})
+    if "vgg" in want:
+        print("VGG16 convolutional base forward (frozen, as in vgg16-features.job), 180x180x3, batch 32:")
+        rows.append(side_by_side("VGG16 base forward", "bench/vgg16-base.job", "vgg_fwd", 2, 3,
+                                 max(2, rounds - 2), ("--synthetic", "--forward", "--warmup", "1")))
+        rows[-1]["what"] = "VGG16 base forward (inference), batch 32"
+        rows[-1]["flops"] = fl.get("vgg_fwd")
     if "loader" in want and os.path.isdir(os.path.join(ROOT, "..", "shared", "data", "dogs-vs-cats-small")):
         r = run_json([BIN, "bench-loader", "jobs/dogs-vs-cats-scratch.job"],
                      {"CONVNET_DATA": os.path.join(ROOT, "..", "shared", "data")})
@@ -129,7 +205,13 @@ def main():
         peer_s = f"{r['peer']:9.1f}" if "peer" in r else f"{'-':>9s}"
         ratio = f"{r['ratio']:6.2f}" if "ratio" in r else f"{'-':>6s}"
         rss = f"{r.get('ours_rss', 0):7.0f}/{r['peer_rss']:.0f}" if "peer_rss" in r else ""
-        print(f"{r['what']:55s} {r['ours']:13.1f} {peer_s} {ratio} {rss:>17s}  {r.get('note', '')}")
+        note = r.get("note", "")
+        if r.get("flops") and peak:
+            g = [r["ours"] * r["flops"] / 1e9] + ([r["peer"] * r["flops"] / 1e9] if "peer" in r else [])
+            note = (f"GFLOP/s ours {g[0]:.0f} = {100 * g[0] / peak['avx512_gflops']:.0f}% of AVX-512 peak "
+                    f"({100 * g[0] / peak['avx2_gflops']:.0f}% of AVX2)"
+                    + (f"; PyTorch {g[1]:.0f} = {100 * g[1] / peak['avx512_gflops']:.0f}%" if len(g) > 1 else ""))
+        print(f"{r['what']:55s} {r['ours']:13.1f} {peer_s} {ratio} {rss:>17s}  {note}")
 
 
 if __name__ == "__main__":

@@ -46,6 +46,8 @@ typedef struct {
     char *step_log;       /* per-step losses, for equivalence tests ("" = none) */
     char *csv_log;        /* per-epoch CSV, Keras CSVLogger's columns ("" = none) */
     char *chart;          /* per-epoch SVG chart of loss and accuracy ("" = none) */
+    ConvAlgoId conv_algo; /* conv_algorithm: CONV_ALGO_DEFAULT, _AUTO or a fixed one; layers
+                           * without their own `algorithm` key get it */
     int feature_cache;    /* 1 (auto): run a frozen, deterministic prefix of the model once per
                            * split and train on its cached output; 0 (off) */
 } TrainCfg;

@@ -50,6 +50,9 @@ void dense_backward(float *din, float *dw, float *db, const float *dout, const f
 void maxpool2d_forward(float *out, int32_t *argmax, const float *in, const WinGeom *g);
 void maxpool2d_backward(float *din, const float *dout, const int32_t *argmax, const WinGeom *g);
 
+/* dst (N, s) in layout df = src (N, s) in layout sf (NHWC <-> nChw16c, or a copy). */
+void layout_reorder(float *dst, TensorFormat df, const float *src, TensorFormat sf, int N, Shape s);
+
 /* bias column sums: db (U) += sum over rows of d (rows, U) */
 void bias_grad_add(float *db, const float *d, long rows, int U);
 

@@ -27,6 +27,28 @@ typedef struct {
 
 static inline size_t shape_size(Shape s) { return (size_t)s.h * (size_t)s.w * (size_t)s.c; }
 
+/* Memory layout of an activation tensor: NHWC, or oneDNN's nChw16c (channels in blocks of 16,
+ * the last block zero-padded: (N, ceil(C/16), H, W, 16)), which oneDNN's convolutions read and
+ * write fastest. Consecutive Conv2D/MaxPooling2D layers pass nChw16c between them; the model
+ * reorders (src/layout.c) only where a layer needs NHWC (Flatten, Dense, augmentation, ...). */
+typedef enum { FMT_NHWC, FMT_BLK16 } TensorFormat;
+
+/* Per-sample floats of a shape in a layout. */
+static inline size_t format_floats(TensorFormat f, Shape s) {
+    size_t c = f == FMT_BLK16 ? (size_t)(s.c + 15) / 16 * 16 : (size_t)s.c;
+    return (size_t)s.h * (size_t)s.w * c;
+}
+
+/* Conv2D's algorithm (include/conv_algo.h). */
+typedef enum {
+    CONV_ALGO_IM2COL,
+    CONV_ALGO_DIRECT,
+    CONV_ALGO_WINOGRAD,
+    CONV_ALGO_COUNT,
+    CONV_ALGO_AUTO = -1,   /* time the candidates at start-up */
+    CONV_ALGO_DEFAULT = -2 /* a layer without its own `algorithm` key: [train] conv_algorithm */
+} ConvAlgoId;
+
 typedef enum {
     LAYER_CONV2D,
     LAYER_MAXPOOL2D,
@@ -86,6 +108,8 @@ typedef struct Layer {
     Activation act;
     int use_bias;
     int trainable;
+    ConvAlgoId conv_algo; /* Conv2D: the algorithm asked for, then (after planning) the one run */
+    int conv_algo_strict; /* the layer's own `algorithm` key: no fallback when it cannot run */
     int act_fused; /* set by model_plan on the output layer: its sigmoid/softmax is applied by the
                     * loss (or predict), so forward outputs logits */
     union {
@@ -106,6 +130,11 @@ typedef struct Layer {
     size_t aux_off;           /* offset into the model's aux arena */
     size_t ws_per_sample;     /* workspace floats per sample of the batch */
     size_t ws_fixed;          /* workspace floats needed whatever the batch (after the above) */
+    int max_batch;            /* samples per call at most (set by model_plan before plan()) */
+    TensorFormat in_fmt;      /* layout the layer reads: model_plan offers the producer's, a
+                               * kind with LayerOps.own_layout may keep it or ask for NHWC */
+    TensorFormat out_fmt;     /* layout the layer writes */
+    struct ConvPlan *conv;    /* Conv2D: the planned algorithm (owned; LayerOps.release frees) */
 } Layer;
 
 /* What a forward or backward call may touch besides its input and output. */
@@ -119,6 +148,8 @@ typedef struct {
     int epoch;
     int layer_index;
     const int64_t *sample_ids; /* global index of each of the N samples, for keyed RNG */
+    double *prof_weights; /* profiling: seconds of the weight-gradient part of backward are
+                           * added here (NULL when off) */
 } LayerCtx;
 
 struct Section;
@@ -139,6 +170,10 @@ typedef struct {
      * dout: (N, out), may be modified in place; in/out: the forward's tensors. */
     void (*backward)(const Layer *L, const LayerCtx *c, float *din, float *dout, const float *in,
                      const float *out, int N);
+    /* Free what plan() built (NULL: nothing). */
+    void (*release)(Layer *L);
+    /* 1: plan() chooses in_fmt/out_fmt itself (it may read nChw16c); 0: NHWC in and out. */
+    int own_layout;
 } LayerOps;
 
 extern const LayerOps *const layer_ops[LAYER_KIND_COUNT];

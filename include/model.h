@@ -21,15 +21,19 @@ typedef struct {
     size_t n_params;      /* all parameters */
     size_t train_lo;      /* first parameter of the lowest trainable layer (n_params if none) */
     int lowest_trainable; /* index of the lowest layer with trainable parameters, or n_layers */
-    size_t *act_off;      /* n_layers + 1 offsets into acts: [0] input, [l+1] layer l's output */
+    size_t *act_off;      /* n_layers + 1 offsets into acts: [l] layer l's input in the layout it
+                           * reads ([0] the model's input, [n_layers] its output, NHWC) */
+    size_t *out_off;      /* n_layers: layer l's output in its own layout; equal to act_off[l + 1]
+                           * unless the next layer reads another layout (a reordered copy) */
     size_t acts_floats, dbuf_floats, aux_bytes, ws_floats;
+    size_t reorder_floats; /* the backward pass's reorder buffer, dbuf[2] (0: no reorders) */
 
     float *params, *grads; /* n_params each */
     float *acts;
-    float *dbuf[2];        /* gradient ping-pong, dbuf_floats each */
+    float *dbuf[3];        /* gradient ping-pong, dbuf_floats each, and the reorder buffer */
     unsigned char *aux;
     float *ws;
-    /* Per-layer seconds (forward, backward) summed over calls, when profiling (the
+    /* Per-layer seconds (forward, backward, layout reorders into/out of it) summed over calls, when profiling (the
      * CONVNET_PROFILE environment variable) is on; NULL otherwise. */
     double *prof;
 } Model;
@@ -42,7 +46,10 @@ void model_update_trainable(Model *m);
  * them or anything below them), so they share one forward-state region. */
 void model_share_frozen_aux(Model *m, int first_trained);
 void model_alloc(Model *m);
+/* Everything: buffers, and what model_plan made (the layers' algorithm plans, offsets). */
 void model_free(Model *m);
+/* After model_plan without model_alloc. */
+void model_plan_free(Model *m);
 
 /* Glorot/zero initialisation, keyed on (seed, layer index). */
 void model_init_params(Model *m, uint64_t seed);
@@ -70,8 +77,10 @@ float *model_forward(Model *m, int N, const PassCtx *p);
  * output, model_layer_input(m, hi). The feature cache runs a frozen prefix [0, F) once and
  * then trains from layer F on. */
 float *model_forward_layers(Model *m, int lo, int hi, int N, const PassCtx *p);
-/* Layer l's input (N, layers[l].in); l == n_layers gives the model's output. */
+/* Layer l's input (N, layers[l].in) in the layout layer l reads; l == n_layers gives the
+ * model's output. model_layer_input_floats: floats per sample there. */
 static inline float *model_layer_input(Model *m, int l) { return m->acts + m->act_off[l]; }
+size_t model_layer_input_floats(const Model *m, int l);
 /* Back-propagate dlogits (N, out) into m->grads (ADDED) down to the lowest trainable layer. */
 void model_backward(Model *m, const float *dlogits, int N, const PassCtx *p);
 void model_zero_grad(Model *m);

@@ -79,8 +79,12 @@ int trainer_fit(Trainer *t, ResumeMode resume);
  * summed over the timed chunks. */
 typedef struct {
     double data, compute, comm; /* seconds */
+    double loss, optim;         /* parts of compute: the loss (with its gradient), the update */
 } StepTimes;
 void trainer_bench(Trainer *t, int warmup, int steps, int reps, double *img_s, StepTimes *times);
+/* The same for inference: the forward pass alone over full batches (what a frozen base or
+ * evaluation costs); times->compute receives its seconds. */
+void trainer_bench_forward(Trainer *t, int warmup, int steps, int reps, double *img_s, StepTimes *times);
 
 /* Rank 0's start-up printout: resolved configuration, ranks x threads, model summary. */
 void trainer_print_setup(const Trainer *t, FILE *f);

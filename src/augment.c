@@ -280,11 +280,11 @@ static void aug_forward(const Layer *L, const LayerCtx *c, float *out, const flo
 }
 
 const LayerOps random_flip_ops = {"random_flip", "RandomFlip", flip_configure, aug_plan, NULL,
-                                  aug_forward, aug_backward};
+                                  aug_forward, aug_backward, NULL, 0};
 const LayerOps random_rotation_ops = {"random_rotation", "RandomRotation", rotation_configure,
-                                      aug_plan, NULL, aug_forward, aug_backward};
+                                      aug_plan, NULL, aug_forward, aug_backward, NULL, 0};
 const LayerOps random_zoom_ops = {"random_zoom", "RandomZoom", zoom_configure, aug_plan, NULL,
-                                  aug_forward, aug_backward};
+                                  aug_forward, aug_backward, NULL, 0};
 
 /* ---------------------------------------------------------------- preview */
 

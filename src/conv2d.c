@@ -1,179 +1,14 @@
 /* conv2d.c: the Conv2D layer (Keras semantics: valid/same padding, strides, fused
- * activation, glorot-uniform kernel, zero bias) as im2col + OpenBLAS sgemm in NHWC.
- *
- * NHWC makes the im2col row of an output pixel a run of KH*KW contiguous C-vectors, the
- * weights (KH, KW, C, OC) are Keras's order unchanged, and a 1x1 stride-1 convolution is a
- * plain GEMM on the input with no copy.
+ * activation, glorot-uniform kernel, zero bias) over the algorithm interface of conv_algo.h:
+ * the choice of algorithm per layer at plan time (fixed, or timed at start-up for `auto`), and
+ * the window/activation key handling shared with MaxPooling2D and Dense.
  */
-#include <cblas.h>
+#include <stdlib.h>
 #include <string.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#else
-static int omp_get_thread_num(void) { return 0; }
-static int omp_get_num_threads(void) { return 1; }
-static int omp_get_max_threads(void) { return 1; }
-#endif
 
+#include "conv_algo.h"
 #include "layer_impl.h"
-
-static int is_pointwise(const WinGeom *g) {
-    return g->KH == 1 && g->KW == 1 && g->SH == 1 && g->SW == 1 && g->PT == 0 && g->PL == 0;
-}
-
-/* col rows of images [n0, n1): each row gathers one output pixel's receptive field (KH*KW runs
- * of C floats), zeros where the window hangs over the padding. */
-static void im2col(float *col, const float *in, const WinGeom *g, int n0, int n1) {
-    const long K = (long)g->KH * g->KW * g->C;
-    const int C = g->C;
-    for (int n = n0; n < n1; n++) {
-        const float *img = in + (size_t)n * g->H * g->W * C;
-        float *row = col + (size_t)n * g->OH * g->OW * K;
-        for (int oh = 0; oh < g->OH; oh++)
-            for (int ow = 0; ow < g->OW; ow++, row += K) {
-                float *dst = row;
-                for (int kh = 0; kh < g->KH; kh++) {
-                    int ih = oh * g->SH - g->PT + kh;
-                    for (int kw = 0; kw < g->KW; kw++, dst += C) {
-                        int iw = ow * g->SW - g->PL + kw;
-                        if (ih < 0 || ih >= g->H || iw < 0 || iw >= g->W) {
-                            for (int c = 0; c < C; c++) dst[c] = 0.0f;
-                        } else {
-                            const float *src = img + ((size_t)ih * g->W + iw) * C;
-                            for (int c = 0; c < C; c++) dst[c] = src[c];
-                        }
-                    }
-                }
-            }
-    }
-}
-
-/* din images [n0, n1) = col2im(dcol): scatter-add each row back onto its receptive field. */
-static void col2im(float *din, const float *dcol, const WinGeom *g, int n0, int n1) {
-    const long K = (long)g->KH * g->KW * g->C;
-    const int C = g->C;
-    for (int n = n0; n < n1; n++) {
-        float *img = din + (size_t)n * g->H * g->W * C;
-        memset(img, 0, (size_t)g->H * g->W * C * sizeof(float));
-        const float *row = dcol + (size_t)n * g->OH * g->OW * K;
-        for (int oh = 0; oh < g->OH; oh++)
-            for (int ow = 0; ow < g->OW; ow++, row += K) {
-                const float *src = row;
-                for (int kh = 0; kh < g->KH; kh++) {
-                    int ih = oh * g->SH - g->PT + kh;
-                    for (int kw = 0; kw < g->KW; kw++, src += C) {
-                        int iw = ow * g->SW - g->PL + kw;
-                        if (ih < 0 || ih >= g->H || iw < 0 || iw >= g->W) continue;
-                        float *dst = img + ((size_t)ih * g->W + iw) * C;
-                        for (int c = 0; c < C; c++) dst[c] += src[c];
-                    }
-                }
-            }
-    }
-}
-
-/* This thread's block of images [*n0, *n1) out of N. */
-static void thread_images(int N, int *n0, int *n1) {
-    int t = omp_get_thread_num(), T = omp_get_num_threads();
-    *n0 = (int)((long)N * t / T);
-    *n1 = (int)((long)N * (t + 1) / T);
-}
-
-/* Parallel over images rather than inside the GEMMs: each thread im2cols its own images and runs
- * a single-threaded sgemm on them (OpenBLAS stays on one thread inside an OpenMP region). The
- * thread's rows stay in its cache from im2col to GEMM to activation, and the GEMMs are tall
- * enough to run at one core's full speed; splitting each GEMM across threads scaled worse here
- * (bench/README.md). */
-void conv2d_forward(float *out, const float *in, const float *w, const float *b, Activation act,
-                    float *col, const WinGeom *g) {
-    const int P = g->OH * g->OW, K = g->KH * g->KW * g->C, OC = g->OC;
-    const int pointwise = is_pointwise(g);
-#pragma omp parallel
-    {
-        int n0, n1;
-        thread_images(g->N, &n0, &n1);
-        if (n1 > n0) {
-            const size_t rows = (size_t)(n1 - n0) * P, r0 = (size_t)n0 * P;
-            const float *a = in + r0 * K; /* pointwise: the input rows are the GEMM's rows */
-            if (!pointwise) {
-                im2col(col, in, g, n0, n1);
-                a = col + r0 * K;
-            }
-            float *o = out + r0 * OC;
-            if (b)
-                for (size_t r = 0; r < rows; r++) memcpy(o + r * OC, b, (size_t)OC * sizeof *o);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, OC, K, 1.0f, a, K, w,
-                        OC, b ? 1.0f : 0.0f, o, OC);
-            activation_apply(act, o, rows * OC);
-        }
-    }
-}
-
-void bias_grad_add(float *db, const float *d, long rows, int U) {
-    /* Sequential over rows so the sum's order, and hence the result, never depends on the
-     * thread count: bitwise-reproducible runs need that. The inner loop vectorises. */
-    for (long r = 0; r < rows; r++) {
-        const float *row = d + (size_t)r * U;
-        for (int u = 0; u < U; u++) db[u] += row[u];
-    }
-}
-
-void conv2d_backward(float *din, float *dw, float *db, float *dout, const float *out,
-                     Activation act, const float *in, const float *w, float *col, float *partial,
-                     const WinGeom *g) {
-    const int P = g->OH * g->OW, K = g->KH * g->KW * g->C, OC = g->OC;
-    const int pointwise = is_pointwise(g);
-    const size_t KOC = (size_t)K * OC, per_thread = KOC + OC;
-    const int T_max = omp_get_max_threads();
-    CHECK(T_max <= g->T); /* the partial-gradient scratch was planned for this many threads */
-#pragma omp parallel num_threads(T_max)
-    {
-        const int t = omp_get_thread_num(), T_used = omp_get_num_threads();
-        int n0, n1;
-        thread_images(g->N, &n0, &n1);
-        float *pw = partial + (size_t)t * per_thread, *pb = pw + KOC;
-        memset(pw, 0, per_thread * sizeof *pw);
-        if (n1 > n0) {
-            const size_t rows = (size_t)(n1 - n0) * P, r0 = (size_t)n0 * P;
-            float *d = dout + r0 * OC;
-            activation_derivative(act, d, out + r0 * OC, rows * OC);
-            if (db) bias_grad_add(pb, d, (long)rows, OC);
-            const float *a = in + r0 * K;
-            if (!pointwise) a = col + r0 * K; /* the forward's im2col, kept for us */
-            /* this thread's share of dw (K, OC) = col^T (K, rows) x d (rows, OC) */
-            if (dw)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, OC, (int)rows, 1.0f, a, K, d,
-                            OC, 0.0f, pw, OC);
-            if (din) {
-                /* dcol (rows, K) = d (rows, OC) x w^T (OC, K), then scattered back to din */
-                float *dcol = pointwise ? din + r0 * K : col + r0 * K;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, K, OC, 1.0f, d, OC, w,
-                            OC, 0.0f, dcol, K);
-                if (!pointwise) col2im(din, dcol - r0 * K, g, n0, n1);
-            }
-        }
-#pragma omp barrier
-        /* Sum the threads' partials in thread order, each element by one thread: the result
-         * depends on the thread count but not on scheduling, so repeated runs are bitwise equal. */
-        if (dw) {
-#pragma omp for schedule(static)
-            for (size_t i = 0; i < KOC; i++) {
-                float s = 0.0f;
-                for (int u = 0; u < T_used; u++) s += partial[(size_t)u * per_thread + i];
-                dw[i] += s;
-            }
-        }
-        if (db) {
-#pragma omp for schedule(static)
-            for (int i = 0; i < OC; i++) {
-                float s = 0.0f;
-                for (int u = 0; u < T_used; u++) s += partial[(size_t)u * per_thread + KOC + i];
-                db[i] += s;
-            }
-        }
-    }
-}
 
 /* ---- layer glue ---- */
 
@@ -244,23 +79,143 @@ WinGeom layer_window_geom(const Layer *L, int N) {
     return g;
 }
 
+/* ---- algorithm names and plans ---- */
+
+static const char *const algo_names[] = {"im2col", "direct", "winograd", NULL};
+
+const char *conv_algo_name(ConvAlgoId id) {
+    if (id == CONV_ALGO_AUTO) return "auto";
+    return id >= 0 && id < CONV_ALGO_COUNT ? algo_names[id] : "default";
+}
+
+const char *format_name(TensorFormat f) { return f == FMT_BLK16 ? "nChw16c" : "nhwc"; }
+
+int conv_plan_init(ConvPlan *p, ConvAlgoId id, const ConvDesc *d, Err *e) {
+    memset(p, 0, sizeof *p);
+    p->d = *d;
+    p->algo = conv_algo_get(id);
+    if (!p->algo) {
+        err_set(e, "convolution algorithm '%s' needs oneDNN, and this build has none (make ONEDNN=1 "
+                   "with libdnnl-dev)", conv_algo_name(id));
+        return -1;
+    }
+    if (p->algo->plan(p, e)) {
+        p->algo = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+void conv_plan_free(ConvPlan *p) {
+    if (p->algo) p->algo->free(p);
+    memset(p, 0, sizeof *p);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double conv_algo_time(ConvAlgoId id, const ConvDesc *d, int reps, int forward_only) {
+    ConvPlan p;
+    Err e = {0};
+    if (conv_plan_init(&p, id, d, &e)) return -1;
+    const WinGeom *g = &p.d.g;
+    Shape si = {g->H, g->W, g->C, 0}, so = {g->OH, g->OW, g->OC, 0};
+    size_t ni = (size_t)g->N * format_floats(p.d.in_fmt, si), no = (size_t)g->N * format_floats(p.out_fmt, so);
+    size_t nw = (size_t)g->KH * g->KW * g->C * g->OC;
+    float *in = xcalloc(ni, sizeof *in), *din = xmalloc(ni * sizeof *din), *out = xmalloc(no * sizeof *out),
+          *dout = xcalloc(no, sizeof *dout), *w = xcalloc(nw + g->OC, sizeof *w), *dw = xcalloc(nw + g->OC, sizeof *dw);
+    void *aux = aligned_alloc(64, (p.aux_bytes + 64) & ~(size_t)63), *ws = aligned_alloc(64, (p.ws_bytes + 64) & ~(size_t)63);
+    for (size_t i = 0; i < ni; i += 7) in[i] = 0.5f;
+    for (size_t i = 0; i < no; i += 5) dout[i] = 0.25f;
+    for (size_t i = 0; i < nw; i += 3) w[i] = 0.1f;
+    double t[16];
+    if (reps > 15) reps = 15;
+    for (int r = 0; r <= reps; r++) {
+        double t0 = now_seconds();
+        p.algo->forward(&p, out, in, w, d->has_bias ? w + nw : NULL, aux, ws, g->N);
+        if (forward_only) {
+            t[r] = now_seconds() - t0;
+            continue;
+        }
+        p.algo->backward_weights(&p, dw, d->has_bias ? dw + nw : NULL, dout, in, aux, ws, g->N);
+        p.algo->backward_data(&p, din, dout, w, aux, ws, g->N);
+        t[r] = now_seconds() - t0;
+    }
+    qsort(t + 1, (size_t)reps, sizeof *t, cmp_double); /* t[0]: the warm-up */
+    double med = t[1 + reps / 2];
+    free(in), free(din), free(out), free(dout), free(w), free(dw), free(aux), free(ws);
+    conv_plan_free(&p);
+    return med;
+}
+
+/* ---- the layer ---- */
+
 static int conv2d_configure(Layer *L, IniFile *ini, Section *s, Err *e) {
+    static const char *const names[] = {"default", "auto", "im2col", "direct", "winograd", NULL};
+    int algo;
     if (sec_get_int(ini, s, "filters", 1, 0, 1, 1 << 16, &L->units, e)) return -1;
     if (layer_configure_window(L, ini, s, "kernel_size", 0, e)) return -1;
+    if (sec_get_enum(ini, s, "algorithm", 0, 0, names, &algo, e)) return -1;
+    /* names[i] is ConvAlgoId i - 2 */
+    L->conv_algo = (ConvAlgoId)(algo - 2);
+    L->conv_algo_strict = algo >= 2;
     return layer_configure_common(L, ini, s, e);
+}
+
+/* auto: the fastest candidate on this layer's shapes: forward + both backward passes, or the
+ * forward alone for a layer the job freezes (a phase that unfreezes it keeps that choice). */
+static ConvAlgoId conv2d_tune(const ConvDesc *d, int forward_only) {
+    ConvAlgoId best = CONV_ALGO_IM2COL;
+    double best_t = -1;
+    for (int id = 0; id < CONV_ALGO_COUNT; id++) {
+        if (!conv_algo_get((ConvAlgoId)id)) continue;
+        double t = conv_algo_time((ConvAlgoId)id, d, 3, forward_only);
+        if (t >= 0 && (best_t < 0 || t < best_t)) best = (ConvAlgoId)id, best_t = t;
+    }
+    return best;
+}
+
+static void conv2d_release(Layer *L) {
+    if (!L->conv) return;
+    conv_plan_free(L->conv);
+    free(L->conv);
+    L->conv = NULL;
 }
 
 static int conv2d_plan(Layer *L, Err *e) {
     if (layer_plan_window(L, L->units, e)) return -1;
     L->n_weight = (size_t)L->kh * L->kw * L->in.c * L->units;
     L->n_bias = L->use_bias ? (size_t)L->units : 0;
-    int pointwise = L->kh == 1 && L->kw == 1 && L->sh == 1 && L->sw == 1;
-    size_t K = (size_t)L->kh * L->kw * L->in.c;
-    /* The im2col matrix lives in the layer's aux state: the forward builds it, the backward
-     * reuses it for the weight gradient (no second im2col) and then overwrites it with dcol. */
-    L->aux_per_sample = pointwise ? 0 : (size_t)L->out.h * L->out.w * K * sizeof(float);
-    /* per-thread partial weight and bias gradients of the backward pass */
-    L->ws_fixed = (size_t)omp_get_max_threads() * (K * L->units + L->units);
+    conv2d_release(L);
+    ConvDesc d = {layer_window_geom(L, L->max_batch > 0 ? L->max_batch : 1), layer_act(L), L->use_bias,
+                  L->in_fmt};
+    ConvAlgoId id = L->conv_algo;
+    if (id == CONV_ALGO_DEFAULT) id = conv_algo_get(CONV_ALGO_DIRECT) ? CONV_ALGO_DIRECT : CONV_ALGO_IM2COL;
+    if (id == CONV_ALGO_AUTO) id = conv2d_tune(&d, !L->trainable);
+    L->conv = xmalloc(sizeof *L->conv);
+    Err why = {0};
+    /* A [train]-wide choice falls back (winograd -> direct -> im2col) where it cannot run; a
+     * layer's own `algorithm` does not. */
+    while (conv_plan_init(L->conv, id, &d, &why)) {
+        if (L->conv_algo_strict || id == CONV_ALGO_IM2COL) {
+            char w[320];
+            err_set(e, "layer %s (%s): algorithm = %s: %s", L->name, layer_where(L, w, sizeof w),
+                    conv_algo_name(id), why.msg);
+            free(L->conv);
+            L->conv = NULL;
+            return -1;
+        }
+        id = id == CONV_ALGO_WINOGRAD && conv_algo_get(CONV_ALGO_DIRECT) ? CONV_ALGO_DIRECT : CONV_ALGO_IM2COL;
+        why.msg[0] = 0;
+    }
+    L->conv_algo = id;
+    L->in_fmt = L->conv->d.in_fmt;
+    L->out_fmt = L->conv->out_fmt;
+    size_t B = (size_t)(L->max_batch > 0 ? L->max_batch : 1);
+    L->aux_per_sample = (L->conv->aux_bytes + B - 1) / B;
+    L->ws_fixed = (L->conv->ws_bytes + sizeof(float) - 1) / sizeof(float);
     return 0;
 }
 
@@ -272,17 +227,23 @@ static void conv2d_init(const Layer *L, float *w, float *b, Rng *rng) {
 
 static void conv2d_layer_forward(const Layer *L, const LayerCtx *c, float *out, const float *in,
                                  int N) {
-    WinGeom g = layer_window_geom(L, N);
-    conv2d_forward(out, in, c->w, c->b, layer_act(L), c->aux, &g);
+    L->conv->algo->forward(L->conv, out, in, c->w, c->b, c->aux, c->ws, N);
 }
 
 static void conv2d_layer_backward(const Layer *L, const LayerCtx *c, float *din, float *dout,
                                   const float *in, const float *out, int N) {
-    WinGeom g = layer_window_geom(L, N);
-    size_t K = (size_t)L->kh * L->kw * L->in.c;
-    g.T = (int)(L->ws_fixed / (K * L->units + L->units));
-    conv2d_backward(din, c->dw, c->db, dout, out, layer_act(L), in, c->w, c->aux, c->ws, &g);
+    ConvPlan *p = L->conv;
+    const size_t per = format_floats(L->out_fmt, L->out);
+    activation_backward(layer_act(L), dout, out, (size_t)N * per);
+    if (p->full_batch && N < p->d.g.N) /* the extra samples must add nothing */
+        memset(dout + (size_t)N * per, 0, (size_t)(p->d.g.N - N) * per * sizeof *dout);
+    if (c->dw || c->db) {
+        double t0 = c->prof_weights ? now_seconds() : 0;
+        p->algo->backward_weights(p, c->dw, c->db, dout, in, c->aux, c->ws, N);
+        if (c->prof_weights) *c->prof_weights += now_seconds() - t0;
+    }
+    if (din) p->algo->backward_data(p, din, dout, c->w, c->aux, c->ws, N);
 }
 
 const LayerOps conv2d_ops = {"conv2d", "Conv2D", conv2d_configure, conv2d_plan, conv2d_init,
-                             conv2d_layer_forward, conv2d_layer_backward};
+                             conv2d_layer_forward, conv2d_layer_backward, conv2d_release, 1};

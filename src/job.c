@@ -128,6 +128,11 @@ static int resolve_train(Job *j, Section *s, Err *e) {
     t->chart = xstrdup(sec_get_str(ini, s, "chart", 0, "", e));
     static const char *const cache_modes[] = {"off", "auto", NULL};
     if (sec_get_enum(ini, s, "feature_cache", 0, 1, cache_modes, &t->feature_cache, e)) return -1;
+    /* names[i] is ConvAlgoId i - 2; default: direct with oneDNN, else im2col */
+    static const char *const algos[] = {"default", "auto", "im2col", "direct", "winograd", NULL};
+    int algo;
+    if (sec_get_enum(ini, s, "conv_algorithm", 0, 0, algos, &algo, e)) return -1;
+    t->conv_algo = (ConvAlgoId)(algo - 2);
     return sec_check_unused(ini, s, e);
 }
 
@@ -308,6 +313,10 @@ int job_load(Job *j, const char *path, char *const *overrides, int n_overrides, 
         return -1;
     }
     if (resolve_phases(j, e)) return -1;
+    /* convolutions without their own `algorithm` (Darknet's too) take [train]'s */
+    for (int l = 0; l < j->n_layers; l++)
+        if (j->layers[l].kind == LAYER_CONV2D && !j->layers[l].conv_algo_strict)
+            j->layers[l].conv_algo = j->train.conv_algo;
     if (!j->name) {
         const char *base = strrchr(path, '/');
         base = base ? base + 1 : path;

@@ -156,7 +156,7 @@ static void dense_layer_backward(const Layer *L, const LayerCtx *c, float *din, 
 }
 
 const LayerOps dense_ops = {"dense", "Dense", dense_configure, dense_plan, dense_init,
-                            dense_layer_forward, dense_layer_backward};
+                            dense_layer_forward, dense_layer_backward, NULL, 0};
 
 /* ---- MaxPooling2D ---- */
 
@@ -217,28 +217,40 @@ static int maxpool2d_configure(Layer *L, IniFile *ini, Section *s, Err *e) {
     return layer_configure_window(L, ini, s, "pool_size", 1, e);
 }
 
+/* Pooling reads NHWC or nChw16c alike and writes its input's layout: nChw16c is an NHWC batch
+ * of N * ceil(C/16) images of 16 channels each, and pooling treats each channel alone. */
 static int maxpool2d_plan(Layer *L, Err *e) {
     if (layer_plan_window(L, L->in.c, e)) return -1;
-    L->aux_per_sample = shape_size(L->out) * sizeof(int32_t);
+    L->out_fmt = L->in_fmt;
+    L->aux_per_sample = format_floats(L->out_fmt, L->out) * sizeof(int32_t);
     return 0;
+}
+
+static WinGeom maxpool2d_geom(const Layer *L, int N) {
+    WinGeom g = layer_window_geom(L, N);
+    if (L->in_fmt == FMT_BLK16) {
+        g.N = N * ((g.C + 15) / 16);
+        g.C = g.OC = 16;
+    }
+    return g;
 }
 
 static void maxpool2d_layer_forward(const Layer *L, const LayerCtx *c, float *out,
                                     const float *in, int N) {
-    WinGeom g = layer_window_geom(L, N);
+    WinGeom g = maxpool2d_geom(L, N);
     maxpool2d_forward(out, c->aux, in, &g);
 }
 
 static void maxpool2d_layer_backward(const Layer *L, const LayerCtx *c, float *din, float *dout,
                                      const float *in, const float *out, int N) {
     if (!din) return;
-    WinGeom g = layer_window_geom(L, N);
+    WinGeom g = maxpool2d_geom(L, N);
     maxpool2d_backward(din, dout, c->aux, &g);
 }
 
 const LayerOps maxpool2d_ops = {"maxpooling2d", "MaxPooling2D", maxpool2d_configure,
                                 maxpool2d_plan, NULL, maxpool2d_layer_forward,
-                                maxpool2d_layer_backward};
+                                maxpool2d_layer_backward, NULL, 1};
 
 /* ---- Flatten and other shape-preserving layers ---- */
 
@@ -267,7 +279,7 @@ static void copy_backward(const Layer *L, const LayerCtx *c, float *din, float *
 }
 
 const LayerOps flatten_ops = {"flatten", "Flatten", no_keys, flatten_plan, NULL, copy_forward,
-                              copy_backward};
+                              copy_backward, NULL, 0};
 
 /* ---- Dropout: inverted dropout, the mask keyed on (seed, epoch, layer, sample) ---- */
 
@@ -319,7 +331,7 @@ static void dropout_backward(const Layer *L, const LayerCtx *c, float *din, floa
 }
 
 const LayerOps dropout_ops = {"dropout", "Dropout", dropout_configure, dropout_plan, NULL,
-                              dropout_forward, dropout_backward};
+                              dropout_forward, dropout_backward, NULL, 0};
 
 /* ---- Rescaling: y = x * scale + offset ---- */
 
@@ -347,7 +359,7 @@ static void rescaling_backward(const Layer *L, const LayerCtx *c, float *din, fl
 }
 
 const LayerOps rescaling_ops = {"rescaling", "Rescaling", rescaling_configure, same_shape_plan,
-                                NULL, rescaling_forward, rescaling_backward};
+                                NULL, rescaling_forward, rescaling_backward, NULL, 0};
 
 /* ---- GlobalAveragePooling2D: (N, H, W, C) -> (N, C), the mean over H x W ---- */
 
@@ -390,4 +402,4 @@ static void global_avgpool_backward(const Layer *L, const LayerCtx *c, float *di
 
 const LayerOps global_avgpool_ops = {"global_average_pooling2d", "GlobalAveragePooling2D", no_keys,
                                      global_avgpool_plan, NULL, global_avgpool_forward,
-                                     global_avgpool_backward};
+                                     global_avgpool_backward, NULL, 0};

@@ -28,8 +28,11 @@ static const char *const usage =
     "  summary JOB [--set ...]          resolved configuration and Keras-style model summary\n"
     "  eval JOB --weights FILE [--split test|validation|train] [--set ...]\n"
     "  diff-weights A B [--rtol R]      max relative difference; exit 0 when <= R (1e-5)\n"
-    "  bench JOB [--steps S] [--reps R] [--warmup W] [--synthetic] [--set ...]\n"
-    "        training throughput: one JSON line (median/min/max images/s, step split, RSS)\n"
+    "  bench JOB [--steps S] [--reps R] [--warmup W] [--synthetic] [--forward] [--profile]\n"
+    "            [--set ...]\n"
+    "        training throughput: one JSON line (median/min/max images/s, step split, RSS);\n"
+    "        --forward: inference forward passes only; --profile: then where a step goes,\n"
+    "        per layer and pass\n"
     "  bench-allreduce [--floats N] [--reps R]   gradient allreduce time over the ranks, JSON\n"
     "  bench-loader JOB                 image decoding without and with the in-memory cache, JSON\n"
     "  augment-preview JOB --out FILE.jpg [--index I]   a training image under 9 augmentations\n"
@@ -55,7 +58,7 @@ typedef struct {
     long steps, reps, warmup; /* bench */
     long floats;              /* bench-allreduce */
     long top;                 /* predict */
-    int synthetic, json;
+    int synthetic, json, profile, forward;
     ResumeMode resume;
     char **pos;               /* predict: the images */
     int n_pos;
@@ -76,6 +79,11 @@ static void parse_args(Args *a, int argc, char **argv) {
         int has_next = i + 1 < argc;
         if (!strcmp(s, "--synthetic")) {
             a->synthetic = 1;
+        } else if (!strcmp(s, "--forward")) {
+            a->forward = 1;
+        } else if (!strcmp(s, "--profile")) {
+            a->profile = 1;
+            setenv("CONVNET_PROFILE", "1", 1); /* model_alloc turns the per-layer clocks on */
         } else if (!strcmp(s, "--json")) {
             a->json = 1;
         } else if (!strcmp(s, "--resume") || !strcmp(s, "--no-resume")) {
@@ -153,7 +161,10 @@ static void cmd_bench(Trainer *t, const Args *a, Dist *d) {
     /* the collectives training runs: polled under the watchdog unless collective_timeout = off */
     double ct = t->job->train.collective_timeout;
     dist_set_watchdog(d, ct > 0 ? ct : ct == 0 ? 60.0 : 0.0);
-    trainer_bench(t, (int)a->warmup, (int)a->steps, (int)a->reps, img_s, &tm);
+    if (a->forward)
+        trainer_bench_forward(t, (int)a->warmup, (int)a->steps, (int)a->reps, img_s, &tm);
+    else
+        trainer_bench(t, (int)a->warmup, (int)a->steps, (int)a->reps, img_s, &tm);
     qsort(img_s, (size_t)a->reps, sizeof *img_s, cmp_double);
     /* what one checkpoint (parameters + optimizer state, fsync'd) costs rank 0 */
     double ck_ms[3];
@@ -188,6 +199,13 @@ static void cmd_bench(Trainer *t, const Args *a, Dist *d) {
                img_s[a->reps / 2], img_s[0], img_s[a->reps - 1], 1e3 * tm.compute / steps,
                1e3 * tm.comm / steps, -1e3 * last_comm / steps, 1e3 * tm.data / steps, t->model.n_params - t->model.train_lo,
                dist_grad_buckets(d), ck_ms[1], ru.ru_maxrss / 1024.0);
+    if (d->rank == 0 && a->profile) {
+        printf("step profile, rank 0, ms per step: data %.2f, model forward + backward %.2f, loss %.2f, "
+               "optimizer %.2f, collectives (gradients, loss) %.2f\n",
+               1e3 * tm.data / steps, 1e3 * (tm.compute - tm.loss - tm.optim) / steps, 1e3 * tm.loss / steps,
+               1e3 * tm.optim / steps, 1e3 * tm.comm / steps);
+        model_print_profile(&t->model, stdout);
+    }
     free(img_s);
 }
 

@@ -2,6 +2,9 @@
  * and the Keras-style summary (see model.h). */
 #include "model.h"
 
+#include "conv_algo.h"
+#include "kernels.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,6 +13,9 @@ static int is_augmentation(LayerKind k) {
 }
 
 static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
+static void plan_activations(Model *m);
+static void print_kernels(const Model *m, FILE *f);
+static int has_reorder(const Model *m, int l);
 
 int model_plan(Model *m, Layer *layers, int n_layers, Shape input, int max_batch, Err *e) {
     memset(m, 0, sizeof *m);
@@ -19,29 +25,35 @@ int model_plan(Model *m, Layer *layers, int n_layers, Shape input, int max_batch
     m->max_batch = max_batch;
     const size_t B = (size_t)max_batch;
     Shape s = input;
-    size_t params = 0, acts = B * shape_size(input), dbuf = acts, aux = 0, ws = 0;
+    size_t params = 0, aux = 0, ws = 0;
     int seen_params = 0;
+    TensorFormat fmt = FMT_NHWC; /* the layout the previous layer writes */
     for (int l = 0; l < n_layers; l++) {
         Layer *L = &layers[l];
         L->in = s;
-        if (layer_ops[L->kind]->plan(L, e)) return -1;
+        L->max_batch = max_batch;
+        L->in_fmt = fmt; /* offered; a kind with its own layout may keep it */
+        L->out_fmt = FMT_NHWC;
+        if (layer_ops[L->kind]->plan(L, e)) goto fail;
+        if (!layer_ops[L->kind]->own_layout) L->in_fmt = L->out_fmt = FMT_NHWC;
+        fmt = L->out_fmt;
         char w[320];
         if (L->out.h < 1 || L->out.w < 1 || L->out.c < 1) {
             err_set(e, "layer %s (%s): output shape %dx%dx%d is empty", L->name,
                     layer_where(L, w, sizeof w), L->out.h, L->out.w, L->out.c);
-            return -1;
+            goto fail;
         }
         if (L->act == ACT_SOFTMAX && (l != n_layers - 1 || !L->out.flat)) {
             err_set(e, "layer %s (%s): softmax is supported on the last (Dense) layer only, "
                        "where it is fused with the loss",
                     L->name, layer_where(L, w, sizeof w));
-            return -1;
+            goto fail;
         }
         if (is_augmentation(L->kind) && seen_params) {
             err_set(e, "layer %s (%s): augmentation layers must come before every layer with "
                        "weights",
                     L->name, layer_where(L, w, sizeof w));
-            return -1;
+            goto fail;
         }
         seen_params |= L->n_weight + L->n_bias > 0;
         /* the output's sigmoid/softmax is fused with the loss: the model returns logits */
@@ -51,25 +63,63 @@ int model_plan(Model *m, Layer *layers, int n_layers, Shape input, int max_batch
         L->aux_off = aux; /* 64-byte aligned: float and int32 state follow byte masks */
         aux += (B * L->aux_per_sample + 63) & ~(size_t)63;
         ws = max_sz(ws, B * L->ws_per_sample + L->ws_fixed);
-        acts += B * shape_size(L->out);
-        dbuf = max_sz(dbuf, B * shape_size(L->out));
         s = L->out;
     }
     m->n_params = params;
-    m->acts_floats = acts;
-    m->dbuf_floats = dbuf;
     m->aux_bytes = aux;
     m->ws_floats = ws;
-    m->act_off = xmalloc(((size_t)n_layers + 1) * sizeof *m->act_off);
-    size_t off = 0;
-    m->act_off[0] = 0;
-    off += B * shape_size(input);
-    for (int l = 0; l < n_layers; l++) {
-        m->act_off[l + 1] = off;
-        off += B * shape_size(layers[l].out);
-    }
+    plan_activations(m);
     model_update_trainable(m);
     return 0;
+fail:
+    model_plan_free(m);
+    return -1;
+}
+
+/* Layer l's input at position l (the model's output at n_layers), in the layout its consumer
+ * reads (NHWC for the model's output). */
+static TensorFormat position_fmt(const Model *m, int l) {
+    return l < m->n_layers ? m->layers[l].in_fmt : FMT_NHWC;
+}
+
+/* Activation offsets: every layer's output in its own layout, and a reordered copy wherever the
+ * next consumer reads another layout; gradient buffers as large as the largest of them. */
+static void plan_activations(Model *m) {
+    const size_t B = (size_t)m->max_batch;
+    const int n = m->n_layers;
+    m->act_off = xmalloc(((size_t)n + 1) * sizeof *m->act_off);
+    m->out_off = xmalloc(((size_t)n + 1) * sizeof *m->out_off);
+    size_t off = B * shape_size(m->input), dbuf = off, reorder = 0;
+    m->act_off[0] = 0;
+    for (int l = 0; l < n; l++) {
+        const Layer *L = &m->layers[l];
+        size_t out = B * format_floats(L->out_fmt, L->out);
+        m->out_off[l] = off;
+        off += out;
+        dbuf = max_sz(dbuf, out);
+        if (position_fmt(m, l + 1) == L->out_fmt) {
+            m->act_off[l + 1] = m->out_off[l];
+        } else {
+            size_t copy = B * format_floats(position_fmt(m, l + 1), L->out);
+            m->act_off[l + 1] = off;
+            off += copy;
+            dbuf = max_sz(dbuf, copy);
+            reorder = max_sz(reorder, max_sz(copy, out));
+        }
+    }
+    m->acts_floats = off;
+    m->dbuf_floats = dbuf;
+    m->reorder_floats = reorder;
+}
+
+/* Between layer l - 1 and position l the layout changes. */
+static int has_reorder(const Model *m, int l) {
+    return l > 0 && m->act_off[l] != m->out_off[l - 1];
+}
+
+size_t model_layer_input_floats(const Model *m, int l) {
+    Shape s = l < m->n_layers ? m->layers[l].in : model_output_shape(m);
+    return format_floats(position_fmt(m, l), s);
 }
 
 void model_share_frozen_aux(Model *m, int first_trained) {
@@ -117,14 +167,19 @@ size_t model_trainable_count(const Model *m) {
 void model_alloc(Model *m) {
     m->params = xmalloc(max_sz(m->n_params, 1) * sizeof(float));
     m->grads = xcalloc(max_sz(m->n_params, 1), sizeof(float));
-    m->acts = xmalloc(m->acts_floats * sizeof(float));
-    m->dbuf[0] = xmalloc(m->dbuf_floats * sizeof(float));
-    m->dbuf[1] = xmalloc(m->dbuf_floats * sizeof(float));
+    /* zeroed: a oneDNN convolution computes whole batches, and the samples past a short batch
+     * must hold finite values (their gradients are zeroed, 0 * NaN would not be) */
+    m->acts = xcalloc(m->acts_floats, sizeof(float));
+    m->dbuf[0] = xcalloc(m->dbuf_floats, sizeof(float));
+    m->dbuf[1] = xcalloc(m->dbuf_floats, sizeof(float));
+    if (m->reorder_floats) m->dbuf[2] = xcalloc(m->reorder_floats, sizeof(float));
     m->aux = aligned_alloc(64, max_sz(m->aux_bytes, 64));
     if (!m->aux) die(EXIT_RUNTIME, "out of memory: %zu bytes of layer state", m->aux_bytes);
-    m->ws = xmalloc(max_sz(m->ws_floats, 1) * sizeof(float));
+    /* 64-byte aligned: oneDNN's kernels read their scratchpad (carved from ws) with aligned loads */
+    m->ws = aligned_alloc(64, (max_sz(m->ws_floats, 1) * sizeof(float) + 63) & ~(size_t)63);
+    if (!m->ws) die(EXIT_RUNTIME, "out of memory: %zu bytes of workspace", m->ws_floats * sizeof(float));
     const char *prof = getenv("CONVNET_PROFILE");
-    if (prof && *prof && strcmp(prof, "0") != 0) m->prof = xcalloc(2 * (size_t)m->n_layers + 1, sizeof(double));
+    if (prof && *prof && strcmp(prof, "0") != 0) m->prof = xcalloc(4 * (size_t)m->n_layers + 1, sizeof(double));
 }
 
 void model_free(Model *m) {
@@ -133,10 +188,18 @@ void model_free(Model *m) {
     free(m->acts);
     free(m->dbuf[0]);
     free(m->dbuf[1]);
+    free(m->dbuf[2]);
     free(m->aux);
     free(m->ws);
-    free(m->act_off);
     free(m->prof);
+    model_plan_free(m);
+}
+
+void model_plan_free(Model *m) {
+    for (int l = 0; l < m->n_layers; l++)
+        if (layer_ops[m->layers[l].kind]->release) layer_ops[m->layers[l].kind]->release(&m->layers[l]);
+    free(m->act_off);
+    free(m->out_off);
     memset(m, 0, sizeof *m);
 }
 
@@ -169,6 +232,7 @@ static LayerCtx layer_ctx(Model *m, int l, const PassCtx *p) {
     c.epoch = p->epoch;
     c.layer_index = l;
     c.sample_ids = p->sample_ids;
+    if (m->prof) c.prof_weights = &m->prof[4 * l + 3];
     return c;
 }
 
@@ -179,11 +243,17 @@ float *model_forward(Model *m, int N, const PassCtx *p) {
 float *model_forward_layers(Model *m, int lo, int hi, int N, const PassCtx *p) {
     CHECK(N >= 1 && N <= m->max_batch && lo >= 0 && lo <= hi && hi <= m->n_layers);
     for (int l = lo; l < hi; l++) {
+        const Layer *L = &m->layers[l];
         LayerCtx c = layer_ctx(m, l, p);
         double t0 = m->prof ? now_seconds() : 0;
-        layer_ops[m->layers[l].kind]->forward(&m->layers[l], &c, m->acts + m->act_off[l + 1],
-                                               m->acts + m->act_off[l], N);
-        if (m->prof) m->prof[2 * l] += now_seconds() - t0;
+        layer_ops[L->kind]->forward(L, &c, m->acts + m->out_off[l], m->acts + m->act_off[l], N);
+        double t1 = m->prof ? now_seconds() : 0;
+        if (m->prof) m->prof[4 * l] += t1 - t0;
+        if (has_reorder(m, l + 1)) {
+            layout_reorder(m->acts + m->act_off[l + 1], position_fmt(m, l + 1), m->acts + m->out_off[l],
+                           L->out_fmt, N, L->out);
+            if (m->prof) m->prof[4 * l + 2] += now_seconds() - t1;
+        }
     }
     return m->acts + m->act_off[hi];
 }
@@ -191,21 +261,28 @@ float *model_forward_layers(Model *m, int lo, int hi, int N, const PassCtx *p) {
 void model_backward(Model *m, const float *dlogits, int N, const PassCtx *p) {
     if (m->lowest_trainable >= m->n_layers) return;
     const int last = m->n_layers - 1;
-    float *dout = m->dbuf[0], *din = m->dbuf[1];
-    memcpy(dout, dlogits, (size_t)N * shape_size(m->layers[last].out) * sizeof *dout);
+    /* g: the gradient at position l + 1, in that position's layout */
+    float *g = m->dbuf[0];
+    memcpy(g, dlogits, (size_t)N * shape_size(m->layers[last].out) * sizeof *g);
     for (int l = last; l >= m->lowest_trainable; l--) {
         const Layer *L = &m->layers[l];
         LayerCtx c = layer_ctx(m, l, p);
-        /* Below the lowest trainable layer nothing needs a gradient: stop there. */
-        float *want_din = l > m->lowest_trainable ? din : NULL;
         double t0 = m->prof ? now_seconds() : 0;
-        layer_ops[L->kind]->backward(L, &c, want_din, dout, m->acts + m->act_off[l],
-                                     m->acts + m->act_off[l + 1], N);
-        if (m->prof) m->prof[2 * l + 1] += now_seconds() - t0;
+        if (has_reorder(m, l + 1)) { /* into the layout layer l wrote */
+            layout_reorder(m->dbuf[2], L->out_fmt, g, position_fmt(m, l + 1), N, L->out);
+            g = m->dbuf[2];
+        }
+        double t1 = m->prof ? now_seconds() : 0;
+        /* Below the lowest trainable layer nothing needs a gradient: stop there. */
+        float *din = g == m->dbuf[1] ? m->dbuf[0] : m->dbuf[1];
+        layer_ops[L->kind]->backward(L, &c, l > m->lowest_trainable ? din : NULL, g,
+                                     m->acts + m->act_off[l], m->acts + m->out_off[l], N);
+        if (m->prof) {
+            m->prof[4 * l + 1] += now_seconds() - t1;
+            m->prof[4 * l + 2] += t1 - t0;
+        }
         if (p->grads_ready) p->grads_ready(p->grads_arg, L->param_off, L->param_off + L->n_weight + L->n_bias);
-        float *t = dout;
-        dout = din;
-        din = t;
+        g = din;
     }
 }
 
@@ -221,13 +298,17 @@ int model_param_starts(const Model *m, size_t *starts) {
 void model_print_profile(Model *m, FILE *f) {
     if (!m->prof) return;
     double total = 0;
-    for (int i = 0; i < 2 * m->n_layers; i++) total += m->prof[i];
-    fprintf(f, "  layer profile (seconds, share of forward+backward):\n");
-    for (int l = 0; l < m->n_layers; l++)
-        fprintf(f, "    %-18s forward %8.3f (%4.1f%%)  backward %8.3f (%4.1f%%)\n", m->layers[l].name,
-                m->prof[2 * l], 100 * m->prof[2 * l] / total, m->prof[2 * l + 1],
-                100 * m->prof[2 * l + 1] / total);
-    memset(m->prof, 0, 2 * (size_t)m->n_layers * sizeof(double));
+    for (int l = 0; l < m->n_layers; l++) total += m->prof[4 * l] + m->prof[4 * l + 1] + m->prof[4 * l + 2];
+    fprintf(f, "  layer profile (seconds; share of the model's forward + backward + reorders, %.3f s):\n", total);
+    for (int l = 0; l < m->n_layers; l++) {
+        const double *t = m->prof + 4 * l; /* forward, backward, reorders, backward's weight part */
+        fprintf(f, "    %-18s forward %7.3f (%4.1f%%)  backward-data %7.3f (%4.1f%%)", m->layers[l].name,
+                t[0], 100 * t[0] / total, t[1] - t[3], 100 * (t[1] - t[3]) / total);
+        if (t[3] > 0) fprintf(f, "  backward-weights %7.3f (%4.1f%%)", t[3], 100 * t[3] / total);
+        if (t[2] > 0) fprintf(f, "  reorder %7.3f (%4.1f%%)", t[2], 100 * t[2] / total);
+        fputc('\n', f);
+    }
+    memset(m->prof, 0, 4 * (size_t)m->n_layers * sizeof(double));
 }
 
 static void fmt_shape(char *buf, size_t n, Shape s) {
@@ -259,4 +340,25 @@ void model_print_summary(const Model *m, const char *title, FILE *f) {
     fprintf(f, "Total params: %zu (%.2f MB)\n", m->n_params, m->n_params * 4.0 / 1e6);
     fprintf(f, "Trainable params: %zu\n", m->n_params - frozen);
     fprintf(f, "Non-trainable params: %zu\n%s\n", frozen, rule);
+    print_kernels(m, f);
+}
+
+/* Which algorithm each convolution runs, oneDNN's implementations, and the layouts. */
+static void print_kernels(const Model *m, FILE *f) {
+    int convs = 0, reorders = 0;
+    for (int l = 0; l < m->n_layers; l++) convs += m->layers[l].conv != NULL;
+    for (int l = 1; l <= m->n_layers; l++) reorders += has_reorder(m, l);
+    if (!convs) return;
+    fprintf(f, "Convolution algorithms (oneDNN ISA: %s):\n", conv_dnnl_isa());
+    for (int l = 0; l < m->n_layers; l++) {
+        const Layer *L = &m->layers[l];
+        if (!L->conv) continue;
+        fprintf(f, " %-16s %-9s %s -> %s  [%s]\n", L->name, conv_algo_name(L->conv_algo),
+                format_name(L->in_fmt), format_name(L->out_fmt), L->conv->impl);
+    }
+    fprintf(f, "Layout reorders between layers: %d\n", reorders);
+    for (int l = 1; l <= m->n_layers; l++)
+        if (has_reorder(m, l))
+            fprintf(f, " %s (%s) -> %s (%s)\n", m->layers[l - 1].name, format_name(m->layers[l - 1].out_fmt),
+                    l < m->n_layers ? m->layers[l].name : "output", format_name(position_fmt(m, l)));
 }

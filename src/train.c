@@ -152,6 +152,32 @@ static void synthetic_dataset(Dataset *d, Shape s, int64_t n, int classes, uint6
     d->n_classes = classes;
 }
 
+/* Plan the model. conv_algorithm = auto times the candidates while planning: rank 0 alone
+ * does that and broadcasts its choice, which every other rank then plans with, so that all
+ * ranks run the same arithmetic. */
+static void plan_model(Trainer *t, Shape input, int max_batch) {
+    Job *job = t->job;
+    Dist *dist = t->dist;
+    int tune = 0;
+    for (int l = 0; l < job->n_layers; l++) tune |= job->layers[l].conv_algo == CONV_ALGO_AUTO;
+    Err e = {0};
+    int rc = 0;
+    if (dist->rank == 0 || !tune) rc = model_plan(&t->model, job->layers, job->n_layers, input, max_batch, &e);
+    if (tune) {
+        int *algos = xmalloc((size_t)job->n_layers * sizeof *algos);
+        for (int l = 0; l < job->n_layers; l++) algos[l] = rc ? CONV_ALGO_IM2COL : (int)job->layers[l].conv_algo;
+        dist_bcast(dist, algos, (size_t)job->n_layers * sizeof *algos, 0);
+        for (int l = 0; l < job->n_layers; l++) job->layers[l].conv_algo = (ConvAlgoId)algos[l];
+        free(algos);
+        if (dist->rank != 0) rc = model_plan(&t->model, job->layers, job->n_layers, input, max_batch, &e);
+    }
+    if (rc) {
+        /* the message names the layer's file and line (an [include]d file, maybe) */
+        if (dist->rank == 0) fprintf(stderr, "convnet-dist: %s\n", e.msg);
+        dist_abort(dist, EXIT_BAD_INPUT);
+    }
+}
+
 void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data) {
     memset(t, 0, sizeof *t);
     t->job = job;
@@ -175,12 +201,8 @@ void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data) {
     }
     int B = job->train.batch_size;
     int max_batch = (B + dist->size - 1) / dist->size;
+    plan_model(t, input, max_batch);
     Err e = {0};
-    if (model_plan(&t->model, job->layers, job->n_layers, input, max_batch, &e)) {
-        /* the message names the layer's file and line (an [include]d file, maybe) */
-        if (dist->rank == 0) fprintf(stderr, "convnet-dist: %s\n", e.msg);
-        dist_abort(dist, EXIT_BAD_INPUT);
-    }
     if (data == TRAINER_SYNTHETIC) {
         int outputs = (int)shape_size(model_output_shape(&t->model));
         int64_t n = 64 * (int64_t)job->train.batch_size;
@@ -287,7 +309,7 @@ static void cache_build(Trainer *t, FeatureCache *c, const Dataset *d, int from,
     Model *m = &t->model;
     Dist *dist = t->dist;
     const DataCfg *dc = &t->job->data;
-    const size_t dim = shape_size(m->layers[from].in);
+    const size_t dim = model_layer_input_floats(m, from);
     const double mb = (double)d->n * (double)dim * sizeof(float) / 1e6;
     /* every rank on a node holds the whole cache: leave most of the memory to everything else */
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
@@ -410,7 +432,9 @@ static LossStats train_step(Trainer *t, const int64_t *batch, int gB, int epoch,
     if (n > 0) {
         float *logits = model_forward_layers(m, from, m->n_layers, n, &p);
         int K = (int)shape_size(model_output_shape(m));
+        double tl = now_seconds();
         loss_compute(t->job->train.loss, &st, t->dlogits, logits, t->labels, n, K, 1.0f / (float)gB);
+        tm->loss += now_seconds() - tl;
         model_backward(m, t->dlogits, n, &p);
     }
     double t2 = now_seconds();
@@ -427,6 +451,7 @@ static LossStats train_step(Trainer *t, const int64_t *batch, int gB, int epoch,
     double t4 = now_seconds();
     tm->data += t1 - t0;
     tm->compute += (t2 - t1) + (t4 - t3);
+    tm->optim += t4 - t3;
     tm->comm += t3 - t2;
     LossStats total = {sums[0], sums[1]};
     return total;
@@ -489,11 +514,12 @@ void trainer_bench(Trainer *t, int warmup, int steps, int reps, double *img_s, S
     const long batches = (long)(n / B);
     CHECK(batches >= 1);
     epoch_permutation(t->perm, n, t->job->train.seed, 0, 1);
-    StepTimes tm = {0, 0, 0};
+    StepTimes tm = {0, 0, 0, 0, 0};
     long b = 0;
     int stop = 0;
     for (int i = 0; i < warmup; i++, b++) train_step(t, t->perm + (b % batches) * B, (int)B, 0, &tm, &stop);
     memset(&tm, 0, sizeof tm);
+    if (t->model.prof) memset(t->model.prof, 0, 4 * (size_t)t->model.n_layers * sizeof *t->model.prof);
     for (int r = 0; r < reps; r++) {
         dist_barrier(t->dist);
         double t0 = now_seconds();
@@ -501,6 +527,29 @@ void trainer_bench(Trainer *t, int warmup, int steps, int reps, double *img_s, S
         /* every rank waits for the slowest: rank 0's clock then covers the whole step */
         dist_barrier(t->dist);
         img_s[r] = (double)steps * B / (now_seconds() - t0);
+    }
+    if (times) *times = tm;
+}
+
+void trainer_bench_forward(Trainer *t, int warmup, int steps, int reps, double *img_s, StepTimes *times) {
+    Model *m = &t->model;
+    const int n = m->max_batch; /* this rank's share of the global batch */
+    const int64_t B = t->job->train.batch_size;
+    CHECK(t->train.n >= n);
+    for (int i = 0; i < n; i++) t->ids[i] = i;
+    load_batch(t, &t->train, &t->cache_train, n);
+    PassCtx p = {.training = 0, .seed = t->job->train.seed, .sample_ids = t->ids};
+    for (int i = 0; i < warmup; i++) model_forward(m, n, &p);
+    if (m->prof) memset(m->prof, 0, 4 * (size_t)m->n_layers * sizeof *m->prof);
+    StepTimes tm = {0, 0, 0, 0, 0};
+    for (int r = 0; r < reps; r++) {
+        dist_barrier(t->dist);
+        double t0 = now_seconds();
+        for (int i = 0; i < steps; i++) model_forward(m, n, &p);
+        dist_barrier(t->dist);
+        double dt = now_seconds() - t0;
+        tm.compute += dt;
+        img_s[r] = (double)steps * B / dt;
     }
     if (times) *times = tm;
 }
@@ -699,7 +748,7 @@ int trainer_fit(Trainer *t, ResumeMode resume_mode) {
     int status = EXIT_OK, stopped_early = 0;
     for (int epoch = st.epoch; epoch < tc->epochs && status == EXIT_OK && !stopped_early; epoch++) {
         epoch_permutation(t->perm, n, tc->seed, epoch, tc->shuffle);
-        StepTimes tm = {0, 0, 0};
+        StepTimes tm = {0, 0, 0, 0, 0};
         /* a resumed epoch continues its running sums */
         double loss_sum = st.epoch_loss_sum, correct = st.epoch_correct, seen = st.epoch_seen;
         double t_start = now_seconds(), last_print = t_start, trained = 0;

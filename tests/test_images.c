@@ -319,7 +319,7 @@ static void test_dogs_vs_cats_validation(void) {
     snprintf(dir, sizeof dir, "%s/dogs-vs-cats-small/validation", shared);
     struct stat st;
     if (stat(dir, &st) != 0) {
-        printf("SKIP dogs-vs-cats-small: %s absent\n", dir);
+        testutil_skip("dogs-vs-cats-small", "the folder is absent under ../shared/data", 1);
         return;
     }
     ImageDirOptions o;

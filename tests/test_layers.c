@@ -22,6 +22,7 @@ static void fixture_init(Fixture *f, Layer L, Shape in, int N) {
     memset(f, 0, sizeof *f);
     f->L = L;
     f->L.in = in;
+    f->L.max_batch = N;
     snprintf(f->L.name, sizeof f->L.name, "test");
     Err e = {0};
     CU_ASSERT_FATAL(layer_ops[L.kind]->plan(&f->L, &e) == 0);
@@ -46,6 +47,7 @@ static void fixture_init(Fixture *f, Layer L, Shape in, int N) {
 }
 
 static void fixture_free(Fixture *f) {
+    if (layer_ops[f->L.kind]->release) layer_ops[f->L.kind]->release(&f->L);
     void *ps[] = {f->in, f->din, f->out, f->dout, f->r, f->w, f->dw, f->b, f->db, f->ws, f->aux};
     for (size_t i = 0; i < sizeof ps / sizeof *ps; i++) free(ps[i]);
 }
@@ -53,7 +55,7 @@ static void fixture_free(Fixture *f) {
 static LayerCtx fixture_ctx(Fixture *f) {
     LayerCtx c = {f->L.n_weight ? f->w : NULL, f->L.n_bias ? f->b : NULL,
                   f->L.n_weight ? f->dw : NULL, f->L.n_bias ? f->db : NULL,
-                  f->aux, f->ws, f->training, 42, 3, 1, f->ids};
+                  f->aux, f->ws, f->training, 42, 3, 1, f->ids, NULL};
     return c;
 }
 
@@ -205,6 +207,7 @@ static void test_conv_shapes(void) {
     CU_ASSERT_FATAL(layer_ops[LAYER_CONV2D]->plan(&S, &e3) == 0);
     CU_ASSERT(S.out.h == 1 && S.out.w == 1 && S.out.c == 8);
     CU_ASSERT_EQUAL(S.n_weight, 3 * 3 * 3 * 8);
+    layer_ops[LAYER_CONV2D]->release(&S);
 }
 
 /* ---- Dense ---- */

@@ -46,6 +46,7 @@ int main(int argc, char **argv) {
     unsigned failed = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
     unsigned ran = CU_get_number_of_tests_run();
     CU_cleanup_registry();
+    printf("Skipped checks: %d (each printed above as SKIP, with why)\n", testutil_skipped());
     if (ran == 0) {
         fprintf(stderr, "no test ran\n");
         return 1;

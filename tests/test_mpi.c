@@ -18,7 +18,7 @@ static const char *bin;
 
 static int setup(void) {
     if (!testutil_have_mpi()) {
-        printf("\n    SKIP mpi: built with MPI=0 or no mpirun\n");
+        testutil_skip("mpi", "built with MPI=0 or no mpirun", 1);
         return 0;
     }
     if (!dir) {
@@ -112,6 +112,44 @@ static void test_equivalence(void) {
         CU_ASSERT(worst <= 1e-5);
         if (worst > 1e-5) printf("\n    -np %d: step loss differs by %g relative\n", np, worst);
         CU_ASSERT_EQUAL(diff_weights("eq1", tag, "1e-5", 1), 0);
+    }
+}
+
+/* Rank 0's choice of each convolution's algorithm in a run's output ("conv2d  winograd ..."
+ * under "Convolution algorithms"), as --set overrides fixing it: 0, or -1 when absent. */
+static int chosen_algorithms(const char *out, char *sets, size_t n) {
+    const char *p = out ? strstr(out, "Convolution algorithms") : NULL;
+    if (!p) return -1;
+    sets[0] = 0;
+    int found = 0;
+    for (p = strchr(p, '\n'); p && p[1] == ' '; p = strchr(p + 1, '\n')) {
+        char layer[64], algo[32];
+        if (sscanf(p + 1, " %63s %31s", layer, algo) != 2 || strchr(layer, '(')) break;
+        size_t len = strlen(sets);
+        snprintf(sets + len, n - len, " --set %s.algorithm=%s", layer, algo);
+        found++;
+    }
+    return found ? 0 : -1;
+}
+
+/* conv_algorithm = auto: rank 0 times the candidates and every rank runs its choice. -np 2 and
+ * 3 with auto against -np 1 with the same choices fixed: within 1e-5, as for fixed ones (auto
+ * may choose otherwise in another run: the machine's timings decide). */
+static void test_equivalence_auto(void) {
+    if (!setup()) return;
+    const char *job = write_job("auto.job", 20, "steps_per_epoch = 10\nconv_algorithm = auto\n");
+    for (int np = 2; np <= 3; np++) {
+        char tag[16], ref[16], sets[1024], *out = NULL;
+        snprintf(tag, sizeof tag, "auto%d", np);
+        snprintf(ref, sizeof ref, "auto%d-ref", np);
+        int rc = run_np(np, job, tag, &out);
+        CU_ASSERT_EQUAL(rc, 0);
+        int parsed = chosen_algorithms(out, sets, sizeof sets);
+        CU_ASSERT_EQUAL_FATAL(parsed, 0);
+        if (rc) printf("\n    -np %d failed (%d):\n%s", np, rc, out);
+        free(out);
+        CU_ASSERT_EQUAL(run_np_with(1, job, ref, sets, NULL), 0);
+        CU_ASSERT_EQUAL(diff_weights(ref, tag, "1e-5", 1), 0);
     }
 }
 
@@ -303,6 +341,7 @@ static void test_watchdog(void) {
 
 TEST_SUITE(mpi, {"-np 1..4 give the same losses and parameters", test_equivalence},
            {"the same -np twice is bitwise identical", test_bitwise_repeat},
+           {"conv_algorithm = auto: -np 2, 3 equal -np 1 with rank 0's choice", test_equivalence_auto},
            {"the allreduce overlapped with backward equals the plain one", test_overlap},
            {"uneven data on 1..5 ranks counts every test sample once", test_uneven_data},
            {"a rank with another job stops the run", test_mismatched_job},

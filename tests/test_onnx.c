@@ -5,7 +5,7 @@
  * features, fine-tuning and the ImageNet classifier) after a small training on 4 images; the
  * checker also runs on an export of every job in jobs/ (VGG16's with a stand-in Keras file,
  * the real one not being in ../shared/data). Missing Python packages or ../shared/data skip
- * with a message, counted; under CI=true a missing package is a failure (make deps installs
+ * (testutil_skip: counted; under CI=true a missing package is a failure, make deps installs
  * them). */
 #include <limits.h>
 #include <stdio.h>
@@ -18,17 +18,15 @@
 /* the shell commands below are built from paths of unknown length into large buffers */
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 
-static int n_skipped, n_skipped_packages;
-
 /* Run cmd; 77 (a package missing) counts a skip and gives 0; otherwise 1 with *st its status
  * and its output printed when it failed. */
 static int run(const char *cmd, int *st, char **out) {
     char *o = NULL;
     *st = testutil_run(cmd, &o);
     if (*st == 77) {
-        printf("\n    SKIP onnx: %s", o);
-        n_skipped++;
-        n_skipped_packages++;
+        char *nl = strchr(o, '\n');
+        if (nl) *nl = 0;
+        testutil_skip("onnx (independent runtimes)", o, 1);
         free(o);
         return 0;
     }
@@ -101,8 +99,7 @@ static int have_onnx(void) {
 #if CONVNET_ONNX
     return 1;
 #else
-    printf("\n    SKIP onnx: built with ONNX=0");
-    n_skipped++;
+    testutil_skip("onnx", "built with ONNX=0", 0);
     return 0;
 #endif
 }
@@ -157,10 +154,7 @@ static void small_model(void) {
 static void book_models(void) {
     if (!have_onnx()) return;
     const char *shared = testutil_shared_data("onnx book models");
-    if (!shared) {
-        n_skipped++;
-        return;
-    }
+    if (!shared) return;
     char dc[2048], idx[1024];
     snprintf(dc, sizeof dc, "$(ls %s/dogs-vs-cats-small/test/cats/*.jpg | head -2) $(ls %s/dogs-vs-cats-small/test/dogs/*.jpg | head -2)",
              shared, shared);
@@ -181,10 +175,7 @@ static void book_models(void) {
 static void every_job(void) {
     if (!have_onnx()) return;
     const char *shared = testutil_shared_data("onnx: every job in jobs/");
-    if (!shared) {
-        n_skipped++;
-        return;
-    }
+    if (!shared) return;
     const char *dir = testutil_tmpdir();
     char cmd[16384], sh[PATH_MAX];
     CU_ASSERT_FATAL(realpath(shared, sh) != NULL);
@@ -222,14 +213,6 @@ static void every_job(void) {
     free(out);
 }
 
-static void skips_counted(void) {
-    printf("\n    onnx: %d test%s skipped (%d for missing python3-onnx/python3-opencv/numpy)\n",
-           n_skipped, n_skipped == 1 ? "" : "s", n_skipped_packages);
-    const char *ci = getenv("CI");
-    if (ci && !strcmp(ci, "true")) CU_ASSERT_EQUAL(n_skipped_packages, 0); /* make deps installs them */
-}
-
 TEST_SUITE(onnx, {"a small model: checker, OpenCV == predict, bad input", small_model},
            {"the book's models: OpenCV == predict to 1e-4", book_models},
-           {"the checker accepts an export of every job in jobs/", every_job},
-           {"skipped tests (none for packages under CI)", skips_counted})
+           {"the checker accepts an export of every job in jobs/", every_job})

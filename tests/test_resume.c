@@ -85,7 +85,7 @@ static void test_kill_resume_same_ranks(void) {
 static void test_kill_resume_other_ranks(void) {
     setup();
     if (!testutil_have_mpi()) {
-        printf("\n    SKIP resume on another rank count: no MPI\n");
+        testutil_skip("resume on another rank count", "no MPI", 1);
         return;
     }
     const char *job = write_job("kr2.job");
@@ -104,7 +104,7 @@ static void test_kill_resume_other_ranks(void) {
 static void test_sigusr1(void) {
     setup();
     if (!testutil_have_mpi()) {
-        printf("\n    SKIP SIGUSR1 via mpirun: no MPI\n");
+        testutil_skip("SIGUSR1 via mpirun", "no MPI", 1);
         return;
     }
     const char *job = write_job("usr1.job");

@@ -74,7 +74,7 @@ static void test_cache_same_result(void) {
      * depends on how many images one call convolves: README, feature cache) */
     CU_ASSERT(compare("fc-off.weights", "fc-on.weights", "1e-5", NULL));
     if (!testutil_have_mpi()) {
-        printf("\n    SKIP the cache on 2 ranks: no MPI\n");
+        testutil_skip("the cache on 2 ranks", "no MPI", 1);
         return;
     }
     char mp[256];

@@ -9,12 +9,34 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+static int n_skipped;
+
+static int shared_present(void) {
+    const char *env = getenv("CONVNET_SHARED_DATA");
+    struct stat st;
+    return stat(env && *env ? env : "../shared/data", &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+void testutil_skip(const char *what, const char *why, int must_run) {
+    const char *ci = getenv("CI");
+    if (must_run && ci && !strcmp(ci, "true") && shared_present()) {
+        printf("\n    FAIL %s: %s (CI=true with ../shared present: this must run)\n", what, why);
+        CU_FAIL("a check that must run in CI was skipped");
+        return;
+    }
+    n_skipped++;
+    printf("\n    SKIP %s: %s\n", what, why);
+}
+
+int testutil_skipped(void) { return n_skipped; }
+
 const char *testutil_shared_data(const char *what) {
     const char *env = getenv("CONVNET_SHARED_DATA");
     const char *path = env && *env ? env : "../shared/data";
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return path;
-    printf("\n    SKIP %s: shared data folder %s is absent\n", what, path);
+    if (shared_present()) return path;
+    char why[512];
+    snprintf(why, sizeof why, "shared data folder %s is absent", path);
+    testutil_skip(what, why, 0);
     return NULL;
 }
 

@@ -1,0 +1,93 @@
+/* conv_algo.h: the kernel seam of Conv2D. A convolution algorithm (im2col + OpenBLAS, oneDNN
+ * direct, oneDNN Winograd) is chosen per layer at plan time and then runs behind one interface:
+ *
+ *   plan              check the shape, size the forward state (aux, kept from the forward to
+ *                     the backward) and the scratch workspace, choose the layouts, and build
+ *                     whatever the backend needs (oneDNN primitives) - before any step;
+ *   forward           out = act(conv(in, w) + b);
+ *   backward_weights  dw += conv_w(in, dout), db += sum(dout);
+ *   backward_data     din = conv_d(dout, w) (overwritten).
+ *
+ * The layer applies the activation's derivative to dout before the two backward calls, and calls
+ * backward_weights before backward_data (im2col's backward_data reuses the forward's column
+ * matrix as its scratch). Weights are always Keras's (KH, KW, C, OC) order in the parameter
+ * buffer; a backend that wants another layout keeps its own copy in aux, refreshed every forward,
+ * so weights files, checkpoints and the optimizer never see it.
+ *
+ * Tensor layouts (TensorFormat): NHWC, or oneDNN's nChw16c (channels in blocks of 16, the last
+ * block zero-padded: (N, ceil(C/16), H, W, 16)). The model reorders between layers only where a
+ * consumer cannot read its producer's layout (src/layout.c).
+ *
+ * All of oneDNN lives in src/conv_dnnl.c, so a move to oneDNN 3.x touches one file.
+ */
+#ifndef CONVNET_CONV_ALGO_H
+#define CONVNET_CONV_ALGO_H
+
+#include <stddef.h>
+
+#include "common.h"
+#include "kernels.h"
+
+/* TensorFormat, format_floats and ConvAlgoId are in layer.h. */
+const char *format_name(TensorFormat f);
+
+/* Job-file names, in ConvAlgoId order: "im2col", "direct", "winograd". */
+const char *conv_algo_name(ConvAlgoId id);
+
+/* What the layer asks for; g.N is the largest batch a call will get. */
+typedef struct {
+    WinGeom g;
+    Activation act;       /* applied by forward (linear when the loss applies it) */
+    int has_bias;
+    TensorFormat in_fmt;  /* the layout the producer writes; plan may ask for NHWC instead */
+} ConvDesc;
+
+struct ConvAlgo;
+
+typedef struct ConvPlan {
+    const struct ConvAlgo *algo;
+    ConvDesc d;           /* d.in_fmt: the layout this algorithm reads (set by plan) */
+    TensorFormat out_fmt; /* the layout forward writes */
+    size_t aux_bytes;     /* forward state for a batch of d.g.N, kept until the backward */
+    size_t ws_bytes;      /* scratch during one call */
+    int full_batch;       /* forward and backward always compute d.g.N samples (oneDNN's
+                           * primitives are built for one batch size): the layer zeroes dout
+                           * beyond N, so the extra samples add nothing to dw and db */
+    char impl[160];       /* the backend's implementation names, for the summary */
+    void *state;          /* backend-owned (oneDNN primitives) */
+} ConvPlan;
+
+typedef struct ConvAlgo {
+    const char *name;
+    /* 0 with p filled in, or -1 (e set) when the algorithm cannot run this convolution here. */
+    int (*plan)(ConvPlan *p, Err *e);
+    void (*free)(ConvPlan *p);
+    /* out (N, OH, OW, OC) in p->out_fmt; in (N, H, W, C) in p->d.in_fmt */
+    void (*forward)(ConvPlan *p, float *out, const float *in, const float *w, const float *b,
+                    void *aux, void *ws, int N);
+    /* dout: gradient of the pre-activation output (the layer applied act'); dw, db ADDED to
+     * (either may be NULL) */
+    void (*backward_weights)(ConvPlan *p, float *dw, float *db, const float *dout,
+                             const float *in, void *aux, void *ws, int N);
+    /* din overwritten */
+    void (*backward_data)(ConvPlan *p, float *din, const float *dout, const float *w, void *aux,
+                          void *ws, int N);
+} ConvAlgo;
+
+/* The implementations; NULL where this build lacks the backend (ONEDNN=0). */
+extern const ConvAlgo conv_algo_im2col;
+const ConvAlgo *conv_algo_get(ConvAlgoId id);
+
+/* Plan p for algorithm id (not AUTO); 0 or -1 with e set. */
+int conv_plan_init(ConvPlan *p, ConvAlgoId id, const ConvDesc *d, Err *e);
+void conv_plan_free(ConvPlan *p);
+
+/* Seconds of one forward + backward_weights + backward_data (forward_only: the forward alone)
+ * at the plan's batch size (median of `reps` after one warm-up), on buffers allocated and freed
+ * here; < 0 when the algorithm cannot plan it. */
+double conv_algo_time(ConvAlgoId id, const ConvDesc *d, int reps, int forward_only);
+
+/* The ISA oneDNN runs ("avx512_core", ...), or "none" without oneDNN. */
+const char *conv_dnnl_isa(void);
+
+#endif
