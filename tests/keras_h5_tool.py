@@ -23,7 +23,7 @@ try:
     import h5py
     import numpy as np
 except ImportError:
-    print("SKIP: python3-h5py is not installed (apt-get install python3-h5py)")
+    print("python3-h5py is not installed (apt-get install python3-h5py)")
     sys.exit(77)
 
 
