@@ -12,11 +12,13 @@
 #
 # Toggles: MPI=0 (no MPI at all), OPENMP=0, DEBUG=1 (-O0 -g), SANITIZE=1 (ASan + UBSan),
 # HDF5=0 (no Keras .h5 weights import: [keras_h5] then says how to get it), ONEDNN=0 (no oneDNN:
-# convolutions run im2col + OpenBLAS only).
+# convolutions run im2col + OpenBLAS only), ONNX=0 (no `export --format onnx`: no libonnx-dev /
+# protobuf-c needed).
 
 MPI ?= 1
 HDF5 ?= 1
 ONEDNN ?= 1
+ONNX ?= 1
 OPENMP ?= 1
 DEBUG ?= 0
 SANITIZE ?= 0
@@ -34,8 +36,12 @@ PKG_MPI := libopenmpi-dev openmpi-bin
 PKG_HDF5 := libhdf5-dev
 PKG_ONEDNN := libdnnl-dev
 PKG_DATA := dataset-fashion-mnist
+# ONNX export: Debian's onnx.proto, compiled to C by protoc-c at build time.
+PKG_ONNX := libonnx-dev protobuf-c-compiler libprotobuf-c-dev
+# The independent runtimes the export tests check our files with (skipped when absent).
+PKG_PYTEST := python3-onnx python3-opencv python3-h5py python3-numpy
 # bc, procps (pgrep) and iproute2 (network namespaces) are used by the tests.
-DEPS_PKGS := $(PKG_BLAS) $(PKG_JPEG) $(PKG_ZLIB) $(PKG_CUNIT) $(PKG_DATA) bc procps iproute2
+DEPS_PKGS := $(PKG_BLAS) $(PKG_JPEG) $(PKG_ZLIB) $(PKG_CUNIT) $(PKG_DATA) bc procps iproute2 $(PKG_PYTEST)
 ifeq ($(MPI),1)
 DEPS_PKGS += $(PKG_MPI)
 endif
@@ -44,6 +50,9 @@ DEPS_PKGS += $(PKG_HDF5)
 endif
 ifeq ($(ONEDNN),1)
 DEPS_PKGS += $(PKG_ONEDNN)
+endif
+ifeq ($(ONNX),1)
+DEPS_PKGS += $(PKG_ONNX)
 endif
 
 ifeq ($(MPI),1)
@@ -64,7 +73,7 @@ HDF5_CFLAGS := -I/usr/include/hdf5/serial
 HDF5_LIBS := -lhdf5_serial
 endif
 
-CPPFLAGS += -Iinclude -I$(BLAS_INC) -DCONVNET_MPI=$(MPI) -DCONVNET_HDF5=$(HDF5) -DCONVNET_ONEDNN=$(ONEDNN) -MMD -MP
+CPPFLAGS += -Iinclude -I$(BLAS_INC) -DCONVNET_MPI=$(MPI) -DCONVNET_HDF5=$(HDF5) -DCONVNET_ONEDNN=$(ONEDNN) -DCONVNET_ONNX=$(ONNX) -MMD -MP
 CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter
 LDLIBS += -L$(BLAS_LIBDIR) -Wl,-rpath,$(BLAS_LIBDIR) -lopenblas -lturbojpeg -lz -lm -lpthread
 ifeq ($(HDF5),1)
@@ -73,6 +82,14 @@ LDLIBS += $(HDF5_LIBS)
 endif
 ifeq ($(ONEDNN),1)
 LDLIBS += -ldnnl
+endif
+
+# ONNX: the C code protoc-c generates from libonnx-dev's schema, in build/onnx/.
+ONNX_PROTO := /usr/include/onnx/onnx.proto
+ONNX_GEN := $(BUILD)/onnx
+ifeq ($(ONNX),1)
+CPPFLAGS += -I$(ONNX_GEN)
+LDLIBS += -lprotobuf-c
 endif
 
 ifeq ($(DEBUG),1)
@@ -96,6 +113,10 @@ SRC := $(wildcard src/*.c)
 LIB_SRC := $(filter-out src/main.c,$(SRC))
 OBJ := $(SRC:src/%.c=$(BUILD)/%.o)
 LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/%.o)
+ifeq ($(ONNX),1)
+OBJ += $(BUILD)/onnx.pb-c.o
+LIB_OBJ += $(BUILD)/onnx.pb-c.o
+endif
 TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%.o)
 
@@ -114,11 +135,15 @@ check-deps:
 	probe zlib.h -lz "$(PKG_ZLIB)"; \
 	$(if $(filter 1,$(HDF5)),probe hdf5.h "$(HDF5_CFLAGS) $(HDF5_LIBS)" "$(PKG_HDF5)";) \
 	$(if $(filter 1,$(ONEDNN)),probe dnnl.h -ldnnl "$(PKG_ONEDNN)";) \
+	$(if $(filter 1,$(ONNX)),[ -f $(ONNX_PROTO) ] || missing="$$missing libonnx-dev"; \
+	  command -v protoc-c >/dev/null 2>&1 || missing="$$missing protobuf-c-compiler"; \
+	  probe protobuf-c/protobuf-c.h -lprotobuf-c libprotobuf-c-dev;) \
 	if [ -n "$$missing" ]; then \
 	  echo "convnet-dist: missing build dependencies:$$missing"; \
 	  echo "  install them with: sudo apt-get install -y$$missing   (or: make deps)"; \
 	  case "$$missing" in *$(PKG_HDF5)*) echo "  or build without Keras .h5 import: make HDF5=0";; esac; \
 	  case "$$missing" in *$(PKG_ONEDNN)*) echo "  or build without oneDNN (im2col convolutions only): make ONEDNN=0";; esac; \
+	  case "$$missing" in *onnx*|*protobuf-c*) echo "  or build without ONNX export: make ONNX=0";; esac; \
 	  exit 1; fi
 
 deps:
@@ -133,6 +158,19 @@ $(BIN): $(OBJ)
 
 $(BUILD)/%.o: src/%.c | $(BUILD)/tests
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+# Generated from the schema at build time; its own warnings are protoc-c's, not ours.
+$(ONNX_GEN)/onnx.pb-c.c: $(ONNX_PROTO)
+	mkdir -p $(ONNX_GEN)
+	protoc-c --c_out=$(ONNX_GEN) -I$(dir $(ONNX_PROTO)) $(ONNX_PROTO)
+$(ONNX_GEN)/onnx.pb-c.h: $(ONNX_GEN)/onnx.pb-c.c ;
+
+$(BUILD)/onnx.pb-c.o: $(ONNX_GEN)/onnx.pb-c.c | $(BUILD)/tests
+	$(CC) $(CPPFLAGS) $(CFLAGS) -w -c -o $@ $<
+
+ifeq ($(ONNX),1)
+$(BUILD)/export_onnx.o: $(ONNX_GEN)/onnx.pb-c.h
+endif
 
 $(BUILD)/tests/%.o: tests/%.c | $(BUILD)/tests
 	$(CC) $(CPPFLAGS) -Itests $(CFLAGS) -c -o $@ $<

@@ -57,6 +57,10 @@ void ini_free(IniFile *ini);
 /* The file a section came from, for messages: s->file, or the job file when unset. */
 const char *ini_section_file(const IniFile *ini, const Section *s);
 
+/* The name Keras gives layers of section kind `name` ("max_pooling2d" for [maxpooling2d]),
+ * from which labels are made; name itself for every other section. */
+const char *ini_keras_label_base(const char *name);
+
 /* Apply "label.key=value" (label as in Section.label, e.g. train.epochs or conv2d_1.filters). */
 int ini_apply_override(IniFile *ini, const char *assignment, Err *e);
 

@@ -9,6 +9,10 @@
  * files). Conv2D kernels are (KH, KW, C, OC) and Dense kernels (IN, UNITS): our layouts, so the
  * values are copied as they are. Layers without weights (input, pooling) have an empty list.
  *
+ * A Keras 3 `.weights.h5` (no layer_names; groups /layers/<key>/vars) goes to keras3_h5.c,
+ * which matches layers by their Keras 3 keys (layout in keras3_h5.h). Anything else is refused
+ * as an unsupported layout, the message listing the supported ones.
+ *
  * Built with HDF5=0 the loader only returns an error saying how to get HDF5.
  */
 #ifndef CONVNET_KERAS_H5_H

@@ -16,6 +16,28 @@ static char *trim(char *s) {
     return s;
 }
 
+/* Section names whose layers Keras names otherwise: {ours, Keras's}. */
+static const char *const label_aliases[][2] = {{"maxpooling2d", "max_pooling2d"}};
+
+const char *ini_keras_label_base(const char *name) {
+    for (size_t i = 0; i < sizeof label_aliases / sizeof *label_aliases; i++)
+        if (!strcmp(name, label_aliases[i][0])) return label_aliases[i][1];
+    return name;
+}
+
+/* The label a pre-Keras-naming label ("maxpooling2d_1") has now ("max_pooling2d_1") in buf;
+ * NULL when label is not an old one. */
+static const char *renamed_label(const char *label, char *buf, size_t n) {
+    for (size_t i = 0; i < sizeof label_aliases / sizeof *label_aliases; i++) {
+        size_t k = strlen(label_aliases[i][0]);
+        if (!strncmp(label, label_aliases[i][0], k) && (label[k] == 0 || label[k] == '_')) {
+            snprintf(buf, n, "%s%s", label_aliases[i][1], label + k);
+            return buf;
+        }
+    }
+    return NULL;
+}
+
 static Section *add_section(IniFile *ini, const char *name, const char *file, int line) {
     if (ini->n_sec == ini->cap_sec) {
         ini->cap_sec = ini->cap_sec ? 2 * ini->cap_sec : 16;
@@ -24,14 +46,16 @@ static Section *add_section(IniFile *ini, const char *name, const char *file, in
         free(ini->sec);
         ini->sec = grown;
     }
-    /* Keras naming: the first conv2d is "conv2d", then "conv2d_1", "conv2d_2", ... */
+    /* Keras naming: the first conv2d is "conv2d", then "conv2d_1", "conv2d_2", ...; a section
+     * whose name is not Keras's ([maxpooling2d]) counts and is named as Keras's (max_pooling2d) */
+    const char *base = ini_keras_label_base(name);
     int count = 0;
-    for (int i = 0; i < ini->n_sec; i++) count += strcmp(ini->sec[i].name, name) == 0;
+    for (int i = 0; i < ini->n_sec; i++) count += strcmp(ini_keras_label_base(ini->sec[i].name), base) == 0;
     char label[96];
     if (count == 0)
-        snprintf(label, sizeof label, "%s", name);
+        snprintf(label, sizeof label, "%s", base);
     else
-        snprintf(label, sizeof label, "%s_%d", name, count);
+        snprintf(label, sizeof label, "%s_%d", base, count);
     Section *s = &ini->sec[ini->n_sec++];
     memset(s, 0, sizeof *s);
     s->name = xstrdup(name);
@@ -343,6 +367,15 @@ int ini_apply_override(IniFile *ini, const char *assignment, Err *e) {
     Section *s = NULL;
     for (int i = 0; i < ini->n_sec; i++)
         if (strcmp(ini->sec[i].label, label) == 0) s = &ini->sec[i];
+    char renamed[128];
+    if (!s && renamed_label(label, renamed, sizeof renamed)) {
+        for (int i = 0; i < ini->n_sec; i++)
+            if (strcmp(ini->sec[i].label, renamed) == 0) s = &ini->sec[i];
+        if (s)
+            fprintf(stderr, "convnet-dist: note: --set %s: that layer is now named %s, as Keras "
+                            "names it (the old name still works here)\n",
+                    assignment, renamed);
+    }
     if (!s) {
         /* Settings sections ([train], [data], ...) may be absent from a job; layers may not. */
         static const char *const settings[] = {"train", "data", "checkpoint", "dist", NULL};
@@ -602,11 +635,23 @@ void ini_print_resolved(const IniFile *ini, FILE *f) {
     }
 }
 
+/* The label a section had before Keras naming ("maxpooling2d_1" for max_pooling2d_1 of a
+ * [maxpooling2d] section), so that hashes, and with them checkpoints, stay what they were. */
+static const char *hashed_label(const Section *s, char *buf, size_t n) {
+    const char *base = ini_keras_label_base(s->name);
+    size_t k = strlen(base);
+    if (base == s->name || strncmp(s->label, base, k) != 0) return s->label;
+    snprintf(buf, n, "%s%s", s->name, s->label + k);
+    return buf;
+}
+
 uint64_t ini_hash(const IniFile *ini, const char *const *ignore) {
     uint64_t h = HASH_SEED;
     for (int i = 0; i < ini->n_sec; i++) {
         const Section *s = &ini->sec[i];
-        h = hash_bytes(h, s->label, strlen(s->label) + 1);
+        char old[160];
+        const char *label = hashed_label(s, old, sizeof old);
+        h = hash_bytes(h, label, strlen(label) + 1);
         for (int k = 0; k < s->n_kv; k++) {
             int skip = 0;
             for (int j = 0; ignore && ignore[j]; j++) {
@@ -618,7 +663,12 @@ uint64_t ini_hash(const IniFile *ini, const char *const *ignore) {
             }
             if (skip) continue;
             h = hash_bytes(h, s->kv[k].key, strlen(s->kv[k].key) + 1);
-            h = hash_bytes(h, s->kv[k].value, strlen(s->kv[k].value) + 1);
+            /* a default layer name is the label: hashed as the label is */
+            const char *value = s->kv[k].resolved && !strcmp(s->kv[k].key, "name") &&
+                                        !strcmp(s->kv[k].value, s->label)
+                                    ? label
+                                    : s->kv[k].value;
+            h = hash_bytes(h, value, strlen(value) + 1);
         }
     }
     return h;

@@ -2,6 +2,7 @@
  * Every HDF5 handle is closed on every path, and HDF5's own error printing is off while the
  * file is read (our messages say what went wrong). */
 #include "keras_h5.h"
+#include "keras3_h5.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -266,6 +267,10 @@ static void open_error(const char *path, Err *e) {
     if (f) fclose(f);
     if (got == 0)
         err_set(e, "%s: the file is empty, not an HDF5 file (Keras .h5 weights)", path);
+    else if (got >= 4 && !memcmp(head, "PK\3\4", 4)) /* Keras 3 model.save: a zip */
+        err_set(e, "%s: a zip archive (a Keras 3 .keras model?), not an HDF5 file: its weights "
+                   "are the model.weights.h5 inside (unzip it and use that)",
+                path);
     else if (got < sizeof head || memcmp(head, sig, sizeof sig) != 0)
         err_set(e, "%s: not an HDF5 file (Keras .h5 weights start with the HDF5 signature)", path);
     else
@@ -279,6 +284,10 @@ static int load_file(hid_t f, const char *path, Model *m, Err *e) {
     if (root < 0) {
         err_set(e, "%s: cannot open the HDF5 root group", path);
         return -1;
+    }
+    if (keras3_h5_detect(root)) { /* Keras 3 .weights.h5: /layers/<key>/vars/0, ... */
+        H5Gclose(root);
+        return keras3_h5_load_file(f, path, m, e);
     }
     /* a whole-model file (model.save) keeps the weights under /model_weights */
     if (H5Aexists(root, "layer_names") <= 0 && H5Aexists(root, "layer_names0") <= 0 &&
@@ -294,8 +303,9 @@ static int load_file(hid_t f, const char *path, Model *m, Err *e) {
     StrList names;
     int rc = read_names(root, "layer_names", &names, path, "the root group", e);
     if (rc == 1)
-        err_set(e, "%s: no 'layer_names' attribute at the root: not a Keras weights file "
-                   "(Keras save_weights or keras-applications .h5)",
+        err_set(e, "%s: unsupported HDF5 layout: no 'layer_names' attribute at the root (Keras 2 "
+                   "save_weights, keras-applications, model_weights of a whole-model .h5) and no "
+                   "/layers group (Keras 3 .weights.h5); those are the formats this build reads",
                 path);
     int loaded = 0;
     for (int i = 0; rc == 0 && i < names.n; i++) {

@@ -31,6 +31,7 @@ const char *layer_where(const Layer *L, char *buf, size_t n) {
 }
 
 int layer_kind_from_section(const char *section) {
+    if (!strcmp(section, "max_pooling2d")) return LAYER_MAXPOOL2D; /* Keras's name, also accepted */
     for (int k = 0; k < LAYER_KIND_COUNT; k++)
         if (layer_ops[k]->section && strcmp(layer_ops[k]->section, section) == 0) return k;
     return -1;

@@ -8,6 +8,7 @@
 
 #include "checkpoint.h"
 #include "dist.h"
+#include "export.h"
 #include "images.h"
 #include "job.h"
 #include "predict.h"
@@ -22,6 +23,8 @@ static const char *const usage =
     "        path it resumes from the checkpoint when there is one (--resume: must be one,\n"
     "        --no-resume: start afresh)\n"
     "  predict JOB [--weights FILE] IMAGE... [--top K] [--json]   classify JPEG images\n"
+    "  export JOB [--weights FILE] --format keras2|keras3|onnx --out PATH [--set ...]\n"
+    "        the model as Keras weights (.h5, .weights.h5) or an ONNX inference graph\n"
     "  summary JOB [--set ...]          resolved configuration and Keras-style model summary\n"
     "  eval JOB --weights FILE [--split test|validation|train] [--set ...]\n"
     "  diff-weights A B [--rtol R]      max relative difference; exit 0 when <= R (1e-5)\n"
@@ -48,7 +51,7 @@ typedef struct {
     const char *job;
     char **sets;
     int n_sets;
-    const char *weights, *save, *split, *out;
+    const char *weights, *save, *split, *out, *format;
     long index; /* augment-preview: which training image */
     const char *pos2; /* second positional (diff-weights) */
     double rtol;
@@ -99,7 +102,8 @@ static void parse_args(Args *a, int argc, char **argv) {
               : !strcmp(s, "--top")    ? &a->top
                                        : &a->warmup) = v;
         } else if (!strcmp(s, "--set") || !strcmp(s, "--weights") || !strcmp(s, "--save") ||
-                   !strcmp(s, "--split") || !strcmp(s, "--rtol") || !strcmp(s, "--out")) {
+                   !strcmp(s, "--split") || !strcmp(s, "--rtol") || !strcmp(s, "--out") ||
+                   !strcmp(s, "--format")) {
             if (!has_next) bad_usage("option %s needs a value", s);
             const char *v = argv[++i];
             if (!strcmp(s, "--set"))
@@ -112,6 +116,8 @@ static void parse_args(Args *a, int argc, char **argv) {
                 a->split = v;
             else if (!strcmp(s, "--out"))
                 a->out = v;
+            else if (!strcmp(s, "--format"))
+                a->format = v;
             else if (parse_double(v, &a->rtol) != 0 || a->rtol < 0)
                 bad_usage("--rtol needs a non-negative number, got '%s'", v);
         } else if (s[0] == '-') {
@@ -259,6 +265,21 @@ static void cmd_augment_preview(Trainer *t, const Job *job, const Args *a) {
     printf("wrote %s: training image %ld under 9 augmentations\n", a->out, a->index);
 }
 
+/* The model with its weights (--weights, else the job's initial ones: seed, [darknet],
+ * [keras_h5]) as a Keras weights file or an ONNX graph. */
+static void cmd_export(Trainer *t, Job *job, const Args *a, Dist *d) {
+    Err e = {0};
+    ExportFormat f;
+    if (export_format_parse(a->format, &f, &e)) bad_usage("%s", e.msg);
+    if (!a->out) bad_usage("%s", "export needs --out PATH");
+    trainer_init(t, job, d, TRAINER_NO_DATA);
+    if (a->weights && weights_load(a->weights, &t->model, &e)) die(EXIT_BAD_INPUT, "%s", e.msg);
+    if (!a->weights)
+        fprintf(stderr, "convnet-dist: note: no --weights: exporting the job's initial weights\n");
+    if (export_model(&t->model, job, f, a->out, &e)) die(EXIT_RUNTIME, "%s", e.msg);
+    printf("wrote %s (%s)\n", a->out, a->format);
+}
+
 static int cmd_diff_weights(const Args *a) {
     if (!a->job || a->n_pos != 1) bad_usage("%s", "diff-weights needs two weights files");
     Err e = {0};
@@ -304,7 +325,7 @@ int main(int argc, char **argv) {
     }
     int distributed = !strcmp(cmd, "train") || !strcmp(cmd, "eval") || !strcmp(cmd, "bench");
     int local = !strcmp(cmd, "summary") || !strcmp(cmd, "bench-loader") ||
-                !strcmp(cmd, "augment-preview") || !strcmp(cmd, "predict");
+                !strcmp(cmd, "augment-preview") || !strcmp(cmd, "predict") || !strcmp(cmd, "export");
     if (!distributed && !local) bad_usage("unknown command '%s'", cmd);
     if (strcmp(cmd, "predict") && a.n_pos > 0) bad_usage("unexpected argument '%s'", a.pos[0]);
     if (!strcmp(cmd, "predict") && a.n_pos == 0) bad_usage("%s", "predict needs at least one IMAGE");
@@ -323,8 +344,8 @@ int main(int argc, char **argv) {
         trainer_init(&t, &job, &dist, TRAINER_NO_DATA);
         trainer_print_setup(&t, stdout);
     } else if (!strcmp(cmd, "predict")) {
-        if (!a.weights && !job.has_darknet)
-            bad_usage("%s", "predict needs --weights FILE (or a job with a [darknet] base)");
+        if (!a.weights && !job.has_darknet && !job.keras_h5)
+            bad_usage("%s", "predict needs --weights FILE (or a job with a [darknet] or [keras_h5] base)");
         trainer_init(&t, &job, &dist, TRAINER_NO_DATA);
         Err e = {0};
         if (a.weights && weights_load(a.weights, &t.model, &e)) die(EXIT_BAD_INPUT, "%s", e.msg);
@@ -332,6 +353,8 @@ int main(int argc, char **argv) {
             fprintf(stderr, "convnet-dist: %s\n", e.msg);
             status = EXIT_BAD_INPUT;
         }
+    } else if (!strcmp(cmd, "export")) {
+        cmd_export(&t, &job, &a, &dist);
     } else if (!strcmp(cmd, "bench-loader") || !strcmp(cmd, "augment-preview")) {
         trainer_init(&t, &job, &dist, TRAINER_LOAD_DATA);
         if (!strcmp(cmd, "bench-loader"))

@@ -216,13 +216,13 @@ static void impossible_shapes(void) {
     st = run(&out, "summary %s", j);
     expect_bad(st, out, (const char *[]){j, "conv2d_3", "shrink.job:20", NULL});
 
-    /* pooling: 8 -> 4 -> 2 -> 1, the 4th pool (maxpooling2d_3, line 14) has nothing to pool */
+    /* pooling: 8 -> 4 -> 2 -> 1, the 4th pool (max_pooling2d_3, line 14) has nothing to pool */
     j = job("pool.job",
             "[maxpooling2d]\n[maxpooling2d]\n[maxpooling2d]\n[maxpooling2d]\n"
             "[flatten]\n[dense]\nunits = 3\nactivation = softmax\n",
             TRAIN);
     st = run(&out, "train %s", j);
-    expect_bad(st, out, (const char *[]){j, "maxpooling2d_3", "pool.job:14", NULL});
+    expect_bad(st, out, (const char *[]){j, "max_pooling2d_3", "pool.job:14", NULL});
 
     /* Conv2D after Flatten (conv2d at line 12) */
     j = job("flat.job",

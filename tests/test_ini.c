@@ -37,7 +37,7 @@ static void parse_good_text(void) {
     CU_ASSERT_FALSE(e.set);
     CU_ASSERT_EQUAL_FATAL(ini.n_sec, 6);
     const char *names[] = {"data", "conv2d", "maxpooling2d", "conv2d", "conv2d", "train"};
-    const char *labels[] = {"data", "conv2d", "maxpooling2d", "conv2d_1", "conv2d_2", "train"};
+    const char *labels[] = {"data", "conv2d", "max_pooling2d", "conv2d_1", "conv2d_2", "train"};
     const int lines[] = {4, 7, 9, 10, 12, 14};
     for (int i = 0; i < 6; i++) {
         CU_ASSERT_STRING_EQUAL(ini.sec[i].name, names[i]);
@@ -451,7 +451,7 @@ static void job_defaults_resolved(void) {
     CU_ASSERT_EQUAL(L[1].kh, 3);
     CU_ASSERT_EQUAL(L[1].sh, 3); /* pool strides default to pool_size */
     CU_ASSERT_EQUAL(L[1].sw, 3);
-    CU_ASSERT_STRING_EQUAL(L[2].name, "maxpooling2d_1");
+    CU_ASSERT_STRING_EQUAL(L[2].name, "max_pooling2d_1");
     CU_ASSERT_EQUAL(L[2].kh, 2); /* pool_size default 2 */
     CU_ASSERT_EQUAL(L[2].kw, 2);
     CU_ASSERT_EQUAL(L[2].sh, 2);
@@ -662,7 +662,7 @@ static void include_splices(void) {
     if (rc) printf("\n    %s\n", e.msg);
     CU_ASSERT_EQUAL_FATAL(rc, 0);
     CU_ASSERT_EQUAL_FATAL(ini.n_sec, 5);
-    const char *labels[] = {"data", "conv2d", "maxpooling2d", "conv2d_1", "conv2d_2"};
+    const char *labels[] = {"data", "conv2d", "max_pooling2d", "conv2d_1", "conv2d_2"};
     const char *files[] = {top, base, pool, base, top};
     const int lines[] = {1, 2, 1, 6, 5};
     for (int i = 0; i < 5; i++) {
@@ -703,7 +703,7 @@ static void include_splices(void) {
     HAS(out, "[data]\n");
     snprintf(want, sizeof want, "[conv2d]  # from %s\n", base);
     HAS(out, want);
-    snprintf(want, sizeof want, "[maxpooling2d]  # from %s\n", pool);
+    snprintf(want, sizeof want, "[maxpooling2d]  # max_pooling2d, from %s\n", pool);
     HAS(out, want);
     snprintf(want, sizeof want, "[conv2d]  # conv2d_1, from %s\n", base);
     HAS(out, want);
