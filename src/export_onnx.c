@@ -360,8 +360,16 @@ static int build_graph(Graph *g, const Model *m, const Job *job, Err *e) {
     affine(g, "data", job ? job->data.scale : 1.0f, job ? job->data.offset : 0.0f);
     transpose(g, "input_nchw", to_nchw);
     g->layout = 1;
-    for (int l = 0; l < m->n_layers; l++)
-        if (emit_layer(g, m, &m->layers[l], e)) return -1;
+    for (int l = 0; l < m->n_layers; l++) {
+        const Layer *L = &m->layers[l];
+        /* the translation follows a chain; a graph (inputs = ...) would be wired wrongly */
+        if (graph_n_inputs(L) != 1 || graph_input(L, l, 0) != l - 1) {
+            err_set(e, "export onnx: layer '%s' reads other layers than the one above it (inputs = ...); "
+                       "graph models are not exported to ONNX yet", L->name);
+            return -1;
+        }
+        if (emit_layer(g, m, L, e)) return -1;
+    }
     if (g->layout != 2) flatten(g, "output_flatten");
     if (os.c == 1)
         unary(g, "Sigmoid", "probabilities");
