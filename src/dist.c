@@ -435,7 +435,15 @@ void dist_bcast(Dist *d, void *buf, size_t bytes, int root) {
     if (d->size > 1)
         for (size_t off = 0; off < bytes; off += 1u << 30) {
             size_t c = bytes - off < (1u << 30) ? bytes - off : (1u << 30);
-            MPI_CHECK(MPI_Bcast((char *)buf + off, (int)c, MPI_BYTE, root, MPI_COMM_WORLD));
+            if (!d->watch) {
+                MPI_CHECK(MPI_Bcast((char *)buf + off, (int)c, MPI_BYTE, root, MPI_COMM_WORLD));
+                continue;
+            }
+            /* under the watchdog like every collective of the training loop: a rank stopped
+             * or cut off at an epoch's end must not leave the others waiting for ever */
+            MPI_Request req;
+            MPI_CHECK(MPI_Ibcast((char *)buf + off, (int)c, MPI_BYTE, root, MPI_COMM_WORLD, &req));
+            watch_wait(d, &req, 1, "broadcast");
         }
 #endif
     (void)d, (void)buf, (void)bytes, (void)root;
@@ -452,7 +460,12 @@ void dist_allgather_rows(Dist *d, void *rows, int64_t n, size_t row_bytes) {
 
 void dist_barrier(Dist *d) {
 #if CONVNET_MPI
-    if (d->size > 1) MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+    if (d->size > 1 && d->watch) {
+        MPI_Request req;
+        MPI_CHECK(MPI_Ibarrier(MPI_COMM_WORLD, &req));
+        watch_wait(d, &req, 1, "barrier");
+    } else if (d->size > 1)
+        MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
 #endif
     (void)d;
 }
