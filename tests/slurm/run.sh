@@ -180,11 +180,11 @@ test_requeue() {
 # ------------------------------------------------------------------ scancel
 test_scancel() {
     local launch
-    for launch in srun convnet-run; do
+    for launch in ${CND_SL_SCANCEL_LAUNCH:-srun convnet-run}; do
         local name="slurm-scancel-$launch" out=$SL_DIR/scancel-$launch.out runs=$SL_DIR/runs-$launch
         local id t0 i tcan
         id=$(CONVNET_RUNS=$runs CONVNET_LAUNCH=$launch CONVNET_JOB=jobs/mnist.job CONVNET_RUN_OPTS="--bind-to none" \
-            CONVNET_TRAIN_ARGS="--set train.steps_per_epoch=100000 --set train.epochs=1" \
+            CONVNET_TRAIN_ARGS="--set train.epochs=1000" \
             submit -N 2 --ntasks-per-node=1 --cpus-per-task=1 --no-requeue -o "$out" jobs/slurm/requeue.sbatch) ||
             { fail "$name" "sbatch refused it: $id"; continue; }
         t0=$(now)
@@ -204,7 +204,7 @@ test_scancel() {
         # valid: a run resumes from it (then is stopped again at once: SIGUSR1 after the resume)
         local r
         r=$(cd "$SL_DIR" && CONVNET_RUNS=$runs timeout -s USR1 20 "$ROOT/convnet-dist" train "$ROOT/jobs/mnist.job" \
-            --set train.steps_per_epoch=100000 --set train.epochs=1 --resume 2>&1 | tr '\r' '\n' | grep -m1 '^resuming from')
+            --set train.epochs=1000 --resume 2>&1 | tr '\r' '\n' | grep -m1 '^resuming from')
         if [ -z "$r" ]; then fail "$name" "the checkpoint $ck does not resume"; continue; fi
         pass "$name" "every rank gone ${gone}s after scancel; $(grep -m1 -o 'stopping at step [0-9]* on signal: checkpoint written' "$out" || echo 'epoch checkpoint'); $r"
     done
