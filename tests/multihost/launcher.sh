@@ -44,6 +44,9 @@ test_launcher() {
 
     # shellcheck disable=SC2206
     local extra=(${CND_MH_TRAIN_ARGS---set train.steps_per_epoch=20})
+    # a fresh start each: the trainer tests' link-down run leaves its default checkpoint (of
+    # another configuration) in $CONVNET_RUNS
+    extra+=(--no-resume)
     if [ ! -x "$bin" ] || [ ! -x "$ROOT/convnet-run" ]; then skip launcher "convnet-dist or convnet-run not built"; return; fi
     local out
     if ! out=$("$bin" summary "$job" "${extra[@]}" 2>&1); then
