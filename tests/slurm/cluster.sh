@@ -153,6 +153,8 @@ sl_stop() {
     done
     sleep 0.5
     mh_kill_procs >/dev/null 2>&1
+    # munged: by the pid we started, else by its own pid file (a caller in a subshell)
+    [ -z "$SL_MUNGED_PID" ] && [ -n "$SL_DIR" ] && SL_MUNGED_PID=$(cat "$SL_DIR/munged.pid" 2>/dev/null)
     if [ -n "$SL_MUNGED_PID" ]; then
         kill -TERM "$SL_MUNGED_PID" 2>/dev/null
         wait "$SL_MUNGED_PID" 2>/dev/null

@@ -77,11 +77,12 @@ trap 'echo "run.sh: interrupted" >&2; exit 130' INT
 trap 'echo "run.sh: terminated" >&2; exit 143' TERM
 
 T0=$(now)
-if ! out=$(sl_start 2 2>&1); then
-    echo "$out"; for f in "$MH_DIR"/slurm/*.log "$MH_DIR"/slurm/*.out; do [ -f "$f" ] && tail -n 5 "$f"; done
+# not in $(...): sl_start sets SL_DIR and the munged pid that sl_stop needs
+if ! sl_start 2 > "${TMPDIR:-/tmp}/cnd-s$$-start.log" 2>&1; then
+    cat "${TMPDIR:-/tmp}/cnd-s$$-start.log"; rm -f "${TMPDIR:-/tmp}/cnd-s$$-start.log"; for f in "$MH_DIR"/slurm/*.log "$MH_DIR"/slurm/*.out; do [ -f "$f" ] && tail -n 5 "$f"; done
     fail cluster "could not start munged + slurmctld + 2 slurmd"; summary; exit 1
 fi
-SL_DIR=$MH_DIR/slurm
+rm -f "${TMPDIR:-/tmp}/cnd-s$$-start.log"
 echo "slurm: munged, slurmctld, slurmd n1 n2 ($(mh_addr 1), $(mh_addr 2)) up in $(elapsed "$T0" "$(now)") s; $SL_DIR"
 export CONVNET_RUNS=$SL_DIR/runs   # the jobs' default checkpoints, removed with the rest
 SHARED=${CONVNET_SHARED_DATA:-$ROOT/../shared/data}
