@@ -2,7 +2,8 @@
 #
 #   make            build ./convnet-dist (probes dependencies first)
 #   make run        install missing Debian packages if root, build, train jobs/mnist.job
-#   make test       build and run the CUnit suite (tests/) and the CLI/MPI tests
+#   make test       build and run the CUnit suite (tests/), the CLI/MPI tests, the multi-host
+#                   tests (tests/multihost) and the Slurm tests (tests/slurm; root, else skipped)
 #   make bench      throughput and memory beside PyTorch (bench/)
 #   make bench-overlap   overlapped vs plain gradient allreduce, 2 namespace hosts at 1 Gbit/s (root)
 #   make accuracy-seeds  Fashion-MNIST test accuracy over seeds, ours beside PyTorch (SEEDS="1 2 3")
@@ -40,10 +41,12 @@ PKG_DATA := dataset-fashion-mnist
 PKG_ONNX := libonnx-dev protobuf-c-compiler libprotobuf-c-dev
 # The independent runtimes the export tests check our files with (skipped when absent).
 PKG_PYTEST := python3-onnx python3-opencv python3-h5py python3-numpy
-# bc, procps (pgrep) and iproute2 (network namespaces) are used by the tests.
+# bc, procps (pgrep) and iproute2 (network namespaces) are used by the tests; Slurm and munge
+# by tests/slurm (a throw-away cluster; Debian's Slurm and Open MPI share PMIx: srun --mpi=pmix).
+PKG_SLURM := slurm-wlm slurmctld slurmd slurm-client slurm-wlm-basic-plugins munge
 DEPS_PKGS := $(PKG_BLAS) $(PKG_JPEG) $(PKG_ZLIB) $(PKG_CUNIT) $(PKG_DATA) bc procps iproute2 $(PKG_PYTEST)
 ifeq ($(MPI),1)
-DEPS_PKGS += $(PKG_MPI)
+DEPS_PKGS += $(PKG_MPI) $(PKG_SLURM)
 endif
 ifeq ($(HDF5),1)
 DEPS_PKGS += $(PKG_HDF5)
@@ -190,6 +193,7 @@ test: check-deps $(BIN) $(TESTBIN)
 	CONVNET_BIN=./$(BIN) CONVNET_MPI=$(MPI) ./$(TESTBIN)
 ifeq ($(MPI),1)
 	@tests/multihost/run.sh --quick; rc=$$?; [ $$rc = 0 ] || [ $$rc = 77 ] || exit $$rc
+	@tests/slurm/run.sh; rc=$$?; [ $$rc = 0 ] || [ $$rc = 77 ] || exit $$rc
 endif
 
 # The full multi-host run (link-down observations, bandwidth at 1 Gbit/s): a few minutes, root.

@@ -70,6 +70,7 @@ typedef enum { MONITOR_VAL_LOSS, MONITOR_VAL_ACCURACY, MONITOR_LOSS, MONITOR_ACC
  * early stopping (Keras EarlyStopping). */
 typedef struct {
     char *path;         /* checkpoint file ("" = no checkpoints, no resume) */
+    int in_run_dir;     /* path is the default, the job's run directory (rundir.h) */
     long every_steps;   /* also every N optimizer steps (0 = only at epoch ends) */
     int every_epoch;    /* at the end of each epoch */
     int keep;           /* keep the last K checkpoints: path, path.1, ... */

@@ -80,6 +80,37 @@ static int env_int(const char *name) {
     return (int)x;
 }
 
+#if CONVNET_MPI
+/* Started by mpirun (its daemons connect over TCP) on several hosts, without short TCP
+ * keepalives for those connections: a lost host then leaves mpirun waiting for minutes (Open MPI's
+ * defaults: 300 s + 9 x 20 s) or for ever after an MPI_Abort (see runtime_detection_s). mpirun
+ * passes --mca settings to the ranks as OMPI_MCA_* variables, the same on every rank, so every
+ * rank takes the same branch; several hosts means several processor names. Under srun the ranks
+ * have no mpirun daemons (no OMPI_MCA_orte_hnp_uri): Slurm notices a lost node itself. */
+static void warn_without_keepalive(const Dist *d) {
+    if (d->size == 1 || !getenv("OMPI_MCA_orte_hnp_uri") || getenv("OMPI_MCA_oob_tcp_keepalive_time"))
+        return;
+    char mine[MPI_MAX_PROCESSOR_NAME] = {0};
+    int len = 0;
+    MPI_CHECK(MPI_Get_processor_name(mine, &len));
+    char *all = xmalloc((size_t)d->size * sizeof mine);
+    MPI_CHECK(MPI_Gather(mine, (int)sizeof mine, MPI_CHAR, all, (int)sizeof mine, MPI_CHAR, 0, MPI_COMM_WORLD));
+    int hosts = 1;
+    for (int r = 1; d->rank == 0 && r < d->size; r++) {
+        int seen = 0;
+        for (int q = 0; q < r && !seen; q++) seen = !strcmp(all + (size_t)r * sizeof mine, all + (size_t)q * sizeof mine);
+        hosts += !seen;
+    }
+    if (d->rank == 0 && hosts > 1)
+        fprintf(stderr, "convnet-dist: warning: %d ranks on %d hosts without the runtime keepalive: a "
+                        "lost host or cut link can leave mpirun hanging for minutes or for ever. Launch "
+                        "with convnet-run, or add to mpirun: --mca oob_tcp_keepalive_time 2 --mca "
+                        "oob_tcp_keepalive_intvl 1 --mca oob_tcp_keepalive_probes 3\n",
+                d->size, hosts);
+    free(all);
+}
+#endif
+
 void dist_init(Dist *d, int *argc, char ***argv) {
     memset(d, 0, sizeof *d);
     d->size = 1;
@@ -101,6 +132,7 @@ void dist_init(Dist *d, int *argc, char ***argv) {
     MPI_CHECK(MPI_Comm_rank(node, &d->local_rank));
     MPI_CHECK(MPI_Comm_size(node, &d->local_size));
     MPI_Comm_free(&node);
+    warn_without_keepalive(d);
 #endif
 }
 
@@ -403,7 +435,15 @@ void dist_bcast(Dist *d, void *buf, size_t bytes, int root) {
     if (d->size > 1)
         for (size_t off = 0; off < bytes; off += 1u << 30) {
             size_t c = bytes - off < (1u << 30) ? bytes - off : (1u << 30);
-            MPI_CHECK(MPI_Bcast((char *)buf + off, (int)c, MPI_BYTE, root, MPI_COMM_WORLD));
+            if (!d->watch) {
+                MPI_CHECK(MPI_Bcast((char *)buf + off, (int)c, MPI_BYTE, root, MPI_COMM_WORLD));
+                continue;
+            }
+            /* under the watchdog like every collective of the training loop: a rank stopped
+             * or cut off at an epoch's end must not leave the others waiting for ever */
+            MPI_Request req;
+            MPI_CHECK(MPI_Ibcast((char *)buf + off, (int)c, MPI_BYTE, root, MPI_COMM_WORLD, &req));
+            watch_wait(d, &req, 1, "broadcast");
         }
 #endif
     (void)d, (void)buf, (void)bytes, (void)root;
@@ -420,7 +460,12 @@ void dist_allgather_rows(Dist *d, void *rows, int64_t n, size_t row_bytes) {
 
 void dist_barrier(Dist *d) {
 #if CONVNET_MPI
-    if (d->size > 1) MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+    if (d->size > 1 && d->watch) {
+        MPI_Request req;
+        MPI_CHECK(MPI_Ibarrier(MPI_COMM_WORLD, &req));
+        watch_wait(d, &req, 1, "barrier");
+    } else if (d->size > 1)
+        MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
 #endif
     (void)d;
 }

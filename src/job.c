@@ -1,6 +1,7 @@
 /* job.c: turns a parsed job file into a Job: [data], [model], [train] and the layer sections in
  * order, with Keras defaults, range checks and unknown-key errors (see job.h). */
 #include "job.h"
+#include "rundir.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -144,7 +145,7 @@ static int resolve_checkpoint(Job *j, Section *s, Err *e) {
     int monitor, mode;
     free(c->path);
     free(c->save_best);
-    c->path = xstrdup(sec_get_str(ini, s, "path", 0, "", e));
+    c->path = xstrdup(sec_get_str(ini, s, "path", 0, "auto", e)); /* rundir.c resolves auto/off */
     c->save_best = xstrdup(sec_get_str(ini, s, "save_best", 0, "", e));
     if (sec_get_long(ini, s, "every_steps", 0, 0, 0, 1L << 40, &c->every_steps, e) ||
         sec_get_bool(ini, s, "every_epoch", 1, &c->every_epoch, e) ||
@@ -366,7 +367,7 @@ int job_load(Job *j, const char *path, char *const *overrides, int n_overrides, 
         char *dot = strrchr(j->name, '.');
         if (dot && dot != j->name) *dot = 0;
     }
-    if (!j->ckpt.path) { /* no [checkpoint] section: the defaults, checkpoints off */
+    if (!j->ckpt.path) { /* no [checkpoint] section: the defaults (the run directory) */
         Section none = {.name = "checkpoint", .label = "checkpoint"};
         if (resolve_checkpoint(j, &none, e)) return -1;
         for (int k = 0; k < none.n_kv; k++) {
@@ -375,6 +376,7 @@ int job_load(Job *j, const char *path, char *const *overrides, int n_overrides, 
         }
         free(none.kv);
     }
+    if (rundir_resolve(j, e)) return -1;
     /* Everything that changes the computation; where results are written does not. */
     static const char *const ignore[] = {"train.save", "train.step_log", "train.csv_log",
                                          "train.chart", NULL};

@@ -19,9 +19,10 @@ static const char *const usage =
     "usage: convnet-dist COMMAND ...\n"
     "  train JOB [--set SECTION.KEY=VALUE]... [--weights FILE] [--save FILE]\n"
     "            [--resume | --no-resume]\n"
-    "        train the job's model; --weights starts from saved weights; with a [checkpoint]\n"
-    "        path it resumes from the checkpoint when there is one (--resume: must be one,\n"
-    "        --no-resume: start afresh)\n"
+    "        train the job's model; --weights starts from saved weights; checkpoints go to\n"
+    "        [checkpoint] path, by default runs/<job name>/checkpoint ($CONVNET_RUNS for runs,\n"
+    "        path = off for none); it resumes from the checkpoint when there is one\n"
+    "        (--resume: must be one, --no-resume: start afresh)\n"
     "  predict JOB [--weights FILE] IMAGE... [--top K] [--json]   classify JPEG images\n"
     "  export JOB [--weights FILE] --format keras2|keras3|onnx --out PATH [--set ...]\n"
     "        the model as Keras weights (.h5, .weights.h5) or an ONNX inference graph\n"
@@ -38,7 +39,7 @@ static const char *const usage =
     "  augment-preview JOB --out FILE.jpg [--index I]   a training image under 9 augmentations\n"
     "Run under mpirun/srun for data parallelism: mpirun -np 4 convnet-dist train JOB\n"
     "Exit status: 0 done, 1 runtime failure, 2 bad input, 3 preempted (checkpoint written),\n"
-    "4 a collective timed out.\n";
+    "4 a collective timed out, 5 stopped by a signal without a checkpoint.\n";
 
 static void bad_usage(const char *fmt, const char *arg) {
     fprintf(stderr, "convnet-dist: ");

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "rundir.h"
 #include "images.h"
 #include "keras_h5.h"
 #include "report.h"
@@ -590,7 +591,7 @@ static int save_checkpoint(Trainer *t, CheckpointState *st) {
     Model *m = &t->model;
     Err e = {0};
     st->opt_iterations = t->opt.iterations;
-    if (checkpoint_rotate(c->path, c->keep, &e) ||
+    if (rundir_prepare(t->job, &e) || checkpoint_rotate(c->path, c->keep, &e) ||
         checkpoint_save(c->path, st, m->params, m->n_params, t->opt.s1, t->opt.s2, t->opt.n, &e)) {
         fprintf(stderr, "convnet-dist: checkpoint not written: %s\n", e.msg);
         return -1;
@@ -708,6 +709,7 @@ int trainer_fit(Trainer *t, ResumeMode resume_mode) {
     int root = dist->rank == 0;
     int tty = root && isatty(STDOUT_FILENO);
     install_stop_handlers();
+    if (root) rundir_print(j, stdout);
     CheckpointState st = fresh_state(t);
     resume(t, &st, resume_mode);
     /* a resumed run continues in the checkpoint's phase, with its optimizer state */
@@ -783,13 +785,18 @@ int trainer_fit(Trainer *t, ResumeMode resume_mode) {
             if (stop) { /* every rank saw the same flag in the step's allreduce */
                 if (root) {
                     printf("\nstopping at step %lld on signal: ", (long long)st.global_step);
-                    if (!ck->path[0])
-                        printf("no [checkpoint] path, so nothing was saved\n");
-                    else if (save_checkpoint(t, &st) == 0)
+                    int saved = ck->path[0] && save_checkpoint(t, &st) == 0;
+                    if (saved)
                         printf("checkpoint written to %s; resume with the same command\n", ck->path);
+                    else
+                        printf("%s, so nothing was saved (exit status %d, not %d)\n",
+                               ck->path[0] ? "the checkpoint could not be written" : "checkpoint = off",
+                               EXIT_STOPPED_UNSAVED, EXIT_PREEMPTED);
                     fflush(stdout);
+                    status = saved ? EXIT_PREEMPTED : EXIT_STOPPED_UNSAVED;
                 }
-                status = EXIT_PREEMPTED;
+                /* every rank exits with rank 0's status (it alone knows whether it saved) */
+                dist_bcast(dist, &status, sizeof status, 0);
                 break;
             }
             if (root && ck->path[0] && ck->every_steps > 0 && st.global_step % ck->every_steps == 0 &&
@@ -892,6 +899,7 @@ int trainer_fit(Trainer *t, ResumeMode resume_mode) {
             } else
                 printf("weights saved to %s\n", tc->save);
         }
+        if (status == EXIT_OK) rundir_finish(j, stdout);
     }
     free(final);
     free(best);

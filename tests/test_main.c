@@ -32,6 +32,9 @@ static int by_name(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
+    /* No default checkpoints (rundir.h) unless a test asks: every run starts afresh, whatever
+     * an earlier killed run left in a run directory. test_rundir.c sets its own. */
+    setenv("CONVNET_RUNS", "off", 1);
     if (CU_initialize_registry() != CUE_SUCCESS) return 1;
     qsort(queued, (size_t)n_queued, sizeof queued[0], by_name);
     for (int i = 0; i < n_queued; i++) {

@@ -10,7 +10,9 @@
 #                link-down observations (plain Open MPI, application watchdog
 #                with/without short keepalives), each bounded by timeout (~3 min)
 #   --hosts L    host counts to test, each 2..4 (default "2 3")
-#   --only L     comma list of: smoke,bandwidth,linkdown,trainer
+#   --only L     comma list of: smoke,bandwidth,linkdown,trainer,launcher
+#                (launcher: convnet-run over namespace hosts, launcher.sh; it
+#                makes 4 hosts whatever --hosts says)
 #   -v           verbose (netns steps, full mpirun output on failure)
 #
 # Needs root (network namespaces).  Without it prints "SKIP multihost: <reason>"
@@ -19,7 +21,7 @@
 # leftovers of killed runs).  Only addresses 10.213.0.1..N inside the test
 # namespaces are ever contacted; the root namespace gets no interface at all.
 #
-# Environment (trainer part; all optional):
+# Environment (trainer and launcher parts; all optional):
 #   CND_MH_BIN             trainer binary (default ./convnet-dist)
 #   CND_MH_JOB             job file (default jobs/mnist.job)
 #   CND_MH_TRAIN_ARGS      extra trainer arguments (default "--set train.steps_per_epoch=20";
@@ -43,7 +45,7 @@ cd "$ROOT" || exit 1
 
 QUICK=0
 HOSTS="2 3"
-ONLY="smoke,bandwidth,linkdown,trainer"
+ONLY="smoke,bandwidth,linkdown,trainer,launcher"
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1 ;;
@@ -111,10 +113,12 @@ fi
 
 # ------------------------------------------------------------------- the hosts
 # setup_hosts: (re)create the MAXH hosts, hostfile.N for each N, Open MPI tmp dir
+NCREATE=$MAXH
+want launcher && NCREATE=4
 setup_hosts() {
-    mh_create "$MAXH" || return 1
+    mh_create "$NCREATE" || return 1
     local n
-    for n in $(seq 1 "$MAXH"); do head -n "$n" "$MH_DIR/hostfile" > "$MH_DIR/hostfile.$n"; done
+    for n in $(seq 1 "$NCREATE"); do head -n "$n" "$MH_DIR/hostfile" > "$MH_DIR/hostfile.$n"; done
     mkdir -p "$MH_DIR/tmp"
 }
 # reset_hosts: fresh namespaces (no state from an aborted job carries over)
@@ -124,6 +128,8 @@ if ! setup_hosts; then
     summary; exit 1
 fi
 export CND_MH_MAP=$MH_DIR/hosts.map
+# default checkpoints (runs/<job name>/) of the trainer runs go under $MH_DIR, removed with it
+export CONVNET_RUNS=$MH_DIR/runs
 export CND_MH_AGENT_LOG=$MH_DIR/agent.log
 HEAD_NS=$(mh_ns 1)
 HEAD_ADDR=$(mh_addr 1)
@@ -244,6 +250,8 @@ test_bandwidth() {
 
 # ----------------------------------------------- link down in the middle of a job
 # linkdown_run TAG HOST PROGRESS_RE TIMEOUT mpirun-args...
+# (LD_FAULT=kill|stop: SIGKILL/SIGSTOP host HOST's rank instead of cutting its
+# link; LD_RUNNER: the command run instead of mh_mpirun, same arguments)
 # Starts the job, waits for PROGRESS_RE in its output (at most 60 s), takes the
 # link of host HOST down at the switch, waits for the job to end (timeout kills
 # it at TIMEOUT), then waits up to 10 s for every process in the namespaces to
@@ -256,7 +264,7 @@ linkdown_run() {
     rm -f "$MH_DIR/$tag.rc"
     local t0 tdown tend i
     t0=$(now)
-    ( mh_mpirun "$t" "$@" > "$LD_OUT" 2>&1; echo $? > "$MH_DIR/$tag.rc" ) &
+    ( "${LD_RUNNER:-mh_mpirun}" "$t" "$@" > "$LD_OUT" 2>&1; echo $? > "$MH_DIR/$tag.rc" ) &
     local bg=$!
     BG_PIDS="$BG_PIDS $bg"
     for i in $(seq 1 600); do
@@ -266,7 +274,8 @@ linkdown_run() {
     done
     if [ ! -f "$MH_DIR/$tag.rc" ]; then
         sleep 1
-        mh_link_down "$host" "${CND_MH_LINKDOWN_WHERE:-outside}"
+        if [ "${LD_FAULT:-link}" = link ]; then mh_link_down "$host" "${CND_MH_LINKDOWN_WHERE:-outside}"
+        else fault_rank "$host" "$LD_FAULT"; fi
         tdown=$(now)
         LD_DOWN_AFTER=$(elapsed "$t0" "$tdown")
     fi
@@ -284,7 +293,7 @@ linkdown_run() {
         LD_LEFT="$LD_LEFT $(ip netns identify "$p" 2>/dev/null | sed "s/^$MH_PREFIX//"):$(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | awk '{print $1}' | xargs -r basename)"
     done
     mh_kill_procs
-    mh_link_up "$host"
+    [ "${LD_FAULT:-link}" = link ] && mh_link_up "$host"
     [ -z "$(mh_procs)" ] || LD_LEFT="$LD_LEFT (and could not kill them)"
 }
 
@@ -425,6 +434,7 @@ T0=$(now)
 want smoke && test_smoke
 want bandwidth && test_bandwidth
 want trainer && test_trainer
+want launcher && { . "$HERE/launcher.sh"; test_launcher; }
 want linkdown && test_linkdown
 echo "multihost: $(elapsed "$T0" "$(now)")s"
 summary
