@@ -43,7 +43,7 @@ test_launcher() {
     local ct=${CND_MH_COLLECTIVE_TIMEOUT:-2} re='^Epoch [0-9]+/'
 
     # shellcheck disable=SC2206
-    local extra=(${CND_MH_TRAIN_ARGS---set train.steps_per_epoch=20})
+    local extra=(${CND_MH_TRAIN_ARGS---set train.steps_per_epoch=20 --set train.conv_algorithm=direct})
     # a fresh start each: the trainer tests' link-down run leaves its default checkpoint (of
     # another configuration) in $CONVNET_RUNS
     extra+=(--no-resume)

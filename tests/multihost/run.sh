@@ -24,7 +24,9 @@
 # Environment (trainer and launcher parts; all optional):
 #   CND_MH_BIN             trainer binary (default ./convnet-dist)
 #   CND_MH_JOB             job file (default jobs/mnist.job)
-#   CND_MH_TRAIN_ARGS      extra trainer arguments (default "--set train.steps_per_epoch=20";
+#   CND_MH_TRAIN_ARGS      extra trainer arguments (default "--set train.steps_per_epoch=20
+#                          --set train.conv_algorithm=direct": runs compared weight by weight
+#                          must not let `auto` time its choice anew in each;
 #                          set it empty for full epochs)
 #   CND_MH_TRAIN_TIMEOUT   seconds per training run (default 120)
 #   CND_MH_COLLECTIVE_TIMEOUT  watchdog for the link-down run (default 2; keep it
@@ -363,7 +365,7 @@ test_trainer() {
     local ct=${CND_MH_COLLECTIVE_TIMEOUT:-2}
     local re=${CND_MH_PROGRESS_RE:-loss|step|epoch|batch}
     # shellcheck disable=SC2206
-    local extra=(${CND_MH_TRAIN_ARGS---set train.steps_per_epoch=20})
+    local extra=(${CND_MH_TRAIN_ARGS---set train.steps_per_epoch=20 --set train.conv_algorithm=direct})
     if [ ! -x "$bin" ]; then skip trainer "$bin not built yet; smoke program only"; return; fi
     case "$bin" in /*) ;; *) bin=$ROOT/$bin ;; esac
     if [ ! -f "$job" ]; then skip trainer "job file $job missing"; return; fi
