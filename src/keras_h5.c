@@ -180,6 +180,12 @@ static int load_dataset(hid_t group, const char *wname, const Layer *L, int whic
     } else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0) {
         err_set(e, "%s: layer '%s': cannot read dataset '%s/%s' (truncated or damaged file?)",
                 file, L->name, L->name, wname);
+    } else if (floats_first_nonfinite(dst, which ? L->n_bias : L->n_weight) <
+               (which ? L->n_bias : L->n_weight)) {
+        size_t n = which ? L->n_bias : L->n_weight, bad = floats_first_nonfinite(dst, n);
+        err_set(e, "%s: layer '%s': dataset '%s/%s' (%s) holds a non-finite value (%g, value %zu "
+                   "of %zu): refusing to train from it",
+                file, L->name, L->name, wname, what, (double)dst[bad], bad, n);
     } else {
         rc = 0;
     }
@@ -312,12 +318,41 @@ static int load_file(hid_t f, const char *path, Model *m, Err *e) {
     return rc ? -1 : 0;
 }
 
-int keras_h5_load_weights(const char *path, Model *m, Err *e) {
-    FILE *probe = fopen(path, "rb");
-    if (!probe) {
-        err_set(e, "cannot open Keras weights %s: %s", path, strerror(errno));
-        return -1;
+/* Open f (or fail with open_error()) and load it, with HDF5's error printing off meanwhile. */
+static int load_opened(const char *path, hid_t fapl, Model *m, Err *e) {
+    H5E_auto2_t old_func = NULL;
+    void *old_data = NULL;
+    H5Eget_auto2(H5E_DEFAULT, &old_func, &old_data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    int rc = -1;
+    if (f < 0)
+        err_set(e, "%s: not an HDF5 file, or a truncated or damaged one", path);
+    else {
+        rc = load_file(f, path, m, e);
+        H5Fclose(f);
     }
+    H5Eset_auto2(H5E_DEFAULT, old_func, old_data);
+    return rc;
+}
+
+int keras_h5_load_weights_image(const void *buf, size_t n, const char *name, Model *m, Err *e) {
+    /* HDF5's core driver reads the file image in place of a file */
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    int rc = -1;
+    if (fapl < 0 || H5Pset_fapl_core(fapl, 1 << 16, 0) < 0 ||
+        H5Pset_file_image(fapl, (void *)buf, n) < 0)
+        err_set(e, "%s: cannot set up an in-memory HDF5 file", name);
+    else
+        rc = load_opened(name, fapl, m, e);
+    if (fapl >= 0) H5Pclose(fapl);
+    return rc;
+}
+
+int keras_h5_load_weights(const char *path, Model *m, Err *e) {
+    /* a named pipe or device would block or never end inside H5Fopen: refused first */
+    FILE *probe = file_open_regular(path, "Keras weights file", NULL, e);
+    if (!probe) return -1;
     fclose(probe);
     /* HDF5 prints its error stack to stderr by default: off while we read, then restored */
     H5E_auto2_t old_func = NULL;
@@ -337,6 +372,10 @@ int keras_h5_load_weights(const char *path, Model *m, Err *e) {
 }
 
 #else
+
+int keras_h5_load_weights_image(const void *buf, size_t n, const char *name, Model *m, Err *e) {
+    return keras_h5_load_weights(name, m, e);
+}
 
 int keras_h5_load_weights(const char *path, Model *m, Err *e) {
     err_set(e, "%s: cannot read Keras .h5 weights: built without HDF5: apt-get install "
