@@ -1,0 +1,613 @@
+/* test_hardening.c: regression tests of issue 16's classes of bad input, through the C API
+ * and the command line: special files refused before they are opened for reading, sizes
+ * declared in headers checked before allocation, a fresh JPEG decoder after a decode error,
+ * values parsed at their full length, a byte-order mark skipped, non-finite weights refused,
+ * degenerate class folders, the plan's memory and the output paths checked before training,
+ * and the findings of the fuzz targets in tests/fuzz/. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "checkpoint.h"
+#include "darknet.h"
+#include "data.h"
+#include "images.h"
+#include "ini.h"
+#include "job.h"
+#include "keras_h5.h"
+#include "model.h"
+#include "preflight.h"
+#include "testutil.h"
+#include "weights.h"
+
+#define HAS(msg, sub)                                                                       \
+    do {                                                                                    \
+        if (!strstr((msg), (sub))) printf("\n    message '%s' lacks '%s'\n", (msg), (sub)); \
+        CU_ASSERT_PTR_NOT_NULL(strstr((msg), (sub)));                                       \
+    } while (0)
+
+/* A fresh sub-folder of the test temp dir (static buffer, rotated over 4 slots). */
+static const char *subdir(const char *name) {
+    static char b[4][600];
+    static int slot;
+    char *p = b[slot++ % 4];
+    snprintf(p, 600, "%s/hard-%s", testutil_tmpdir(), name);
+    mkdir(p, 0755);
+    return p;
+}
+
+static const char *join(const char *dir, const char *name) {
+    static char b[8][1700];
+    static int slot;
+    char *p = b[slot++ % 8];
+    snprintf(p, 1700, "%s/%s", dir, name);
+    return p;
+}
+
+/* ---------------------------------------------------------------- JPEG decoder state */
+
+/* A 16x16 RGB JPEG of a gradient (seeded) at path. */
+static void write_good_jpeg(const char *path, int seed) {
+    uint8_t pix[16 * 16 * 3];
+    for (int i = 0; i < 16 * 16 * 3; i++) pix[i] = (uint8_t)(i * 7 + seed * 31);
+    Err e = {0};
+    CU_ASSERT_EQUAL_FATAL(image_write_jpeg(path, pix, 16, 16, 3, 90, &e), 0);
+}
+
+/* JPEGs whose header cannot be read: SOI then a marker segment of a bogus length, or a
+ * frame header cut short. */
+static const unsigned char BAD_JPEG[][12] = {
+    {0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x01, 0x4A, 0x46, 0x49, 0x46, 0x00, 0x01},
+    {0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x11, 0x08, 0x00, 0x10, 0x00, 0x10, 0x03},
+    {0xFF, 0xD8, 0xFF, 0xDB, 0x00, 0x43, 0x00, 0x08, 0x06, 0x06, 0x07, 0x06},
+};
+/* A JFIF header, then a quantisation table cut inside its length field: libjpeg stops
+ * mid-segment, and a TurboJPEG handle reused after it fails every later file ("Bogus DQT
+ * index", "Bogus marker length"). */
+static const unsigned char BAD_JPEG_MIDSEGMENT[] = {
+    0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, 'J', 'F', 'I', 'F', 0x00, 0x01, 0x01,
+    0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0xFF, 0xDB, 0x00};
+
+static void jpeg_bad_does_not_spoil_good(void) {
+    const char *root = subdir("jpeg-order");
+    char cls[2][800];
+    snprintf(cls[0], sizeof cls[0], "%s/a", root);
+    snprintf(cls[1], sizeof cls[1], "%s/b", root);
+    for (int k = 0; k < 2; k++) {
+        mkdir(cls[k], 0755);
+        /* bad files sort first ("0-bad-*"), the good ones after them */
+        for (int i = 0; i < 3; i++) {
+            char name[32];
+            snprintf(name, sizeof name, "0-bad-%d.jpg", i);
+            testutil_write_file(cls[k], name, BAD_JPEG[i], sizeof BAD_JPEG[i]);
+        }
+        testutil_write_file(cls[k], "0-bad-3.jpg", BAD_JPEG_MIDSEGMENT, sizeof BAD_JPEG_MIDSEGMENT);
+        for (int i = 0; i < 4; i++) {
+            char name[32];
+            snprintf(name, sizeof name, "1-good-%d.jpg", i);
+            write_good_jpeg(join(cls[k], name), i + 4 * k);
+        }
+    }
+    ImageDirOptions o;
+    image_dir_options_default(&o);
+    o.height = o.width = 16;
+    o.quiet = getenv("HARD_VERBOSE") == NULL;
+    Dataset d;
+    Err e = {0};
+    int rc = images_load_dir(&d, root, &o, &e);
+    if (rc) printf("\n    %s\n", e.msg);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    if (d.n != 8 || d.skipped != 8) printf("\n    %lld loaded, %lld skipped\n", (long long)d.n, (long long)d.skipped);
+    CU_ASSERT_EQUAL(d.n, 8);       /* every good image */
+    CU_ASSERT_EQUAL(d.skipped, 8); /* and only the bad ones skipped */
+    dataset_free(&d);
+}
+
+/* ---------------------------------------------------------------- a small model */
+
+/* conv2d (2 filters, 3x3) -> flatten -> dense (3, softmax) on 4x4x1 inputs, planned and
+ * allocated, with Glorot weights. */
+static void small_model(Job *j, Model *m) {
+    const char *dir = subdir("model");
+    const char *text = "[data]\nroot = /nonexistent\ntrain_images = a\ntrain_labels = b\n"
+                       "test_images = c\ntest_labels = d\n"
+                       "[conv2d]\nfilters = 2\nkernel_size = 3\n[flatten]\n"
+                       "[dense]\nunits = 3\nactivation = softmax\n"
+                       "[train]\nloss = sparse_categorical_crossentropy\n";
+    Err e = {0};
+    int rc = job_load(j, testutil_write_file(dir, "small.job", text, strlen(text)), NULL, 0, &e);
+    if (rc) printf("\n    %s\n", e.msg);
+    CU_ASSERT_FATAL(rc == 0);
+    CU_ASSERT_FATAL(model_plan(m, j->layers, j->n_layers, (Shape){4, 4, 1, 0}, 2, &e) == 0);
+    model_alloc(m);
+    model_init_params(m, 1);
+}
+
+/* ---------------------------------------------------------------- special files */
+
+/* Every reader refuses a named pipe without blocking (the alarm ends a hang as a failure),
+ * and /dev/zero as a job or IDX file without reading it. */
+static void special_files_refused(void) {
+    const char *dir = subdir("fifo");
+    const char *fifo = join(dir, "pipe");
+    unlink(fifo);
+    CU_ASSERT_EQUAL_FATAL(mkfifo(fifo, 0644), 0);
+    alarm(60);
+    Err e1 = {0}, e2 = {0}, e3 = {0}, e4 = {0}, e5 = {0}, e6 = {0}, e7 = {0};
+    IniFile ini;
+    CU_ASSERT_EQUAL(ini_parse_file(&ini, fifo, &e1), -1);
+    HAS(e1.msg, "named pipe");
+    Dataset d;
+    CU_ASSERT_EQUAL(idx_load(&d, fifo, fifo, &e2), -1);
+    HAS(e2.msg, "named pipe");
+    uint64_t n = 0;
+    CU_ASSERT_PTR_NULL(weights_read_raw(fifo, &n, &e3));
+    HAS(e3.msg, "named pipe");
+    CheckpointState st;
+    float p[1], s1[1], s2[1];
+    CU_ASSERT_EQUAL(checkpoint_load(fifo, &st, p, 1, s1, s2, 1, 0, 0, &e4), -1);
+    HAS(e4.msg, "named pipe");
+    uint8_t img[4 * 4 * 3];
+    CU_ASSERT_EQUAL(image_load_file(fifo, 4, 4, 3, img, &e5), -1);
+    HAS(e5.msg, "not a regular file");
+    Job j;
+    Model m;
+    small_model(&j, &m);
+    CU_ASSERT_EQUAL(keras_h5_load_weights(fifo, &m, &e6), -1);
+    HAS(e6.msg, fifo);
+#if CONVNET_HDF5
+    HAS(e6.msg, "named pipe");
+#endif
+    DarknetImport imp = {0};
+    imp.weights = (char *)fifo;
+    CU_ASSERT_EQUAL(darknet_load_weights(&imp, &m, &e7), -1);
+    HAS(e7.msg, "named pipe");
+    /* a weights file named as a directory says so (not "truncated: 0 bytes") */
+    Err e8 = {0};
+    CU_ASSERT_EQUAL(weights_load(dir, &m, &e8), -1);
+    HAS(e8.msg, "is a directory");
+    model_free(&m);
+    job_free(&j);
+    Err e9 = {0}, e10 = {0};
+    CU_ASSERT_EQUAL(ini_parse_file(&ini, "/dev/zero", &e9), -1);
+    HAS(e9.msg, "a device");
+    CU_ASSERT_EQUAL(idx_load(&d, "/dev/zero", "/dev/zero", &e10), -1);
+    HAS(e10.msg, "a device");
+    alarm(0);
+    unlink(fifo);
+}
+
+/* ---------------------------------------------------------------- declared sizes */
+
+/* A gzip'd IDX file whose header promises far more than its compressed size can hold is
+ * refused before anything is allocated for the data; one that promises what it holds loads. */
+static void gzip_idx_bomb_refused(void) {
+    const char *dir = subdir("gz");
+    unsigned char raw[16 + 4096];
+    testutil_idx_header(raw, 3, (const unsigned[]){1000000, 1000, 1000}); /* 10^12 bytes */
+    memset(raw + 16, 0, 4096);
+    char path[800];
+    snprintf(path, sizeof path, "%s/bomb-img.gz", dir);
+    gzFile g = gzopen(path, "wb9");
+    CU_ASSERT_FATAL(g != NULL);
+    gzwrite(g, raw, sizeof raw);
+    gzclose(g);
+    unsigned char lb[8 + 4];
+    testutil_idx_header(lb, 1, (const unsigned[]){4});
+    memset(lb + 8, 0, 4);
+    const char *lpath = testutil_write_file(dir, "lbl", lb, sizeof lb);
+    Dataset d;
+    Err e = {0};
+    CU_ASSERT_EQUAL(idx_load(&d, path, lpath, &e), -1);
+    HAS(e.msg, path);
+    HAS(e.msg, "more than");
+    HAS(e.msg, "gzip data can hold");
+    /* a true gzip'd file of 4 images of 2x2 (zeros compress far) still loads */
+    testutil_idx_header(raw, 3, (const unsigned[]){4, 2, 2});
+    g = gzopen(path, "wb9");
+    gzwrite(g, raw, 16 + 16);
+    gzclose(g);
+    Err e2 = {0};
+    int rc = idx_load(&d, path, lpath, &e2);
+    if (rc) printf("\n    %s\n", e2.msg);
+    CU_ASSERT_EQUAL(rc, 0);
+    if (rc == 0) {
+        CU_ASSERT_EQUAL(d.n, 4);
+        dataset_free(&d);
+    }
+    /* a gzip stream with trailing data past what the header promises */
+    g = gzopen(path, "wb9");
+    gzwrite(g, raw, 16 + 17);
+    gzclose(g);
+    Err e3 = {0};
+    CU_ASSERT_EQUAL(idx_load(&d, path, lpath, &e3), -1);
+    HAS(e3.msg, "trailing data");
+}
+
+/* A 40-byte weights file claiming 2^34 - 1 parameters: refused from its size, unallocated. */
+static void weights_claiming_huge_count(void) {
+    unsigned char b[40] = {'C', 'N', 'D', 'W', 'G', 'T', '0', '1', 1, 0, 0, 0, 3, 0, 0, 0};
+    uint64_t n = (1ULL << 34) - 1;
+    memcpy(b + 16, &n, 8);
+    const char *path = testutil_write_file(subdir("w"), "huge.weights", b, sizeof b);
+    Err e = {0};
+    uint64_t got = 0;
+    CU_ASSERT_PTR_NULL(weights_read_raw(path, &got, &e));
+    HAS(e.msg, path);
+    HAS(e.msg, "17179869183 parameters");
+    HAS(e.msg, "the file has 40");
+}
+
+/* ---------------------------------------------------------------- job-file syntax */
+
+static void values_parsed_at_full_length(void) {
+    char text[512];
+    snprintf(text, sizeof text, "[conv2d]\nkernel_size = 3,3%60sjunk\nrange = 0.1%80sjunk\n", "",
+             "");
+    IniFile ini;
+    Err e = {0};
+    CU_ASSERT_EQUAL_FATAL(ini_parse_string(&ini, "pad.job", text, &e), 0);
+    Section *s = ini_find(&ini, "conv2d");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    int a = 0, b = 0;
+    Err e1 = {0};
+    CU_ASSERT_EQUAL(sec_get_pair(&ini, s, "kernel_size", 1, 1, 1, 1, 64, &a, &b, &e1), -1);
+    HAS(e1.msg, "pad.job:2");
+    HAS(e1.msg, "junk");
+    float lo, hi;
+    Err e2 = {0};
+    CU_ASSERT_EQUAL(sec_get_range(&ini, s, "range", 1, 0, &lo, &hi, &e2), -1);
+    HAS(e2.msg, "pad.job:3");
+    ini_free(&ini);
+}
+
+static void byte_order_mark_skipped(void) {
+    IniFile ini;
+    Err e = {0};
+    int rc = ini_parse_string(&ini, "bom.job", "\xEF\xBB\xBF[train]\nepochs = 2\n", &e);
+    if (rc) printf("\n    %s\n", e.msg);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    Section *s = ini_find(&ini, "train");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    int epochs = 0;
+    CU_ASSERT_EQUAL(sec_get_int(&ini, s, "epochs", 1, 1, 1, 100, &epochs, &e), 0);
+    CU_ASSERT_EQUAL(epochs, 2);
+    ini_free(&ini);
+    /* a BOM anywhere else is still an error */
+    Err e2 = {0};
+    CU_ASSERT_EQUAL(ini_parse_string(&ini, "bom2.job", "[train]\n\xEF\xBB\xBF" "epochs = 2\n", &e2), -1);
+    ini_free(&ini);
+}
+
+/* An in-memory file set, as the fuzz target serves [include]s. */
+static const char *const MEM_FILES[][2] = {
+    {"mem/a.job", "[train]\nepochs = 3\n[include]\nfile = b.inc\n[dense]\nunits = 2\n"},
+    {"mem/b.inc", "[conv2d]\nfilters = 4\n"},
+    {"mem/loop.job", "[include]\nfile = loop2.inc\n"},
+    {"mem/loop2.inc", "[include]\nfile = loop.job\n"},
+};
+
+static int mem_read(const char *path, char **text, size_t *len, Err *e) {
+    for (size_t i = 0; i < sizeof MEM_FILES / sizeof MEM_FILES[0]; i++)
+        if (!strcmp(path, MEM_FILES[i][0])) {
+            *text = strdup(MEM_FILES[i][1]);
+            *len = strlen(*text);
+            return 0;
+        }
+    return 1;
+}
+
+static char *mem_canonical(const char *path) { return strdup(path); }
+
+static void include_from_memory(void) {
+    IniFileSource src = {mem_read, mem_canonical};
+    ini_set_file_source(&src);
+    IniFile ini;
+    Err e = {0};
+    int rc = ini_parse_file(&ini, "mem/a.job", &e);
+    if (rc) printf("\n    %s\n", e.msg);
+    CU_ASSERT_EQUAL(rc, 0);
+    if (rc == 0) {
+        CU_ASSERT_EQUAL(ini.n_sec, 3);
+        CU_ASSERT_STRING_EQUAL(ini.sec[1].name, "conv2d");
+        CU_ASSERT_STRING_EQUAL(ini_section_file(&ini, &ini.sec[1]), "mem/b.inc");
+    }
+    ini_free(&ini);
+    Err e2 = {0};
+    CU_ASSERT_EQUAL(ini_parse_file(&ini, "mem/loop.job", &e2), -1);
+    HAS(e2.msg, "cycle");
+    ini_free(&ini);
+    ini_set_file_source(NULL);
+}
+
+/* ---------------------------------------------------------------- non-finite weights */
+
+static void nonfinite_weights_refused(void) {
+    Job j;
+    Model m;
+    small_model(&j, &m);
+    const char *dir = subdir("nan");
+    /* a weights file: the message names the file, the layer and the tensor */
+    const char *wpath = join(dir, "nan.weights");
+    float keep = m.params[m.layers[2].param_off + 4];
+    m.params[m.layers[2].param_off + 4] = NAN;
+    Err e = {0};
+    CU_ASSERT_EQUAL_FATAL(weights_save(wpath, &m, &e), 0);
+    m.params[m.layers[2].param_off + 4] = keep;
+    Err e1 = {0};
+    CU_ASSERT_EQUAL(weights_load(wpath, &m, &e1), -1);
+    HAS(e1.msg, wpath);
+    HAS(e1.msg, "non-finite");
+    HAS(e1.msg, "layer 'dense' kernel, value 4");
+    CU_ASSERT_EQUAL(m.params[m.layers[2].param_off + 4], keep); /* the model untouched */
+    /* a checkpoint: an infinity in the optimizer state */
+    const char *cpath = join(dir, "inf.ckpt");
+    float *s1 = calloc(m.n_params, sizeof *s1), *s2 = calloc(m.n_params, sizeof *s2);
+    s2[7] = INFINITY;
+    CheckpointState st;
+    memset(&st, 0, sizeof st);
+    Err e2 = {0};
+    CU_ASSERT_EQUAL_FATAL(checkpoint_save(cpath, &st, m.params, m.n_params, s1, s2, m.n_params, &e2), 0);
+    Err e3 = {0};
+    CU_ASSERT_EQUAL(checkpoint_load(cpath, &st, m.params, m.n_params, s1, s2, m.n_params, 0, 0, &e3), -1);
+    HAS(e3.msg, cpath);
+    HAS(e3.msg, "non-finite");
+    HAS(e3.msg, "opt_s2");
+    free(s1);
+    free(s2);
+    model_free(&m);
+    job_free(&j);
+}
+
+/* ---------------------------------------------------------------- Darknet */
+
+/* A one-layer Darknet import (1x1 convolution, 2 filters, on 4x4x1) with weights file bytes. */
+static int darknet_try(const void *weights, size_t n, Err *e) {
+    const char *dir = subdir("dn");
+    const char *cfg = "[net]\n[convolutional]\nfilters = 2\nsize = 1\nstride = 1\nactivation = linear\n";
+    testutil_write_file(dir, "one.cfg", cfg, strlen(cfg));
+    testutil_write_file(dir, "one.weights", weights, n);
+    char text[1024];
+    snprintf(text, sizeof text,
+             "[data]\nformat = images\nroot = %s\ntrain_dir = .\ntest_dir = .\nimage_size = 4,4\n"
+             "color_mode = grayscale\n[darknet]\ncfg = one.cfg\nweights = one.weights\n"
+             "[flatten]\n[dense]\nunits = 2\nactivation = softmax\n"
+             "[train]\nloss = sparse_categorical_crossentropy\n",
+             dir);
+    Job j;
+    Err je = {0};
+    int rc = job_load(&j, testutil_write_file(dir, "one.job", text, strlen(text)), NULL, 0, &je);
+    if (rc) printf("\n    %s\n", je.msg);
+    CU_ASSERT_FATAL(rc == 0);
+    Model m;
+    CU_ASSERT_FATAL(model_plan(&m, j.layers, j.n_layers, (Shape){4, 4, 1, 0}, 1, &je) == 0);
+    model_alloc(&m);
+    rc = darknet_load_weights(&j.darknet, &m, e);
+    model_free(&m);
+    job_free(&j);
+    return rc;
+}
+
+static void darknet_headers_and_values(void) {
+    /* version 0.2.0, a 64-bit seen counter, bias[2], kernel[2] */
+    unsigned char b[12 + 8 + 16];
+    int32_t head[3] = {0, 2, 0};
+    float vals[4] = {0.5f, -0.5f, 1.0f, 2.0f};
+    memset(b, 0, sizeof b);
+    memcpy(b, head, 12);
+    memcpy(b + 20, vals, 16);
+    Err e0 = {0};
+    CU_ASSERT_EQUAL(darknet_try(b, sizeof b, &e0), 0);
+    if (e0.set) printf("\n    %s\n", e0.msg);
+    /* an unknown version is named as such, not as a truncation; INT_MAX cannot overflow */
+    int32_t odd[3] = {7, 3, 9}, huge[3] = {0x7fffffff, 0x7fffffff, 0};
+    memcpy(b, odd, 12);
+    Err e1 = {0};
+    CU_ASSERT_EQUAL(darknet_try(b, sizeof b, &e1), -1);
+    HAS(e1.msg, "unknown Darknet weights version 7.3.9");
+    memcpy(b, huge, 12);
+    Err e2 = {0};
+    CU_ASSERT_EQUAL(darknet_try(b, sizeof b, &e2), -1);
+    HAS(e2.msg, "unknown Darknet weights version");
+    /* a NaN kernel value names the layer */
+    memcpy(b, head, 12);
+    vals[3] = NAN;
+    memcpy(b + 20, vals, 16);
+    Err e3 = {0};
+    CU_ASSERT_EQUAL(darknet_try(b, sizeof b, &e3), -1);
+    HAS(e3.msg, "non-finite");
+    HAS(e3.msg, "dn_conv2d's kernel");
+}
+
+/* ---------------------------------------------------------------- class folders */
+
+static void degenerate_class_folders(void) {
+    const char *root = subdir("classes");
+    char a[700], b[700];
+    snprintf(a, sizeof a, "%s/cat", root);
+    snprintf(b, sizeof b, "%s/dog", root);
+    mkdir(a, 0755);
+    write_good_jpeg(join(a, "1.jpg"), 1);
+    write_good_jpeg(join(a, "2.jpg"), 2);
+    ImageDirOptions o;
+    image_dir_options_default(&o);
+    o.height = o.width = 16;
+    o.quiet = 1;
+    /* one class folder: loads, but a classifier cannot be trained on it */
+    Dataset d;
+    Err e = {0};
+    CU_ASSERT_EQUAL_FATAL(images_load_dir(&d, root, &o, &e), 0);
+    CU_ASSERT_EQUAL(d.n_classes, 1);
+    Job j;
+    memset(&j, 0, sizeof j);
+    j.data.format = DATA_IMAGES;
+    j.data.train_dir = (char *)root;
+    j.train.loss = LOSS_SPARSE_CATEGORICAL_CROSSENTROPY;
+    Err e1 = {0};
+    CU_ASSERT_EQUAL(preflight_check_classes(&j, &d, &e1), -1);
+    HAS(e1.msg, root);
+    HAS(e1.msg, "only one class folder (cat)");
+    dataset_free(&d);
+    /* an empty class folder is named */
+    mkdir(b, 0755);
+    Err e2 = {0};
+    CU_ASSERT_EQUAL(images_load_dir(&d, root, &o, &e2), -1);
+    HAS(e2.msg, "/dog: class folder without readable images");
+    /* two classes under binary cross-entropy: fine; three: not */
+    write_good_jpeg(join(b, "1.jpg"), 3);
+    Err e3 = {0};
+    CU_ASSERT_EQUAL_FATAL(images_load_dir(&d, root, &o, &e3), 0);
+    j.train.loss = LOSS_BINARY_CROSSENTROPY;
+    Err e4 = {0};
+    CU_ASSERT_EQUAL(preflight_check_classes(&j, &d, &e4), 0);
+    dataset_free(&d);
+}
+
+/* ---------------------------------------------------------------- plan memory */
+
+static void plan_memory_named(void) {
+    Job j;
+    Model m;
+    small_model(&j, &m);
+    Err e = {0};
+    /* the plan (batch 2) against a node of 1 kB: the biggest buffers, the layer, a hint */
+    CU_ASSERT_EQUAL(preflight_check_memory(&m, m.n_params, 2, "small.job", 1000, &e), -1);
+    HAS(e.msg, "small.job");
+    HAS(e.msg, "GB for batch_size 2");
+    HAS(e.msg, "biggest buffers");
+    HAS(e.msg, "conv2d");
+    CU_ASSERT_EQUAL(preflight_check_memory(&m, m.n_params, 2, "small.job", 1ULL << 40, &e), 0);
+    model_free(&m);
+    job_free(&j);
+}
+
+/* ---------------------------------------------------------------- the command line */
+
+static int run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int run(char **out, const char *fmt, ...) {
+    char args[3000], cmd[3600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=1 %s %s", testutil_bin(), args);
+    return testutil_run(cmd, out);
+}
+
+/* An IDX job on testutil_small_idx_dir's data with `extra` appended to [train]. */
+static const char *idx_job(const char *name, const char *model, const char *extra) {
+    const char *dir = testutil_small_idx_dir("hard", 5);
+    char text[4096];
+    snprintf(text, sizeof text,
+             "[data]\nroot = %s\ntrain_images = hard-train-images.idx\n"
+             "train_labels = hard-train-labels.idx\ntest_images = hard-test-images.idx\n"
+             "test_labels = hard-test-labels.idx\nscale = 1/255\n%s"
+             "[train]\nloss = sparse_categorical_crossentropy\nepochs = 1\nbatch_size = 32\n%s",
+             dir, model, extra);
+    static char p[4][800];
+    static int slot;
+    char *r = p[slot++ % 4];
+    snprintf(r, 800, "%s", testutil_write_file(dir, name, text, strlen(text)));
+    return r;
+}
+
+static const char *DENSE = "[flatten]\n[dense]\nunits = 3\nactivation = softmax\n";
+
+static void cli_outputs_checked_first(void) {
+    char *out = NULL;
+    const char *job = idx_job("out.job", DENSE, "");
+    int rc = run(&out, "train '%s' --save /nonexistent-dir/w.weights", job);
+    CU_ASSERT_EQUAL(rc, 2);
+    HAS(out, "train.save (--save) = /nonexistent-dir/w.weights: folder /nonexistent-dir does not exist");
+    CU_ASSERT_PTR_NULL(strstr(out, "Epoch"));
+    free(out);
+    char extra[1200];
+    snprintf(extra, sizeof extra, "csv_log = %s\n", testutil_tmpdir());
+    job = idx_job("csvdir.job", DENSE, extra);
+    rc = run(&out, "train '%s'", job);
+    CU_ASSERT_EQUAL(rc, 2);
+    HAS(out, "train.csv_log");
+    HAS(out, "is a directory");
+    CU_ASSERT_PTR_NULL(strstr(out, "Epoch"));
+    free(out);
+}
+
+static void cli_plan_memory(void) {
+    char *out = NULL;
+    const char *job = idx_job("oom.job",
+                              "[conv2d]\nfilters = 512\nkernel_size = 3\npadding = same\n"
+                              "[flatten]\n[dense]\nunits = 3\nactivation = softmax\n",
+                              "");
+    int rc = run(&out, "summary '%s' --set train.batch_size=1000000", job);
+    CU_ASSERT_EQUAL(rc, 2);
+    HAS(out, "the model needs");
+    HAS(out, "batch_size 1000000");
+    HAS(out, "activations");
+    HAS(out, "conv2d");
+    HAS(out, "lower train.batch_size");
+    free(out);
+}
+
+static void cli_small_fixes(void) {
+    char *out = NULL;
+    /* augment-preview --index 0 (the default) is accepted */
+    const char *job = idx_job("prev.job", DENSE, "");
+    char img[900];
+    snprintf(img, sizeof img, "%s/hard-preview.jpg", testutil_tmpdir());
+    int rc = run(&out, "augment-preview '%s' --out '%s' --index 0", job, img);
+    if (rc) printf("\n    %s\n", out);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT(testutil_file_size(img) > 0);
+    free(out);
+    /* diff-weights of files of different sizes: exit 2 (and no leak under SANITIZE=1) */
+    Job j1, j2;
+    Model m1, m2;
+    small_model(&j1, &m1);
+    const char *dir = subdir("diff");
+    Err e = {0};
+    CU_ASSERT_EQUAL_FATAL(weights_save(join(dir, "a.weights"), &m1, &e), 0);
+    model_free(&m1);
+    job_free(&j1);
+    small_model(&j2, &m2);
+    Model m3;
+    Err e3 = {0};
+    CU_ASSERT_FATAL(model_plan(&m3, j2.layers, j2.n_layers, (Shape){5, 5, 1, 0}, 1, &e3) == 0);
+    model_alloc(&m3);
+    model_init_params(&m3, 2);
+    CU_ASSERT_EQUAL_FATAL(weights_save(join(dir, "b.weights"), &m3, &e), 0);
+    model_free(&m3);
+    model_free(&m2);
+    job_free(&j2);
+    rc = run(&out, "diff-weights '%s/a.weights' '%s/b.weights'", dir, dir);
+    CU_ASSERT_EQUAL(rc, 2);
+    HAS(out, "parameters");
+    free(out);
+    /* --weights naming a directory */
+    rc = run(&out, "eval '%s' --weights '%s'", job, dir);
+    CU_ASSERT_EQUAL(rc, 2);
+    HAS(out, "is a directory");
+    free(out);
+}
+
+TEST_SUITE(hardening,
+           {"a bad JPEG does not spoil the good ones after it", jpeg_bad_does_not_spoil_good},
+           {"named pipes, devices and directories are refused unread", special_files_refused},
+           {"a gzip IDX header promising too much is refused unallocated", gzip_idx_bomb_refused},
+           {"a weights header claiming 2^34 parameters", weights_claiming_huge_count},
+           {"values are parsed at their full length", values_parsed_at_full_length},
+           {"a UTF-8 byte-order mark is skipped", byte_order_mark_skipped},
+           {"[include] from an in-memory file set", include_from_memory},
+           {"non-finite weights and checkpoints are refused", nonfinite_weights_refused},
+           {"Darknet: unknown version, overflowing header, NaN", darknet_headers_and_values},
+           {"degenerate class folders are named", degenerate_class_folders},
+           {"the plan's memory names buffers, layer and hint", plan_memory_named},
+           {"CLI: output paths checked before training", cli_outputs_checked_first},
+           {"CLI: plan-time out of memory explained", cli_plan_memory},
+           {"CLI: --index 0, diff-weights sizes, --weights DIR", cli_small_fixes})
