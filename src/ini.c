@@ -289,6 +289,8 @@ int ini_parse_string(IniFile *ini, const char *name, const char *text, Err *e) {
     chain.n = 1;
     int rc = parse_text(ini, chain.named[0], text, &chain, e);
     free(chain.canon[0]);
+    /* a failed parse leaves nothing to free (ini_free of it again is harmless) */
+    if (rc) ini_free(ini);
     return rc;
 }
 

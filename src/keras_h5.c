@@ -62,6 +62,7 @@ static int read_string_attr(hid_t obj, const char *name, StrList *out, const cha
         if (memtype < 0 || H5Tset_size(memtype, H5T_VARIABLE) < 0 ||
             H5Aread(a, memtype, buf) < 0) {
             err_set(e, "%s: cannot read attribute '%s' of %s", file, name, where);
+            for (hssize_t i = 0; i < n; i++) H5free_memory(buf[i]); /* read before the error */
         } else {
             for (hssize_t i = 0; i < n; i++) {
                 strlist_add(out, buf[i] ? buf[i] : "", buf[i] ? strlen(buf[i]) : 0);

@@ -286,6 +286,19 @@ static void byte_order_mark_skipped(void) {
     ini_free(&ini);
 }
 
+/* A parse that fails frees what it had read (the fuzz target fuzz_darknet found a cfg that
+ * failed after some sections leaking them). */
+static void failed_parse_frees(void) {
+    IniFile ini;
+    Err e = {0};
+    CU_ASSERT_EQUAL(ini_parse_string(&ini, "bad.cfg", "[net]\n[convolutional]\nsize=3\n[x\n", &e), -1);
+    HAS(e.msg, "bad.cfg:4");
+    CU_ASSERT_EQUAL(ini.n_sec, 0);
+    CU_ASSERT_PTR_NULL(ini.sec);
+    CU_ASSERT_PTR_NULL(ini.files);
+    ini_free(&ini); /* harmless */
+}
+
 /* An in-memory file set, as the fuzz target serves [include]s. */
 static const char *const MEM_FILES[][2] = {
     {"mem/a.job", "[train]\nepochs = 3\n[include]\nfile = b.inc\n[dense]\nunits = 2\n"},
@@ -604,6 +617,7 @@ TEST_SUITE(hardening,
            {"values are parsed at their full length", values_parsed_at_full_length},
            {"a UTF-8 byte-order mark is skipped", byte_order_mark_skipped},
            {"[include] from an in-memory file set", include_from_memory},
+           {"a failed parse frees what it read (fuzz finding)", failed_parse_frees},
            {"non-finite weights and checkpoints are refused", nonfinite_weights_refused},
            {"Darknet: unknown version, overflowing header, NaN", darknet_headers_and_values},
            {"degenerate class folders are named", degenerate_class_folders},
