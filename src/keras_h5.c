@@ -3,6 +3,8 @@
  * file is read (our messages say what went wrong). */
 #include "keras_h5.h"
 
+#include "isolate.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,9 +168,11 @@ static int load_dataset(hid_t group, const char *wname, const Layer *L, int whic
                 file, L->name, L->name, wname, what);
     } else if (type < 0 || space < 0 || rank < 0 || rank > H5S_MAX_RANK) {
         err_set(e, "%s: layer '%s': cannot read dataset '%s/%s'", file, L->name, L->name, wname);
-    } else if (H5Tget_class(type) != H5T_FLOAT) {
-        err_set(e, "%s: layer '%s': dataset '%s/%s' does not hold floating-point values (its %s "
-                   "must be float32)",
+    } else if (H5Tget_class(type) != H5T_FLOAT ||
+               (H5Tget_size(type) != 2 && H5Tget_size(type) != 4 && H5Tget_size(type) != 8)) {
+        /* an odd element size would make libhdf5 size its conversion buffer from it */
+        err_set(e, "%s: layer '%s': dataset '%s/%s' does not hold floating-point values of 2, 4 "
+                   "or 8 bytes (its %s must be float32)",
                 file, L->name, L->name, wname, what);
     } else if (H5Sget_simple_extent_dims(space, dims, NULL) < 0) {
         err_set(e, "%s: layer '%s': cannot read the shape of dataset '%s/%s'", file, L->name,
@@ -350,11 +354,36 @@ int keras_h5_load_weights_image(const void *buf, size_t n, const char *name, Mod
     return rc;
 }
 
+/* The in-process load (keras_h5_load_weights runs it in a child process). */
+static int load_weights_here(const char *path, Model *m, Err *e);
+
+typedef struct {
+    const char *path;
+    Model *m;
+} Isolated;
+
+/* In the child: the model's parameters are the shared copy isolate_run() made. */
+static int load_isolated(void *ctx, void *buf, Err *e) {
+    const Isolated *c = ctx;
+    Model child = *c->m;
+    child.params = buf;
+    return load_weights_here(c->path, &child, e);
+}
+
 int keras_h5_load_weights(const char *path, Model *m, Err *e) {
     /* a named pipe or device would block or never end inside H5Fopen: refused first */
     FILE *probe = file_open_regular(path, "Keras weights file", NULL, e);
     if (!probe) return -1;
     fclose(probe);
+    /* libhdf5 is not memory-safe on a damaged file: it reads it in a child process, and only
+     * parameters that loaded completely come back (CONVNET_H5_INPROCESS=1: in this process) */
+    const char *inproc = getenv("CONVNET_H5_INPROCESS");
+    if (inproc && !strcmp(inproc, "1")) return load_weights_here(path, m, e);
+    Isolated c = {path, m};
+    return isolate_run(load_isolated, &c, m->params, m->n_params * sizeof(float), path, e);
+}
+
+static int load_weights_here(const char *path, Model *m, Err *e) {
     /* HDF5 prints its error stack to stderr by default: off while we read, then restored */
     H5E_auto2_t old_func = NULL;
     void *old_data = NULL;

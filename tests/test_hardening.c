@@ -6,6 +6,7 @@
  * and the findings of the fuzz targets in tests/fuzz/. */
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include "darknet.h"
 #include "data.h"
 #include "images.h"
+#include "isolate.h"
 #include "ini.h"
 #include "job.h"
 #include "keras_h5.h"
@@ -501,6 +503,64 @@ static void plan_memory_named(void) {
     job_free(&j);
 }
 
+/* ---------------------------------------------------------------- isolation */
+
+static int child_fills(void *ctx, void *buf, Err *e) {
+    memset(buf, 7, 16);
+    return 0;
+}
+
+static int child_crashes(void *ctx, void *buf, Err *e) {
+    memset(buf, 9, 16);
+    raise(SIGSEGV);
+    return 0;
+}
+
+static int child_refuses(void *ctx, void *buf, Err *e) {
+    memset(buf, 5, 16);
+    err_set(e, "refused: %s", (const char *)ctx);
+    return -1;
+}
+
+/* A reader run by isolate_run(): its buffer comes back only on success; a crash is an error
+ * message and leaves the caller's buffer and process as they were. */
+static void isolated_reader(void) {
+    unsigned char out[16];
+    memset(out, 1, sizeof out);
+    Err e = {0};
+    CU_ASSERT_EQUAL(isolate_run(child_fills, NULL, out, sizeof out, "x.h5", &e), 0);
+    CU_ASSERT_EQUAL(out[15], 7);
+    memset(out, 1, sizeof out);
+    Err e2 = {0};
+    CU_ASSERT_EQUAL(isolate_run(child_crashes, NULL, out, sizeof out, "bad.h5", &e2), -1);
+    HAS(e2.msg, "bad.h5: the reader crashed on it (signal 11");
+    CU_ASSERT_EQUAL(out[0], 1);
+    Err e3 = {0};
+    CU_ASSERT_EQUAL(isolate_run(child_refuses, "why", out, sizeof out, "r.h5", &e3), -1);
+    HAS(e3.msg, "refused: why");
+    CU_ASSERT_EQUAL(out[0], 1);
+}
+
+/* The file on which fuzz_h5 found a heap overflow inside libhdf5 (H5Aexists): refused with a
+ * message naming it, by a child process, whatever libhdf5 does with it. */
+static void libhdf5_finding_contained(void) {
+    const char *path = "tests/fuzz/findings/h5-libhdf5-heap-overflow";
+    if (testutil_file_size(path) <= 0) {
+        printf("\n    SKIP: %s absent (run from the repository root)\n", path);
+        return;
+    }
+    Job j;
+    Model m;
+    small_model(&j, &m);
+    float keep = m.params[0];
+    Err e = {0};
+    CU_ASSERT_EQUAL(keras_h5_load_weights(path, &m, &e), -1);
+    HAS(e.msg, path);
+    CU_ASSERT_EQUAL(m.params[0], keep);
+    model_free(&m);
+    job_free(&j);
+}
+
 /* ---------------------------------------------------------------- the command line */
 
 static int run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -622,6 +682,8 @@ TEST_SUITE(hardening,
            {"Darknet: unknown version, overflowing header, NaN", darknet_headers_and_values},
            {"degenerate class folders are named", degenerate_class_folders},
            {"the plan's memory names buffers, layer and hint", plan_memory_named},
+           {"a reader in a child process: crash contained", isolated_reader},
+           {"the libhdf5 heap overflow fuzz_h5 found is contained", libhdf5_finding_contained},
            {"CLI: output paths checked before training", cli_outputs_checked_first},
            {"CLI: plan-time out of memory explained", cli_plan_memory},
            {"CLI: --index 0, diff-weights sizes, --weights DIR", cli_small_fixes})
