@@ -6,8 +6,12 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+/* CPU seconds the child may take: VGG16's 58 MB of weights load in well under one. */
+#define ISOLATE_CPU_SECONDS 300
 
 /* What the child leaves in shared memory: its result and message, then the buffer. */
 typedef struct {
@@ -35,6 +39,9 @@ int isolate_run(int (*fn)(void *ctx, void *buf, Err *e), void *ctx, void *out, s
         return -1;
     }
     if (pid == 0) {
+        /* a reader spinning on a hostile file ends with SIGXCPU rather than never */
+        struct rlimit cpu = {ISOLATE_CPU_SECONDS, ISOLATE_CPU_SECONDS + 5};
+        setrlimit(RLIMIT_CPU, &cpu);
         o->rc = fn(ctx, shm + head, &o->err);
         o->done = 1;
         _exit(0); /* no atexit handlers (MPI, the parent's files) in the child */
