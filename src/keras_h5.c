@@ -323,7 +323,9 @@ static int load_file(hid_t f, const char *path, Model *m, Err *e) {
     return rc ? -1 : 0;
 }
 
-/* Open f (or fail with open_error()) and load it, with HDF5's error printing off meanwhile. */
+/* Open path (through fapl) and load it, with HDF5's error printing off meanwhile: HDF5
+ * prints its error stack to stderr by default. A file that does not open is explained by
+ * open_error() (a real file) or as damaged (a file image). */
 static int load_opened(const char *path, hid_t fapl, Model *m, Err *e) {
     H5E_auto2_t old_func = NULL;
     void *old_data = NULL;
@@ -331,7 +333,9 @@ static int load_opened(const char *path, hid_t fapl, Model *m, Err *e) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
     int rc = -1;
-    if (f < 0)
+    if (f < 0 && fapl == H5P_DEFAULT)
+        open_error(path, e);
+    else if (f < 0)
         err_set(e, "%s: not an HDF5 file, or a truncated or damaged one", path);
     else {
         rc = load_file(f, path, m, e);
@@ -355,7 +359,9 @@ int keras_h5_load_weights_image(const void *buf, size_t n, const char *name, Mod
 }
 
 /* The in-process load (keras_h5_load_weights runs it in a child process). */
-static int load_weights_here(const char *path, Model *m, Err *e);
+static int load_weights_here(const char *path, Model *m, Err *e) {
+    return load_opened(path, H5P_DEFAULT, m, e);
+}
 
 typedef struct {
     const char *path;
@@ -381,24 +387,6 @@ int keras_h5_load_weights(const char *path, Model *m, Err *e) {
     if (inproc && !strcmp(inproc, "1")) return load_weights_here(path, m, e);
     Isolated c = {path, m};
     return isolate_run(load_isolated, &c, m->params, m->n_params * sizeof(float), path, e);
-}
-
-static int load_weights_here(const char *path, Model *m, Err *e) {
-    /* HDF5 prints its error stack to stderr by default: off while we read, then restored */
-    H5E_auto2_t old_func = NULL;
-    void *old_data = NULL;
-    H5Eget_auto2(H5E_DEFAULT, &old_func, &old_data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    int rc = -1;
-    if (f < 0)
-        open_error(path, e);
-    else {
-        rc = load_file(f, path, m, e);
-        H5Fclose(f);
-    }
-    H5Eset_auto2(H5E_DEFAULT, old_func, old_data);
-    return rc;
 }
 
 #else

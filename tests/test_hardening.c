@@ -565,16 +565,7 @@ static void libhdf5_finding_contained(void) {
 
 /* ---------------------------------------------------------------- the command line */
 
-static int run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int run(char **out, const char *fmt, ...) {
-    char args[3000], cmd[3600];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=1 %s %s", testutil_bin(), args);
-    return testutil_run(cmd, out);
-}
+#define run testutil_run_bin
 
 /* An IDX job on testutil_small_idx_dir's data with `extra` appended to [train]. */
 static const char *idx_job(const char *name, const char *model, const char *extra) {
