@@ -20,12 +20,12 @@ void preflight_param_name(const Model *m, size_t i, char *buf, size_t n);
 int preflight_params_finite(const Model *m, const float *params, const char *path,
                             const char *what, Err *e);
 
-/* The bytes model_alloc() and an optimizer with opt_floats floats of state will take, against
- * the node's physical memory and the process's address-space limit: -1 with e naming the
- * biggest buffers, the layer with the largest activations and a smaller batch_size that
- * fits. `node_bytes` 0: this machine's memory. */
-int preflight_check_memory(const Model *m, size_t opt_floats, int batch_size, const char *job,
-                           unsigned long long node_bytes, Err *e);
+/* The bytes model_alloc() and an optimizer with opt_floats floats of state will take, times
+ * the ranks on this node, against the node's physical memory (and the process's
+ * address-space limit): -1 with e naming the biggest buffers, the layer with the largest
+ * output and a batch_size that fits. `node_bytes` 0: this machine's memory. */
+int preflight_check_memory(const Model *m, size_t opt_floats, int batch_size, int ranks_on_node,
+                           const char *job, unsigned long long node_bytes, Err *e);
 
 /* Every file a training run of j writes (train.save, step_log, csv_log, chart, checkpoint
  * path and save_best): its folder must exist and be writable, and it must not be a

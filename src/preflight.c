@@ -39,8 +39,8 @@ int preflight_params_finite(const Model *m, const float *params, const char *pat
 
 static double gb(double bytes) { return bytes / 1e9; }
 
-int preflight_check_memory(const Model *m, size_t opt_floats, int batch_size, const char *job,
-                           unsigned long long node_bytes, Err *e) {
+int preflight_check_memory(const Model *m, size_t opt_floats, int batch_size, int ranks_on_node,
+                           const char *job, unsigned long long node_bytes, Err *e) {
     /* what model_alloc() makes, by name (params and grads, activations, the gradient
      * ping-pong, layer state, workspace) and the optimizer's state */
     struct {
@@ -66,7 +66,10 @@ int preflight_check_memory(const Model *m, size_t opt_floats, int batch_size, co
             (avail <= 0 || (double)rl.rlim_cur < avail))
             avail = (double)rl.rlim_cur;
     }
-    if (avail <= 0 || total <= avail) return 0;
+    /* every rank on the node holds its own copy of all of it */
+    const int ranks = ranks_on_node > 1 ? ranks_on_node : 1;
+    if (avail <= 0 || total * ranks <= avail) return 0;
+    avail /= ranks;
     /* the two biggest buffers, and the layer with the largest output */
     int a = 0, b = -1;
     for (int i = 1; i < nb; i++)
@@ -88,10 +91,12 @@ int preflight_check_memory(const Model *m, size_t opt_floats, int batch_size, co
     else
         snprintf(hint, sizeof hint, "the parameters alone do not fit: a smaller model or input "
                                     "size");
-    err_set(e, "%s: the model needs %.2f GB for batch_size %d, this node has %.2f GB: biggest "
+    char share[64] = "";
+    if (ranks > 1) snprintf(share, sizeof share, " (its share for each of %d ranks)", ranks);
+    err_set(e, "%s: the model needs %.2f GB for batch_size %d, this node has %.2f GB%s: biggest "
                "buffers: %s %.2f GB, %s %.2f GB (the largest layer output is %s's, %zu floats "
                "per sample); %s",
-            job, gb(total), batch_size, gb(avail), buf[a].name, gb(buf[a].bytes), buf[b].name,
+            job, gb(total), batch_size, gb(avail), share, buf[a].name, gb(buf[a].bytes), buf[b].name,
             gb(buf[b].bytes), m->n_layers ? m->layers[big].name : "input",
             m->n_layers ? shape_size(m->layers[big].out) : 0, hint);
     return -1;

@@ -153,7 +153,7 @@ static void synthetic_dataset(Dataset *d, Shape s, int64_t n, int classes, uint6
     d->n_classes = classes;
 }
 
-/* A failed preflight check (rc != 0, message in t->preflight_err): bad input, nothing done. */
+/* A failed preflight check (rc != 0, message in e): bad input, nothing done yet. */
 static void preflight_or_abort(Trainer *t, int rc, const Err *e) {
     if (!rc) return;
     if (t->dist->rank == 0) fprintf(stderr, "convnet-dist: %s\n", e->msg);
@@ -214,7 +214,8 @@ void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data) {
     }
     /* the plan against the node's memory, before model_alloc() commits it */
     preflight_or_abort(t, preflight_check_memory(&t->model, 2 * t->model.n_params,
-                                                 job->train.batch_size, job->ini.path, 0, &e),
+                                                 job->train.batch_size, dist->local_size,
+                                                 job->ini.path, 0, &e),
                        &e);
     model_alloc(&t->model);
     if (dist->rank == 0) {

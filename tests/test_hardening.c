@@ -493,12 +493,16 @@ static void plan_memory_named(void) {
     small_model(&j, &m);
     Err e = {0};
     /* the plan (batch 2) against a node of 1 kB: the biggest buffers, the layer, a hint */
-    CU_ASSERT_EQUAL(preflight_check_memory(&m, m.n_params, 2, "small.job", 1000, &e), -1);
+    CU_ASSERT_EQUAL(preflight_check_memory(&m, m.n_params, 2, 1, "small.job", 1000, &e), -1);
     HAS(e.msg, "small.job");
     HAS(e.msg, "GB for batch_size 2");
     HAS(e.msg, "biggest buffers");
     HAS(e.msg, "conv2d");
-    CU_ASSERT_EQUAL(preflight_check_memory(&m, m.n_params, 2, "small.job", 1ULL << 40, &e), 0);
+    CU_ASSERT_EQUAL(preflight_check_memory(&m, m.n_params, 2, 1, "small.job", 1ULL << 40, &e), 0);
+    /* what fits one rank need not fit a node full of them: each holds its own copy */
+    Err e2 = {0};
+    CU_ASSERT_EQUAL(preflight_check_memory(&m, m.n_params, 2, 1 << 30, "small.job", 1ULL << 40, &e2), -1);
+    HAS(e2.msg, "each of 1073741824 ranks");
     model_free(&m);
     job_free(&j);
 }

@@ -43,7 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         Model m;
         memset(&m, 0, sizeof m);
         if (model_plan(&m, j.layers, j.n_layers, (Shape){8, 8, 1, 0}, 1, &e) == 0 &&
-            preflight_check_memory(&m, 0, 1, "fuzz", 256u << 20, &e) == 0) {
+            preflight_check_memory(&m, 0, 1, 1, "fuzz", 256u << 20, &e) == 0) {
             model_alloc(&m);
             Err e2 = {0};
             darknet_load_weights(&j.darknet, &m, &e2);

@@ -105,7 +105,7 @@ int fuzz_model(const char *layers_text, Shape in, size_t limit, Job *j, Model *m
         return -1;
     }
     if (model_plan(m, j->layers, j->n_layers, in, 1, &e) ||
-        preflight_check_memory(m, 0, 1, "fuzz", limit, &e)) {
+        preflight_check_memory(m, 0, 1, 1, "fuzz", limit, &e)) {
         if (m->act_off) model_free(m);
         job_free(j);
         return -1;
