@@ -5,7 +5,6 @@
  *
  * usage: gen_seeds OUTDIR
  */
-#include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +16,10 @@
 #include "fuzz_util.h"
 #include "images.h"
 #include "weights.h"
+
+#if CONVNET_HDF5
+#include <hdf5.h>
+#endif
 
 static const char *outdir;
 
@@ -175,6 +178,7 @@ static void seeds_darknet(void) {
     put("darknet", "small", cfg, strlen(cfg), w, sizeof w);
 }
 
+#if CONVNET_HDF5
 static void h5_names(hid_t obj, const char *attr, const char *const *names, int n) {
     if (n == 0) { /* Keras writes an empty float array for a layer without weights */
         hsize_t zero = 0;
@@ -245,6 +249,8 @@ static void seeds_h5(const char *tmp) {
     free(b);
 }
 
+#endif
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: gen_seeds OUTDIR\n");
@@ -259,7 +265,9 @@ int main(int argc, char **argv) {
     seeds_jpeg(tmp);
     seeds_weights_checkpoint(tmp);
     seeds_darknet();
+#if CONVNET_HDF5
     seeds_h5(tmp);
+#endif
     fuzz_memfs_clear();
     return 0;
 }
