@@ -3,11 +3,10 @@
  * declared in headers checked before allocation, a fresh JPEG decoder after a decode error,
  * values parsed at their full length, a byte-order mark skipped, non-finite weights refused,
  * degenerate class folders, the plan's memory and the output paths checked before training,
- * and the findings of the fuzz targets in tests/fuzz/. */
+ * and the findings of the fuzz targets in tests/fuzz/ (the command line and the isolated
+ * reader: test_hardening_cli.c). */
 #include <errno.h>
 #include <math.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,23 +19,16 @@
 #include "darknet.h"
 #include "data.h"
 #include "images.h"
-#include "isolate.h"
 #include "ini.h"
 #include "job.h"
 #include "keras_h5.h"
 #include "model.h"
 #include "preflight.h"
+#include "test_hardening.h"
 #include "testutil.h"
 #include "weights.h"
 
-#define HAS(msg, sub)                                                                       \
-    do {                                                                                    \
-        if (!strstr((msg), (sub))) printf("\n    message '%s' lacks '%s'\n", (msg), (sub)); \
-        CU_ASSERT_PTR_NOT_NULL(strstr((msg), (sub)));                                       \
-    } while (0)
-
-/* A fresh sub-folder of the test temp dir (static buffer, rotated over 4 slots). */
-static const char *subdir(const char *name) {
+const char *hard_subdir(const char *name) {
     static char b[4][600];
     static int slot;
     char *p = b[slot++ % 4];
@@ -45,7 +37,7 @@ static const char *subdir(const char *name) {
     return p;
 }
 
-static const char *join(const char *dir, const char *name) {
+const char *hard_join(const char *dir, const char *name) {
     static char b[8][1700];
     static int slot;
     char *p = b[slot++ % 8];
@@ -78,7 +70,7 @@ static const unsigned char BAD_JPEG_MIDSEGMENT[] = {
     0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0xFF, 0xDB, 0x00};
 
 static void jpeg_bad_does_not_spoil_good(void) {
-    const char *root = subdir("jpeg-order");
+    const char *root = hard_subdir("jpeg-order");
     char cls[2][800];
     snprintf(cls[0], sizeof cls[0], "%s/a", root);
     snprintf(cls[1], sizeof cls[1], "%s/b", root);
@@ -94,7 +86,7 @@ static void jpeg_bad_does_not_spoil_good(void) {
         for (int i = 0; i < 4; i++) {
             char name[32];
             snprintf(name, sizeof name, "1-good-%d.jpg", i);
-            write_good_jpeg(join(cls[k], name), i + 4 * k);
+            write_good_jpeg(hard_join(cls[k], name), i + 4 * k);
         }
     }
     ImageDirOptions o;
@@ -114,10 +106,8 @@ static void jpeg_bad_does_not_spoil_good(void) {
 
 /* ---------------------------------------------------------------- a small model */
 
-/* conv2d (2 filters, 3x3) -> flatten -> dense (3, softmax) on 4x4x1 inputs, planned and
- * allocated, with Glorot weights. */
-static void small_model(Job *j, Model *m) {
-    const char *dir = subdir("model");
+void hard_small_model(Job *j, Model *m) {
+    const char *dir = hard_subdir("model");
     const char *text = "[data]\nroot = /nonexistent\ntrain_images = a\ntrain_labels = b\n"
                        "test_images = c\ntest_labels = d\n"
                        "[conv2d]\nfilters = 2\nkernel_size = 3\n[flatten]\n"
@@ -137,8 +127,8 @@ static void small_model(Job *j, Model *m) {
 /* Every reader refuses a named pipe without blocking (the alarm ends a hang as a failure),
  * and /dev/zero as a job or IDX file without reading it. */
 static void special_files_refused(void) {
-    const char *dir = subdir("fifo");
-    const char *fifo = join(dir, "pipe");
+    const char *dir = hard_subdir("fifo");
+    const char *fifo = hard_join(dir, "pipe");
     unlink(fifo);
     CU_ASSERT_EQUAL_FATAL(mkfifo(fifo, 0644), 0);
     alarm(60);
@@ -161,7 +151,7 @@ static void special_files_refused(void) {
     HAS(e5.msg, "not a regular file");
     Job j;
     Model m;
-    small_model(&j, &m);
+    hard_small_model(&j, &m);
     CU_ASSERT_EQUAL(keras_h5_load_weights(fifo, &m, &e6), -1);
     HAS(e6.msg, fifo);
 #if CONVNET_HDF5
@@ -191,7 +181,7 @@ static void special_files_refused(void) {
 /* A gzip'd IDX file whose header promises far more than its compressed size can hold is
  * refused before anything is allocated for the data; one that promises what it holds loads. */
 static void gzip_idx_bomb_refused(void) {
-    const char *dir = subdir("gz");
+    const char *dir = hard_subdir("gz");
     unsigned char raw[16 + 4096];
     testutil_idx_header(raw, 3, (const unsigned[]){1000000, 1000, 1000}); /* 10^12 bytes */
     memset(raw + 16, 0, 4096);
@@ -238,7 +228,7 @@ static void weights_claiming_huge_count(void) {
     unsigned char b[40] = {'C', 'N', 'D', 'W', 'G', 'T', '0', '1', 1, 0, 0, 0, 3, 0, 0, 0};
     uint64_t n = (1ULL << 34) - 1;
     memcpy(b + 16, &n, 8);
-    const char *path = testutil_write_file(subdir("w"), "huge.weights", b, sizeof b);
+    const char *path = testutil_write_file(hard_subdir("w"), "huge.weights", b, sizeof b);
     Err e = {0};
     uint64_t got = 0;
     CU_ASSERT_PTR_NULL(weights_read_raw(path, &got, &e));
@@ -347,10 +337,10 @@ static void include_from_memory(void) {
 static void nonfinite_weights_refused(void) {
     Job j;
     Model m;
-    small_model(&j, &m);
-    const char *dir = subdir("nan");
+    hard_small_model(&j, &m);
+    const char *dir = hard_subdir("nan");
     /* a weights file: the message names the file, the layer and the tensor */
-    const char *wpath = join(dir, "nan.weights");
+    const char *wpath = hard_join(dir, "nan.weights");
     float keep = m.params[m.layers[2].param_off + 4];
     m.params[m.layers[2].param_off + 4] = NAN;
     Err e = {0};
@@ -363,7 +353,7 @@ static void nonfinite_weights_refused(void) {
     HAS(e1.msg, "layer 'dense' kernel, value 4");
     CU_ASSERT_EQUAL(m.params[m.layers[2].param_off + 4], keep); /* the model untouched */
     /* a checkpoint: an infinity in the optimizer state */
-    const char *cpath = join(dir, "inf.ckpt");
+    const char *cpath = hard_join(dir, "inf.ckpt");
     float *s1 = calloc(m.n_params, sizeof *s1), *s2 = calloc(m.n_params, sizeof *s2);
     s2[7] = INFINITY;
     CheckpointState st;
@@ -385,7 +375,7 @@ static void nonfinite_weights_refused(void) {
 
 /* A one-layer Darknet import (1x1 convolution, 2 filters, on 4x4x1) with weights file bytes. */
 static int darknet_try(const void *weights, size_t n, Err *e) {
-    const char *dir = subdir("dn");
+    const char *dir = hard_subdir("dn");
     const char *cfg = "[net]\n[convolutional]\nfilters = 2\nsize = 1\nstride = 1\nactivation = linear\n";
     testutil_write_file(dir, "one.cfg", cfg, strlen(cfg));
     testutil_write_file(dir, "one.weights", weights, n);
@@ -444,13 +434,13 @@ static void darknet_headers_and_values(void) {
 /* ---------------------------------------------------------------- class folders */
 
 static void degenerate_class_folders(void) {
-    const char *root = subdir("classes");
+    const char *root = hard_subdir("classes");
     char a[700], b[700];
     snprintf(a, sizeof a, "%s/cat", root);
     snprintf(b, sizeof b, "%s/dog", root);
     mkdir(a, 0755);
-    write_good_jpeg(join(a, "1.jpg"), 1);
-    write_good_jpeg(join(a, "2.jpg"), 2);
+    write_good_jpeg(hard_join(a, "1.jpg"), 1);
+    write_good_jpeg(hard_join(a, "2.jpg"), 2);
     ImageDirOptions o;
     image_dir_options_default(&o);
     o.height = o.width = 16;
@@ -476,7 +466,7 @@ static void degenerate_class_folders(void) {
     CU_ASSERT_EQUAL(images_load_dir(&d, root, &o, &e2), -1);
     HAS(e2.msg, "/dog: class folder without readable images");
     /* two classes under binary cross-entropy: fine; three: not */
-    write_good_jpeg(join(b, "1.jpg"), 3);
+    write_good_jpeg(hard_join(b, "1.jpg"), 3);
     Err e3 = {0};
     CU_ASSERT_EQUAL_FATAL(images_load_dir(&d, root, &o, &e3), 0);
     j.train.loss = LOSS_BINARY_CROSSENTROPY;
@@ -490,7 +480,7 @@ static void degenerate_class_folders(void) {
 static void plan_memory_named(void) {
     Job j;
     Model m;
-    small_model(&j, &m);
+    hard_small_model(&j, &m);
     Err e = {0};
     /* the plan (batch 2) against a node of 1 kB: the biggest buffers, the layer, a hint */
     CU_ASSERT_EQUAL(preflight_check_memory(&m, m.n_params, 2, 1, "small.job", 1000, &e), -1);
@@ -507,165 +497,6 @@ static void plan_memory_named(void) {
     job_free(&j);
 }
 
-/* ---------------------------------------------------------------- isolation */
-
-static int child_fills(void *ctx, void *buf, Err *e) {
-    memset(buf, 7, 16);
-    return 0;
-}
-
-static int child_crashes(void *ctx, void *buf, Err *e) {
-    memset(buf, 9, 16);
-    raise(SIGSEGV);
-    return 0;
-}
-
-static int child_refuses(void *ctx, void *buf, Err *e) {
-    memset(buf, 5, 16);
-    err_set(e, "refused: %s", (const char *)ctx);
-    return -1;
-}
-
-/* A reader run by isolate_run(): its buffer comes back only on success; a crash is an error
- * message and leaves the caller's buffer and process as they were. */
-static void isolated_reader(void) {
-    unsigned char out[16];
-    memset(out, 1, sizeof out);
-    Err e = {0};
-    CU_ASSERT_EQUAL(isolate_run(child_fills, NULL, out, sizeof out, "x.h5", &e), 0);
-    CU_ASSERT_EQUAL(out[15], 7);
-    memset(out, 1, sizeof out);
-    Err e2 = {0};
-    CU_ASSERT_EQUAL(isolate_run(child_crashes, NULL, out, sizeof out, "bad.h5", &e2), -1);
-    /* signal 11; under ASan the child reports the SEGV and exits 1 instead */
-    HAS(e2.msg, "bad.h5: the reader ");
-    HAS(e2.msg, "the file is damaged");
-    CU_ASSERT_EQUAL(out[0], 1);
-    Err e3 = {0};
-    CU_ASSERT_EQUAL(isolate_run(child_refuses, "why", out, sizeof out, "r.h5", &e3), -1);
-    HAS(e3.msg, "refused: why");
-    CU_ASSERT_EQUAL(out[0], 1);
-}
-
-/* The file on which fuzz_h5 found a heap overflow inside libhdf5 (H5Aexists): refused with a
- * message naming it, by a child process, whatever libhdf5 does with it. */
-static void libhdf5_finding_contained(void) {
-    const char *path = "tests/fuzz/findings/h5-libhdf5-heap-overflow";
-    if (testutil_file_size(path) <= 0) {
-        printf("\n    SKIP: %s absent (run from the repository root)\n", path);
-        return;
-    }
-    Job j;
-    Model m;
-    small_model(&j, &m);
-    float keep = m.params[0];
-    Err e = {0};
-    CU_ASSERT_EQUAL(keras_h5_load_weights(path, &m, &e), -1);
-    HAS(e.msg, path);
-    CU_ASSERT_EQUAL(m.params[0], keep);
-    model_free(&m);
-    job_free(&j);
-}
-
-/* ---------------------------------------------------------------- the command line */
-
-#define run testutil_run_bin
-
-/* An IDX job on testutil_small_idx_dir's data with `extra` appended to [train]. */
-static const char *idx_job(const char *name, const char *model, const char *extra) {
-    const char *dir = testutil_small_idx_dir("hard", 5);
-    char text[4096];
-    snprintf(text, sizeof text,
-             "[data]\nroot = %s\ntrain_images = hard-train-images.idx\n"
-             "train_labels = hard-train-labels.idx\ntest_images = hard-test-images.idx\n"
-             "test_labels = hard-test-labels.idx\nscale = 1/255\n%s"
-             "[train]\nloss = sparse_categorical_crossentropy\nepochs = 1\nbatch_size = 32\n%s",
-             dir, model, extra);
-    static char p[4][800];
-    static int slot;
-    char *r = p[slot++ % 4];
-    snprintf(r, 800, "%s", testutil_write_file(dir, name, text, strlen(text)));
-    return r;
-}
-
-static const char *DENSE = "[flatten]\n[dense]\nunits = 3\nactivation = softmax\n";
-
-static void cli_outputs_checked_first(void) {
-    char *out = NULL;
-    const char *job = idx_job("out.job", DENSE, "");
-    int rc = run(&out, "train '%s' --save /nonexistent-dir/w.weights", job);
-    CU_ASSERT_EQUAL(rc, 2);
-    HAS(out, "train.save (--save) = /nonexistent-dir/w.weights: folder /nonexistent-dir does not exist");
-    CU_ASSERT_PTR_NULL(strstr(out, "Epoch"));
-    free(out);
-    char extra[1200];
-    snprintf(extra, sizeof extra, "csv_log = %s\n", testutil_tmpdir());
-    job = idx_job("csvdir.job", DENSE, extra);
-    rc = run(&out, "train '%s'", job);
-    CU_ASSERT_EQUAL(rc, 2);
-    HAS(out, "train.csv_log");
-    HAS(out, "is a directory");
-    CU_ASSERT_PTR_NULL(strstr(out, "Epoch"));
-    free(out);
-}
-
-static void cli_plan_memory(void) {
-    char *out = NULL;
-    const char *job = idx_job("oom.job",
-                              "[conv2d]\nfilters = 512\nkernel_size = 3\npadding = same\n"
-                              "[flatten]\n[dense]\nunits = 3\nactivation = softmax\n",
-                              "");
-    int rc = run(&out, "summary '%s' --set train.batch_size=1000000", job);
-    CU_ASSERT_EQUAL(rc, 2);
-    HAS(out, "the model needs");
-    HAS(out, "batch_size 1000000");
-    HAS(out, "activations");
-    HAS(out, "conv2d");
-    HAS(out, "lower train.batch_size");
-    free(out);
-}
-
-static void cli_small_fixes(void) {
-    char *out = NULL;
-    /* augment-preview --index 0 (the default) is accepted */
-    const char *job = idx_job("prev.job", DENSE, "");
-    char img[900];
-    snprintf(img, sizeof img, "%s/hard-preview.jpg", testutil_tmpdir());
-    int rc = run(&out, "augment-preview '%s' --out '%s' --index 0", job, img);
-    if (rc) printf("\n    %s\n", out);
-    CU_ASSERT_EQUAL(rc, 0);
-    CU_ASSERT(testutil_file_size(img) > 0);
-    free(out);
-    /* diff-weights of files of different sizes: exit 2 (and no leak under SANITIZE=1) */
-    Job j1, j2;
-    Model m1, m2;
-    small_model(&j1, &m1);
-    const char *dir = subdir("diff");
-    Err e = {0};
-    CU_ASSERT_EQUAL_FATAL(weights_save(join(dir, "a.weights"), &m1, &e), 0);
-    model_free(&m1);
-    job_free(&j1);
-    small_model(&j2, &m2);
-    Model m3;
-    Err e3 = {0};
-    CU_ASSERT_FATAL(model_plan(&m3, j2.layers, j2.n_layers, (Shape){5, 5, 1, 0}, 1, &e3) == 0);
-    model_alloc(&m3);
-    model_init_params(&m3, 2);
-    CU_ASSERT_EQUAL_FATAL(weights_save(join(dir, "b.weights"), &m3, &e), 0);
-    model_free(&m3);
-    model_free(&m2);
-    job_free(&j2);
-    rc = run(&out, "diff-weights '%s/a.weights' '%s/b.weights'", dir, dir);
-    CU_ASSERT_EQUAL(rc, 2);
-    HAS(out, "parameters");
-    free(out);
-    /* --weights naming a directory */
-    rc = run(&out, "eval '%s' --weights '%s'", job, dir);
-    CU_ASSERT_EQUAL(rc, 2);
-    HAS(out, "is a directory");
-    free(out);
-}
-
 TEST_SUITE(hardening,
            {"a bad JPEG does not spoil the good ones after it", jpeg_bad_does_not_spoil_good},
            {"named pipes, devices and directories are refused unread", special_files_refused},
@@ -678,9 +509,4 @@ TEST_SUITE(hardening,
            {"non-finite weights and checkpoints are refused", nonfinite_weights_refused},
            {"Darknet: unknown version, overflowing header, NaN", darknet_headers_and_values},
            {"degenerate class folders are named", degenerate_class_folders},
-           {"the plan's memory names buffers, layer and hint", plan_memory_named},
-           {"a reader in a child process: crash contained", isolated_reader},
-           {"the libhdf5 heap overflow fuzz_h5 found is contained", libhdf5_finding_contained},
-           {"CLI: output paths checked before training", cli_outputs_checked_first},
-           {"CLI: plan-time out of memory explained", cli_plan_memory},
-           {"CLI: --index 0, diff-weights sizes, --weights DIR", cli_small_fixes})
+           {"the plan's memory names buffers, layer and hint", plan_memory_named})
