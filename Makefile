@@ -8,6 +8,7 @@
 #   make bench-overlap   overlapped vs plain gradient allreduce, 2 namespace hosts at 1 Gbit/s (root)
 #   make accuracy-seeds  Fashion-MNIST test accuracy over seeds, ours beside PyTorch (SEEDS="1 2 3")
 #   make trajectory      our training steps beside PyTorch's from the same weights and batch order
+#   make fuzz       every libFuzzer target in tests/fuzz/ for FUZZ_SECONDS each (ASan + UBSan)
 #   make deps       install the Debian packages this project needs (root) or print the command
 #   make clean
 #
@@ -41,10 +42,13 @@ PKG_DATA := dataset-fashion-mnist
 PKG_ONNX := libonnx-dev protobuf-c-compiler libprotobuf-c-dev
 # The independent runtimes the export tests check our files with (skipped when absent).
 PKG_PYTEST := python3-onnx python3-opencv python3-h5py python3-numpy
+# clang and its libFuzzer runtime: `make fuzz` and the fuzz smoke run of `make test`.
+PKG_FUZZ := clang libclang-rt-dev
 # bc, procps (pgrep) and iproute2 (network namespaces) are used by the tests; Slurm and munge
 # by tests/slurm (a throw-away cluster; Debian's Slurm and Open MPI share PMIx: srun --mpi=pmix).
 PKG_SLURM := slurm-wlm slurmctld slurmd slurm-client slurm-wlm-basic-plugins munge
-DEPS_PKGS := $(PKG_BLAS) $(PKG_JPEG) $(PKG_ZLIB) $(PKG_CUNIT) $(PKG_DATA) bc procps iproute2 $(PKG_PYTEST)
+DEPS_PKGS := $(PKG_BLAS) $(PKG_JPEG) $(PKG_ZLIB) $(PKG_CUNIT) $(PKG_DATA) bc procps iproute2 $(PKG_PYTEST) \
+             $(PKG_FUZZ)
 ifeq ($(MPI),1)
 DEPS_PKGS += $(PKG_MPI) $(PKG_SLURM)
 endif
@@ -123,6 +127,7 @@ endif
 TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%.o)
 
+.PHONY: fuzz fuzz-build fuzz-smoke
 .PHONY: all run test test-multihost bench bench-overlap accuracy-seeds trajectory deps check-deps clean scaling-report
 
 all: check-deps $(BIN)
@@ -195,6 +200,73 @@ ifeq ($(MPI),1)
 	@tests/multihost/run.sh --quick; rc=$$?; [ $$rc = 0 ] || [ $$rc = 77 ] || exit $$rc
 	@tests/slurm/run.sh; rc=$$?; [ $$rc = 0 ] || [ $$rc = 77 ] || exit $$rc
 endif
+	@$(MAKE) --no-print-directory fuzz-smoke
+
+# ---------------------------------------------------------------- fuzzing
+# One libFuzzer target per parser (tests/fuzz/fuzz_*.c), built with clang, ASan and UBSan (no
+# MPI, no OpenMP) over the library sources compiled for coverage. A crash, a leak, a UB
+# report, an input running over 1 s or an allocation over FUZZ_MALLOC_MB fails the run.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 300
+FUZZ_SMOKE_SECONDS ?= 8
+FUZZ_MALLOC_MB ?= 512
+FUZZ_RSS_MB ?= 2048
+FUZZ_TARGETS := ini idx jpeg weights checkpoint darknet h5 cli
+ifneq ($(HDF5),1)
+FUZZ_TARGETS := $(filter-out h5,$(FUZZ_TARGETS))
+endif
+FUZZ_BUILD := $(BUILD)/fuzz
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
+               -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+               -Iinclude -Itests/fuzz -I$(BLAS_INC) -DCONVNET_MPI=0 -DCONVNET_HDF5=$(HDF5) \
+               $(if $(filter 1,$(HDF5)),$(HDF5_CFLAGS)) -Wall -Wno-unknown-pragmas -Wno-unused-function
+FUZZ_LDLIBS := -L$(BLAS_LIBDIR) -Wl,-rpath,$(BLAS_LIBDIR) -lopenblas -lturbojpeg -lz -lm -lpthread \
+               $(if $(filter 1,$(HDF5)),$(HDF5_LIBS))
+FUZZ_LIB_OBJ := $(LIB_SRC:src/%.c=$(FUZZ_BUILD)/obj/%.o) $(FUZZ_BUILD)/obj/fuzz_util.o
+FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+FUZZ_OPTS := -timeout=1 -malloc_limit_mb=$(FUZZ_MALLOC_MB) -rss_limit_mb=$(FUZZ_RSS_MB) \
+             -max_len=65536 -close_fd_mask=3 -print_final_stats=1 $(FUZZ_ARGS)
+# clang with libFuzzer present? (a probe, so that `make test` can skip the smoke run without it)
+FUZZ_PROBE = printf 'int LLVMFuzzerTestOneInput(const char *d, long n) { return 0; }\n' | \
+             $(FUZZ_CC) -x c - -fsanitize=fuzzer,address,undefined -o /dev/null >/dev/null 2>&1
+
+$(FUZZ_BUILD)/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_BUILD)/obj/fuzz_util.o: tests/fuzz/fuzz_util.c tests/fuzz/fuzz_util.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_BINS): $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_OBJ) src/main.c
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJ) $(FUZZ_LDLIBS)
+
+# The binary seeds, written by the project's own writers (the text seeds are committed).
+$(FUZZ_BUILD)/gen_seeds: tests/fuzz/gen_seeds.c tests/fuzz/fuzz_util.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests/fuzz $(CFLAGS) $(LDFLAGS) -o $@ tests/fuzz/gen_seeds.c \
+	  tests/fuzz/fuzz_util.c $(LIB_OBJ) $(LDLIBS)
+
+$(FUZZ_BUILD)/seeds.stamp: $(FUZZ_BUILD)/gen_seeds
+	rm -rf $(FUZZ_BUILD)/seeds && $(FUZZ_BUILD)/gen_seeds $(FUZZ_BUILD)/seeds && touch $@
+
+fuzz-build: $(FUZZ_BINS) $(FUZZ_BUILD)/seeds.stamp
+
+# Each target in turn for FUZZ_SECONDS: its executions and coverage, or the finding.
+fuzz: fuzz-build
+	@tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) "$(FUZZ_OPTS)" $(FUZZ_TARGETS)
+
+# Part of `make test`: every target for FUZZ_SMOKE_SECONDS; skipped (and counted) without
+# clang's libFuzzer, except under CI, where `make deps` installs it.
+fuzz-smoke:
+	@if $(FUZZ_PROBE); then \
+	  $(MAKE) --no-print-directory fuzz-build >$(BUILD)/fuzz-build.log 2>&1 || \
+	    { cat $(BUILD)/fuzz-build.log; exit 1; }; \
+	  tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS) "$(FUZZ_OPTS)" $(FUZZ_TARGETS); \
+	else \
+	  echo "SKIP fuzz smoke run: $(words $(FUZZ_TARGETS)) targets skipped: $(FUZZ_CC) with libFuzzer is absent (apt-get install -y $(PKG_FUZZ), or make deps)"; \
+	  if [ "$$CI" = true ]; then echo "fuzz smoke run skipped under CI: failing"; exit 1; fi; \
+	fi
 
 # The full multi-host run (link-down observations, bandwidth at 1 Gbit/s): a few minutes, root.
 test-multihost: all

@@ -76,6 +76,19 @@ char *path_join(const char *root, const char *p);
  * e set on any other failure. */
 int file_read_text(const char *path, char **out, size_t *len, Err *e);
 
+/* Open path for reading only if it is a regular file: it is opened non-blocking and checked
+ * with fstat before any read, so a named pipe, a device (/dev/zero) or a directory is refused
+ * at once instead of blocking or growing without end. `what` names the file's role in messages
+ * ("job file", "weights file"); *size gets its length. NULL with e set (errno kept: ENOENT for
+ * an absent file). */
+FILE *file_open_regular(const char *path, const char *what, long long *size, Err *e);
+
+/* a * b (+ c) into *out unless it overflows size_t: 0, or -1 on overflow. */
+int size_mul_add(size_t a, size_t b, size_t c, size_t *out);
+
+/* Index of the first NaN or infinity in p[0..n), or n when every value is finite. */
+size_t floats_first_nonfinite(const float *p, size_t n);
+
 /* Parse a whole string as a number; 0 on success, -1 on trailing junk, empty or out of range. */
 int parse_long(const char *s, long *out);
 int parse_double(const char *s, double *out);

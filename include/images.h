@@ -71,4 +71,9 @@ double images_bench_decode(const char *dir, int h, int w, int repeats);
 int augment_preview_write(const char *out_jpg, const uint8_t *img, int h, int w, int c,
                           const Layer *layers, int n_layers, uint64_t seed, Err *e);
 
+/* Decode the JPEG in buf[0..n) to h x w x c into out, through the loader's own decoding and
+ * resizing path (the fuzz target tests/fuzz/fuzz_jpeg.c). 0, or -1 with e set. */
+int image_decode_memory(const unsigned char *buf, size_t n, int h, int w, int c, uint8_t *out,
+                        Err *e);
+
 #endif

@@ -48,6 +48,15 @@ typedef struct IniFile {
 
 #define INI_INCLUDE_DEPTH 16 /* [include] nesting limit */
 
+/* Where files are read from: `read` as file_read_text (0 read, 1 absent, -1 error with e set),
+ * `canonical` a malloc'd canonical name for cycle detection (NULL: realpath). The default is
+ * the file system; tests and the fuzzer serve an in-memory file set. NULL restores it. */
+typedef struct {
+    int (*read)(const char *path, char **text, size_t *len, Err *e);
+    char *(*canonical)(const char *path);
+} IniFileSource;
+void ini_set_file_source(const IniFileSource *src);
+
 /* Read a file (or text that `name` stands for: its includes are relative to name's folder).
  * 0, or -1 with e naming the file and line. */
 int ini_parse_file(IniFile *ini, const char *path, Err *e);

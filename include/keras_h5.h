@@ -28,4 +28,7 @@
  * error, layers before the faulty one may already have been loaded. */
 int keras_h5_load_weights(const char *path, Model *m, Err *e);
 
+/* The same from a file image in memory (buf[0..n), `name` in messages): the fuzz target. */
+int keras_h5_load_weights_image(const void *buf, size_t n, const char *name, Model *m, Err *e);
+
 #endif

@@ -135,18 +135,10 @@ typedef struct {
 } Loaded;
 
 static int read_all(const char *path, Loaded *L, Err *e) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        err_set(e, "cannot open checkpoint %s: %s", path, strerror(errno));
-        return -1;
-    }
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        err_set(e, "%s: not a regular file", path);
-        fclose(f);
-        return -1;
-    }
-    L->size = (uint64_t)sb.st_size;
+    long long fsize = 0;
+    FILE *f = file_open_regular(path, "checkpoint", &fsize, e);
+    if (!f) return -1;
+    L->size = (uint64_t)fsize;
     if (L->size < CHECKPOINT_HEADER_BYTES) {
         /* still look at the magic, so that a short foreign file is named as such */
         unsigned char m[8];
@@ -289,6 +281,25 @@ static int check_fits(const char *path, const Loaded *L, size_t n_params, size_t
     return 0;
 }
 
+/* A NaN or infinity in the parameters or optimizer state (a diverged run) is refused. */
+static int check_finite(const char *path, const Loaded *L, Err *e) {
+    for (int s = 1; s < N_SECTIONS; s++) {
+        size_t n = (size_t)(L->len[s] / 4);
+        float *v = xmalloc(n * 4 + 4); /* a copy: the file's floats may be unaligned */
+        memcpy(v, L->buf + L->off[s], n * 4);
+        size_t bad = floats_first_nonfinite(v, n);
+        if (bad < n)
+            err_set(e, "%s: non-finite value (%g) in section '%s' (%s %zu of %zu, offset %llu): "
+                       "the run that wrote it diverged; refusing to resume from it",
+                    path, (double)v[bad], SECTION_NAMES[s],
+                    s == 1 ? "parameter" : "optimizer value", bad, n,
+                    (unsigned long long)(L->off[s] + 4 * bad));
+        free(v);
+        if (bad < n) return -1;
+    }
+    return 0;
+}
+
 int checkpoint_load(const char *path, CheckpointState *st, float *params, size_t n_params,
                     float *opt_s1, float *opt_s2, size_t n_opt, uint64_t expect_job_hash,
                     uint64_t expect_structure_hash, Err *e) {
@@ -297,7 +308,8 @@ int checkpoint_load(const char *path, CheckpointState *st, float *params, size_t
     int rc = -1;
     if (read_all(path, &L, e) == 0 && check_header(path, &L, e) == 0 &&
         check_sections(path, &L, e) == 0 &&
-        check_fits(path, &L, n_params, n_opt, expect_job_hash, expect_structure_hash, e) == 0) {
+        check_fits(path, &L, n_params, n_opt, expect_job_hash, expect_structure_hash, e) == 0 &&
+        check_finite(path, &L, e) == 0) {
         /* everything checked: only now touch the caller's arrays */
         *st = L.st;
         if (n_params) memcpy(params, L.buf + L.off[1], n_params * 4);

@@ -7,6 +7,7 @@
 #include <libgen.h>
 #include <math.h>
 #include <stdarg.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -151,31 +152,80 @@ char *path_join(const char *root, const char *p) {
     return s;
 }
 
+FILE *file_open_regular(const char *path, const char *what, long long *size, Err *e) {
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        int err = errno;
+        err_set(e, "cannot open %s %s: %s", what, path, strerror(err));
+        errno = err;
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        const char *kind = S_ISDIR(st.st_mode)    ? "a directory"
+                           : S_ISFIFO(st.st_mode) ? "a named pipe"
+                           : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                           : S_ISSOCK(st.st_mode) ? "a socket"
+                                                  : "not a regular file";
+        err_set(e, "%s: the %s is %s, not a regular file", path, what, kind);
+        close(fd);
+        errno = EINVAL;
+        return NULL;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        int err = errno;
+        err_set(e, "cannot open %s %s: %s", what, path, strerror(err));
+        close(fd);
+        errno = err;
+        return NULL;
+    }
+    if (size) *size = (long long)st.st_size;
+    return f;
+}
+
+int size_mul_add(size_t a, size_t b, size_t c, size_t *out) {
+    if (b && a > (SIZE_MAX - c) / b) return -1;
+    *out = a * b + c;
+    return 0;
+}
+
+size_t floats_first_nonfinite(const float *p, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(p[i])) return i;
+    return n;
+}
+
+/* A job file is text: more than this is refused before it is read. */
+#define TEXT_MAX_BYTES (64LL << 20)
+
 int file_read_text(const char *path, char **out, size_t *len, Err *e) {
-    FILE *f = fopen(path, "rb");
+    long long size = 0;
+    Err sub = {0};
+    FILE *f = file_open_regular(path, "file", &size, &sub);
     if (!f) {
         if (errno == ENOENT) return 1;
-        err_set(e, "cannot open %s: %s", path, strerror(errno));
+        err_set(e, "%s", sub.msg);
         return -1;
     }
-    size_t cap = 4096, n = 0;
-    char *b = xmalloc(cap);
-    for (;;) {
-        if (cap - n < 2) {
-            char *nb = xmalloc(cap * 2);
-            memcpy(nb, b, n);
-            free(b);
-            b = nb;
-            cap *= 2;
-        }
-        size_t got = fread(b + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0) break;
+    if (size > TEXT_MAX_BYTES) {
+        err_set(e, "%s: %lld bytes: too large for a job file (limit %lld)", path, size,
+                TEXT_MAX_BYTES);
+        fclose(f);
+        return -1;
     }
+    /* the size fstat gave, plus a byte to notice a file that grows while read */
+    size_t cap = (size_t)size + 2;
+    char *b = xmalloc(cap);
+    size_t n = fread(b, 1, cap - 1, f);
     int bad = ferror(f);
     fclose(f);
-    if (bad) {
-        err_set(e, "cannot read %s: %s", path, strerror(errno));
+    if (bad || n != (size_t)size) {
+        err_set(e, "cannot read %s: %s", path,
+                bad ? strerror(errno) : "the file changed size while it was read");
         free(b);
         return -1;
     }

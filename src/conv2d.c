@@ -5,6 +5,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 
 #include "conv_algo.h"
@@ -124,6 +125,14 @@ double conv_algo_time(ConvAlgoId id, const ConvDesc *d, int reps, int forward_on
     Shape si = {g->H, g->W, g->C, 0}, so = {g->OH, g->OW, g->OC, 0};
     size_t ni = (size_t)g->N * format_floats(p.d.in_fmt, si), no = (size_t)g->N * format_floats(p.out_fmt, so);
     size_t nw = (size_t)g->KH * g->KW * g->C * g->OC;
+    /* timing allocates before the plan's memory check: never more than a quarter of the node
+     * (a batch that does not fit is then refused by the check, not by running out here) */
+    double bytes = 4.0 * (2.0 * (double)ni + 2.0 * (double)no + 2.0 * (double)nw) + (double)p.aux_bytes + (double)p.ws_bytes;
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0 && bytes > (double)pages * (double)page / 4) {
+        conv_plan_free(&p);
+        return -1;
+    }
     float *in = xcalloc(ni, sizeof *in), *din = xmalloc(ni * sizeof *din), *out = xmalloc(no * sizeof *out),
           *dout = xcalloc(no, sizeof *dout), *w = xcalloc(nw + g->OC, sizeof *w), *dw = xcalloc(nw + g->OC, sizeof *dw);
     void *aux = aligned_alloc(64, (p.aux_bytes + 64) & ~(size_t)63), *ws = aligned_alloc(64, (p.ws_bytes + 64) & ~(size_t)63);
@@ -167,7 +176,8 @@ static int conv2d_configure(Layer *L, IniFile *ini, Section *s, Err *e) {
 /* auto: the fastest candidate on this layer's shapes: forward + both backward passes, or the
  * forward alone for a layer the job freezes (a phase that unfreezes it keeps that choice). */
 static ConvAlgoId conv2d_tune(const ConvDesc *d, int forward_only) {
-    ConvAlgoId best = CONV_ALGO_IM2COL;
+    /* nothing timed (too large to try): the default */
+    ConvAlgoId best = conv_algo_get(CONV_ALGO_DIRECT) ? CONV_ALGO_DIRECT : CONV_ALGO_IM2COL;
     double best_t = -1;
     for (int id = 0; id < CONV_ALGO_COUNT; id++) {
         if (!conv_algo_get((ConvAlgoId)id)) continue;

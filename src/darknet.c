@@ -129,21 +129,45 @@ int darknet_expand(IniFile *ini, Section *s, const char *root, Layer *layers, in
 }
 
 int darknet_load_weights(const DarknetImport *imp, Model *m, Err *e) {
-    FILE *f = fopen(imp->weights, "rb");
-    if (!f) {
-        err_set(e, "cannot open Darknet weights %s: %s", imp->weights, strerror(errno));
-        return -1;
-    }
+    long long fsize = 0;
+    FILE *f = file_open_regular(imp->weights, "Darknet weights file", &fsize, e);
+    if (!f) return -1;
     int32_t head[3];
     if (fread(head, 4, 3, f) != 3) {
-        err_set(e, "%s: truncated Darknet header", imp->weights);
+        err_set(e, "%s: truncated Darknet header (%lld bytes, the version alone takes 12)",
+                imp->weights, fsize);
         fclose(f);
         return -1;
     }
-    long seen_bytes = head[0] * 10 + head[1] >= 2 && head[0] < 1000 && head[1] < 1000 ? 8 : 4;
-    if (head[0] < 0 || head[0] > 1000 || head[1] < 0 || head[1] > 1000 || fseek(f, 12 + seen_bytes, SEEK_SET)) {
-        err_set(e, "%s: not a Darknet weights file (version %d.%d.%d at offset 0)", imp->weights,
-                head[0], head[1], head[2]);
+    /* Darknet's own test: version major*10 + minor >= 2 stores the images-seen counter in 64
+     * bits. Only the versions Darknet has written (0.x, 1.x) are read; the test comes after
+     * the range check, so that a hostile header cannot overflow it. */
+    if (head[0] < 0 || head[0] > 1 || head[1] < 0 || head[1] > 99 || head[2] < 0) {
+        err_set(e, "%s: unknown Darknet weights version %d.%d.%d at offset 0 (this build reads "
+                   "0.x and 1.x; is it a Darknet .weights file?)",
+                imp->weights, head[0], head[1], head[2]);
+        fclose(f);
+        return -1;
+    }
+    long seen_bytes = head[0] * 10 + head[1] >= 2 ? 8 : 4;
+    /* the cfg's layers declare how many values the file must hold: checked before reading */
+    long long at_layer = 12 + seen_bytes;
+    for (int i = 0; i < imp->count; i++) {
+        if (!imp->is_conv[i]) continue;
+        const Layer *L = &m->layers[imp->first + i];
+        long long need = (long long)L->units * (imp->has_bn[i] ? 4 : 1) +
+                         (long long)L->units * L->in.c * L->kh * L->kw;
+        if (at_layer + 4 * need > fsize) {
+            err_set(e, "%s: truncated at offset %lld: layer %s needs %lld values, the file has "
+                       "%lld bytes in all",
+                    imp->weights, at_layer, L->name, need, fsize);
+            fclose(f);
+            return -1;
+        }
+        at_layer += 4 * need;
+    }
+    if (fseek(f, 12 + seen_bytes, SEEK_SET)) {
+        err_set(e, "%s: cannot seek past the header: %s", imp->weights, strerror(errno));
         fclose(f);
         return -1;
     }
@@ -155,12 +179,24 @@ int darknet_load_weights(const DarknetImport *imp, Model *m, Err *e) {
         const int n = L->units, c = L->in.c, k = L->kh;
         const size_t nw = (size_t)n * c * k * k;
         size_t need = (size_t)n * (imp->has_bn[i] ? 4 : 1) + nw;
-        tmp = realloc(tmp, need * sizeof *tmp);
+        float *grown = realloc(tmp, need * sizeof *tmp);
+        if (!grown) die(EXIT_RUNTIME, "out of memory: %zu values of layer %s", need, L->name);
+        tmp = grown;
         long at = ftell(f);
         size_t got = fread(tmp, sizeof *tmp, need, f);
         if (got != need) {
             err_set(e, "%s: truncated at offset %ld: layer %s needs %zu values, the file has %zu",
                     imp->weights, at, L->name, need, got);
+            rc = -1;
+            break;
+        }
+        size_t bad = floats_first_nonfinite(tmp, need);
+        if (bad < need) {
+            err_set(e, "%s: non-finite value (%g) at offset %ld, in layer %s's %s", imp->weights,
+                    (double)tmp[bad], at + (long)(4 * bad), L->name,
+                    bad < (size_t)n ? "bias"
+                    : bad < (size_t)n * (imp->has_bn[i] ? 4 : 1) ? "batch-norm values"
+                                                                 : "kernel");
             rc = -1;
             break;
         }

@@ -3,6 +3,7 @@
 #include "data.h"
 
 #include <errno.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -16,53 +17,111 @@ void dataset_free(Dataset *d) {
     memset(d, 0, sizeof *d);
 }
 
-/* Read a whole file through zlib (which passes uncompressed files through unchanged). */
-static unsigned char *read_all(const char *path, size_t *len, Err *e) {
-    gzFile f = gzopen(path, "rb");
-    if (!f) {
-        err_set(e, "cannot open %s: %s", path, errno ? strerror(errno) : "gzopen failed");
-        return NULL;
-    }
-    size_t cap = 1 << 20, n = 0;
-    unsigned char *buf = xmalloc(cap);
-    for (;;) {
-        if (cap - n < (1 << 16)) {
-            unsigned char *grown = xmalloc(cap * 2);
-            memcpy(grown, buf, n);
-            free(buf);
-            buf = grown;
-            cap *= 2;
-        }
-        int got = gzread(f, buf + n, (unsigned)(cap - n));
-        if (got < 0) {
-            int code;
-            const char *msg = gzerror(f, &code);
-            err_set(e, "%s: corrupt or truncated gzip data after %zu bytes (%s)", path, n, msg);
-            gzclose(f);
-            free(buf);
-            return NULL;
-        }
-        if (got == 0) break;
-        n += (size_t)got;
-    }
-    /* zlib reports a gzip stream cut short as plain EOF; gzclose_r says Z_BUF_ERROR then. */
-    int rc = gzclose(f);
-    if (rc == Z_BUF_ERROR) {
-        err_set(e, "%s: gzip stream is truncated (%zu bytes decompressed)", path, n);
-        free(buf);
-        return NULL;
-    }
-    *len = n;
-    return buf;
-}
-
 static uint32_t be32(const unsigned char *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-/* Parse an IDX header of uint8 data with `ndim` dimensions; returns the payload offset. */
+/* Deflate expands at most ~1032:1; a gzip file whose header promises more data than that
+ * bound allows for its compressed size is refused before anything is allocated for it. */
+#define GZIP_MAX_RATIO 1100
+
+/* Read exactly n decompressed bytes into p; returns how many came (fewer: the stream ended). */
+static size_t gz_read_exact(gzFile f, unsigned char *p, size_t n, int *failed) {
+    size_t got = 0;
+    while (got < n) {
+        unsigned chunk = n - got > (1u << 30) ? (1u << 30) : (unsigned)(n - got);
+        int r = gzread(f, p + got, chunk);
+        if (r < 0) {
+            *failed = 1;
+            break;
+        }
+        if (r == 0) break;
+        got += (size_t)r;
+    }
+    return got;
+}
+
+/* Read an IDX file of `ndim` dimensions (gzip'd or not: zlib passes plain files through) into
+ * a buffer sized by its header, after checking that size against the file: a plain file must
+ * hold exactly the promised bytes, a gzip'd one may not promise more than GZIP_MAX_RATIO times
+ * its compressed size. The header is parsed by idx_header() below. */
 static int idx_header(const char *path, const unsigned char *buf, size_t len, int ndim,
-                      uint32_t *dims, Err *e) {
+                      uint32_t *dims, size_t *payload, Err *e);
+
+static unsigned char *read_all(const char *path, int ndim, size_t *len, Err *e_out) {
+    Err sub = {0}, *e = &sub;
+    long long fsize = 0;
+    FILE *raw = file_open_regular(path, "IDX file", &fsize, e);
+    if (!raw) {
+        err_set(e_out, "%s", sub.msg);
+        return NULL;
+    }
+    unsigned char magic[2] = {0, 0};
+    int gz = fread(magic, 1, 2, raw) == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+    rewind(raw);
+    int fd = dup(fileno(raw));
+    fclose(raw);
+    gzFile f = fd >= 0 ? gzdopen(fd, "rb") : NULL;
+    if (!f) {
+        if (fd >= 0) close(fd);
+        err_set(e, "cannot open %s: %s", path, errno ? strerror(errno) : "gzdopen failed");
+        return NULL;
+    }
+    unsigned char head[4 + 4 * 3];
+    const size_t hlen = 4 + 4 * (size_t)ndim;
+    int failed = 0;
+    size_t hgot = gz_read_exact(f, head, hlen, &failed);
+    size_t payload = 0;
+    unsigned char *buf = NULL;
+    if (!failed && idx_header(path, head, hgot, ndim, NULL, &payload, e) == 0) {
+        size_t total = hlen + payload;
+        double bound = gz ? (double)fsize * GZIP_MAX_RATIO : (double)fsize;
+        if ((double)total > bound) {
+            if (gz)
+                err_set(e, "%s: header promises %zu data bytes, more than %lld bytes of gzip data "
+                           "can hold (at most %dx): a damaged or hostile file",
+                        path, payload, fsize, GZIP_MAX_RATIO);
+            else
+                err_set(e, "%s: truncated: header promises %zu data bytes, the file has %lld after "
+                           "offset %zu",
+                        path, payload, fsize - (long long)hlen, hlen);
+        } else {
+            buf = xmalloc(total + 1);
+            memcpy(buf, head, hlen);
+            size_t got = gz_read_exact(f, buf + hlen, payload, &failed);
+            unsigned char extra;
+            if (!failed && got == payload && gzread(f, &extra, 1) > 0) {
+                err_set(e, "%s: trailing data: header promises %zu data bytes, the file has more "
+                           "after offset %zu",
+                        path, payload, hlen);
+            } else if (!failed && got < payload) {
+                err_set(e, "%s: truncated: header promises %zu data bytes, the file has %zu after "
+                           "offset %zu",
+                        path, payload, got, hlen);
+            }
+            *len = hlen + got;
+        }
+    }
+    if (failed) {
+        int code;
+        const char *msg = gzerror(f, &code);
+        err_set(e, "%s: corrupt or truncated gzip data (%s)", path, msg);
+    }
+    /* zlib reports a gzip stream cut short as plain EOF; gzclose_r says Z_BUF_ERROR then. */
+    int rc = gzclose(f);
+    if (rc == Z_BUF_ERROR) err_set(e, "%s: gzip stream is truncated", path);
+    if (sub.set) {
+        err_set(e_out, "%s", sub.msg);
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* Parse an IDX header of uint8 data with `ndim` dimensions (dims may be NULL); *payload gets
+ * the data bytes it promises. 0, or -1 with e set. */
+static int idx_header(const char *path, const unsigned char *buf, size_t len, int ndim,
+                      uint32_t *dims, size_t *payload, Err *e) {
     if (len < 4) {
         err_set(e, "%s: too short for an IDX file (%zu bytes)", path, len);
         return -1;
@@ -80,38 +139,39 @@ static int idx_header(const char *path, const unsigned char *buf, size_t len, in
     }
     size_t expect = 1;
     for (int i = 0; i < ndim; i++) {
-        dims[i] = be32(buf + 4 + 4 * i);
-        if (dims[i] == 0 || dims[i] > (1u << 30)) {
-            err_set(e, "%s: IDX dimension %d is %u at offset %d", path, i, dims[i], 4 + 4 * i);
+        uint32_t d = be32(buf + 4 + 4 * i);
+        if (dims) dims[i] = d;
+        if (d == 0 || d > (1u << 30)) {
+            err_set(e, "%s: IDX dimension %d is %u at offset %d", path, i, d, 4 + 4 * i);
             return -1;
         }
-        expect *= dims[i];
+        if (size_mul_add(expect, d, 0, &expect) != 0 || expect > (SIZE_MAX >> 2)) {
+            err_set(e, "%s: IDX dimensions at offset 4 promise more data than fits in memory", path);
+            return -1;
+        }
     }
-    if (len - off != expect) {
-        err_set(e, "%s: %s: header promises %zu data bytes, the file has %zu after offset %zu",
-                path, len - off < expect ? "truncated" : "trailing data", expect, len - off, off);
-        return -1;
-    }
-    return (int)off;
+    *payload = expect;
+    return 0;
 }
 
 int idx_load(Dataset *d, const char *images_path, const char *labels_path, Err *e) {
     memset(d, 0, sizeof *d);
     size_t ilen, llen;
-    unsigned char *ib = read_all(images_path, &ilen, e);
+    unsigned char *ib = read_all(images_path, 3, &ilen, e);
     if (!ib) return -1;
     uint32_t idims[3], ldims[1];
-    int ioff = idx_header(images_path, ib, ilen, 3, idims, e);
+    size_t ipay, lpay;
+    int ioff = idx_header(images_path, ib, ilen, 3, idims, &ipay, e) ? -1 : 16;
     if (ioff < 0) {
         free(ib);
         return -1;
     }
-    unsigned char *lb = read_all(labels_path, &llen, e);
+    unsigned char *lb = read_all(labels_path, 1, &llen, e);
     if (!lb) {
         free(ib);
         return -1;
     }
-    int loff = idx_header(labels_path, lb, llen, 1, ldims, e);
+    int loff = idx_header(labels_path, lb, llen, 1, ldims, &lpay, e) ? -1 : 8;
     if (loff < 0) {
         free(ib);
         free(lb);

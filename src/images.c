@@ -141,18 +141,14 @@ static int is_jpeg_magic(const unsigned char *p, size_t n) {
 
 /* Read path into dc->file; returns its size, or -1 with reason set. */
 static long long read_file(Decoder *dc, const char *path, char *reason) {
-    FILE *f = fopen(path, "rb");
+    long long n = 0;
+    Err oe = {0};
+    /* refused before any read: a named pipe would block the loader forever */
+    FILE *f = file_open_regular(path, "image", &n, &oe);
     if (!f) {
-        snprintf(reason, REASON_LEN, "cannot open: %s", strerror(errno));
+        snprintf(reason, REASON_LEN, "%s", errno == EINVAL ? "not a regular file" : strerror(errno));
         return -1;
     }
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        snprintf(reason, REASON_LEN, "not a regular file");
-        fclose(f);
-        return -1;
-    }
-    long long n = (long long)st.st_size;
     if (n == 0) {
         snprintf(reason, REASON_LEN, "empty file (0 bytes)");
         fclose(f);
@@ -252,11 +248,44 @@ static int decode_resize(Decoder *dc, size_t n, int h, int w, int c, int64_t max
     return 0;
 }
 
+/* After any decode error the TurboJPEG handle is replaced by a fresh one: libjpeg's state
+ * after a failed tjDecompressHeader3 is not reliably reset (the next good files then fail
+ * with "Bogus marker length"), so one bad file must not be able to spoil the ones after it. */
+static void decoder_renew(Decoder *dc) {
+    if (dc->tj) tjDestroy(dc->tj);
+    dc->tj = tjInitDecompress();
+}
+
 static int load_one(Decoder *dc, const char *path, int h, int w, int c, int64_t max_pixels,
                     int allow_scale, uint8_t *out, char *reason) {
     long long n = read_file(dc, path, reason);
     if (n < 0) return -1;
-    return decode_resize(dc, (size_t)n, h, w, c, max_pixels, allow_scale, out, reason);
+    int rc = decode_resize(dc, (size_t)n, h, w, c, max_pixels, allow_scale, out, reason);
+    if (rc != 0) decoder_renew(dc);
+    return rc;
+}
+
+int image_decode_memory(const unsigned char *buf, size_t n, int h, int w, int c, uint8_t *out,
+                        Err *e) {
+    if (h <= 0 || w <= 0 || (c != 1 && c != 3)) {
+        err_set(e, "bad target image shape %dx%dx%d (channels must be 1 or 3)", h, w, c);
+        return -1;
+    }
+    Decoder dc = {0};
+    dc.tj = tjInitDecompress();
+    if (!dc.tj) {
+        err_set(e, "cannot initialise TurboJPEG: %s", tjGetErrorStr2(NULL));
+        return -1;
+    }
+    /* the caller's buffer stands in for a file read by read_file() */
+    dc.file = (unsigned char *)buf;
+    dc.file_cap = n;
+    char reason[REASON_LEN];
+    int rc = decode_resize(&dc, n, h, w, c, IMAGES_DEFAULT_MAX_PIXELS, 1, out, reason);
+    dc.file = NULL;
+    decoder_free(&dc);
+    if (rc != 0) err_set(e, "%s", reason);
+    return rc;
 }
 
 int image_load_file(const char *path, int h, int w, int c, uint8_t *out, Err *e) {
@@ -552,6 +581,21 @@ int images_load_dir(Dataset *d, const char *dir, const ImageDirOptions *o, Err *
     }
     free(ok);
     free(reasons);
+    /* a class without one readable image cannot be learnt: its folder is named */
+    int64_t *per_class = xcalloc((size_t)nc, sizeof *per_class);
+    for (int64_t i = 0; i < k; i++) per_class[labels[i]]++;
+    int empty = -1;
+    for (int i = 0; i < nc && empty < 0 && k > 0; i++)
+        if (per_class[i] == 0) empty = i;
+    free(per_class);
+    if (empty >= 0) {
+        err_set(e, "%s/%s: class folder without readable images (every class folder needs at "
+                   "least one .jpg/.jpeg image)",
+                dir, classes[empty]);
+        free(pix);
+        free(labels);
+        goto fail;
+    }
     if (k == 0) {
         err_set(e, "%s: no readable images found (%lld skipped; allowed formats: .jpg, .jpeg)",
                 dir, (long long)skipped);

@@ -9,6 +9,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Where job and included files are read from: the file system, unless a test or a fuzzer
+ * serves them from memory (ini_set_file_source). */
+static IniFileSource file_source = {file_read_text, NULL};
+
+void ini_set_file_source(const IniFileSource *src) {
+    IniFileSource fs = {file_read_text, NULL};
+    file_source = src ? *src : fs;
+}
+
+/* Canonical name of a file that was read, for cycle detection (malloc'd, NULL on error). */
+static char *canonical(const char *path) {
+    return file_source.canonical ? file_source.canonical(path) : realpath(path, NULL);
+}
+
 static char *trim(char *s) {
     while (isspace((unsigned char)*s)) s++;
     char *end = s + strlen(s);
@@ -51,15 +65,17 @@ static Section *add_section(IniFile *ini, const char *name, const char *file, in
     const char *base = ini_keras_label_base(name);
     int count = 0;
     for (int i = 0; i < ini->n_sec; i++) count += strcmp(ini_keras_label_base(ini->sec[i].name), base) == 0;
-    char label[96];
+    /* the whole name, however long: a cut label could equal another section's */
+    size_t ln = strlen(base) + 16;
+    char *label = xmalloc(ln);
     if (count == 0)
-        snprintf(label, sizeof label, "%s", base);
+        snprintf(label, ln, "%s", base);
     else
-        snprintf(label, sizeof label, "%s_%d", base, count);
+        snprintf(label, ln, "%s_%d", base, count);
     Section *s = &ini->sec[ini->n_sec++];
     memset(s, 0, sizeof *s);
     s->name = xstrdup(name);
-    s->label = xstrdup(label);
+    s->label = label;
     s->file = file;
     s->line = line;
     return s;
@@ -144,9 +160,9 @@ static int include_file(IniFile *ini, const char *file, const PendingInclude *in
     char *text = NULL;
     size_t len = 0;
     Err sub = {0};
-    int rr = file_read_text(path, &text, &len, &sub);
+    int rr = file_source.read(path, &text, &len, &sub);
     int rc = -1;
-    char *canon = rr == 0 ? realpath(path, NULL) : NULL;
+    char *canon = rr == 0 ? canonical(path) : NULL;
     if (rr == 1)
         err_set(e, "%s:%d: [include] file %s does not exist", file, inc->line, path);
     else if (rr < 0)
@@ -216,6 +232,8 @@ static int parse_text(IniFile *ini, const char *name, const char *text, IncludeC
     PendingInclude inc = {0};
     int line = 0, rc = 0;
     const char *p = text;
+    /* a UTF-8 byte-order mark (Windows editors write one) is not part of the first line */
+    if (!strncmp(p, "\xEF\xBB\xBF", 3)) p += 3;
     while (*p && rc == 0) {
         line++;
         const char *nl = strchr(p, '\n');
@@ -289,12 +307,14 @@ int ini_parse_string(IniFile *ini, const char *name, const char *text, Err *e) {
     memset(ini, 0, sizeof *ini);
     ini->path = xstrdup(name);
     IncludeChain chain = {0};
-    chain.canon[0] = realpath(name, NULL);
+    chain.canon[0] = canonical(name);
     if (!chain.canon[0]) chain.canon[0] = xstrdup(name); /* text that stands for no file */
     chain.named[0] = add_file(ini, name);
     chain.n = 1;
     int rc = parse_text(ini, chain.named[0], text, &chain, e);
     free(chain.canon[0]);
+    /* a failed parse leaves nothing to free (ini_free of it again is harmless) */
+    if (rc) ini_free(ini);
     return rc;
 }
 
@@ -302,7 +322,7 @@ int ini_parse_file(IniFile *ini, const char *path, Err *e) {
     memset(ini, 0, sizeof *ini);
     char *text = NULL;
     size_t len = 0;
-    int rr = file_read_text(path, &text, &len, e);
+    int rr = file_source.read(path, &text, &len, e);
     if (rr == 1) err_set(e, "cannot open job file %s: %s", path, strerror(ENOENT));
     if (rr) return -1;
     if (memchr(text, 0, len)) {
@@ -553,8 +573,8 @@ int sec_get_pair(IniFile *ini, Section *s, const char *key, int required, int de
         record_default(s, key, v);
         return 0;
     }
-    char buf[64];
-    snprintf(buf, sizeof buf, "%s", kv->value);
+    /* the whole value: a copy cut to a fixed buffer would drop trailing junk unseen */
+    char *buf = xstrdup(kv->value);
     char *sep = strpbrk(buf, ",x");
     long x, y;
     int ok;
@@ -565,6 +585,7 @@ int sec_get_pair(IniFile *ini, Section *s, const char *key, int required, int de
         ok = parse_long(trim(buf), &x) == 0;
         y = x;
     }
+    free(buf);
     if (!ok || x < lo || x > hi || y < lo || y > hi) {
         err_set(e, "%s: '%s' must be one or two integers in [%d, %d] (e.g. 3 or 3,3), got '%s'",
                 where(ini, s, kv, w, sizeof w), key, lo, hi, kv->value);
@@ -588,8 +609,7 @@ int sec_get_range(IniFile *ini, Section *s, const char *key, int required, doubl
         record_default(s, key, v);
         return 0;
     }
-    char buf[96];
-    snprintf(buf, sizeof buf, "%s", kv->value);
+    char *buf = xstrdup(kv->value);
     char *sep = strchr(buf, ',');
     double x, y;
     int ok;
@@ -600,6 +620,7 @@ int sec_get_range(IniFile *ini, Section *s, const char *key, int required, doubl
         ok = parse_double(trim(buf), &y) == 0 && y >= 0;
         x = -y;
     }
+    free(buf);
     if (!ok) {
         err_set(e, "%s: '%s' must be a number x >= 0 (meaning -x..x) or 'lo,hi' with lo <= hi, got '%s'",
                 where(ini, s, kv, w, sizeof w), key, kv->value);

@@ -4,6 +4,8 @@
 #include "keras_h5.h"
 #include "keras3_h5.h"
 
+#include "isolate.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +65,7 @@ static int read_string_attr(hid_t obj, const char *name, StrList *out, const cha
         if (memtype < 0 || H5Tset_size(memtype, H5T_VARIABLE) < 0 ||
             H5Aread(a, memtype, buf) < 0) {
             err_set(e, "%s: cannot read attribute '%s' of %s", file, name, where);
+            for (hssize_t i = 0; i < n; i++) H5free_memory(buf[i]); /* read before the error */
         } else {
             for (hssize_t i = 0; i < n; i++) {
                 strlist_add(out, buf[i] ? buf[i] : "", buf[i] ? strlen(buf[i]) : 0);
@@ -166,9 +169,11 @@ static int load_dataset(hid_t group, const char *wname, const Layer *L, int whic
                 file, L->name, L->name, wname, what);
     } else if (type < 0 || space < 0 || rank < 0 || rank > H5S_MAX_RANK) {
         err_set(e, "%s: layer '%s': cannot read dataset '%s/%s'", file, L->name, L->name, wname);
-    } else if (H5Tget_class(type) != H5T_FLOAT) {
-        err_set(e, "%s: layer '%s': dataset '%s/%s' does not hold floating-point values (its %s "
-                   "must be float32)",
+    } else if (H5Tget_class(type) != H5T_FLOAT ||
+               (H5Tget_size(type) != 2 && H5Tget_size(type) != 4 && H5Tget_size(type) != 8)) {
+        /* an odd element size would make libhdf5 size its conversion buffer from it */
+        err_set(e, "%s: layer '%s': dataset '%s/%s' does not hold floating-point values of 2, 4 "
+                   "or 8 bytes (its %s must be float32)",
                 file, L->name, L->name, wname, what);
     } else if (H5Sget_simple_extent_dims(space, dims, NULL) < 0) {
         err_set(e, "%s: layer '%s': cannot read the shape of dataset '%s/%s'", file, L->name,
@@ -181,6 +186,12 @@ static int load_dataset(hid_t group, const char *wname, const Layer *L, int whic
     } else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0) {
         err_set(e, "%s: layer '%s': cannot read dataset '%s/%s' (truncated or damaged file?)",
                 file, L->name, L->name, wname);
+    } else if (floats_first_nonfinite(dst, which ? L->n_bias : L->n_weight) <
+               (which ? L->n_bias : L->n_weight)) {
+        size_t n = which ? L->n_bias : L->n_weight, bad = floats_first_nonfinite(dst, n);
+        err_set(e, "%s: layer '%s': dataset '%s/%s' (%s) holds a non-finite value (%g, value %zu "
+                   "of %zu): refusing to train from it",
+                file, L->name, L->name, wname, what, (double)dst[bad], bad, n);
     } else {
         rc = 0;
     }
@@ -322,22 +333,20 @@ static int load_file(hid_t f, const char *path, Model *m, Err *e) {
     return rc ? -1 : 0;
 }
 
-int keras_h5_load_weights(const char *path, Model *m, Err *e) {
-    FILE *probe = fopen(path, "rb");
-    if (!probe) {
-        err_set(e, "cannot open Keras weights %s: %s", path, strerror(errno));
-        return -1;
-    }
-    fclose(probe);
-    /* HDF5 prints its error stack to stderr by default: off while we read, then restored */
+/* Open path (through fapl) and load it, with HDF5's error printing off meanwhile: HDF5
+ * prints its error stack to stderr by default. A file that does not open is explained by
+ * open_error() (a real file) or as damaged (a file image). */
+static int load_opened(const char *path, hid_t fapl, Model *m, Err *e) {
     H5E_auto2_t old_func = NULL;
     void *old_data = NULL;
     H5Eget_auto2(H5E_DEFAULT, &old_func, &old_data);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
     int rc = -1;
-    if (f < 0)
+    if (f < 0 && fapl == H5P_DEFAULT)
         open_error(path, e);
+    else if (f < 0)
+        err_set(e, "%s: not an HDF5 file, or a truncated or damaged one", path);
     else {
         rc = load_file(f, path, m, e);
         H5Fclose(f);
@@ -346,7 +355,55 @@ int keras_h5_load_weights(const char *path, Model *m, Err *e) {
     return rc;
 }
 
+int keras_h5_load_weights_image(const void *buf, size_t n, const char *name, Model *m, Err *e) {
+    /* HDF5's core driver reads the file image in place of a file */
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    int rc = -1;
+    if (fapl < 0 || H5Pset_fapl_core(fapl, 1 << 16, 0) < 0 ||
+        H5Pset_file_image(fapl, (void *)buf, n) < 0)
+        err_set(e, "%s: cannot set up an in-memory HDF5 file", name);
+    else
+        rc = load_opened(name, fapl, m, e);
+    if (fapl >= 0) H5Pclose(fapl);
+    return rc;
+}
+
+/* The in-process load (keras_h5_load_weights runs it in a child process). */
+static int load_weights_here(const char *path, Model *m, Err *e) {
+    return load_opened(path, H5P_DEFAULT, m, e);
+}
+
+typedef struct {
+    const char *path;
+    Model *m;
+} Isolated;
+
+/* In the child: the model's parameters are the shared copy isolate_run() made. */
+static int load_isolated(void *ctx, void *buf, Err *e) {
+    const Isolated *c = ctx;
+    Model child = *c->m;
+    child.params = buf;
+    return load_weights_here(c->path, &child, e);
+}
+
+int keras_h5_load_weights(const char *path, Model *m, Err *e) {
+    /* a named pipe or device would block or never end inside H5Fopen: refused first */
+    FILE *probe = file_open_regular(path, "Keras weights file", NULL, e);
+    if (!probe) return -1;
+    fclose(probe);
+    /* libhdf5 is not memory-safe on a damaged file: it reads it in a child process, and only
+     * parameters that loaded completely come back (CONVNET_H5_INPROCESS=1: in this process) */
+    const char *inproc = getenv("CONVNET_H5_INPROCESS");
+    if (inproc && !strcmp(inproc, "1")) return load_weights_here(path, m, e);
+    Isolated c = {path, m};
+    return isolate_run(load_isolated, &c, m->params, m->n_params * sizeof(float), path, e);
+}
+
 #else
+
+int keras_h5_load_weights_image(const void *buf, size_t n, const char *name, Model *m, Err *e) {
+    return keras_h5_load_weights(name, m, e);
+}
 
 int keras_h5_load_weights(const char *path, Model *m, Err *e) {
     err_set(e, "%s: cannot read Keras .h5 weights: built without HDF5: apt-get install "

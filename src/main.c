@@ -12,6 +12,7 @@
 #include "images.h"
 #include "job.h"
 #include "predict.h"
+#include "preflight.h"
 #include "train.h"
 #include "weights.h"
 
@@ -93,7 +94,9 @@ static void parse_args(Args *a, int argc, char **argv) {
                    !strcmp(s, "--floats") || !strcmp(s, "--index") || !strcmp(s, "--top")) {
             if (!has_next) bad_usage("option %s needs a value", s);
             long v;
-            if (parse_long(argv[++i], &v) != 0 || v < (strcmp(s, "--warmup") ? 1 : 0) ||
+            /* --warmup and --index may be 0 (the default image is 0) */
+            int zero_ok = !strcmp(s, "--warmup") || !strcmp(s, "--index");
+            if (parse_long(argv[++i], &v) != 0 || v < (zero_ok ? 0 : 1) ||
                 v > 1000000000)
                 bad_usage("option needs a count, got '%s'", argv[i]);
             *(!strcmp(s, "--steps")    ? &a->steps
@@ -287,13 +290,21 @@ static int cmd_diff_weights(const Args *a) {
     uint64_t na = 0, nb = 0;
     float *wa = weights_read_raw(a->job, &na, &e);
     float *wb = wa ? weights_read_raw(a->pos2, &nb, &e) : NULL;
-    if (!wa || !wb) die(EXIT_BAD_INPUT, "%s", e.msg);
-    if (na != nb) die(EXIT_BAD_INPUT, "%s has %llu parameters, %s has %llu", a->job,
-                      (unsigned long long)na, a->pos2, (unsigned long long)nb);
+    if (wa && wb && na != nb)
+        err_set(&e, "%s has %llu parameters, %s has %llu", a->job, (unsigned long long)na,
+                a->pos2, (unsigned long long)nb);
+    if (e.set) {
+        free(wa);
+        free(wb);
+        free(a->sets);
+        free(a->pos);
+        die(EXIT_BAD_INPUT, "%s", e.msg);
+    }
     double worst = 0;
     uint64_t at = 0, identical = 0;
     for (uint64_t i = 0; i < na; i++) {
         double d = fabs((double)wa[i] - wb[i]) / fmax(1e-3, fmax(fabs(wa[i]), fabs(wb[i])));
+        if (isnan(d)) d = isnan(wa[i]) && isnan(wb[i]) ? 0.0 : INFINITY; /* NaN vs a number */
         identical += wa[i] == wb[i];
         if (d > worst) {
             worst = d;
@@ -317,7 +328,12 @@ int main(int argc, char **argv) {
     Args a;
     parse_args(&a, argc, argv);
     Dist dist;
-    if (!strcmp(cmd, "diff-weights")) return cmd_diff_weights(&a);
+    if (!strcmp(cmd, "diff-weights")) {
+        int rc = cmd_diff_weights(&a);
+        free(a.sets);
+        free(a.pos);
+        return rc;
+    }
     if (!strcmp(cmd, "bench-allreduce")) {
         dist_init(&dist, &argc, &argv);
         cmd_bench_allreduce(&a, &dist);
@@ -339,6 +355,12 @@ int main(int argc, char **argv) {
     dist_setup_threads(&dist);
     Job job;
     load_job(&job, &a, &dist);
+    Err pe = {0};
+    /* the files a training run writes, checked before its data are read, not after it ends */
+    if (!strcmp(cmd, "train") && dist.rank == 0 && preflight_check_outputs(&job, &pe)) {
+        fprintf(stderr, "convnet-dist: %s\n", pe.msg);
+        dist_abort(&dist, EXIT_BAD_INPUT);
+    }
     Trainer t;
     int status = EXIT_OK;
     if (!strcmp(cmd, "summary")) {

@@ -60,14 +60,18 @@ char **predict_class_names(const Model *m, const Job *job, int *n_classes, FILE 
     if (job && job->data.class_names) {
         /* one name per line, in output order; as Darknet does with imagenet.shortnames.list,
          * the first K lines name the K outputs and later lines are ignored */
-        FILE *f = fopen(job->data.class_names, "r");
+        Err oe = {0};
+        FILE *f = file_open_regular(job->data.class_names, "class names file", NULL, &oe);
         char **v = xcalloc((size_t)k, sizeof *v);
         int n = 0;
-        char line[1024];
-        while (f && n < k && fgets(line, sizeof line, f)) {
+        char *line = NULL;
+        size_t cap = 0;
+        /* whole lines, however long: a cut one would shift every name after it */
+        while (f && n < k && getline(&line, &cap, f) >= 0) {
             line[strcspn(line, "\r\n")] = 0;
             v[n++] = xstrdup(line);
         }
+        free(line);
         if (f) fclose(f);
         if (n == k) {
             *n_classes = k;
@@ -75,7 +79,7 @@ char **predict_class_names(const Model *m, const Job *job, int *n_classes, FILE 
         }
         if (err)
             fprintf(err, "convnet-dist: note: %s: %s; classes are shown as numbers\n",
-                    job->data.class_names, f ? "fewer lines than the model has classes" : strerror(errno));
+                    job->data.class_names, f ? "fewer lines than the model has classes" : oe.msg);
         predict_free_class_names(v, n);
     } else if (job && job->data.format == DATA_IMAGES && job->data.train_dir) {
         int nf = 0;

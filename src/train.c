@@ -14,6 +14,7 @@
 #include "keras_h5.h"
 #include "report.h"
 #include "loss.h"
+#include "preflight.h"
 #include "weights.h"
 
 static int stop_requested(void);
@@ -179,6 +180,13 @@ static void plan_model(Trainer *t, Shape input, int max_batch) {
     }
 }
 
+/* A failed preflight check (rc != 0, message in e): bad input, nothing done yet. */
+static void preflight_or_abort(Trainer *t, int rc, const Err *e) {
+    if (!rc) return;
+    if (t->dist->rank == 0) fprintf(stderr, "convnet-dist: %s\n", e->msg);
+    dist_abort(t->dist, EXIT_BAD_INPUT);
+}
+
 void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data) {
     memset(t, 0, sizeof *t);
     t->job = job;
@@ -186,6 +194,8 @@ void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data) {
     Shape input;
     if (data == TRAINER_LOAD_DATA) {
         load_data(t);
+        Err pe = {0};
+        preflight_or_abort(t, preflight_check_classes(job, &t->train, &pe), &pe);
         input = (Shape){t->train.h, t->train.w, t->train.c, 0};
     } else if (job->data.format == DATA_IMAGES) {
         input = (Shape){job->data.image_h, job->data.image_w, job->data.channels, 0};
@@ -227,6 +237,11 @@ void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data) {
         if (dist->rank == 0) fprintf(stderr, "convnet-dist: %s\n", e.msg);
         dist_abort(dist, EXIT_BAD_INPUT);
     }
+    /* the plan against the node's memory, before model_alloc() commits it */
+    preflight_or_abort(t, preflight_check_memory(&t->model, 2 * t->model.n_params,
+                                                 job->train.batch_size, dist->local_size,
+                                                 job->ini.path, 0, &e),
+                       &e);
     model_alloc(&t->model);
     if (dist->rank == 0) {
         model_init_params(&t->model, job->train.seed);

@@ -2,6 +2,8 @@
  * checksum validated before anything is copied into the model. */
 #include "weights.h"
 
+#include "preflight.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,11 +45,9 @@ int weights_save(const char *path, const Model *m, Err *e) {
 
 /* Read and fully validate a weights file; returns the malloc'd parameter array. */
 static float *read_checked(const char *path, WeightsHeader *hd, Err *e) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        err_set(e, "cannot open weights file %s: %s", path, strerror(errno));
-        return NULL;
-    }
+    long long fsize = 0;
+    FILE *f = file_open_regular(path, "weights file", &fsize, e);
+    if (!f) return NULL;
     float *p = NULL;
     size_t got = fread(hd, 1, sizeof *hd, f);
     if (got != sizeof *hd) {
@@ -66,6 +66,15 @@ static float *read_checked(const char *path, WeightsHeader *hd, Err *e) {
     if (hd->n_params > (1ULL << 34)) {
         err_set(e, "%s: implausible parameter count %llu at offset 16", path,
                 (unsigned long long)hd->n_params);
+        goto fail;
+    }
+    /* the size the header declares must be the file's before anything is allocated for it */
+    uint64_t want = sizeof *hd + hd->n_params * 4 + 4;
+    if ((uint64_t)fsize != want) {
+        err_set(e, "%s: %s: the header (offset 16) declares %llu parameters, %llu bytes in all; "
+                   "the file has %lld",
+                path, (uint64_t)fsize < want ? "truncated" : "trailing bytes",
+                (unsigned long long)hd->n_params, (unsigned long long)want, fsize);
         goto fail;
     }
     p = xmalloc(hd->n_params * sizeof(float) + 1);
@@ -104,6 +113,10 @@ int weights_load(const char *path, Model *m, Err *e) {
         err_set(e, "%s: weights of another model (%llu parameters in %u layers; this job's model has "
                    "%zu in %d layers, or its layer shapes differ)",
                 path, (unsigned long long)hd.n_params, hd.n_layers, m->n_params, m->n_layers);
+        free(p);
+        return -1;
+    }
+    if (preflight_params_finite(m, p, path, "weights file", e)) {
         free(p);
         return -1;
     }

@@ -121,16 +121,7 @@ static int count(const char *s, const char *sub) {
 }
 
 /* Run `convnet-dist ARGS`; returns status, *out is the output (caller frees). */
-static int run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int run(char **out, const char *fmt, ...) {
-    char args[3000], cmd[3600];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=1 %s %s", testutil_bin(), args);
-    return testutil_run(cmd, out);
-}
+#define run testutil_run_bin
 
 /* Status 2, exactly one "convnet-dist: " message containing every fragment, no training. */
 static void expect_bad(int st, char *out, const char *const *frags) {

@@ -5,6 +5,7 @@
  * float array, as Keras writes it); every parameter is compared, and wrong files must give
  * clear errors. Also: jobs/include/vgg16-base.ini plans to Keras's VGG16(include_top=False). */
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -342,6 +343,42 @@ static void test_bad_datasets(void) {
                  (const char *[]){"block2_conv1/bias:0", "is missing", NULL});
 }
 
+/* A NaN in a kernel is refused, naming the file, the layer and the dataset. */
+static void test_nonfinite(void) {
+    Values vals;
+    fill_values(&vals);
+    vals.k2[5] = NAN;
+    const char *path = write_h5("nan.h5", &vals, &(Variant){0});
+    expect_error(path, "block2_conv1", OC2,
+                 (const char *[]){"layer 'block2_conv1'", "kernel:0", "non-finite", NULL});
+}
+
+/* The same file from a file image in memory (the fuzz target's route) loads the same values. */
+static void test_file_image(void) {
+    Values vals;
+    fill_values(&vals);
+    const char *path = write_h5("image.h5", &vals, &(Variant){0});
+    long n = testutil_file_size(path);
+    CU_ASSERT_FATAL(n > 0);
+    unsigned char *buf = malloc((size_t)n);
+    FILE *f = fopen(path, "rb");
+    CU_ASSERT_FATAL(f && fread(buf, 1, (size_t)n, f) == (size_t)n);
+    fclose(f);
+    Small s;
+    small_init(&s, "block2_conv1", OC2);
+    Err e = {0};
+    int rc = keras_h5_load_weights_image(buf, (size_t)n, "image.h5", &s.m, &e);
+    if (rc) printf("\n    %s\n", e.msg);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT(memcmp(s.m.params + s.layers[0].param_off, vals.k1, sizeof vals.k1) == 0);
+    Err e2 = {0}; /* cut to its first 64 bytes: an error, no crash */
+    CU_ASSERT_EQUAL(keras_h5_load_weights_image(buf, 64, "image.h5", &s.m, &e2), -1);
+    HAS(e2.msg, "image.h5");
+    CU_ASSERT_EQUAL(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL), 0);
+    free(buf);
+    model_free(&s.m);
+}
+
 /* The job-file route: a [keras_h5] section loads the file into the layers named like its
  * groups when the trainer starts (summary plans and loads without data); a wrong file ends the
  * command with exit 2 and a message naming the file, before anything runs. */
@@ -462,6 +499,8 @@ TEST_SUITE(keras_h5,
            {"[keras_h5] in a job: loaded at start, a wrong file is exit 2", test_job_section},
            {"missing weight_names / layer_names", test_missing_attributes},
            {"integer bias, missing dataset", test_bad_datasets},
+           {"a non-finite kernel value", test_nonfinite},
+           {"from a file image in memory", test_file_image},
 #else
            {"built without HDF5: a clear error", test_built_without_hdf5},
 #endif

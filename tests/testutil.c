@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +80,16 @@ const char *testutil_mpirun(char *buf, size_t n, int np) {
     snprintf(buf, n, "mpirun %s--oversubscribe --mca btl self,vader -np %d",
              geteuid() == 0 ? "--allow-run-as-root " : "", np);
     return buf;
+}
+
+int testutil_run_bin(char **out, const char *fmt, ...) {
+    char args[3000], cmd[3600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=1 %s %s", testutil_bin(), args);
+    return testutil_run(cmd, out);
 }
 
 int testutil_run(const char *cmd, char **out) {

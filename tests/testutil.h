@@ -61,6 +61,10 @@ const char *testutil_mpirun(char *buf, size_t n, int np);
  * its combined stdout+stderr (malloc'd, caller frees). */
 int testutil_run(const char *cmd, char **out);
 
+/* `OMP_NUM_THREADS=1 BIN ARGS` with ARGS from the format: its exit status, and its output in
+ * *out (malloc'd) when out is non-NULL. */
+int testutil_run_bin(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* A fresh temporary directory (removed at exit). */
 const char *testutil_tmpdir(void);
 

@@ -1,0 +1,180 @@
+/* test_hardening_cli.c: issue 16's regression tests through the command line (output paths
+ * checked before training, the plan's memory explained, --index 0, diff-weights of files of
+ * different sizes, --weights naming a directory) and the reader run in a child process
+ * (isolate.c) that contains what libhdf5 does with a damaged file. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "isolate.h"
+#include "keras_h5.h"
+#include "test_hardening.h"
+#include "testutil.h"
+#include "weights.h"
+
+/* ---------------------------------------------------------------- isolation */
+
+static int child_fills(void *ctx, void *buf, Err *e) {
+    memset(buf, 7, 16);
+    return 0;
+}
+
+static int child_crashes(void *ctx, void *buf, Err *e) {
+    memset(buf, 9, 16);
+    raise(SIGSEGV);
+    return 0;
+}
+
+static int child_refuses(void *ctx, void *buf, Err *e) {
+    memset(buf, 5, 16);
+    err_set(e, "refused: %s", (const char *)ctx);
+    return -1;
+}
+
+/* A reader run by isolate_run(): its buffer comes back only on success; a crash is an error
+ * message and leaves the caller's buffer and process as they were. */
+static void isolated_reader(void) {
+    unsigned char out[16];
+    memset(out, 1, sizeof out);
+    Err e = {0};
+    CU_ASSERT_EQUAL(isolate_run(child_fills, NULL, out, sizeof out, "x.h5", &e), 0);
+    CU_ASSERT_EQUAL(out[15], 7);
+    memset(out, 1, sizeof out);
+    Err e2 = {0};
+    CU_ASSERT_EQUAL(isolate_run(child_crashes, NULL, out, sizeof out, "bad.h5", &e2), -1);
+    /* signal 11; under ASan the child reports the SEGV and exits 1 instead */
+    HAS(e2.msg, "bad.h5: the reader ");
+    HAS(e2.msg, "the file is damaged");
+    CU_ASSERT_EQUAL(out[0], 1);
+    Err e3 = {0};
+    CU_ASSERT_EQUAL(isolate_run(child_refuses, "why", out, sizeof out, "r.h5", &e3), -1);
+    HAS(e3.msg, "refused: why");
+    CU_ASSERT_EQUAL(out[0], 1);
+}
+
+/* The file on which fuzz_h5 found a heap overflow inside libhdf5 (H5Aexists): refused with a
+ * message naming it, by a child process, whatever libhdf5 does with it. */
+static void libhdf5_finding_contained(void) {
+    const char *path = "tests/fuzz/findings/h5-libhdf5-heap-overflow";
+    if (testutil_file_size(path) <= 0) {
+        printf("\n    SKIP: %s absent (run from the repository root)\n", path);
+        return;
+    }
+    Job j;
+    Model m;
+    hard_small_model(&j, &m);
+    float keep = m.params[0];
+    Err e = {0};
+    CU_ASSERT_EQUAL(keras_h5_load_weights(path, &m, &e), -1);
+    HAS(e.msg, path);
+    CU_ASSERT_EQUAL(m.params[0], keep);
+    model_free(&m);
+    job_free(&j);
+}
+
+/* ---------------------------------------------------------------- the command line */
+
+#define run testutil_run_bin
+
+/* An IDX job on testutil_small_idx_dir's data with `extra` appended to [train]. */
+static const char *idx_job(const char *name, const char *model, const char *extra) {
+    const char *dir = testutil_small_idx_dir("hard", 5);
+    char text[4096];
+    snprintf(text, sizeof text,
+             "[data]\nroot = %s\ntrain_images = hard-train-images.idx\n"
+             "train_labels = hard-train-labels.idx\ntest_images = hard-test-images.idx\n"
+             "test_labels = hard-test-labels.idx\nscale = 1/255\n%s"
+             "[train]\nloss = sparse_categorical_crossentropy\nepochs = 1\nbatch_size = 32\n%s",
+             dir, model, extra);
+    static char p[4][800];
+    static int slot;
+    char *r = p[slot++ % 4];
+    snprintf(r, 800, "%s", testutil_write_file(dir, name, text, strlen(text)));
+    return r;
+}
+
+static const char *DENSE = "[flatten]\n[dense]\nunits = 3\nactivation = softmax\n";
+
+static void cli_outputs_checked_first(void) {
+    char *out = NULL;
+    const char *job = idx_job("out.job", DENSE, "");
+    int rc = run(&out, "train '%s' --save /nonexistent-dir/w.weights", job);
+    CU_ASSERT_EQUAL(rc, 2);
+    HAS(out, "train.save (--save) = /nonexistent-dir/w.weights: folder /nonexistent-dir does not exist");
+    CU_ASSERT_PTR_NULL(strstr(out, "Epoch"));
+    free(out);
+    char extra[1200];
+    snprintf(extra, sizeof extra, "csv_log = %s\n", testutil_tmpdir());
+    job = idx_job("csvdir.job", DENSE, extra);
+    rc = run(&out, "train '%s'", job);
+    CU_ASSERT_EQUAL(rc, 2);
+    HAS(out, "train.csv_log");
+    HAS(out, "is a directory");
+    CU_ASSERT_PTR_NULL(strstr(out, "Epoch"));
+    free(out);
+}
+
+static void cli_plan_memory(void) {
+    char *out = NULL;
+    const char *job = idx_job("oom.job",
+                              "[conv2d]\nfilters = 512\nkernel_size = 3\npadding = same\n"
+                              "[flatten]\n[dense]\nunits = 3\nactivation = softmax\n",
+                              "");
+    int rc = run(&out, "summary '%s' --set train.batch_size=1000000", job);
+    CU_ASSERT_EQUAL(rc, 2);
+    HAS(out, "the model needs");
+    HAS(out, "batch_size 1000000");
+    HAS(out, "activations");
+    HAS(out, "conv2d");
+    HAS(out, "lower train.batch_size");
+    free(out);
+}
+
+static void cli_small_fixes(void) {
+    char *out = NULL;
+    /* augment-preview --index 0 (the default) is accepted */
+    const char *job = idx_job("prev.job", DENSE, "");
+    char img[900];
+    snprintf(img, sizeof img, "%s/hard-preview.jpg", testutil_tmpdir());
+    int rc = run(&out, "augment-preview '%s' --out '%s' --index 0", job, img);
+    if (rc) printf("\n    %s\n", out);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT(testutil_file_size(img) > 0);
+    free(out);
+    /* diff-weights of files of different sizes: exit 2 (and no leak under SANITIZE=1) */
+    Job j1, j2;
+    Model m1, m2;
+    hard_small_model(&j1, &m1);
+    const char *dir = hard_subdir("diff");
+    Err e = {0};
+    CU_ASSERT_EQUAL_FATAL(weights_save(hard_join(dir, "a.weights"), &m1, &e), 0);
+    model_free(&m1);
+    job_free(&j1);
+    hard_small_model(&j2, &m2);
+    Model m3;
+    Err e3 = {0};
+    CU_ASSERT_FATAL(model_plan(&m3, j2.layers, j2.n_layers, (Shape){5, 5, 1, 0}, 1, &e3) == 0);
+    model_alloc(&m3);
+    model_init_params(&m3, 2);
+    CU_ASSERT_EQUAL_FATAL(weights_save(hard_join(dir, "b.weights"), &m3, &e), 0);
+    model_free(&m3);
+    model_free(&m2);
+    job_free(&j2);
+    rc = run(&out, "diff-weights '%s/a.weights' '%s/b.weights'", dir, dir);
+    CU_ASSERT_EQUAL(rc, 2);
+    HAS(out, "parameters");
+    free(out);
+    /* --weights naming a directory */
+    rc = run(&out, "eval '%s' --weights '%s'", job, dir);
+    CU_ASSERT_EQUAL(rc, 2);
+    HAS(out, "is a directory");
+    free(out);
+}
+
+TEST_SUITE(hardening_cli,
+           {"a reader in a child process: crash contained", isolated_reader},
+           {"the libhdf5 heap overflow fuzz_h5 found is contained", libhdf5_finding_contained},
+           {"CLI: output paths checked before training", cli_outputs_checked_first},
+           {"CLI: plan-time out of memory explained", cli_plan_memory},
+           {"CLI: --index 0, diff-weights sizes, --weights DIR", cli_small_fixes})
