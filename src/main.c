@@ -13,6 +13,7 @@
 #include "job.h"
 #include "predict.h"
 #include "preflight.h"
+#include "rundir.h"
 #include "train.h"
 #include "weights.h"
 
@@ -357,7 +358,8 @@ int main(int argc, char **argv) {
     load_job(&job, &a, &dist);
     Err pe = {0};
     /* the files a training run writes, checked before its data are read, not after it ends */
-    if (!strcmp(cmd, "train") && dist.rank == 0 && preflight_check_outputs(&job, &pe)) {
+    /* the default run directory is ours to make (rundir.h): made now, it is checked like the rest */
+    if (!strcmp(cmd, "train") && dist.rank == 0 && (rundir_prepare(&job, &pe) || preflight_check_outputs(&job, &pe))) {
         fprintf(stderr, "convnet-dist: %s\n", pe.msg);
         dist_abort(&dist, EXIT_BAD_INPUT);
     }
