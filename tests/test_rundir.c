@@ -65,7 +65,7 @@ static int has(const char *out, const char *what) {
 
 static void test_default_checkpoint_resume(void) {
     setup();
-    const char *job = write_job("rdjob.job", 30);
+    const char *job = write_job("rdjob.job", 1000); /* long enough that USR1 lands mid-run */
     char body[6000], *out = NULL;
     /* the uninterrupted reference, without checkpoints */
     snprintf(body, sizeof body, "'%s' train '%s' --set checkpoint.path=off --save straight.weights; echo rc=$?",
@@ -98,7 +98,7 @@ static void test_default_checkpoint_resume(void) {
 
 static void test_checkpoint_off_exit5(void) {
     setup();
-    const char *job = write_job("rdoff.job", 30);
+    const char *job = write_job("rdoff.job", 3000); /* long enough that USR1 lands mid-run */
     char body[6000], *out = NULL;
     snprintf(body, sizeof body,
              "BIN='%s'; JOB='%s'\nrm -rf runs\n" STOP_AT_20("$JOB", "--set checkpoint.path=off", "d2")
