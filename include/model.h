@@ -58,6 +58,8 @@ typedef struct GradSlot {
 /* src/graph.c, for model.c: a layer's k-th input (LAYER_INPUT: the model's input) */
 int graph_input(const Layer *L, int l, int k);
 int graph_n_inputs(const Layer *L);
+/* Layer l reads the layer above it and nothing else, as in a Sequential model. */
+int graph_reads_previous_only(const Layer *L, int l);
 int graph_check(const Model *m, Err *e);
 void graph_plan_tensors(Model *m);
 void graph_plan_gradients(Model *m);

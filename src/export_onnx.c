@@ -363,7 +363,7 @@ static int build_graph(Graph *g, const Model *m, const Job *job, Err *e) {
     for (int l = 0; l < m->n_layers; l++) {
         const Layer *L = &m->layers[l];
         /* the translation follows a chain; a graph (inputs = ...) would be wired wrongly */
-        if (graph_n_inputs(L) != 1 || graph_input(L, l, 0) != l - 1) {
+        if (!graph_reads_previous_only(L, l)) {
             err_set(e, "export onnx: layer '%s' reads other layers than the one above it (inputs = ...); "
                        "graph models are not exported to ONNX yet", L->name);
             return -1;

@@ -24,6 +24,10 @@ int graph_input(const Layer *L, int l, int k) {
 
 int graph_n_inputs(const Layer *L) { return L->n_inputs ? L->n_inputs : 1; }
 
+int graph_reads_previous_only(const Layer *L, int l) {
+    return graph_n_inputs(L) == 1 && graph_input(L, l, 0) == l - 1;
+}
+
 static Shape tensor_shape(const Model *m, int t) { return t ? m->layers[t - 1].out : m->input; }
 
 /* Floats of tensor t in layout f for a whole batch. */

@@ -297,7 +297,7 @@ static void fmt_shape(char *buf, size_t n, Shape s) {
 /* A layer that does not read just the one above it makes the model a graph. */
 static int is_graph(const Model *m) {
     for (int l = 0; l < m->n_layers; l++)
-        if (graph_n_inputs(&m->layers[l]) != 1 || graph_input(&m->layers[l], l, 0) != l - 1) return 1;
+        if (!graph_reads_previous_only(&m->layers[l], l)) return 1;
     return 0;
 }
 
