@@ -35,7 +35,7 @@ const char *format_name(TensorFormat f);
 const char *conv_algo_name(ConvAlgoId id);
 
 /* What the layer asks for; g.N is the largest batch a call will get. */
-typedef struct {
+typedef struct ConvDesc {
     WinGeom g;
     Activation act;       /* applied by forward (linear when the loss applies it) */
     int has_bias;

@@ -30,6 +30,8 @@ void keras3_layer_keys(const Model *m, char (*keys)[64]);
 /* The Keras shape of weight `which` (0 kernel, 1 bias) of L into dims; its rank, 0 when the
  * kind has no weights in Keras's layout. */
 int keras_weight_dims(const Layer *L, int which, unsigned long long *dims);
+/* L's weight names in Keras's order, comma-separated, into buf. */
+void keras_weight_list(const Layer *L, char *buf, size_t n);
 
 #if CONVNET_HDF5
 #include <hdf5.h>

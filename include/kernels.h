@@ -55,6 +55,13 @@ void layout_reorder(float *dst, TensorFormat df, const float *src, TensorFormat 
 /* dst (N, s) in layout df += src (N, s) in layout sf. */
 void layout_reorder_add(float *dst, TensorFormat df, const float *src, TensorFormat sf, int N, Shape s);
 
+/* Depthwise convolution (src/depthwise.c), NHWC, kernel (KH, KW, C), g->OC == g->C:
+ * out overwritten; din overwritten and dw ADDED to (either NULL), with part holding
+ * N * KH * KW * C floats of scratch. */
+void depthwise_forward(float *out, const float *in, const float *w, const WinGeom *g);
+void depthwise_backward(float *din, float *dw, float *part, const float *dout, const float *in,
+                        const float *w, const WinGeom *g);
+
 /* bias column sums: db (U) += sum over rows of d (rows, U) */
 void bias_grad_add(float *db, const float *d, long rows, int U);
 

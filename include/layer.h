@@ -62,6 +62,10 @@ typedef enum {
     LAYER_GLOBAL_AVGPOOL,
     LAYER_PREPROCESS,
     LAYER_ADD,
+    LAYER_BATCHNORM,
+    LAYER_DEPTHWISE_CONV2D,
+    LAYER_SEPARABLE_CONV2D,
+    LAYER_ACTIVATION,
     LAYER_KIND_COUNT
 } LayerKind;
 
@@ -95,8 +99,35 @@ typedef struct {
     float div, mean[3], std[3];
 } PreprocessCfg;
 
+/* BatchNormalization over the last axis (Keras defaults: momentum 0.99, epsilon 1e-3, center and
+ * scale on). */
+typedef struct {
+    float momentum, epsilon;
+    int center, scale;
+} BatchNormCfg;
+
 /* Most inputs a layer may read (Keras's functional API: `inputs = a, b`). */
 #define LAYER_MAX_INPUTS 8
+/* Most parameter tensors a layer has (SeparableConv2D: depthwise_kernel, pointwise_kernel, bias;
+ * BatchNormalization: gamma, beta, moving_mean, moving_variance). */
+#define LAYER_MAX_PARAMS 4
+
+/* A parameter tensor's role: a weight (trained when the layer is trainable; the optimizer and the
+ * gradient allreduce cover it) or state (BatchNormalization's moving statistics: saved and loaded
+ * with the weights, never given a gradient; Keras's "non-trainable" weights). */
+typedef enum { PARAM_WEIGHT, PARAM_STATE } ParamRole;
+
+/* One named parameter tensor of a layer, in Keras's order, name and shape, so that importers,
+ * exporters, weights files, the summary and the optimizer treat every kind alike. */
+typedef struct {
+    const char *name; /* Keras's weight name: "kernel", "bias", "gamma", "moving_mean", ... */
+    ParamRole role;
+    int rank;
+    int dims[4];      /* Keras's shape: Conv2D kernel (KH, KW, C, OC), Dense kernel (IN, UNITS) */
+    size_t n;         /* floats */
+    size_t off;       /* where it starts in Model.params (set by model_plan) */
+} LayerParam;
+
 /* Layer.inputs[k]: the index of the producing layer, or LAYER_INPUT for the model's input. */
 #define LAYER_INPUT (-1)
 
@@ -130,14 +161,19 @@ typedef struct Layer {
         RotationCfg rotation;
         ZoomCfg zoom;
         PreprocessCfg pre;
+        BatchNormCfg bn;
     } u;
 
     /* plan, filled by the kind's plan() and model_plan() */
     Shape in, out;            /* in: of inputs[0]; in_shapes: of each input (in_shapes[0] == in) */
     Shape in_shapes[LAYER_MAX_INPUTS];
     int pad_top, pad_left;    /* implicit zero padding before the first row/column */
-    size_t n_weight, n_bias;  /* parameter counts */
-    size_t param_off;         /* weights start here in the parameter buffer; bias follows */
+    /* parameter tensors, declared by plan() with layer_param_add: the layer's weights lie
+     * contiguous at Model.params + param_off in this order, its state after every layer's
+     * weights (Model.state_lo) */
+    int n_param;
+    LayerParam param[LAYER_MAX_PARAMS];
+    size_t param_off;         /* first weight in the parameter buffer */
     size_t aux_per_sample;    /* bytes of forward state per sample kept for backward */
     size_t aux_off;           /* offset into the model's aux arena */
     size_t ws_per_sample;     /* workspace floats per sample of the batch */
@@ -150,9 +186,23 @@ typedef struct Layer {
 } Layer;
 
 /* What a forward or backward call may touch besides its input and output. */
+/* A sum over every rank's samples (SyncBatchNorm): buf[0..n) is replaced by the sum of all
+ * ranks' buf. */
+typedef void (*LayerAllreduce)(void *arg, double *buf, int n);
+
 typedef struct {
-    const float *w, *b; /* this layer's weights and bias (NULL when it has none) */
-    float *dw, *db;     /* gradients to ADD into; NULL when the layer is frozen */
+    /* The layer's parameter tensors in L->param order: p[i] the values, dp[i] the gradient to ADD
+     * into (NULL for state and when the layer is frozen), st[i] writable state (NULL for a
+     * weight). w, b, dw, db alias p[0], p[1], dp[0], dp[1] for kernel-and-bias kinds (NULL when
+     * absent). */
+    const float *p[LAYER_MAX_PARAMS];
+    float *dp[LAYER_MAX_PARAMS];
+    float *st[LAYER_MAX_PARAMS];
+    const float *w, *b;
+    float *dw, *db;
+    /* Sums across ranks for kinds with LAYER_F_COLLECTIVE; NULL: one process, sums are local. */
+    LayerAllreduce allreduce;
+    void *allreduce_arg;
     void *aux;          /* N * aux_per_sample bytes, written by forward, read by backward */
     float *ws;          /* N * ws_per_sample + ws_fixed floats of scratch */
     int training;       /* dropout and augmentation act only when set */
@@ -180,8 +230,9 @@ typedef struct {
     int (*configure)(Layer *L, struct IniFile *ini, struct Section *sec, Err *e);
     /* Given L->in, set L->out and the parameter/aux/workspace sizes; 0 or -1 with e set. */
     int (*plan)(Layer *L, Err *e);
-    /* Initialise weights and bias (may be NULL for kinds without parameters). */
-    void (*init)(const Layer *L, float *w, float *b, Rng *rng);
+    /* Initialise the parameter tensors p[i] (L->param order), as Keras's default initialisers
+     * do (NULL for kinds without parameters). */
+    void (*init)(const Layer *L, float *const *p, Rng *rng);
     /* out: (N, out), in: (N, in) */
     void (*forward)(const Layer *L, const LayerCtx *c, float *out, const float *in, int N);
     /* din: (N, in) overwritten, or NULL when no input gradient is needed;
@@ -192,14 +243,40 @@ typedef struct {
     void (*release)(Layer *L);
     /* 1: plan() chooses in_fmt/out_fmt itself (it may read nChw16c); 0: NHWC in and out. */
     int own_layout;
+    /* What the kind is, for the trainer, the feature cache and the importers (LAYER_F_*). */
+    unsigned flags;
 } LayerOps;
+
+/* LayerOps.flags */
+enum {
+    LAYER_F_RANDOM = 1u << 0,      /* random in training (dropout, augmentation): keyed streams */
+    LAYER_F_AUGMENT = 1u << 1,     /* image augmentation: must come before every weight */
+    LAYER_F_BATCH = 1u << 2,       /* training output depends on the whole batch (BN) */
+    LAYER_F_STATE = 1u << 3,       /* has state updated by training forwards (BN moving stats) */
+    LAYER_F_COLLECTIVE = 1u << 4,  /* its training forward/backward needs LayerCtx.allreduce */
+    LAYER_F_MULTI_INPUT = 1u << 5, /* reads several inputs (Add) */
+};
+
+/* The layer's training forward differs from its inference forward (dropout with rate 0 is the
+ * identity: not random). */
+int layer_is_random(const Layer *L);
+
+/* Declare parameter tensor `name` of L (plan() calls it, in Keras's order); rank dims. */
+void layer_param_add(Layer *L, const char *name, ParamRole role, int rank, int d0, int d1, int d2,
+                     int d3);
+/* Floats of L's weights (every PARAM_WEIGHT tensor), of its state. */
+size_t layer_n_weights(const Layer *L);
+size_t layer_n_state(const Layer *L);
+/* Index of the tensor named name, -1 when none. */
+int layer_param_find(const Layer *L, const char *name);
 
 extern const LayerOps *const layer_ops[LAYER_KIND_COUNT];
 
 /* Per-kind operations, defined in their own source files and gathered in layer_ops. */
 extern const LayerOps conv2d_ops, maxpool2d_ops, flatten_ops, dense_ops, dropout_ops,
     rescaling_ops, random_flip_ops, random_rotation_ops, random_zoom_ops, global_avgpool_ops,
-    preprocess_ops, add_ops;
+    preprocess_ops, add_ops, batchnorm_ops, depthwise_conv2d_ops, separable_conv2d_ops,
+    activation_ops;
 
 /* The activation a layer's forward applies itself (linear when the loss applies it). */
 static inline Activation layer_act(const Layer *L) { return L->act_fused ? ACT_LINEAR : L->act; }

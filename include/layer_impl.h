@@ -17,4 +17,14 @@ int layer_configure_window(Layer *L, IniFile *ini, Section *s, const char *windo
 int layer_plan_window(Layer *L, int out_c, Err *e);
 WinGeom layer_window_geom(const Layer *L, int N);
 
+/* The convolution kinds' `algorithm` key (src/conv2d.c). */
+int layer_configure_algorithm(Layer *L, IniFile *ini, Section *s, Err *e);
+struct ConvDesc;
+/* L->conv = a plan of the convolution d with L->conv_algo (DEFAULT: direct where oneDNN is
+ * built, AUTO: the fastest on d's shapes; a [train]-wide choice falls back where it cannot run,
+ * a layer's own does not); sets L->conv_algo to the one run. 0, or -1 with e set. */
+int layer_conv_plan(Layer *L, const struct ConvDesc *d, Err *e);
+/* Frees L->conv. */
+void conv2d_release(Layer *L);
+
 #endif

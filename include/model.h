@@ -3,9 +3,11 @@
  * Plan, then allocate, then compute: model_plan() infers and checks every shape and sizes every
  * buffer without touching memory; model_alloc() makes the buffers (parameters, gradients,
  * activations, gradient ping-pong, forward state, workspace) in one go; the training step then
- * allocates nothing. Parameters of layer l sit at params + layers[l].param_off (weights, then
- * bias), and every trainable parameter lies in [train_lo, n_params) so that one allreduce and
- * one optimizer loop cover them.
+ * allocates nothing. The parameter buffer holds every layer's weights in layer order (layer l's
+ * at params + layers[l].param_off, its tensors in Layer.param order), then from state_lo every
+ * layer's state (BatchNormalization's moving statistics). Every trainable weight lies in
+ * [train_lo, state_lo), so that one allreduce and one optimizer loop cover them; weights files
+ * and checkpoints hold all n_params.
  */
 #ifndef CONVNET_MODEL_H
 #define CONVNET_MODEL_H
@@ -18,8 +20,9 @@ typedef struct {
     Shape input;
     int max_batch;        /* samples per forward/backward call at most */
 
-    size_t n_params;      /* all parameters */
-    size_t train_lo;      /* first parameter of the lowest trainable layer (n_params if none) */
+    size_t n_params;      /* all parameters: weights, then state */
+    size_t state_lo;      /* first state float; weights are [0, state_lo) */
+    size_t train_lo;      /* first parameter of the lowest trainable layer (state_lo if none) */
     int lowest_trainable; /* index of the lowest layer with trainable parameters, or n_layers */
     /* The graph of tensors (src/graph.c): tensor t is the model's input (t = 0) or layer t-1's
      * output, at acts + t_off[t] in layout t_fmt[t], with a copy in the other layout at
@@ -94,11 +97,14 @@ typedef struct {
     int epoch;
     const int64_t *sample_ids; /* global index of each sample, for keyed dropout/augmentation */
     /* Called by model_backward after each layer's backward, top layer first, with that layer's
-     * gradient slice [lo, hi) of m->grads (param_off .. + n_weight + n_bias; empty for layers
+     * gradient slice [lo, hi) of m->grads (param_off .. + layer_n_weights; empty for layers
      * without parameters), which no later layer touches: the slice is final and may be sent
      * while the pass goes on. NULL: no hook. */
     void (*grads_ready)(void *arg, size_t lo, size_t hi);
     void *grads_arg;
+    /* Sums across ranks for layers that need them in training (SyncBatchNorm); NULL: local. */
+    LayerAllreduce allreduce;
+    void *allreduce_arg;
 } PassCtx;
 
 /* Input: write N samples into model_input(m). Returns the last layer's output (N, out):
@@ -117,6 +123,10 @@ size_t model_layer_input_floats(const Model *m, int l);
 /* Back-propagate dlogits (N, out) into m->grads (ADDED) down to the lowest trainable layer. */
 void model_backward(Model *m, const float *dlogits, int N, const PassCtx *p);
 void model_zero_grad(Model *m);
+/* A training pass on a rank that got no samples of the global batch: only the collectives that
+ * the layers (LAYER_F_COLLECTIVE) make in model_forward and model_backward, in the same order, so
+ * that the other ranks' passes complete. */
+void model_collectives_idle(Model *m, const PassCtx *p);
 /* Floats of activations and gradient buffers together (the summary's memory line). */
 size_t model_activation_floats(const Model *m);
 /* Where each layer with parameters starts in the parameter (and gradient) buffer, ascending, into

@@ -136,7 +136,6 @@ static int aug_plan(Layer *L, Err *e) {
         return -1;
     }
     L->out = L->in;
-    L->n_weight = L->n_bias = 0;
     L->aux_per_sample = 0;
     L->ws_per_sample = 0;
     L->trainable = 0;
@@ -280,11 +279,12 @@ static void aug_forward(const Layer *L, const LayerCtx *c, float *out, const flo
 }
 
 const LayerOps random_flip_ops = {"random_flip", "RandomFlip", flip_configure, aug_plan, NULL,
-                                  aug_forward, aug_backward, NULL, 0};
+                                  aug_forward, aug_backward, NULL, 0, LAYER_F_RANDOM | LAYER_F_AUGMENT};
 const LayerOps random_rotation_ops = {"random_rotation", "RandomRotation", rotation_configure,
-                                      aug_plan, NULL, aug_forward, aug_backward, NULL, 0};
+                                      aug_plan, NULL, aug_forward, aug_backward, NULL, 0,
+                                      LAYER_F_RANDOM | LAYER_F_AUGMENT};
 const LayerOps random_zoom_ops = {"random_zoom", "RandomZoom", zoom_configure, aug_plan, NULL,
-                                  aug_forward, aug_backward, NULL, 0};
+                                  aug_forward, aug_backward, NULL, 0, LAYER_F_RANDOM | LAYER_F_AUGMENT};
 
 /* ---------------------------------------------------------------- preview */
 

@@ -161,15 +161,20 @@ double conv_algo_time(ConvAlgoId id, const ConvDesc *d, int reps, int forward_on
 
 /* ---- the layer ---- */
 
-static int conv2d_configure(Layer *L, IniFile *ini, Section *s, Err *e) {
+int layer_configure_algorithm(Layer *L, IniFile *ini, Section *s, Err *e) {
     static const char *const names[] = {"default", "auto", "im2col", "direct", "winograd", NULL};
     int algo;
-    if (sec_get_int(ini, s, "filters", 1, 0, 1, 1 << 16, &L->units, e)) return -1;
-    if (layer_configure_window(L, ini, s, "kernel_size", 0, e)) return -1;
     if (sec_get_enum(ini, s, "algorithm", 0, 0, names, &algo, e)) return -1;
     /* names[i] is ConvAlgoId i - 2 */
     L->conv_algo = (ConvAlgoId)(algo - 2);
     L->conv_algo_strict = algo >= 2;
+    return 0;
+}
+
+static int conv2d_configure(Layer *L, IniFile *ini, Section *s, Err *e) {
+    if (sec_get_int(ini, s, "filters", 1, 0, 1, 1 << 16, &L->units, e)) return -1;
+    if (layer_configure_window(L, ini, s, "kernel_size", 0, e)) return -1;
+    if (layer_configure_algorithm(L, ini, s, e)) return -1;
     return layer_configure_common(L, ini, s, e);
 }
 
@@ -187,20 +192,16 @@ static ConvAlgoId conv2d_tune(const ConvDesc *d, int forward_only) {
     return best;
 }
 
-static void conv2d_release(Layer *L) {
+void conv2d_release(Layer *L) {
     if (!L->conv) return;
     conv_plan_free(L->conv);
     free(L->conv);
     L->conv = NULL;
 }
 
-static int conv2d_plan(Layer *L, Err *e) {
-    if (layer_plan_window(L, L->units, e)) return -1;
-    L->n_weight = (size_t)L->kh * L->kw * L->in.c * L->units;
-    L->n_bias = L->use_bias ? (size_t)L->units : 0;
+int layer_conv_plan(Layer *L, const ConvDesc *dp, Err *e) {
+    const ConvDesc d = *dp;
     conv2d_release(L);
-    ConvDesc d = {layer_window_geom(L, L->max_batch > 0 ? L->max_batch : 1), layer_act(L), L->use_bias,
-                  L->in_fmt};
     ConvAlgoId id = L->conv_algo;
     if (id == CONV_ALGO_DEFAULT) id = conv_algo_get(CONV_ALGO_DIRECT) ? CONV_ALGO_DIRECT : CONV_ALGO_IM2COL;
     if (id == CONV_ALGO_AUTO) id = conv2d_tune(&d, !L->trainable);
@@ -221,6 +222,16 @@ static int conv2d_plan(Layer *L, Err *e) {
         why.msg[0] = 0;
     }
     L->conv_algo = id;
+    return 0;
+}
+
+static int conv2d_plan(Layer *L, Err *e) {
+    if (layer_plan_window(L, L->units, e)) return -1;
+    layer_param_add(L, "kernel", PARAM_WEIGHT, 4, L->kh, L->kw, L->in.c, L->units);
+    if (L->use_bias) layer_param_add(L, "bias", PARAM_WEIGHT, 1, L->units, 0, 0, 0);
+    ConvDesc d = {layer_window_geom(L, L->max_batch > 0 ? L->max_batch : 1), layer_act(L), L->use_bias,
+                  L->in_fmt};
+    if (layer_conv_plan(L, &d, e)) return -1;
     L->in_fmt = L->conv->d.in_fmt;
     L->out_fmt = L->conv->out_fmt;
     size_t B = (size_t)(L->max_batch > 0 ? L->max_batch : 1);
@@ -229,10 +240,10 @@ static int conv2d_plan(Layer *L, Err *e) {
     return 0;
 }
 
-static void conv2d_init(const Layer *L, float *w, float *b, Rng *rng) {
+static void conv2d_init(const Layer *L, float *const *p, Rng *rng) {
     int rf = L->kh * L->kw;
-    init_glorot_uniform(w, L->n_weight, rf * L->in.c, rf * L->units, rng);
-    if (b) memset(b, 0, L->n_bias * sizeof *b);
+    init_glorot_uniform(p[0], L->param[0].n, rf * L->in.c, rf * L->units, rng);
+    if (L->use_bias) memset(p[1], 0, L->param[1].n * sizeof *p[1]);
 }
 
 static void conv2d_layer_forward(const Layer *L, const LayerCtx *c, float *out, const float *in,
@@ -256,4 +267,4 @@ static void conv2d_layer_backward(const Layer *L, const LayerCtx *c, float *din,
 }
 
 const LayerOps conv2d_ops = {"conv2d", "Conv2D", conv2d_configure, conv2d_plan, conv2d_init,
-                             conv2d_layer_forward, conv2d_layer_backward, conv2d_release, 1};
+                             conv2d_layer_forward, conv2d_layer_backward, conv2d_release, 1, 0};

@@ -202,7 +202,7 @@ int darknet_load_weights(const DarknetImport *imp, Model *m, Err *e) {
         }
         const float *bias = tmp, *scale = tmp + n, *mean = tmp + 2 * n, *var = tmp + 3 * n;
         const float *wsrc = tmp + (imp->has_bn[i] ? 4 * n : n);
-        float *w = m->params + L->param_off, *b = w + L->n_weight;
+        float *w = m->params + L->param[0].off, *b = m->params + L->param[1].off;
         for (int o = 0; o < n; o++) {
             /* y = (conv - mean) / (sqrt(var) + 1e-6) * scale + bias  ->  conv * s + (bias - mean s) */
             double s = imp->has_bn[i] ? scale[o] / (sqrt((double)var[o]) + 1e-6) : 1.0;

@@ -127,15 +127,14 @@ static int write_keras2(hid_t f, const Model *m) {
             rc = -1;
             break;
         }
-        char wn[2][128];
-        char *wv[2] = {wn[0], wn[1]};
-        int nw = L->n_weight ? 1 + (L->n_bias > 0) : 0;
-        snprintf(wn[0], sizeof wn[0], "%s/kernel:0", L->name);
-        snprintf(wn[1], sizeof wn[1], "%s/bias:0", L->name);
-        rc |= put_str_list(g, "weight_names", wv, nw);
-        const float *p = m->params + L->param_off;
-        if (nw > 0) rc |= put_weight(g, wn[0], L, 0, p);
-        if (nw > 1) rc |= put_weight(g, wn[1], L, 1, p + L->n_weight);
+        char wn[LAYER_MAX_PARAMS][128];
+        char *wv[LAYER_MAX_PARAMS];
+        for (int k = 0; k < L->n_param; k++) {
+            snprintf(wn[k], sizeof wn[k], "%s/%s:0", L->name, L->param[k].name);
+            wv[k] = wn[k];
+        }
+        rc |= put_str_list(g, "weight_names", wv, L->n_param);
+        for (int k = 0; k < L->n_param; k++) rc |= put_weight(g, wn[k], L, k, m->params + L->param[k].off);
         H5Gclose(g);
     }
     free(list);
@@ -156,9 +155,11 @@ static int write_keras3(hid_t f, const Model *m) {
         hid_t g = H5Gcreate2(layers, names[i], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         hid_t vars = g >= 0 ? H5Gcreate2(g, "vars", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) : -1;
         if (vars < 0) rc = -1;
-        const float *p = m->params + L->param_off;
-        if (!rc && L->n_weight) rc |= put_weight(vars, "0", L, 0, p);
-        if (!rc && L->n_weight && L->n_bias) rc |= put_weight(vars, "1", L, 1, p + L->n_weight);
+        for (int k = 0; k < L->n_param && !rc; k++) {
+            char dname[8];
+            snprintf(dname, sizeof dname, "%d", k);
+            rc |= put_weight(vars, dname, L, k, m->params + L->param[k].off);
+        }
         if (vars >= 0) H5Gclose(vars);
         if (g >= 0) H5Gclose(g);
     }
@@ -172,7 +173,7 @@ static int write_keras3(hid_t f, const Model *m) {
 int export_keras_h5(const Model *m, const char *path, int keras3, Err *e) {
     for (int l = 0; l < m->n_layers; l++) {
         const Layer *L = &m->layers[l];
-        if (L->n_weight + L->n_bias && !keras_weight_dims(L, 0, (unsigned long long[4]){0})) {
+        if (L->n_param && !keras3_class_key(L->kind)) {
             err_set(e, "export: layer '%s' (%s): its weights have no Keras layout here", L->name,
                     layer_ops[L->kind]->keras_name);
             return -1;

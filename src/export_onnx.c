@@ -229,6 +229,59 @@ static int emit_conv(Graph *g, const Layer *L, const float *w, const float *b, E
     return 0;
 }
 
+/* Depthwise Conv (group = C) with L's window: kernel (KH, KW, C, 1) -> (C, 1, KH, KW). */
+static int emit_depthwise(Graph *g, const Layer *L, const float *w, const float *b, const char *out, Err *e) {
+    const int KH = L->kh, KW = L->kw, C = L->in.c;
+    float *t = xmalloc((size_t)C * KH * KW * sizeof *t);
+    for (int kh = 0; kh < KH; kh++)
+        for (int kw = 0; kw < KW; kw++)
+            for (int c = 0; c < C; c++) t[((size_t)c * KH + kh) * KW + kw] = w[((size_t)kh * KW + kw) * C + c];
+    int64_t dims[4] = {C, 1, KH, KW}, bd[1] = {C};
+    const char *in[3] = {g->cur, add_tensor(g, gstr(g, "%s_depthwise_kernel", L->name), dims, 4, t), NULL};
+    free(t);
+    if (b) in[2] = add_tensor(g, gstr(g, "%s_bias", L->name), bd, 1, b);
+    Onnx__AttributeProto *at[4];
+    if (window_attrs(g, L, at)) {
+        err_set(e, "export onnx: layer '%s': its padding has no ONNX Conv equivalent", L->name);
+        return -1;
+    }
+    at[3] = attr_int(g, "group", C);
+    add_node(g, "Conv", out, in, b ? 3 : 2, at, 4);
+    return 0;
+}
+
+/* SeparableConv2D: the depthwise Conv, then a 1x1 Conv with pointwise_kernel (1, 1, C, OC). */
+static int emit_separable(Graph *g, const Layer *L, const float *const *p, Err *e) {
+    if (emit_depthwise(g, L, p[0], NULL, gstr(g, "%s_depthwise", L->name), e)) return -1;
+    const int C = L->in.c, OC = L->units;
+    float *t = xmalloc((size_t)OC * C * sizeof *t);
+    for (int c = 0; c < C; c++)
+        for (int o = 0; o < OC; o++) t[(size_t)o * C + c] = p[1][(size_t)c * OC + o];
+    int64_t dims[4] = {OC, C, 1, 1}, bd[1] = {OC}, one[2] = {1, 1};
+    const char *in[3] = {g->cur, add_tensor(g, gstr(g, "%s_pointwise_kernel", L->name), dims, 4, t), NULL};
+    free(t);
+    if (L->use_bias) in[2] = add_tensor(g, gstr(g, "%s_bias", L->name), bd, 1, p[2]);
+    Onnx__AttributeProto *at = attr_ints(g, "kernel_shape", one, 2);
+    add_node(g, "Conv", L->name, in, L->use_bias ? 3 : 2, &at, 1);
+    activation(g, L);
+    return 0;
+}
+
+/* BatchNormalization in inference mode: the moving statistics; gamma 1 / beta 0 when absent. */
+static void emit_batchnorm(Graph *g, const Layer *L, const float *const *p) {
+    const int C = L->in.c, has_g = L->u.bn.scale, has_b = L->u.bn.center, mi = has_g + has_b;
+    float *ones = xmalloc((size_t)C * sizeof *ones), *zeros = xcalloc((size_t)C, sizeof *zeros);
+    for (int c = 0; c < C; c++) ones[c] = 1.0f;
+    int64_t d[1] = {C};
+    const char *in[5] = {g->cur, add_tensor(g, gstr(g, "%s_gamma", L->name), d, 1, has_g ? p[0] : ones),
+                         add_tensor(g, gstr(g, "%s_beta", L->name), d, 1, has_b ? p[has_g] : zeros),
+                         add_tensor(g, gstr(g, "%s_moving_mean", L->name), d, 1, p[mi]),
+                         add_tensor(g, gstr(g, "%s_moving_variance", L->name), d, 1, p[mi + 1])};
+    free(ones), free(zeros);
+    Onnx__AttributeProto *at = attr_float(g, "epsilon", L->u.bn.epsilon);
+    add_node(g, "BatchNormalization", L->name, in, 5, &at, 1);
+}
+
 /* Gemm with B = the kernel transposed to (UNITS, IN) and transB = 1: OpenCV 4.6's importer
  * reads a constant B as (outputs, inputs) whatever transB says. */
 static void emit_dense(Graph *g, const Layer *L, const float *w, const float *b) {
@@ -270,12 +323,32 @@ static void flatten(Graph *g, const char *base) {
     g->layout = 2;
 }
 
-static int emit_layer(Graph *g, const Model *m, const Layer *L, Err *e) {
-    const float *w = L->n_weight ? m->params + L->param_off : NULL;
-    const float *b = L->n_bias ? m->params + L->param_off + L->n_weight : NULL;
+/* names: the ONNX tensor of each of L's inputs (names[0] is g->cur) */
+static int emit_layer(Graph *g, const Model *m, const Layer *L, const char *const *names, Err *e) {
+    const float *p[LAYER_MAX_PARAMS] = {0};
+    for (int i = 0; i < L->n_param; i++) p[i] = m->params + L->param[i].off;
+    const float *w = p[0], *b = p[1];
     switch (L->kind) {
     case LAYER_CONV2D:
         return emit_conv(g, L, w, b, e);
+    case LAYER_DEPTHWISE_CONV2D:
+        if (emit_depthwise(g, L, w, L->use_bias ? b : NULL, L->name, e)) return -1;
+        activation(g, L);
+        return 0;
+    case LAYER_SEPARABLE_CONV2D:
+        return emit_separable(g, L, p, e);
+    case LAYER_BATCHNORM:
+        emit_batchnorm(g, L, p);
+        return 0;
+    case LAYER_ACTIVATION:
+        activation(g, L);
+        return 0;
+    case LAYER_ADD:
+        for (int k = 1; k < graph_n_inputs(L); k++) {
+            const char *in[2] = {g->cur, names[k]};
+            add_node(g, "Add", k + 1 == graph_n_inputs(L) ? L->name : gstr(g, "%s_%d", L->name, k), in, 2, NULL, 0);
+        }
+        return 0;
     case LAYER_MAXPOOL2D: {
         Onnx__AttributeProto *at[3];
         if (window_attrs(g, L, at)) {
@@ -360,15 +433,27 @@ static int build_graph(Graph *g, const Model *m, const Job *job, Err *e) {
     affine(g, "data", job ? job->data.scale : 1.0f, job ? job->data.offset : 0.0f);
     transpose(g, "input_nchw", to_nchw);
     g->layout = 1;
+    /* each tensor's ONNX name and layout (t = 0 the input, t = l + 1 layer l's output) */
+    const char **t_name = galloc(g, ((size_t)m->n_layers + 1) * sizeof *t_name);
+    int *t_layout = galloc(g, ((size_t)m->n_layers + 1) * sizeof *t_layout);
+    t_name[0] = g->cur;
+    t_layout[0] = g->layout;
     for (int l = 0; l < m->n_layers; l++) {
         const Layer *L = &m->layers[l];
-        /* the translation follows a chain; a graph (inputs = ...) would be wired wrongly */
-        if (!graph_reads_previous_only(L, l)) {
-            err_set(e, "export onnx: layer '%s' reads other layers than the one above it (inputs = ...); "
-                       "graph models are not exported to ONNX yet", L->name);
-            return -1;
+        const char *names[LAYER_MAX_INPUTS];
+        for (int k = 0; k < graph_n_inputs(L); k++) {
+            int t = graph_input(L, l, k) + 1;
+            names[k] = t_name[t];
+            if (t_layout[t] != t_layout[graph_input(L, l, 0) + 1]) {
+                err_set(e, "export onnx: layer '%s' adds tensors of different ONNX layouts", L->name);
+                return -1;
+            }
         }
-        if (emit_layer(g, m, L, e)) return -1;
+        g->cur = names[0];
+        g->layout = t_layout[graph_input(L, l, 0) + 1];
+        if (emit_layer(g, m, L, names, e)) return -1;
+        t_name[l + 1] = g->cur;
+        t_layout[l + 1] = g->layout;
     }
     if (g->layout != 2) flatten(g, "output_flatten");
     if (os.c == 1)

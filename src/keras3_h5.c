@@ -20,6 +20,11 @@ const char *keras3_class_key(LayerKind kind) {
         [LAYER_RANDOM_ZOOM] = "random_zoom",
         [LAYER_GLOBAL_AVGPOOL] = "global_average_pooling2d",
         [LAYER_PREPROCESS] = NULL,
+        [LAYER_ADD] = "add",
+        [LAYER_BATCHNORM] = "batch_normalization",
+        [LAYER_DEPTHWISE_CONV2D] = "depthwise_conv2d",
+        [LAYER_SEPARABLE_CONV2D] = "separable_conv2d",
+        [LAYER_ACTIVATION] = "activation",
     };
     return (int)kind >= 0 && kind < LAYER_KIND_COUNT ? keys[kind] : NULL;
 }
@@ -39,21 +44,17 @@ void keras3_layer_keys(const Model *m, char (*keys)[64]) {
 }
 
 int keras_weight_dims(const Layer *L, int which, unsigned long long *dims) {
-    if (L->kind != LAYER_CONV2D && L->kind != LAYER_DENSE) return 0;
-    if (which == 1) {
-        dims[0] = (unsigned long long)L->units;
-        return 1;
-    }
-    if (L->kind == LAYER_CONV2D) {
-        dims[0] = (unsigned long long)L->kh;
-        dims[1] = (unsigned long long)L->kw;
-        dims[2] = (unsigned long long)L->in.c;
-        dims[3] = (unsigned long long)L->units;
-        return 4;
-    }
-    dims[0] = (unsigned long long)L->in.c;
-    dims[1] = (unsigned long long)L->units;
-    return 2;
+    if (which < 0 || which >= L->n_param) return 0;
+    for (int i = 0; i < L->param[which].rank; i++) dims[i] = (unsigned long long)L->param[which].dims[i];
+    return L->param[which].rank;
+}
+
+/* "kernel, bias" or "gamma, beta, moving_mean, moving_variance": L's weights in Keras's order */
+void keras_weight_list(const Layer *L, char *buf, size_t n) {
+    size_t at = 0;
+    buf[0] = 0;
+    for (int i = 0; i < L->n_param && at < n; i++)
+        at += (size_t)snprintf(buf + at, n - at, "%s%s", i ? ", " : "", L->param[i].name);
 }
 
 #if CONVNET_HDF5
@@ -76,7 +77,7 @@ static int read_var(hid_t vars, const char *gpath, const Layer *L, int which, fl
     int want_rank = keras_weight_dims(L, which, want);
     hsize_t dims[H5S_MAX_RANK];
     char got_s[160], want_s[160];
-    const char *what = which ? "bias" : "kernel";
+    const char *what = L->param[which].name;
     if (d < 0) {
         err_set(e, "%s: layer '%s': dataset %s/vars/%s (its %s) is missing or not a dataset",
                 file, L->name, gpath, dname, what);
@@ -162,19 +163,20 @@ static herr_t load_child(hid_t layers, const char *key, const H5L_info_t *info, 
                       "keys are class names numbered in layer order: conv2d, conv2d_1, dense, ...)",
                 w->file, gpath, n);
         rc = -1;
-    } else if (L->n_weight + L->n_bias == 0) {
+    } else if (L->n_param == 0) {
         err_set(w->e, "%s: %s has %ld weights but the job's layer '%s' (%s) has no parameters",
                 w->file, gpath, n, L->name, layer_ops[L->kind]->keras_name);
         rc = -1;
-    } else if (n != 1 + (L->n_bias > 0)) {
-        err_set(w->e, "%s: %s has %ld weights, the job's layer '%s' (%s) has %d (%s)", w->file,
-                gpath, n, L->name, layer_ops[L->kind]->keras_name, 1 + (L->n_bias > 0),
-                L->n_bias ? "kernel, bias" : "kernel; use_bias = false");
+    } else if (n != L->n_param) {
+        char list[160];
+        keras_weight_list(L, list, sizeof list);
+        err_set(w->e, "%s: %s has %ld weights, the job's layer '%s' (%s) has %d (%s%s)", w->file,
+                gpath, n, L->name, layer_ops[L->kind]->keras_name, L->n_param, list,
+                layer_param_find(L, "bias") < 0 && layer_param_find(L, "gamma") < 0 ? "; use_bias = false" : "");
         rc = -1;
     } else {
-        float *p = w->m->params + L->param_off;
-        rc = read_var(vars, gpath, L, 0, p, w->file, w->e);
-        if (rc == 0 && L->n_bias) rc = read_var(vars, gpath, L, 1, p + L->n_weight, w->file, w->e);
+        for (int i = 0; i < L->n_param && rc == 0; i++)
+            rc = read_var(vars, gpath, L, i, w->m->params + L->param[i].off, w->file, w->e);
         w->loaded += rc == 0;
     }
     if (vars >= 0) H5Gclose(vars);

@@ -130,26 +130,12 @@ static void format_dims(char *buf, size_t n, const hsize_t *dims, int rank) {
     if (at < n) snprintf(buf + at, n - at, rank == 1 ? ",)" : ")");
 }
 
-/* The shape weight `which` (0 kernel, 1 bias) of L must have in the file; its rank, 0 when the
- * layer kind has no Keras layout here. */
+/* The shape L's parameter tensor `which` must have in the file (Keras's); its rank. */
 static int expected_dims(const Layer *L, int which, hsize_t *dims) {
-    if (which == 1) {
-        dims[0] = (hsize_t)L->units;
-        return 1;
-    }
-    if (L->kind == LAYER_CONV2D) {
-        dims[0] = (hsize_t)L->kh;
-        dims[1] = (hsize_t)L->kw;
-        dims[2] = (hsize_t)L->in.c;
-        dims[3] = (hsize_t)L->units;
-        return 4;
-    }
-    if (L->kind == LAYER_DENSE) {
-        dims[0] = (hsize_t)L->in.c;
-        dims[1] = (hsize_t)L->units;
-        return 2;
-    }
-    return 0;
+    unsigned long long d[4];
+    int rank = keras_weight_dims(L, which, d);
+    for (int i = 0; i < rank; i++) dims[i] = (hsize_t)d[i];
+    return rank;
 }
 
 /* Dataset group/wname into dst, after checking its type and shape against layer L. */
@@ -158,7 +144,7 @@ static int load_dataset(hid_t group, const char *wname, const Layer *L, int whic
     hid_t d = H5Dopen2(group, wname, H5P_DEFAULT);
     hid_t type = d >= 0 ? H5Dget_type(d) : -1;
     hid_t space = d >= 0 ? H5Dget_space(d) : -1;
-    const char *what = which ? "bias" : "kernel";
+    const char *what = L->param[which].name;
     int rc = -1;
     hsize_t dims[H5S_MAX_RANK], want[4];
     int rank = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
@@ -186,9 +172,8 @@ static int load_dataset(hid_t group, const char *wname, const Layer *L, int whic
     } else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0) {
         err_set(e, "%s: layer '%s': cannot read dataset '%s/%s' (truncated or damaged file?)",
                 file, L->name, L->name, wname);
-    } else if (floats_first_nonfinite(dst, which ? L->n_bias : L->n_weight) <
-               (which ? L->n_bias : L->n_weight)) {
-        size_t n = which ? L->n_bias : L->n_weight, bad = floats_first_nonfinite(dst, n);
+    } else if (floats_first_nonfinite(dst, L->param[which].n) < L->param[which].n) {
+        size_t n = L->param[which].n, bad = floats_first_nonfinite(dst, n);
         err_set(e, "%s: layer '%s': dataset '%s/%s' (%s) holds a non-finite value (%g, value %zu "
                    "of %zu): refusing to train from it",
                 file, L->name, L->name, wname, what, (double)dst[bad], bad, n);
@@ -243,25 +228,23 @@ static int load_layer(hid_t root, const char *lname, Model *m, const char *file,
         err_set(e, "%s: layer '%s' has weights in the file but the job has no layer of that name",
                 file, lname);
         rc = -1;
-    } else if (L->n_weight + L->n_bias == 0) {
+    } else if (L->n_param == 0) {
         err_set(e, "%s: layer '%s' has weights in the file but the job's layer of that name (%s) "
                    "has no parameters",
                 file, lname, layer_ops[L->kind]->keras_name);
         rc = -1;
-    } else if (w.n != 1 + (L->n_bias > 0)) {
-        err_set(e, "%s: layer '%s' has %d weights in the file (%s%s%s), the job's %s has %d (%s)",
-                file, lname, w.n, w.v[0], w.n > 1 ? ", " : "", w.n > 1 ? w.v[1] : "",
-                layer_ops[L->kind]->keras_name, 1 + (L->n_bias > 0),
-                L->n_bias ? "kernel, bias" : "kernel; use_bias = false");
-        rc = -1;
-    } else if (!expected_dims(L, 0, (hsize_t[4]){0})) {
-        err_set(e, "%s: layer '%s': importing %s weights is not supported", file, lname,
-                layer_ops[L->kind]->keras_name);
+    } else if (w.n != L->n_param) {
+        char list[160];
+        keras_weight_list(L, list, sizeof list);
+        err_set(e, "%s: layer '%s' has %d weights in the file (%s%s%s%s), the job's %s has %d (%s%s)",
+                file, lname, w.n, w.v[0], w.n > 1 ? ", " : "", w.n > 1 ? w.v[1] : "", w.n > 2 ? ", ..." : "",
+                layer_ops[L->kind]->keras_name, L->n_param, list,
+                layer_param_find(L, "bias") < 0 && layer_param_find(L, "gamma") < 0 ? "; use_bias = false" : "");
         rc = -1;
     } else {
-        float *params = m->params + L->param_off;
-        rc = load_dataset(g, w.v[0], L, 0, params, file, e);
-        if (rc == 0 && L->n_bias) rc = load_dataset(g, w.v[1], L, 1, params + L->n_weight, file, e);
+        /* by position, in Keras's order (kernel, bias; gamma, beta, moving_mean, moving_variance) */
+        for (int i = 0; i < L->n_param && rc == 0; i++)
+            rc = load_dataset(g, w.v[i], L, i, m->params + L->param[i].off, file, e);
         if (rc == 0) rc = 1;
     }
     strlist_free(&w);

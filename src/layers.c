@@ -20,7 +20,47 @@ const LayerOps *const layer_ops[LAYER_KIND_COUNT] = {
     [LAYER_GLOBAL_AVGPOOL] = &global_avgpool_ops,
     [LAYER_PREPROCESS] = &preprocess_ops,
     [LAYER_ADD] = &add_ops,
+    [LAYER_BATCHNORM] = &batchnorm_ops,
+    [LAYER_DEPTHWISE_CONV2D] = &depthwise_conv2d_ops,
+    [LAYER_SEPARABLE_CONV2D] = &separable_conv2d_ops,
+    [LAYER_ACTIVATION] = &activation_ops,
 };
+
+int layer_is_random(const Layer *L) {
+    if (L->kind == LAYER_DROPOUT) return L->u.dropout.rate > 0;
+    return (layer_ops[L->kind]->flags & LAYER_F_RANDOM) != 0;
+}
+
+void layer_param_add(Layer *L, const char *name, ParamRole role, int rank, int d0, int d1, int d2,
+                     int d3) {
+    CHECK(L->n_param < LAYER_MAX_PARAMS && rank >= 1 && rank <= 4);
+    LayerParam *P = &L->param[L->n_param++];
+    const int d[4] = {d0, d1, d2, d3};
+    P->name = name;
+    P->role = role;
+    P->rank = rank;
+    P->n = 1;
+    for (int i = 0; i < 4; i++) {
+        P->dims[i] = i < rank ? d[i] : 0;
+        if (i < rank) P->n *= (size_t)d[i];
+    }
+    P->off = 0;
+}
+
+static size_t param_floats(const Layer *L, ParamRole role) {
+    size_t n = 0;
+    for (int i = 0; i < L->n_param; i++)
+        if (L->param[i].role == role) n += L->param[i].n;
+    return n;
+}
+size_t layer_n_weights(const Layer *L) { return param_floats(L, PARAM_WEIGHT); }
+size_t layer_n_state(const Layer *L) { return param_floats(L, PARAM_STATE); }
+
+int layer_param_find(const Layer *L, const char *name) {
+    for (int i = 0; i < L->n_param; i++)
+        if (!strcmp(L->param[i].name, name)) return i;
+    return -1;
+}
 
 const char *layer_where(const Layer *L, char *buf, size_t n) {
     if (L->file)
@@ -134,14 +174,14 @@ static int dense_plan(Layer *L, Err *e) {
         return -1;
     }
     L->out = (Shape){1, 1, L->units, 1};
-    L->n_weight = (size_t)L->in.c * L->units;
-    L->n_bias = L->use_bias ? (size_t)L->units : 0;
+    layer_param_add(L, "kernel", PARAM_WEIGHT, 2, L->in.c, L->units, 0, 0);
+    if (L->use_bias) layer_param_add(L, "bias", PARAM_WEIGHT, 1, L->units, 0, 0, 0);
     return 0;
 }
 
-static void dense_init(const Layer *L, float *w, float *b, Rng *rng) {
-    init_glorot_uniform(w, L->n_weight, L->in.c, L->units, rng);
-    if (b) memset(b, 0, L->n_bias * sizeof *b);
+static void dense_init(const Layer *L, float *const *p, Rng *rng) {
+    init_glorot_uniform(p[0], L->param[0].n, L->in.c, L->units, rng);
+    if (L->use_bias) memset(p[1], 0, L->param[1].n * sizeof *p[1]);
 }
 
 static void dense_layer_forward(const Layer *L, const LayerCtx *c, float *out, const float *in,
@@ -157,7 +197,7 @@ static void dense_layer_backward(const Layer *L, const LayerCtx *c, float *din, 
 }
 
 const LayerOps dense_ops = {"dense", "Dense", dense_configure, dense_plan, dense_init,
-                            dense_layer_forward, dense_layer_backward, NULL, 0};
+                            dense_layer_forward, dense_layer_backward, NULL, 0, 0};
 
 /* ---- MaxPooling2D ---- */
 
@@ -251,7 +291,7 @@ static void maxpool2d_layer_backward(const Layer *L, const LayerCtx *c, float *d
 
 const LayerOps maxpool2d_ops = {"maxpooling2d", "MaxPooling2D", maxpool2d_configure,
                                 maxpool2d_plan, NULL, maxpool2d_layer_forward,
-                                maxpool2d_layer_backward, NULL, 1};
+                                maxpool2d_layer_backward, NULL, 1, 0};
 
 /* ---- Flatten and other shape-preserving layers ---- */
 
@@ -280,7 +320,7 @@ static void copy_backward(const Layer *L, const LayerCtx *c, float *din, float *
 }
 
 const LayerOps flatten_ops = {"flatten", "Flatten", no_keys, flatten_plan, NULL, copy_forward,
-                              copy_backward, NULL, 0};
+                              copy_backward, NULL, 0, 0};
 
 /* ---- Dropout: inverted dropout, the mask keyed on (seed, epoch, layer, sample) ---- */
 
@@ -332,7 +372,7 @@ static void dropout_backward(const Layer *L, const LayerCtx *c, float *din, floa
 }
 
 const LayerOps dropout_ops = {"dropout", "Dropout", dropout_configure, dropout_plan, NULL,
-                              dropout_forward, dropout_backward, NULL, 0};
+                              dropout_forward, dropout_backward, NULL, 0, LAYER_F_RANDOM};
 
 /* ---- Rescaling: y = x * scale + offset ---- */
 
@@ -360,7 +400,7 @@ static void rescaling_backward(const Layer *L, const LayerCtx *c, float *din, fl
 }
 
 const LayerOps rescaling_ops = {"rescaling", "Rescaling", rescaling_configure, same_shape_plan,
-                                NULL, rescaling_forward, rescaling_backward, NULL, 0};
+                                NULL, rescaling_forward, rescaling_backward, NULL, 0, 0};
 
 /* ---- GlobalAveragePooling2D: (N, H, W, C) -> (N, C), the mean over H x W ---- */
 
@@ -403,7 +443,7 @@ static void global_avgpool_backward(const Layer *L, const LayerCtx *c, float *di
 
 const LayerOps global_avgpool_ops = {"global_average_pooling2d", "GlobalAveragePooling2D", no_keys,
                                      global_avgpool_plan, NULL, global_avgpool_forward,
-                                     global_avgpool_backward, NULL, 0};
+                                     global_avgpool_backward, NULL, 0, 0};
 
 /* ---- Add: the element-wise sum of same-shape inputs (Keras layers.add) ---- */
 
@@ -444,4 +484,35 @@ static void add_backward(const Layer *L, const LayerCtx *c, float *din, float *d
         if (c->dins[k]) memcpy(c->dins[k], dout, total * sizeof *dout);
 }
 
-const LayerOps add_ops = {"add", "Add", no_keys, add_plan, NULL, add_forward, add_backward, NULL, 0};
+const LayerOps add_ops = {"add", "Add", no_keys, add_plan, NULL, add_forward, add_backward, NULL, 0,
+                           LAYER_F_MULTI_INPUT};
+
+/* ---- Activation: y = act(x) (Keras's layers.Activation; softmax only as the last layer) ---- */
+
+static int activation_configure(Layer *L, IniFile *ini, Section *s, Err *e) {
+    static const char *const names[] = {"linear", "relu", "sigmoid", "softmax", "leaky", NULL};
+    int act;
+    if (sec_get_enum(ini, s, "activation", 1, ACT_LINEAR, names, &act, e)) return -1;
+    L->act = (Activation)act;
+    return 0;
+}
+
+static void activation_layer_forward(const Layer *L, const LayerCtx *c, float *out, const float *in,
+                                     int N) {
+    (void)c;
+    const size_t n = (size_t)N * shape_size(L->out);
+    memcpy(out, in, n * sizeof *out);
+    activation_forward(layer_act(L), out, n);
+}
+
+static void activation_layer_backward(const Layer *L, const LayerCtx *c, float *din, float *dout,
+                                      const float *in, const float *out, int N) {
+    (void)c, (void)in;
+    if (!din) return;
+    const size_t n = (size_t)N * shape_size(L->out);
+    activation_backward(layer_act(L), dout, out, n);
+    memcpy(din, dout, n * sizeof *din);
+}
+
+const LayerOps activation_ops = {"activation", "Activation", activation_configure, same_shape_plan,
+                                 NULL, activation_layer_forward, activation_layer_backward, NULL, 0, 0};

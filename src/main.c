@@ -202,7 +202,7 @@ static void cmd_bench(Trainer *t, const Args *a, Dist *d) {
                "\"grad_floats\": %zu, \"grad_buckets\": %d, \"checkpoint_ms\": %.2f, \"peak_rss_mb\": %.1f}\n",
                t->job->name, t->job->train.batch_size, d->size, d->threads, a->steps, a->reps,
                img_s[a->reps / 2], img_s[0], img_s[a->reps - 1], 1e3 * tm.compute / steps,
-               1e3 * tm.comm / steps, -1e3 * last_comm / steps, 1e3 * tm.data / steps, t->model.n_params - t->model.train_lo,
+               1e3 * tm.comm / steps, -1e3 * last_comm / steps, 1e3 * tm.data / steps, t->model.state_lo - t->model.train_lo,
                dist_grad_buckets(d), ck_ms[1], ru.ru_maxrss / 1024.0);
     if (d->rank == 0 && a->profile) {
         printf("step profile, rank 0, ms per step: data %.2f, model forward + backward %.2f, loss %.2f, "

@@ -8,10 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int is_augmentation(LayerKind k) {
-    return k == LAYER_RANDOM_FLIP || k == LAYER_RANDOM_ROTATION || k == LAYER_RANDOM_ZOOM;
-}
-
 static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
 static void print_kernels(const Model *m, FILE *f);
 
@@ -36,10 +32,11 @@ int model_plan(Model *m, Layer *layers, int n_layers, Shape input, int max_batch
         /* offered: the layout its first input is in; a kind with its own layout may keep it */
         L->in_fmt = graph_input(L, l, 0) == LAYER_INPUT ? FMT_NHWC : layers[graph_input(L, l, 0)].out_fmt;
         L->out_fmt = FMT_NHWC;
+        L->n_param = 0;
         if (layer_ops[L->kind]->plan(L, e)) goto fail;
         if (!layer_ops[L->kind]->own_layout || graph_n_inputs(L) > 1) L->in_fmt = L->out_fmt = FMT_NHWC;
         char w[320];
-        if (graph_n_inputs(L) > 1 && L->kind != LAYER_ADD) {
+        if (graph_n_inputs(L) > 1 && !(layer_ops[L->kind]->flags & LAYER_F_MULTI_INPUT)) {
             err_set(e, "layer %s (%s): %s reads one input, but `inputs` names %d", L->name,
                     layer_where(L, w, sizeof w), layer_ops[L->kind]->keras_name, graph_n_inputs(L));
             goto fail;
@@ -55,21 +52,27 @@ int model_plan(Model *m, Layer *layers, int n_layers, Shape input, int max_batch
                     L->name, layer_where(L, w, sizeof w));
             goto fail;
         }
-        if (is_augmentation(L->kind) && seen_params) {
+        if ((layer_ops[L->kind]->flags & LAYER_F_AUGMENT) && seen_params) {
             err_set(e, "layer %s (%s): augmentation layers must come before every layer with "
                        "weights",
                     L->name, layer_where(L, w, sizeof w));
             goto fail;
         }
-        seen_params |= L->n_weight + L->n_bias > 0;
+        seen_params |= L->n_param > 0;
         /* the output's sigmoid/softmax is fused with the loss: the model returns logits */
         L->act_fused = l == n_layers - 1 && (L->act == ACT_SIGMOID || L->act == ACT_SOFTMAX);
         L->param_off = params;
-        params += L->n_weight + L->n_bias;
+        for (int i = 0; i < L->n_param; i++)
+            if (L->param[i].role == PARAM_WEIGHT) L->param[i].off = params, params += L->param[i].n;
         L->aux_off = aux; /* 64-byte aligned: float and int32 state follow byte masks */
         aux += (B * L->aux_per_sample + 63) & ~(size_t)63;
         ws = max_sz(ws, B * L->ws_per_sample + L->ws_fixed);
     }
+    /* state after every weight, so that [train_lo, state_lo) is one range of trainable floats */
+    m->state_lo = params;
+    for (int l = 0; l < n_layers; l++)
+        for (int i = 0; i < layers[l].n_param; i++)
+            if (layers[l].param[i].role == PARAM_STATE) layers[l].param[i].off = params, params += layers[l].param[i].n;
     m->n_params = params;
     m->aux_bytes = aux;
     m->ws_floats = ws;
@@ -112,10 +115,10 @@ void model_share_frozen_aux(Model *m, int first_trained) {
 
 void model_update_trainable(Model *m) {
     m->lowest_trainable = m->n_layers;
-    m->train_lo = m->n_params;
+    m->train_lo = m->state_lo;
     for (int l = 0; l < m->n_layers; l++) {
         const Layer *L = &m->layers[l];
-        if (L->trainable && L->n_weight + L->n_bias > 0) {
+        if (L->trainable && layer_n_weights(L) > 0) {
             m->lowest_trainable = l;
             m->train_lo = L->param_off;
             break;
@@ -126,7 +129,7 @@ void model_update_trainable(Model *m) {
 size_t model_trainable_count(const Model *m) {
     size_t n = 0;
     for (int l = 0; l < m->n_layers; l++)
-        if (m->layers[l].trainable) n += m->layers[l].n_weight + m->layers[l].n_bias;
+        if (m->layers[l].trainable) n += layer_n_weights(&m->layers[l]);
     return n;
 }
 
@@ -169,10 +172,11 @@ void model_plan_free(Model *m) {
 void model_init_params(Model *m, uint64_t seed) {
     for (int l = 0; l < m->n_layers; l++) {
         const Layer *L = &m->layers[l];
-        if (!layer_ops[L->kind]->init || L->n_weight + L->n_bias == 0) continue;
+        if (!layer_ops[L->kind]->init || L->n_param == 0) continue;
         Rng r = rng_keyed(seed, RNG_INIT, (uint64_t)l, 0);
-        float *w = m->params + L->param_off;
-        layer_ops[L->kind]->init(L, w, L->n_bias ? w + L->n_weight : NULL, &r);
+        float *p[LAYER_MAX_PARAMS] = {0};
+        for (int i = 0; i < L->n_param; i++) p[i] = m->params + L->param[i].off;
+        layer_ops[L->kind]->init(L, p, &r);
     }
 }
 
@@ -180,14 +184,17 @@ static LayerCtx layer_ctx(Model *m, int l, const PassCtx *p) {
     const Layer *L = &m->layers[l];
     LayerCtx c;
     memset(&c, 0, sizeof c);
-    if (L->n_weight) {
-        c.w = m->params + L->param_off;
-        if (L->n_bias) c.b = c.w + L->n_weight;
-        if (L->trainable) {
-            c.dw = m->grads + L->param_off;
-            if (L->n_bias) c.db = c.dw + L->n_weight;
-        }
+    for (int i = 0; i < L->n_param; i++) {
+        const LayerParam *P = &L->param[i];
+        c.p[i] = m->params + P->off;
+        if (P->role == PARAM_STATE)
+            c.st[i] = m->params + P->off;
+        else if (L->trainable)
+            c.dp[i] = m->grads + P->off;
     }
+    c.w = c.p[0], c.b = c.p[1], c.dw = c.dp[0], c.db = c.dp[1];
+    c.allreduce = p->allreduce;
+    c.allreduce_arg = p->allreduce_arg;
     c.aux = m->aux + L->aux_off;
     c.ws = m->ws;
     c.training = p->training;
@@ -252,8 +259,23 @@ void model_backward(Model *m, const float *dlogits, int N, const PassCtx *p) {
             m->prof[4 * l + 1] += t1 - t0;
             m->prof[4 * l + 2] += now_seconds() - t1;
         }
-        if (p->grads_ready) p->grads_ready(p->grads_arg, L->param_off, L->param_off + L->n_weight + L->n_bias);
+        if (p->grads_ready) p->grads_ready(p->grads_arg, L->param_off, L->param_off + layer_n_weights(L));
     }
+}
+
+void model_collectives_idle(Model *m, const PassCtx *p) {
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < m->n_layers; i++) {
+            int l = pass == 0 ? i : m->n_layers - 1 - i; /* forward up, backward down */
+            const Layer *L = &m->layers[l];
+            if (!(layer_ops[L->kind]->flags & LAYER_F_COLLECTIVE)) continue;
+            if (pass == 1 && l < m->lowest_trainable) continue;
+            LayerCtx c = layer_ctx(m, l, p);
+            if (pass == 0)
+                layer_ops[L->kind]->forward(L, &c, NULL, NULL, 0);
+            else
+                layer_ops[L->kind]->backward(L, &c, NULL, NULL, NULL, NULL, 0);
+        }
 }
 
 size_t model_activation_floats(const Model *m) {
@@ -267,7 +289,7 @@ void model_zero_grad(Model *m) { memset(m->grads, 0, m->n_params * sizeof *m->gr
 int model_param_starts(const Model *m, size_t *starts) {
     int n = 0;
     for (int l = 0; l < m->n_layers; l++)
-        if (m->layers[l].n_weight + m->layers[l].n_bias > 0) starts[n++] = m->layers[l].param_off;
+        if (layer_n_weights(&m->layers[l]) > 0) starts[n++] = m->layers[l].param_off;
     return n;
 }
 
@@ -320,21 +342,23 @@ void model_print_summary(const Model *m, const char *title, FILE *f) {
     char shape[64], name[96], conn[512];
     fmt_shape(shape, sizeof shape, m->input);
     fprintf(f, " %-44s %-24s %12d%s\n", "input (InputLayer)", shape, 0, graph ? "  -" : "");
-    size_t frozen = 0;
+    size_t frozen = 0, state = 0;
     for (int l = 0; l < m->n_layers; l++) {
         const Layer *L = &m->layers[l];
         snprintf(name, sizeof name, "%s (%s)", L->name, layer_ops[L->kind]->keras_name);
         fmt_shape(shape, sizeof shape, L->out);
         fmt_inputs(conn, sizeof conn, m, l);
-        size_t np = L->n_weight + L->n_bias;
+        size_t nw = layer_n_weights(L), np = nw + layer_n_state(L);
         fprintf(f, " %-44s %-24s %12zu%s%s%s\n", name, shape, np, graph ? "  " : "", graph ? conn : "",
-                np && !L->trainable ? "  (frozen)" : "");
-        if (!L->trainable) frozen += np;
+                nw && !L->trainable ? "  (frozen)" : "");
+        if (!L->trainable) frozen += nw;
+        state += layer_n_state(L);
     }
     fprintf(f, "===================================================================================\n");
     fprintf(f, "Total params: %zu (%.2f MB)\n", m->n_params, m->n_params * 4.0 / 1e6);
-    fprintf(f, "Trainable params: %zu\n", m->n_params - frozen);
-    fprintf(f, "Non-trainable params: %zu\n%s\n", frozen, rule);
+    /* Keras counts moving statistics and a frozen layer's weights as non-trainable */
+    fprintf(f, "Trainable params: %zu\n", m->n_params - frozen - state);
+    fprintf(f, "Non-trainable params: %zu\n%s\n", frozen + state, rule);
     print_kernels(m, f);
 }
 

@@ -14,12 +14,12 @@
 void preflight_param_name(const Model *m, size_t i, char *buf, size_t n) {
     for (int l = 0; l < m->n_layers; l++) {
         const Layer *L = &m->layers[l];
-        if (i < L->param_off || i >= L->param_off + L->n_weight + L->n_bias) continue;
-        size_t k = i - L->param_off;
-        int bias = k >= L->n_weight;
-        snprintf(buf, n, "layer '%s' %s, value %zu of %zu", L->name, bias ? "bias" : "kernel",
-                 bias ? k - L->n_weight : k, bias ? L->n_bias : L->n_weight);
-        return;
+        for (int t = 0; t < L->n_param; t++) {
+            const LayerParam *P = &L->param[t];
+            if (i < P->off || i >= P->off + P->n) continue;
+            snprintf(buf, n, "layer '%s' %s, value %zu of %zu", L->name, P->name, i - P->off, P->n);
+            return;
+        }
     }
     snprintf(buf, n, "parameter %zu", i);
 }

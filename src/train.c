@@ -222,7 +222,7 @@ void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data) {
         synthetic_dataset(&t->train, input, n, outputs > 1 ? outputs : 2, job->train.seed);
     }
     /* state for every parameter: a phase that unfreezes more needs no new arrays */
-    optim_init(&t->opt, &job->train.opt, t->model.n_params);
+    optim_init(&t->opt, &job->train.opt, t->model.state_lo);
     t->trainable_job = xmalloc((size_t)job->n_layers * sizeof *t->trainable_job);
     for (int l = 0; l < job->n_layers; l++) t->trainable_job[l] = job->layers[l].trainable;
     /* no phase trains anything below `lowest`: those layers only ever run forward */
@@ -258,7 +258,7 @@ void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data) {
     if (job->train.overlap_allreduce) {
         size_t *starts = xmalloc(((size_t)t->model.n_layers + 1) * sizeof *starts);
         int n_starts = model_param_starts(&t->model, starts);
-        dist_grad_setup(dist, starts, n_starts, t->model.n_params,
+        dist_grad_setup(dist, starts, n_starts, t->model.state_lo,
                         (size_t)(job->train.bucket_mb * 1e6 / sizeof(float)));
         free(starts);
     }
@@ -289,7 +289,7 @@ void trainer_set_phase(Trainer *t, int phase) {
     Model *m = &t->model;
     for (int l = 0; l < m->n_layers; l++) {
         Layer *L = &m->layers[l];
-        if (L->n_weight + L->n_bias == 0) continue;
+        if (layer_n_weights(L) == 0) continue;
         L->trainable = t->trainable_job[l] || (ph->unfreeze_from >= 0 && l >= ph->unfreeze_from);
     }
     model_update_trainable(m);
@@ -299,10 +299,10 @@ void trainer_set_phase(Trainer *t, int phase) {
 
 /* ---------------------------------------------------------------- feature cache */
 
-/* Layers whose training-mode output depends on random draws. */
-static int is_random_in_training(const Layer *L) {
-    return L->kind == LAYER_RANDOM_FLIP || L->kind == LAYER_RANDOM_ROTATION ||
-           L->kind == LAYER_RANDOM_ZOOM || (L->kind == LAYER_DROPOUT && L->u.dropout.rate > 0);
+/* Layers whose training-mode output depends on random draws or on the batch (a trainable
+ * BatchNormalization; a frozen one runs on its moving statistics). */
+static int varies_in_training(const Layer *L) {
+    return layer_is_random(L) || ((layer_ops[L->kind]->flags & LAYER_F_BATCH) && L->trainable);
 }
 
 /* Where a split's cache starts (0: no cache worth having). Nothing below the lowest trainable
@@ -314,9 +314,9 @@ static int cache_start(const Trainer *t, int training) {
     if (!t->job->train.feature_cache || m->lowest_trainable >= m->n_layers) return 0;
     int from = m->lowest_trainable, weights = 0;
     for (int l = 0; l < from; l++)
-        if (training && is_random_in_training(&m->layers[l])) from = l;
+        if (training && varies_in_training(&m->layers[l])) from = l;
     while (from > 0 && !graph_is_cut(m, from)) from--; /* no branch may cross the cut */
-    for (int l = 0; l < from; l++) weights |= m->layers[l].n_weight > 0;
+    for (int l = 0; l < from; l++) weights |= layer_n_weights(&m->layers[l]) > 0;
     return weights ? from : 0;
 }
 
@@ -429,6 +429,11 @@ EvalResult trainer_evaluate(Trainer *t, const Dataset *d) {
 }
 
 
+/* LayerCtx.allreduce for SyncBatchNorm: the global batch's per-channel sums. */
+static void sum_over_ranks(void *arg, double *buf, int n) {
+    dist_allreduce_sum_f64((Dist *)arg, buf, (size_t)n, "batch-norm statistics");
+}
+
 /* One optimizer step on the global batch perm[g0 .. g0+gB). Returns the batch's (loss sum,
  * correct) summed over ranks. */
 static LossStats train_step(Trainer *t, const int64_t *batch, int gB, int epoch, StepTimes *tm,
@@ -444,11 +449,14 @@ static LossStats train_step(Trainer *t, const int64_t *batch, int gB, int epoch,
     dist_begin_step(t->dist, t->dist->step + 1);
     model_zero_grad(m);
     const int overlap = t->job->train.overlap_allreduce;
-    if (overlap) dist_grad_begin(t->dist, m->grads, m->train_lo, m->n_params);
+    if (overlap) dist_grad_begin(t->dist, m->grads, m->train_lo, m->state_lo);
     LossStats st = {0, 0};
     PassCtx p = {.training = 1, .seed = t->job->train.seed, .epoch = epoch, .sample_ids = t->ids,
-                 .grads_ready = overlap ? dist_grad_ready : NULL, .grads_arg = t->dist};
-    if (n > 0) {
+                 .grads_ready = overlap ? dist_grad_ready : NULL, .grads_arg = t->dist,
+                 .allreduce = sum_over_ranks, .allreduce_arg = t->dist};
+    if (n == 0) { /* a rank without samples still takes part in the layers' collectives */
+        model_collectives_idle(m, &p);
+    } else {
         float *logits = model_forward_layers(m, from, m->n_layers, n, &p);
         int K = (int)shape_size(model_output_shape(m));
         double tl = now_seconds();
@@ -460,7 +468,7 @@ static LossStats train_step(Trainer *t, const int64_t *batch, int gB, int epoch,
     if (overlap)
         dist_grad_finish(t->dist, "gradients");
     else
-        dist_allreduce_sum_f32(t->dist, m->grads + m->train_lo, m->n_params - m->train_lo, "gradients");
+        dist_allreduce_sum_f32(t->dist, m->grads + m->train_lo, m->state_lo - m->train_lo, "gradients");
     /* the stop flag rides on the step's small allreduce: every rank stops at the same step */
     double sums[3] = {st.loss_sum, st.correct, stop_requested()};
     dist_allreduce_sum_f64(t->dist, sums, 3, "step loss");

@@ -22,9 +22,13 @@ uint64_t model_structure_hash(const Model *m) {
     uint64_t h = hash_bytes(HASH_SEED, &m->input, sizeof m->input);
     for (int l = 0; l < m->n_layers; l++) {
         const Layer *L = &m->layers[l];
+        /* the first two tensors' sizes (kernel, bias) as before parameter lists, so that older
+         * files of chain models still match; kinds with more tensors hash them all */
         uint64_t f[6] = {(uint64_t)L->kind, (uint64_t)shape_size(L->in), (uint64_t)shape_size(L->out),
-                         L->n_weight, L->n_bias, (uint64_t)L->out.c};
+                         L->n_param > 0 ? L->param[0].n : 0, L->n_param > 1 ? L->param[1].n : 0,
+                         (uint64_t)L->out.c};
         h = hash_bytes(h, f, sizeof f);
+        for (int i = 2; i < L->n_param; i++) h = hash_bytes(h, &L->param[i].n, sizeof L->param[i].n);
     }
     return h;
 }

@@ -317,12 +317,14 @@ static void test_short_batch(void) {
         const int N = 3;
         size_t ni = 4 * format_floats(L.in_fmt, L.in), no = 4 * format_floats(L.out_fmt, L.out);
         float *in = calloc(ni, 4), *out = calloc(no, 4), *dout = calloc(no, 4), *din = calloc(ni, 4);
-        float *w = calloc(L.n_weight + L.n_bias, 4), *dw = calloc(L.n_weight + L.n_bias, 4);
+        const size_t NW = L.param[0].n, NB = L.param[1].n; /* kernel, bias: contiguous here */
+        float *w = calloc(NW + NB, 4), *dw = calloc(NW + NB, 4);
         void *aux = aligned_alloc(64, (4 * L.aux_per_sample + 127) & ~(size_t)63);
         void *ws = aligned_alloc(64, (L.ws_fixed * 4 + 127) & ~(size_t)63);
         testutil_fill(in, ni, 21, -1, 1); /* sample 4 is stale data, not zero */
-        testutil_fill(w, L.n_weight + L.n_bias, 22, -0.5f, 0.5f);
-        LayerCtx c = {w, w + L.n_weight, dw, dw + L.n_weight, aux, ws, 1, 1, 0, 0, NULL, NULL, NULL, NULL, 1};
+        testutil_fill(w, NW + NB, 22, -0.5f, 0.5f);
+        LayerCtx c = {.w = w, .b = w + NW, .dw = dw, .db = dw + NW, .aux = aux, .ws = ws, .training = 1,
+                      .seed = 1, .n_ins = 1};
         layer_ops[LAYER_CONV2D]->forward(&L, &c, out, in, N);
         testutil_fill(dout, no, 23, -1, 1);
         layer_ops[LAYER_CONV2D]->backward(&L, &c, din, dout, in, out, N);
@@ -330,18 +332,18 @@ static void test_short_batch(void) {
         WinGeom g = layer_window_geom(&L, N);
         size_t nin = (size_t)N * shape_size(L.in), non = (size_t)N * shape_size(L.out);
         float *in_n = malloc(nin * 4), *out_n = malloc(non * 4), *ref = malloc(non * 4), *dout_n = malloc(non * 4);
-        float *rdin = malloc(nin * 4), *rdw = malloc(L.n_weight * 4), *rdb = malloc(L.n_bias * 4), *din_n = malloc(nin * 4);
+        float *rdin = malloc(nin * 4), *rdw = malloc(NW * 4), *rdb = malloc(NB * 4), *din_n = malloc(nin * 4);
         layout_reorder(in_n, FMT_NHWC, in, L.in_fmt, N, L.in);
         layout_reorder(out_n, FMT_NHWC, out, L.out_fmt, N, L.out);
         layout_reorder(dout_n, FMT_NHWC, dout, L.out_fmt, N, L.out); /* relu' applied by the layer */
         layout_reorder(din_n, FMT_NHWC, din, L.in_fmt, N, L.in);
-        naive_forward(&g, in_n, w, w + L.n_weight, ref);
+        naive_forward(&g, in_n, w, w + NW, ref);
         for (size_t i = 0; i < non; i++) ref[i] = ref[i] > 0 ? ref[i] : 0;
         naive_backward(&g, in_n, w, dout_n, rdin, rdw, rdb);
         double tol = tolerance((ConvAlgoId)id);
         CU_ASSERT(max_rel(out_n, ref, non) <= tol);
-        CU_ASSERT(max_rel(dw, rdw, L.n_weight) <= tol);
-        CU_ASSERT(max_rel(dw + L.n_weight, rdb, L.n_bias) <= tol);
+        CU_ASSERT(max_rel(dw, rdw, NW) <= tol);
+        CU_ASSERT(max_rel(dw + NW, rdb, NB) <= tol);
         CU_ASSERT(max_rel(din_n, rdin, nin) <= tol);
         void *ps[] = {in, out, dout, din, w, dw, aux, ws, in_n, out_n, ref, dout_n, rdin, rdw, rdb, din_n};
         for (size_t i = 0; i < sizeof ps / sizeof *ps; i++) free(ps[i]);
@@ -383,7 +385,7 @@ static void test_layouts_and_pooling(void) {
         float *o = malloc(no * 4), *d = malloc(no * 4);
         void *aux = malloc(N * P[f].aux_per_sample);
         din[f] = malloc(N * format_floats(P[f].in_fmt, s) * 4);
-        LayerCtx c = {NULL, NULL, NULL, NULL, aux, NULL, 1, 1, 0, 0, NULL, NULL, NULL, NULL, 1};
+        LayerCtx c = {.aux = aux, .training = 1, .seed = 1, .n_ins = 1};
         layer_ops[LAYER_MAXPOOL2D]->forward(&P[f], &c, o, f ? blk : x, N);
         float *g = malloc(N * shape_size(P[f].out) * 4);
         testutil_fill(g, N * shape_size(P[f].out), 32, -1, 1);

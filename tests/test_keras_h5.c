@@ -225,7 +225,7 @@ static void check_load(const Variant *v) {
     Small s;
     small_init(&s, "block2_conv1", OC2);
     const Layer *d = &s.layers[4];
-    size_t nd = d->n_weight + d->n_bias;
+    size_t nd = layer_n_weights(d);
     float *head = malloc(nd * sizeof *head);
     memcpy(head, s.m.params + d->param_off, nd * sizeof *head);
     Err e = {0};
@@ -235,16 +235,16 @@ static void check_load(const Variant *v) {
     CU_ASSERT_EQUAL(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL), 0); /* every handle closed */
     const Layer *c1 = &s.layers[0], *c2 = &s.layers[2];
     const float *p = s.m.params;
-    CU_ASSERT_EQUAL_FATAL(c1->n_weight, sizeof vals.k1 / sizeof *vals.k1);
+    CU_ASSERT_EQUAL_FATAL(c1->param[0].n, sizeof vals.k1 / sizeof *vals.k1);
     CU_ASSERT(memcmp(p + c1->param_off, vals.k1, sizeof vals.k1) == 0);
-    CU_ASSERT(memcmp(p + c1->param_off + c1->n_weight, vals.b1, sizeof vals.b1) == 0);
-    CU_ASSERT_EQUAL_FATAL(c2->n_weight, (size_t)3 * 3 * OC1 * OC2);
-    CU_ASSERT(memcmp(p + c2->param_off, vals.k2, c2->n_weight * sizeof(float)) == 0);
-    CU_ASSERT(memcmp(p + c2->param_off + c2->n_weight, vals.b2, OC2 * sizeof(float)) == 0);
+    CU_ASSERT(memcmp(p + c1->param[1].off, vals.b1, sizeof vals.b1) == 0);
+    CU_ASSERT_EQUAL_FATAL(c2->param[0].n, (size_t)3 * 3 * OC1 * OC2);
+    CU_ASSERT(memcmp(p + c2->param_off, vals.k2, c2->param[0].n * sizeof(float)) == 0);
+    CU_ASSERT(memcmp(p + c2->param[1].off, vals.b2, OC2 * sizeof(float)) == 0);
     if (v->dense) {
-        CU_ASSERT_EQUAL_FATAL(d->n_weight, (size_t)FLAT * UNITS);
+        CU_ASSERT_EQUAL_FATAL(d->param[0].n, (size_t)FLAT * UNITS);
         CU_ASSERT(memcmp(p + d->param_off, vals.kd, sizeof vals.kd) == 0);
-        CU_ASSERT(memcmp(p + d->param_off + d->n_weight, vals.bd, sizeof vals.bd) == 0);
+        CU_ASSERT(memcmp(p + d->param[1].off, vals.bd, sizeof vals.bd) == 0);
     } else
         CU_ASSERT(memcmp(p + d->param_off, head, nd * sizeof *head) == 0);
     free(head);

@@ -112,7 +112,7 @@ static void test_output_logits(void) {
     const float *feat = n.m.acts + n.m.act_off[3], *w = n.m.params + D->param_off;
     int bad = 0, outside = 0;
     for (int s = 0; s < 4; s++) {
-        double z = w[D->n_weight];
+        double z = w[D->param[0].n];
         for (int i = 0; i < D->in.c; i++) z += (double)feat[s * D->in.c + i] * w[i];
         bad += fabs(z - out[s]) > 1e-4;
         outside += out[s] < 0 || out[s] > 1;

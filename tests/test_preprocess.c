@@ -69,7 +69,7 @@ static void check_mode(const char *mode) {
     f.L.in = (Shape){H, W, C, 0};
     CU_ASSERT_FATAL(layer_ops[LAYER_PREPROCESS]->plan(&f.L, &e) == 0);
     CU_ASSERT(f.L.out.h == H && f.L.out.w == W && f.L.out.c == C && !f.L.out.flat);
-    CU_ASSERT(f.L.n_weight + f.L.n_bias == 0);
+    CU_ASSERT(f.L.n_param == 0);
     CU_ASSERT_EQUAL(f.L.trainable, 0);
     /* distinct channel values, so a missing or wrong channel swap shows */
     testutil_fill(f.x, SIZE, 11, 0, 255);

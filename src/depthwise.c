@@ -1,0 +1,259 @@
+/* depthwise.c: DepthwiseConv2D and SeparableConv2D (Keras semantics, depth_multiplier 1).
+ *
+ * DepthwiseConv2D: each channel convolved with its own KH x KW filter,
+ *   out[n, oh, ow, c] = act(sum_{kh, kw} in[n, oh*SH - PT + kh, ow*SW - PL + kw, c]
+ *                            * depthwise_kernel[kh, kw, c, 0] + bias[c]),
+ * with Conv2D's strides and padding (implicit zeros). NHWC in and out; the kernels run over the
+ * channels of a pixel, which are contiguous, so they vectorise.
+ *
+ * SeparableConv2D: the depthwise convolution (no bias, no activation) into an (N, OH, OW, C)
+ * intermediate kept in aux, then a 1x1 convolution with pointwise_kernel (1, 1, C, OC), bias and
+ * the activation, run by the Conv2D kernel seam (include/conv_algo.h: im2col, oneDNN direct) so
+ * it gets the same algorithm choice, `auto` included, and may write oneDNN's blocked layout.
+ *
+ * Parameters, in Keras's order: DepthwiseConv2D depthwise_kernel (KH, KW, C, 1) [, bias (C)];
+ * SeparableConv2D depthwise_kernel (KH, KW, C, 1), pointwise_kernel (1, 1, C, OC) [, bias (OC)].
+ * Initialisers as Keras: glorot_uniform with fans from those shapes, zero bias.
+ *
+ * The weight gradient is summed per sample into the workspace, then over samples in order, so
+ * it does not depend on the thread count.
+ */
+#include <string.h>
+
+#include "conv_algo.h"
+#include "layer_impl.h"
+
+/* ---- kernels (shared with the tests through kernels.h) ---- */
+
+void depthwise_forward(float *out, const float *in, const float *w, const WinGeom *g) {
+    const int C = g->C;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int n = 0; n < g->N; n++)
+        for (int oh = 0; oh < g->OH; oh++) {
+            const float *img = in + (size_t)n * g->H * g->W * C;
+            for (int ow = 0; ow < g->OW; ow++) {
+                float *y = out + (((size_t)n * g->OH + oh) * g->OW + ow) * C;
+                for (int c = 0; c < C; c++) y[c] = 0.0f;
+                for (int kh = 0; kh < g->KH; kh++) {
+                    int ih = oh * g->SH - g->PT + kh;
+                    if (ih < 0 || ih >= g->H) continue;
+                    for (int kw = 0; kw < g->KW; kw++) {
+                        int iw = ow * g->SW - g->PL + kw;
+                        if (iw < 0 || iw >= g->W) continue;
+                        const float *x = img + ((size_t)ih * g->W + iw) * C;
+                        const float *k = w + ((size_t)kh * g->KW + kw) * C;
+#pragma omp simd
+                        for (int c = 0; c < C; c++) y[c] += x[c] * k[c];
+                    }
+                }
+            }
+        }
+}
+
+/* din (N, H, W, C) overwritten; dw (KH, KW, C) ADDED to, via part (N x KH*KW*C floats of
+ * scratch); either may be NULL. */
+void depthwise_backward(float *din, float *dw, float *part, const float *dout, const float *in,
+                        const float *w, const WinGeom *g) {
+    const int C = g->C;
+    const size_t K = (size_t)g->KH * g->KW * C;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < g->N; n++) {
+        const float *img = in + (size_t)n * g->H * g->W * C;
+        float *dimg = din ? din + (size_t)n * g->H * g->W * C : NULL;
+        float *pw = dw ? part + (size_t)n * K : NULL;
+        if (dimg) memset(dimg, 0, (size_t)g->H * g->W * C * sizeof *dimg);
+        if (pw) memset(pw, 0, K * sizeof *pw);
+        for (int oh = 0; oh < g->OH; oh++)
+            for (int ow = 0; ow < g->OW; ow++) {
+                const float *dy = dout + (((size_t)n * g->OH + oh) * g->OW + ow) * C;
+                for (int kh = 0; kh < g->KH; kh++) {
+                    int ih = oh * g->SH - g->PT + kh;
+                    if (ih < 0 || ih >= g->H) continue;
+                    for (int kw = 0; kw < g->KW; kw++) {
+                        int iw = ow * g->SW - g->PL + kw;
+                        if (iw < 0 || iw >= g->W) continue;
+                        size_t at = ((size_t)ih * g->W + iw) * C, kt = ((size_t)kh * g->KW + kw) * C;
+                        if (dimg) {
+                            float *dx = dimg + at;
+                            const float *k = w + kt;
+#pragma omp simd
+                            for (int c = 0; c < C; c++) dx[c] += dy[c] * k[c];
+                        }
+                        if (pw) {
+                            const float *x = img + at;
+                            float *d = pw + kt;
+#pragma omp simd
+                            for (int c = 0; c < C; c++) d[c] += dy[c] * x[c];
+                        }
+                    }
+                }
+            }
+    }
+    if (!dw) return;
+    for (int n = 0; n < g->N; n++) {
+        const float *pw = part + (size_t)n * K;
+        for (size_t i = 0; i < K; i++) dw[i] += pw[i];
+    }
+}
+
+/* ---- configuration shared by both kinds ---- */
+
+static int depthwise_configure_window(Layer *L, IniFile *ini, Section *s, Err *e) {
+    int dm;
+    if (layer_configure_window(L, ini, s, "kernel_size", 0, e)) return -1;
+    if (sec_get_int(ini, s, "depth_multiplier", 0, 1, 1, 1, &dm, e)) return -1; /* only 1 */
+    return layer_configure_common(L, ini, s, e);
+}
+
+static void depthwise_init_kernel(const Layer *L, float *k, Rng *rng) {
+    /* Keras's fans of a (KH, KW, C, 1) kernel: fan_in = KH KW C, fan_out = KH KW */
+    int rf = L->kh * L->kw;
+    init_glorot_uniform(k, (size_t)rf * L->in.c, rf * L->in.c, rf, rng);
+}
+
+/* ---- DepthwiseConv2D ---- */
+
+static int dw_configure(Layer *L, IniFile *ini, Section *s, Err *e) {
+    return depthwise_configure_window(L, ini, s, e);
+}
+
+static int dw_plan(Layer *L, Err *e) {
+    if (layer_plan_window(L, L->in.c, e)) return -1;
+    layer_param_add(L, "depthwise_kernel", PARAM_WEIGHT, 4, L->kh, L->kw, L->in.c, 1);
+    if (L->use_bias) layer_param_add(L, "bias", PARAM_WEIGHT, 1, L->in.c, 0, 0, 0);
+    L->ws_per_sample = (size_t)L->kh * L->kw * L->in.c; /* per-sample weight gradients */
+    return 0;
+}
+
+static void dw_init(const Layer *L, float *const *p, Rng *rng) {
+    depthwise_init_kernel(L, p[0], rng);
+    if (L->use_bias) memset(p[1], 0, (size_t)L->in.c * sizeof *p[1]);
+}
+
+static void dw_forward(const Layer *L, const LayerCtx *c, float *out, const float *in, int N) {
+    WinGeom g = layer_window_geom(L, N);
+    depthwise_forward(out, in, c->p[0], &g);
+    const size_t n = (size_t)N * shape_size(L->out);
+    if (L->use_bias) {
+        const size_t rows = (size_t)N * L->out.h * L->out.w;
+        const int C = L->out.c;
+        const float *b = c->p[1];
+#pragma omp parallel for schedule(static)
+        for (size_t r = 0; r < rows; r++)
+            for (int k = 0; k < C; k++) out[r * C + k] += b[k];
+    }
+    activation_forward(layer_act(L), out, n);
+}
+
+static void dw_backward(const Layer *L, const LayerCtx *c, float *din, float *dout,
+                        const float *in, const float *out, int N) {
+    WinGeom g = layer_window_geom(L, N);
+    activation_backward(layer_act(L), dout, out, (size_t)N * shape_size(L->out));
+    if (L->use_bias && c->dp[1]) bias_grad_add(c->dp[1], dout, N * L->out.h * L->out.w, L->out.c);
+    depthwise_backward(din, c->dp[0], c->ws, dout, in, c->p[0], &g);
+}
+
+const LayerOps depthwise_conv2d_ops = {"depthwise_conv2d", "DepthwiseConv2D", dw_configure, dw_plan,
+                                       dw_init, dw_forward, dw_backward, NULL, 0, 0};
+
+/* ---- SeparableConv2D ---- */
+
+static int sep_configure(Layer *L, IniFile *ini, Section *s, Err *e) {
+    if (sec_get_int(ini, s, "filters", 1, 0, 1, 1 << 16, &L->units, e)) return -1;
+    if (layer_configure_algorithm(L, ini, s, e)) return -1;
+    return depthwise_configure_window(L, ini, s, e);
+}
+
+/* floats of the depthwise intermediate per sample */
+static size_t sep_mid(const Layer *L) { return (size_t)L->out.h * L->out.w * L->in.c; }
+
+static int sep_plan(Layer *L, Err *e) {
+    if (layer_plan_window(L, L->units, e)) return -1;
+    const int C = L->in.c;
+    layer_param_add(L, "depthwise_kernel", PARAM_WEIGHT, 4, L->kh, L->kw, C, 1);
+    layer_param_add(L, "pointwise_kernel", PARAM_WEIGHT, 4, 1, 1, C, L->units);
+    if (L->use_bias) layer_param_add(L, "bias", PARAM_WEIGHT, 1, L->units, 0, 0, 0);
+    const int B = L->max_batch > 0 ? L->max_batch : 1;
+    /* the pointwise 1x1 convolution over the (B, OH, OW, C) intermediate */
+    ConvDesc d = {{B, L->out.h, L->out.w, C, L->out.h, L->out.w, L->units, 1, 1, 1, 1, 0, 0, 0},
+                  layer_act(L), L->use_bias, FMT_NHWC};
+    if (layer_conv_plan(L, &d, e)) return -1;
+    if (L->conv->d.in_fmt != FMT_NHWC) { /* our depthwise kernel writes NHWC */
+        char w[320];
+        err_set(e, "layer %s (%s): the pointwise convolution's algorithm (%s) cannot read NHWC",
+                L->name, layer_where(L, w, sizeof w), conv_algo_name(L->conv_algo));
+        conv2d_release(L);
+        return -1;
+    }
+    L->in_fmt = FMT_NHWC;
+    L->out_fmt = L->conv->out_fmt;
+    /* aux: the intermediate, then the pointwise plan's state (64-byte aligned) */
+    size_t mid_bytes = ((size_t)B * sep_mid(L) * sizeof(float) + 63) & ~(size_t)63;
+    L->aux_per_sample = (mid_bytes + L->conv->aux_bytes + (size_t)B - 1) / (size_t)B;
+    /* ws: the intermediate's gradient, then the larger of the pointwise scratch and the
+     * per-sample depthwise weight gradients */
+    size_t scratch = (L->conv->ws_bytes + sizeof(float) - 1) / sizeof(float);
+    size_t part = (size_t)B * L->kh * L->kw * C;
+    L->ws_per_sample = sep_mid(L);
+    L->ws_fixed = (scratch > part ? scratch : part) + 16;
+    return 0;
+}
+
+static void sep_init(const Layer *L, float *const *p, Rng *rng) {
+    depthwise_init_kernel(L, p[0], rng);
+    init_glorot_uniform(p[1], (size_t)L->in.c * L->units, L->in.c, L->units, rng);
+    if (L->use_bias) memset(p[2], 0, (size_t)L->units * sizeof *p[2]);
+}
+
+/* The geometry of the depthwise step: C in, C out. */
+static WinGeom sep_depthwise_geom(const Layer *L, int N) {
+    WinGeom g = layer_window_geom(L, N);
+    g.OC = g.C;
+    return g;
+}
+
+static float *sep_mid_buf(const Layer *L, const LayerCtx *c) { (void)L; return c->aux; }
+static void *sep_conv_aux(const Layer *L, const LayerCtx *c) {
+    size_t mid_bytes = ((size_t)L->conv->d.g.N * sep_mid(L) * sizeof(float) + 63) & ~(size_t)63;
+    return (unsigned char *)c->aux + mid_bytes;
+}
+/* ws after the intermediate's gradient, 64-byte aligned for oneDNN */
+static float *sep_scratch(const Layer *L, const LayerCtx *c) {
+    size_t off = ((size_t)L->conv->d.g.N * sep_mid(L) + 15) & ~(size_t)15;
+    return c->ws + off;
+}
+
+static void sep_forward(const Layer *L, const LayerCtx *c, float *out, const float *in, int N) {
+    ConvPlan *p = L->conv;
+    WinGeom g = sep_depthwise_geom(L, N);
+    float *mid = sep_mid_buf(L, c);
+    depthwise_forward(mid, in, c->p[0], &g);
+    /* a full-batch algorithm reads every sample: the ones past N must be finite (zero) */
+    if (p->full_batch && N < p->d.g.N)
+        memset(mid + (size_t)N * sep_mid(L), 0, (size_t)(p->d.g.N - N) * sep_mid(L) * sizeof *mid);
+    p->algo->forward(p, out, mid, c->p[1], L->use_bias ? c->p[2] : NULL, sep_conv_aux(L, c),
+                     sep_scratch(L, c), N);
+}
+
+static void sep_backward(const Layer *L, const LayerCtx *c, float *din, float *dout,
+                         const float *in, const float *out, int N) {
+    ConvPlan *p = L->conv;
+    const size_t per = format_floats(L->out_fmt, L->out);
+    activation_backward(layer_act(L), dout, out, (size_t)N * per);
+    if (p->full_batch && N < p->d.g.N) /* the extra samples must add nothing */
+        memset(dout + (size_t)N * per, 0, (size_t)(p->d.g.N - N) * per * sizeof *dout);
+    float *mid = sep_mid_buf(L, c), *dmid = c->ws, *scratch = sep_scratch(L, c);
+    void *caux = sep_conv_aux(L, c);
+    if (c->dp[1] || (L->use_bias && c->dp[2])) {
+        double t0 = c->prof_weights ? now_seconds() : 0;
+        p->algo->backward_weights(p, c->dp[1], L->use_bias ? c->dp[2] : NULL, dout, mid, caux, scratch, N);
+        if (c->prof_weights) *c->prof_weights += now_seconds() - t0;
+    }
+    if (!din && !c->dp[0]) return;
+    p->algo->backward_data(p, dmid, dout, c->p[1], caux, scratch, N);
+    WinGeom g = sep_depthwise_geom(L, N);
+    depthwise_backward(din, c->dp[0], scratch, dmid, in, c->p[0], &g);
+}
+
+const LayerOps separable_conv2d_ops = {"separable_conv2d", "SeparableConv2D", sep_configure, sep_plan,
+                                       sep_init, sep_forward, sep_backward, conv2d_release, 1, 0};
