@@ -128,7 +128,7 @@ TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%.o)
 
 .PHONY: fuzz fuzz-build fuzz-smoke
-.PHONY: all run test test-multihost bench bench-overlap accuracy-seeds trajectory deps check-deps clean scaling-report
+.PHONY: all run test test-multihost bench bench-overlap accuracy-seeds trajectory graph-reference deps check-deps clean scaling-report
 
 all: check-deps $(BIN)
 
@@ -286,6 +286,12 @@ bench-overlap: all
 SEEDS ?= 1 2 3
 accuracy-seeds: all
 	/usr/bin/python3 bench/accuracy_seeds.py --seeds $(SEEDS)
+
+# A residual + BatchNormalization + separable model: 10 RMSprop steps of convnet-dist against a
+# float64 PyTorch reference from the same weights and batch, on 1 and 3 ranks (SyncBN).
+graph-reference: all
+	/usr/bin/python3 bench/graph_reference.py
+	/usr/bin/python3 bench/graph_reference.py --np 3
 
 # convnet-dist's training steps beside PyTorch's from the same initial weights and batch order
 # (per-step losses, with PyTorch float32-vs-float64 as the rounding yardstick; about 2 minutes).
