@@ -8,7 +8,7 @@ peak resident memory, GFLOP/s and the share of the FMA peak that the in-tree pro
 (OPENBLAS_VERBOSE=2, ONEDNN_VERBOSE=1). Figures are medians of medians: the machine is noisy.
 --coretype-unset repeats the convnet-dist side with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset
 (OpenBLAS then picks its kernels from its own CPU table), for the record.
-Usage: bench/run.py [--rounds N] [--quick] [--only mnist,mpi,allreduce,dogs,vgg,loader]
+Usage: bench/run.py [--rounds N] [--quick] [--only mnist,mpi,allreduce,dogs,xception,vgg,loader]
                     [--coretype-unset]
 """
 import argparse, json, os, re, shutil, statistics, subprocess, sys
@@ -60,10 +60,16 @@ def ours(job, steps, reps, extra=()):
     return run_json([BIN, "bench", job, "--steps", str(steps), "--reps", str(reps), *extra])
 
 
+# Peers kept in this repository (models ../shared/bench does not have).
+LOCAL_PEERS = {"mini_xception": os.path.join(ROOT, "bench", "torch_xception.py")}
+
+
 def peer(model, steps, reps):
-    r = run_json(["/usr/bin/python3", "-c", "import json; " + RSS_WRAPPER, PEER, model, "--threads", "2",
-                  "--channels-last", "--steps", str(steps), "--reps", str(reps)], TORCH_ENV)
-    return r
+    if model in LOCAL_PEERS:
+        args = [LOCAL_PEERS[model], "--threads", "2", "--steps", str(steps), "--reps", str(reps)]
+    else:
+        args = [PEER, model, "--threads", "2", "--channels-last", "--steps", str(steps), "--reps", str(reps)]
+    return run_json(["/usr/bin/python3", "-c", "import json; " + RSS_WRAPPER, *args], TORCH_ENV)
 
 
 def flops_per_image():
@@ -131,7 +137,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="fewer rounds and steps")
-    ap.add_argument("--only", default="mnist,mpi,allreduce,dogs,vgg,loader")
+    ap.add_argument("--only", default="mnist,mpi,allreduce,dogs,xception,vgg,loader")
     ap.add_argument("--coretype-unset", action="store_true",
                     help="run convnet-dist without OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE")
     a = ap.parse_args()
@@ -186,6 +192,11 @@ def main():
         epoch_s = 2000 / r["ours"]  # the book's 2,000 training images
         rows.append({"what": "checkpoint of the dogs-vs-cats model (+ RMSprop state)", "ours": r["checkpoint_ms"],
                      "note": f"ms; {100 * r['checkpoint_ms'] / 1e3 / epoch_s:.3f}% of a {epoch_s:.0f} s epoch"})
+    if "xception" in want:
+        print("mini-Xception (book 9.3.5: residual, BatchNorm, separable convs), 180x180x3, batch 32, "
+              "random data (ours with the job's augmentation, PyTorch without):")
+        rows.append(side_by_side("mini-Xception", "jobs/mini-xception.job", "mini_xception", 2, 3,
+                                 max(2, rounds - 2), ("--synthetic", "--warmup", "1")))
     if "vgg" in want:
         print("VGG16 convolutional base forward (frozen, as in vgg16-features.job), 180x180x3, batch 32:")
         rows.append(side_by_side("VGG16 base forward", "bench/vgg16-base.job", "vgg_fwd", 2, 3,
