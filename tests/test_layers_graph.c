@@ -15,6 +15,8 @@
 
 #include "checkpoint.h"
 #include "conv_algo.h"
+#include "export.h"
+#include "keras_h5.h"
 #include "job.h"
 #include "layerfix.h"
 #include "model.h"
@@ -345,6 +347,45 @@ static void test_param_layout(void) {
     job_free(&j);
 }
 
+/* Keras 2 and Keras 3 files of a model with BN and separable layers, written and read back:
+ * every tensor, the moving statistics included, by name and Keras shape. */
+static void test_h5_round_trip(void) {
+#if CONVNET_HDF5
+    const char *dir = testutil_tmpdir();
+    const char *text = "[model]\nname = h\n[data]\nformat = idx\ntrain_images = a\ntrain_labels = b\n"
+                       "test_images = a\ntest_labels = b\n"
+                       "[separable_conv2d]\nfilters = 5\nkernel_size = 3\n[batch_normalization]\n"
+                       "[depthwise_conv2d]\nkernel_size = 3\n[activation]\nactivation = relu\n"
+                       "[global_average_pooling2d]\n[dense]\nunits = 2\nactivation = softmax\n"
+                       "[train]\nloss = sparse_categorical_crossentropy\nconv_algorithm = im2col\n";
+    const char *job = testutil_write_file(dir, "h.job", text, strlen(text));
+    for (int keras3 = 0; keras3 < 2; keras3++) {
+        Job j, j2;
+        Model a, b;
+        Err e = {0};
+        CU_ASSERT_FATAL(job_load(&j, job, NULL, 0, &e) == 0 && job_load(&j2, job, NULL, 0, &e) == 0);
+        CU_ASSERT_FATAL(model_plan(&a, j.layers, j.n_layers, (Shape){9, 9, 3, 0}, 2, &e) == 0);
+        CU_ASSERT_FATAL(model_plan(&b, j2.layers, j2.n_layers, (Shape){9, 9, 3, 0}, 2, &e) == 0);
+        model_alloc(&a);
+        model_alloc(&b);
+        testutil_fill(a.params, a.n_params, 9, 0.1f, 0.9f); /* moving variances must be > 0 */
+        memset(b.params, 0, b.n_params * sizeof *b.params);
+        char path[1024];
+        snprintf(path, sizeof path, "%s/h%s", dir, keras3 ? ".weights.h5" : ".h5");
+        int rc = export_keras_h5(&a, path, keras3, &e);
+        if (rc == 0) rc = keras_h5_load_weights(path, &b, &e);
+        if (rc) printf("\n    keras%d: %s\n", keras3 ? 3 : 2, e.msg);
+        CU_ASSERT_EQUAL(rc, 0);
+        CU_ASSERT(memcmp(a.params, b.params, a.n_params * sizeof *a.params) == 0);
+        CU_ASSERT(a.n_params > a.state_lo); /* the moving statistics were part of it */
+        model_free(&a), model_free(&b);
+        job_free(&j), job_free(&j2);
+    }
+#else
+    testutil_skip("BN/separable Keras h5 round trip", "built with HDF5=0", 0);
+#endif
+}
+
 TEST_SUITE(layers_graph, {"batch norm training: statistics, moving averages, gradients", test_bn_training},
            {"batch norm training on a flat input", test_bn_training_flat},
            {"batch norm inference uses the moving statistics", test_bn_inference},
@@ -359,4 +400,5 @@ TEST_SUITE(layers_graph, {"batch norm training: statistics, moving averages, gra
            {"separable conv, short batch, stride 2 valid", test_separable_direct_short},
            {"activation layer", test_activation},
            {"weights file and checkpoint from before parameter lists load", test_old_files_load},
-           {"parameter layout: weights then state, Keras counts", test_param_layout})
+           {"parameter layout: weights then state, Keras counts", test_param_layout},
+           {"Keras 2 and 3 h5 round trip of BN and separable layers", test_h5_round_trip})
