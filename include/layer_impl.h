@@ -24,6 +24,9 @@ struct ConvDesc;
  * built, AUTO: the fastest on d's shapes; a [train]-wide choice falls back where it cannot run,
  * a layer's own does not); sets L->conv_algo to the one run. 0, or -1 with e set. */
 int layer_conv_plan(Layer *L, const struct ConvDesc *d, Err *e);
+/* Before a convolution layer's backward calls: dout *= act'(out), and, for a full-batch
+ * algorithm, zero dout past the N samples so that they add nothing. */
+void layer_conv_prepare_dout(const Layer *L, float *dout, const float *out, int N);
 /* Frees L->conv. */
 void conv2d_release(Layer *L);
 

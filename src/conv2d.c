@@ -251,13 +251,18 @@ static void conv2d_layer_forward(const Layer *L, const LayerCtx *c, float *out, 
     L->conv->algo->forward(L->conv, out, in, c->w, c->b, c->aux, c->ws, N);
 }
 
-static void conv2d_layer_backward(const Layer *L, const LayerCtx *c, float *din, float *dout,
-                                  const float *in, const float *out, int N) {
-    ConvPlan *p = L->conv;
+void layer_conv_prepare_dout(const Layer *L, float *dout, const float *out, int N) {
+    const ConvPlan *p = L->conv;
     const size_t per = format_floats(L->out_fmt, L->out);
     activation_backward(layer_act(L), dout, out, (size_t)N * per);
     if (p->full_batch && N < p->d.g.N) /* the extra samples must add nothing */
         memset(dout + (size_t)N * per, 0, (size_t)(p->d.g.N - N) * per * sizeof *dout);
+}
+
+static void conv2d_layer_backward(const Layer *L, const LayerCtx *c, float *din, float *dout,
+                                  const float *in, const float *out, int N) {
+    ConvPlan *p = L->conv;
+    layer_conv_prepare_dout(L, dout, out, N);
     if (c->dw || c->db) {
         double t0 = c->prof_weights ? now_seconds() : 0;
         p->algo->backward_weights(p, c->dw, c->db, dout, in, c->aux, c->ws, N);

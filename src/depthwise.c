@@ -238,10 +238,7 @@ static void sep_forward(const Layer *L, const LayerCtx *c, float *out, const flo
 static void sep_backward(const Layer *L, const LayerCtx *c, float *din, float *dout,
                          const float *in, const float *out, int N) {
     ConvPlan *p = L->conv;
-    const size_t per = format_floats(L->out_fmt, L->out);
-    activation_backward(layer_act(L), dout, out, (size_t)N * per);
-    if (p->full_batch && N < p->d.g.N) /* the extra samples must add nothing */
-        memset(dout + (size_t)N * per, 0, (size_t)(p->d.g.N - N) * per * sizeof *dout);
+    layer_conv_prepare_dout(L, dout, out, N);
     float *mid = sep_mid_buf(L, c), *dmid = c->ws, *scratch = sep_scratch(L, c);
     void *caux = sep_conv_aux(L, c);
     if (c->dp[1] || (L->use_bias && c->dp[2])) {

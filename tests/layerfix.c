@@ -7,6 +7,20 @@
 
 #include "testutil.h"
 
+Layer layerfix_window_layer(LayerKind kind, int units, int k, int s, Padding p, Activation a) {
+    Layer L;
+    memset(&L, 0, sizeof L);
+    L.kind = kind;
+    L.units = units;
+    L.kh = L.kw = k;
+    L.sh = L.sw = s;
+    L.padding = p;
+    L.act = a;
+    L.use_bias = 1;
+    L.trainable = 1;
+    return L;
+}
+
 void fixture_init(Fixture *f, Layer L, Shape in, int N) {
     memset(f, 0, sizeof *f);
     f->L = L;

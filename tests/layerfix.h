@@ -20,6 +20,9 @@ typedef struct {
     void *allreduce_arg;
 } Fixture;
 
+/* A layer of a windowed kind (Conv2D, DepthwiseConv2D, SeparableConv2D): units filters, k x k,
+ * stride s, bias on, trainable. */
+Layer layerfix_window_layer(LayerKind kind, int units, int k, int s, Padding p, Activation a);
 void fixture_init(Fixture *f, Layer L, Shape in, int N);
 void fixture_free(Fixture *f);
 LayerCtx fixture_ctx(Fixture *f);

@@ -13,17 +13,7 @@
 /* ---- Conv2D ---- */
 
 static Layer conv_layer(int oc, int k, int s, Padding p, Activation a) {
-    Layer L;
-    memset(&L, 0, sizeof L);
-    L.kind = LAYER_CONV2D;
-    L.units = oc;
-    L.kh = L.kw = k;
-    L.sh = L.sw = s;
-    L.padding = p;
-    L.act = a;
-    L.use_bias = 1;
-    L.trainable = 1;
-    return L;
+    return layerfix_window_layer(LAYER_CONV2D, oc, k, s, p, a);
 }
 
 /* Direct convolution with TF's padding rule, written independently of the im2col code. */

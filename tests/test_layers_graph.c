@@ -133,16 +133,7 @@ static void test_bn_no_center_scale(void) {
 /* ---- DepthwiseConv2D ---- */
 
 static Layer dw_layer(LayerKind kind, int k, int s, Padding p, Activation a, int units) {
-    Layer L;
-    memset(&L, 0, sizeof L);
-    L.kind = kind;
-    L.units = units;
-    L.kh = L.kw = k;
-    L.sh = L.sw = s;
-    L.padding = p;
-    L.act = a;
-    L.use_bias = 1;
-    L.trainable = 1;
+    Layer L = layerfix_window_layer(kind, units, k, s, p, a);
     L.conv_algo = CONV_ALGO_IM2COL;
     return L;
 }
