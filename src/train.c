@@ -723,210 +723,265 @@ static void write_epoch_logs(const Trainer *t, const EpochRecord *r) {
     }
 }
 
-int trainer_fit(Trainer *t, ResumeMode resume_mode) {
-    Job *j = t->job;
-    const TrainCfg *tc = &j->train;
-    const CheckpointCfg *ck = &j->ckpt;
-    Dist *dist = t->dist;
-    Model *m = &t->model;
-    int root = dist->rank == 0;
-    int tty = root && isatty(STDOUT_FILENO);
-    install_stop_handlers();
-    if (root) rundir_print(j, stdout);
-    CheckpointState st = fresh_state(t);
-    resume(t, &st, resume_mode);
-    /* a resumed run continues in the checkpoint's phase, with its optimizer state */
-    trainer_set_phase(t, st.phase);
-    if (root && j->n_phases > 1) print_phase(t);
-    caches_update(t);
-    FILE *steplog = NULL;
-    if (root && tc->step_log[0]) {
-        steplog = fopen(tc->step_log, st.global_step ? "a" : "w");
-        if (!steplog) die(EXIT_RUNTIME, "cannot write step log %s", tc->step_log);
+/* Steps timed before the automatic watchdog takes their median. */
+enum { AUTO_STEPS = 20 };
+
+/* What one trainer_fit call carries from step to step and epoch to epoch. */
+typedef struct {
+    CheckpointState st;
+    FILE *steplog;
+    float *best;          /* the best epoch's parameters (save_best / restore_best), or NULL */
+    long steps;           /* per epoch */
+    int root, tty;
+    double step_secs[AUTO_STEPS]; /* the first steps' times, for the automatic watchdog */
+    int timed;
+    int status, stopped_early;
+} FitRun;
+
+/* The running epoch's sums (resumed mid-epoch from the checkpoint). */
+typedef struct {
+    StepTimes tm;
+    double loss_sum, correct, seen, trained, t_start;
+} EpochSums;
+
+static void fit_open_logs(Trainer *t, FitRun *r) {
+    const TrainCfg *tc = &t->job->train;
+    if (r->root && tc->step_log[0]) {
+        r->steplog = fopen(tc->step_log, r->st.global_step ? "a" : "w");
+        if (!r->steplog) die(EXIT_RUNTIME, "cannot write step log %s", tc->step_log);
     }
-    if (root && tc->csv_log[0]) {
+    if (r->root && tc->csv_log[0]) {
         Err e = {0};
-        if (csvlog_truncate_from(tc->csv_log, st.epoch, &e)) die(EXIT_RUNTIME, "%s", e.msg);
+        if (csvlog_truncate_from(tc->csv_log, r->st.epoch, &e)) die(EXIT_RUNTIME, "%s", e.msg);
     }
-    /* Best weights: kept in memory to restore or test them at the end. On a resume they come
-     * back from the best-weights file, which was written together with st.best. */
-    float *best = NULL;
-    if (ck->save_best[0] || ck->restore_best) {
-        best = xmalloc(m->n_params * sizeof *best);
-        memcpy(best, m->params, m->n_params * sizeof *best);
-        if (st.best_epoch >= 0 && ck->save_best[0]) {
-            float *now = xmalloc(m->n_params * sizeof *now);
-            memcpy(now, m->params, m->n_params * sizeof *now);
-            Err e = {0};
-            if (weights_load(ck->save_best, m, &e) == 0) memcpy(best, m->params, m->n_params * sizeof *best);
-            memcpy(m->params, now, m->n_params * sizeof *now);
-            free(now);
-        }
+}
+
+/* Best weights: kept in memory to restore or test them at the end. On a resume they come back
+ * from the best-weights file, which was written together with st.best. */
+static void fit_init_best(Trainer *t, FitRun *r) {
+    const CheckpointCfg *ck = &t->job->ckpt;
+    Model *m = &t->model;
+    if (!ck->save_best[0] && !ck->restore_best) return;
+    r->best = xmalloc(m->n_params * sizeof *r->best);
+    memcpy(r->best, m->params, m->n_params * sizeof *r->best);
+    if (r->st.best_epoch >= 0 && ck->save_best[0]) {
+        float *now = xmalloc(m->n_params * sizeof *now);
+        memcpy(now, m->params, m->n_params * sizeof *now);
+        Err e = {0};
+        if (weights_load(ck->save_best, m, &e) == 0) memcpy(r->best, m->params, m->n_params * sizeof *r->best);
+        memcpy(m->params, now, m->n_params * sizeof *now);
+        free(now);
     }
+}
+
+/* A stop signal seen by every rank in the step's allreduce: rank 0 checkpoints, every rank
+ * takes its exit status. */
+static void fit_stop(Trainer *t, FitRun *r) {
+    const CheckpointCfg *ck = &t->job->ckpt;
+    if (r->root) {
+        printf("\nstopping at step %lld on signal: ", (long long)r->st.global_step);
+        int saved = ck->path[0] && save_checkpoint(t, &r->st) == 0;
+        if (saved)
+            printf("checkpoint written to %s; resume with the same command\n", ck->path);
+        else
+            printf("%s, so nothing was saved (exit status %d, not %d)\n",
+                   ck->path[0] ? "the checkpoint could not be written" : "checkpoint = off",
+                   EXIT_STOPPED_UNSAVED, EXIT_PREEMPTED);
+        fflush(stdout);
+        r->status = saved ? EXIT_PREEMPTED : EXIT_STOPPED_UNSAVED;
+    }
+    /* every rank exits with rank 0's status (it alone knows whether it saved) */
+    dist_bcast(t->dist, &r->status, sizeof r->status, 0);
+}
+
+/* The steps of one epoch from st.step on; r->status set when a signal stopped them. */
+static void fit_epoch_steps(Trainer *t, FitRun *r, EpochSums *es, int epoch) {
+    const TrainCfg *tc = &t->job->train;
+    const CheckpointCfg *ck = &t->job->ckpt;
     const int64_t n = t->train.n, B = tc->batch_size;
-    long steps = (long)((n + B - 1) / B);
-    if (tc->steps_per_epoch > 0 && tc->steps_per_epoch < steps) steps = tc->steps_per_epoch;
-    dist->step = (long)st.global_step;
-    /* The watchdog starts at the configured timeout, or at 60 s until 20 steps give a median. */
-    enum { AUTO_STEPS = 20 };
-    double step_secs[AUTO_STEPS];
-    int timed = 0;
-    const double ct = tc->collective_timeout;
-    dist_set_watchdog(dist, ct > 0 ? ct : ct == 0 ? 60.0 : 0.0);
-    int status = EXIT_OK, stopped_early = 0;
-    for (int epoch = st.epoch; epoch < tc->epochs && status == EXIT_OK && !stopped_early; epoch++) {
-        epoch_permutation(t->perm, n, tc->seed, epoch, tc->shuffle);
-        StepTimes tm = {0, 0, 0, 0, 0};
-        /* a resumed epoch continues its running sums */
-        double loss_sum = st.epoch_loss_sum, correct = st.epoch_correct, seen = st.epoch_seen;
-        double t_start = now_seconds(), last_print = t_start, trained = 0;
-        if (root) printf("Epoch %d/%d\n", epoch + 1, tc->epochs);
-        for (long s = (long)st.step; s < steps; s++) {
-            int64_t g0 = s * B;
-            int gB = (int)(n - g0 < B ? n - g0 : B);
-            double step_start = now_seconds();
-            int stop = 0;
-            LossStats ls = train_step(t, t->perm + g0, gB, epoch, &tm, &stop);
-            if (ct == 0 && timed < AUTO_STEPS) {
-                step_secs[timed++] = now_seconds() - step_start;
-                if (timed == AUTO_STEPS) set_auto_watchdog(dist, step_secs, AUTO_STEPS);
-            }
-            loss_sum += ls.loss_sum;
-            correct += ls.correct;
-            seen += gB;
-            trained += gB;
-            st.global_step++;
-            st.step = s + 1;
-            st.epoch = epoch;
-            st.epoch_loss_sum = loss_sum;
-            st.epoch_correct = correct;
-            st.epoch_seen = seen;
-            if (steplog) {
-                fprintf(steplog, "%lld %d %.9g\n", (long long)st.global_step, epoch, ls.loss_sum / gB);
-                fflush(steplog); /* readable while training runs (tests watch it) */
-            }
-            if (stop) { /* every rank saw the same flag in the step's allreduce */
-                if (root) {
-                    printf("\nstopping at step %lld on signal: ", (long long)st.global_step);
-                    int saved = ck->path[0] && save_checkpoint(t, &st) == 0;
-                    if (saved)
-                        printf("checkpoint written to %s; resume with the same command\n", ck->path);
-                    else
-                        printf("%s, so nothing was saved (exit status %d, not %d)\n",
-                               ck->path[0] ? "the checkpoint could not be written" : "checkpoint = off",
-                               EXIT_STOPPED_UNSAVED, EXIT_PREEMPTED);
-                    fflush(stdout);
-                    status = saved ? EXIT_PREEMPTED : EXIT_STOPPED_UNSAVED;
-                }
-                /* every rank exits with rank 0's status (it alone knows whether it saved) */
-                dist_bcast(dist, &status, sizeof status, 0);
-                break;
-            }
-            if (root && ck->path[0] && ck->every_steps > 0 && st.global_step % ck->every_steps == 0 &&
-                s + 1 < steps)
-                save_checkpoint(t, &st);
-            double now = now_seconds();
-            if (root && (tty ? now - last_print > 0.2 : now - last_print > 10.0) && s + 1 < steps) {
-                print_progress(tty, s + 1, steps, loss_sum / seen, correct / seen, trained / (now - t_start), 0);
-                last_print = now;
-            }
+    double last_print = es->t_start;
+    for (long s = (long)r->st.step; s < r->steps; s++) {
+        int64_t g0 = s * B;
+        int gB = (int)(n - g0 < B ? n - g0 : B);
+        double step_start = now_seconds();
+        int stop = 0;
+        LossStats ls = train_step(t, t->perm + g0, gB, epoch, &es->tm, &stop);
+        if (tc->collective_timeout == 0 && r->timed < AUTO_STEPS) {
+            r->step_secs[r->timed++] = now_seconds() - step_start;
+            if (r->timed == AUTO_STEPS) set_auto_watchdog(t->dist, r->step_secs, AUTO_STEPS);
         }
-        if (status != EXIT_OK) break;
-        double secs = now_seconds() - t_start;
-        if (root) print_progress(tty, steps, steps, loss_sum / seen, correct / seen, trained / secs, 1);
-        EvalResult v = trainer_evaluate(t, &t->val);
-        double loss = loss_sum / seen, acc = correct / seen;
-        /* best epoch and early stopping (every rank computes the same, from reduced values) */
-        double mv = monitored(ck->monitor, loss, acc, &v);
-        int improved = isfinite(mv) && (st.best_epoch < 0 || (ck->higher_is_better ? mv > st.best : mv < st.best));
-        if (improved) {
-            st.best = mv;
-            st.best_epoch = epoch;
-            st.epochs_since_best = 0;
-            if (best) memcpy(best, m->params, m->n_params * sizeof *best);
-        } else {
-            st.epochs_since_best++;
+        es->loss_sum += ls.loss_sum;
+        es->correct += ls.correct;
+        es->seen += gB;
+        es->trained += gB;
+        CheckpointState *st = &r->st;
+        st->global_step++;
+        st->step = s + 1;
+        st->epoch = epoch;
+        st->epoch_loss_sum = es->loss_sum;
+        st->epoch_correct = es->correct;
+        st->epoch_seen = es->seen;
+        if (r->steplog) {
+            fprintf(r->steplog, "%lld %d %.9g\n", (long long)st->global_step, epoch, ls.loss_sum / gB);
+            fflush(r->steplog); /* readable while training runs (tests watch it) */
         }
-        stopped_early = ck->patience > 0 && st.epochs_since_best >= ck->patience;
-        st.epoch = epoch + 1;
-        st.step = 0;
-        st.epoch_loss_sum = st.epoch_correct = st.epoch_seen = 0;
-        if (root) {
-            printf("epoch %d: %.1fs - %.0f img/s - loss: %.4f - accuracy: %.4f", epoch + 1, secs,
-                   trained / secs, loss, acc);
-            if (v.count) printf(" - val_loss: %.4f - val_accuracy: %.4f", v.loss, v.accuracy);
-            printf("%s\n", improved && (ck->save_best[0] || ck->patience) ? " (best so far)" : "");
-            double total = tm.compute + tm.comm + tm.data;
-            printf("  step time split: compute %.2f ms, gradient communication %.2f ms (%.1f%%), "
-                   "data %.2f ms (%.1f%%)\n",
-                   1e3 * tm.compute / steps, 1e3 * tm.comm / steps, 100 * tm.comm / total,
-                   1e3 * tm.data / steps, 100 * tm.data / total);
-            model_print_profile(m, stdout);
-            Err e = {0};
-            if (improved && ck->save_best[0] && weights_save(ck->save_best, m, &e))
-                fprintf(stderr, "convnet-dist: warning: best weights not saved: %s\n", e.msg);
-            EpochRecord r = {epoch, acc, loss, v.count ? v.accuracy : NAN, v.count ? v.loss : NAN,
-                             t->opt.cfg.lr, trained / secs, secs};
-            write_epoch_logs(t, &r);
+        if (stop) {
+            fit_stop(t, r);
+            return;
         }
-        /* Rank 0 drives the schedule: it decides the phase of the next epoch and every rank
-         * follows; the checkpoint below then records the new phase and its fresh optimizer. */
-        int next = t->phase;
-        if (root) next = phase_of_epoch(j, epoch + 1);
-        dist_bcast(dist, &next, sizeof next, 0);
-        if (next != t->phase && epoch + 1 < tc->epochs) {
-            trainer_set_phase(t, next);
-            optim_reset(&t->opt);
-            st.phase = next;
-            st.epochs_since_best = 0;
-            if (root) print_phase(t);
-            caches_update(t);
-        }
-        if (root) {
-            if (ck->path[0] && ck->every_epoch) save_checkpoint(t, &st);
-            if (stopped_early)
-                printf("early stopping: %s has not improved for %d epochs (best %.4f at epoch %d)\n",
-                       monitor_names[ck->monitor],
-                       ck->patience, st.best, st.best_epoch + 1);
-            fflush(stdout);
+        if (r->root && ck->path[0] && ck->every_steps > 0 && st->global_step % ck->every_steps == 0 &&
+            s + 1 < r->steps)
+            save_checkpoint(t, st);
+        double now = now_seconds();
+        if (r->root && (r->tty ? now - last_print > 0.2 : now - last_print > 10.0) && s + 1 < r->steps) {
+            print_progress(r->tty, s + 1, r->steps, es->loss_sum / es->seen, es->correct / es->seen,
+                           es->trained / (now - es->t_start), 0);
+            last_print = now;
         }
     }
-    if (steplog) fclose(steplog);
-    if (status != EXIT_OK) {
-        free(best);
-        return status;
+}
+
+/* After an epoch's steps: validation, the best epoch and early stopping, the logs, the next
+ * phase, the epoch checkpoint. */
+static void fit_end_epoch(Trainer *t, FitRun *r, const EpochSums *es, int epoch) {
+    const Job *j = t->job;
+    const CheckpointCfg *ck = &j->ckpt;
+    Model *m = &t->model;
+    CheckpointState *st = &r->st;
+    double secs = now_seconds() - es->t_start;
+    if (r->root)
+        print_progress(r->tty, r->steps, r->steps, es->loss_sum / es->seen, es->correct / es->seen,
+                       es->trained / secs, 1);
+    EvalResult v = trainer_evaluate(t, &t->val);
+    double loss = es->loss_sum / es->seen, acc = es->correct / es->seen;
+    /* best epoch and early stopping (every rank computes the same, from reduced values) */
+    double mv = monitored(ck->monitor, loss, acc, &v);
+    int improved = isfinite(mv) && (st->best_epoch < 0 || (ck->higher_is_better ? mv > st->best : mv < st->best));
+    if (improved) {
+        st->best = mv;
+        st->best_epoch = epoch;
+        st->epochs_since_best = 0;
+        if (r->best) memcpy(r->best, m->params, m->n_params * sizeof *r->best);
+    } else {
+        st->epochs_since_best++;
     }
-    /* The book tests the best checkpoint (ModelCheckpoint save_best_only): with save_best the
-     * test evaluates the best epoch's weights; restore_best_weights also keeps them. */
+    r->stopped_early = ck->patience > 0 && st->epochs_since_best >= ck->patience;
+    st->epoch = epoch + 1;
+    st->step = 0;
+    st->epoch_loss_sum = st->epoch_correct = st->epoch_seen = 0;
+    if (r->root) {
+        printf("epoch %d: %.1fs - %.0f img/s - loss: %.4f - accuracy: %.4f", epoch + 1, secs,
+               es->trained / secs, loss, acc);
+        if (v.count) printf(" - val_loss: %.4f - val_accuracy: %.4f", v.loss, v.accuracy);
+        printf("%s\n", improved && (ck->save_best[0] || ck->patience) ? " (best so far)" : "");
+        const StepTimes *tm = &es->tm;
+        double total = tm->compute + tm->comm + tm->data;
+        printf("  step time split: compute %.2f ms, gradient communication %.2f ms (%.1f%%), "
+               "data %.2f ms (%.1f%%)\n",
+               1e3 * tm->compute / r->steps, 1e3 * tm->comm / r->steps, 100 * tm->comm / total,
+               1e3 * tm->data / r->steps, 100 * tm->data / total);
+        model_print_profile(m, stdout);
+        Err e = {0};
+        if (improved && ck->save_best[0] && weights_save(ck->save_best, m, &e))
+            fprintf(stderr, "convnet-dist: warning: best weights not saved: %s\n", e.msg);
+        EpochRecord rec = {epoch, acc, loss, v.count ? v.accuracy : NAN, v.count ? v.loss : NAN,
+                           t->opt.cfg.lr, es->trained / secs, secs};
+        write_epoch_logs(t, &rec);
+    }
+    /* Rank 0 drives the schedule: it decides the phase of the next epoch and every rank
+     * follows; the checkpoint below then records the new phase and its fresh optimizer. */
+    int next = t->phase;
+    if (r->root) next = phase_of_epoch(j, epoch + 1);
+    dist_bcast(t->dist, &next, sizeof next, 0);
+    if (next != t->phase && epoch + 1 < j->train.epochs) {
+        trainer_set_phase(t, next);
+        optim_reset(&t->opt);
+        st->phase = next;
+        st->epochs_since_best = 0;
+        if (r->root) print_phase(t);
+        caches_update(t);
+    }
+    if (r->root) {
+        if (ck->path[0] && ck->every_epoch) save_checkpoint(t, st);
+        if (r->stopped_early)
+            printf("early stopping: %s has not improved for %d epochs (best %.4f at epoch %d)\n",
+                   monitor_names[ck->monitor], ck->patience, st->best, st->best_epoch + 1);
+        fflush(stdout);
+    }
+}
+
+/* After the last epoch: the test split (with the best epoch's weights when the job keeps
+ * them, as the book tests its ModelCheckpoint(save_best_only) file), --save. */
+static void fit_finish(Trainer *t, FitRun *r) {
+    const Job *j = t->job;
+    const CheckpointCfg *ck = &j->ckpt;
+    Model *m = &t->model;
+    const int use_best = r->best && r->st.best_epoch >= 0 && (ck->save_best[0] || ck->restore_best);
     float *final = NULL;
-    if (best && st.best_epoch >= 0 && (ck->save_best[0] || ck->restore_best)) {
+    if (use_best) {
         if (!ck->restore_best) {
             final = xmalloc(m->n_params * sizeof *final);
             memcpy(final, m->params, m->n_params * sizeof *final);
         }
-        memcpy(m->params, best, m->n_params * sizeof *best);
+        memcpy(m->params, r->best, m->n_params * sizeof *r->best);
     }
     EvalResult te = trainer_evaluate(t, &t->test);
     if (final) memcpy(m->params, final, m->n_params * sizeof *final);
-    if (root) {
-        printf("test%s: %lld samples - loss: %.4f - accuracy: %.4f\n",
-               best && st.best_epoch >= 0 && (ck->save_best[0] || ck->restore_best) ? " (best epoch's weights)" : "",
-               (long long)te.count, te.loss, te.accuracy);
-        if (best && st.best_epoch >= 0 && (ck->save_best[0] || ck->restore_best))
-            printf("best epoch: %d (monitored value %.4f)\n", st.best_epoch + 1, st.best);
-        if (tc->save[0]) {
-            Err e = {0};
-            if (weights_save(tc->save, m, &e)) {
-                fprintf(stderr, "convnet-dist: %s\n", e.msg);
-                status = EXIT_RUNTIME;
-            } else
-                printf("weights saved to %s\n", tc->save);
-        }
-        if (status == EXIT_OK) rundir_finish(j, stdout);
-    }
     free(final);
-    free(best);
-    return status;
+    if (!r->root) return;
+    printf("test%s: %lld samples - loss: %.4f - accuracy: %.4f\n", use_best ? " (best epoch's weights)" : "",
+           (long long)te.count, te.loss, te.accuracy);
+    if (use_best) printf("best epoch: %d (monitored value %.4f)\n", r->st.best_epoch + 1, r->st.best);
+    if (j->train.save[0]) {
+        Err e = {0};
+        if (weights_save(j->train.save, m, &e)) {
+            fprintf(stderr, "convnet-dist: %s\n", e.msg);
+            r->status = EXIT_RUNTIME;
+        } else
+            printf("weights saved to %s\n", j->train.save);
+    }
+    if (r->status == EXIT_OK) rundir_finish(j, stdout);
+}
+
+int trainer_fit(Trainer *t, ResumeMode resume_mode) {
+    Job *j = t->job;
+    const TrainCfg *tc = &j->train;
+    Dist *dist = t->dist;
+    FitRun r;
+    memset(&r, 0, sizeof r);
+    r.root = dist->rank == 0;
+    r.tty = r.root && isatty(STDOUT_FILENO);
+    r.status = EXIT_OK;
+    install_stop_handlers();
+    if (r.root) rundir_print(j, stdout);
+    r.st = fresh_state(t);
+    resume(t, &r.st, resume_mode);
+    /* a resumed run continues in the checkpoint's phase, with its optimizer state */
+    trainer_set_phase(t, r.st.phase);
+    if (r.root && j->n_phases > 1) print_phase(t);
+    caches_update(t);
+    fit_open_logs(t, &r);
+    fit_init_best(t, &r);
+    const int64_t n = t->train.n, B = tc->batch_size;
+    r.steps = (long)((n + B - 1) / B);
+    if (tc->steps_per_epoch > 0 && tc->steps_per_epoch < r.steps) r.steps = tc->steps_per_epoch;
+    dist->step = (long)r.st.global_step;
+    /* The watchdog starts at the configured timeout, or at 60 s until 20 steps give a median. */
+    const double ct = tc->collective_timeout;
+    dist_set_watchdog(dist, ct > 0 ? ct : ct == 0 ? 60.0 : 0.0);
+    for (int epoch = r.st.epoch; epoch < tc->epochs && r.status == EXIT_OK && !r.stopped_early; epoch++) {
+        epoch_permutation(t->perm, n, tc->seed, epoch, tc->shuffle);
+        /* a resumed epoch continues its running sums */
+        EpochSums es = {{0, 0, 0, 0, 0}, r.st.epoch_loss_sum, r.st.epoch_correct, r.st.epoch_seen, 0, now_seconds()};
+        if (r.root) printf("Epoch %d/%d\n", epoch + 1, tc->epochs);
+        fit_epoch_steps(t, &r, &es, epoch);
+        if (r.status != EXIT_OK) break;
+        fit_end_epoch(t, &r, &es, epoch);
+    }
+    if (r.steplog) fclose(r.steplog);
+    if (r.status == EXIT_OK) fit_finish(t, &r);
+    free(r.best);
+    return r.status;
 }
 
 static int stop_requested(void) { return stop_signal != 0; }
