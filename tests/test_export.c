@@ -222,7 +222,8 @@ static void unsupported_layouts(void) {
     CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "unsupported HDF5 layout"));
     CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "Keras 3 .weights.h5"));
     /* a Keras 3 .keras model is a zip holding model.weights.h5 */
-    const char *zip = testutil_write_file(dir, "model.keras", "PK\3\4 rest of a zip", 20);
+    static const char zip_bytes[] = "PK\3\4 rest of a zip";
+    const char *zip = testutil_write_file(dir, "model.keras", zip_bytes, sizeof zip_bytes - 1);
     memset(&e, 0, sizeof e);
     CU_ASSERT_EQUAL(keras_h5_load_weights(zip, &a.m, &e), -1);
     CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "model.weights.h5 inside"));
