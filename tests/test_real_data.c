@@ -27,6 +27,21 @@ static void test_mnist_files(void) {
     dataset_free(&d);
 }
 
+/* Run a training command; the test split's accuracy it prints (asserted present). */
+static double test_accuracy_of(const char *cmd) {
+    char *out = NULL;
+    int rc = testutil_run(cmd, &out);
+    CU_ASSERT_EQUAL(rc, 0);
+    const char *t = out ? strstr(out, "test: 10000 samples") : NULL;
+    CU_ASSERT_FATAL(t != NULL);
+    double acc = 0;
+    const char *a = strstr(t, "accuracy: ");
+    CU_ASSERT_FATAL(a != NULL);
+    sscanf(a, "accuracy: %lf", &acc);
+    free(out);
+    return acc;
+}
+
 /* 300 steps of the book's model on real digits (a third of an epoch) reach >= 95% test accuracy. */
 static void test_mnist_learns(void) {
     const char *root = testutil_shared_data("short MNIST training run");
@@ -36,18 +51,9 @@ static void test_mnist_learns(void) {
              "CONVNET_DATA=%s %s train jobs/mnist-digits.job --set train.epochs=1 "
              "--set train.steps_per_epoch=300",
              root, testutil_bin());
-    char *out = NULL;
-    int rc = testutil_run(cmd, &out);
-    CU_ASSERT_EQUAL(rc, 0);
-    const char *t = strstr(out, "test: 10000 samples");
-    CU_ASSERT_FATAL(t != NULL);
-    double acc = 0;
-    const char *a = strstr(t, "accuracy: ");
-    CU_ASSERT_FATAL(a != NULL);
-    sscanf(a, "accuracy: %lf", &acc);
+    double acc = test_accuracy_of(cmd);
     printf("\n    300 steps on real MNIST: test accuracy %.4f\n", acc);
     CU_ASSERT(acc >= 0.95);
-    free(out);
 }
 
 /* BatchNormalization's inference path on real data: 300 steps of a BN + separable model, then the
@@ -58,18 +64,9 @@ static void test_bn_mnist_learns(void) {
     if (!root) return;
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "CONVNET_DATA=%s %s train tests/fixtures/bn-mnist.job", root, testutil_bin());
-    char *out = NULL;
-    int rc = testutil_run(cmd, &out);
-    CU_ASSERT_EQUAL(rc, 0);
-    const char *t = out ? strstr(out, "test: 10000 samples") : NULL;
-    CU_ASSERT_FATAL(t != NULL);
-    double acc = 0;
-    const char *a = strstr(t, "accuracy: ");
-    CU_ASSERT_FATAL(a != NULL);
-    sscanf(a, "accuracy: %lf", &acc);
+    double acc = test_accuracy_of(cmd);
     printf("\n    BN model, 300 steps on real MNIST: test accuracy %.4f (moving statistics)\n", acc);
     CU_ASSERT(acc >= 0.95);
-    free(out);
 }
 
 TEST_SUITE(real_data, {"MNIST IDX files load with the published counts", test_mnist_files},
