@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """make scaling-report: projected data-parallel throughput of the book's models on 1 to 64 nodes
 at 10 and 25 Gbit/s, from this machine's measured compute time per image and a ring-allreduce
-communication model, checked against allreduce times measured over 2-3 namespace hosts
+communication model, calibrated on allreduce times measured over 2, 3 and 4 namespace hosts
 (tests/multihost) on links shaped to 1 Gbit/s.
 
 Model (per optimizer step, weak scaling: every node keeps the job's per-node batch b):
@@ -11,8 +11,12 @@ Model (per optimizer step, weak scaling: every node keeps the job's per-node bat
 t_img: measured here (convnet-dist bench) for MNIST and dogs-vs-cats; for VGG16 and Tiny Darknet
 fine-tuning (not implemented yet) it is their training FLOPs per image divided by the GFLOP/s this
 machine reached on the dogs model, which has the same kind of 3x3 convolutions.
-eff (link efficiency) is calibrated on the 2-host measurement and then predicts the 3-host one;
-alpha (latency per ring step) is 25 us, typical of TCP on a data-centre LAN.
+Calibration: eff (link efficiency) and alpha (latency per ring step) are fitted by least squares
+to the 2-, 3- and 4-host measurements (T_comm is linear in 1/eff and alpha); the report prints each
+host count's residual, and, as a check of the model's power to predict, the 4-host time predicted
+by a fit to 2 and 3 hosts only. The projections use eff at least 0.9 (namespaces share this
+machine's 2 cores and every rank's copy of the gradient; a real NIC does better) and alpha at least
+25 us (TCP on a data-centre LAN).
 Assumptions: no overlap of communication with the backward pass (the default; overlap_allreduce
 hides about half of it at 1 Gbit/s, README),
 each node = this machine's 2 cores, one rank per node, no stragglers.
@@ -49,10 +53,14 @@ def bench_img_s(job):
     return json.loads([l for l in p.stdout.splitlines() if l.startswith("{")][-1])["img_s_median"]
 
 
+HOSTS = (2, 3, 4)
+CAL_FLOATS = 991041
+
+
 def measure_netns():
-    """Allreduce medians (s) of 991,041 floats over 2 and 3 namespace hosts at 1 Gbit/s (ring)."""
-    p = subprocess.run([os.path.join(ROOT, "tests/multihost/run.sh"), "--only", "bandwidth"],
-                       cwd=ROOT, capture_output=True, text=True)
+    """Allreduce medians (s) of 991,041 floats over 2, 3 and 4 namespace hosts at 1 Gbit/s (ring)."""
+    p = subprocess.run([os.path.join(ROOT, "tests/multihost/run.sh"), "--only", "bandwidth",
+                        "--hosts", " ".join(map(str, HOSTS))], cwd=ROOT, capture_output=True, text=True)
     got = {}
     for line in p.stdout.splitlines():
         m = re.match(r"BANDWIDTH hosts=(\d+) alg=ring .* median_s=([0-9.]+)", line)
@@ -61,10 +69,47 @@ def measure_netns():
     return got
 
 
-def comm_s(n, nbytes, link_bps, eff):
+def comm_s(n, nbytes, link_bps, eff, alpha=ALPHA):
     if n == 1:
         return 0.0
-    return 2 * (n - 1) / n * nbytes * 8 / (eff * link_bps) + 2 * (n - 1) * ALPHA
+    return 2 * (n - 1) / n * nbytes * 8 / (eff * link_bps) + 2 * (n - 1) * alpha
+
+
+def fit_link(got, hosts, link_bps=1e9):
+    """Least-squares (eff, alpha) of T = 2(N-1)/N * bits / (eff * link) + 2(N-1) * alpha over the
+    measured host counts: linear in u = 1/eff and alpha. With one host count alpha stays ALPHA."""
+    bits = CAL_FLOATS * 4 * 8
+    rows = [(2 * (n - 1) / n * bits / link_bps, 2 * (n - 1), got[n]) for n in hosts]
+    if len(rows) < 2:
+        a, b, t = rows[0]
+        return a / (t - b * ALPHA), ALPHA
+    saa = sum(a * a for a, _, _ in rows); sab = sum(a * b for a, b, _ in rows)
+    sbb = sum(b * b for _, b, _ in rows)
+    sat = sum(a * t for a, _, t in rows); sbt = sum(b * t for _, b, t in rows)
+    det = saa * sbb - sab * sab
+    u, alpha = (sat * sbb - sab * sbt) / det, (saa * sbt - sab * sat) / det
+    if alpha < 0:  # a negative latency is noise: refit the bandwidth term alone, alpha = 0
+        u, alpha = sat / saa, 0.0
+    return 1 / u, alpha
+
+
+def report_calibration(got):
+    """Prints the fit over every measured host count and the 4-host prediction of a fit to 2-3.
+    Returns the (eff, alpha) the projections use."""
+    hosts = [n for n in HOSTS if n in got]
+    nbytes = CAL_FLOATS * 4
+    eff, alpha = fit_link(got, hosts)
+    print(f"\nnamespace hosts, links at 1 Gbit/s, allreduce of {CAL_FLOATS:,} floats (ring):")
+    print(f"  fit to {', '.join(map(str, hosts))} hosts: link efficiency {eff:.3f}, latency per ring step {1e6 * alpha:.0f} us")
+    for n in hosts:
+        m = comm_s(n, nbytes, 1e9, eff, alpha)
+        print(f"  {n} hosts: measured {1e3 * got[n]:.1f} ms, model {1e3 * m:.1f} ms, residual {100 * (m - got[n]) / got[n]:+.1f}%")
+    if 2 in got and 3 in got and 4 in got:
+        e23, a23 = fit_link(got, [2, 3])
+        p4 = comm_s(4, nbytes, 1e9, e23, a23)
+        print(f"  check: fitted to 2 and 3 hosts only (efficiency {e23:.3f}, {1e6 * a23:.0f} us), the model predicts "
+              f"4 hosts at {1e3 * p4:.1f} ms against {1e3 * got[4]:.1f} measured ({100 * (p4 - got[4]) / got[4]:+.1f}%)")
+    return max(eff, 0.9), max(alpha, ALPHA)
 
 
 def main():
@@ -84,27 +129,22 @@ def main():
         if not job:
             t_img[name] = gflop / dogs_rate
             print(f"estimated: {name}: {1 / t_img[name]:.2f} img/s ({gflop} GFLOP/img at the dogs model's {dogs_rate:.1f} GFLOP/s)")
-    eff = 0.9
+    eff, alpha = 0.9, ALPHA
     if not a.no_measure:
         got = measure_netns()
-        if 2 in got and 3 in got:
-            nbytes = 991041 * 4
-            eff = 2 * 1 / 2 * nbytes * 8 / (1e9 * (got[2] - 2 * ALPHA))
-            pred3 = comm_s(3, nbytes, 1e9, eff)
-            print(f"\nnamespace hosts, links at 1 Gbit/s, allreduce of 991,041 floats (ring):")
-            print(f"  2 hosts: measured {1e3 * got[2]:.1f} ms -> link efficiency {eff:.2f} (calibration)")
-            print(f"  3 hosts: measured {1e3 * got[3]:.1f} ms, model {1e3 * pred3:.1f} ms, error {100 * (pred3 - got[3]) / got[3]:+.1f}%")
-            eff = max(eff, 0.9)  # namespaces share 2 cores; a real NIC does better
+        if len(got) >= 2:
+            eff, alpha = report_calibration(got)
         else:
             print("\nnamespace measurement unavailable (needs root and tests/multihost); link efficiency 0.9 assumed")
     for gbit in (10, 25):
-        print(f"\nprojection at {gbit} Gbit/s (link efficiency {eff:.2f}, weak scaling, per-node batch as the job):")
+        print(f"\nprojection at {gbit} Gbit/s (link efficiency {eff:.2f}, {1e6 * alpha:.0f} us per ring step, weak scaling, "
+              f"per-node batch as the job):")
         print(f"  {'model':44s} " + " ".join(f"{n:>13d}" for n in (1, 2, 4, 8, 16, 32, 64)) + "   nodes")
         for name, job, floats, b, _ in MODELS:
             base = b / (b * t_img[name])
             cells = []
             for n in (1, 2, 4, 8, 16, 32, 64):
-                rate = n * b / (b * t_img[name] + comm_s(n, floats * 4, gbit * 1e9, eff))
+                rate = n * b / (b * t_img[name] + comm_s(n, floats * 4, gbit * 1e9, eff, alpha))
                 cells.append(f"{rate:8.0f} {100 * rate / (n * base):3.0f}%")
             print(f"  {name:44s} " + " ".join(cells) + "   img/s, efficiency")
     print("\nHorovod (Sergeev & Del Balso 2018): VGG16 at 68% scaling efficiency on 128 servers x 4 GPUs over")

@@ -1,11 +1,10 @@
 /* ini.c: job-file syntax (sections of key = value, [include] of other files), --set overrides,
- * typed getters that validate and record resolved values, unknown-key detection and the
- * resolved printout. */
+ * the resolved printout and the job hash. The typed getters are in ini_get.c. */
 #include "ini.h"
+#include "ini_impl.h"
 
 #include <ctype.h>
 #include <errno.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,7 +22,7 @@ static char *canonical(const char *path) {
     return file_source.canonical ? file_source.canonical(path) : realpath(path, NULL);
 }
 
-static char *trim(char *s) {
+char *ini_trim(char *s) {
     while (isspace((unsigned char)*s)) s++;
     char *end = s + strlen(s);
     while (end > s && isspace((unsigned char)end[-1])) *--end = 0;
@@ -94,13 +93,13 @@ static const char *add_file(IniFile *ini, const char *path) {
     return ini->files[ini->n_files++];
 }
 
-static KeyVal *find_key(Section *s, const char *key) {
+KeyVal *ini_find_key(Section *s, const char *key) {
     for (int i = 0; i < s->n_kv; i++)
         if (strcmp(s->kv[i].key, key) == 0) return &s->kv[i];
     return NULL;
 }
 
-static KeyVal *add_key(Section *s, const char *key, const char *value, int line) {
+KeyVal *ini_add_key(Section *s, const char *key, const char *value, int line) {
     if (s->n_kv == s->cap_kv) {
         s->cap_kv = s->cap_kv ? 2 * s->cap_kv : 8;
         KeyVal *grown = xmalloc((size_t)s->cap_kv * sizeof *grown);
@@ -248,7 +247,7 @@ static int parse_text(IniFile *ini, const char *name, const char *text, IncludeC
                 *c = 0;
                 break;
             }
-        char *s = trim(buf);
+        char *s = ini_trim(buf);
         if (!*s) {
         } else if (*s == '[') {
             char *close = strchr(s, ']');
@@ -257,7 +256,7 @@ static int parse_text(IniFile *ini, const char *name, const char *text, IncludeC
                 rc = -1;
             } else {
                 *close = 0;
-                char *secname = trim(s + 1);
+                char *secname = ini_trim(s + 1);
                 if (!valid_name(secname)) {
                     err_set(e, "%s:%d: bad section name '%s'", name, line, secname);
                     rc = -1;
@@ -279,13 +278,13 @@ static int parse_text(IniFile *ini, const char *name, const char *text, IncludeC
                 rc = -1;
             } else {
                 *eq = 0;
-                char *key = trim(s), *val = trim(eq + 1);
+                char *key = ini_trim(s), *val = ini_trim(eq + 1);
                 if (!valid_name(key)) {
                     err_set(e, "%s:%d: bad key '%s'", name, line, key);
                     rc = -1;
-                } else if (cur && find_key(cur, key)) {
+                } else if (cur && ini_find_key(cur, key)) {
                     err_set(e, "%s:%d: key '%s' repeated in [%s] (first at line %d)", name, line,
-                            key, cur->name, find_key(cur, key)->line);
+                            key, cur->name, ini_find_key(cur, key)->line);
                     rc = -1;
                 } else if (!*val) {
                     err_set(e, "%s:%d: key '%s' has no value", name, line, key);
@@ -293,7 +292,7 @@ static int parse_text(IniFile *ini, const char *name, const char *text, IncludeC
                 } else if (inc.line)
                     rc = include_key(&inc, name, line, key, val, e);
                 else
-                    add_key(cur, key, val, line);
+                    ini_add_key(cur, key, val, line);
             }
         }
         free(buf);
@@ -406,239 +405,13 @@ int ini_apply_override(IniFile *ini, const char *assignment, Err *e) {
             return -1;
         }
     }
-    KeyVal *kv = find_key(s, key);
+    KeyVal *kv = ini_find_key(s, key);
     if (kv) {
         free(kv->value);
         kv->value = xstrdup(val);
         kv->line = 0;
     } else
-        add_key(s, key, val, 0);
-    return 0;
-}
-
-/* "FILE:LINE" or "--set" for messages */
-static const char *where(const IniFile *ini, const Section *s, const KeyVal *kv, char *buf,
-                         size_t n) {
-    if (kv && kv->line == 0)
-        snprintf(buf, n, "--set %s.%s", s->label, kv->key);
-    else
-        snprintf(buf, n, "%s:%d", ini_section_file(ini, s), kv ? kv->line : s->line);
-    return buf;
-}
-
-/* Look a key up and mark it used; NULL when absent. */
-static KeyVal *take(Section *s, const char *key) {
-    KeyVal *kv = find_key(s, key);
-    if (kv) kv->used = 1;
-    return kv;
-}
-
-static void record_default(Section *s, const char *key, const char *value) {
-    KeyVal *kv = add_key(s, key, value, -1);
-    kv->used = 1;
-    kv->resolved = 1;
-}
-
-static int missing(IniFile *ini, Section *s, const char *key, Err *e) {
-    if (s->line == 0) /* the section exists only because of a --set */
-        err_set(e, "%s: [%s] (created by --set) needs '%s'", ini->path, s->name, key);
-    else
-        err_set(e, "%s:%d: [%s] needs '%s'", ini_section_file(ini, s), s->line, s->name, key);
-    return -1;
-}
-
-int sec_get_long(IniFile *ini, Section *s, const char *key, int required, long def, long lo,
-                 long hi, long *out, Err *e) {
-    KeyVal *kv = take(s, key);
-    char w[1024]; /* "FILE:LINE": the file may be a long included path */
-    if (!kv) {
-        if (required) return missing(ini, s, key, e);
-        *out = def;
-        char v[32];
-        snprintf(v, sizeof v, "%ld", def);
-        record_default(s, key, v);
-        return 0;
-    }
-    long v;
-    if (parse_long(kv->value, &v) != 0) {
-        err_set(e, "%s: '%s' must be an integer, got '%s'", where(ini, s, kv, w, sizeof w), key,
-                kv->value);
-        return -1;
-    }
-    if (v < lo || v > hi) {
-        err_set(e, "%s: '%s' = %ld is out of range [%ld, %ld]", where(ini, s, kv, w, sizeof w),
-                key, v, lo, hi);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-int sec_get_int(IniFile *ini, Section *s, const char *key, int required, int def, int lo, int hi,
-                int *out, Err *e) {
-    long v;
-    if (sec_get_long(ini, s, key, required, def, lo, hi, &v, e)) return -1;
-    *out = (int)v;
-    return 0;
-}
-
-int sec_get_double(IniFile *ini, Section *s, const char *key, int required, double def,
-                   double lo, double hi, double *out, Err *e) {
-    KeyVal *kv = take(s, key);
-    char w[1024];
-    if (!kv) {
-        if (required) return missing(ini, s, key, e);
-        *out = def;
-        char v[40];
-        snprintf(v, sizeof v, "%.9g", def);
-        record_default(s, key, v);
-        return 0;
-    }
-    double v;
-    if (parse_double(kv->value, &v) != 0) {
-        err_set(e, "%s: '%s' must be a number, got '%s'", where(ini, s, kv, w, sizeof w), key,
-                kv->value);
-        return -1;
-    }
-    if (v < lo || v > hi) {
-        err_set(e, "%s: '%s' = %g is out of range [%g, %g]", where(ini, s, kv, w, sizeof w), key,
-                v, lo, hi);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-int sec_get_float(IniFile *ini, Section *s, const char *key, int required, double def, double lo,
-                  double hi, float *out, Err *e) {
-    double v;
-    if (sec_get_double(ini, s, key, required, def, lo, hi, &v, e)) return -1;
-    *out = (float)v;
-    return 0;
-}
-
-int sec_get_enum(IniFile *ini, Section *s, const char *key, int required, int def,
-                 const char *const *choices, int *out, Err *e) {
-    KeyVal *kv = take(s, key);
-    char w[1024];
-    if (!kv) {
-        if (required) return missing(ini, s, key, e);
-        *out = def;
-        record_default(s, key, choices[def]);
-        return 0;
-    }
-    for (int i = 0; choices[i]; i++)
-        if (strcmp(kv->value, choices[i]) == 0) {
-            *out = i;
-            return 0;
-        }
-    char list[512] = "";
-    for (int i = 0; choices[i]; i++) {
-        strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
-        strncat(list, choices[i], sizeof list - strlen(list) - 1);
-    }
-    err_set(e, "%s: '%s' = '%s' is not one of: %s", where(ini, s, kv, w, sizeof w), key,
-            kv->value, list);
-    return -1;
-}
-
-int sec_get_bool(IniFile *ini, Section *s, const char *key, int def, int *out, Err *e) {
-    static const char *const choices[] = {"false", "true", NULL};
-    return sec_get_enum(ini, s, key, 0, def ? 1 : 0, choices, out, e);
-}
-
-const char *sec_get_str(IniFile *ini, Section *s, const char *key, int required, const char *def,
-                        Err *e) {
-    KeyVal *kv = take(s, key);
-    if (kv) return kv->value;
-    if (required) {
-        missing(ini, s, key, e);
-        return NULL;
-    }
-    if (!def) return NULL;
-    record_default(s, key, def);
-    return find_key(s, key)->value;
-}
-
-int sec_get_pair(IniFile *ini, Section *s, const char *key, int required, int def_a, int def_b,
-                 int lo, int hi, int *a, int *b, Err *e) {
-    KeyVal *kv = take(s, key);
-    char w[1024];
-    if (!kv) {
-        if (required) return missing(ini, s, key, e);
-        *a = def_a;
-        *b = def_b;
-        char v[32];
-        snprintf(v, sizeof v, "%d,%d", def_a, def_b);
-        record_default(s, key, v);
-        return 0;
-    }
-    /* the whole value: a copy cut to a fixed buffer would drop trailing junk unseen */
-    char *buf = xstrdup(kv->value);
-    char *sep = strpbrk(buf, ",x");
-    long x, y;
-    int ok;
-    if (sep) {
-        *sep = 0;
-        ok = parse_long(trim(buf), &x) == 0 && parse_long(trim(sep + 1), &y) == 0;
-    } else {
-        ok = parse_long(trim(buf), &x) == 0;
-        y = x;
-    }
-    free(buf);
-    if (!ok || x < lo || x > hi || y < lo || y > hi) {
-        err_set(e, "%s: '%s' must be one or two integers in [%d, %d] (e.g. 3 or 3,3), got '%s'",
-                where(ini, s, kv, w, sizeof w), key, lo, hi, kv->value);
-        return -1;
-    }
-    *a = (int)x;
-    *b = (int)y;
-    return 0;
-}
-
-int sec_get_range(IniFile *ini, Section *s, const char *key, int required, double def, float *lo,
-                  float *hi, Err *e) {
-    KeyVal *kv = take(s, key);
-    char w[1024];
-    if (!kv) {
-        if (required) return missing(ini, s, key, e);
-        *lo = (float)-def;
-        *hi = (float)def;
-        char v[48];
-        snprintf(v, sizeof v, "%g", def);
-        record_default(s, key, v);
-        return 0;
-    }
-    char *buf = xstrdup(kv->value);
-    char *sep = strchr(buf, ',');
-    double x, y;
-    int ok;
-    if (sep) {
-        *sep = 0;
-        ok = parse_double(trim(buf), &x) == 0 && parse_double(trim(sep + 1), &y) == 0 && x <= y;
-    } else {
-        ok = parse_double(trim(buf), &y) == 0 && y >= 0;
-        x = -y;
-    }
-    free(buf);
-    if (!ok) {
-        err_set(e, "%s: '%s' must be a number x >= 0 (meaning -x..x) or 'lo,hi' with lo <= hi, got '%s'",
-                where(ini, s, kv, w, sizeof w), key, kv->value);
-        return -1;
-    }
-    *lo = (float)x;
-    *hi = (float)y;
-    return 0;
-}
-
-int sec_check_unused(IniFile *ini, Section *s, Err *e) {
-    for (int i = 0; i < s->n_kv; i++)
-        if (!s->kv[i].used) {
-            char w[1024];
-            err_set(e, "%s: unknown key '%s' in [%s]", where(ini, s, &s->kv[i], w, sizeof w),
-                    s->kv[i].key, s->name);
-            return -1;
-        }
+        ini_add_key(s, key, val, 0);
     return 0;
 }
 
