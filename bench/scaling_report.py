@@ -11,12 +11,12 @@ Model (per optimizer step, weak scaling: every node keeps the job's per-node bat
 t_img: measured here (convnet-dist bench) for MNIST and dogs-vs-cats; for VGG16 and Tiny Darknet
 fine-tuning (not implemented yet) it is their training FLOPs per image divided by the GFLOP/s this
 machine reached on the dogs model, which has the same kind of 3x3 convolutions.
-Calibration: eff (link efficiency) and alpha (latency per ring step) are fitted by least squares
-to the 2-, 3- and 4-host measurements (T_comm is linear in 1/eff and alpha); the report prints each
-host count's residual, and, as a check of the model's power to predict, the 4-host time predicted
-by a fit to 2 and 3 hosts only. The projections use eff at least 0.9 (namespaces share this
-machine's 2 cores and every rank's copy of the gradient; a real NIC does better) and alpha at least
-25 us (TCP on a data-centre LAN).
+Calibration: alpha (latency per ring step) is 25 us, typical of TCP on a data-centre LAN; eff (link
+efficiency) is fitted by least squares to the 2-, 3- and 4-host measurements. The report prints each
+host count's residual, and, as a check of the model's power to predict, the 4-host time predicted by
+a calibration on 2 and 3 hosts only. A free fit of alpha too is printed for the record: in the
+namespaces all ranks share this machine's 2 cores, so it charges scheduling waits to the network.
+The projections use eff at least 0.9 (a real NIC does better than veth pairs on shared cores).
 Assumptions: no overlap of communication with the backward pass (the default; overlap_allreduce
 hides about half of it at 1 Gbit/s, README),
 each node = this machine's 2 cores, one rank per node, no stragglers.
@@ -75,41 +75,52 @@ def comm_s(n, nbytes, link_bps, eff, alpha=ALPHA):
     return 2 * (n - 1) / n * nbytes * 8 / (eff * link_bps) + 2 * (n - 1) * alpha
 
 
-def fit_link(got, hosts, link_bps=1e9):
-    """Least-squares (eff, alpha) of T = 2(N-1)/N * bits / (eff * link) + 2(N-1) * alpha over the
-    measured host counts: linear in u = 1/eff and alpha. With one host count alpha stays ALPHA."""
+def fit_link(got, hosts, alpha=None, link_bps=1e9):
+    """Least-squares fit of T = 2(N-1)/N * bits / (eff * link) + 2(N-1) * alpha over the measured
+    host counts; T is linear in u = 1/eff and alpha. With alpha given only u is fitted.
+    Returns (eff, alpha)."""
     bits = CAL_FLOATS * 4 * 8
     rows = [(2 * (n - 1) / n * bits / link_bps, 2 * (n - 1), got[n]) for n in hosts]
-    if len(rows) < 2:
-        a, b, t = rows[0]
-        return a / (t - b * ALPHA), ALPHA
-    saa = sum(a * a for a, _, _ in rows); sab = sum(a * b for a, b, _ in rows)
-    sbb = sum(b * b for _, b, _ in rows)
-    sat = sum(a * t for a, _, t in rows); sbt = sum(b * t for _, b, t in rows)
-    det = saa * sbb - sab * sab
-    u, alpha = (sat * sbb - sab * sbt) / det, (saa * sbt - sab * sat) / det
-    if alpha < 0:  # a negative latency is noise: refit the bandwidth term alone, alpha = 0
-        u, alpha = sat / saa, 0.0
+    saa = sum(a * a for a, _, _ in rows)
+    if alpha is None and len(rows) >= 2:
+        sab = sum(a * b for a, b, _ in rows); sbb = sum(b * b for _, b, _ in rows)
+        sat = sum(a * t for a, _, t in rows); sbt = sum(b * t for _, b, t in rows)
+        det = saa * sbb - sab * sab
+        u, fitted = (sat * sbb - sab * sbt) / det, (saa * sbt - sab * sat) / det
+        if fitted >= 0:
+            return 1 / u, fitted
+        alpha = 0.0  # a negative latency is noise: fit the bandwidth term alone
+    alpha = ALPHA if alpha is None else alpha
+    u = sum(a * (t - b * alpha) for a, b, t in rows) / saa
     return 1 / u, alpha
 
 
 def report_calibration(got):
-    """Prints the fit over every measured host count and the 4-host prediction of a fit to 2-3.
-    Returns the (eff, alpha) the projections use."""
+    """Calibrates the link efficiency on every measured host count and prints the residuals.
+
+    The projections keep alpha at a LAN's 25 us and fit eff alone: in the namespaces all N ranks
+    share this machine's 2 cores, so every ring step also waits for the scheduler, and a free
+    fit charges that to the network as a latency of milliseconds (printed for the record, with
+    a check that the model fitted to 2 and 3 hosts predicts 4). Returns (eff, alpha)."""
     hosts = [n for n in HOSTS if n in got]
     nbytes = CAL_FLOATS * 4
-    eff, alpha = fit_link(got, hosts)
+    eff, alpha = fit_link(got, hosts, alpha=ALPHA)
     print(f"\nnamespace hosts, links at 1 Gbit/s, allreduce of {CAL_FLOATS:,} floats (ring):")
-    print(f"  fit to {', '.join(map(str, hosts))} hosts: link efficiency {eff:.3f}, latency per ring step {1e6 * alpha:.0f} us")
+    print(f"  calibration on {', '.join(map(str, hosts))} hosts, latency {1e6 * ALPHA:.0f} us per ring step: "
+          f"link efficiency {eff:.3f}")
     for n in hosts:
         m = comm_s(n, nbytes, 1e9, eff, alpha)
         print(f"  {n} hosts: measured {1e3 * got[n]:.1f} ms, model {1e3 * m:.1f} ms, residual {100 * (m - got[n]) / got[n]:+.1f}%")
     if 2 in got and 3 in got and 4 in got:
-        e23, a23 = fit_link(got, [2, 3])
-        p4 = comm_s(4, nbytes, 1e9, e23, a23)
-        print(f"  check: fitted to 2 and 3 hosts only (efficiency {e23:.3f}, {1e6 * a23:.0f} us), the model predicts "
-              f"4 hosts at {1e3 * p4:.1f} ms against {1e3 * got[4]:.1f} measured ({100 * (p4 - got[4]) / got[4]:+.1f}%)")
-    return max(eff, 0.9), max(alpha, ALPHA)
+        e23, _ = fit_link(got, [2, 3], alpha=ALPHA)
+        p4 = comm_s(4, nbytes, 1e9, e23, ALPHA)
+        print(f"  check: calibrated on 2 and 3 hosts only (efficiency {e23:.3f}), the model predicts 4 hosts at "
+              f"{1e3 * p4:.1f} ms against {1e3 * got[4]:.1f} measured ({100 * (p4 - got[4]) / got[4]:+.1f}%)")
+    if len(hosts) >= 2:
+        ef, af = fit_link(got, hosts)
+        print(f"  free fit of both terms: efficiency {ef:.3f}, latency {1e6 * af:.0f} us per ring step (the ranks "
+              f"share 2 cores here: scheduling, not the network)")
+    return max(eff, 0.9), alpha
 
 
 def main():
