@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """make accuracy-seeds: test accuracy of the book's MNIST convnet recipe (jobs/mnist.job: Fashion-MNIST,
-RMSprop lr 1e-3 rho 0.9 eps 1e-7, batch 64, 5 epochs, glorot-uniform kernels, zero biases) over several
+RMSprop lr 1e-3 rho 0.9 eps 1e-7 (Keras's: inside the root), batch 64, 5 epochs, glorot-uniform kernels, zero biases) over several
 seeds, for convnet-dist and for PyTorch running the same recipe, alternating the two.
 
 One run's test accuracy moves by about a point with the seed (the last RMSprop steps at lr 1e-3 are
@@ -41,9 +41,35 @@ def ours(seed, threads):
     return train_job(["--set", f"train.seed={seed}"], threads)
 
 
-def torch_run(seed, threads):
-    """The same recipe in PyTorch: Keras init, RMSprop(alpha=0.9, eps=1e-7), a fresh shuffle of the
-    60,000 images every epoch, the last batch partial (32), final weights tested."""
+class KerasRMSprop:
+    """Keras's RMSprop (tf.keras's ApplyRMSProp and Keras 3 alike): v = rho v + (1-rho) g^2,
+    p -= lr g / sqrt(v + eps), epsilon INSIDE the root, as convnet-dist's optim.c.
+    torch.optim.RMSprop puts it outside, g / (sqrt(v) + eps): with eps = 1e-7 that is a different
+    optimizer (Keras's floor on the denominator is sqrt(1e-7) = 3.2e-4, PyTorch's 1e-7, so weights
+    with small gradients take far larger steps in PyTorch's)."""
+
+    def __init__(self, params, lr=1e-3, rho=0.9, eps=1e-7):
+        import torch
+        self.params = [p for p in params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+        self.lr, self.rho, self.eps = lr, rho, eps
+
+    def zero_grad(self, set_to_none=True):
+        for p in self.params:
+            p.grad = None
+
+    def step(self):
+        import torch
+        with torch.no_grad():
+            for p, v in zip(self.params, self.v):
+                v.mul_(self.rho).addcmul_(p.grad, p.grad, value=1 - self.rho)
+                p.sub_(self.lr * p.grad / torch.sqrt(v + self.eps))
+
+
+def torch_run(seed, threads, optimizer="keras"):
+    """The same recipe in PyTorch: Keras init, Keras's RMSprop (rho 0.9, eps 1e-7 inside the root;
+    optimizer="torch": torch.optim.RMSprop, eps outside), a fresh shuffle of the 60,000 images every
+    epoch, the last batch partial (32), final weights tested."""
     import torch
     import torch.nn as nn
     tb = peer_bench()
@@ -54,7 +80,10 @@ def torch_run(seed, threads):
     m = tb.mnist_model()
     m.apply(tb.keras_init)
     m = m.to(memory_format=torch.channels_last)
-    opt = torch.optim.RMSprop(m.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
+    if optimizer == "torch":
+        opt = torch.optim.RMSprop(m.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
+    else:
+        opt = KerasRMSprop(m.parameters(), lr=1e-3, rho=0.9, eps=1e-7)
     loss_fn = nn.CrossEntropyLoss()
     t0 = time.perf_counter()
     for _ in range(5):
@@ -104,6 +133,9 @@ def main():
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", choices=["ours", "torch"])
+    ap.add_argument("--torch-optimizer", choices=["keras", "torch"], default="keras",
+                    help="PyTorch side: Keras's RMSprop written out (default, the same formula as ours) "
+                         "or torch.optim.RMSprop (epsilon outside the root)")
     a = ap.parse_args()
     if not os.path.isfile(BIN):
         sys.exit("accuracy-seeds: build ./convnet-dist first (make)")
@@ -114,7 +146,7 @@ def main():
             res["convnet-dist"].append(acc)
             print(f"convnet-dist seed {s}: test accuracy {acc:.2f}%  ({dt:.0f} s)", flush=True)
         if a.only != "ours":
-            acc, dt = torch_run(s, a.threads)
+            acc, dt = torch_run(s, a.threads, a.torch_optimizer)
             res["PyTorch"].append(acc)
             print(f"PyTorch      seed {s}: test accuracy {acc:.2f}%  ({dt:.0f} s)", flush=True)
     for k, v in res.items():

@@ -33,8 +33,9 @@ CHECK_STEPS = [1, 2, 5, 10, 12, 15, 20, 50, 100, 200, 500, 938]
 def run_ours(args, tmp, init):
     """convnet-dist from the weights `init`, file order; returns (per-step losses, test accuracy)."""
     steplog = os.path.join(tmp, "steps.txt")
+    algo = ["--set", f"train.conv_algorithm={args.algorithm}"] if args.algorithm else []
     acc, _ = train_job(["--weights", init, "--set", "train.shuffle=false", "--set", f"train.epochs={args.epochs}",
-                        "--set", f"train.step_log={steplog}"], args.threads)
+                        "--set", f"train.step_log={steplog}"] + algo, args.threads)
     with open(steplog) as f:
         losses = [float(line.split()[2]) for line in f]
     return np.array(losses), acc
@@ -109,6 +110,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1, help="convnet-dist's initialisation seed")
+    ap.add_argument("--algorithm", default=None, help="our conv_algorithm (default: the job's, auto)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         init = os.path.join(tmp, "init.w")
