@@ -124,9 +124,11 @@ test_mnist() {
 # the reference: an interrupted and resumed run is then bitwise the uninterrupted one. (Another
 # rank count only matches for a few steps: over 120 SGD steps (3 epochs here) 1 and 2 ranks' rounding grows
 # to O(1) differences, as training amplifies them.)
-# 12 epochs (about 24 s here): Slurm's USR1 for --time=1 --signal=B:USR1@50 came 15.5 s after
-# submission in one run, and 6 epochs (12.5 s) sometimes finished before it.
-REQ_ARGS="--set train.conv_algorithm=direct --set train.optimizer=sgd --set train.lr=0.05 --set train.batch_size=512 --set train.epochs=12 --set train.steps_per_epoch=40"
+# 24 epochs (about 48 s here). slurmctld looks at time limits, and so sends --signal, only every
+# 30 s (its background loop), so USR1 for --time=1 --signal=B:USR1@50 comes anywhere from 10 to
+# 40 s into a run (measured: 9.4, 10.0, 15.5 s, and none within 26 s twice): a run must outlast
+# 40 s to be sure to get it. A resumed run may get it again and be requeued once more.
+REQ_ARGS="--set train.conv_algorithm=direct --set train.optimizer=sgd --set train.lr=0.05 --set train.batch_size=512 --set train.epochs=24 --set train.steps_per_epoch=40"
 test_requeue() {
     local name=slurm-requeue ref=$SL_DIR/uninterrupted.weights fin=$SL_DIR/requeued.weights out=$SL_DIR/requeue.out
     local t0 id
