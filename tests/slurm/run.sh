@@ -126,7 +126,7 @@ test_mnist() {
 # to O(1) differences, as training amplifies them.)
 # 24 epochs (about 48 s here). slurmctld looks at time limits, and so sends --signal, only every
 # 30 s (its background loop), so USR1 for --time=1 --signal=B:USR1@50 comes anywhere from 10 to
-# 40 s into a run (measured: 9.4, 10.0, 15.5 s, and none within 26 s twice): a run must outlast
+# 40 s into a run (measured: 9.4, 10.0, 15.5, 34.3 s; once none within 26 s): a run must outlast
 # 40 s to be sure to get it. A resumed run may get it again and be requeued once more.
 REQ_ARGS="--set train.conv_algorithm=direct --set train.optimizer=sgd --set train.lr=0.05 --set train.batch_size=512 --set train.epochs=24 --set train.steps_per_epoch=40"
 test_requeue() {
