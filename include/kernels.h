@@ -22,6 +22,15 @@ typedef struct {
     int T;            /* conv2d_backward: threads the partial-gradient scratch has room for */
 } WinGeom;
 
+/* The window taps [*k0, *k1) of output position o that fall inside an input of `size` (stride
+ * S, leading padding P, window K): input index = o * S - P + k. Padding taps are skipped, so the
+ * window loops need no per-tap bounds test. */
+static inline void win_span(int o, int S, int P, int K, int size, int *k0, int *k1) {
+    const int i0 = o * S - P;
+    *k0 = i0 < 0 ? -i0 : 0;
+    *k1 = size - i0 < K ? size - i0 : K;
+}
+
 /* Single-threaded activation helpers for kernels that parallelise themselves:
  * y = act(y); dy *= act'(y) given the activated y (linear: nothing; softmax: the loss's). */
 void activation_apply(Activation a, float *y, size_t n);

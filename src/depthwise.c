@@ -34,12 +34,13 @@ void depthwise_forward(float *out, const float *in, const float *w, const WinGeo
             for (int ow = 0; ow < g->OW; ow++) {
                 float *y = out + (((size_t)n * g->OH + oh) * g->OW + ow) * C;
                 for (int c = 0; c < C; c++) y[c] = 0.0f;
-                for (int kh = 0; kh < g->KH; kh++) {
-                    int ih = oh * g->SH - g->PT + kh;
-                    if (ih < 0 || ih >= g->H) continue;
-                    for (int kw = 0; kw < g->KW; kw++) {
-                        int iw = ow * g->SW - g->PL + kw;
-                        if (iw < 0 || iw >= g->W) continue;
+                int kh0, kh1, kw0, kw1;
+                win_span(oh, g->SH, g->PT, g->KH, g->H, &kh0, &kh1);
+                win_span(ow, g->SW, g->PL, g->KW, g->W, &kw0, &kw1);
+                for (int kh = kh0; kh < kh1; kh++) {
+                    const int ih = oh * g->SH - g->PT + kh;
+                    for (int kw = kw0; kw < kw1; kw++) {
+                        const int iw = ow * g->SW - g->PL + kw;
                         const float *x = img + ((size_t)ih * g->W + iw) * C;
                         const float *k = w + ((size_t)kh * g->KW + kw) * C;
 #pragma omp simd
@@ -66,12 +67,13 @@ void depthwise_backward(float *din, float *dw, float *part, const float *dout, c
         for (int oh = 0; oh < g->OH; oh++)
             for (int ow = 0; ow < g->OW; ow++) {
                 const float *dy = dout + (((size_t)n * g->OH + oh) * g->OW + ow) * C;
-                for (int kh = 0; kh < g->KH; kh++) {
-                    int ih = oh * g->SH - g->PT + kh;
-                    if (ih < 0 || ih >= g->H) continue;
-                    for (int kw = 0; kw < g->KW; kw++) {
-                        int iw = ow * g->SW - g->PL + kw;
-                        if (iw < 0 || iw >= g->W) continue;
+                int kh0, kh1, kw0, kw1;
+                win_span(oh, g->SH, g->PT, g->KH, g->H, &kh0, &kh1);
+                win_span(ow, g->SW, g->PL, g->KW, g->W, &kw0, &kw1);
+                for (int kh = kh0; kh < kh1; kh++) {
+                    const int ih = oh * g->SH - g->PT + kh;
+                    for (int kw = kw0; kw < kw1; kw++) {
+                        const int iw = ow * g->SW - g->PL + kw;
                         size_t at = ((size_t)ih * g->W + iw) * C, kt = ((size_t)kh * g->KW + kw) * C;
                         if (dimg) {
                             float *dx = dimg + at;

@@ -214,12 +214,13 @@ void maxpool2d_forward(float *out, int32_t *argmax, const float *in, const WinGe
                 int first = 1;
                 /* Walk the window's pixels; each is a contiguous C-vector, so the compare and
                  * select run across channels and vectorise. Padding is skipped, never wins. */
-                for (int kh = 0; kh < g->KH; kh++) {
-                    int ih = oh * g->SH - g->PT + kh;
-                    if (ih < 0 || ih >= g->H) continue;
-                    for (int kw = 0; kw < g->KW; kw++) {
-                        int iw = ow * g->SW - g->PL + kw;
-                        if (iw < 0 || iw >= g->W) continue;
+                int kh0, kh1, kw0, kw1;
+                win_span(oh, g->SH, g->PT, g->KH, g->H, &kh0, &kh1);
+                win_span(ow, g->SW, g->PL, g->KW, g->W, &kw0, &kw1);
+                for (int kh = kh0; kh < kh1; kh++) {
+                    const int ih = oh * g->SH - g->PT + kh;
+                    for (int kw = kw0; kw < kw1; kw++) {
+                        const int iw = ow * g->SW - g->PL + kw;
                         const int32_t base = (int32_t)(((size_t)ih * g->W + iw) * C);
                         const float *src = img + base;
                         if (first) {
