@@ -66,7 +66,47 @@ class KerasRMSprop:
                 p.sub_(self.lr * p.grad / torch.sqrt(v + self.eps))
 
 
-def torch_run(seed, threads, optimizer="keras"):
+# Our keyed random streams (include/rng.h), replayed here so that PyTorch can run on them.
+_M64, _GOLDEN = (1 << 64) - 1, 0x9e3779b97f4a7c15
+
+
+def _mix(z):
+    z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & _M64
+    return z ^ (z >> 31)
+
+
+def our_permutation(seed, epoch, n):
+    """train_epoch_permutation (src/train.c): Fisher-Yates over rng_keyed(seed, RNG_SHUFFLE = 2,
+    epoch, 0), splitmix64 steps and a 128-bit multiply for the bounded draw."""
+    s = _mix((_mix(_mix(seed ^ _GOLDEN) ^ 2) + epoch * _GOLDEN) & _M64)
+    s = _mix(s ^ 0x632be59bd9b4e019)
+    perm = list(range(n))
+    for i in range(n - 1, 0, -1):
+        s = (s + _GOLDEN) & _M64
+        k = (_mix(s) * (i + 1)) >> 64
+        perm[i], perm[k] = perm[k], perm[i]
+    return perm
+
+
+def our_initial_weights(seed, threads):
+    """convnet-dist's initial weights for SEED, as trajectory.py takes them (one step at learning
+    rate 0, saved), in the PyTorch model's layouts: conv (OC, C, KH, KW); the dense kernel's inputs
+    from our NHWC flatten order (h, w, c) to nn.Flatten's NCHW (c, h, w)."""
+    import tempfile
+    import numpy as np
+    from trajectory import read_weights
+    with tempfile.TemporaryDirectory() as tmp:
+        init = os.path.join(tmp, "init.w")
+        train_job(["--set", f"train.seed={seed}", "--set", "train.epochs=1", "--set", "train.steps_per_epoch=1",
+                   "--set", "train.lr=0", "--save", init], threads)
+        w = read_weights(init)
+    conv = [np.ascontiguousarray(k.transpose(3, 2, 0, 1)) for k in (w[0], w[2], w[4])]
+    dense = np.ascontiguousarray(w[6].reshape(3, 3, 128, 10).transpose(3, 2, 0, 1).reshape(10, 1152))
+    return conv, [w[1], w[3], w[5]], dense, w[7]
+
+
+def torch_run(seed, threads, optimizer="keras", streams="torch"):
     """The same recipe in PyTorch: Keras init, Keras's RMSprop (rho 0.9, eps 1e-7 inside the root;
     optimizer="torch": torch.optim.RMSprop, eps outside), a fresh shuffle of the 60,000 images every
     epoch, the last batch partial (32), final weights tested."""
@@ -79,6 +119,14 @@ def torch_run(seed, threads, optimizer="keras"):
     xt, yt = tb.load_fmnist("test")
     m = tb.mnist_model()
     m.apply(tb.keras_init)
+    if streams in ("ours", "our-init"):  # our initial weights in place of torch's draws
+        conv, bias, dense, dbias = our_initial_weights(seed, threads)
+        with torch.no_grad():
+            for mod, k, b in zip((m[0], m[3], m[6]), conv, bias):
+                mod.weight.copy_(torch.from_numpy(k))
+                mod.bias.copy_(torch.from_numpy(b))
+            m[9].weight.copy_(torch.from_numpy(dense))
+            m[9].bias.copy_(torch.from_numpy(dbias))
     m = m.to(memory_format=torch.channels_last)
     if optimizer == "torch":
         opt = torch.optim.RMSprop(m.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
@@ -86,9 +134,12 @@ def torch_run(seed, threads, optimizer="keras"):
         opt = KerasRMSprop(m.parameters(), lr=1e-3, rho=0.9, eps=1e-7)
     loss_fn = nn.CrossEntropyLoss()
     t0 = time.perf_counter()
-    for _ in range(5):
+    for epoch in range(5):
         m.train()
-        perm = torch.randperm(x.shape[0])
+        if streams in ("ours", "our-order"):  # our epoch permutation in place of torch.randperm
+            perm = torch.tensor(our_permutation(seed, epoch, x.shape[0]))
+        else:
+            perm = torch.randperm(x.shape[0])
         for i in range(0, x.shape[0], 64):
             idx = perm[i:i + 64]
             opt.zero_grad(set_to_none=True)
@@ -105,11 +156,20 @@ def summary(name, accs):
     if not accs:
         return
     sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
-    print(f"{name:12s} n={len(accs)}  mean {statistics.mean(accs):.2f}%  sd {sd:.2f}  "
+    print(f"{name} n={len(accs)}  mean {statistics.mean(accs):.2f}%  sd {sd:.2f}  "
           f"median {statistics.median(accs):.2f}%  min {min(accs):.2f}%  max {max(accs):.2f}%")
 
 
-def compare(a, b):
+# two-sided 97.5% quantiles of Student's t (dof 1..30, then the normal's)
+T975 = [12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23, 2.20, 2.18, 2.16, 2.14, 2.13,
+        2.12, 2.11, 2.10, 2.09, 2.09, 2.08, 2.07, 2.07, 2.06, 2.06, 2.06, 2.05, 2.05, 2.05, 2.04]
+
+
+def t975(dof):
+    return T975[max(1, min(int(dof), 30)) - 1] if dof < 31 else 1.96
+
+
+def compare(a, b, name):
     """The difference of the two means with its standard error (Welch), the t statistic and a
     95% interval: how far the seeds pin the gap. With sd ~0.6 per run and 5 seeds each, the
     standard error of the difference is ~0.35 points, so a gap of 0.3 is below what 5 seeds
@@ -119,13 +179,27 @@ def compare(a, b):
     va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
     d, se = statistics.mean(a) - statistics.mean(b), (va + vb) ** 0.5
     dof = (va + vb) ** 2 / (va * va / (len(a) - 1) + vb * vb / (len(b) - 1)) if va + vb > 0 else 1
-    # two-sided 97.5% quantiles of Student's t (dof 1..30, then the normal's)
-    tq = [12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23, 2.20, 2.18, 2.16, 2.14, 2.13,
-          2.12, 2.11, 2.10, 2.09, 2.09, 2.08, 2.07, 2.07, 2.06, 2.06, 2.06, 2.05, 2.05, 2.05, 2.04]
-    q = tq[min(int(dof), 30) - 1] if dof < 31 else 1.96
-    t = d / se if se > 0 else float("inf")
-    print(f"difference of means (convnet-dist - PyTorch): {d:+.2f} points, standard error {se:.2f} "
+    q, t = t975(dof), d / se if se > 0 else float("inf")
+    print(f"convnet-dist - {name}: {d:+.2f} points, standard error {se:.2f} "
           f"(Welch, {dof:.1f} dof), t = {t:+.2f}, 95% interval [{d - q * se:+.2f}, {d + q * se:+.2f}]")
+
+
+def compare_paired(a, b, name):
+    """Seed by seed, when both sides ran on the same random draws: the mean of the per-seed
+    differences, its standard error and a 95% interval (n - 1 dof). The draws decide much of a
+    run's result (a seed that is poor for one side is poor for the other), so pairing removes
+    that share of the spread and measures the implementations alone."""
+    if len(a) < 2 or len(a) != len(b):
+        return
+    d = [x - y for x, y in zip(a, b)]
+    m, se = statistics.mean(d), statistics.stdev(d) / len(d) ** 0.5
+    q = t975(len(d) - 1)
+    print(f"convnet-dist - {name}, paired by seed: {m:+.2f} points, standard error {se:.2f}, "
+          f"95% interval [{m - q * se:+.2f}, {m + q * se:+.2f}]")
+
+
+STREAM_LABELS = {"ours": "PyTorch on our draws", "torch": "PyTorch on its own draws",
+                 "our-init": "PyTorch, our init", "our-order": "PyTorch, our order"}
 
 
 def main():
@@ -136,22 +210,33 @@ def main():
     ap.add_argument("--torch-optimizer", choices=["keras", "torch"], default="keras",
                     help="PyTorch side: Keras's RMSprop written out (default, the same formula as ours) "
                          "or torch.optim.RMSprop (epsilon outside the root)")
+    ap.add_argument("--torch-streams", choices=list(STREAM_LABELS), nargs="+", default=["ours", "torch"],
+                    help="the PyTorch runs per seed, by their random draws: convnet-dist's initial weights and "
+                         "epoch permutations for the same seed (ours: the like-for-like comparison), PyTorch's "
+                         "own (torch), or only one of ours (our-init, our-order). Default: ours and torch")
     a = ap.parse_args()
     if not os.path.isfile(BIN):
         sys.exit("accuracy-seeds: build ./convnet-dist first (make)")
-    res = {"convnet-dist": [], "PyTorch": []}
+    peers = [] if a.only == "ours" else a.torch_streams
+    res = {"convnet-dist": []}
+    res.update({STREAM_LABELS[k]: [] for k in peers})
     for s in a.seeds:
         if a.only != "torch":
             acc, dt = ours(s, a.threads)
             res["convnet-dist"].append(acc)
             print(f"convnet-dist seed {s}: test accuracy {acc:.2f}%  ({dt:.0f} s)", flush=True)
-        if a.only != "ours":
-            acc, dt = torch_run(s, a.threads, a.torch_optimizer)
-            res["PyTorch"].append(acc)
-            print(f"PyTorch      seed {s}: test accuracy {acc:.2f}%  ({dt:.0f} s)", flush=True)
+        for k in peers:
+            acc, dt = torch_run(s, a.threads, a.torch_optimizer, k)
+            res[STREAM_LABELS[k]].append(acc)
+            print(f"{STREAM_LABELS[k]} seed {s}: test accuracy {acc:.2f}%  ({dt:.0f} s)", flush=True)
+    width = max(len(k) for k in res)
     for k, v in res.items():
-        summary(k, v)
-    compare(res["convnet-dist"], res["PyTorch"])
+        summary(k.ljust(width), v)
+    for k in peers:
+        name = STREAM_LABELS[k]
+        if k == "ours":
+            compare_paired(res["convnet-dist"], res[name], name)
+        compare(res["convnet-dist"], res[name], name)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 """PyTorch peer of jobs/mini-xception.job for make bench: the book's mini Xception-like model
 (Deep Learning with Python, 2nd ed., 9.3.5), trained on random 180x180x3 batches of 32 with
 RMSprop, as ../shared/bench/torch_bench.py times the chapter-8 models (same JSON line).
-Layers as Keras builds them: Conv2D(32, 5) valid without activation; per block (32 .. 512)
-BatchNormalization, ReLU, SeparableConv2D (a depthwise 3x3 conv with groups = C, then a 1x1
-conv with bias), twice; MaxPooling2D(3, 2, same) and a 1x1 stride-2 residual conv, added;
+Layers as Keras builds them (the book's use_bias=False on every convolution, as the job):
+Conv2D(32, 5) valid without activation; per block (32 .. 512) BatchNormalization, ReLU,
+SeparableConv2D (a depthwise 3x3 conv with groups = C, then a 1x1 conv), twice;
+MaxPooling2D(3, 2, same) and a 1x1 stride-2 residual conv, added;
 GlobalAveragePooling2D, Dropout(0.5), Dense(1). BatchNorm2d(momentum 0.01, eps 1e-3) is Keras's
 momentum 0.99 in PyTorch's convention. No augmentation here (convnet-dist's side runs the job's
 RandomFlip/RandomRotation/RandomZoom, so the comparison is conservative for it).
@@ -20,7 +21,7 @@ class Separable(nn.Module):
     def __init__(self, ci, co):
         super().__init__()
         self.dw = nn.Conv2d(ci, ci, 3, padding=1, groups=ci, bias=False)
-        self.pw = nn.Conv2d(ci, co, 1)
+        self.pw = nn.Conv2d(ci, co, 1, bias=False)
 
     def forward(self, x):
         return self.pw(self.dw(x))
@@ -32,14 +33,14 @@ class Block(nn.Module):
         self.body = nn.Sequential(nn.BatchNorm2d(ci, eps=1e-3, momentum=0.01), nn.ReLU(), Separable(ci, co),
                                   nn.BatchNorm2d(co, eps=1e-3, momentum=0.01), nn.ReLU(), Separable(co, co),
                                   nn.MaxPool2d(3, 2, padding=1))
-        self.res = nn.Conv2d(ci, co, 1, stride=2)
+        self.res = nn.Conv2d(ci, co, 1, stride=2, bias=False)
 
     def forward(self, x):
         return self.body(x) + self.res(x)
 
 
 def model():
-    layers, ci = [nn.Conv2d(3, 32, 5)], 32
+    layers, ci = [nn.Conv2d(3, 32, 5, bias=False)], 32
     for co in (32, 64, 128, 256, 512):
         layers.append(Block(ci, co))
         ci = co

@@ -22,7 +22,7 @@ import argparse, os, struct, sys, tempfile, time
 
 import numpy as np
 
-from accuracy_seeds import peer_bench, train_job
+from accuracy_seeds import our_permutation, peer_bench, train_job
 
 # Parameter layout of the weights file (weights.h), per layer weights then bias, Keras order:
 # conv kernels (KH, KW, C, OC), dense kernel (IN, OUT) with IN in NHWC flatten order.
@@ -34,7 +34,9 @@ def run_ours(args, tmp, init):
     """convnet-dist from the weights `init`, file order; returns (per-step losses, test accuracy)."""
     steplog = os.path.join(tmp, "steps.txt")
     algo = ["--set", f"train.conv_algorithm={args.algorithm}"] if args.algorithm else []
-    acc, _ = train_job(["--weights", init, "--set", "train.shuffle=false", "--set", f"train.epochs={args.epochs}",
+    shuffle = "true" if args.shuffle else "false"
+    acc, _ = train_job(["--weights", init, "--set", f"train.shuffle={shuffle}", "--set", f"train.seed={args.seed}",
+                        "--set", f"train.epochs={args.epochs}",
                         "--set", f"train.step_log={steplog}"] + algo, args.threads)
     with open(steplog) as f:
         losses = [float(line.split()[2]) for line in f]
@@ -88,9 +90,12 @@ def run_torch(args, weights, dtype_name):
     rms = [torch.zeros_like(t) for t in params]
     lr, rho, eps = 1e-3, 0.9, 1e-7
     losses = []
-    for _ in range(args.epochs):
+    for epoch in range(args.epochs):
+        # file order, or (--shuffle) our epoch permutation replayed (accuracy_seeds.our_permutation)
+        order = torch.tensor(our_permutation(args.seed, epoch, x.shape[0])) if args.shuffle else torch.arange(x.shape[0])
         for i in range(0, x.shape[0], 64):
-            loss = F.cross_entropy(forward(x[i:i + 64]), y[i:i + 64])
+            idx = order[i:i + 64]
+            loss = F.cross_entropy(forward(x[idx]), y[idx])
             for t in params:
                 t.grad = None
             loss.backward()
@@ -111,6 +116,9 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1, help="convnet-dist's initialisation seed")
     ap.add_argument("--algorithm", default=None, help="our conv_algorithm (default: the job's, auto)")
+    ap.add_argument("--shuffle", action="store_true",
+                    help="shuffle every epoch with our keyed permutation (seed --seed), replayed on the PyTorch "
+                         "side, instead of file order: checks the shuffled path and the replay")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         init = os.path.join(tmp, "init.w")
@@ -125,7 +133,8 @@ def main():
         t2 = time.perf_counter()
         exact, acc_exact = run_torch(args, weights, "float64")
     n = min(len(ours), len(theirs), len(exact))
-    print(f"same initial weights (seed {args.seed}), file order, Keras 3 RMSprop, {args.epochs} epoch(s), "
+    order = "our shuffle, replayed" if args.shuffle else "file order"
+    print(f"same initial weights (seed {args.seed}), {order}, Keras 3 RMSprop, {args.epochs} epoch(s), "
           f"{n} steps")
     print("batch loss at a step; relative differences from PyTorch float32: convnet-dist's, and "
           "PyTorch float64's (rounding alone)")

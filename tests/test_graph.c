@@ -223,8 +223,37 @@ static void test_residual_job(void) {
     free(out);
 }
 
+/* jobs/mini-xception.job is the book's code (9.3.5, use_bias=False on every convolution): its
+ * summary's counts equal those of that code, counted here layer by layer as Keras would. */
+static void test_mini_xception_counts(void) {
+    long total = 5 * 5 * 3 * 32, state = 0; /* Conv2D(32, 5), no bias */
+    long c = 32;
+    const long sizes[] = {32, 64, 128, 256, 512};
+    for (int b = 0; b < 5; b++) {
+        long s = sizes[b];
+        total += 4 * c + 9 * c + c * s;  /* BN(c): gamma beta mean var; SeparableConv2D(c -> s) */
+        total += 4 * s + 9 * s + s * s;  /* BN(s); SeparableConv2D(s -> s) */
+        total += c * s;                  /* the 1x1 residual Conv2D */
+        state += 2 * c + 2 * s;          /* moving mean and variance */
+        c = s;
+    }
+    total += 512 + 1; /* Dense(1) */
+    char cmd[4096], want[128], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s summary jobs/mini-xception.job", testutil_bin());
+    CU_ASSERT_EQUAL(testutil_run(cmd, &out), 0);
+    snprintf(want, sizeof want, "Total params: %ld ", total);
+    CU_ASSERT(out && strstr(out, want));
+    snprintf(want, sizeof want, "Trainable params: %ld\n", total - state);
+    CU_ASSERT(out && strstr(out, want));
+    snprintf(want, sizeof want, "Non-trainable params: %ld\n", state);
+    CU_ASSERT(out && strstr(out, want));
+    if (!out || !strstr(out, want)) printf("\n    expected %ld total, %ld state:\n%s", total, state, out ? out : "");
+    free(out);
+}
+
 TEST_SUITE(graph, {"fan-out into add: summed gradients (im2col)", test_fanout_im2col},
            {"fan-out into add: summed gradients (oneDNN direct, nChw16c)", test_fanout_direct},
            {"a chain needs two gradient buffers", test_chain_buffers},
            {"graph errors in job files name the file and line", test_graph_errors},
-           {"a residual job: summary and training", test_residual_job})
+           {"a residual job: summary and training", test_residual_job},
+           {"jobs/mini-xception.job counts the book's parameters", test_mini_xception_counts})
