@@ -89,6 +89,13 @@ def our_permutation(seed, epoch, n):
     return perm
 
 
+def save_initial_weights(seed, threads, path):
+    """Writes convnet-dist's initial weights for SEED to PATH: one step at learning rate 0 leaves
+    them unchanged, and --save writes them. Shared with trajectory.py."""
+    train_job(["--set", f"train.seed={seed}", "--set", "train.epochs=1", "--set", "train.steps_per_epoch=1",
+               "--set", "train.lr=0", "--save", path], threads)
+
+
 def our_initial_weights(seed, threads):
     """convnet-dist's initial weights for SEED, as trajectory.py takes them (one step at learning
     rate 0, saved), in the PyTorch model's layouts: conv (OC, C, KH, KW); the dense kernel's inputs
@@ -98,8 +105,7 @@ def our_initial_weights(seed, threads):
     from trajectory import read_weights
     with tempfile.TemporaryDirectory() as tmp:
         init = os.path.join(tmp, "init.w")
-        train_job(["--set", f"train.seed={seed}", "--set", "train.epochs=1", "--set", "train.steps_per_epoch=1",
-                   "--set", "train.lr=0", "--save", init], threads)
+        save_initial_weights(seed, threads, init)
         w = read_weights(init)
     conv = [np.ascontiguousarray(k.transpose(3, 2, 0, 1)) for k in (w[0], w[2], w[4])]
     dense = np.ascontiguousarray(w[6].reshape(3, 3, 128, 10).transpose(3, 2, 0, 1).reshape(10, 1152))

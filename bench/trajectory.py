@@ -22,7 +22,7 @@ import argparse, os, struct, sys, tempfile, time
 
 import numpy as np
 
-from accuracy_seeds import our_permutation, peer_bench, train_job
+from accuracy_seeds import our_permutation, peer_bench, save_initial_weights, train_job
 
 # Parameter layout of the weights file (weights.h), per layer weights then bias, Keras order:
 # conv kernels (KH, KW, C, OC), dense kernel (IN, OUT) with IN in NHWC flatten order.
@@ -122,9 +122,7 @@ def main():
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         init = os.path.join(tmp, "init.w")
-        # one step at learning rate 0 saves the job's initial weights unchanged
-        train_job(["--set", f"train.seed={args.seed}", "--set", "train.epochs=1", "--set", "train.steps_per_epoch=1",
-                   "--set", "train.lr=0", "--save", init], args.threads)
+        save_initial_weights(args.seed, args.threads, init)
         t0 = time.perf_counter()
         ours, acc_ours = run_ours(args, tmp, init)
         t1 = time.perf_counter()

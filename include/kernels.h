@@ -22,13 +22,23 @@ typedef struct {
     int T;            /* conv2d_backward: threads the partial-gradient scratch has room for */
 } WinGeom;
 
-/* The window taps [*k0, *k1) of output position o that fall inside an input of `size` (stride
- * S, leading padding P, window K): input index = o * S - P + k. Padding taps are skipped, so the
- * window loops need no per-tap bounds test. */
-static inline void win_span(int o, int S, int P, int K, int size, int *k0, int *k1) {
-    const int i0 = o * S - P;
-    *k0 = i0 < 0 ? -i0 : 0;
-    *k1 = size - i0 < K ? size - i0 : K;
+/* The in-bounds taps of the window at output (oh, ow): rows kh in [kh0, kh1) read input row
+ * ih0 + kh, columns kw in [kw0, kw1) read input column iw0 + kw. Padding taps are left out, so
+ * the window loops need no per-tap bounds test. */
+typedef struct {
+    int kh0, kh1, kw0, kw1; /* tap ranges */
+    int ih0, iw0;           /* input row and column of tap (0, 0), may be negative */
+} WinTaps;
+
+static inline WinTaps win_taps(const WinGeom *g, int oh, int ow) {
+    WinTaps t;
+    t.ih0 = oh * g->SH - g->PT;
+    t.iw0 = ow * g->SW - g->PL;
+    t.kh0 = t.ih0 < 0 ? -t.ih0 : 0;
+    t.kh1 = g->H - t.ih0 < g->KH ? g->H - t.ih0 : g->KH;
+    t.kw0 = t.iw0 < 0 ? -t.iw0 : 0;
+    t.kw1 = g->W - t.iw0 < g->KW ? g->W - t.iw0 : g->KW;
+    return t;
 }
 
 /* Single-threaded activation helpers for kernels that parallelise themselves:

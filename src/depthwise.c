@@ -34,13 +34,11 @@ void depthwise_forward(float *out, const float *in, const float *w, const WinGeo
             for (int ow = 0; ow < g->OW; ow++) {
                 float *y = out + (((size_t)n * g->OH + oh) * g->OW + ow) * C;
                 for (int c = 0; c < C; c++) y[c] = 0.0f;
-                int kh0, kh1, kw0, kw1;
-                win_span(oh, g->SH, g->PT, g->KH, g->H, &kh0, &kh1);
-                win_span(ow, g->SW, g->PL, g->KW, g->W, &kw0, &kw1);
-                for (int kh = kh0; kh < kh1; kh++) {
-                    const int ih = oh * g->SH - g->PT + kh;
-                    for (int kw = kw0; kw < kw1; kw++) {
-                        const int iw = ow * g->SW - g->PL + kw;
+                const WinTaps t = win_taps(g, oh, ow);
+                for (int kh = t.kh0; kh < t.kh1; kh++) {
+                    const int ih = t.ih0 + kh;
+                    for (int kw = t.kw0; kw < t.kw1; kw++) {
+                        const int iw = t.iw0 + kw;
                         const float *x = img + ((size_t)ih * g->W + iw) * C;
                         const float *k = w + ((size_t)kh * g->KW + kw) * C;
 #pragma omp simd
@@ -67,13 +65,11 @@ void depthwise_backward(float *din, float *dw, float *part, const float *dout, c
         for (int oh = 0; oh < g->OH; oh++)
             for (int ow = 0; ow < g->OW; ow++) {
                 const float *dy = dout + (((size_t)n * g->OH + oh) * g->OW + ow) * C;
-                int kh0, kh1, kw0, kw1;
-                win_span(oh, g->SH, g->PT, g->KH, g->H, &kh0, &kh1);
-                win_span(ow, g->SW, g->PL, g->KW, g->W, &kw0, &kw1);
-                for (int kh = kh0; kh < kh1; kh++) {
-                    const int ih = oh * g->SH - g->PT + kh;
-                    for (int kw = kw0; kw < kw1; kw++) {
-                        const int iw = ow * g->SW - g->PL + kw;
+                const WinTaps t = win_taps(g, oh, ow);
+                for (int kh = t.kh0; kh < t.kh1; kh++) {
+                    const int ih = t.ih0 + kh;
+                    for (int kw = t.kw0; kw < t.kw1; kw++) {
+                        const int iw = t.iw0 + kw;
                         size_t at = ((size_t)ih * g->W + iw) * C, kt = ((size_t)kh * g->KW + kw) * C;
                         if (dimg) {
                             float *dx = dimg + at;

@@ -214,13 +214,11 @@ void maxpool2d_forward(float *out, int32_t *argmax, const float *in, const WinGe
                 int first = 1;
                 /* Walk the window's pixels; each is a contiguous C-vector, so the compare and
                  * select run across channels and vectorise. Padding is skipped, never wins. */
-                int kh0, kh1, kw0, kw1;
-                win_span(oh, g->SH, g->PT, g->KH, g->H, &kh0, &kh1);
-                win_span(ow, g->SW, g->PL, g->KW, g->W, &kw0, &kw1);
-                for (int kh = kh0; kh < kh1; kh++) {
-                    const int ih = oh * g->SH - g->PT + kh;
-                    for (int kw = kw0; kw < kw1; kw++) {
-                        const int iw = ow * g->SW - g->PL + kw;
+                const WinTaps t = win_taps(g, oh, ow);
+                for (int kh = t.kh0; kh < t.kh1; kh++) {
+                    const int ih = t.ih0 + kh;
+                    for (int kw = t.kw0; kw < t.kw1; kw++) {
+                        const int iw = t.iw0 + kw;
                         const int32_t base = (int32_t)(((size_t)ih * g->W + iw) * C);
                         const float *src = img + base;
                         if (first) {
