@@ -82,10 +82,15 @@ const ConvAlgo *conv_algo_get(ConvAlgoId id);
 int conv_plan_init(ConvPlan *p, ConvAlgoId id, const ConvDesc *d, Err *e);
 void conv_plan_free(ConvPlan *p);
 
-/* Seconds of one forward + backward_weights + backward_data (forward_only: the forward alone)
- * at the plan's batch size (median of `reps` after one warm-up), on buffers allocated and freed
- * here; < 0 when the algorithm cannot plan it. */
-double conv_algo_time(ConvAlgoId id, const ConvDesc *d, int reps, int forward_only);
+/* `auto`'s timing: sec[id], the seconds of one forward + backward_weights + backward_data
+ * (forward_only: the forward alone) of algorithm id at the plan's batch size, on buffers
+ * allocated and freed here, or < 0 where it cannot plan d. The median of `reps` alternating
+ * rounds, each timing every candidate once, after one warm-up each, so that a noisy stretch of
+ * a shared machine slows all candidates alike instead of deciding for one. Candidates within a
+ * few percent (the MNIST model's first layer: im2col 2.5 ms, direct 2.7 ms) may still swap
+ * between runs; the timing sees the layer alone, not the reorders its layouts cost. */
+#define CONV_TUNE_ROUNDS 7
+void conv_algo_time_all(const ConvDesc *d, int reps, int forward_only, double *sec);
 
 /* The ISA oneDNN runs ("avx512_core", ...), or "none" without oneDNN. */
 const char *conv_dnnl_isa(void);

@@ -117,46 +117,88 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-double conv_algo_time(ConvAlgoId id, const ConvDesc *d, int reps, int forward_only) {
+/* One candidate under timing: its plan and the buffers of one pass, filled with fixed values. */
+typedef struct {
     ConvPlan p;
+    float *in, *din, *out, *dout, *w, *dw; /* (N,H,W,C) x 2, (N,OH,OW,OC) x 2, HWIO + bias x 2 */
+    void *aux, *ws;
+    size_t nw;
+    int has_bias;
+} ConvTiming;
+
+/* 0, or -1 when the algorithm cannot plan d or its buffers would take over a quarter of the
+ * node (timing allocates before the plan's memory check: a batch that does not fit is then
+ * refused by the check, not by running out here). */
+static int conv_timing_init(ConvTiming *t, ConvAlgoId id, const ConvDesc *d) {
+    memset(t, 0, sizeof *t);
     Err e = {0};
-    if (conv_plan_init(&p, id, d, &e)) return -1;
-    const WinGeom *g = &p.d.g;
+    if (conv_plan_init(&t->p, id, d, &e)) return -1;
+    const WinGeom *g = &t->p.d.g;
     Shape si = {g->H, g->W, g->C, 0}, so = {g->OH, g->OW, g->OC, 0};
-    size_t ni = (size_t)g->N * format_floats(p.d.in_fmt, si), no = (size_t)g->N * format_floats(p.out_fmt, so);
-    size_t nw = (size_t)g->KH * g->KW * g->C * g->OC;
-    /* timing allocates before the plan's memory check: never more than a quarter of the node
-     * (a batch that does not fit is then refused by the check, not by running out here) */
-    double bytes = 4.0 * (2.0 * (double)ni + 2.0 * (double)no + 2.0 * (double)nw) + (double)p.aux_bytes + (double)p.ws_bytes;
+    size_t ni = (size_t)g->N * format_floats(t->p.d.in_fmt, si);
+    size_t no = (size_t)g->N * format_floats(t->p.out_fmt, so);
+    t->nw = (size_t)g->KH * g->KW * g->C * g->OC;
+    t->has_bias = d->has_bias;
+    double bytes = 4.0 * (2.0 * (double)ni + 2.0 * (double)no + 2.0 * (double)t->nw) +
+                   (double)t->p.aux_bytes + (double)t->p.ws_bytes;
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     if (pages > 0 && page > 0 && bytes > (double)pages * (double)page / 4) {
-        conv_plan_free(&p);
+        conv_plan_free(&t->p);
         return -1;
     }
-    float *in = xcalloc(ni, sizeof *in), *din = xmalloc(ni * sizeof *din), *out = xmalloc(no * sizeof *out),
-          *dout = xcalloc(no, sizeof *dout), *w = xcalloc(nw + g->OC, sizeof *w), *dw = xcalloc(nw + g->OC, sizeof *dw);
-    void *aux = aligned_alloc(64, (p.aux_bytes + 64) & ~(size_t)63), *ws = aligned_alloc(64, (p.ws_bytes + 64) & ~(size_t)63);
-    for (size_t i = 0; i < ni; i += 7) in[i] = 0.5f;
-    for (size_t i = 0; i < no; i += 5) dout[i] = 0.25f;
-    for (size_t i = 0; i < nw; i += 3) w[i] = 0.1f;
-    double t[16];
-    if (reps > 15) reps = 15;
-    for (int r = 0; r <= reps; r++) {
-        double t0 = now_seconds();
-        p.algo->forward(&p, out, in, w, d->has_bias ? w + nw : NULL, aux, ws, g->N);
-        if (forward_only) {
-            t[r] = now_seconds() - t0;
-            continue;
-        }
-        p.algo->backward_weights(&p, dw, d->has_bias ? dw + nw : NULL, dout, in, aux, ws, g->N);
-        p.algo->backward_data(&p, din, dout, w, aux, ws, g->N);
-        t[r] = now_seconds() - t0;
+    t->in = xcalloc(ni, sizeof *t->in), t->din = xmalloc(ni * sizeof *t->din);
+    t->out = xmalloc(no * sizeof *t->out), t->dout = xcalloc(no, sizeof *t->dout);
+    t->w = xcalloc(t->nw + g->OC, sizeof *t->w), t->dw = xcalloc(t->nw + g->OC, sizeof *t->dw);
+    t->aux = aligned_alloc(64, (t->p.aux_bytes + 64) & ~(size_t)63);
+    t->ws = aligned_alloc(64, (t->p.ws_bytes + 64) & ~(size_t)63);
+    for (size_t i = 0; i < ni; i += 7) t->in[i] = 0.5f;
+    for (size_t i = 0; i < no; i += 5) t->dout[i] = 0.25f;
+    for (size_t i = 0; i < t->nw; i += 3) t->w[i] = 0.1f;
+    return 0;
+}
+
+/* Seconds of one forward + backward_weights + backward_data (forward_only: the forward). */
+static double conv_timing_run(ConvTiming *t, int forward_only) {
+    ConvPlan *p = &t->p;
+    const int N = p->d.g.N;
+    double t0 = now_seconds();
+    p->algo->forward(p, t->out, t->in, t->w, t->has_bias ? t->w + t->nw : NULL, t->aux, t->ws, N);
+    if (!forward_only) {
+        p->algo->backward_weights(p, t->dw, t->has_bias ? t->dw + t->nw : NULL, t->dout, t->in,
+                                  t->aux, t->ws, N);
+        p->algo->backward_data(p, t->din, t->dout, t->w, t->aux, t->ws, N);
     }
-    qsort(t + 1, (size_t)reps, sizeof *t, cmp_double); /* t[0]: the warm-up */
-    double med = t[1 + reps / 2];
-    free(in), free(din), free(out), free(dout), free(w), free(dw), free(aux), free(ws);
-    conv_plan_free(&p);
-    return med;
+    return now_seconds() - t0;
+}
+
+static void conv_timing_free(ConvTiming *t) {
+    free(t->in), free(t->din), free(t->out), free(t->dout), free(t->w), free(t->dw);
+    free(t->aux), free(t->ws);
+    conv_plan_free(&t->p);
+}
+
+void conv_algo_time_all(const ConvDesc *d, int reps, int forward_only, double *sec) {
+    ConvTiming t[CONV_ALGO_COUNT];
+    double run[CONV_ALGO_COUNT][16];
+    int ok[CONV_ALGO_COUNT];
+    if (reps > 15) reps = 15;
+    if (reps < 1) reps = 1;
+    for (int id = 0; id < CONV_ALGO_COUNT; id++) {
+        sec[id] = -1;
+        ok[id] = conv_algo_get((ConvAlgoId)id) && conv_timing_init(&t[id], (ConvAlgoId)id, d) == 0;
+        if (ok[id]) conv_timing_run(&t[id], forward_only); /* warm-up: JIT, first touch */
+    }
+    /* Round r times every candidate once, so that the machine's drift (another process, a
+     * neighbour on the host) hits all of them alike rather than whichever ran during it. */
+    for (int r = 0; r < reps; r++)
+        for (int id = 0; id < CONV_ALGO_COUNT; id++)
+            if (ok[id]) run[id][r] = conv_timing_run(&t[id], forward_only);
+    for (int id = 0; id < CONV_ALGO_COUNT; id++) {
+        if (!ok[id]) continue;
+        qsort(run[id], (size_t)reps, sizeof run[id][0], cmp_double);
+        sec[id] = run[id][reps / 2];
+        conv_timing_free(&t[id]);
+    }
 }
 
 /* ---- the layer ---- */
@@ -183,12 +225,10 @@ static int conv2d_configure(Layer *L, IniFile *ini, Section *s, Err *e) {
 static ConvAlgoId conv2d_tune(const ConvDesc *d, int forward_only) {
     /* nothing timed (too large to try): the default */
     ConvAlgoId best = conv_algo_get(CONV_ALGO_DIRECT) ? CONV_ALGO_DIRECT : CONV_ALGO_IM2COL;
-    double best_t = -1;
-    for (int id = 0; id < CONV_ALGO_COUNT; id++) {
-        if (!conv_algo_get((ConvAlgoId)id)) continue;
-        double t = conv_algo_time((ConvAlgoId)id, d, 3, forward_only);
-        if (t >= 0 && (best_t < 0 || t < best_t)) best = (ConvAlgoId)id, best_t = t;
-    }
+    double sec[CONV_ALGO_COUNT], best_t = -1;
+    conv_algo_time_all(d, CONV_TUNE_ROUNDS, forward_only, sec);
+    for (int id = 0; id < CONV_ALGO_COUNT; id++)
+        if (sec[id] >= 0 && (best_t < 0 || sec[id] < best_t)) best = (ConvAlgoId)id, best_t = sec[id];
     return best;
 }
 

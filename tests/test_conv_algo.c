@@ -405,6 +405,28 @@ static void test_layouts_and_pooling(void) {
     free(x), free(blk), free(back);
 }
 
+/* auto's timing: every algorithm that can plan a shape is timed (> 0 s), in training and in
+ * forward-only mode; one that cannot (Winograd at stride 2) reports < 0 and is never chosen. */
+static void test_auto_timing(void) {
+    const Case *pick[] = {&cases[5], &cases[1]}; /* 3x3 stride 1 same; stride 2 */
+    for (size_t k = 0; k < 2; k++) {
+        ConvDesc d = {case_geom(pick[k]), ACT_RELU, 1, FMT_NHWC};
+        for (int forward_only = 0; forward_only <= 1; forward_only++) {
+            double sec[CONV_ALGO_COUNT];
+            conv_algo_time_all(&d, 3, forward_only, sec);
+            for (int id = 0; id < CONV_ALGO_COUNT; id++) {
+                ConvPlan p;
+                Err e = {0};
+                int can = conv_algo_get((ConvAlgoId)id) && conv_plan_init(&p, (ConvAlgoId)id, &d, &e) == 0;
+                if (can) conv_plan_free(&p);
+                CU_ASSERT(can ? sec[id] > 0 : sec[id] < 0);
+                if (can != (sec[id] > 0))
+                    printf("\n    %s, case %zu: timed %g s, plannable %d", conv_algo_name((ConvAlgoId)id), k, sec[id], can);
+            }
+        }
+    }
+}
+
 static void test_skip_count(void) {
     /* CUnit has no skip status: say how many checks this build could not run */
     printf("\n    conv_algo: %d algorithm checks skipped%s", skipped,
@@ -422,4 +444,5 @@ TEST_SUITE(conv_algo, {"im2col against the naive convolution", test_im2col_naive
            {"a fixed choice is bitwise repeatable", test_repeatable},
            {"a batch shorter than the plan's", test_short_batch},
            {"NHWC <-> nChw16c reorders, pooling on nChw16c", test_layouts_and_pooling},
+           {"auto times every algorithm that can plan a shape", test_auto_timing},
            {"skipped algorithm checks", test_skip_count})
