@@ -117,88 +117,107 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* One candidate under timing: its plan and the buffers of one pass, filled with fixed values. */
+/* The buffers of one timed pass, shared by all candidates (each sized for the largest): the
+ * candidates run one at a time, each forward writing the aux its backward reads, so one set
+ * serves them all and auto's peak memory is that of its largest candidate, not of their sum. */
 typedef struct {
-    ConvPlan p;
-    float *in, *din, *out, *dout, *w, *dw; /* (N,H,W,C) x 2, (N,OH,OW,OC) x 2, HWIO + bias x 2 */
+    float *in, *din, *out, *dout, *w, *dw; /* input and output floats x 2 in the candidates'
+                                            * layouts, HWIO + bias x 2 */
     void *aux, *ws;
-    size_t nw;
-    int has_bias;
-} ConvTiming;
+    size_t ni, no, nw, aux_bytes, ws_bytes;
+} ConvTimingBufs;
 
-/* 0, or -1 when the algorithm cannot plan d or its buffers would take over a quarter of the
- * node (timing allocates before the plan's memory check: a batch that does not fit is then
- * refused by the check, not by running out here). */
-static int conv_timing_init(ConvTiming *t, ConvAlgoId id, const ConvDesc *d) {
-    memset(t, 0, sizeof *t);
-    Err e = {0};
-    if (conv_plan_init(&t->p, id, d, &e)) return -1;
-    const WinGeom *g = &t->p.d.g;
+/* Floats of the input and output of plan p, in its layouts. */
+static void conv_plan_floats(const ConvPlan *p, size_t *ni, size_t *no) {
+    const WinGeom *g = &p->d.g;
     Shape si = {g->H, g->W, g->C, 0}, so = {g->OH, g->OW, g->OC, 0};
-    size_t ni = (size_t)g->N * format_floats(t->p.d.in_fmt, si);
-    size_t no = (size_t)g->N * format_floats(t->p.out_fmt, so);
-    t->nw = (size_t)g->KH * g->KW * g->C * g->OC;
-    t->has_bias = d->has_bias;
-    double bytes = 4.0 * (2.0 * (double)ni + 2.0 * (double)no + 2.0 * (double)t->nw) +
-                   (double)t->p.aux_bytes + (double)t->p.ws_bytes;
+    *ni = (size_t)g->N * format_floats(p->d.in_fmt, si);
+    *no = (size_t)g->N * format_floats(p->out_fmt, so);
+}
+
+/* Timing allocates before the plan's memory check: a candidate needing over a quarter of the
+ * node is not timed (a batch that does not fit is then refused by the check, not by running
+ * out here). */
+static int conv_plan_too_big(const ConvPlan *p) {
+    size_t ni, no;
+    conv_plan_floats(p, &ni, &no);
+    const WinGeom *g = &p->d.g;
+    double nw = (double)g->KH * g->KW * g->C * g->OC;
+    double bytes = 4.0 * (2.0 * (double)ni + 2.0 * (double)no + 2.0 * nw) +
+                   (double)p->aux_bytes + (double)p->ws_bytes;
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    if (pages > 0 && page > 0 && bytes > (double)pages * (double)page / 4) {
-        conv_plan_free(&t->p);
-        return -1;
-    }
-    t->in = xcalloc(ni, sizeof *t->in), t->din = xmalloc(ni * sizeof *t->din);
-    t->out = xmalloc(no * sizeof *t->out), t->dout = xcalloc(no, sizeof *t->dout);
-    t->w = xcalloc(t->nw + g->OC, sizeof *t->w), t->dw = xcalloc(t->nw + g->OC, sizeof *t->dw);
-    t->aux = aligned_alloc(64, (t->p.aux_bytes + 64) & ~(size_t)63);
-    t->ws = aligned_alloc(64, (t->p.ws_bytes + 64) & ~(size_t)63);
-    for (size_t i = 0; i < ni; i += 7) t->in[i] = 0.5f;
-    for (size_t i = 0; i < no; i += 5) t->dout[i] = 0.25f;
-    for (size_t i = 0; i < t->nw; i += 3) t->w[i] = 0.1f;
-    return 0;
+    return pages > 0 && page > 0 && bytes > (double)pages * (double)page / 4;
+}
+
+static void conv_timing_bufs_init(ConvTimingBufs *b) {
+    b->in = xcalloc(b->ni, sizeof *b->in), b->din = xmalloc(b->ni * sizeof *b->din);
+    b->out = xmalloc(b->no * sizeof *b->out), b->dout = xcalloc(b->no, sizeof *b->dout);
+    b->w = xcalloc(b->nw, sizeof *b->w), b->dw = xcalloc(b->nw, sizeof *b->dw);
+    b->aux = aligned_alloc(64, (b->aux_bytes + 64) & ~(size_t)63);
+    b->ws = aligned_alloc(64, (b->ws_bytes + 64) & ~(size_t)63);
+    for (size_t i = 0; i < b->ni; i += 7) b->in[i] = 0.5f;
+    for (size_t i = 0; i < b->no; i += 5) b->dout[i] = 0.25f;
+    for (size_t i = 0; i < b->nw; i += 3) b->w[i] = 0.1f;
+}
+
+static void conv_timing_bufs_free(ConvTimingBufs *b) {
+    free(b->in), free(b->din), free(b->out), free(b->dout), free(b->w), free(b->dw);
+    free(b->aux), free(b->ws);
 }
 
 /* Seconds of one forward + backward_weights + backward_data (forward_only: the forward). */
-static double conv_timing_run(ConvTiming *t, int forward_only) {
-    ConvPlan *p = &t->p;
-    const int N = p->d.g.N;
+static double conv_timing_run(ConvPlan *p, ConvTimingBufs *b, int forward_only) {
+    const WinGeom *g = &p->d.g;
+    const size_t nw = (size_t)g->KH * g->KW * g->C * g->OC;
+    const int N = g->N, bias = p->d.has_bias;
     double t0 = now_seconds();
-    p->algo->forward(p, t->out, t->in, t->w, t->has_bias ? t->w + t->nw : NULL, t->aux, t->ws, N);
+    p->algo->forward(p, b->out, b->in, b->w, bias ? b->w + nw : NULL, b->aux, b->ws, N);
     if (!forward_only) {
-        p->algo->backward_weights(p, t->dw, t->has_bias ? t->dw + t->nw : NULL, t->dout, t->in,
-                                  t->aux, t->ws, N);
-        p->algo->backward_data(p, t->din, t->dout, t->w, t->aux, t->ws, N);
+        p->algo->backward_weights(p, b->dw, bias ? b->dw + nw : NULL, b->dout, b->in, b->aux,
+                                  b->ws, N);
+        p->algo->backward_data(p, b->din, b->dout, b->w, b->aux, b->ws, N);
     }
     return now_seconds() - t0;
 }
 
-static void conv_timing_free(ConvTiming *t) {
-    free(t->in), free(t->din), free(t->out), free(t->dout), free(t->w), free(t->dw);
-    free(t->aux), free(t->ws);
-    conv_plan_free(&t->p);
-}
-
 void conv_algo_time_all(const ConvDesc *d, int reps, int forward_only, double *sec) {
-    ConvTiming t[CONV_ALGO_COUNT];
-    double run[CONV_ALGO_COUNT][16];
-    int ok[CONV_ALGO_COUNT];
+    ConvPlan p[CONV_ALGO_COUNT];
+    int ok[CONV_ALGO_COUNT], any = 0;
+    ConvTimingBufs b;
+    memset(&b, 0, sizeof b);
+    b.nw = (size_t)d->g.KH * d->g.KW * d->g.C * d->g.OC + (size_t)d->g.OC;
     if (reps > 15) reps = 15;
     if (reps < 1) reps = 1;
     for (int id = 0; id < CONV_ALGO_COUNT; id++) {
+        Err e = {0};
         sec[id] = -1;
-        ok[id] = conv_algo_get((ConvAlgoId)id) && conv_timing_init(&t[id], (ConvAlgoId)id, d) == 0;
-        if (ok[id]) conv_timing_run(&t[id], forward_only); /* warm-up: JIT, first touch */
+        ok[id] = conv_algo_get((ConvAlgoId)id) && conv_plan_init(&p[id], (ConvAlgoId)id, d, &e) == 0;
+        if (ok[id] && conv_plan_too_big(&p[id])) conv_plan_free(&p[id]), ok[id] = 0;
+        if (!ok[id]) continue;
+        size_t ni, no;
+        conv_plan_floats(&p[id], &ni, &no);
+        b.ni = ni > b.ni ? ni : b.ni, b.no = no > b.no ? no : b.no;
+        b.aux_bytes = p[id].aux_bytes > b.aux_bytes ? p[id].aux_bytes : b.aux_bytes;
+        b.ws_bytes = p[id].ws_bytes > b.ws_bytes ? p[id].ws_bytes : b.ws_bytes;
+        any = 1;
     }
+    if (!any) return;
+    conv_timing_bufs_init(&b);
+    double run[CONV_ALGO_COUNT][16];
+    for (int id = 0; id < CONV_ALGO_COUNT; id++)
+        if (ok[id]) conv_timing_run(&p[id], &b, forward_only); /* warm-up: JIT, first touch */
     /* Round r times every candidate once, so that the machine's drift (another process, a
      * neighbour on the host) hits all of them alike rather than whichever ran during it. */
     for (int r = 0; r < reps; r++)
         for (int id = 0; id < CONV_ALGO_COUNT; id++)
-            if (ok[id]) run[id][r] = conv_timing_run(&t[id], forward_only);
+            if (ok[id]) run[id][r] = conv_timing_run(&p[id], &b, forward_only);
     for (int id = 0; id < CONV_ALGO_COUNT; id++) {
         if (!ok[id]) continue;
         qsort(run[id], (size_t)reps, sizeof run[id][0], cmp_double);
         sec[id] = run[id][reps / 2];
-        conv_timing_free(&t[id]);
+        conv_plan_free(&p[id]);
     }
+    conv_timing_bufs_free(&b);
 }
 
 /* ---- the layer ---- */
