@@ -78,6 +78,11 @@ typedef struct ConvAlgo {
 extern const ConvAlgo conv_algo_im2col;
 const ConvAlgo *conv_algo_get(ConvAlgoId id);
 
+/* Floats of a convolution's kernel, (KH, KW, C, OC) in Keras's HWIO order, bias not included. */
+static inline size_t conv_kernel_floats(const WinGeom *g) {
+    return (size_t)g->KH * g->KW * g->C * g->OC;
+}
+
 /* Plan p for algorithm id (not AUTO); 0 or -1 with e set. */
 int conv_plan_init(ConvPlan *p, ConvAlgoId id, const ConvDesc *d, Err *e);
 void conv_plan_free(ConvPlan *p);

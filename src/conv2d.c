@@ -122,9 +122,10 @@ static int cmp_double(const void *a, const void *b) {
  * serves them all and auto's peak memory is that of its largest candidate, not of their sum. */
 typedef struct {
     float *in, *din, *out, *dout, *w, *dw; /* input and output floats x 2 in the candidates'
-                                            * layouts, HWIO + bias x 2 */
+                                            * layouts, HWIO kernel + bias x 2 */
     void *aux, *ws;
-    size_t ni, no, nw, aux_bytes, ws_bytes;
+    size_t ni, no, aux_bytes, ws_bytes;
+    size_t nk, nb; /* kernel and bias floats: w + nk is the bias */
 } ConvTimingBufs;
 
 /* Floats of the input and output of plan p, in its layouts. */
@@ -141,8 +142,7 @@ static void conv_plan_floats(const ConvPlan *p, size_t *ni, size_t *no) {
 static int conv_plan_too_big(const ConvPlan *p) {
     size_t ni, no;
     conv_plan_floats(p, &ni, &no);
-    const WinGeom *g = &p->d.g;
-    double nw = (double)g->KH * g->KW * g->C * g->OC;
+    double nw = (double)conv_kernel_floats(&p->d.g);
     double bytes = 4.0 * (2.0 * (double)ni + 2.0 * (double)no + 2.0 * nw) +
                    (double)p->aux_bytes + (double)p->ws_bytes;
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
@@ -152,12 +152,12 @@ static int conv_plan_too_big(const ConvPlan *p) {
 static void conv_timing_bufs_init(ConvTimingBufs *b) {
     b->in = xcalloc(b->ni, sizeof *b->in), b->din = xmalloc(b->ni * sizeof *b->din);
     b->out = xmalloc(b->no * sizeof *b->out), b->dout = xcalloc(b->no, sizeof *b->dout);
-    b->w = xcalloc(b->nw, sizeof *b->w), b->dw = xcalloc(b->nw, sizeof *b->dw);
+    b->w = xcalloc(b->nk + b->nb, sizeof *b->w), b->dw = xcalloc(b->nk + b->nb, sizeof *b->dw);
     b->aux = aligned_alloc(64, (b->aux_bytes + 64) & ~(size_t)63);
     b->ws = aligned_alloc(64, (b->ws_bytes + 64) & ~(size_t)63);
     for (size_t i = 0; i < b->ni; i += 7) b->in[i] = 0.5f;
     for (size_t i = 0; i < b->no; i += 5) b->dout[i] = 0.25f;
-    for (size_t i = 0; i < b->nw; i += 3) b->w[i] = 0.1f;
+    for (size_t i = 0; i < b->nk; i += 3) b->w[i] = 0.1f;
 }
 
 static void conv_timing_bufs_free(ConvTimingBufs *b) {
@@ -167,13 +167,11 @@ static void conv_timing_bufs_free(ConvTimingBufs *b) {
 
 /* Seconds of one forward + backward_weights + backward_data (forward_only: the forward). */
 static double conv_timing_run(ConvPlan *p, ConvTimingBufs *b, int forward_only) {
-    const WinGeom *g = &p->d.g;
-    const size_t nw = (size_t)g->KH * g->KW * g->C * g->OC;
-    const int N = g->N, bias = p->d.has_bias;
+    const int N = p->d.g.N, bias = p->d.has_bias;
     double t0 = now_seconds();
-    p->algo->forward(p, b->out, b->in, b->w, bias ? b->w + nw : NULL, b->aux, b->ws, N);
+    p->algo->forward(p, b->out, b->in, b->w, bias ? b->w + b->nk : NULL, b->aux, b->ws, N);
     if (!forward_only) {
-        p->algo->backward_weights(p, b->dw, bias ? b->dw + nw : NULL, b->dout, b->in, b->aux,
+        p->algo->backward_weights(p, b->dw, bias ? b->dw + b->nk : NULL, b->dout, b->in, b->aux,
                                   b->ws, N);
         p->algo->backward_data(p, b->din, b->dout, b->w, b->aux, b->ws, N);
     }
@@ -185,7 +183,7 @@ void conv_algo_time_all(const ConvDesc *d, int reps, int forward_only, double *s
     int ok[CONV_ALGO_COUNT], any = 0;
     ConvTimingBufs b;
     memset(&b, 0, sizeof b);
-    b.nw = (size_t)d->g.KH * d->g.KW * d->g.C * d->g.OC + (size_t)d->g.OC;
+    b.nk = conv_kernel_floats(&d->g), b.nb = (size_t)d->g.OC;
     if (reps > 15) reps = 15;
     if (reps < 1) reps = 1;
     for (int id = 0; id < CONV_ALGO_COUNT; id++) {

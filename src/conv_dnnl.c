@@ -344,7 +344,7 @@ static void dnnl_conv_backward_weights(ConvPlan *p, float *dw, float *db, const 
     /* the primitive overwrites; the interface adds (gradients of several batches may sum) */
     const float *plain = reorder_run(&s->dw_w, dwp, slot_ptr(s->dw_plain, aux, ws), aux, ws);
     const WinGeom *g = &p->d.g;
-    const size_t nw = (size_t)g->KH * g->KW * g->C * g->OC;
+    const size_t nw = conv_kernel_floats(g);
     if (dw) {
 #pragma omp parallel for simd schedule(static)
         for (size_t i = 0; i < nw; i++) dw[i] += plain[i];
