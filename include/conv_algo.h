@@ -72,11 +72,17 @@ typedef struct ConvAlgo {
     /* din overwritten */
     void (*backward_data)(ConvPlan *p, float *din, const float *dout, const float *w, void *aux,
                           void *ws, int N);
+    /* NULL when this CPU can run the algorithm, else why not (the backend lacks kernels for its
+     * ISA); a NULL hook: any CPU. */
+    const char *(*unsupported)(void);
 } ConvAlgo;
 
 /* The implementations; NULL where this build lacks the backend (ONEDNN=0). */
 extern const ConvAlgo conv_algo_im2col;
 const ConvAlgo *conv_algo_get(ConvAlgoId id);
+/* NULL when this build and this CPU can run algorithm id (for the shapes it supports), else why
+ * not, in words (no oneDNN in the build; no kernels for this CPU's ISA). */
+const char *conv_algo_unsupported(ConvAlgoId id);
 
 /* Floats of a convolution's kernel, (KH, KW, C, OC) in Keras's HWIO order, bias not included. */
 static inline size_t conv_kernel_floats(const WinGeom *g) {

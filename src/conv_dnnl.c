@@ -308,7 +308,25 @@ static int dnnl_conv_plan(ConvPlan *p, dnnl_alg_kind_t alg, Err *e) {
 }
 
 static int direct_plan(ConvPlan *p, Err *e) { return dnnl_conv_plan(p, dnnl_convolution_direct, e); }
-static int winograd_plan(ConvPlan *p, Err *e) { return dnnl_conv_plan(p, dnnl_convolution_winograd, e); }
+/* oneDNN 2.x has f32 Winograd kernels for AVX-512 only (avx512_core and up); elsewhere it refuses
+ * every shape, and saying so beats "no implementation for this convolution". */
+static const char *winograd_unsupported(void) {
+    static char why[160];
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    if ((isa & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core) return NULL;
+    snprintf(why, sizeof why, "oneDNN's Winograd needs an AVX-512 CPU (avx512_core); oneDNN runs %s here",
+             conv_dnnl_isa());
+    return why;
+}
+
+static int winograd_plan(ConvPlan *p, Err *e) {
+    const char *no = winograd_unsupported();
+    if (no) {
+        err_set(e, "%s", no);
+        return -1;
+    }
+    return dnnl_conv_plan(p, dnnl_convolution_winograd, e);
+}
 
 /* ---- the passes ---- */
 
@@ -368,9 +386,10 @@ static void dnnl_conv_backward_data(ConvPlan *p, float *din, const float *dout, 
 }
 
 static const ConvAlgo conv_algo_direct = {"direct", direct_plan, dnnl_conv_free, dnnl_conv_forward,
-                                          dnnl_conv_backward_weights, dnnl_conv_backward_data};
+                                          dnnl_conv_backward_weights, dnnl_conv_backward_data, NULL};
 static const ConvAlgo conv_algo_winograd = {"winograd", winograd_plan, dnnl_conv_free, dnnl_conv_forward,
-                                            dnnl_conv_backward_weights, dnnl_conv_backward_data};
+                                            dnnl_conv_backward_weights, dnnl_conv_backward_data,
+                                            winograd_unsupported};
 #define DIRECT (&conv_algo_direct)
 #define WINOGRAD (&conv_algo_winograd)
 #else
@@ -386,4 +405,10 @@ const ConvAlgo *conv_algo_get(ConvAlgoId id) {
     case CONV_ALGO_WINOGRAD: return WINOGRAD;
     default: return NULL;
     }
+}
+
+const char *conv_algo_unsupported(ConvAlgoId id) {
+    const ConvAlgo *a = conv_algo_get(id);
+    if (!a) return "this build has no oneDNN (ONEDNN=0)";
+    return a->unsupported ? a->unsupported() : NULL;
 }

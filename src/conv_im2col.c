@@ -225,4 +225,4 @@ static void im2col_backward_data(ConvPlan *p, float *din, const float *dout, con
 }
 
 const ConvAlgo conv_algo_im2col = {"im2col", im2col_plan, im2col_free, im2col_forward,
-                                   im2col_backward_weights, im2col_backward_data};
+                                   im2col_backward_weights, im2col_backward_data, NULL};
