@@ -94,12 +94,12 @@ const char *format_name(TensorFormat f) { return f == FMT_BLK16 ? "nChw16c" : "n
 int conv_plan_init(ConvPlan *p, ConvAlgoId id, const ConvDesc *d, Err *e) {
     memset(p, 0, sizeof *p);
     p->d = *d;
-    p->algo = conv_algo_get(id);
-    if (!p->algo) {
-        err_set(e, "convolution algorithm '%s' needs oneDNN, and this build has none (make ONEDNN=1 "
-                   "with libdnnl-dev)", conv_algo_name(id));
+    const char *no = conv_algo_unsupported(id); /* not in this build, or not on this CPU */
+    if (no) {
+        err_set(e, "%s", no); /* callers name the layer and the algorithm */
         return -1;
     }
+    p->algo = conv_algo_get(id);
     if (p->algo->plan(p, e)) {
         p->algo = NULL;
         return -1;
@@ -189,7 +189,7 @@ void conv_algo_time_all(const ConvDesc *d, int reps, int forward_only, double *s
     for (int id = 0; id < CONV_ALGO_COUNT; id++) {
         Err e = {0};
         sec[id] = -1;
-        ok[id] = conv_algo_get((ConvAlgoId)id) && conv_plan_init(&p[id], (ConvAlgoId)id, d, &e) == 0;
+        ok[id] = conv_plan_init(&p[id], (ConvAlgoId)id, d, &e) == 0;
         if (ok[id] && conv_plan_too_big(&p[id])) conv_plan_free(&p[id]), ok[id] = 0;
         if (!ok[id]) continue;
         size_t ni, no;

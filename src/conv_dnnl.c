@@ -309,7 +309,8 @@ static int dnnl_conv_plan(ConvPlan *p, dnnl_alg_kind_t alg, Err *e) {
 
 static int direct_plan(ConvPlan *p, Err *e) { return dnnl_conv_plan(p, dnnl_convolution_direct, e); }
 /* oneDNN 2.x has f32 Winograd kernels for AVX-512 only (avx512_core and up); elsewhere it refuses
- * every shape, and saying so beats "no implementation for this convolution". */
+ * every shape, and saying so beats "no implementation for this convolution" (conv_plan_init
+ * asks before planning). */
 static const char *winograd_unsupported(void) {
     static char why[160];
     dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
@@ -319,14 +320,7 @@ static const char *winograd_unsupported(void) {
     return why;
 }
 
-static int winograd_plan(ConvPlan *p, Err *e) {
-    const char *no = winograd_unsupported();
-    if (no) {
-        err_set(e, "%s", no);
-        return -1;
-    }
-    return dnnl_conv_plan(p, dnnl_convolution_winograd, e);
-}
+static int winograd_plan(ConvPlan *p, Err *e) { return dnnl_conv_plan(p, dnnl_convolution_winograd, e); }
 
 /* ---- the passes ---- */
 
@@ -409,6 +403,6 @@ const ConvAlgo *conv_algo_get(ConvAlgoId id) {
 
 const char *conv_algo_unsupported(ConvAlgoId id) {
     const ConvAlgo *a = conv_algo_get(id);
-    if (!a) return "this build has no oneDNN (ONEDNN=0)";
+    if (!a) return "it needs oneDNN, and this build has none (make ONEDNN=1 with libdnnl-dev)";
     return a->unsupported ? a->unsupported() : NULL;
 }
