@@ -11,8 +11,9 @@ same choice):
   - Conv2D / DepthwiseConv2D / SeparableConv2D with TF's "same" padding (the odd pixel at the
     bottom/right), MaxPooling2D(3, strides 2, same) with -inf padding;
   - BatchNormalization in training mode: the batch's mean and biased variance, epsilon 1e-3;
-    moving = moving * 0.99 + batch * 0.01 (Keras: the biased variance, not PyTorch's unbiased
-    running_var, which is why torch.nn.BatchNorm2d is not used);
+    moving = moving * 0.99 + batch * 0.01 (Keras 3: the biased variance, not PyTorch's unbiased
+    running_var, which is why torch.nn.BatchNorm2d is not used; Keras 2's fused kernel is
+    unbiased there too);
   - sparse categorical cross-entropy, the mean over the batch;
   - RMSprop as convnet-dist runs it: v = rho v + (1 - rho) g^2, p -= lr g / sqrt(v + eps),
     rho 0.9, eps 1e-7, lr 1e-3.

@@ -282,84 +282,64 @@ static int resolve_phases(Job *j, Err *e) {
     return 0;
 }
 
-int job_load(Job *j, const char *path, char *const *overrides, int n_overrides, Err *e) {
-    memset(j, 0, sizeof *j);
-    if (ini_parse_file(&j->ini, path, e)) return -1;
+/* The section s of the job: a layer, a [darknet] base (many layers), or one of the job's own
+ * sections. *have_data and *have_train are set when s is [data] or [train]. */
+static int resolve_section(Job *j, Section *s, int capacity, int *have_data, int *have_train, Err *e) {
     IniFile *ini = &j->ini;
-    for (int i = 0; i < n_overrides; i++)
-        if (ini_apply_override(ini, overrides[i], e)) return -1;
-    /* a [darknet] section expands to many layers */
-    const int capacity = ini->n_sec + 1024;
-    j->layers = xcalloc((size_t)capacity, sizeof *j->layers);
-    int have_data = 0, have_train = 0;
-    for (int i = 0; i < ini->n_sec; i++) {
-        Section *s = &ini->sec[i];
-        int kind = layer_kind_from_section(s->name);
-        int repeated = strcmp(s->name, s->label) != 0;
-        if (kind >= 0) {
-            if (resolve_layer(j, s, kind, e)) return -1;
-        } else if (repeated && (!strcmp(s->name, "data") || !strcmp(s->name, "train") ||
-                                !strcmp(s->name, "model") || !strcmp(s->name, "checkpoint"))) {
-            err_set(e, "%s:%d: section [%s] appears twice", ini_section_file(ini, s), s->line, s->name);
-            return -1;
-        } else if (!strcmp(s->name, "data")) {
-            have_data = 1;
-            if (resolve_data(j, s, e)) return -1;
-        } else if (!strcmp(s->name, "train")) {
-            have_train = 1;
-            if (resolve_train(j, s, e)) return -1;
-        } else if (!strcmp(s->name, "darknet")) {
-            if (j->has_darknet) {
-                err_set(e, "%s:%d: only one [darknet] base per job", ini_section_file(ini, s), s->line);
-                return -1;
-            }
-            j->has_darknet = 1;
-            if (darknet_expand(ini, s, data_root(ini, e), j->layers, &j->n_layers, capacity, &j->darknet, e))
-                return -1;
-        } else if (!strcmp(s->name, "keras_h5")) {
-            if (j->keras_h5) {
-                err_set(e, "%s:%d: only one [keras_h5] weights file per job", ini_section_file(ini, s), s->line);
-                return -1;
-            }
-            if (path_key(ini, s, "file", 1, data_root(ini, e), &j->keras_h5, e) || sec_check_unused(ini, s, e))
-                return -1;
-        } else if (!strcmp(s->name, "phase")) {
-            continue; /* resolve_phases, once the layers are known */
-        } else if (!strcmp(s->name, "checkpoint")) {
-            if (resolve_checkpoint(j, s, e)) return -1;
-        } else if (!strcmp(s->name, "model")) {
-            const char *name = sec_get_str(ini, s, "name", 0, NULL, e);
-            if (name) j->name = xstrdup(name);
-            if (sec_check_unused(ini, s, e)) return -1;
-        } else {
-            char kinds[512] = "";
-            for (int k = 0; k < LAYER_KIND_COUNT; k++) {
-                strncat(kinds, " ", sizeof kinds - strlen(kinds) - 1);
-                strncat(kinds, layer_ops[k]->section, sizeof kinds - strlen(kinds) - 1);
-            }
-            err_set(e, "%s:%d: unknown section [%s]; expected data, model, train, checkpoint, "
-                       "phase, darknet, keras_h5 or a layer:%s",
-                    ini_section_file(ini, s), s->line, s->name, kinds);
+    int kind = layer_kind_from_section(s->name);
+    int repeated = strcmp(s->name, s->label) != 0;
+    if (kind >= 0) return resolve_layer(j, s, kind, e);
+    if (repeated && (!strcmp(s->name, "data") || !strcmp(s->name, "train") ||
+                     !strcmp(s->name, "model") || !strcmp(s->name, "checkpoint"))) {
+        err_set(e, "%s:%d: section [%s] appears twice", ini_section_file(ini, s), s->line, s->name);
+        return -1;
+    }
+    if (!strcmp(s->name, "data")) {
+        *have_data = 1;
+        return resolve_data(j, s, e);
+    }
+    if (!strcmp(s->name, "train")) {
+        *have_train = 1;
+        return resolve_train(j, s, e);
+    }
+    if (!strcmp(s->name, "darknet")) {
+        if (j->has_darknet) {
+            err_set(e, "%s:%d: only one [darknet] base per job", ini_section_file(ini, s), s->line);
             return -1;
         }
+        j->has_darknet = 1;
+        return darknet_expand(ini, s, data_root(ini, e), j->layers, &j->n_layers, capacity, &j->darknet, e);
     }
-    if (!have_data) {
-        err_set(e, "%s: the job has no [data] section", ini->path);
-        return -1;
+    if (!strcmp(s->name, "keras_h5")) {
+        if (j->keras_h5) {
+            err_set(e, "%s:%d: only one [keras_h5] weights file per job", ini_section_file(ini, s), s->line);
+            return -1;
+        }
+        if (path_key(ini, s, "file", 1, data_root(ini, e), &j->keras_h5, e)) return -1;
+        return sec_check_unused(ini, s, e);
     }
-    if (!have_train) {
-        err_set(e, "%s: the job has no [train] section", ini->path);
-        return -1;
+    if (!strcmp(s->name, "phase")) return 0; /* resolve_phases, once the layers are known */
+    if (!strcmp(s->name, "checkpoint")) return resolve_checkpoint(j, s, e);
+    if (!strcmp(s->name, "model")) {
+        const char *name = sec_get_str(ini, s, "name", 0, NULL, e);
+        if (name) j->name = xstrdup(name);
+        return sec_check_unused(ini, s, e);
     }
-    if (j->n_layers == 0) {
-        err_set(e, "%s: the job has no layers", ini->path);
-        return -1;
+    char kinds[512] = "";
+    for (int k = 0; k < LAYER_KIND_COUNT; k++) {
+        strncat(kinds, " ", sizeof kinds - strlen(kinds) - 1);
+        strncat(kinds, layer_ops[k]->section, sizeof kinds - strlen(kinds) - 1);
     }
-    if (resolve_phases(j, e)) return -1;
-    /* convolutions without their own `algorithm` (Darknet's too) take [train]'s */
-    for (int l = 0; l < j->n_layers; l++)
-        if (j->layers[l].kind == LAYER_CONV2D && !j->layers[l].conv_algo_strict)
-            j->layers[l].conv_algo = j->train.conv_algo;
+    err_set(e, "%s:%d: unknown section [%s]; expected data, model, train, checkpoint, "
+               "phase, darknet, keras_h5 or a layer:%s",
+            ini_section_file(ini, s), s->line, s->name, kinds);
+    return -1;
+}
+
+/* What the sections leave open: the job's name from its file name, the default checkpoint, the
+ * run directory, and the two hashes (the job's computation; what a checkpoint may resume into). */
+static int job_resolve_defaults(Job *j, const char *path, Err *e) {
+    IniFile *ini = &j->ini;
     if (!j->name) {
         const char *base = strrchr(path, '/');
         base = base ? base + 1 : path;
@@ -389,6 +369,38 @@ int job_load(Job *j, const char *path, char *const *overrides, int n_overrides, 
                                                 "train.bucket_mb", "checkpoint.*", NULL};
     j->resume_hash = ini_hash(ini, resume_ignore);
     return 0;
+}
+
+int job_load(Job *j, const char *path, char *const *overrides, int n_overrides, Err *e) {
+    memset(j, 0, sizeof *j);
+    if (ini_parse_file(&j->ini, path, e)) return -1;
+    IniFile *ini = &j->ini;
+    for (int i = 0; i < n_overrides; i++)
+        if (ini_apply_override(ini, overrides[i], e)) return -1;
+    /* a [darknet] section expands to many layers */
+    const int capacity = ini->n_sec + 1024;
+    j->layers = xcalloc((size_t)capacity, sizeof *j->layers);
+    int have_data = 0, have_train = 0;
+    for (int i = 0; i < ini->n_sec; i++)
+        if (resolve_section(j, &ini->sec[i], capacity, &have_data, &have_train, e)) return -1;
+    if (!have_data) {
+        err_set(e, "%s: the job has no [data] section", ini->path);
+        return -1;
+    }
+    if (!have_train) {
+        err_set(e, "%s: the job has no [train] section", ini->path);
+        return -1;
+    }
+    if (j->n_layers == 0) {
+        err_set(e, "%s: the job has no layers", ini->path);
+        return -1;
+    }
+    if (resolve_phases(j, e)) return -1;
+    /* convolutions without their own `algorithm` (Darknet's too) take [train]'s */
+    for (int l = 0; l < j->n_layers; l++)
+        if (j->layers[l].kind == LAYER_CONV2D && !j->layers[l].conv_algo_strict)
+            j->layers[l].conv_algo = j->train.conv_algo;
+    return job_resolve_defaults(j, path, e);
 }
 
 void job_free(Job *j) {

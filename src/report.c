@@ -372,6 +372,88 @@ static double py(const Panel *p, const Axis *ay, double y) {
            (y - ay->lo) / (ay->hi - ay->lo) * (PANEL_H - M_TOP - M_BOTTOM);
 }
 
+/* The panel's title, grid, ticks, frame and axis labels ("no data" when there is none). */
+static void draw_frame(Buf *b, const Panel *p, const Axis *ax, const Axis *ay, int has_data) {
+    const double L = p->x0 + M_LEFT, R = p->x0 + PANEL_W - M_RIGHT;
+    const double T = p->y0 + M_TOP, B = p->y0 + PANEL_H - M_BOTTOM;
+    buf_printf(b, "<g>\n<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"16\">",
+               (L + R) / 2, p->y0 + 26);
+    buf_xml(b, p->title);
+    buf_printf(b, "</text>\n");
+    /* grid and ticks */
+    for (int i = 0;; i++) {
+        double v = ay->first + i * ay->step;
+        if (v > ay->hi + ay->step * 1e-6) break;
+        double y = py(p, ay, v);
+        buf_printf(b,
+                   "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#e5e5e5\"/>\n"
+                   "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#000\"/>\n"
+                   "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"end\" font-size=\"11\">%.*f</text>\n",
+                   L, y, R, y, L - 5, y, L, y, L - 8, y + 4, ay->decimals,
+                   fabs(v) < ay->step * 1e-6 ? 0.0 : v);
+    }
+    for (int i = 0;; i++) {
+        double v = ax->first + i * ax->step;
+        if (v > ax->hi + ax->step * 1e-6) break;
+        double x = px(p, ax, v);
+        buf_printf(b,
+                   "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#000\"/>\n"
+                   "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"middle\" font-size=\"11\">%.0f</text>\n",
+                   x, B, x, B + 5, x, B + 18, v);
+    }
+    buf_printf(b, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"none\" "
+                  "stroke=\"#000\"/>\n",
+               L, T, R - L, B - T);
+    buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"13\">Epochs</text>\n",
+               (L + R) / 2, B + 40);
+    buf_printf(b, "<text transform=\"translate(%.1f %.1f) rotate(-90)\" text-anchor=\"middle\" "
+                  "font-size=\"13\">%s</text>\n",
+               p->x0 + 18, (T + B) / 2, p->ylabel);
+    if (!has_data)
+        buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"13\" "
+                      "fill=\"#888\">no data</text>\n",
+                   (L + R) / 2, (T + B) / 2);
+}
+
+/* The validation values as a line and the training values as dots. */
+static void draw_series(Buf *b, const Panel *p, const Axis *ax, const Axis *ay,
+                        const EpochRecord *rows, int n, int use_loss, int n_val) {
+    /* validation: a line, broken where a value is missing; a lone point gets a marker */
+    if (n_val) {
+        int i = 0;
+        while (i < n) {
+            double v0 = use_loss ? rows[i].val_loss : rows[i].val_accuracy;
+            if (!isfinite(v0)) {
+                i++;
+                continue;
+            }
+            int j = i;
+            buf_printf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"",
+                       COL_VAL);
+            for (; j < n; j++) {
+                double v = use_loss ? rows[j].val_loss : rows[j].val_accuracy;
+                if (!isfinite(v)) break;
+                buf_printf(b, "%s%.2f,%.2f", j > i ? " " : "", px(p, ax, rows[j].epoch + 1.0),
+                           py(p, ay, v));
+            }
+            buf_printf(b, "\"/>\n");
+            if (j == i + 1)
+                buf_printf(b, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" "
+                              "stroke=\"%s\" stroke-width=\"2\"/>\n",
+                           px(p, ax, rows[i].epoch + 1.0) - 6, py(p, ay, v0),
+                           px(p, ax, rows[i].epoch + 1.0) + 6, py(p, ay, v0), COL_VAL);
+            i = j;
+        }
+    }
+    /* training: dots ("bo" in the book's plots) */
+    for (int i = 0; i < n; i++) {
+        double t = use_loss ? rows[i].loss : rows[i].accuracy;
+        if (isfinite(t))
+            buf_printf(b, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"3.5\" fill=\"%s\"/>\n",
+                       px(p, ax, rows[i].epoch + 1.0), py(p, ay, t), COL_TRAIN);
+    }
+}
+
 static void draw_panel(Buf *b, const Panel *p, const EpochRecord *rows, int n, int use_loss) {
     /* data ranges over finite values only */
     double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY;
@@ -396,83 +478,10 @@ static void draw_panel(Buf *b, const Panel *p, const EpochRecord *rows, int n, i
     if (n == 0) xmin = xmax = 1;
     if (n_train + n_val == 0) ymin = 0, ymax = 1;
     Axis ax = nice_axis(xmin, xmax, 6, 1), ay = nice_axis(ymin, ymax, 5, 0);
-    const double L = p->x0 + M_LEFT, R = p->x0 + PANEL_W - M_RIGHT;
-    const double T = p->y0 + M_TOP, B = p->y0 + PANEL_H - M_BOTTOM;
-
-    buf_printf(b, "<g>\n<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"16\">",
-               (L + R) / 2, p->y0 + 26);
-    buf_xml(b, p->title);
-    buf_printf(b, "</text>\n");
-    /* grid and ticks */
-    for (int i = 0;; i++) {
-        double v = ay.first + i * ay.step;
-        if (v > ay.hi + ay.step * 1e-6) break;
-        double y = py(p, &ay, v);
-        buf_printf(b,
-                   "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#e5e5e5\"/>\n"
-                   "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#000\"/>\n"
-                   "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"end\" font-size=\"11\">%.*f</text>\n",
-                   L, y, R, y, L - 5, y, L, y, L - 8, y + 4, ay.decimals,
-                   fabs(v) < ay.step * 1e-6 ? 0.0 : v);
-    }
-    for (int i = 0;; i++) {
-        double v = ax.first + i * ax.step;
-        if (v > ax.hi + ax.step * 1e-6) break;
-        double x = px(p, &ax, v);
-        buf_printf(b,
-                   "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#000\"/>\n"
-                   "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"middle\" font-size=\"11\">%.0f</text>\n",
-                   x, B, x, B + 5, x, B + 18, v);
-    }
-    buf_printf(b, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"none\" "
-                  "stroke=\"#000\"/>\n",
-               L, T, R - L, B - T);
-    buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"13\">Epochs</text>\n",
-               (L + R) / 2, B + 40);
-    buf_printf(b, "<text transform=\"translate(%.1f %.1f) rotate(-90)\" text-anchor=\"middle\" "
-                  "font-size=\"13\">%s</text>\n",
-               p->x0 + 18, (T + B) / 2, p->ylabel);
-    if (n_train + n_val == 0)
-        buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"13\" "
-                      "fill=\"#888\">no data</text>\n",
-                   (L + R) / 2, (T + B) / 2);
-
-    /* validation: a line, broken where a value is missing; a lone point gets a marker */
-    if (n_val) {
-        int i = 0;
-        while (i < n) {
-            double v0 = use_loss ? rows[i].val_loss : rows[i].val_accuracy;
-            if (!isfinite(v0)) {
-                i++;
-                continue;
-            }
-            int j = i;
-            buf_printf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"",
-                       COL_VAL);
-            for (; j < n; j++) {
-                double v = use_loss ? rows[j].val_loss : rows[j].val_accuracy;
-                if (!isfinite(v)) break;
-                buf_printf(b, "%s%.2f,%.2f", j > i ? " " : "", px(p, &ax, rows[j].epoch + 1.0),
-                           py(p, &ay, v));
-            }
-            buf_printf(b, "\"/>\n");
-            if (j == i + 1)
-                buf_printf(b, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" "
-                              "stroke=\"%s\" stroke-width=\"2\"/>\n",
-                           px(p, &ax, rows[i].epoch + 1.0) - 6, py(p, &ay, v0),
-                           px(p, &ax, rows[i].epoch + 1.0) + 6, py(p, &ay, v0), COL_VAL);
-            i = j;
-        }
-    }
-    /* training: dots ("bo" in the book's plots) */
-    for (int i = 0; i < n; i++) {
-        double t = use_loss ? rows[i].loss : rows[i].accuracy;
-        if (isfinite(t))
-            buf_printf(b, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"3.5\" fill=\"%s\"/>\n",
-                       px(p, &ax, rows[i].epoch + 1.0), py(p, &ay, t), COL_TRAIN);
-    }
+    draw_frame(b, p, &ax, &ay, n_train + n_val > 0);
+    draw_series(b, p, &ax, &ay, rows, n, use_loss, n_val);
     /* legend, between the title and the plot so that it never hides data */
-    double lx = L + 8, ly = p->y0 + 50;
+    double lx = p->x0 + M_LEFT + 8, ly = p->y0 + 50;
     if (n_train) {
         buf_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"/>\n"
                       "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\">%s</text>\n",

@@ -63,7 +63,7 @@ static void check_bn_training(Shape in, int N) {
         for (size_t r = 0; r < M; r++) s += f.in[r * C + c];
         double mean = s / (double)M;
         for (size_t r = 0; r < M; r++) s2 += pow(f.in[r * C + c] - mean, 2);
-        double var = s2 / (double)M; /* biased, as Keras */
+        double var = s2 / (double)M; /* biased, as Keras normalises and as Keras 3 updates */
         for (size_t r = 0; r < M; r++) {
             double y = f.p[0][c] * (f.in[r * C + c] - mean) / sqrt(var + 1e-3) + f.p[1][c];
             worst = fmax(worst, fabs(y - f.out[r * C + c]));
