@@ -43,10 +43,11 @@ void image_dir_options_default(ImageDirOptions *o);
  * on error d is left empty. */
 int images_load_dir(Dataset *d, const char *dir, const ImageDirOptions *o, Err *e);
 
-/* Decode one JPEG file and resize it to h x w x c (c = 1 or 3) into out (h*w*c bytes).
- * Always decodes at full size (no DCT scaling): exactly Keras' load + resize, rounded.
- * 0, or -1 with e naming the file and the reason. */
-int image_load_file(const char *path, int h, int w, int c, uint8_t *out, Err *e);
+/* Decode one JPEG file and resize it to h x w x c (c = 1 or 3) into out (h*w*c bytes), as
+ * images_load_dir does with the same exact flag: exact = 1 decodes at full size (Keras' load +
+ * resize, rounded), 0 lets libjpeg DCT-scale a large image first. 0, or -1 with e naming the
+ * file and the reason. */
+int image_load_file(const char *path, int h, int w, int c, int exact, uint8_t *out, Err *e);
 
 /* Write h x w x c (c = 1 or 3) uint8 pixels as a baseline JPEG (4:4:4 chroma), quality
  * 1..100, atomically. 0, or -1 with e set. */

@@ -8,10 +8,10 @@
  *  - Keras decodes with tf.io.decode_image (libjpeg, ISLOW DCT, fancy upsampling: the same as
  *    TurboJPEG's defaults) at full size, then tf.image.resize(bilinear, antialias=False,
  *    half-pixel centres) and keeps float32 values. We round the resized values to uint8.
- *  - Unless ImageDirOptions.exact is set, a source much larger than the target is first
- *    decoded at a reduced size by libjpeg's DCT scaling (the largest scale-down, among
- *    tjGetScalingFactors(), that keeps both dimensions >= the target), then resized
- *    bilinearly from that. This is an approximation of Keras (which samples the full-size
+ *  - Unless ImageDirOptions.exact is set (a job's `[data] decode = full`), a source much larger
+ *    than the target is first decoded at a reduced size by libjpeg's DCT scaling (the largest
+ *    scale-down, among tjGetScalingFactors(), that keeps both dimensions >= the target),
+ *    then resized bilinearly from that. This is an approximation of Keras (which samples the full-size
  *    image without antialiasing); it is 2-4x faster and, if anything, less aliased.
  *  - CMYK/YCCK JPEGs: decoded as CMYK and converted as TensorFlow does for Adobe (inverted)
  *    CMYK, r = c * k / 255 etc. (virtually every CMYK JPEG carries the Adobe marker; TF's
@@ -222,7 +222,7 @@ int image_decode_memory(const unsigned char *buf, size_t n, int h, int w, int c,
     return rc;
 }
 
-int image_load_file(const char *path, int h, int w, int c, uint8_t *out, Err *e) {
+int image_load_file(const char *path, int h, int w, int c, int exact, uint8_t *out, Err *e) {
     if (h <= 0 || w <= 0 || (c != 1 && c != 3)) {
         err_set(e, "%s: bad target image shape %dx%dx%d (channels must be 1 or 3)", path, h, w,
                 c);
@@ -235,7 +235,7 @@ int image_load_file(const char *path, int h, int w, int c, uint8_t *out, Err *e)
         return -1;
     }
     char reason[REASON_LEN];
-    int rc = load_one(&dc, path, h, w, c, IMAGES_DEFAULT_MAX_PIXELS, 1, out, reason);
+    int rc = load_one(&dc, path, h, w, c, IMAGES_DEFAULT_MAX_PIXELS, !exact, out, reason);
     decoder_free(&dc);
     if (rc != 0) err_set(e, "%s: %s", path, reason);
     return rc;

@@ -57,6 +57,7 @@ static int resolve_data(Job *j, Section *s, Err *e) {
     } else {
         static const char *const colors[] = {"grayscale", "rgb", NULL};
         static const char *const label_modes[] = {"int", "binary", NULL};
+        static const char *const decodes[] = {"scaled", "full", NULL};
         int color, lm;
         if (path_key(ini, s, "train_dir", 1, root, &d->train_dir, e) ||
             path_key(ini, s, "validation_dir", 0, root, &d->val_dir, e) ||
@@ -64,7 +65,8 @@ static int resolve_data(Job *j, Section *s, Err *e) {
             sec_get_pair(ini, s, "image_size", 0, 256, 256, 1, 8192, &d->image_h, &d->image_w, e) ||
             sec_get_enum(ini, s, "color_mode", 0, 1, colors, &color, e) ||
             sec_get_enum(ini, s, "label_mode", 0, 0, label_modes, &lm, e) ||
-            sec_get_bool(ini, s, "strict", 0, &d->strict, e))
+            sec_get_bool(ini, s, "strict", 0, &d->strict, e) ||
+            sec_get_enum(ini, s, "decode", 0, 0, decodes, &d->decode_full, e))
             return -1;
         d->channels = color ? 3 : 1;
         d->binary_labels = lm;

@@ -181,6 +181,7 @@ int predict_images(Model *m, const Job *job, char *const *paths, int n, int top,
     const int K = os.c, B = m->max_batch;
     const size_t insz = shape_size(in);
     const float scale = job ? job->data.scale : 1.0f, offset = job ? job->data.offset : 0.0f;
+    const int decode_full = job ? job->data.decode_full : 0; /* as training decoded */
     int n_names = 0;
     char **names = predict_class_names(m, job, &n_names, err);
     uint8_t *pix = xmalloc(insz);
@@ -197,7 +198,7 @@ int predict_images(Model *m, const Job *job, char *const *paths, int n, int top,
         int end = start, rows = 0;
         while (end < n && rows < B) {
             Err ie = {0};
-            if (image_load_file(paths[end], in.h, in.w, in.c, pix, &ie) == 0) {
+            if (image_load_file(paths[end], in.h, in.w, in.c, decode_full, pix, &ie) == 0) {
                 float *x = model_input(m) + (size_t)rows * insz;
                 for (size_t i = 0; i < insz; i++) x[i] = (float)pix[i] * scale + offset;
                 ids[rows] = end;

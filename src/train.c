@@ -31,6 +31,7 @@ static void load_image_split(Dataset *d, const char *dir, const DataCfg *c, Dist
     o.width = c->image_w;
     o.channels = c->channels;
     o.strict = c->strict;
+    o.exact = c->decode_full;
     o.quiet = dist->rank != 0; /* every rank reads the same files: one warning is enough */
     if (images_load_dir(d, dir, &o, &e)) {
         if (dist->rank == 0) fprintf(stderr, "convnet-dist: %s\n", e.msg);

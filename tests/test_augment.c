@@ -326,7 +326,7 @@ static void test_preview_grid(void) {
     Err e = {0};
     CU_ASSERT_EQUAL_FATAL(augment_preview_write(p, img, H, W, 3, layers, 4, 1, &e), 0);
     uint8_t *grid = malloc((3 * H + 8) * (3 * W + 8) * 3);
-    CU_ASSERT_EQUAL(image_load_file(p, 3 * H + 8, 3 * W + 8, 3, grid, &e), 0);
+    CU_ASSERT_EQUAL(image_load_file(p, 3 * H + 8, 3 * W + 8, 3, 0, grid, &e), 0);
     free(grid);
     Err e2 = {0};
     CU_ASSERT_EQUAL(augment_preview_write(p, img, H + 1, W, 3, layers, 4, 1, &e2), -1);

@@ -147,7 +147,7 @@ static void special_files_refused(void) {
     CU_ASSERT_EQUAL(checkpoint_load(fifo, &st, p, 1, s1, s2, 1, 0, 0, &e4), -1);
     HAS(e4.msg, "named pipe");
     uint8_t img[4 * 4 * 3];
-    CU_ASSERT_EQUAL(image_load_file(fifo, 4, 4, 3, img, &e5), -1);
+    CU_ASSERT_EQUAL(image_load_file(fifo, 4, 4, 3, 0, img, &e5), -1);
     HAS(e5.msg, "not a regular file");
     Job j;
     Model m;

@@ -1,5 +1,6 @@
 /* test_images.c: JPEG decoding (known pixels, grayscale and CMYK sources), the bilinear
  * resize against an independent half-pixel reference, DCT-scaled decoding of a large image,
+ * `decode = full` (the full-size pipeline, the same in the loader and predict, the job key),
  * image folders (class order, labels, ignored files, bad images skipped or fatal in strict
  * mode), JPEG writing, and the real dogs-vs-cats-small validation folder when present. */
 #include <math.h>
@@ -10,6 +11,7 @@
 #include <turbojpeg.h>
 
 #include "images.h"
+#include "job.h"
 #include "testutil.h"
 
 /* Compress pix (h, w, pf) with tjCompress2 at quality 100 and return the bytes (tjFree). */
@@ -55,7 +57,7 @@ static void test_decode_known_pixels(void) {
     const char *path = write_jpeg(testutil_tmpdir(), "img_quad.jpg", src, 32, 32, TJPF_RGB,
                                   TJSAMP_444);
     Err e = {0};
-    CU_ASSERT_EQUAL_FATAL(image_load_file(path, 32, 32, 3, out, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(image_load_file(path, 32, 32, 3, 0, out, &e), 0);
     int worst = 0;
     for (int i = 0; i < 32 * 32 * 3; i++) {
         int d = abs((int)out[i] - (int)src[i]);
@@ -64,7 +66,7 @@ static void test_decode_known_pixels(void) {
     CU_ASSERT(worst <= 3);
     /* grayscale output of a colour JPEG: libjpeg's Y = 0.299 R + 0.587 G + 0.114 B */
     uint8_t g[32 * 32];
-    CU_ASSERT_EQUAL_FATAL(image_load_file(path, 32, 32, 1, g, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(image_load_file(path, 32, 32, 1, 0, g, &e), 0);
     double y0 = 0.299 * 200 + 0.587 * 30 + 0.114 * 40;
     CU_ASSERT(fabs(g[0] - y0) <= 3);
 }
@@ -76,7 +78,7 @@ static void test_grayscale_jpeg_is_rgb(void) {
     const char *path = write_jpeg(testutil_tmpdir(), "img_gray.jpg", src, 16, 16, TJPF_GRAY,
                                   TJSAMP_GRAY);
     Err e = {0};
-    CU_ASSERT_EQUAL_FATAL(image_load_file(path, 16, 16, 3, out, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(image_load_file(path, 16, 16, 3, 0, out, &e), 0);
     int worst = 0;
     for (int i = 0; i < 16 * 16; i++)
         for (int k = 0; k < 3; k++) {
@@ -96,7 +98,7 @@ static void test_cmyk_jpeg_is_rgb(void) {
     const char *path = write_jpeg(testutil_tmpdir(), "img_cmyk.jpg", src, 16, 16, TJPF_CMYK,
                                   TJSAMP_444);
     Err e = {0};
-    CU_ASSERT_EQUAL_FATAL(image_load_file(path, 16, 16, 3, out, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(image_load_file(path, 16, 16, 3, 0, out, &e), 0);
     const uint8_t *l = out + (4 * 16 + 2) * 3, *r = out + (4 * 16 + 12) * 3;
     CU_ASSERT(abs(l[0] - 255) <= 4 && abs(l[1] - 128) <= 4 && abs(l[2] - 0) <= 4);
     CU_ASSERT(abs(r[0] - 128) <= 4 && abs(r[1] - 128) <= 4 && abs(r[2] - 128) <= 4);
@@ -177,6 +179,103 @@ static void test_large_image_dct_scaling(void) {
         }
         CU_ASSERT(worst <= 6);
         dataset_free(&d);
+    }
+}
+
+/* A textured 480x640 JPEG (a checkerboard of 3-pixel cells over a gradient: detail that the
+ * DCT-scaled decode smooths away) decoded for a 60x50 target: with exact (decode = full) the
+ * folder loader and image_load_file give the full-size decode resized by the half-pixel
+ * reference, bit for bit up to rounding; without it both give the same DCT-scaled pixels,
+ * visibly different. A job's `decode` key sets the flag and rejects other values by line. */
+static void test_decode_full(void) {
+    enum { SH = 480, SW = 640, DH = 60, DW = 50 };
+    uint8_t *src = malloc((size_t)SH * SW * 3);
+    for (int y = 0; y < SH; y++)
+        for (int x = 0; x < SW; x++)
+            for (int k = 0; k < 3; k++)
+                src[(y * SW + x) * 3 + k] =
+                    (uint8_t)((((y / 3) + (x / 3)) & 1 ? 150 : 40) + (x * 60 / SW) + k * 10);
+    char dir[512], only[512];
+    subdir(dir, testutil_tmpdir(), "img_decode");
+    subdir(only, dir, "only");
+    const char *path = write_jpeg(dir, "only/tex.jpg", src, SH, SW, TJPF_RGB, TJSAMP_444);
+    char file[512];
+    snprintf(file, sizeof file, "%s", path);
+    /* the full-size decode, resized here by the reference */
+    unsigned long n = (unsigned long)testutil_file_size(file);
+    unsigned char *jpg = malloc(n);
+    FILE *f = fopen(file, "rb");
+    CU_ASSERT_FATAL(f && fread(jpg, 1, n, f) == n);
+    fclose(f);
+    uint8_t *full = malloc((size_t)SH * SW * 3);
+    tjhandle tj = tjInitDecompress();
+    CU_ASSERT_EQUAL_FATAL(tjDecompress2(tj, jpg, n, full, SW, 0, SH, TJPF_RGB, 0), 0);
+    tjDestroy(tj);
+    uint8_t got[2][DH * DW * 3];
+    double worst_full = 0, diff_scaled = 0;
+    for (int exact = 0; exact <= 1; exact++) {
+        ImageDirOptions o;
+        image_dir_options_default(&o);
+        o.height = DH;
+        o.width = DW;
+        o.exact = exact;
+        Dataset d;
+        Err e = {0};
+        CU_ASSERT_EQUAL_FATAL(images_load_dir(&d, dir, &o, &e), 0);
+        CU_ASSERT_EQUAL_FATAL(d.n, 1);
+        uint8_t one[DH * DW * 3];
+        CU_ASSERT_EQUAL_FATAL(image_load_file(file, DH, DW, 3, exact, one, &e), 0);
+        CU_ASSERT_EQUAL(memcmp(one, d.pixels, sizeof one), 0); /* predict decodes as training */
+        memcpy(got[exact], d.pixels, sizeof one);
+        dataset_free(&d);
+    }
+    for (int y = 0; y < DH; y++)
+        for (int x = 0; x < DW; x++)
+            for (int k = 0; k < 3; k++) {
+                double sy = (y + 0.5) * SH / DH - 0.5, sx = (x + 0.5) * SW / DW - 0.5;
+                double r = ref_sample(full, SH, SW, 3, sy, sx, k);
+                size_t i = ((size_t)y * DW + x) * 3 + k;
+                worst_full = fmax(worst_full, fabs(got[1][i] - r));
+                diff_scaled += fabs((double)got[0][i] - got[1][i]);
+            }
+    diff_scaled /= DH * DW * 3;
+    printf("\n    decode full: worst %.2f levels from the reference; scaled differs by %.1f on "
+           "average ", worst_full, diff_scaled);
+    CU_ASSERT(worst_full <= 0.51);
+    CU_ASSERT(diff_scaled > 2.0);
+    free(src);
+    free(jpg);
+    free(full);
+
+    /* the job key */
+    char text[1024];
+    snprintf(text, sizeof text,
+             "[data]\nformat = images\nroot = %s\ntrain_dir = .\ntest_dir = .\nimage_size = 6,5\n"
+             "decode = %%s\n[flatten]\n[dense]\nunits = 2\nactivation = softmax\n"
+             "[train]\nloss = sparse_categorical_crossentropy\n", dir);
+    const char *value[3] = {"full", "scaled", "half"};
+    for (int v = 0; v < 3; v++) {
+        char job_text[1100];
+        snprintf(job_text, sizeof job_text, text, value[v]);
+        char jp[600];
+        snprintf(jp, sizeof jp, "%s", testutil_write_file(testutil_tmpdir(), "decode.job", job_text,
+                                                          strlen(job_text)));
+        Job j;
+        Err e = {0};
+        int rc = job_load(&j, jp, NULL, 0, &e);
+        if (v < 2) {
+            CU_ASSERT_EQUAL(rc, 0);
+            CU_ASSERT_EQUAL(j.data.decode_full, v == 0);
+        } else {
+            char where[700];
+            snprintf(where, sizeof where, "%s:7:", jp);
+            CU_ASSERT_EQUAL(rc, -1);
+            CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, where));
+            CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "scaled"));
+            CU_ASSERT_PTR_NOT_NULL(strstr(e.msg, "half"));
+            if (!strstr(e.msg, where)) printf("\n    message: %s\n", e.msg);
+        }
+        job_free(&j);
     }
 }
 
@@ -274,7 +373,7 @@ static void test_folder_dataset(void) {
         Err e3 = {0};
         uint8_t out[8 * 8 * 3];
         snprintf(p, sizeof p, "%s/b_dogs/%s", root, bad[i][0]);
-        CU_ASSERT_EQUAL(image_load_file(p, 8, 8, 3, out, &e3), -1);
+        CU_ASSERT_EQUAL(image_load_file(p, 8, 8, 3, 0, out, &e3), -1);
         CU_ASSERT_PTR_NOT_NULL(strstr(e3.msg, bad[i][0]));
         CU_ASSERT_PTR_NOT_NULL(strstr(e3.msg, bad[i][1]));
     }
@@ -304,7 +403,7 @@ static void test_write_jpeg_roundtrip(void) {
     snprintf(p, sizeof p, "%s/img_written.jpg", testutil_tmpdir());
     Err e = {0};
     CU_ASSERT_EQUAL_FATAL(image_write_jpeg(p, src, 32, 32, 3, 100, &e), 0);
-    CU_ASSERT_EQUAL_FATAL(image_load_file(p, 32, 32, 3, out, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(image_load_file(p, 32, 32, 3, 0, out, &e), 0);
     int worst = 0;
     for (int i = 0; i < 32 * 32 * 3; i++)
         if (abs(out[i] - src[i]) > worst) worst = abs(out[i] - src[i]);
@@ -348,6 +447,7 @@ TEST_SUITE(images, {"decode known pixels", test_decode_known_pixels},
            {"CMYK JPEG decodes to RGB", test_cmyk_jpeg_is_rgb},
            {"bilinear resize = half-pixel reference", test_bilinear_resize},
            {"large image, DCT scaling and exact", test_large_image_dct_scaling},
+           {"decode = full: Keras's full-size pipeline, as predict", test_decode_full},
            {"folder data set: order, labels, bad images", test_folder_dataset},
            {"folder data set errors", test_folder_errors},
            {"write JPEG round trip", test_write_jpeg_roundtrip},

@@ -93,7 +93,7 @@ static void fix_init(Fix *f, int units, int max_batch) {
 static double expected_p1(const Fix *f, int i, int units) {
     uint8_t pix[IN];
     Err e = {0};
-    CU_ASSERT_EQUAL_FATAL(image_load_file(f->img[i], H, W, C, pix, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(image_load_file(f->img[i], H, W, C, 0, pix, &e), 0);
     double mean = 0;
     for (int k = 0; k < IN; k++) mean += pix[k] * (1.0 / 255);
     mean /= IN;
