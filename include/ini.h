@@ -108,8 +108,9 @@ int sec_check_unused(IniFile *ini, Section *s, Err *e);
  * to f. */
 void ini_print_resolved(const IniFile *ini, FILE *f);
 
-/* Hash of every section's resolved keys, skipping keys listed in `ignore` (NULL-terminated,
- * "section.key" or "section.*"): two ranks with the same hash resolved the same job. */
+/* Hash of every section's resolved keys, skipping keys listed in `ignore` (NULL-terminated:
+ * "section.key", "section.*", or "section.key=value" to skip the key only at that value): two
+ * ranks with the same hash resolved the same job. */
 uint64_t ini_hash(const IniFile *ini, const char *const *ignore);
 
 #endif

@@ -439,6 +439,18 @@ static const char *hashed_label(const Section *s, char *buf, size_t n) {
     return buf;
 }
 
+/* Does `pattern` ("section.key", "section.*" or "section.key=value") match key k of s? */
+static int hash_pattern_matches(const char *pattern, const Section *s, int k) {
+    const char *dot = strchr(pattern, '.');
+    if (!dot || strncmp(pattern, s->name, (size_t)(dot - pattern)) != 0 || s->name[dot - pattern])
+        return 0;
+    const char *key = dot + 1, *eq = strchr(key, '=');
+    if (!eq) return !strcmp(key, "*") || !strcmp(key, s->kv[k].key);
+    size_t n = (size_t)(eq - key);
+    return strncmp(key, s->kv[k].key, n) == 0 && s->kv[k].key[n] == 0 &&
+           !strcmp(eq + 1, s->kv[k].value);
+}
+
 uint64_t ini_hash(const IniFile *ini, const char *const *ignore) {
     uint64_t h = HASH_SEED;
     for (int i = 0; i < ini->n_sec; i++) {
@@ -448,13 +460,8 @@ uint64_t ini_hash(const IniFile *ini, const char *const *ignore) {
         h = hash_bytes(h, label, strlen(label) + 1);
         for (int k = 0; k < s->n_kv; k++) {
             int skip = 0;
-            for (int j = 0; ignore && ignore[j]; j++) {
-                const char *dot = strchr(ignore[j], '.');
-                if (dot && strncmp(ignore[j], s->name, (size_t)(dot - ignore[j])) == 0 &&
-                    s->name[dot - ignore[j]] == 0 &&
-                    (!strcmp(dot + 1, "*") || !strcmp(dot + 1, s->kv[k].key)))
-                    skip = 1;
-            }
+            for (int j = 0; ignore && ignore[j] && !skip; j++)
+                skip = hash_pattern_matches(ignore[j], s, k);
             if (skip) continue;
             h = hash_bytes(h, s->kv[k].key, strlen(s->kv[k].key) + 1);
             /* a default layer name is the label: hashed as the label is */
