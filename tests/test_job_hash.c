@@ -40,13 +40,9 @@ static const struct {
 /* Load `path` with $CONVNET_DATA = root, restoring the caller's value. 0 on success. */
 static int load_with_root(Job *j, const char *path, const char *root, char *const *sets, int n_sets,
                           Err *e) {
-    const char *was = getenv("CONVNET_DATA");
-    char *saved = was ? strdup(was) : NULL;
-    setenv("CONVNET_DATA", root, 1);
+    char *was = testutil_env_swap("CONVNET_DATA", root);
     int rc = job_load(j, path, sets, n_sets, e);
-    if (saved) setenv("CONVNET_DATA", saved, 1);
-    else unsetenv("CONVNET_DATA");
-    free(saved);
+    testutil_env_restore("CONVNET_DATA", was);
     return rc;
 }
 

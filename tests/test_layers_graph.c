@@ -264,13 +264,9 @@ static void test_old_files_load(void) {
     Model m;
     Err e = {0};
     /* the data root the fixture's run had: its checkpoint holds the resume hash under it */
-    const char *was = getenv("CONVNET_DATA");
-    char *saved = was ? strdup(was) : NULL;
-    setenv("CONVNET_DATA", "/work/shared/data", 1);
+    char *was = testutil_env_swap("CONVNET_DATA", "/work/shared/data");
     int loaded = job_load(&j, fixture_path("v1-chain.job"), NULL, 0, &e);
-    if (saved) setenv("CONVNET_DATA", saved, 1);
-    else unsetenv("CONVNET_DATA");
-    free(saved);
+    testutil_env_restore("CONVNET_DATA", was);
     CU_ASSERT_FATAL(loaded == 0);
     CU_ASSERT_FATAL(model_plan(&m, j.layers, j.n_layers, (Shape){28, 28, 1, 0}, 16, &e) == 0);
     model_alloc(&m);

@@ -126,6 +126,19 @@ static void tmpdir_remove(void) {
     }
 }
 
+char *testutil_env_swap(const char *name, const char *value) {
+    const char *was = getenv(name);
+    char *previous = was ? strdup(was) : NULL;
+    setenv(name, value, 1);
+    return previous;
+}
+
+void testutil_env_restore(const char *name, char *previous) {
+    if (previous) setenv(name, previous, 1);
+    else unsetenv(name);
+    free(previous);
+}
+
 const char *testutil_tmpdir(void) {
     if (!tmpdir_path[0]) {
         strcpy(tmpdir_path, "/tmp/convnet-test-XXXXXX");

@@ -65,6 +65,11 @@ int testutil_run(const char *cmd, char **out);
  * *out (malloc'd) when out is non-NULL. */
 int testutil_run_bin(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Set environment variable `name` to value; returns its previous value (malloc'd, NULL when it
+ * was unset) for testutil_env_restore(name, previous), which frees it. */
+char *testutil_env_swap(const char *name, const char *value);
+void testutil_env_restore(const char *name, char *previous);
+
 /* A fresh temporary directory (removed at exit). */
 const char *testutil_tmpdir(void);
 
