@@ -158,7 +158,10 @@ test_requeue() {
         submit -N 2 -n 2 --cpus-per-task=1 --time=1 --signal=B:USR1@50 -o "$out" \
         jobs/slurm/requeue.sbatch) || { fail "$name" "sbatch refused it: $id"; return; }
     # Each time a run stops on USR1 (exit 3) and requeues the job, make the pending job eligible
-    # now (a requeued job waits ~2 min otherwise), after the first on 1 node instead of 2. Not
+    # now (a requeued job waits ~2 min otherwise), after the first on 1 node instead of 2, with a
+    # 5-minute limit: USR1 (50 s before the limit) then comes after the resumed run has finished.
+    # With the 1-minute limit each resumed run got USR1 about 10 s in (measured on a Zen 1 pair:
+    # 11 to 16 of the 200 steps per run, ten requeues, still running when the test gave up). Not
     # within the second of the requeue: slurmd refuses credentials issued in the second it
     # revoked the old run's ("Job credential revoked").
     local i restarts=0 seen=0 state="" tfirst=""
@@ -170,7 +173,7 @@ test_requeue() {
             [ -z "$tfirst" ] && tfirst=$(elapsed "$t0" "$(now)")
             seen=$restarts
             sleep 2
-            sl scontrol update JobId="$id" NumNodes=1 StartTime=now >/dev/null 2>&1 ||
+            sl scontrol update JobId="$id" NumNodes=1 StartTime=now TimeLimit=5 >/dev/null 2>&1 ||
                 { fail "$name" "scontrol update of the requeued job failed"; sl scancel "$id"; return; }
         fi
         sleep 0.2
