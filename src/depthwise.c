@@ -16,76 +16,170 @@
  * Initialisers as Keras: glorot_uniform with fans from those shapes, zero bias.
  *
  * The weight gradient is summed per sample into the workspace, then over samples in order, so
- * it does not depend on the thread count.
+ * it does not depend on the thread count. At stride 1 the input gradient is gathered (each
+ * input pixel summed over its transposed window, in registers) rather than scattered.
  */
 #include <string.h>
 
 #include "conv_algo.h"
 #include "layer_impl.h"
 
-/* ---- kernels (shared with the tests through kernels.h) ---- */
+/* ---- kernels (shared with the tests through kernels.h) ----
+ *
+ * Channels go in blocks of DW_CB, summed in a local array the compiler keeps in registers
+ * (two AVX2 vectors, one AVX-512) across all taps, then stored once: summing in the output
+ * itself costs a load and a store per tap and ran at a third to a quarter of the memory speed
+ * (2 Zen 1 cores, N 32, 176 x 176 x 32: forward 55 ms, backward 106 ms before). Channels past
+ * the last whole block take the plain loop. */
+
+#define DW_CB 16
+
+/* y[c] = sum over taps of x_tap[c] * k_tap[c] for c in [c0, c0 + cb): the taps of one window;
+ * xs: the window's first pixel (tap (kh0, kw0)), ks: its kernel tap. */
+static inline void dw_window(float *y, const float *xs, const float *ks, int rows, int cols,
+                             size_t x_row, size_t k_row, int C, int c0, int cb) {
+    if (cb == DW_CB) {
+        float acc[DW_CB] = {0};
+        for (int r = 0; r < rows; r++)
+            for (int q = 0; q < cols; q++) {
+                const float *x = xs + r * x_row + (size_t)q * C + c0;
+                const float *k = ks + r * k_row + (size_t)q * C + c0;
+#pragma omp simd
+                for (int c = 0; c < DW_CB; c++) acc[c] += x[c] * k[c];
+            }
+        for (int c = 0; c < DW_CB; c++) y[c0 + c] = acc[c];
+        return;
+    }
+    for (int c = c0; c < c0 + cb; c++) {
+        float a = 0.0f;
+        for (int r = 0; r < rows; r++)
+            for (int q = 0; q < cols; q++) a += xs[r * x_row + (size_t)q * C + c] * ks[r * k_row + (size_t)q * C + c];
+        y[c] = a;
+    }
+}
 
 void depthwise_forward(float *out, const float *in, const float *w, const WinGeom *g) {
     const int C = g->C;
+    const size_t x_row = (size_t)g->W * C, k_row = (size_t)g->KW * C;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int n = 0; n < g->N; n++)
         for (int oh = 0; oh < g->OH; oh++) {
             const float *img = in + (size_t)n * g->H * g->W * C;
             for (int ow = 0; ow < g->OW; ow++) {
                 float *y = out + (((size_t)n * g->OH + oh) * g->OW + ow) * C;
-                for (int c = 0; c < C; c++) y[c] = 0.0f;
                 const WinTaps t = win_taps(g, oh, ow);
-                for (int kh = t.kh0; kh < t.kh1; kh++) {
-                    const int ih = t.ih0 + kh;
-                    for (int kw = t.kw0; kw < t.kw1; kw++) {
-                        const int iw = t.iw0 + kw;
-                        const float *x = img + ((size_t)ih * g->W + iw) * C;
-                        const float *k = w + ((size_t)kh * g->KW + kw) * C;
-#pragma omp simd
-                        for (int c = 0; c < C; c++) y[c] += x[c] * k[c];
-                    }
-                }
+                const float *xs = img + ((size_t)(t.ih0 + t.kh0) * g->W + t.iw0 + t.kw0) * C;
+                const float *ks = w + ((size_t)t.kh0 * g->KW + t.kw0) * C;
+                for (int c0 = 0; c0 < C; c0 += DW_CB)
+                    dw_window(y, xs, ks, t.kh1 - t.kh0, t.kw1 - t.kw0, x_row, k_row, C, c0,
+                              C - c0 < DW_CB ? C - c0 : DW_CB);
             }
         }
 }
 
+/* Stride 1: din[ih, iw] = sum over taps (kh, kw) of dout[ih + PT - kh, iw + PL - kw] * w[kh, kw]
+ * (the transposed window), gathered, so each input pixel is written once. The taps run
+ * backwards through dout, forwards through w: so the kernel is read mirrored, through wr. */
+static void depthwise_backward_data_s1(float *dimg, const float *dy_img, const float *wr,
+                                       const WinGeom *g) {
+    const int C = g->C;
+    /* the transposed window over dout: a KH x KW window with padding KH - 1 - PT, KW - 1 - PL */
+    WinGeom t = *g;
+    t.H = g->OH, t.W = g->OW, t.OH = g->H, t.OW = g->W;
+    t.PT = g->KH - 1 - g->PT, t.PL = g->KW - 1 - g->PL;
+    const size_t x_row = (size_t)t.W * C, k_row = (size_t)g->KW * C;
+    for (int ih = 0; ih < g->H; ih++)
+        for (int iw = 0; iw < g->W; iw++) {
+            const WinTaps tp = win_taps(&t, ih, iw);
+            const float *xs = dy_img + ((size_t)(tp.ih0 + tp.kh0) * t.W + tp.iw0 + tp.kw0) * C;
+            const float *ks = wr + ((size_t)tp.kh0 * g->KW + tp.kw0) * C;
+            float *dx = dimg + ((size_t)ih * g->W + iw) * C;
+            for (int c0 = 0; c0 < C; c0 += DW_CB)
+                dw_window(dx, xs, ks, tp.kh1 - tp.kh0, tp.kw1 - tp.kw0, x_row, k_row, C, c0,
+                          C - c0 < DW_CB ? C - c0 : DW_CB);
+        }
+}
+
+/* Any stride: din overwritten by scattering each output's gradient over its window. */
+static void depthwise_backward_data_scatter(float *dimg, const float *dy_img, const float *w,
+                                            const WinGeom *g) {
+    const int C = g->C;
+    memset(dimg, 0, (size_t)g->H * g->W * C * sizeof *dimg);
+    for (int oh = 0; oh < g->OH; oh++)
+        for (int ow = 0; ow < g->OW; ow++) {
+            const float *dy = dy_img + ((size_t)oh * g->OW + ow) * C;
+            const WinTaps t = win_taps(g, oh, ow);
+            for (int kh = t.kh0; kh < t.kh1; kh++)
+                for (int kw = t.kw0; kw < t.kw1; kw++) {
+                    float *dx = dimg + ((size_t)(t.ih0 + kh) * g->W + t.iw0 + kw) * C;
+                    const float *k = w + ((size_t)kh * g->KW + kw) * C;
+#pragma omp simd
+                    for (int c = 0; c < C; c++) dx[c] += dy[c] * k[c];
+                }
+        }
+}
+
+/* pw (KH, KW, C) = this sample's kernel gradient: for each output row and tap, the products
+ * dy * x along the row are summed in registers, then added to pw once. */
+static void depthwise_backward_weights(float *pw, const float *dy_img, const float *img,
+                                       const WinGeom *g) {
+    const int C = g->C;
+    memset(pw, 0, (size_t)g->KH * g->KW * C * sizeof *pw);
+    for (int oh = 0; oh < g->OH; oh++) {
+        const int ih0 = oh * g->SH - g->PT;
+        for (int kh = 0; kh < g->KH; kh++) {
+            const int ih = ih0 + kh;
+            if (ih < 0 || ih >= g->H) continue;
+            for (int kw = 0; kw < g->KW; kw++) {
+                /* the outputs ow whose tap kw is inside the row: 0 <= ow*SW - PL + kw < W */
+                int lo = 0, hi = g->OW;
+                while (lo < hi && lo * g->SW - g->PL + kw < 0) lo++;
+                while (hi > lo && (hi - 1) * g->SW - g->PL + kw >= g->W) hi--;
+                const float *dy = dy_img + (size_t)oh * g->OW * C;
+                const float *x = img + ((size_t)ih * g->W - g->PL + kw) * C;
+                float *d = pw + ((size_t)kh * g->KW + kw) * C;
+                const size_t x_step = (size_t)g->SW * C;
+                int c0 = 0;
+                for (; c0 + DW_CB <= C; c0 += DW_CB) {
+                    float acc[DW_CB] = {0};
+                    for (int ow = lo; ow < hi; ow++) {
+                        const float *a = dy + (size_t)ow * C + c0, *b = x + ow * x_step + c0;
+#pragma omp simd
+                        for (int c = 0; c < DW_CB; c++) acc[c] += a[c] * b[c];
+                    }
+                    for (int c = 0; c < DW_CB; c++) d[c0 + c] += acc[c];
+                }
+                for (int c = c0; c < C; c++)
+                    for (int ow = lo; ow < hi; ow++) d[c] += dy[(size_t)ow * C + c] * x[ow * x_step + c];
+            }
+        }
+    }
+}
+
 /* din (N, H, W, C) overwritten; dw (KH, KW, C) ADDED to, via part (N x KH*KW*C floats of
- * scratch); either may be NULL. */
+ * scratch; at stride 1 also the mirrored kernel, in the last KH*KW*C floats past them: the
+ * layer plans N + 1 samples' worth); either may be NULL. */
 void depthwise_backward(float *din, float *dw, float *part, const float *dout, const float *in,
                         const float *w, const WinGeom *g) {
     const int C = g->C;
     const size_t K = (size_t)g->KH * g->KW * C;
+    const int gather = g->SH == 1 && g->SW == 1;
+    float *wr = part + (size_t)g->N * K;
+    if (din && gather)
+        for (int kh = 0; kh < g->KH; kh++)
+            for (int kw = 0; kw < g->KW; kw++)
+                memcpy(wr + ((size_t)kh * g->KW + kw) * C,
+                       w + ((size_t)(g->KH - 1 - kh) * g->KW + (g->KW - 1 - kw)) * C, C * sizeof *w);
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < g->N; n++) {
         const float *img = in + (size_t)n * g->H * g->W * C;
-        float *dimg = din ? din + (size_t)n * g->H * g->W * C : NULL;
-        float *pw = dw ? part + (size_t)n * K : NULL;
-        if (dimg) memset(dimg, 0, (size_t)g->H * g->W * C * sizeof *dimg);
-        if (pw) memset(pw, 0, K * sizeof *pw);
-        for (int oh = 0; oh < g->OH; oh++)
-            for (int ow = 0; ow < g->OW; ow++) {
-                const float *dy = dout + (((size_t)n * g->OH + oh) * g->OW + ow) * C;
-                const WinTaps t = win_taps(g, oh, ow);
-                for (int kh = t.kh0; kh < t.kh1; kh++) {
-                    const int ih = t.ih0 + kh;
-                    for (int kw = t.kw0; kw < t.kw1; kw++) {
-                        const int iw = t.iw0 + kw;
-                        size_t at = ((size_t)ih * g->W + iw) * C, kt = ((size_t)kh * g->KW + kw) * C;
-                        if (dimg) {
-                            float *dx = dimg + at;
-                            const float *k = w + kt;
-#pragma omp simd
-                            for (int c = 0; c < C; c++) dx[c] += dy[c] * k[c];
-                        }
-                        if (pw) {
-                            const float *x = img + at;
-                            float *d = pw + kt;
-#pragma omp simd
-                            for (int c = 0; c < C; c++) d[c] += dy[c] * x[c];
-                        }
-                    }
-                }
-            }
+        const float *dy_img = dout + (size_t)n * g->OH * g->OW * C;
+        if (din) {
+            float *dimg = din + (size_t)n * g->H * g->W * C;
+            if (gather) depthwise_backward_data_s1(dimg, dy_img, wr, g);
+            else depthwise_backward_data_scatter(dimg, dy_img, w, g);
+        }
+        if (dw) depthwise_backward_weights(part + (size_t)n * K, dy_img, img, g);
     }
     if (!dw) return;
     for (int n = 0; n < g->N; n++) {
@@ -120,6 +214,7 @@ static int dw_plan(Layer *L, Err *e) {
     layer_param_add(L, "depthwise_kernel", PARAM_WEIGHT, 4, L->kh, L->kw, L->in.c, 1);
     if (L->use_bias) layer_param_add(L, "bias", PARAM_WEIGHT, 1, L->in.c, 0, 0, 0);
     L->ws_per_sample = (size_t)L->kh * L->kw * L->in.c; /* per-sample weight gradients */
+    L->ws_fixed = L->ws_per_sample;                       /* the mirrored kernel */
     return 0;
 }
 
@@ -189,9 +284,9 @@ static int sep_plan(Layer *L, Err *e) {
     size_t mid_bytes = ((size_t)B * sep_mid(L) * sizeof(float) + 63) & ~(size_t)63;
     L->aux_per_sample = (mid_bytes + L->conv->aux_bytes + (size_t)B - 1) / (size_t)B;
     /* ws: the intermediate's gradient, then the larger of the pointwise scratch and the
-     * per-sample depthwise weight gradients */
+     * per-sample depthwise weight gradients and the mirrored kernel */
     size_t scratch = (L->conv->ws_bytes + sizeof(float) - 1) / sizeof(float);
-    size_t part = (size_t)B * L->kh * L->kw * C;
+    size_t part = ((size_t)B + 1) * L->kh * L->kw * C;
     L->ws_per_sample = sep_mid(L);
     L->ws_fixed = (scratch > part ? scratch : part) + 16;
     return 0;

@@ -182,6 +182,10 @@ static void test_depthwise_valid(void) { check_depthwise(6, 7, 5, 3, 1, PAD_VALI
 static void test_depthwise_same_stride2(void) { check_depthwise(7, 6, 3, 3, 2, PAD_SAME, ACT_SIGMOID); }
 static void test_depthwise_5x5(void) { check_depthwise(6, 6, 17, 5, 1, PAD_SAME, ACT_LINEAR); }
 static void test_depthwise_relu(void) { check_depthwise(5, 4, 3, 3, 1, PAD_VALID, ACT_RELU); }
+/* the kernels' channel blocks of 16: two whole blocks and a tail, at the mini-Xception's 3x3
+ * same stride 1 (input gradient gathered); one block under an even kernel's uneven padding */
+static void test_depthwise_blocks(void) { check_depthwise(6, 5, 33, 3, 1, PAD_SAME, ACT_RELU); }
+static void test_depthwise_even(void) { check_depthwise(5, 6, 16, 2, 1, PAD_SAME, ACT_LINEAR); }
 
 /* ---- SeparableConv2D ---- */
 
@@ -390,6 +394,8 @@ TEST_SUITE(layers_graph, {"batch norm training: statistics, moving averages, gra
            {"depthwise conv same stride 2 sigmoid", test_depthwise_same_stride2},
            {"depthwise conv 5x5 same, 17 channels", test_depthwise_5x5},
            {"depthwise conv relu", test_depthwise_relu},
+           {"depthwise conv 33 channels same: blocks and tail", test_depthwise_blocks},
+           {"depthwise conv 2x2 same, 16 channels", test_depthwise_even},
            {"separable conv, im2col pointwise", test_separable_im2col},
            {"separable conv, oneDNN direct pointwise", test_separable_direct},
            {"separable conv, short batch, stride 2 valid", test_separable_direct_short},
