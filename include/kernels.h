@@ -64,10 +64,15 @@ void dense_forward(float *out, const float *in, const float *w, const float *b, 
 void dense_backward(float *din, float *dw, float *db, const float *dout, const float *in,
                     const float *w, int N, int IN, int U);
 
-/* MaxPooling2D; argmax (N,OH,OW,C) records each output's source index within its sample,
- * padding (same) never wins. */
+/* MaxPooling2D; padding (same) never wins, ties go to the first tap in row-major order. Where
+ * maxpool2d_keeps_argmax (2x2 windows at stride 2), the forward records in argmax (N,OH,OW,C)
+ * each output's source index within its sample and the backward scatters through it; other
+ * windows leave argmax alone (it may be NULL) and the backward finds the taps again from in
+ * and out, the forward's tensors. */
+int maxpool2d_keeps_argmax(const WinGeom *g);
 void maxpool2d_forward(float *out, int32_t *argmax, const float *in, const WinGeom *g);
-void maxpool2d_backward(float *din, const float *dout, const int32_t *argmax, const WinGeom *g);
+void maxpool2d_backward(float *din, const float *dout, const int32_t *argmax, const float *in,
+                        const float *out, const WinGeom *g);
 
 /* dst (N, s) in layout df = src (N, s) in layout sf (NHWC <-> nChw16c, or a copy). */
 void layout_reorder(float *dst, TensorFormat df, const float *src, TensorFormat sf, int N, Shape s);

@@ -186,6 +186,51 @@ static void test_pool_c16(void) {
     check_pool(7, 9, 16, 2, 2, PAD_VALID);
     check_pool(5, 5, 16, 2, 2, PAD_SAME);
     check_pool(9, 9, 16, 3, 2, PAD_SAME);
+    check_pool(9, 8, 35, 3, 2, PAD_SAME); /* the general path's 16-channel blocks and a tail */
+}
+
+/* Ties (ReLU's zeros, saturated pixels): each output's gradient goes to one tap, the first in
+ * row-major order holding the maximum, on the 2x2 path (argmax kept) and on the general path
+ * (taps found again in the backward) alike; checked bit for bit against a reference. */
+static void check_pool_ties(int H, int W, int C, int k, int s, Padding p) {
+    Layer L;
+    memset(&L, 0, sizeof L);
+    L.kind = LAYER_MAXPOOL2D;
+    L.kh = L.kw = k;
+    L.sh = L.sw = s;
+    L.padding = p;
+    Fixture f;
+    fixture_init(&f, L, (Shape){H, W, C, 0}, 2);
+    size_t ni = 2 * shape_size(f.L.in);
+    for (size_t i = 0; i < ni; i++) f.in[i] = (float)((i * 2654435761u >> 7) % 3 == 0); /* 0 or 1 */
+    fixture_backward(&f);
+    int OH = f.L.out.h, OW = f.L.out.w;
+    int ph = (OH - 1) * s + k - H, pt = p == PAD_SAME && ph > 0 ? ph / 2 : 0;
+    int pw = (OW - 1) * s + k - W, pl = p == PAD_SAME && pw > 0 ? pw / 2 : 0;
+    float *ref = calloc(ni, 4);
+    for (int n = 0; n < 2; n++)
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++)
+                for (int c = 0; c < C; c++) {
+                    long best = -1;
+                    for (int kh = 0; kh < k; kh++)
+                        for (int kw = 0; kw < k; kw++) {
+                            int ih = oh * s + kh - pt, iw = ow * s + kw - pl;
+                            if (ih < 0 || iw < 0 || ih >= H || iw >= W) continue;
+                            long at = ((long)(n * H + ih) * W + iw) * C + c;
+                            if (best < 0 || f.in[at] > f.in[best]) best = at;
+                        }
+                    ref[best] += f.r[((n * OH + oh) * OW + ow) * C + c];
+                }
+    CU_ASSERT(memcmp(ref, f.din, ni * 4) == 0);
+    free(ref);
+    fixture_free(&f);
+}
+
+static void test_pool_ties(void) {
+    check_pool_ties(8, 6, 16, 2, 2, PAD_VALID);  /* argmax kept */
+    check_pool_ties(9, 8, 35, 3, 2, PAD_SAME);   /* found again: blocks and a tail */
+    check_pool_ties(6, 6, 3, 3, 1, PAD_VALID);   /* overlapping windows */
 }
 
 /* ---- Flatten, Rescaling, Dropout ---- */
@@ -285,6 +330,7 @@ TEST_SUITE(layers, {"conv2d valid 3x3", test_conv_valid},
            {"dense", test_dense}, {"maxpool valid 2x2", test_pool_valid},
            {"maxpool same 3x3 stride 2 odd", test_pool_same_odd},
            {"maxpool overlapping windows", test_pool_overlap},
-           {"maxpool C=16: tiled, same, overlapping", test_pool_c16}, {"flatten", test_flatten},
+           {"maxpool C=16: tiled, same, overlapping", test_pool_c16},
+           {"maxpool ties: the first tap gets the gradient", test_pool_ties}, {"flatten", test_flatten},
            {"rescaling", test_rescaling}, {"global average pooling", test_global_avgpool},
            {"conv2d leaky relu", test_conv_leaky}, {"dropout", test_dropout})
