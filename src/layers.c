@@ -608,12 +608,25 @@ static int activation_configure(Layer *L, IniFile *ini, Section *s, Err *e) {
     return 0;
 }
 
+/* out = act(in) and din = dout * act'(out) in one parallel pass each for ReLU and LeakyReLU
+ * (a serial memcpy, then the activation in place, took 55 ms per step for one 176 x 176 x 32
+ * batch-32 Activation on 2 Zen 1 cores); the others copy first, in parallel. */
 static void activation_layer_forward(const Layer *L, const LayerCtx *c, float *out, const float *in,
                                      int N) {
     (void)c;
     const size_t n = (size_t)N * shape_size(L->out);
-    memcpy(out, in, n * sizeof *out);
-    activation_forward(layer_act(L), out, n);
+    const Activation a = layer_act(L);
+    if (a == ACT_RELU) {
+#pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < n; i++) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
+    } else if (a == ACT_LEAKY) {
+#pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < n; i++) out[i] = in[i] > 0.0f ? in[i] : LEAKY_SLOPE * in[i];
+    } else {
+#pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < n; i++) out[i] = in[i];
+        activation_forward(a, out, n);
+    }
 }
 
 static void activation_layer_backward(const Layer *L, const LayerCtx *c, float *din, float *dout,
@@ -621,8 +634,18 @@ static void activation_layer_backward(const Layer *L, const LayerCtx *c, float *
     (void)c, (void)in;
     if (!din) return;
     const size_t n = (size_t)N * shape_size(L->out);
-    activation_backward(layer_act(L), dout, out, n);
-    memcpy(din, dout, n * sizeof *din);
+    const Activation a = layer_act(L);
+    if (a == ACT_RELU) {
+#pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < n; i++) din[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+    } else if (a == ACT_LEAKY) {
+#pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < n; i++) din[i] = out[i] > 0.0f ? dout[i] : LEAKY_SLOPE * dout[i];
+    } else {
+        activation_backward(a, dout, out, n);
+#pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < n; i++) din[i] = dout[i];
+    }
 }
 
 const LayerOps activation_ops = {"activation", "Activation", activation_configure, same_shape_plan,

@@ -239,20 +239,31 @@ static void test_separable_direct_short(void) {
 
 /* ---- Activation ---- */
 
+/* every activation the layer takes (the fused one-pass paths and the copy-then-apply one) */
 static void test_activation(void) {
-    Layer L;
-    memset(&L, 0, sizeof L);
-    L.kind = LAYER_ACTIVATION;
-    L.act = ACT_RELU;
-    Fixture f;
-    fixture_init(&f, L, (Shape){3, 2, 5, 0}, 2);
-    CU_ASSERT_EQUAL(f.L.n_param, 0);
-    fixture_forward(&f);
-    int bad = 0;
-    for (int i = 0; i < 60; i++) bad += f.out[i] != (f.in[i] > 0 ? f.in[i] : 0);
-    CU_ASSERT_EQUAL(bad, 0);
-    check_gradients(&f, 1e-2, 1e-3f);
-    fixture_free(&f);
+    const Activation acts[] = {ACT_RELU, ACT_LEAKY, ACT_SIGMOID, ACT_LINEAR};
+    for (int k = 0; k < 4; k++) {
+        Layer L;
+        memset(&L, 0, sizeof L);
+        L.kind = LAYER_ACTIVATION;
+        L.act = acts[k];
+        Fixture f;
+        fixture_init(&f, L, (Shape){3, 2, 5, 0}, 2);
+        CU_ASSERT_EQUAL(f.L.n_param, 0);
+        fixture_forward(&f);
+        double worst = 0;
+        for (int i = 0; i < 60; i++) {
+            double x = f.in[i];
+            double ref = acts[k] == ACT_RELU    ? (x > 0 ? x : 0)
+                         : acts[k] == ACT_LEAKY ? (x > 0 ? x : LEAKY_SLOPE * x)
+                         : acts[k] == ACT_SIGMOID ? 1 / (1 + exp(-x))
+                                                  : x;
+            worst = fmax(worst, fabs(ref - f.out[i]));
+        }
+        CU_ASSERT(worst < 1e-6);
+        check_gradients(&f, 1e-2, 1e-3f);
+        fixture_free(&f);
+    }
 }
 
 /* ---- parameter lists in a model; files from before them ---- */
