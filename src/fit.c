@@ -20,7 +20,7 @@ static volatile sig_atomic_t stop_signal;
 
 static void on_stop_signal(int sig) { stop_signal = sig; }
 
-static void install_stop_handlers(void) {
+void train_install_stop_handlers(void) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop_signal;
@@ -384,7 +384,7 @@ int trainer_fit(Trainer *t, ResumeMode resume_mode) {
     r.root = dist->rank == 0;
     r.tty = r.root && isatty(STDOUT_FILENO);
     r.status = EXIT_OK;
-    install_stop_handlers();
+    train_install_stop_handlers(); /* again: main's were installed before MPI_Init */
     if (r.root) rundir_print(j, stdout);
     r.st = fresh_state(t);
     resume(t, &r.st, resume_mode);

@@ -347,6 +347,7 @@ int main(int argc, char **argv) {
     if (!distributed && !local) bad_usage("unknown command '%s'", cmd);
     if (strcmp(cmd, "predict") && a.n_pos > 0) bad_usage("unexpected argument '%s'", a.pos[0]);
     if (!strcmp(cmd, "predict") && a.n_pos == 0) bad_usage("%s", "predict needs at least one IMAGE");
+    if (!strcmp(cmd, "train")) train_install_stop_handlers(); /* before start-up, see train.h */
     if (distributed)
         dist_init(&dist, &argc, &argv);
     else {
