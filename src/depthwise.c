@@ -58,22 +58,26 @@ static inline void dw_window(float *y, const float *xs, const float *ks, int row
     }
 }
 
+/* y (C) = the window of output pixel (oh, ow) of the NHWC image img under kernel w. */
+static inline void dw_pixel(float *y, const float *img, const float *w, const WinGeom *g, int oh,
+                            int ow) {
+    const int C = g->C;
+    const WinTaps t = win_taps(g, oh, ow);
+    const float *xs = img + ((size_t)(t.ih0 + t.kh0) * g->W + t.iw0 + t.kw0) * C;
+    const float *ks = w + ((size_t)t.kh0 * g->KW + t.kw0) * C;
+    for (int c0 = 0; c0 < C; c0 += DW_CB)
+        dw_window(y, xs, ks, t.kh1 - t.kh0, t.kw1 - t.kw0, (size_t)g->W * C, (size_t)g->KW * C, C,
+                  c0, C - c0 < DW_CB ? C - c0 : DW_CB);
+}
+
 void depthwise_forward(float *out, const float *in, const float *w, const WinGeom *g) {
     const int C = g->C;
-    const size_t x_row = (size_t)g->W * C, k_row = (size_t)g->KW * C;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int n = 0; n < g->N; n++)
         for (int oh = 0; oh < g->OH; oh++) {
             const float *img = in + (size_t)n * g->H * g->W * C;
-            for (int ow = 0; ow < g->OW; ow++) {
-                float *y = out + (((size_t)n * g->OH + oh) * g->OW + ow) * C;
-                const WinTaps t = win_taps(g, oh, ow);
-                const float *xs = img + ((size_t)(t.ih0 + t.kh0) * g->W + t.iw0 + t.kw0) * C;
-                const float *ks = w + ((size_t)t.kh0 * g->KW + t.kw0) * C;
-                for (int c0 = 0; c0 < C; c0 += DW_CB)
-                    dw_window(y, xs, ks, t.kh1 - t.kh0, t.kw1 - t.kw0, x_row, k_row, C, c0,
-                              C - c0 < DW_CB ? C - c0 : DW_CB);
-            }
+            for (int ow = 0; ow < g->OW; ow++)
+                dw_pixel(out + (((size_t)n * g->OH + oh) * g->OW + ow) * C, img, w, g, oh, ow);
         }
 }
 
@@ -82,22 +86,13 @@ void depthwise_forward(float *out, const float *in, const float *w, const WinGeo
  * backwards through dout, forwards through w: so the kernel is read mirrored, through wr. */
 static void depthwise_backward_data_s1(float *dimg, const float *dy_img, const float *wr,
                                        const WinGeom *g) {
-    const int C = g->C;
     /* the transposed window over dout: a KH x KW window with padding KH - 1 - PT, KW - 1 - PL */
     WinGeom t = *g;
     t.H = g->OH, t.W = g->OW, t.OH = g->H, t.OW = g->W;
     t.PT = g->KH - 1 - g->PT, t.PL = g->KW - 1 - g->PL;
-    const size_t x_row = (size_t)t.W * C, k_row = (size_t)g->KW * C;
     for (int ih = 0; ih < g->H; ih++)
-        for (int iw = 0; iw < g->W; iw++) {
-            const WinTaps tp = win_taps(&t, ih, iw);
-            const float *xs = dy_img + ((size_t)(tp.ih0 + tp.kh0) * t.W + tp.iw0 + tp.kw0) * C;
-            const float *ks = wr + ((size_t)tp.kh0 * g->KW + tp.kw0) * C;
-            float *dx = dimg + ((size_t)ih * g->W + iw) * C;
-            for (int c0 = 0; c0 < C; c0 += DW_CB)
-                dw_window(dx, xs, ks, tp.kh1 - tp.kh0, tp.kw1 - tp.kw0, x_row, k_row, C, c0,
-                          C - c0 < DW_CB ? C - c0 : DW_CB);
-        }
+        for (int iw = 0; iw < g->W; iw++)
+            dw_pixel(dimg + ((size_t)ih * g->W + iw) * g->C, dy_img, wr, &t, ih, iw);
 }
 
 /* Any stride: din overwritten by scattering each output's gradient over its window. */

@@ -131,15 +131,20 @@ static void test_dense(void) {
 
 /* ---- MaxPooling2D ---- */
 
-static void check_pool(int H, int W, int C, int k, int s, Padding p) {
+/* A k x k MaxPooling2D at stride s on a batch of 2 (H, W, C) inputs. */
+static void pool_fixture(Fixture *f, int H, int W, int C, int k, int s, Padding p) {
     Layer L;
     memset(&L, 0, sizeof L);
     L.kind = LAYER_MAXPOOL2D;
     L.kh = L.kw = k;
     L.sh = L.sw = s;
     L.padding = p;
+    fixture_init(f, L, (Shape){H, W, C, 0}, 2);
+}
+
+static void check_pool(int H, int W, int C, int k, int s, Padding p) {
     Fixture f;
-    fixture_init(&f, L, (Shape){H, W, C, 0}, 2);
+    pool_fixture(&f, H, W, C, k, s, p);
     /* distinct values 0.05 apart, so differencing by 0.01 never changes a window's maximum */
     size_t ni = 2 * shape_size(f.L.in);
     for (size_t i = 0; i < ni; i++) f.in[i] = 0.05f * (float)((i * 7919) % ni) - 1.0f;
@@ -193,14 +198,8 @@ static void test_pool_c16(void) {
  * row-major order holding the maximum, on the 2x2 path (argmax kept) and on the general path
  * (taps found again in the backward) alike; checked bit for bit against a reference. */
 static void check_pool_ties(int H, int W, int C, int k, int s, Padding p) {
-    Layer L;
-    memset(&L, 0, sizeof L);
-    L.kind = LAYER_MAXPOOL2D;
-    L.kh = L.kw = k;
-    L.sh = L.sw = s;
-    L.padding = p;
     Fixture f;
-    fixture_init(&f, L, (Shape){H, W, C, 0}, 2);
+    pool_fixture(&f, H, W, C, k, s, p);
     size_t ni = 2 * shape_size(f.L.in);
     for (size_t i = 0; i < ni; i++) f.in[i] = (float)((i * 2654435761u >> 7) % 3 == 0); /* 0 or 1 */
     fixture_backward(&f);
