@@ -287,10 +287,11 @@ const char *layer_where(const Layer *L, char *buf, size_t n);
 /* Lookup by job-file section name; -1 when none. */
 int layer_kind_from_section(const char *section);
 
-/* Shared helpers for layers with an activation: y = act(y) in place over n values, and
- * dy *= act'(y) given the activated output y. Softmax is handled by the loss. */
-void activation_forward(Activation a, float *y, size_t n);
-void activation_backward(Activation a, float *dy, const float *y, size_t n);
+/* Shared helpers for layers with an activation, over n values in one parallel pass: out =
+ * act(in), and din = dout * act'(y) given the activated output y. out may be in and din may be
+ * dout (in place). Softmax is handled by the loss: here it is the identity, like linear. */
+void activation_forward(Activation a, float *out, const float *in, size_t n);
+void activation_backward(Activation a, float *din, const float *dout, const float *y, size_t n);
 const char *activation_name(Activation a);
 
 /* Glorot-uniform fill: U(-limit, limit), limit = sqrt(6 / (fan_in + fan_out)). */

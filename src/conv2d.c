@@ -311,7 +311,7 @@ static void conv2d_layer_forward(const Layer *L, const LayerCtx *c, float *out, 
 void layer_conv_prepare_dout(const Layer *L, float *dout, const float *out, int N) {
     const ConvPlan *p = L->conv;
     const size_t per = format_floats(L->out_fmt, L->out);
-    activation_backward(layer_act(L), dout, out, (size_t)N * per);
+    activation_backward(layer_act(L), dout, dout, out, (size_t)N * per);
     if (p->full_batch && N < p->d.g.N) /* the extra samples must add nothing */
         memset(dout + (size_t)N * per, 0, (size_t)(p->d.g.N - N) * per * sizeof *dout);
 }

@@ -130,22 +130,24 @@ static void depthwise_backward_weights(float *pw, const float *dy_img, const flo
                 int lo = 0, hi = g->OW;
                 while (lo < hi && lo * g->SW - g->PL + kw < 0) lo++;
                 while (hi > lo && (hi - 1) * g->SW - g->PL + kw >= g->W) hi--;
-                const float *dy = dy_img + (size_t)oh * g->OW * C;
-                const float *x = img + ((size_t)ih * g->W - g->PL + kw) * C;
+                if (lo == hi) continue;
+                /* dy and x at output lo (x never points before the image: -PL + kw may be < 0) */
+                const float *dy = dy_img + ((size_t)oh * g->OW + lo) * C;
+                const float *x = img + ((size_t)ih * g->W + lo * g->SW - g->PL + kw) * C;
                 float *d = pw + ((size_t)kh * g->KW + kw) * C;
-                const size_t x_step = (size_t)g->SW * C;
+                const size_t x_step = (size_t)g->SW * C, n_ow = (size_t)(hi - lo);
                 int c0 = 0;
                 for (; c0 + DW_CB <= C; c0 += DW_CB) {
                     float acc[DW_CB] = {0};
-                    for (int ow = lo; ow < hi; ow++) {
-                        const float *a = dy + (size_t)ow * C + c0, *b = x + ow * x_step + c0;
+                    for (size_t o = 0; o < n_ow; o++) {
+                        const float *a = dy + o * C + c0, *b = x + o * x_step + c0;
 #pragma omp simd
                         for (int c = 0; c < DW_CB; c++) acc[c] += a[c] * b[c];
                     }
                     for (int c = 0; c < DW_CB; c++) d[c0 + c] += acc[c];
                 }
                 for (int c = c0; c < C; c++)
-                    for (int ow = lo; ow < hi; ow++) d[c] += dy[(size_t)ow * C + c] * x[ow * x_step + c];
+                    for (size_t o = 0; o < n_ow; o++) d[c] += dy[o * C + c] * x[o * x_step + c];
             }
         }
     }
@@ -230,13 +232,13 @@ static void dw_forward(const Layer *L, const LayerCtx *c, float *out, const floa
         for (size_t r = 0; r < rows; r++)
             for (int k = 0; k < C; k++) out[r * C + k] += b[k];
     }
-    activation_forward(layer_act(L), out, n);
+    activation_forward(layer_act(L), out, out, n);
 }
 
 static void dw_backward(const Layer *L, const LayerCtx *c, float *din, float *dout,
                         const float *in, const float *out, int N) {
     WinGeom g = layer_window_geom(L, N);
-    activation_backward(layer_act(L), dout, out, (size_t)N * shape_size(L->out));
+    activation_backward(layer_act(L), dout, dout, out, (size_t)N * shape_size(L->out));
     if (L->use_bias && c->dp[1]) bias_grad_add(c->dp[1], dout, N * L->out.h * L->out.w, L->out.c);
     depthwise_backward(din, c->dp[0], c->ws, dout, in, c->p[0], &g);
 }

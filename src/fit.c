@@ -384,7 +384,6 @@ int trainer_fit(Trainer *t, ResumeMode resume_mode) {
     r.root = dist->rank == 0;
     r.tty = r.root && isatty(STDOUT_FILENO);
     r.status = EXIT_OK;
-    train_install_stop_handlers(); /* again: main's were installed before MPI_Init */
     if (r.root) rundir_print(j, stdout);
     r.st = fresh_state(t);
     resume(t, &r.st, resume_mode);

@@ -105,30 +105,35 @@ void activation_derivative(Activation a, float *dy, const float *y, size_t n) {
     }
 }
 
-void activation_forward(Activation a, float *y, size_t n) {
+void activation_forward(Activation a, float *out, const float *in, size_t n) {
     if (a == ACT_RELU) {
 #pragma omp parallel for simd schedule(static)
-        for (size_t i = 0; i < n; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+        for (size_t i = 0; i < n; i++) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
     } else if (a == ACT_LEAKY) {
 #pragma omp parallel for simd schedule(static)
-        for (size_t i = 0; i < n; i++) y[i] = y[i] > 0.0f ? y[i] : LEAKY_SLOPE * y[i];
+        for (size_t i = 0; i < n; i++) out[i] = in[i] > 0.0f ? in[i] : LEAKY_SLOPE * in[i];
     } else if (a == ACT_SIGMOID) {
 #pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-y[i]));
+        for (size_t i = 0; i < n; i++) out[i] = 1.0f / (1.0f + expf(-in[i]));
+    } else if (out != in) { /* linear; softmax: applied by the loss (fused) or by predict */
+#pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < n; i++) out[i] = in[i];
     }
-    /* linear: nothing; softmax: applied by the loss (fused) or by predict */
 }
 
-void activation_backward(Activation a, float *dy, const float *y, size_t n) {
+void activation_backward(Activation a, float *din, const float *dout, const float *y, size_t n) {
     if (a == ACT_RELU) {
 #pragma omp parallel for simd schedule(static)
-        for (size_t i = 0; i < n; i++) dy[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+        for (size_t i = 0; i < n; i++) din[i] = y[i] > 0.0f ? dout[i] : 0.0f;
     } else if (a == ACT_LEAKY) {
 #pragma omp parallel for simd schedule(static)
-        for (size_t i = 0; i < n; i++) dy[i] = y[i] > 0.0f ? dy[i] : LEAKY_SLOPE * dy[i];
+        for (size_t i = 0; i < n; i++) din[i] = y[i] > 0.0f ? dout[i] : LEAKY_SLOPE * dout[i];
     } else if (a == ACT_SIGMOID) {
 #pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; i++) dy[i] *= y[i] * (1.0f - y[i]);
+        for (size_t i = 0; i < n; i++) din[i] = dout[i] * (y[i] * (1.0f - y[i]));
+    } else if (din != dout) {
+#pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < n; i++) din[i] = dout[i];
     }
 }
 
@@ -188,12 +193,12 @@ static void dense_init(const Layer *L, float *const *p, Rng *rng) {
 static void dense_layer_forward(const Layer *L, const LayerCtx *c, float *out, const float *in,
                                 int N) {
     dense_forward(out, in, c->w, c->b, N, L->in.c, L->units);
-    activation_forward(layer_act(L), out, (size_t)N * L->units);
+    activation_forward(layer_act(L), out, out, (size_t)N * L->units);
 }
 
 static void dense_layer_backward(const Layer *L, const LayerCtx *c, float *din, float *dout,
                                  const float *in, const float *out, int N) {
-    activation_backward(layer_act(L), dout, out, (size_t)N * L->units);
+    activation_backward(layer_act(L), dout, dout, out, (size_t)N * L->units);
     dense_backward(din, c->dw, c->db, dout, in, c->w, N, L->in.c, L->units);
 }
 
@@ -404,44 +409,18 @@ static int activation_configure(Layer *L, IniFile *ini, Section *s, Err *e) {
     return 0;
 }
 
-/* out = act(in) and din = dout * act'(out) in one parallel pass each for ReLU and LeakyReLU
- * (a serial memcpy, then the activation in place, took 55 ms per step for one 176 x 176 x 32
- * batch-32 Activation on 2 Zen 1 cores); the others copy first, in parallel. */
+/* One parallel pass each way (a serial memcpy, then the activation in place, took 55 ms per
+ * step for one 176 x 176 x 32 batch-32 Activation on 2 Zen 1 cores). */
 static void activation_layer_forward(const Layer *L, const LayerCtx *c, float *out, const float *in,
                                      int N) {
     (void)c;
-    const size_t n = (size_t)N * shape_size(L->out);
-    const Activation a = layer_act(L);
-    if (a == ACT_RELU) {
-#pragma omp parallel for simd schedule(static)
-        for (size_t i = 0; i < n; i++) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
-    } else if (a == ACT_LEAKY) {
-#pragma omp parallel for simd schedule(static)
-        for (size_t i = 0; i < n; i++) out[i] = in[i] > 0.0f ? in[i] : LEAKY_SLOPE * in[i];
-    } else {
-#pragma omp parallel for simd schedule(static)
-        for (size_t i = 0; i < n; i++) out[i] = in[i];
-        activation_forward(a, out, n);
-    }
+    activation_forward(layer_act(L), out, in, (size_t)N * shape_size(L->out));
 }
 
 static void activation_layer_backward(const Layer *L, const LayerCtx *c, float *din, float *dout,
                                       const float *in, const float *out, int N) {
     (void)c, (void)in;
-    if (!din) return;
-    const size_t n = (size_t)N * shape_size(L->out);
-    const Activation a = layer_act(L);
-    if (a == ACT_RELU) {
-#pragma omp parallel for simd schedule(static)
-        for (size_t i = 0; i < n; i++) din[i] = out[i] > 0.0f ? dout[i] : 0.0f;
-    } else if (a == ACT_LEAKY) {
-#pragma omp parallel for simd schedule(static)
-        for (size_t i = 0; i < n; i++) din[i] = out[i] > 0.0f ? dout[i] : LEAKY_SLOPE * dout[i];
-    } else {
-        activation_backward(a, dout, out, n);
-#pragma omp parallel for simd schedule(static)
-        for (size_t i = 0; i < n; i++) din[i] = dout[i];
-    }
+    if (din) activation_backward(layer_act(L), din, dout, out, (size_t)N * shape_size(L->out));
 }
 
 const LayerOps activation_ops = {"activation", "Activation", activation_configure, same_shape_plan,
