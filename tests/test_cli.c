@@ -8,7 +8,6 @@
 
 #include "testutil.h"
 
-#define HAS(msg, sub) CU_ASSERT_PTR_NOT_NULL(strstr((msg), (sub)))
 #define LACKS(msg, sub) CU_ASSERT_PTR_NULL(strstr((msg), (sub)))
 
 enum { TRAIN_N = 192, TEST_N = 60, SIDE = 8, CLASSES = 3 };

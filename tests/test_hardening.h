@@ -10,12 +10,6 @@
 #include "model.h"
 #include "testutil.h"
 
-#define HAS(msg, sub)                                                                       \
-    do {                                                                                    \
-        if (!strstr((msg), (sub))) printf("\n    message '%s' lacks '%s'\n", (msg), (sub)); \
-        CU_ASSERT_PTR_NOT_NULL(strstr((msg), (sub)));                                       \
-    } while (0)
-
 /* A fresh sub-folder of the test temp dir (static buffer, rotated over 4 slots). */
 const char *hard_subdir(const char *name);
 

@@ -8,8 +8,6 @@
 #include "data.h"
 #include "testutil.h"
 
-#define HAS(msg, sub) CU_ASSERT_PTR_NOT_NULL(strstr((msg), (sub)))
-
 static void put_be32(unsigned char *p, uint32_t v) {
     p[0] = (unsigned char)(v >> 24);
     p[1] = (unsigned char)(v >> 16);

@@ -20,12 +20,6 @@
 #include <hdf5.h>
 #endif
 
-#define HAS(msg, sub)                                                                         \
-    do {                                                                                      \
-        if (!strstr((msg), (sub))) printf("\n    message '%s' lacks '%s'\n", (msg), (sub)); \
-        CU_ASSERT_PTR_NOT_NULL(strstr((msg), (sub)));                                         \
-    } while (0)
-
 /* ---- the model: 6x6x3 -> block1_conv1 (3x3x3x4) -> block1_pool -> block2_conv1 (3x3x4x5)
  *      -> flatten -> dense (2 units: a new head the file does not have) ---- */
 

@@ -10,6 +10,16 @@
 
 #include <CUnit/CUnit.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+/* The message msg contains sub; on failure the whole message is printed, so the log shows what
+ * the error said instead of only which fragment it lacked. */
+#define HAS(msg, sub)                                                                         \
+    do {                                                                                      \
+        if (!strstr((msg), (sub))) printf("\n    message '%s' lacks '%s'\n", (msg), (sub)); \
+        CU_ASSERT_PTR_NOT_NULL(strstr((msg), (sub)));                                         \
+    } while (0)
 
 typedef struct {
     const char *name;
