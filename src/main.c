@@ -320,6 +320,58 @@ static int cmd_diff_weights(const Args *a) {
     return worst <= a->rtol ? EXIT_OK : EXIT_RUNTIME;
 }
 
+/* predict IMAGE...: class scores from --weights, or from the job's pretrained base. */
+static int cmd_predict(Trainer *t, Job *job, const Args *a, Dist *d) {
+    trainer_init(t, job, d, TRAINER_NO_DATA);
+    Err e = {0};
+    if (a->weights && weights_load(a->weights, &t->model, &e)) die(EXIT_BAD_INPUT, "%s", e.msg);
+    if (predict_images(&t->model, job, a->pos, a->n_pos, (int)a->top, a->json, stdout, stderr, &e)) {
+        fprintf(stderr, "convnet-dist: %s\n", e.msg);
+        return EXIT_BAD_INPUT;
+    }
+    return EXIT_OK;
+}
+
+/* The split that eval reads (--split, default test), checked before any data is loaded. */
+static const char *eval_split(const Args *a) {
+    const char *split = a->split ? a->split : "test";
+    if (strcmp(split, "test") && strcmp(split, "validation") && strcmp(split, "train"))
+        bad_usage("--split must be test, validation or train, not '%s'", split);
+    return split;
+}
+
+/* train, or eval --weights FILE: the data are loaded (sharded over the ranks). */
+static int cmd_train_or_eval(Trainer *t, Job *job, const Args *a, Dist *d, int train) {
+    trainer_init(t, job, d, TRAINER_LOAD_DATA);
+    if (a->weights) {
+        Err e = {0};
+        int rc = weights_load(a->weights, &t->model, &e);
+        if (rc && d->rank == 0) fprintf(stderr, "convnet-dist: %s\n", e.msg);
+        if (rc) dist_abort(d, EXIT_BAD_INPUT);
+    }
+    if (train) {
+        if (d->rank == 0) trainer_print_setup(t, stdout);
+        return trainer_fit(t, a->resume);
+    }
+    const char *split = eval_split(a);
+    const Dataset *ds = !strcmp(split, "test") ? &t->test : !strcmp(split, "validation") ? &t->val : &t->train;
+    if (ds->n == 0) die(EXIT_BAD_INPUT, "%s: the job has no %s data", job->ini.path, split);
+    EvalResult r = trainer_evaluate(t, ds);
+    if (d->rank == 0)
+        printf("%s: %lld samples - loss: %.4f - accuracy: %.4f\n", split, (long long)r.count, r.loss,
+               r.accuracy);
+    return EXIT_OK;
+}
+
+/* Usage errors that need no job: the command, positional arguments, required options. */
+static void check_command(const char *cmd, const Args *a, int distributed, int local) {
+    if (!distributed && !local) bad_usage("unknown command '%s'", cmd);
+    if (strcmp(cmd, "predict") && a->n_pos > 0) bad_usage("unexpected argument '%s'", a->pos[0]);
+    if (!strcmp(cmd, "predict") && a->n_pos == 0) bad_usage("%s", "predict needs at least one IMAGE");
+    if (!strcmp(cmd, "eval") && !a->weights) bad_usage("%s", "eval needs --weights FILE");
+    if (!strcmp(cmd, "eval")) eval_split(a);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         fputs(usage, argc < 2 ? stderr : stdout);
@@ -344,9 +396,7 @@ int main(int argc, char **argv) {
     int distributed = !strcmp(cmd, "train") || !strcmp(cmd, "eval") || !strcmp(cmd, "bench");
     int local = !strcmp(cmd, "summary") || !strcmp(cmd, "bench-loader") ||
                 !strcmp(cmd, "augment-preview") || !strcmp(cmd, "predict") || !strcmp(cmd, "export");
-    if (!distributed && !local) bad_usage("unknown command '%s'", cmd);
-    if (strcmp(cmd, "predict") && a.n_pos > 0) bad_usage("unexpected argument '%s'", a.pos[0]);
-    if (!strcmp(cmd, "predict") && a.n_pos == 0) bad_usage("%s", "predict needs at least one IMAGE");
+    check_command(cmd, &a, distributed, local);
     if (!strcmp(cmd, "train")) train_install_stop_handlers(); /* before start-up, see train.h */
     if (distributed)
         dist_init(&dist, &argc, &argv);
@@ -357,6 +407,8 @@ int main(int argc, char **argv) {
     dist_setup_threads(&dist);
     Job job;
     load_job(&job, &a, &dist);
+    if (!strcmp(cmd, "predict") && !a.weights && !job.has_darknet && !job.keras_h5)
+        bad_usage("%s", "predict needs --weights FILE (or a job with a [darknet] or [keras_h5] base)");
     Err pe = {0};
     /* the files a training run writes, checked before its data are read, not after it ends */
     /* the default run directory is ours to make (rundir.h): made now, it is checked like the rest */
@@ -370,15 +422,7 @@ int main(int argc, char **argv) {
         trainer_init(&t, &job, &dist, TRAINER_NO_DATA);
         trainer_print_setup(&t, stdout);
     } else if (!strcmp(cmd, "predict")) {
-        if (!a.weights && !job.has_darknet && !job.keras_h5)
-            bad_usage("%s", "predict needs --weights FILE (or a job with a [darknet] or [keras_h5] base)");
-        trainer_init(&t, &job, &dist, TRAINER_NO_DATA);
-        Err e = {0};
-        if (a.weights && weights_load(a.weights, &t.model, &e)) die(EXIT_BAD_INPUT, "%s", e.msg);
-        if (predict_images(&t.model, &job, a.pos, a.n_pos, (int)a.top, a.json, stdout, stderr, &e)) {
-            fprintf(stderr, "convnet-dist: %s\n", e.msg);
-            status = EXIT_BAD_INPUT;
-        }
+        status = cmd_predict(&t, &job, &a, &dist);
     } else if (!strcmp(cmd, "export")) {
         cmd_export(&t, &job, &a, &dist);
     } else if (!strcmp(cmd, "bench-loader") || !strcmp(cmd, "augment-preview")) {
@@ -391,29 +435,7 @@ int main(int argc, char **argv) {
         trainer_init(&t, &job, &dist, a.synthetic ? TRAINER_SYNTHETIC : TRAINER_LOAD_DATA);
         cmd_bench(&t, &a, &dist);
     } else {
-        trainer_init(&t, &job, &dist, TRAINER_LOAD_DATA);
-        if (a.weights) {
-            Err e = {0};
-            int rc = weights_load(a.weights, &t.model, &e);
-            if (rc && dist.rank == 0) fprintf(stderr, "convnet-dist: %s\n", e.msg);
-            if (rc) dist_abort(&dist, EXIT_BAD_INPUT);
-        }
-        if (!strcmp(cmd, "train")) {
-            if (dist.rank == 0) trainer_print_setup(&t, stdout);
-            status = trainer_fit(&t, a.resume);
-        } else {
-            if (!a.weights) bad_usage("%s", "eval needs --weights FILE");
-            const char *split = a.split ? a.split : "test";
-            const Dataset *d = !strcmp(split, "test") ? &t.test
-                               : !strcmp(split, "validation") ? &t.val
-                               : !strcmp(split, "train") ? &t.train : NULL;
-            if (!d) bad_usage("--split must be test, validation or train, not '%s'", split);
-            if (d->n == 0) die(EXIT_BAD_INPUT, "%s: the job has no %s data", job.ini.path, split);
-            EvalResult r = trainer_evaluate(&t, d);
-            if (dist.rank == 0)
-                printf("%s: %lld samples - loss: %.4f - accuracy: %.4f\n", split,
-                       (long long)r.count, r.loss, r.accuracy);
-        }
+        status = cmd_train_or_eval(&t, &job, &a, &dist, !strcmp(cmd, "train"));
     }
     trainer_free(&t);
     job_free(&job);

@@ -267,6 +267,9 @@ static void bad_command_lines(void) {
     expect_bad(st, out, (const char *[]){"conv2d_1", NULL});
     st = run(&out, "eval %s", j);
     expect_bad(st, out, (const char *[]){"--weights", NULL});
+    /* a bad --split is reported before the data are read: the missing labels file is not */
+    st = run(&out, "eval %s --weights w.bin --split tset --set data.test_labels=no-such-labels", j);
+    expect_bad(st, out, (const char *[]){"--split", "'tset'", NULL});
 }
 
 /* ---- positive runs ---- */
@@ -395,6 +398,29 @@ static void train_eval_diff(void) {
     CU_ASSERT_EQUAL(st, 1);
     free(out);
 
+    /* diff-weights between different parameter counts is not "identical" (epochs = 0 just
+     * saves the initial weights) */
+    st = run(&out, "train %s --set conv2d.filters=5 --set train.epochs=0 --save %s", jp, w3);
+    CU_ASSERT_EQUAL_FATAL(st, 0);
+    free(out);
+    st = run(&out, "diff-weights %s %s", w1, w3);
+    CU_ASSERT_NOT_EQUAL(st, 0);
+    free(out);
+}
+
+/* eval given broken weights files, or another model's: exit 2 naming the file. The weights are
+ * the initial ones (epochs = 0 saves them without training). */
+static void eval_bad_weights(void) {
+    const char *j = job("evalbad.job", MODEL, TRAIN);
+    char jp[700], w1[700], w3[700];
+    snprintf(jp, sizeof jp, "%s", j);
+    snprintf(w1, sizeof w1, "%s", data_path("init4.bin"));
+    snprintf(w3, sizeof w3, "%s", data_path("init5.bin"));
+    char *out;
+    int st = run(&out, "train %s --set train.epochs=0 --save %s", jp, w1);
+    CU_ASSERT_EQUAL_FATAL(st, 0);
+    free(out);
+
     /* broken weights files passed to eval */
     long sz = testutil_file_size(w1);
     unsigned char *b = malloc((size_t)sz);
@@ -420,7 +446,7 @@ static void train_eval_diff(void) {
     st = run(&out, "eval %s --weights %s", jp, jp);
     expect_bad(st, out, (const char *[]){jp, "magic", NULL});
 
-    /* weights of another model: 5 filters instead of 4 (epochs = 0 just saves the init) */
+    /* weights of another model: 5 filters instead of 4 */
     st = run(&out, "train %s --set conv2d.filters=5 --set train.epochs=0 --save %s", jp, w3);
     CU_ASSERT_EQUAL_FATAL(st, 0);
     free(out);
@@ -429,10 +455,6 @@ static void train_eval_diff(void) {
     /* and the other way round: this job with 5 filters given the 4-filter weights */
     st = run(&out, "eval %s --set conv2d.filters=5 --weights %s", jp, w1);
     expect_bad(st, out, (const char *[]){w1, "another model", NULL});
-    /* diff-weights between different parameter counts is not "identical" */
-    st = run(&out, "diff-weights %s %s", w1, w3);
-    CU_ASSERT_NOT_EQUAL(st, 0);
-    free(out);
 }
 
 TEST_SUITE(cli,
@@ -446,4 +468,5 @@ TEST_SUITE(cli,
             label_outside_classes_in_validation_split},
            {"bad command lines", bad_command_lines},
            {"summary: Total params", summary_total_params},
-           {"train, eval, diff-weights, broken weights", train_eval_diff})
+           {"train, eval, diff-weights", train_eval_diff},
+           {"eval with broken or foreign weights files", eval_bad_weights})
