@@ -128,15 +128,12 @@ int darknet_expand(IniFile *ini, Section *s, const char *root, Layer *layers, in
     return rc;
 }
 
-int darknet_load_weights(const DarknetImport *imp, Model *m, Err *e) {
-    long long fsize = 0;
-    FILE *f = file_open_regular(imp->weights, "Darknet weights file", &fsize, e);
-    if (!f) return -1;
+/* The 12-byte version header; returns the size of the images-seen counter after it (4 or 8
+ * bytes), or -1 with e set. */
+static long read_header(const char *path, FILE *f, long long fsize, Err *e) {
     int32_t head[3];
     if (fread(head, 4, 3, f) != 3) {
-        err_set(e, "%s: truncated Darknet header (%lld bytes, the version alone takes 12)",
-                imp->weights, fsize);
-        fclose(f);
+        err_set(e, "%s: truncated Darknet header (%lld bytes, the version alone takes 12)", path, fsize);
         return -1;
     }
     /* Darknet's own test: version major*10 + minor >= 2 stores the images-seen counter in 64
@@ -145,11 +142,41 @@ int darknet_load_weights(const DarknetImport *imp, Model *m, Err *e) {
     if (head[0] < 0 || head[0] > 1 || head[1] < 0 || head[1] > 99 || head[2] < 0) {
         err_set(e, "%s: unknown Darknet weights version %d.%d.%d at offset 0 (this build reads "
                    "0.x and 1.x; is it a Darknet .weights file?)",
-                imp->weights, head[0], head[1], head[2]);
+                path, head[0], head[1], head[2]);
+        return -1;
+    }
+    return head[0] * 10 + head[1] >= 2 ? 8 : 4;
+}
+
+/* One convolution's values as Darknet stores them, tmp = bias[OC], then with batch norm
+ * scale[OC], mean[OC], var[OC], then the kernel [OC][C][KH][KW]: written into L's kernel
+ * [KH][KW][C][OC] and bias with the batch norm folded in. */
+static void fold_conv_layer(const float *tmp, int has_bn, const Layer *L, Model *m) {
+    const int n = L->units, c = L->in.c, k = L->kh;
+    const float *bias = tmp, *scale = tmp + n, *mean = tmp + 2 * n, *var = tmp + 3 * n;
+    const float *wsrc = tmp + (has_bn ? 4 * n : n);
+    float *w = m->params + L->param[0].off, *b = m->params + L->param[1].off;
+    for (int o = 0; o < n; o++) {
+        /* y = (conv - mean) / (sqrt(var) + 1e-6) * scale + bias  ->  conv * s + (bias - mean s) */
+        double s = has_bn ? scale[o] / (sqrt((double)var[o]) + 1e-6) : 1.0;
+        b[o] = (float)(bias[o] - (has_bn ? mean[o] * s : 0.0));
+        for (int ci = 0; ci < c; ci++)
+            for (int y = 0; y < k; y++)
+                for (int x = 0; x < k; x++) /* OIHW -> HWIO */
+                    w[(((size_t)y * k + x) * c + ci) * n + o] =
+                        (float)(wsrc[(((size_t)o * c + ci) * k + y) * k + x] * s);
+    }
+}
+
+int darknet_load_weights(const DarknetImport *imp, Model *m, Err *e) {
+    long long fsize = 0;
+    FILE *f = file_open_regular(imp->weights, "Darknet weights file", &fsize, e);
+    if (!f) return -1;
+    long seen_bytes = read_header(imp->weights, f, fsize, e);
+    if (seen_bytes < 0) {
         fclose(f);
         return -1;
     }
-    long seen_bytes = head[0] * 10 + head[1] >= 2 ? 8 : 4;
     /* the cfg's layers declare how many values the file must hold: checked before reading */
     long long at_layer = 12 + seen_bytes;
     for (int i = 0; i < imp->count; i++) {
@@ -200,19 +227,7 @@ int darknet_load_weights(const DarknetImport *imp, Model *m, Err *e) {
             rc = -1;
             break;
         }
-        const float *bias = tmp, *scale = tmp + n, *mean = tmp + 2 * n, *var = tmp + 3 * n;
-        const float *wsrc = tmp + (imp->has_bn[i] ? 4 * n : n);
-        float *w = m->params + L->param[0].off, *b = m->params + L->param[1].off;
-        for (int o = 0; o < n; o++) {
-            /* y = (conv - mean) / (sqrt(var) + 1e-6) * scale + bias  ->  conv * s + (bias - mean s) */
-            double s = imp->has_bn[i] ? scale[o] / (sqrt((double)var[o]) + 1e-6) : 1.0;
-            b[o] = (float)(bias[o] - (imp->has_bn[i] ? mean[o] * s : 0.0));
-            for (int ci = 0; ci < c; ci++)
-                for (int y = 0; y < k; y++)
-                    for (int x = 0; x < k; x++) /* OIHW -> HWIO */
-                        w[(((size_t)y * k + x) * c + ci) * n + o] =
-                            (float)(wsrc[(((size_t)o * c + ci) * k + y) * k + x] * s);
-        }
+        fold_conv_layer(tmp, imp->has_bn[i], L, m);
     }
     free(tmp);
     if (rc == 0 && imp->complete) {
