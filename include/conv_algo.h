@@ -53,6 +53,9 @@ typedef struct ConvPlan {
     int full_batch;       /* forward and backward always compute d.g.N samples (oneDNN's
                            * primitives are built for one batch size): the layer zeroes dout
                            * beyond N, so the extra samples add nothing to dw and db */
+    int keeps_input;      /* the backward passes never read the forward's `in`: the plan keeps
+                           * what they need (a reordered copy) in aux, so the layer may let
+                           * `in` die after the forward */
     char impl[160];       /* the backend's implementation names, for the summary */
     void *state;          /* backend-owned (oneDNN primitives) */
 } ConvPlan;

@@ -245,7 +245,13 @@ typedef struct {
     int own_layout;
     /* What the kind is, for the trainer, the feature cache and the importers (LAYER_F_*). */
     unsigned flags;
+    /* What backward() reads of the forward's tensors (LAYER_READS_*; NULL: both): what no
+     * backward reads dies with the last forward step that reads it (graph.c). */
+    unsigned (*backward_reads)(const Layer *L);
 } LayerOps;
+
+/* LayerOps.backward_reads */
+enum { LAYER_READS_INPUT = 1u << 0, LAYER_READS_OUTPUT = 1u << 1 };
 
 /* LayerOps.flags */
 enum {

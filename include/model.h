@@ -26,9 +26,13 @@ typedef struct {
     int lowest_trainable; /* index of the lowest layer with trainable parameters, or n_layers */
     /* The graph of tensors (src/graph.c): tensor t is the model's input (t = 0) or layer t-1's
      * output, at acts + t_off[t] in layout t_fmt[t], with a copy in the other layout at
-     * t_copy[t] when a reader wants that one (SIZE_MAX: none). */
+     * t_copy[t] when a reader wants that one (SIZE_MAX: none). What a backward pass reads is
+     * kept in [0, acts_kept_floats); the rest lives in acts_regions regions past it, shared
+     * by liveness over the forward. */
     TensorFormat *t_fmt;
     size_t *t_off, *t_copy;
+    size_t acts_kept_floats;
+    int acts_regions;
     size_t *in_off;       /* [l * LAYER_MAX_INPUTS + k]: layer l's input k in the layout l reads */
     size_t *act_off;      /* n_layers + 1: layer l's first input; [n_layers] the output, NHWC */
     size_t acts_floats, aux_bytes, ws_floats;
@@ -110,7 +114,7 @@ typedef struct {
 /* Input: write N samples into model_input(m). Returns the last layer's output (N, out):
  * logits when the last layer's activation is softmax or sigmoid (Layer.act_fused: the loss, or
  * loss_probabilities, applies it). */
-static inline float *model_input(Model *m) { return m->acts; }
+static inline float *model_input(Model *m) { return m->acts + m->t_off[0]; }
 float *model_forward(Model *m, int N, const PassCtx *p);
 /* Layers [lo, hi) only, on the N samples already in model_layer_input(m, lo); returns their
  * output, model_layer_input(m, hi). The feature cache runs a frozen prefix [0, F) once and

@@ -31,6 +31,7 @@
 #include "images.h"
 #include "ini.h"
 #include "layer.h"
+#include "layer_impl.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -279,12 +280,15 @@ static void aug_forward(const Layer *L, const LayerCtx *c, float *out, const flo
 }
 
 const LayerOps random_flip_ops = {"random_flip", "RandomFlip", flip_configure, aug_plan, NULL,
-                                  aug_forward, aug_backward, NULL, 0, LAYER_F_RANDOM | LAYER_F_AUGMENT};
+                                  aug_forward, aug_backward, NULL, 0, LAYER_F_RANDOM | LAYER_F_AUGMENT,
+                                  layer_reads_nothing};
 const LayerOps random_rotation_ops = {"random_rotation", "RandomRotation", rotation_configure,
                                       aug_plan, NULL, aug_forward, aug_backward, NULL, 0,
-                                      LAYER_F_RANDOM | LAYER_F_AUGMENT};
+                                      LAYER_F_RANDOM | LAYER_F_AUGMENT,
+                                  layer_reads_nothing};
 const LayerOps random_zoom_ops = {"random_zoom", "RandomZoom", zoom_configure, aug_plan, NULL,
-                                  aug_forward, aug_backward, NULL, 0, LAYER_F_RANDOM | LAYER_F_AUGMENT};
+                                  aug_forward, aug_backward, NULL, 0, LAYER_F_RANDOM | LAYER_F_AUGMENT,
+                                  layer_reads_nothing};
 
 /* ---------------------------------------------------------------- preview */
 

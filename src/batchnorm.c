@@ -158,6 +158,9 @@ static void bn_forward(const Layer *L, const LayerCtx *c, float *out, const floa
     }
 }
 
+/* x (the batch's statistics are in aux); y is never read */
+static unsigned bn_backward_reads(const Layer *L) { (void)L; return LAYER_READS_INPUT; }
+
 static void bn_backward(const Layer *L, const LayerCtx *c, float *din, float *dout,
                         const float *in, const float *out, int N) {
     (void)out;
@@ -214,4 +217,4 @@ static void bn_backward(const Layer *L, const LayerCtx *c, float *din, float *do
 
 const LayerOps batchnorm_ops = {"batch_normalization", "BatchNormalization", bn_configure, bn_plan,
                                 bn_init, bn_forward, bn_backward, NULL, 0,
-                                LAYER_F_BATCH | LAYER_F_STATE | LAYER_F_COLLECTIVE};
+                                LAYER_F_BATCH | LAYER_F_STATE | LAYER_F_COLLECTIVE, bn_backward_reads};

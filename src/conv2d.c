@@ -316,6 +316,11 @@ void layer_conv_prepare_dout(const Layer *L, float *dout, const float *out, int 
         memset(dout + (size_t)N * per, 0, (size_t)(p->d.g.N - N) * per * sizeof *dout);
 }
 
+/* backward_weights reads the input unless the algorithm kept its own copy of it */
+static unsigned conv2d_backward_reads(const Layer *L) {
+    return layer_act_reads(L) | (L->conv->keeps_input ? 0 : LAYER_READS_INPUT);
+}
+
 static void conv2d_layer_backward(const Layer *L, const LayerCtx *c, float *din, float *dout,
                                   const float *in, const float *out, int N) {
     ConvPlan *p = L->conv;
@@ -329,4 +334,5 @@ static void conv2d_layer_backward(const Layer *L, const LayerCtx *c, float *din,
 }
 
 const LayerOps conv2d_ops = {"conv2d", "Conv2D", conv2d_configure, conv2d_plan, conv2d_init,
-                             conv2d_layer_forward, conv2d_layer_backward, conv2d_release, 1, 0};
+                             conv2d_layer_forward, conv2d_layer_backward, conv2d_release, 1, 0,
+                             conv2d_backward_reads};

@@ -8,8 +8,10 @@
  * that turn out to be identities are not built. Every buffer a primitive touches, its
  * scratchpad included, is carved at plan time out of the layer's aux (kept from forward to
  * backward: the blocked weights, a reordered input) or workspace (scratch), so a step allocates
- * nothing. Primitives are built for the largest batch; a smaller one runs as the full batch
- * (ConvPlan.full_batch) with the extra samples' output gradient zeroed by the layer.
+ * nothing. The workspace is the scratchpad, then the largest of the three passes' own buffers:
+ * each pass is a separate call, so their buffers share one region. Primitives are built for the
+ * largest batch; a smaller one runs as the full batch (ConvPlan.full_batch) with the extra
+ * samples' output gradient zeroed by the layer.
  *
  * Threads: oneDNN runs on libgomp, like OpenBLAS and our loops; the primitives are executed
  * outside any parallel region, so they use the rank's whole thread share.
@@ -75,6 +77,10 @@ typedef struct {
     int in_aux;
 } Slot;
 
+/* Where slot_take carves: aux (kept from forward to backward), or the workspace region of the
+ * one pass that uses the buffer. */
+typedef enum { IN_AUX = -1, WS_FWD, WS_BWD_DATA, WS_BWD_WEIGHTS, N_WS_PASSES } SlotArena;
+
 typedef struct {
     Prim prim;
     int src_arg, dst_arg;
@@ -90,12 +96,12 @@ typedef struct {
     Reorder src_w, ddst_w, dw_w;         /* backward-weights */
     int src_w_uses_fwd;                  /* backward-weights reads the forward's reordered input */
     Slot scratch, db, dw_plain;          /* ws: scratchpad; bias and HWIO weight gradients */
-    size_t aux_top, ws_top;
+    size_t aux_top, ws_top[N_WS_PASSES]; /* each pass's region starts past the scratchpad */
 } Dnnl;
 
-static Slot slot_take(Dnnl *s, size_t bytes, int in_aux) {
-    size_t *top = in_aux ? &s->aux_top : &s->ws_top;
-    Slot sl = {*top, in_aux};
+static Slot slot_take(Dnnl *s, size_t bytes, SlotArena where) {
+    size_t *top = where == IN_AUX ? &s->aux_top : &s->ws_top[where];
+    Slot sl = {*top, where == IN_AUX};
     *top += (bytes + 63) & ~(size_t)63;
     return sl;
 }
@@ -150,7 +156,7 @@ static size_t scratch_bytes(dnnl_primitive_desc_t pd) {
 
 /* A reorder from `from` to `to` (nothing when they are equal); its destination is a new slot. */
 static int reorder_make(Dnnl *s, Reorder *r, const dnnl_memory_desc_t *from,
-                        const dnnl_memory_desc_t *to, int dst_in_aux, int need_slot, Err *e) {
+                        const dnnl_memory_desc_t *to, SlotArena where, int need_slot, Err *e) {
     memset(r, 0, sizeof *r);
     if (dnnl_memory_desc_equal(from, to)) return 0;
     dnnl_primitive_desc_t pd;
@@ -158,7 +164,7 @@ static int reorder_make(Dnnl *s, Reorder *r, const dnnl_memory_desc_t *from,
     static const int args[] = {DNNL_ARG_FROM, DNNL_ARG_TO};
     int rc = prim_make(&r->prim, pd, args, 2, e);
     dnnl_primitive_desc_destroy(pd);
-    if (need_slot) r->dst = slot_take(s, dnnl_memory_desc_get_size(to), dst_in_aux);
+    if (need_slot) r->dst = slot_take(s, dnnl_memory_desc_get_size(to), where);
     return rc;
 }
 
@@ -254,31 +260,35 @@ static int dnnl_conv_build(ConvPlan *p, Dnnl *s, dnnl_alg_kind_t alg, Err *e) {
     if (prim_make(&s->fwd, fpd, fargs, bias ? 5 : 4, e) || prim_make(&s->bwd_d, dpd, dargs, 4, e) ||
         prim_make(&s->bwd_w, wpd, wargs, bias ? 5 : 4, e))
         goto out;
+    /* ws: the scratchpad (every pass uses it), then each pass's buffers in a region of its own */
+    size_t sp = scratch_bytes(fpd), sd = scratch_bytes(dpd), sw = scratch_bytes(wpd);
+    s->scratch = slot_take(s, sp > sd ? (sp > sw ? sp : sw) : (sd > sw ? sd : sw), WS_FWD);
+    s->ws_top[WS_BWD_DATA] = s->ws_top[WS_BWD_WEIGHTS] = s->ws_top[WS_FWD];
     /* aux: the forward's weights and input as it wants them (backward-weights reuses the input) */
-    if (reorder_make(s, &s->w_f, &s->w, pd_md(fpd, dnnl_query_weights_md), 1, 1, e) ||
-        reorder_make(s, &s->src_f, &s->in, pd_md(fpd, dnnl_query_src_md), 1, 1, e))
+    if (reorder_make(s, &s->w_f, &s->w, pd_md(fpd, dnnl_query_weights_md), IN_AUX, 1, e) ||
+        reorder_make(s, &s->src_f, &s->in, pd_md(fpd, dnnl_query_src_md), IN_AUX, 1, e))
         goto out;
     s->src_w_uses_fwd = dnnl_memory_desc_equal(pd_md(fpd, dnnl_query_src_md), pd_md(wpd, dnnl_query_src_md));
-    /* ws: everything else is scratch within one call */
-    if (reorder_make(s, &s->dst_f, pd_md(fpd, dnnl_query_dst_md), &s->out, 0, 0, e) ||
-        reorder_make(s, &s->w_d, &s->w, pd_md(dpd, dnnl_query_weights_md), 0, 1, e) ||
-        reorder_make(s, &s->ddst_d, &s->out, pd_md(dpd, dnnl_query_diff_dst_md), 0, 1, e) ||
-        reorder_make(s, &s->dsrc_d, pd_md(dpd, dnnl_query_diff_src_md), &s->in, 0, 0, e) ||
-        (!s->src_w_uses_fwd && reorder_make(s, &s->src_w, &s->in, pd_md(wpd, dnnl_query_src_md), 0, 1, e)) ||
-        reorder_make(s, &s->ddst_w, &s->out, pd_md(wpd, dnnl_query_diff_dst_md), 0, 1, e) ||
-        reorder_make(s, &s->dw_w, pd_md(wpd, dnnl_query_diff_weights_md), &s->w, 0, 0, e))
+    /* backward-weights reads the forward's reordered copy: the layer need not keep `in` for it */
+    p->keeps_input = s->src_w_uses_fwd && s->src_f.prim.p;
+    if (reorder_make(s, &s->dst_f, pd_md(fpd, dnnl_query_dst_md), &s->out, WS_FWD, 0, e) ||
+        reorder_make(s, &s->w_d, &s->w, pd_md(dpd, dnnl_query_weights_md), WS_BWD_DATA, 1, e) ||
+        reorder_make(s, &s->ddst_d, &s->out, pd_md(dpd, dnnl_query_diff_dst_md), WS_BWD_DATA, 1, e) ||
+        reorder_make(s, &s->dsrc_d, pd_md(dpd, dnnl_query_diff_src_md), &s->in, WS_BWD_DATA, 0, e) ||
+        (!s->src_w_uses_fwd &&
+         reorder_make(s, &s->src_w, &s->in, pd_md(wpd, dnnl_query_src_md), WS_BWD_WEIGHTS, 1, e)) ||
+        reorder_make(s, &s->ddst_w, &s->out, pd_md(wpd, dnnl_query_diff_dst_md), WS_BWD_WEIGHTS, 1, e) ||
+        reorder_make(s, &s->dw_w, pd_md(wpd, dnnl_query_diff_weights_md), &s->w, WS_BWD_WEIGHTS, 0, e))
         goto out;
-    /* outputs that need a reorder afterwards are first written to scratch */
+    /* outputs that need a reorder afterwards are first written to a buffer of their pass */
     size_t fdst = s->dst_f.prim.p ? dnnl_memory_desc_get_size(pd_md(fpd, dnnl_query_dst_md)) : 0;
     size_t dsrc = s->dsrc_d.prim.p ? dnnl_memory_desc_get_size(pd_md(dpd, dnnl_query_diff_src_md)) : 0;
     size_t dwb = dnnl_memory_desc_get_size(pd_md(wpd, dnnl_query_diff_weights_md));
-    s->dst_f.dst = slot_take(s, fdst, 0);
-    s->dsrc_d.dst = slot_take(s, dsrc, 0);
-    s->dw_w.dst = slot_take(s, dwb, 0);             /* the gradient in the primitive's layout */
-    s->dw_plain = slot_take(s, dnnl_memory_desc_get_size(&s->w), 0);
-    s->db = slot_take(s, (size_t)g->OC * sizeof(float), 0);
-    size_t sp = scratch_bytes(fpd), sd = scratch_bytes(dpd), sw = scratch_bytes(wpd);
-    s->scratch = slot_take(s, sp > sd ? (sp > sw ? sp : sw) : (sd > sw ? sd : sw), 0);
+    s->dst_f.dst = slot_take(s, fdst, WS_FWD);
+    s->dsrc_d.dst = slot_take(s, dsrc, WS_BWD_DATA);
+    s->dw_w.dst = slot_take(s, dwb, WS_BWD_WEIGHTS); /* the gradient in the primitive's layout */
+    s->dw_plain = slot_take(s, dnnl_memory_desc_get_size(&s->w), WS_BWD_WEIGHTS);
+    s->db = slot_take(s, (size_t)g->OC * sizeof(float), WS_BWD_WEIGHTS);
     impl_append(p, "fwd", fpd);
     impl_append(p, "bwd_d", dpd);
     impl_append(p, "bwd_w", wpd);
@@ -303,7 +313,9 @@ static int dnnl_conv_plan(ConvPlan *p, dnnl_alg_kind_t alg, Err *e) {
         return -1;
     }
     p->aux_bytes = s->aux_top;
-    p->ws_bytes = s->ws_top;
+    p->ws_bytes = 0;
+    for (int i = 0; i < N_WS_PASSES; i++)
+        if (s->ws_top[i] > p->ws_bytes) p->ws_bytes = s->ws_top[i];
     return 0;
 }
 

@@ -235,6 +235,9 @@ static void dw_forward(const Layer *L, const LayerCtx *c, float *out, const floa
     activation_forward(layer_act(L), out, out, n);
 }
 
+/* The depthwise weight gradient reads the input (DepthwiseConv2D's and SeparableConv2D's). */
+static unsigned depthwise_backward_reads(const Layer *L) { return LAYER_READS_INPUT | layer_act_reads(L); }
+
 static void dw_backward(const Layer *L, const LayerCtx *c, float *din, float *dout,
                         const float *in, const float *out, int N) {
     WinGeom g = layer_window_geom(L, N);
@@ -244,7 +247,7 @@ static void dw_backward(const Layer *L, const LayerCtx *c, float *din, float *do
 }
 
 const LayerOps depthwise_conv2d_ops = {"depthwise_conv2d", "DepthwiseConv2D", dw_configure, dw_plan,
-                                       dw_init, dw_forward, dw_backward, NULL, 0, 0};
+                                       dw_init, dw_forward, dw_backward, NULL, 0, 0, depthwise_backward_reads};
 
 /* ---- SeparableConv2D ---- */
 
@@ -256,6 +259,14 @@ static int sep_configure(Layer *L, IniFile *ini, Section *s, Err *e) {
 
 /* floats of the depthwise intermediate per sample */
 static size_t sep_mid(const Layer *L) { return (size_t)L->out.h * L->out.w * L->in.c; }
+
+/* Bytes of aux the intermediate takes (64-byte aligned). None when the pointwise plan keeps its
+ * own copy for the backward (oneDNN's reordered input): the intermediate is then scratch that
+ * dies with the forward, in the workspace where the backward later puts its gradient. */
+static size_t sep_mid_aux_bytes(const Layer *L, size_t B) {
+    if (L->conv->keeps_input) return 0;
+    return (B * sep_mid(L) * sizeof(float) + 63) & ~(size_t)63;
+}
 
 static int sep_plan(Layer *L, Err *e) {
     if (layer_plan_window(L, L->units, e)) return -1;
@@ -277,11 +288,10 @@ static int sep_plan(Layer *L, Err *e) {
     }
     L->in_fmt = FMT_NHWC;
     L->out_fmt = L->conv->out_fmt;
-    /* aux: the intermediate, then the pointwise plan's state (64-byte aligned) */
-    size_t mid_bytes = ((size_t)B * sep_mid(L) * sizeof(float) + 63) & ~(size_t)63;
-    L->aux_per_sample = (mid_bytes + L->conv->aux_bytes + (size_t)B - 1) / (size_t)B;
-    /* ws: the intermediate's gradient, then the larger of the pointwise scratch and the
-     * per-sample depthwise weight gradients and the mirrored kernel */
+    /* aux: the intermediate (unless it lives in ws), then the pointwise plan's state */
+    L->aux_per_sample = (sep_mid_aux_bytes(L, (size_t)B) + L->conv->aux_bytes + (size_t)B - 1) / (size_t)B;
+    /* ws: the intermediate's gradient (or in the forward, the intermediate), then the larger of
+     * the pointwise scratch and the per-sample depthwise weight gradients and the mirrored kernel */
     size_t scratch = (L->conv->ws_bytes + sizeof(float) - 1) / sizeof(float);
     size_t part = ((size_t)B + 1) * L->kh * L->kw * C;
     L->ws_per_sample = sep_mid(L);
@@ -302,10 +312,11 @@ static WinGeom sep_depthwise_geom(const Layer *L, int N) {
     return g;
 }
 
-static float *sep_mid_buf(const Layer *L, const LayerCtx *c) { (void)L; return c->aux; }
+static float *sep_mid_buf(const Layer *L, const LayerCtx *c) {
+    return L->conv->keeps_input ? c->ws : c->aux;
+}
 static void *sep_conv_aux(const Layer *L, const LayerCtx *c) {
-    size_t mid_bytes = ((size_t)L->conv->d.g.N * sep_mid(L) * sizeof(float) + 63) & ~(size_t)63;
-    return (unsigned char *)c->aux + mid_bytes;
+    return (unsigned char *)c->aux + sep_mid_aux_bytes(L, (size_t)L->conv->d.g.N);
 }
 /* ws after the intermediate's gradient, 64-byte aligned for oneDNN */
 static float *sep_scratch(const Layer *L, const LayerCtx *c) {
@@ -329,7 +340,9 @@ static void sep_backward(const Layer *L, const LayerCtx *c, float *din, float *d
                          const float *in, const float *out, int N) {
     ConvPlan *p = L->conv;
     layer_conv_prepare_dout(L, dout, out, N);
-    float *mid = sep_mid_buf(L, c), *dmid = c->ws, *scratch = sep_scratch(L, c);
+    /* the intermediate, when the pointwise plan reads it here (else gone: ws is dmid now) */
+    const float *mid = p->keeps_input ? NULL : sep_mid_buf(L, c);
+    float *dmid = c->ws, *scratch = sep_scratch(L, c);
     void *caux = sep_conv_aux(L, c);
     if (c->dp[1] || (L->use_bias && c->dp[2])) {
         double t0 = c->prof_weights ? now_seconds() : 0;
@@ -343,4 +356,5 @@ static void sep_backward(const Layer *L, const LayerCtx *c, float *din, float *d
 }
 
 const LayerOps separable_conv2d_ops = {"separable_conv2d", "SeparableConv2D", sep_configure, sep_plan,
-                                       sep_init, sep_forward, sep_backward, conv2d_release, 1, 0};
+                                       sep_init, sep_forward, sep_backward, conv2d_release, 1, 0,
+                                       depthwise_backward_reads};

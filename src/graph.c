@@ -3,6 +3,12 @@
  * gradients: each tensor's gradient is written by its last reader, added into by the others
  * (a fan-out gets the sum of its readers' gradients), in buffers reused by liveness.
  *
+ * A tensor (in each layout it is held in) that some backward pass reads lives from its forward
+ * to that backward, in a place of its own. One that only forward steps read (a BatchNorm output
+ * read by a ReLU, a oneDNN nChw16c output read only as its NHWC copy) lives in a region shared
+ * by liveness, from its producer's forward to its last reader's; the kinds' ops-table entries
+ * say what their backward reads (LayerOps.backward_reads).
+ *
  * Tensor t is the model's input for t = 0 and layer t - 1's output otherwise. Layers are in
  * topological order (a layer reads only layers above it), so the backward pass visits every
  * reader of a tensor before its producer.
@@ -55,7 +61,100 @@ int graph_check(const Model *m, Err *e) {
     return rc;
 }
 
+/* ---- buffer pools: the gradients', and the activations the backward never reads ---- */
+
+typedef struct {
+    size_t *floats;
+    int *busy, n;
+} Pool;
+
+/* A free buffer for `floats`: the smallest that fits, else the largest free one (grown), else
+ * a new one. A chain's gradients then alternate between two buffers, each as large as the
+ * tensors that land in it, plus one for layout reorders. */
+static int pool_take(Pool *p, size_t floats) {
+    int best = -1;
+    for (int i = 0; i < p->n; i++) {
+        if (p->busy[i]) continue;
+        if (best < 0) {
+            best = i;
+            continue;
+        }
+        int fits = p->floats[i] >= floats, best_fits = p->floats[best] >= floats;
+        if ((fits && (!best_fits || p->floats[i] < p->floats[best])) ||
+            (!fits && !best_fits && p->floats[i] > p->floats[best]))
+            best = i;
+    }
+    if (best < 0) {
+        best = p->n++;
+        p->floats = realloc(p->floats, (size_t)p->n * sizeof *p->floats);
+        p->busy = realloc(p->busy, (size_t)p->n * sizeof *p->busy);
+        if (!p->floats || !p->busy) die(EXIT_RUNTIME, "out of memory planning gradient buffers");
+        p->floats[best] = 0;
+    }
+    p->floats[best] = max_sz(p->floats[best], floats);
+    p->busy[best] = 1;
+    return best;
+}
+
+static void pool_free(Pool *p) {
+    free(p->floats);
+    free(p->busy);
+}
+
 /* ---- activations ---- */
+
+/* One layout of a tensor: its producer's (own) or the copy in the other layout. */
+typedef struct {
+    int exists;
+    int kept;      /* a backward pass reads it (or it is the model's input or output): its own
+                    * place in the arena; otherwise a shared region while forward steps use it */
+    int last;      /* the last forward step (layer index) that reads it */
+    size_t floats;
+    int region;    /* the shared region, when not kept */
+} Instance;
+
+static unsigned layer_backward_reads(const Layer *L) {
+    const LayerOps *ops = layer_ops[L->kind];
+    return ops->backward_reads ? ops->backward_reads(L) : LAYER_READS_INPUT | LAYER_READS_OUTPUT;
+}
+
+/* inst[2t + 0]: tensor t in t_fmt[t]; inst[2t + 1]: its copy. Each is written at step t - 1
+ * (the producer's forward, then the copy refresh) and read by the steps of its readers. */
+static void describe_instances(const Model *m, Instance *inst) {
+    const int n = m->n_layers;
+    for (int t = 0; t <= n; t++) {
+        TensorFormat f = m->t_fmt[t], other = f == FMT_NHWC ? FMT_BLK16 : FMT_NHWC;
+        inst[2 * t] = (Instance){1, t == 0 || t == n, t - 1, tensor_floats(m, t, f), -1};
+        inst[2 * t + 1] = (Instance){0, t == 0 || t == n, t - 1, tensor_floats(m, t, other), -1};
+        if (t > 0 && layer_backward_reads(&m->layers[t - 1]) & LAYER_READS_OUTPUT) inst[2 * t].kept = 1;
+    }
+    inst[2 * n + 1].exists = m->t_fmt[n] != FMT_NHWC; /* the model's output is read as NHWC */
+    for (int l = 0; l < n; l++) {
+        const Layer *L = &m->layers[l];
+        for (int k = 0; k < graph_n_inputs(L); k++) {
+            int t = graph_input(L, l, k) + 1;
+            Instance *I = &inst[2 * t + (L->in_fmt != m->t_fmt[t])];
+            I->exists = 1;
+            if (l > I->last) I->last = l;
+            if (layer_backward_reads(L) & LAYER_READS_INPUT) I->kept = 1;
+        }
+    }
+}
+
+/* Shared regions for the instances no backward reads, by liveness: walking the forward, each
+ * step takes regions for what it writes, then frees what it read for the last time (so an
+ * output never shares with its inputs). Returns the regions' pool. */
+static Pool share_regions(const Model *m, Instance *inst) {
+    const int n = m->n_layers;
+    Pool pool = {NULL, NULL, 0};
+    for (int step = 0; step < n; step++) {
+        for (int i = 2 * (step + 1); i < 2 * (step + 2); i++)
+            if (inst[i].exists && !inst[i].kept) inst[i].region = pool_take(&pool, inst[i].floats);
+        for (int i = 0; i < 2 * (n + 1); i++)
+            if (inst[i].region >= 0 && inst[i].last == step) pool.busy[inst[i].region] = 0;
+    }
+    return pool;
+}
 
 void graph_plan_tensors(Model *m) {
     const int n = m->n_layers;
@@ -66,26 +165,29 @@ void graph_plan_tensors(Model *m) {
     m->act_off = xmalloc(((size_t)n + 1) * sizeof *m->act_off);
     /* a tensor's own layout is its producer's; a copy in the other layout when a reader (or,
      * for the last layer, the model's output) reads that one */
-    int *want_other = xcalloc((size_t)n + 1, sizeof *want_other);
     for (int t = 0; t <= n; t++) m->t_fmt[t] = t ? m->layers[t - 1].out_fmt : FMT_NHWC;
-    for (int l = 0; l < n; l++)
-        for (int k = 0; k < graph_n_inputs(&m->layers[l]); k++) {
-            int t = graph_input(&m->layers[l], l, k) + 1;
-            want_other[t] |= m->layers[l].in_fmt != m->t_fmt[t];
+    Instance *inst = xmalloc(2 * ((size_t)n + 1) * sizeof *inst);
+    describe_instances(m, inst);
+    Pool pool = share_regions(m, inst);
+    /* the kept instances in tensor order (the input at 0), then the shared regions */
+    size_t off = 0, *region_off = xmalloc(((size_t)pool.n + 1) * sizeof *region_off);
+    for (int i = 0; i < 2 * (n + 1); i++)
+        if (inst[i].exists && inst[i].kept) {
+            (i % 2 ? m->t_copy : m->t_off)[i / 2] = off;
+            off += inst[i].floats;
         }
-    want_other[n] |= m->t_fmt[n] != FMT_NHWC;
-    size_t off = 0;
-    for (int t = 0; t <= n; t++) {
-        m->t_off[t] = off;
-        off += tensor_floats(m, t, m->t_fmt[t]);
-        m->t_copy[t] = NO_COPY;
-        if (want_other[t]) {
-            m->t_copy[t] = off;
-            off += tensor_floats(m, t, m->t_fmt[t] == FMT_NHWC ? FMT_BLK16 : FMT_NHWC);
-        }
-    }
-    free(want_other);
+    m->acts_kept_floats = off;
+    for (int r = 0; r < pool.n; r++) region_off[r] = off, off += pool.floats[r];
     m->acts_floats = off;
+    m->acts_regions = pool.n;
+    for (int i = 0; i < 2 * (n + 1); i++) {
+        size_t *where = &(i % 2 ? m->t_copy : m->t_off)[i / 2];
+        if (!inst[i].exists) *where = NO_COPY;
+        else if (!inst[i].kept) *where = region_off[inst[i].region];
+    }
+    free(region_off);
+    free(inst);
+    pool_free(&pool);
     for (int l = 0; l < n; l++) {
         const Layer *L = &m->layers[l];
         for (int k = 0; k < graph_n_inputs(L); k++) {
@@ -118,39 +220,6 @@ int graph_is_cut(const Model *m, int from) {
 }
 
 /* ---- gradients: buffers reused by liveness ---- */
-
-typedef struct {
-    size_t *floats;
-    int *busy, n;
-} Pool;
-
-/* A free buffer for `floats`: the smallest that fits, else the largest free one (grown), else
- * a new one. A chain then alternates between two buffers, each as large as the tensors that
- * land in it, plus one for layout reorders. */
-static int pool_take(Pool *p, size_t floats) {
-    int best = -1;
-    for (int i = 0; i < p->n; i++) {
-        if (p->busy[i]) continue;
-        if (best < 0) {
-            best = i;
-            continue;
-        }
-        int fits = p->floats[i] >= floats, best_fits = p->floats[best] >= floats;
-        if ((fits && (!best_fits || p->floats[i] < p->floats[best])) ||
-            (!fits && !best_fits && p->floats[i] > p->floats[best]))
-            best = i;
-    }
-    if (best < 0) {
-        best = p->n++;
-        p->floats = realloc(p->floats, (size_t)p->n * sizeof *p->floats);
-        p->busy = realloc(p->busy, (size_t)p->n * sizeof *p->busy);
-        if (!p->floats || !p->busy) die(EXIT_RUNTIME, "out of memory planning gradient buffers");
-        p->floats[best] = 0;
-    }
-    p->floats[best] = max_sz(p->floats[best], floats);
-    p->busy[best] = 1;
-    return best;
-}
 
 void graph_plan_gradients(Model *m) {
     const int n = m->n_layers;
@@ -201,6 +270,7 @@ void graph_route_gradient(Model *m, const Layer *L, const GradSlot *g, int N) {
 }
 
 void graph_plan_free(Model *m) {
-    void *ps[] = {m->t_fmt, m->t_off, m->t_copy, m->in_off, m->act_off, m->t_grad, m->gslots, m->gbuf_floats};
+    void *ps[] = {m->t_fmt, m->t_off, m->t_copy, m->in_off, m->act_off, m->t_grad, m->gslots,
+                  m->gbuf_floats};
     for (size_t i = 0; i < sizeof ps / sizeof *ps; i++) free(ps[i]);
 }

@@ -137,6 +137,11 @@ void activation_backward(Activation a, float *din, const float *dout, const floa
     }
 }
 
+unsigned layer_act_reads(const Layer *L) { return layer_act(L) == ACT_LINEAR ? 0 : LAYER_READS_OUTPUT; }
+unsigned layer_reads_nothing(const Layer *L) { (void)L; return 0; }
+
+static unsigned dense_backward_reads(const Layer *L) { return LAYER_READS_INPUT | layer_act_reads(L); }
+
 void init_glorot_uniform(float *w, size_t n, int fan_in, int fan_out, Rng *rng) {
     float limit = sqrtf(6.0f / (float)(fan_in + fan_out));
     for (size_t i = 0; i < n; i++) w[i] = (2.0f * rng_uniform(rng) - 1.0f) * limit;
@@ -203,7 +208,8 @@ static void dense_layer_backward(const Layer *L, const LayerCtx *c, float *din, 
 }
 
 const LayerOps dense_ops = {"dense", "Dense", dense_configure, dense_plan, dense_init,
-                            dense_layer_forward, dense_layer_backward, NULL, 0, 0};
+                            dense_layer_forward, dense_layer_backward, NULL, 0, 0,
+                            dense_backward_reads};
 
 /* ---- Flatten and other shape-preserving layers ---- */
 
@@ -232,7 +238,7 @@ static void copy_backward(const Layer *L, const LayerCtx *c, float *din, float *
 }
 
 const LayerOps flatten_ops = {"flatten", "Flatten", no_keys, flatten_plan, NULL, copy_forward,
-                              copy_backward, NULL, 0, 0};
+                              copy_backward, NULL, 0, 0, layer_reads_nothing};
 
 /* ---- Dropout: inverted dropout, the mask keyed on (seed, epoch, layer, sample) ---- */
 
@@ -284,7 +290,8 @@ static void dropout_backward(const Layer *L, const LayerCtx *c, float *din, floa
 }
 
 const LayerOps dropout_ops = {"dropout", "Dropout", dropout_configure, dropout_plan, NULL,
-                              dropout_forward, dropout_backward, NULL, 0, LAYER_F_RANDOM};
+                              dropout_forward, dropout_backward, NULL, 0, LAYER_F_RANDOM,
+                              layer_reads_nothing};
 
 /* ---- Rescaling: y = x * scale + offset ---- */
 
@@ -312,7 +319,8 @@ static void rescaling_backward(const Layer *L, const LayerCtx *c, float *din, fl
 }
 
 const LayerOps rescaling_ops = {"rescaling", "Rescaling", rescaling_configure, same_shape_plan,
-                                NULL, rescaling_forward, rescaling_backward, NULL, 0, 0};
+                                NULL, rescaling_forward, rescaling_backward, NULL, 0, 0,
+                                layer_reads_nothing};
 
 /* ---- GlobalAveragePooling2D: (N, H, W, C) -> (N, C), the mean over H x W ---- */
 
@@ -355,7 +363,7 @@ static void global_avgpool_backward(const Layer *L, const LayerCtx *c, float *di
 
 const LayerOps global_avgpool_ops = {"global_average_pooling2d", "GlobalAveragePooling2D", no_keys,
                                      global_avgpool_plan, NULL, global_avgpool_forward,
-                                     global_avgpool_backward, NULL, 0, 0};
+                                     global_avgpool_backward, NULL, 0, 0, layer_reads_nothing};
 
 /* ---- Add: the element-wise sum of same-shape inputs (Keras layers.add) ---- */
 
@@ -397,7 +405,7 @@ static void add_backward(const Layer *L, const LayerCtx *c, float *din, float *d
 }
 
 const LayerOps add_ops = {"add", "Add", no_keys, add_plan, NULL, add_forward, add_backward, NULL, 0,
-                           LAYER_F_MULTI_INPUT};
+                           LAYER_F_MULTI_INPUT, layer_reads_nothing};
 
 /* ---- Activation: y = act(x) (Keras's layers.Activation; softmax only as the last layer) ---- */
 
@@ -424,4 +432,5 @@ static void activation_layer_backward(const Layer *L, const LayerCtx *c, float *
 }
 
 const LayerOps activation_ops = {"activation", "Activation", activation_configure, same_shape_plan,
-                                 NULL, activation_layer_forward, activation_layer_backward, NULL, 0, 0};
+                                 NULL, activation_layer_forward, activation_layer_backward, NULL, 0, 0,
+                                 layer_act_reads};

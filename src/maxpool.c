@@ -200,6 +200,12 @@ static void maxpool2d_layer_forward(const Layer *L, const LayerCtx *c, float *ou
     maxpool2d_forward(out, c->aux, in, &g);
 }
 
+/* An argmax needs neither tensor; without one the backward finds each window's maximum again. */
+static unsigned maxpool2d_backward_reads(const Layer *L) {
+    WinGeom g = layer_window_geom(L, 1);
+    return maxpool2d_keeps_argmax(&g) ? 0 : LAYER_READS_INPUT | LAYER_READS_OUTPUT;
+}
+
 static void maxpool2d_layer_backward(const Layer *L, const LayerCtx *c, float *din, float *dout,
                                      const float *in, const float *out, int N) {
     if (!din) return;
@@ -209,4 +215,4 @@ static void maxpool2d_layer_backward(const Layer *L, const LayerCtx *c, float *d
 
 const LayerOps maxpool2d_ops = {"maxpooling2d", "MaxPooling2D", maxpool2d_configure,
                                 maxpool2d_plan, NULL, maxpool2d_layer_forward,
-                                maxpool2d_layer_backward, NULL, 1, 0};
+                                maxpool2d_layer_backward, NULL, 1, 0, maxpool2d_backward_reads};

@@ -72,4 +72,5 @@ static void preprocess_backward(const Layer *L, const LayerCtx *c, float *din, f
 }
 
 const LayerOps preprocess_ops = {"preprocess", "Preprocess", preprocess_configure, preprocess_plan,
-                                 NULL, preprocess_forward, preprocess_backward, NULL, 0, 0};
+                                 NULL, preprocess_forward, preprocess_backward, NULL, 0, 0,
+                                 layer_reads_nothing};

@@ -512,9 +512,12 @@ void trainer_print_setup(const Trainer *t, FILE *f) {
                 (double)(t->train.n + t->val.n + t->test.n) * t->train.h * t->train.w * t->train.c /
                     1e6);
     const Model *m = &t->model;
-    fprintf(f, "buffers: parameters %.1f MB (+ gradients, optimizer state), activations %.1f MB, "
-               "workspace %.1f MB, per-rank batch %d\n",
+    fprintf(f, "buffers: parameters %.1f MB (+ gradients, optimizer state), activations %.1f MB "
+               "(tensors kept for the backward %.1f MB, shared by liveness %.1f MB, gradients %.1f MB, "
+               "layer state %.1f MB), workspace %.1f MB, per-rank batch %d\n",
             m->n_params * 4.0 / 1e6, model_activation_floats(m) * 4.0 / 1e6 + m->aux_bytes / 1e6,
+            m->acts_kept_floats * 4.0 / 1e6, (m->acts_floats - m->acts_kept_floats) * 4.0 / 1e6,
+            (model_activation_floats(m) - m->acts_floats) * 4.0 / 1e6, m->aux_bytes / 1e6,
             m->ws_floats * 4.0 / 1e6, m->max_batch);
     model_print_summary(m, t->job->name, f);
 }

@@ -1,6 +1,7 @@
 /* layerfix.c: the layer-test fixture (layerfix.h). */
 #include "layerfix.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,13 +108,31 @@ double fixture_loss(void *ctx) {
     return s;
 }
 
+/* What the backward must not read, overwritten with NaN between the passes (a read would turn
+ * the gradients NaN): the workspace, scratch within one call, which other layers' forwards use
+ * in a model; and the input and output where the kind says its backward does not read them
+ * (a model lets them die after the forward, graph.c). in_keep: where the input is saved. */
+static void fixture_poison(Fixture *f, size_t ni, size_t no, float *in_keep) {
+    const LayerOps *ops = layer_ops[f->L.kind];
+    unsigned reads = ops->backward_reads ? ops->backward_reads(&f->L) : LAYER_READS_INPUT | LAYER_READS_OUTPUT;
+    memcpy(in_keep, f->in, ni * 4);
+    float *poisoned[3] = {f->ws, reads & LAYER_READS_INPUT ? NULL : f->in, reads & LAYER_READS_OUTPUT ? NULL : f->out};
+    size_t n[3] = {f->N * f->L.ws_per_sample + f->L.ws_fixed + 16, ni, no};
+    for (int k = 0; k < 3; k++)
+        for (size_t i = 0; poisoned[k] && i < n[k]; i++) poisoned[k][i] = NAN;
+}
+
 void fixture_backward(Fixture *f) {
     fixture_forward(f);
-    size_t no = f->N * format_floats(f->L.out_fmt, f->L.out);
+    size_t ni = f->N * shape_size(f->L.in), no = f->N * format_floats(f->L.out_fmt, f->L.out);
+    float *in_keep = malloc(ni * 4);
+    fixture_poison(f, ni, no, in_keep);
     memcpy(f->dout, f->r, no * 4);
     for (int i = 0; i < f->L.n_param; i++) memset(f->dp[i], 0, (f->L.param[i].n + 1) * 4);
     LayerCtx c = fixture_ctx(f);
     layer_ops[f->L.kind]->backward(&f->L, &c, f->din, f->dout, f->in, f->out, f->N);
+    memcpy(f->in, in_keep, ni * 4); /* the finite differences perturb the real input */
+    free(in_keep);
 }
 
 void check_gradients(Fixture *f, double tol, float eps) {

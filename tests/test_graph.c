@@ -1,7 +1,8 @@
 /* test_graph.c: the model as a graph (src/graph.c): a tensor read by two layers (a fan-out into
  * an [add]) gets the sum of their gradients, checked by finite differences of every parameter
  * and against a hand-written forward pass, with im2col and oneDNN convolutions (whose nChw16c
- * outputs are copied to NHWC for the Add, and whose gradients are reordered back and added);
+ * outputs are copied to NHWC for the Add, and whose gradients are reordered back and added;
+ * without an activation, an nChw16c output only the Add reads is dropped once copied);
  * a chain still needs two gradient buffers; graph errors in job files exit 2 naming the file
  * and line; the summary's "Connected to" column. */
 #include <math.h>
@@ -37,9 +38,10 @@ typedef struct {
     float x[N * H * W * C], r[N * K];
 } Graph;
 
-static void graph_init(Graph *g, ConvAlgoId algo) {
-    g->layers[0] = mk(LAYER_CONV2D, "c1", F, 3, ACT_SIGMOID); /* smooth: exact differences */
-    g->layers[1] = mk(LAYER_CONV2D, "c2", F, 3, ACT_SIGMOID);
+/* act: sigmoid (smooth: exact differences) or linear */
+static void graph_init(Graph *g, ConvAlgoId algo, Activation act) {
+    g->layers[0] = mk(LAYER_CONV2D, "c1", F, 3, act);
+    g->layers[1] = mk(LAYER_CONV2D, "c2", F, 3, act);
     g->layers[2] = mk(LAYER_ADD, "a", 0, 0, ACT_LINEAR);
     g->layers[2].n_inputs = 2;
     g->layers[2].inputs[0] = 0;
@@ -72,7 +74,7 @@ static double graph_loss(void *ctx) {
 }
 
 /* The same network written out by hand, in double precision. */
-static void conv_ref(const double *in, int cin, const float *w, const float *b, double *out) {
+static void conv_ref(const double *in, int cin, const float *w, const float *b, Activation act, double *out) {
     for (int n = 0; n < N; n++)
         for (int h = 0; h < H; h++)
             for (int x = 0; x < W; x++)
@@ -85,7 +87,7 @@ static void conv_ref(const double *in, int cin, const float *w, const float *b, 
                             for (int c = 0; c < cin; c++)
                                 s += in[((n * H + ih) * W + iw) * cin + c] * w[((i * 3 + j) * cin + c) * F + f];
                         }
-                    out[((n * H + h) * W + x) * F + f] = 1 / (1 + exp(-s));
+                    out[((n * H + h) * W + x) * F + f] = act == ACT_SIGMOID ? 1 / (1 + exp(-s)) : s;
                 }
 }
 
@@ -95,8 +97,9 @@ static void graph_reference(const Graph *g, double *logits) {
     const float *wd = m->params + g->layers[4].param_off;
     double x[N * H * W * C], c1[N * H * W * F], c2[N * H * W * F];
     for (int i = 0; i < N * H * W * C; i++) x[i] = g->x[i];
-    conv_ref(x, C, w1, w1 + 3 * 3 * C * F, c1);
-    conv_ref(c1, F, w2, w2 + 3 * 3 * F * F, c2);
+    const Activation act = g->layers[0].act;
+    conv_ref(x, C, w1, w1 + 3 * 3 * C * F, act, c1);
+    conv_ref(c1, F, w2, w2 + 3 * 3 * F * F, act, c2);
     const int D = H * W * F;
     for (int n = 0; n < N; n++)
         for (int k = 0; k < K; k++) {
@@ -106,13 +109,27 @@ static void graph_reference(const Graph *g, double *logits) {
         }
 }
 
-static void check_graph(ConvAlgoId algo) {
+static void check_graph(ConvAlgoId algo, Activation act) {
     if (!conv_algo_get(algo)) {
         testutil_skip(conv_algo_name(algo), "this build has no oneDNN (ONEDNN=0)", 0);
         return;
     }
     Graph g;
-    graph_init(&g, algo);
+    graph_init(&g, algo, act);
+    if (algo == CONV_ALGO_DIRECT) {
+        /* What a backward reads is kept; the rest lives in regions past acts_kept_floats.
+         * c1 (tensor 1) is read blocked by c2 and, copied to NHWC, by the add; c2's blocked
+         * output (tensor 2) only by its NHWC copy. The backward reads a sigmoid's output; c2's
+         * reads its input unless oneDNN kept a reordered copy; the add's and the flatten's
+         * read nothing; the dense's reads its input (tensor 4). */
+        const Model *m = &g.m;
+        const size_t kept = m->acts_kept_floats;
+        CU_ASSERT(graph_has_copy(m, 1) && graph_has_copy(m, 2));
+        CU_ASSERT(m->t_copy[1] >= kept && m->t_copy[2] >= kept);
+        CU_ASSERT_EQUAL(m->t_off[1] < kept, act != ACT_LINEAR || !g.layers[1].conv->keeps_input);
+        CU_ASSERT_EQUAL(m->t_off[2] < kept, act != ACT_LINEAR);
+        CU_ASSERT(m->t_off[3] >= kept && m->t_off[4] < kept && m->t_off[5] < kept);
+    }
     /* forward against the hand-written network */
     const float *y = graph_forward(&g);
     double ref[N * K], worst = 0;
@@ -137,8 +154,9 @@ static void check_graph(ConvAlgoId algo) {
     model_free(&g.m);
 }
 
-static void test_fanout_im2col(void) { check_graph(CONV_ALGO_IM2COL); }
-static void test_fanout_direct(void) { check_graph(CONV_ALGO_DIRECT); }
+static void test_fanout_im2col(void) { check_graph(CONV_ALGO_IM2COL, ACT_SIGMOID); }
+static void test_fanout_direct(void) { check_graph(CONV_ALGO_DIRECT, ACT_SIGMOID); }
+static void test_fanout_direct_linear(void) { check_graph(CONV_ALGO_DIRECT, ACT_LINEAR); }
 
 /* A chain alternates between two gradient buffers (plus one where layouts change), each as large
  * as the largest gradient that lands in it: no more than the old ping-pong pair. */
@@ -253,6 +271,8 @@ static void test_mini_xception_counts(void) {
 
 TEST_SUITE(graph, {"fan-out into add: summed gradients (im2col)", test_fanout_im2col},
            {"fan-out into add: summed gradients (oneDNN direct, nChw16c)", test_fanout_direct},
+           {"fan-out into add, no activation: an output kept only to be reordered is dropped",
+            test_fanout_direct_linear},
            {"a chain needs two gradient buffers", test_chain_buffers},
            {"graph errors in job files name the file and line", test_graph_errors},
            {"a residual job: summary and training", test_residual_job},

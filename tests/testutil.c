@@ -196,6 +196,7 @@ double testutil_grad_error(double (*f)(void *ctx), void *ctx, float *x, const fl
         double ana = analytic[i];
         double scale = fmax(1.0, fmax(fabs(num), fabs(ana)));
         double err = fabs(num - ana) / scale;
+        if (isnan(err)) return INFINITY; /* a NaN gradient (or loss) is the worst error, not none */
         if (err > worst) worst = err;
     }
     return worst;
