@@ -70,7 +70,8 @@ typedef struct {
 
 /* A free buffer for `floats`: the smallest that fits, else the largest free one (grown), else
  * a new one. A chain's gradients then alternate between two buffers, each as large as the
- * tensors that land in it, plus one for layout reorders. */
+ * tensors that land in it (where the layout changes too: the reordered gradient lands in the
+ * buffer the layer's backward has just consumed). */
 static int pool_take(Pool *p, size_t floats) {
     int best = -1;
     for (int i = 0; i < p->n; i++) {
@@ -231,7 +232,7 @@ void graph_plan_gradients(Model *m) {
     /* walk the backward pass down to layer 0 (a phase may train that far) */
     for (int l = n - 1; l >= 0; l--) {
         const Layer *L = &m->layers[l];
-        int temps[LAYER_MAX_INPUTS], n_temps = 0;
+        int temps[LAYER_MAX_INPUTS], n_temps = 0, later[LAYER_MAX_INPUTS], n_later = 0;
         for (int k = 0; k < graph_n_inputs(L); k++) {
             GradSlot *g = &m->gslots[l * LAYER_MAX_INPUTS + k];
             int t = graph_input(L, l, k) + 1;
@@ -240,18 +241,23 @@ void graph_plan_gradients(Model *m) {
                 g->mode = GRAD_NONE;
                 continue;
             }
-            int first = m->t_grad[t] < 0;
-            if (first) m->t_grad[t] = pool_take(&pool, tensor_floats(m, t, m->t_fmt[t]));
-            if (first && L->in_fmt == m->t_fmt[t]) {
+            int first = m->t_grad[t] == -1;
+            if (first && L->in_fmt == m->t_fmt[t]) { /* written during the backward */
+                m->t_grad[t] = pool_take(&pool, tensor_floats(m, t, m->t_fmt[t]));
                 g->mode = GRAD_DIRECT;
                 g->buf = m->t_grad[t];
             } else {
                 g->mode = first ? GRAD_SET : GRAD_ADD;
                 g->buf = temps[n_temps++] = pool_take(&pool, tensor_floats(m, t, L->in_fmt));
+                if (first) m->t_grad[t] = -2, later[n_later++] = t; /* set only after the backward */
             }
         }
+        /* this layer's output gradient is consumed by its backward: a gradient reordered into
+         * place after it may land in that buffer */
+        pool.busy[m->t_grad[l + 1]] = 0;
+        for (int i = 0; i < n_later; i++)
+            m->t_grad[later[i]] = pool_take(&pool, tensor_floats(m, later[i], m->t_fmt[later[i]]));
         for (int i = 0; i < n_temps; i++) pool.busy[temps[i]] = 0;
-        pool.busy[m->t_grad[l + 1]] = 0; /* consumed by this layer's backward */
     }
     m->n_gbuf = pool.n;
     m->gbuf_floats = pool.floats;

@@ -181,6 +181,27 @@ static void test_chain_buffers(void) {
     model_plan_free(&m);
 }
 
+/* Where the layout changes (c1 writes nChw16c, the ReLU reads its NHWC copy), the ReLU's input
+ * gradient is written in NHWC and reordered into c1's: into the buffer of the ReLU's own output
+ * gradient, dead once its backward has run, so the chain still needs only two buffers. */
+static void test_layout_change_buffers(void) {
+    if (!conv_algo_get(CONV_ALGO_DIRECT)) {
+        testutil_skip("gradient buffers at a layout change", "this build has no oneDNN (ONEDNN=0)", 0);
+        return;
+    }
+    Layer L[4] = {mk(LAYER_CONV2D, "c1", 16, 3, ACT_LINEAR), mk(LAYER_ACTIVATION, "r", 0, 0, ACT_RELU),
+                  mk(LAYER_FLATTEN, "f", 0, 0, ACT_LINEAR), mk(LAYER_DENSE, "d", 3, 0, ACT_LINEAR)};
+    L[0].conv_algo = CONV_ALGO_DIRECT, L[0].conv_algo_strict = 1;
+    Model m;
+    Err e = {0};
+    CU_ASSERT_FATAL(model_plan(&m, L, 4, (Shape){12, 12, 3, 0}, 4, &e) == 0);
+    CU_ASSERT(graph_has_copy(&m, 1));
+    CU_ASSERT_EQUAL(m.gslots[1 * LAYER_MAX_INPUTS].mode, GRAD_SET);
+    CU_ASSERT_EQUAL(m.t_grad[1], m.t_grad[2]); /* c1's gradient lands where the ReLU's was */
+    CU_ASSERT_EQUAL(m.n_gbuf, 2);
+    model_plan_free(&m);
+}
+
 /* Job-file graph errors: exit 2, the message names the file and line. */
 static void test_graph_errors(void) {
     const char *dir = testutil_small_idx_dir("graph", 3);
@@ -274,6 +295,7 @@ TEST_SUITE(graph, {"fan-out into add: summed gradients (im2col)", test_fanout_im
            {"fan-out into add, no activation: an output kept only to be reordered is dropped",
             test_fanout_direct_linear},
            {"a chain needs two gradient buffers", test_chain_buffers},
+           {"a layout change needs no third gradient buffer", test_layout_change_buffers},
            {"graph errors in job files name the file and line", test_graph_errors},
            {"a residual job: summary and training", test_residual_job},
            {"jobs/mini-xception.job counts the book's parameters", test_mini_xception_counts})
