@@ -40,6 +40,7 @@ typedef struct ConvDesc {
     Activation act;       /* applied by forward (linear when the loss applies it) */
     int has_bias;
     TensorFormat in_fmt;  /* the layout the producer writes; plan may ask for NHWC instead */
+    int out_read_as_nhwc; /* Layer.out_read_as_nhwc: NHWC output saves the reader a reorder */
 } ConvDesc;
 
 struct ConvAlgo;

@@ -182,6 +182,9 @@ typedef struct Layer {
     TensorFormat in_fmt;      /* layout the layer reads: model_plan offers the producer's, a
                                * kind with LayerOps.own_layout may keep it or ask for NHWC */
     TensorFormat out_fmt;     /* layout the layer writes */
+    int out_read_as_nhwc;     /* a reader reads the output as NHWC only (an NHWC-only kind, or
+                               * one through a LAYER_F_SAME_LAYOUT kind), set by model_plan
+                               * before plan(): a convolution may then write NHWC itself */
     struct ConvPlan *conv;    /* Conv2D: the planned algorithm (owned; LayerOps.release frees) */
 } Layer;
 
@@ -261,6 +264,7 @@ enum {
     LAYER_F_STATE = 1u << 3,       /* has state updated by training forwards (BN moving stats) */
     LAYER_F_COLLECTIVE = 1u << 4,  /* its training forward/backward needs LayerCtx.allreduce */
     LAYER_F_MULTI_INPUT = 1u << 5, /* reads several inputs (Add) */
+    LAYER_F_SAME_LAYOUT = 1u << 6, /* writes the layout it reads (MaxPooling2D) */
 };
 
 /* The layer's training forward differs from its inference forward (dropout with rate 0 is the

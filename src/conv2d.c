@@ -287,7 +287,7 @@ static int conv2d_plan(Layer *L, Err *e) {
     layer_param_add(L, "kernel", PARAM_WEIGHT, 4, L->kh, L->kw, L->in.c, L->units);
     if (L->use_bias) layer_param_add(L, "bias", PARAM_WEIGHT, 1, L->units, 0, 0, 0);
     ConvDesc d = {layer_window_geom(L, L->max_batch > 0 ? L->max_batch : 1), layer_act(L), L->use_bias,
-                  L->in_fmt};
+                  L->in_fmt, L->out_read_as_nhwc};
     if (layer_conv_plan(L, &d, e)) return -1;
     L->in_fmt = L->conv->d.in_fmt;
     L->out_fmt = L->conv->out_fmt;

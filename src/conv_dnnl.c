@@ -228,12 +228,13 @@ static int dnnl_conv_build(ConvPlan *p, Dnnl *s, dnnl_alg_kind_t alg, Err *e) {
     const dnnl_dims_t pad_r = {pb > 0 ? pb : 0, pr > 0 ? pr : 0};
     dnnl_memory_desc_t any_src, any_w, any_dst;
     dnnl_memory_desc_init_by_tag(&s->in, 4, src_dims, dnnl_f32, p->d.in_fmt == FMT_BLK16 ? dnnl_nChw16c : dnnl_nhwc);
-    dnnl_memory_desc_init_by_tag(&s->out, 4, dst_dims, dnnl_f32, dnnl_nChw16c);
+    const int nhwc = p->out_fmt == FMT_NHWC; /* then the primitives read and write NHWC too */
+    dnnl_memory_desc_init_by_tag(&s->out, 4, dst_dims, dnnl_f32, nhwc ? dnnl_nhwc : dnnl_nChw16c);
     dnnl_memory_desc_init_by_tag(&s->w, 4, w_dims, dnnl_f32, dnnl_hwio);
     dnnl_memory_desc_init_by_tag(&s->bias, 1, b_dims, dnnl_f32, dnnl_x);
-    dnnl_memory_desc_init_by_tag(&any_src, 4, src_dims, dnnl_f32, dnnl_format_tag_any);
+    dnnl_memory_desc_init_by_tag(&any_src, 4, src_dims, dnnl_f32, nhwc ? dnnl_nhwc : dnnl_format_tag_any);
     dnnl_memory_desc_init_by_tag(&any_w, 4, w_dims, dnnl_f32, dnnl_format_tag_any);
-    dnnl_memory_desc_init_by_tag(&any_dst, 4, dst_dims, dnnl_f32, dnnl_format_tag_any);
+    dnnl_memory_desc_init_by_tag(&any_dst, 4, dst_dims, dnnl_f32, nhwc ? dnnl_nhwc : dnnl_format_tag_any);
     const dnnl_memory_desc_t *bias = p->d.has_bias ? &s->bias : NULL;
 
     dnnl_convolution_desc_t fd, dd, wd;
@@ -306,7 +307,13 @@ static int dnnl_conv_plan(ConvPlan *p, dnnl_alg_kind_t alg, Err *e) {
     if (engine_acquire(e)) return -1;
     Dnnl *s = xcalloc(1, sizeof *s);
     p->state = s;
-    p->out_fmt = FMT_BLK16;
+    /* nChw16c, except a 1x1 convolution whose output is read as NHWC: oneDNN's jit_1x1 kernels
+     * run NHWC in and out, which saves the reorders both ways (forward and gradient) and the
+     * copies. (Its NHWC kernels for larger windows were far slower here: VGG16's 3x3 layers.) */
+    const WinGeom *g = &p->d.g;
+    p->out_fmt = p->d.out_read_as_nhwc && g->KH == 1 && g->KW == 1 && alg == dnnl_convolution_direct
+                     ? FMT_NHWC : FMT_BLK16;
+    if (p->out_fmt == FMT_NHWC) p->d.in_fmt = FMT_NHWC; /* the NHWC copy, not a reorder in aux */
     p->full_batch = 1;
     if (dnnl_conv_build(p, s, alg, e)) {
         dnnl_conv_free(p);

@@ -277,7 +277,7 @@ static int sep_plan(Layer *L, Err *e) {
     const int B = L->max_batch > 0 ? L->max_batch : 1;
     /* the pointwise 1x1 convolution over the (B, OH, OW, C) intermediate */
     ConvDesc d = {{B, L->out.h, L->out.w, C, L->out.h, L->out.w, L->units, 1, 1, 1, 1, 0, 0, 0},
-                  layer_act(L), L->use_bias, FMT_NHWC};
+                  layer_act(L), L->use_bias, FMT_NHWC, L->out_read_as_nhwc};
     if (layer_conv_plan(L, &d, e)) return -1;
     if (L->conv->d.in_fmt != FMT_NHWC) { /* our depthwise kernel writes NHWC */
         char w[320];

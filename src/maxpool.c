@@ -215,4 +215,5 @@ static void maxpool2d_layer_backward(const Layer *L, const LayerCtx *c, float *d
 
 const LayerOps maxpool2d_ops = {"maxpooling2d", "MaxPooling2D", maxpool2d_configure,
                                 maxpool2d_plan, NULL, maxpool2d_layer_forward,
-                                maxpool2d_layer_backward, NULL, 1, 0, maxpool2d_backward_reads};
+                                maxpool2d_layer_backward, NULL, 1, LAYER_F_SAME_LAYOUT,
+                                maxpool2d_backward_reads};

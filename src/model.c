@@ -11,6 +11,24 @@
 static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
 static void print_kernels(const Model *m, FILE *f);
 
+/* Layer.out_read_as_nhwc, from the last layer up: the model's output is NHWC, a kind without
+ * its own layout (and an Add) reads NHWC, a LAYER_F_SAME_LAYOUT kind passes on what its readers
+ * want. */
+static void mark_nhwc_outputs(Layer *layers, int n_layers) {
+    for (int l = n_layers - 1; l >= 0; l--) {
+        int nhwc = l == n_layers - 1;
+        for (int r = l + 1; r < n_layers && !nhwc; r++) {
+            const Layer *R = &layers[r];
+            const LayerOps *ops = layer_ops[R->kind];
+            for (int k = 0; k < graph_n_inputs(R); k++)
+                if (graph_input(R, r, k) == l)
+                    nhwc |= !ops->own_layout || graph_n_inputs(R) > 1 ||
+                            ((ops->flags & LAYER_F_SAME_LAYOUT) && R->out_read_as_nhwc);
+        }
+        layers[l].out_read_as_nhwc = nhwc;
+    }
+}
+
 int model_plan(Model *m, Layer *layers, int n_layers, Shape input, int max_batch, Err *e) {
     memset(m, 0, sizeof *m);
     m->layers = layers;
@@ -20,6 +38,7 @@ int model_plan(Model *m, Layer *layers, int n_layers, Shape input, int max_batch
     const size_t B = (size_t)max_batch;
     size_t params = 0, aux = 0, ws = 0;
     int seen_params = 0;
+    mark_nhwc_outputs(layers, n_layers);
     for (int l = 0; l < n_layers; l++) {
         Layer *L = &layers[l];
         for (int k = 0; k < graph_n_inputs(L); k++) {

@@ -119,10 +119,11 @@ typedef struct {
     void *aux, *ws;
 } Run;
 
-static int run_init(Run *r, ConvAlgoId id, const Case *c, TensorFormat in_fmt, Activation act) {
+/* in_fmt: the layout the producer writes; out_nhwc: the reader reads NHWC (ConvDesc) */
+static int run_init(Run *r, ConvAlgoId id, const Case *c, TensorFormat in_fmt, Activation act, int out_nhwc) {
     memset(r, 0, sizeof *r);
     r->g = case_geom(c);
-    ConvDesc d = {r->g, act, 1, in_fmt};
+    ConvDesc d = {r->g, act, 1, in_fmt, out_nhwc};
     Err e = {0};
     if (conv_plan_init(&r->p, id, &d, &e)) return -1;
     r->si = (Shape){c->H, c->W, c->C, 0};
@@ -183,20 +184,23 @@ static int available(ConvAlgoId id) {
 /* Winograd is offered for 3x3 stride-1 convolutions; elsewhere oneDNN may refuse it. */
 static int winograd_expected(const Case *c) { return c->K == 3 && c->S == 1; }
 
-/* Forward and backward against the naive reference, from NHWC and from nChw16c inputs. */
+/* Forward and backward against the naive reference, from NHWC and from nChw16c inputs, and
+ * for a reader that reads NHWC (oneDNN's 1x1 convolutions then run NHWC in and out). */
 static void check_against_naive(ConvAlgoId id) {
     if (!available(id)) return;
     int planned = 0;
     for (size_t k = 0; k < N_CASES; k++)
-        for (int f = 0; f < 2; f++) {
+        for (int f = 0; f < 3; f++) {
             const Case *c = &cases[k];
             Run r;
-            if (run_init(&r, id, c, f ? FMT_BLK16 : FMT_NHWC, ACT_LINEAR)) {
+            if (run_init(&r, id, c, f == 1 ? FMT_BLK16 : FMT_NHWC, ACT_LINEAR, f == 2)) {
                 /* only Winograd may refuse a shape */
                 CU_ASSERT(id == CONV_ALGO_WINOGRAD && !winograd_expected(c));
                 continue;
             }
             planned++;
+            if (id == CONV_ALGO_DIRECT)
+                CU_ASSERT_EQUAL(r.p.out_fmt, f == 2 && c->K == 1 ? FMT_NHWC : FMT_BLK16);
             run_backward(&r);
             float *ref = malloc((r.no + r.ni + r.nw + (size_t)c->OC) * sizeof *ref);
             float *rdin = ref + r.no, *rdw = rdin + r.ni, *rdb = rdw + r.nw;
@@ -223,11 +227,11 @@ static void test_algorithms_agree(void) {
     if (!available(CONV_ALGO_DIRECT)) return;
     for (size_t k = 0; k < N_CASES; k++) {
         Run ref;
-        CU_ASSERT_FATAL(run_init(&ref, CONV_ALGO_IM2COL, &cases[k], FMT_NHWC, ACT_RELU) == 0);
+        CU_ASSERT_FATAL(run_init(&ref, CONV_ALGO_IM2COL, &cases[k], FMT_NHWC, ACT_RELU, 0) == 0);
         run_backward(&ref);
         for (int id = CONV_ALGO_DIRECT; id < CONV_ALGO_COUNT; id++) {
             Run r;
-            if (run_init(&r, (ConvAlgoId)id, &cases[k], FMT_BLK16, ACT_RELU)) continue;
+            if (run_init(&r, (ConvAlgoId)id, &cases[k], FMT_BLK16, ACT_RELU, 0)) continue;
             run_backward(&r);
             double tol = tolerance((ConvAlgoId)id);
             double ef = max_rel(r.out, ref.out, r.no), ed = max_rel(r.din, ref.din, r.ni),
@@ -259,7 +263,7 @@ static void check_gradients(ConvAlgoId id) {
     if (!available(id)) return;
     const Case c = {6, 7, 3, 5, 3, 1, PAD_SAME, 2};
     Run r;
-    CU_ASSERT_FATAL(run_init(&r, id, &c, FMT_NHWC, ACT_LINEAR) == 0);
+    CU_ASSERT_FATAL(run_init(&r, id, &c, FMT_NHWC, ACT_LINEAR, 0) == 0);
     run_backward(&r);
     float *din = malloc(r.ni * sizeof *din), *dw = malloc(r.nw * sizeof *dw), *db = malloc((size_t)c.OC * sizeof *db);
     memcpy(din, r.din, r.ni * sizeof *din);
@@ -287,8 +291,8 @@ static void test_repeatable(void) {
     for (int id = 0; id < CONV_ALGO_COUNT; id++) {
         if (!available((ConvAlgoId)id)) continue;
         Run a, b;
-        CU_ASSERT_FATAL(run_init(&a, (ConvAlgoId)id, &c, FMT_BLK16, ACT_RELU) == 0);
-        CU_ASSERT_FATAL(run_init(&b, (ConvAlgoId)id, &c, FMT_BLK16, ACT_RELU) == 0);
+        CU_ASSERT_FATAL(run_init(&a, (ConvAlgoId)id, &c, FMT_BLK16, ACT_RELU, 0) == 0);
+        CU_ASSERT_FATAL(run_init(&b, (ConvAlgoId)id, &c, FMT_BLK16, ACT_RELU, 0) == 0);
         run_backward(&a);
         run_backward(&b);
         run_backward(&b); /* and again on the same plan */
@@ -415,7 +419,7 @@ static void test_layouts_and_pooling(void) {
 static void test_auto_timing(void) {
     const Case *pick[] = {&cases[5], &cases[1]}; /* 3x3 stride 1 same; stride 2 */
     for (size_t k = 0; k < 2; k++) {
-        ConvDesc d = {case_geom(pick[k]), ACT_RELU, 1, FMT_NHWC};
+        ConvDesc d = {case_geom(pick[k]), ACT_RELU, 1, FMT_NHWC, 0};
         for (int forward_only = 0; forward_only <= 1; forward_only++) {
             double sec[CONV_ALGO_COUNT];
             conv_algo_time_all(&d, 3, forward_only, sec);

@@ -189,8 +189,9 @@ static void test_depthwise_even(void) { check_depthwise(5, 6, 16, 2, 1, PAD_SAME
 
 /* ---- SeparableConv2D ---- */
 
+/* out_nhwc: the layer's reader reads NHWC (oneDNN's pointwise step then writes NHWC) */
 static void check_separable(int H, int W, int C, int OC, int s, Padding p, ConvAlgoId algo, int N,
-                            int max_batch) {
+                            int max_batch, int out_nhwc) {
     if (!conv_algo_get(algo)) {
         testutil_skip("separable_conv2d with oneDNN", "this build has no oneDNN (ONEDNN=0)", 0);
         return;
@@ -198,10 +199,12 @@ static void check_separable(int H, int W, int C, int OC, int s, Padding p, ConvA
     Layer L = dw_layer(LAYER_SEPARABLE_CONV2D, 3, s, p, ACT_LINEAR, OC);
     L.conv_algo = algo;
     L.conv_algo_strict = 1;
+    L.out_read_as_nhwc = out_nhwc;
     Fixture f;
     fixture_init(&f, L, (Shape){H, W, C, 0}, max_batch);
     f.N = N;
     CU_ASSERT_EQUAL_FATAL(f.L.n_param, 3);
+    CU_ASSERT_EQUAL(f.L.out_fmt, algo == CONV_ALGO_DIRECT && !out_nhwc ? FMT_BLK16 : FMT_NHWC);
     CU_ASSERT(!strcmp(f.L.param[1].name, "pointwise_kernel") && f.L.param[1].dims[0] == 1 &&
               f.L.param[1].dims[2] == C && f.L.param[1].dims[3] == OC);
     fixture_forward(&f);
@@ -231,10 +234,14 @@ static void check_separable(int H, int W, int C, int OC, int s, Padding p, ConvA
     free(out);
     fixture_free(&f);
 }
-static void test_separable_im2col(void) { check_separable(6, 5, 4, 6, 1, PAD_SAME, CONV_ALGO_IM2COL, 2, 2); }
-static void test_separable_direct(void) { check_separable(6, 5, 4, 20, 1, PAD_SAME, CONV_ALGO_DIRECT, 2, 2); }
+static void test_separable_im2col(void) { check_separable(6, 5, 4, 6, 1, PAD_SAME, CONV_ALGO_IM2COL, 2, 2, 0); }
+static void test_separable_direct(void) { check_separable(6, 5, 4, 20, 1, PAD_SAME, CONV_ALGO_DIRECT, 2, 2, 0); }
+static void test_separable_direct_nhwc(void) {
+    check_separable(6, 5, 4, 20, 1, PAD_SAME, CONV_ALGO_DIRECT, 2, 2, 1);
+}
 static void test_separable_direct_short(void) {
-    check_separable(7, 7, 3, 5, 2, PAD_VALID, CONV_ALGO_DIRECT, 2, 3); /* 2 samples of a 3-batch plan */
+    check_separable(7, 7, 3, 5, 2, PAD_VALID, CONV_ALGO_DIRECT, 2, 3, 0); /* 2 samples of a 3-batch plan */
+    check_separable(7, 7, 3, 5, 2, PAD_VALID, CONV_ALGO_DIRECT, 2, 3, 1);
 }
 
 /* ---- Activation ---- */
@@ -409,6 +416,7 @@ TEST_SUITE(layers_graph, {"batch norm training: statistics, moving averages, gra
            {"depthwise conv 2x2 same, 16 channels", test_depthwise_even},
            {"separable conv, im2col pointwise", test_separable_im2col},
            {"separable conv, oneDNN direct pointwise", test_separable_direct},
+           {"separable conv, oneDNN direct pointwise read as NHWC", test_separable_direct_nhwc},
            {"separable conv, short batch, stride 2 valid", test_separable_direct_short},
            {"activation layer", test_activation},
            {"weights file and checkpoint from before parameter lists load", test_old_files_load},
