@@ -89,7 +89,8 @@ static int pool_take(Pool *p, size_t floats) {
         best = p->n++;
         p->floats = realloc(p->floats, (size_t)p->n * sizeof *p->floats);
         p->busy = realloc(p->busy, (size_t)p->n * sizeof *p->busy);
-        if (!p->floats || !p->busy) die(EXIT_RUNTIME, "out of memory planning gradient buffers");
+        if (!p->floats || !p->busy)
+            die(EXIT_RUNTIME, "out of memory planning activation and gradient buffers");
         p->floats[best] = 0;
     }
     p->floats[best] = max_sz(p->floats[best], floats);
