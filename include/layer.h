@@ -271,6 +271,10 @@ enum {
  * identity: not random). */
 int layer_is_random(const Layer *L);
 
+/* What L's backward reads of the forward's tensors: its kind's LayerOps.backward_reads, or
+ * both (LAYER_READS_INPUT | LAYER_READS_OUTPUT) for a kind that does not say. */
+unsigned layer_backward_reads(const Layer *L);
+
 /* Declare parameter tensor `name` of L (plan() calls it, in Keras's order); rank dims. */
 void layer_param_add(Layer *L, const char *name, ParamRole role, int rank, int d0, int d1, int d2,
                      int d3);

@@ -28,9 +28,11 @@ int layer_conv_plan(Layer *L, const struct ConvDesc *d, Err *e);
  * algorithm, zero dout past the N samples so that they add nothing. */
 void layer_conv_prepare_dout(const Layer *L, float *dout, const float *out, int N);
 /* LayerOps.backward_reads helpers: LAYER_READS_OUTPUT when the layer's activation is not linear
- * (its derivative reads y); nothing (a backward from dout alone, or from aux). */
+ * (its derivative reads y); nothing (a backward from dout alone, or from aux); the input (a
+ * weight gradient: Dense, the depthwise kernels) and what the activation reads. */
 unsigned layer_act_reads(const Layer *L);
 unsigned layer_reads_nothing(const Layer *L);
+unsigned layer_reads_input_and_act(const Layer *L);
 
 /* Frees L->conv. */
 void conv2d_release(Layer *L);

@@ -27,12 +27,11 @@ typedef struct {
     /* The graph of tensors (src/graph.c): tensor t is the model's input (t = 0) or layer t-1's
      * output, at acts + t_off[t] in layout t_fmt[t], with a copy in the other layout at
      * t_copy[t] when a reader wants that one (SIZE_MAX: none). What a backward pass reads is
-     * kept in [0, acts_kept_floats); the rest lives in acts_regions regions past it, shared
-     * by liveness over the forward. */
+     * kept in [0, acts_kept_floats); the rest lives in regions past it, shared by liveness
+     * over the forward. */
     TensorFormat *t_fmt;
     size_t *t_off, *t_copy;
     size_t acts_kept_floats;
-    int acts_regions;
     size_t *in_off;       /* [l * LAYER_MAX_INPUTS + k]: layer l's input k in the layout l reads */
     size_t *act_off;      /* n_layers + 1: layer l's first input; [n_layers] the output, NHWC */
     size_t acts_floats, aux_bytes, ws_floats;

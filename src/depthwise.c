@@ -235,9 +235,6 @@ static void dw_forward(const Layer *L, const LayerCtx *c, float *out, const floa
     activation_forward(layer_act(L), out, out, n);
 }
 
-/* The depthwise weight gradient reads the input (DepthwiseConv2D's and SeparableConv2D's). */
-static unsigned depthwise_backward_reads(const Layer *L) { return LAYER_READS_INPUT | layer_act_reads(L); }
-
 static void dw_backward(const Layer *L, const LayerCtx *c, float *din, float *dout,
                         const float *in, const float *out, int N) {
     WinGeom g = layer_window_geom(L, N);
@@ -247,7 +244,8 @@ static void dw_backward(const Layer *L, const LayerCtx *c, float *din, float *do
 }
 
 const LayerOps depthwise_conv2d_ops = {"depthwise_conv2d", "DepthwiseConv2D", dw_configure, dw_plan,
-                                       dw_init, dw_forward, dw_backward, NULL, 0, 0, depthwise_backward_reads};
+                                       dw_init, dw_forward, dw_backward, NULL, 0, 0,
+                                       layer_reads_input_and_act};
 
 /* ---- SeparableConv2D ---- */
 
@@ -357,4 +355,4 @@ static void sep_backward(const Layer *L, const LayerCtx *c, float *din, float *d
 
 const LayerOps separable_conv2d_ops = {"separable_conv2d", "SeparableConv2D", sep_configure, sep_plan,
                                        sep_init, sep_forward, sep_backward, conv2d_release, 1, 0,
-                                       depthwise_backward_reads};
+                                       layer_reads_input_and_act};

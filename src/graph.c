@@ -115,11 +115,6 @@ typedef struct {
     int region;    /* the shared region, when not kept */
 } Instance;
 
-static unsigned layer_backward_reads(const Layer *L) {
-    const LayerOps *ops = layer_ops[L->kind];
-    return ops->backward_reads ? ops->backward_reads(L) : LAYER_READS_INPUT | LAYER_READS_OUTPUT;
-}
-
 /* inst[2t + 0]: tensor t in t_fmt[t]; inst[2t + 1]: its copy. Each is written at step t - 1
  * (the producer's forward, then the copy refresh) and read by the steps of its readers. */
 static void describe_instances(const Model *m, Instance *inst) {
@@ -181,7 +176,6 @@ void graph_plan_tensors(Model *m) {
     m->acts_kept_floats = off;
     for (int r = 0; r < pool.n; r++) region_off[r] = off, off += pool.floats[r];
     m->acts_floats = off;
-    m->acts_regions = pool.n;
     for (int i = 0; i < 2 * (n + 1); i++) {
         size_t *where = &(i % 2 ? m->t_copy : m->t_off)[i / 2];
         if (!inst[i].exists) *where = NO_COPY;

@@ -32,6 +32,11 @@ int layer_is_random(const Layer *L) {
     return (layer_ops[L->kind]->flags & LAYER_F_RANDOM) != 0;
 }
 
+unsigned layer_backward_reads(const Layer *L) {
+    const LayerOps *ops = layer_ops[L->kind];
+    return ops->backward_reads ? ops->backward_reads(L) : LAYER_READS_INPUT | LAYER_READS_OUTPUT;
+}
+
 void layer_param_add(Layer *L, const char *name, ParamRole role, int rank, int d0, int d1, int d2,
                      int d3) {
     CHECK(L->n_param < LAYER_MAX_PARAMS && rank >= 1 && rank <= 4);
@@ -139,8 +144,7 @@ void activation_backward(Activation a, float *din, const float *dout, const floa
 
 unsigned layer_act_reads(const Layer *L) { return layer_act(L) == ACT_LINEAR ? 0 : LAYER_READS_OUTPUT; }
 unsigned layer_reads_nothing(const Layer *L) { (void)L; return 0; }
-
-static unsigned dense_backward_reads(const Layer *L) { return LAYER_READS_INPUT | layer_act_reads(L); }
+unsigned layer_reads_input_and_act(const Layer *L) { return LAYER_READS_INPUT | layer_act_reads(L); }
 
 void init_glorot_uniform(float *w, size_t n, int fan_in, int fan_out, Rng *rng) {
     float limit = sqrtf(6.0f / (float)(fan_in + fan_out));
@@ -209,7 +213,7 @@ static void dense_layer_backward(const Layer *L, const LayerCtx *c, float *din, 
 
 const LayerOps dense_ops = {"dense", "Dense", dense_configure, dense_plan, dense_init,
                             dense_layer_forward, dense_layer_backward, NULL, 0, 0,
-                            dense_backward_reads};
+                            layer_reads_input_and_act};
 
 /* ---- Flatten and other shape-preserving layers ---- */
 

@@ -11,19 +11,22 @@
 static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
 static void print_kernels(const Model *m, FILE *f);
 
-/* Layer.out_read_as_nhwc, from the last layer up: the model's output is NHWC, a kind without
- * its own layout (and an Add) reads NHWC, a LAYER_F_SAME_LAYOUT kind passes on what its readers
- * want. */
+/* A kind without its own layout, and any layer with several inputs (Add), reads and writes NHWC. */
+static int reads_nhwc_only(const Layer *L) {
+    return !layer_ops[L->kind]->own_layout || graph_n_inputs(L) > 1;
+}
+
+/* Layer.out_read_as_nhwc, from the last layer up: the model's output is NHWC, so is what an
+ * NHWC-only reader reads, and a LAYER_F_SAME_LAYOUT kind passes on what its readers want. */
 static void mark_nhwc_outputs(Layer *layers, int n_layers) {
     for (int l = n_layers - 1; l >= 0; l--) {
         int nhwc = l == n_layers - 1;
         for (int r = l + 1; r < n_layers && !nhwc; r++) {
             const Layer *R = &layers[r];
-            const LayerOps *ops = layer_ops[R->kind];
             for (int k = 0; k < graph_n_inputs(R); k++)
                 if (graph_input(R, r, k) == l)
-                    nhwc |= !ops->own_layout || graph_n_inputs(R) > 1 ||
-                            ((ops->flags & LAYER_F_SAME_LAYOUT) && R->out_read_as_nhwc);
+                    nhwc |= reads_nhwc_only(R) ||
+                            ((layer_ops[R->kind]->flags & LAYER_F_SAME_LAYOUT) && R->out_read_as_nhwc);
         }
         layers[l].out_read_as_nhwc = nhwc;
     }
@@ -53,7 +56,7 @@ int model_plan(Model *m, Layer *layers, int n_layers, Shape input, int max_batch
         L->out_fmt = FMT_NHWC;
         L->n_param = 0;
         if (layer_ops[L->kind]->plan(L, e)) goto fail;
-        if (!layer_ops[L->kind]->own_layout || graph_n_inputs(L) > 1) L->in_fmt = L->out_fmt = FMT_NHWC;
+        if (reads_nhwc_only(L)) L->in_fmt = L->out_fmt = FMT_NHWC;
         char w[320];
         if (graph_n_inputs(L) > 1 && !(layer_ops[L->kind]->flags & LAYER_F_MULTI_INPUT)) {
             err_set(e, "layer %s (%s): %s reads one input, but `inputs` names %d", L->name,

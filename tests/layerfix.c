@@ -113,10 +113,10 @@ double fixture_loss(void *ctx) {
  * in a model; and the input and output where the kind says its backward does not read them
  * (a model lets them die after the forward, graph.c). in_keep: where the input is saved. */
 static void fixture_poison(Fixture *f, size_t ni, size_t no, float *in_keep) {
-    const LayerOps *ops = layer_ops[f->L.kind];
-    unsigned reads = ops->backward_reads ? ops->backward_reads(&f->L) : LAYER_READS_INPUT | LAYER_READS_OUTPUT;
+    unsigned reads = layer_backward_reads(&f->L);
     memcpy(in_keep, f->in, ni * 4);
-    float *poisoned[3] = {f->ws, reads & LAYER_READS_INPUT ? NULL : f->in, reads & LAYER_READS_OUTPUT ? NULL : f->out};
+    float *poisoned[3] = {f->ws, reads & LAYER_READS_INPUT ? NULL : f->in,
+                          reads & LAYER_READS_OUTPUT ? NULL : f->out};
     size_t n[3] = {f->N * f->L.ws_per_sample + f->L.ws_fixed + 16, ni, no};
     for (int k = 0; k < 3; k++)
         for (size_t i = 0; poisoned[k] && i < n[k]; i++) poisoned[k][i] = NAN;
