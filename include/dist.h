@@ -26,7 +26,10 @@ typedef struct {
 } Dist;
 
 void dist_init(Dist *d, int *argc, char ***argv);
-void dist_finalize(Dist *d);
+/* End MPI. `status` is this rank's exit status; the return value is the status to exit with:
+ * the largest of all ranks' on rank 0, and with several ranks EXIT_OK on the others, which
+ * exit first (see exit_last in dist.c: mpirun ends a job quickly only so). */
+int dist_finalize(Dist *d, int status);
 /* Stop every rank now with this exit status (MPI_Abort under MPI). */
 void dist_abort(Dist *d, int status) __attribute__((noreturn));
 

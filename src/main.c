@@ -390,8 +390,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "bench-allreduce")) {
         dist_init(&dist, &argc, &argv);
         cmd_bench_allreduce(&a, &dist);
-        dist_finalize(&dist);
-        return EXIT_OK;
+        return dist_finalize(&dist, EXIT_OK);
     }
     int distributed = !strcmp(cmd, "train") || !strcmp(cmd, "eval") || !strcmp(cmd, "bench");
     int local = !strcmp(cmd, "summary") || !strcmp(cmd, "bench-loader") ||
@@ -441,6 +440,5 @@ int main(int argc, char **argv) {
     job_free(&job);
     free(a.sets);
     free(a.pos);
-    dist_finalize(&dist);
-    return status;
+    return dist_finalize(&dist, status);
 }

@@ -99,8 +99,9 @@ static void test_kill_resume_other_ranks(void) {
     CU_ASSERT(same_weights("straight2.weights", "kr2.weights", "1e-5"));
 }
 
-/* SIGUSR1 to mpirun: every rank stops at the same step, rank 0 checkpoints, exit status 3; the
- * resumed run ends with the uninterrupted run's parameters. */
+/* SIGUSR1 to mpirun: every rank stops at the same step, rank 0 checkpoints, exit status 3,
+ * carried by rank 0 alone (the others exit 0: see dist_finalize); the resumed run ends with the
+ * uninterrupted run's parameters. */
 static void test_sigusr1(void) {
     setup();
     if (!testutil_have_mpi()) {
@@ -120,6 +121,8 @@ static void test_sigusr1(void) {
              "for i in $(seq 1 600); do n=$(wc -l < usr1.steps 2>/dev/null || echo 0); [ \"$n\" -ge 20 ] && break; sleep 0.02; done\n"
              "kill -USR1 $pid; wait $pid; echo first_rc=$?\n"
              "grep -h 'stopping at step' usr1.first\n"
+             /* mpirun names the first rank to exit non-zero: rank 0 alone (dist_finalize) */
+             "grep -Eq 'Process name: \\[\\[[0-9]+,[0-9]+\\],0\\]' usr1.first && echo status_rank=0\n"
              "%s '%s' train '%s' --set train.epochs=40 --save usr1.weights > usr1.second 2>&1; echo second_rc=$?\n",
              dir, mp, bin, job, mp, bin, job);
     const char *path = testutil_write_file(dir, "usr1.sh", script, strlen(script));
@@ -127,6 +130,7 @@ static void test_sigusr1(void) {
     snprintf(cmd, sizeof cmd, "bash '%s'", path);
     testutil_run(cmd, &out);
     CU_ASSERT(strstr(out, "first_rc=3") != NULL);
+    CU_ASSERT(strstr(out, "status_rank=0") != NULL);
     CU_ASSERT(strstr(out, "checkpoint written") != NULL);
     CU_ASSERT(strstr(out, "second_rc=0") != NULL);
     if (!strstr(out, "first_rc=3") || !strstr(out, "second_rc=0")) printf("\n    %s\n", out);

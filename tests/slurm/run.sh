@@ -7,10 +7,11 @@
 #   mnist     sbatch jobs/slurm/mnist.sbatch on 2 nodes (srun --mpi=pmix), shortened by its
 #             CONVNET_TRAIN_ARGS override: completes, its output holds the test accuracy.
 #   requeue   sbatch jobs/slurm/requeue.sbatch (convnet-run: mpirun inside the allocation), 2
-#             ranks on 2 nodes, under a 1-minute limit with --signal=B:USR1@50: USR1 arrives
+#             ranks on 2 nodes, under a 2-minute limit with --signal=B:USR1@110: USR1 arrives
 #             while it trains, it checkpoints (exit 3) and requeues itself; the test shrinks the
-#             pending job to 1 node; it resumes there (2 ranks) and finishes. Final weights = an
-#             uninterrupted 2-rank run's (diff-weights --rtol 1e-5).
+#             pending job to 1 node; it resumes there (2 ranks) and finishes. The first run
+#             ends within 28 s of its checkpoint; final weights = an uninterrupted 2-rank run's
+#             (diff-weights --rtol 1e-5).
 #   scancel   requeue.sbatch launched with srun (CONVNET_LAUNCH=srun), then with convnet-run;
 #             scancel 2 s into the first epoch: every rank gone within 30 s (KillWait), the ranks
 #             wrote the signal checkpoint ("stopping at step N on signal: checkpoint written")
@@ -126,9 +127,12 @@ test_mnist() {
 # rank count only matches for a few steps: over 120 SGD steps (3 epochs here) 1 and 2 ranks' rounding grows
 # to O(1) differences, as training amplifies them.)
 # slurmctld looks at time limits, and so sends --signal, only every 30 s (its background loop),
-# so USR1 for --time=1 --signal=B:USR1@50 comes anywhere from 10 to 40 s into a run (measured:
-# 9.4, 10.0, 15.5, 34.3 s; once none within 26 s): a run must outlast 40 s to be sure to get it,
-# and should not last much longer, since each requeued run only gets 10 to 40 s. So the epoch
+# so USR1 for --time=2 --signal=B:USR1@110 comes anywhere from 10 to 40 s into a run (measured
+# with --time=1 --signal=B:USR1@50: 9.4, 10.0, 15.5, 34.3 s; once none within 26 s): a run must
+# outlast 40 s to be sure to get it. The 2-minute limit leaves the stopped run 80 s or more to
+# end: under mpirun that takes ~21 s after the checkpoint (see below), and with a 1-minute
+# limit a late USR1 let the time limit end the job first (CI: TIMEOUT after 69 s, no requeue).
+# A run should not last much longer than 40 s, since each requeued run only gets 10 to 40 s. So the epoch
 # count is sized to this machine: two epochs timed first, then enough for about 50 s (24 epochs
 # on a Zen 4 core pair, 5 on a Zen 1 pair, where an epoch takes 10 s). A resumed run may get USR1
 # again and be requeued once more.
@@ -155,7 +159,7 @@ test_requeue() {
     local tref; tref=$(elapsed "$t0" "$(now)")
     t0=$(now)
     id=$(CONVNET_JOB=jobs/mnist.job CONVNET_RUN_OPTS="--bind-to none" CONVNET_TRAIN_ARGS="$REQ_ARGS --save $fin" \
-        submit -N 2 -n 2 --cpus-per-task=1 --time=1 --signal=B:USR1@50 -o "$out" \
+        submit -N 2 -n 2 --cpus-per-task=1 --time=2 --signal=B:USR1@110 -o "$out" \
         jobs/slurm/requeue.sbatch) || { fail "$name" "sbatch refused it: $id"; return; }
     # Each time a run stops on USR1 (exit 3) and requeues the job, make the pending job eligible
     # now (a requeued job waits ~2 min otherwise), after the first on 1 node instead of 2, with a
@@ -164,13 +168,18 @@ test_requeue() {
     # 11 to 16 of the 200 steps per run, ten requeues, still running when the test gave up). Not
     # within the second of the requeue: slurmd refuses credentials issued in the second it
     # revoked the old run's ("Job credential revoked").
-    local i restarts=0 seen=0 state="" tfirst=""
+    # From the first checkpoint to the requeue: mpirun takes a non-zero exit for a failure and
+    # its abort waits 2 x odls_base_sigkill_timeout (10 s inside Slurm, convnet-run) on the head
+    # node; when every rank exited 3 the other node's daemon waited as long again (30-40 s in
+    # all, measured). dist_finalize lets rank 0 alone carry the status: ~21 s, limit 28 s.
+    local i restarts=0 seen=0 state="" tfirst="" tstop="" tend=""
     for i in $(seq 1 1200); do
         state=$(sl_job_state "$id")
         case "$state" in COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL) break ;; esac
+        [ -z "$tstop" ] && grep -q 'stopping at step [0-9]* on signal: checkpoint written' "$out" 2>/dev/null && tstop=$(now)
         restarts=$(sl scontrol show job "$id" 2>/dev/null | sed -n 's/.*Restarts=\([0-9]*\).*/\1/p')
         if [ "$state" = PENDING ] && [ "${restarts:-0}" -gt "$seen" ]; then
-            [ -z "$tfirst" ] && tfirst=$(elapsed "$t0" "$(now)")
+            [ -z "$tfirst" ] && tfirst=$(elapsed "$t0" "$(now)") && [ -n "$tstop" ] && tend=$(elapsed "$tstop" "$(now)")
             seen=$restarts
             sleep 2
             sl scontrol update JobId="$id" NumNodes=1 StartTime=now TimeLimit=5 >/dev/null 2>&1 ||
@@ -194,9 +203,12 @@ test_requeue() {
        ! grep -q '^resuming from ' "$out"; then
         fail "$name" "no checkpoint, requeue and resume in the output"; show "$out" 14; return
     fi
+    if [ -z "$tend" ] || awk -v e="$tend" 'BEGIN { exit !(e > 28) }'; then
+        fail "$name" "the first run ended ${tend:-?} s after its checkpoint (limit 28 s)"; show "$out" 14; return
+    fi
     d=$("$ROOT/convnet-dist" diff-weights "$ref" "$fin" --rtol 1e-5 2>&1); rc=$?
     if [ "$rc" = 0 ]; then
-        pass "$name" "$epochs epochs: USR1 ${tfirst}s into 2 nodes, requeued onto 1, finished in $(elapsed "$t0" "$(now)") s over $runs runs; = uninterrupted (${tref}s): $(echo "$d" | tail -n 1)"
+        pass "$name" "$epochs epochs: USR1 ${tfirst}s into 2 nodes, requeued ${tend}s after the checkpoint onto 1, finished in $(elapsed "$t0" "$(now)") s over $runs runs; = uninterrupted (${tref}s): $(echo "$d" | tail -n 1)"
         grep -E 'stopping at step|^resuming from|^run [0-9]' "$out" | cut -c1-160 | sed 's/^/       | /'
     else fail "$name" "final weights differ: $(echo "$d" | tail -n 1)"; fi
 }
