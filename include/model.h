@@ -24,6 +24,7 @@ typedef struct {
     size_t state_lo;      /* first state float; weights are [0, state_lo) */
     size_t train_lo;      /* first parameter of the lowest trainable layer (state_lo if none) */
     int lowest_trainable; /* index of the lowest layer with trainable parameters, or n_layers */
+    int first_backward;   /* the plan's: no backward pass runs below this layer (model_plan_backward) */
     /* The graph of tensors (src/graph.c): tensor t is the model's input (t = 0) or layer t-1's
      * output, at acts + t_off[t] in layout t_fmt[t], with a copy in the other layout at
      * t_copy[t] when a reader wants that one (SIZE_MAX: none). What a backward pass reads is
@@ -81,9 +82,12 @@ int graph_is_cut(const Model *m, int from);
 int model_plan(Model *m, Layer *layers, int n_layers, Shape input, int max_batch, Err *e);
 /* Recompute train_lo / lowest_trainable after layers' trainable flags changed. */
 void model_update_trainable(Model *m);
-/* Before model_alloc: layers [0, first_trained) will never run backward (no phase trains
- * them or anything below them), so they share one forward-state region. */
-void model_share_frozen_aux(Model *m, int first_trained);
+/* Plan the tensors, gradients and layer state for backward passes that reach layer `first` at
+ * most (n_layers: none), before model_alloc. model_plan plans for the layers' trainable flags
+ * (down to lowest_trainable); a trainer whose later phases unfreeze lower layers calls this
+ * with the lowest of them. Below `first` a tensor is kept only while the forward needs it, no
+ * gradient buffer is planned, and the layers share one forward-state region. */
+void model_plan_backward(Model *m, int first);
 void model_alloc(Model *m);
 /* Everything: buffers, and what model_plan made (the layers' algorithm plans, offsets). */
 void model_free(Model *m);

@@ -118,12 +118,12 @@ typedef struct {
 /* inst[2t + 0]: tensor t in t_fmt[t]; inst[2t + 1]: its copy. Each is written at step t - 1
  * (the producer's forward, then the copy refresh) and read by the steps of its readers. */
 static void describe_instances(const Model *m, Instance *inst) {
-    const int n = m->n_layers;
+    const int n = m->n_layers, first = m->first_backward; /* no backward runs below first */
     for (int t = 0; t <= n; t++) {
         TensorFormat f = m->t_fmt[t], other = f == FMT_NHWC ? FMT_BLK16 : FMT_NHWC;
         inst[2 * t] = (Instance){1, t == 0 || t == n, t - 1, tensor_floats(m, t, f), -1};
         inst[2 * t + 1] = (Instance){0, t == 0 || t == n, t - 1, tensor_floats(m, t, other), -1};
-        if (t > 0 && layer_backward_reads(&m->layers[t - 1]) & LAYER_READS_OUTPUT) inst[2 * t].kept = 1;
+        if (t - 1 >= first && layer_backward_reads(&m->layers[t - 1]) & LAYER_READS_OUTPUT) inst[2 * t].kept = 1;
     }
     inst[2 * n + 1].exists = m->t_fmt[n] != FMT_NHWC; /* the model's output is read as NHWC */
     for (int l = 0; l < n; l++) {
@@ -133,7 +133,7 @@ static void describe_instances(const Model *m, Instance *inst) {
             Instance *I = &inst[2 * t + (L->in_fmt != m->t_fmt[t])];
             I->exists = 1;
             if (l > I->last) I->last = l;
-            if (layer_backward_reads(L) & LAYER_READS_INPUT) I->kept = 1;
+            if (l >= first && layer_backward_reads(L) & LAYER_READS_INPUT) I->kept = 1;
         }
     }
 }
@@ -224,15 +224,15 @@ void graph_plan_gradients(Model *m) {
     m->gslots = xcalloc((size_t)n * LAYER_MAX_INPUTS + 1, sizeof *m->gslots);
     for (int t = 0; t <= n; t++) m->t_grad[t] = -1;
     m->t_grad[n] = pool_take(&pool, tensor_floats(m, n, m->t_fmt[n])); /* the loss's gradient */
-    /* walk the backward pass down to layer 0 (a phase may train that far) */
-    for (int l = n - 1; l >= 0; l--) {
+    /* walk the backward pass down to the lowest layer a phase may train */
+    for (int l = n - 1; l >= m->first_backward; l--) {
         const Layer *L = &m->layers[l];
         int temps[LAYER_MAX_INPUTS], n_temps = 0, later[LAYER_MAX_INPUTS], n_later = 0;
         for (int k = 0; k < graph_n_inputs(L); k++) {
             GradSlot *g = &m->gslots[l * LAYER_MAX_INPUTS + k];
             int t = graph_input(L, l, k) + 1;
             g->tensor = t;
-            if (t == 0) { /* the model's input needs no gradient */
+            if (t - 1 < m->first_backward) { /* the model's input, or made by a layer that never trains */
                 g->mode = GRAD_NONE;
                 continue;
             }
@@ -274,4 +274,6 @@ void graph_plan_free(Model *m) {
     void *ps[] = {m->t_fmt, m->t_off, m->t_copy, m->in_off, m->act_off, m->t_grad, m->gslots,
                   m->gbuf_floats};
     for (size_t i = 0; i < sizeof ps / sizeof *ps; i++) free(ps[i]);
+    m->t_fmt = NULL, m->t_off = m->t_copy = m->in_off = m->act_off = m->gbuf_floats = NULL;
+    m->t_grad = NULL, m->gslots = NULL, m->n_gbuf = 0;
 }

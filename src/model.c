@@ -99,9 +99,9 @@ int model_plan(Model *m, Layer *layers, int n_layers, Shape input, int max_batch
     m->aux_bytes = aux;
     m->ws_floats = ws;
     if (graph_check(m, e)) goto fail;
-    graph_plan_tensors(m);
-    graph_plan_gradients(m);
     model_update_trainable(m);
+    m->first_backward = -1;
+    model_plan_backward(m, m->lowest_trainable);
     return 0;
 fail:
     model_plan_free(m);
@@ -113,19 +113,19 @@ size_t model_layer_input_floats(const Model *m, int l) {
     return format_floats(m->layers[l].in_fmt, m->layers[l].in);
 }
 
-void model_share_frozen_aux(Model *m, int first_trained) {
-    /* Layers below first_trained never run backward, so their forward state (im2col matrices,
-     * pooling indices) is scratch that dies with the layer's forward call: they can all use
-     * one region, sized for the largest. A frozen VGG16 base at 180x180, batch 32, keeps
-     * 2.4 GB instead of 8.7 GB of im2col matrices. */
+/* Layers below first never run backward, so their forward state (im2col matrices, pooling
+ * indices) is scratch that dies with the layer's forward call: they all use one region, sized
+ * for the largest. A frozen VGG16 base at 180x180, batch 32, keeps 2.4 GB instead of 8.7 GB of
+ * im2col matrices. */
+static void share_frozen_aux(Model *m, int first) {
     const size_t B = (size_t)m->max_batch;
     size_t shared = 0, aux = 0;
-    for (int l = 0; l < first_trained && l < m->n_layers; l++)
+    for (int l = 0; l < first && l < m->n_layers; l++)
         shared = max_sz(shared, (B * m->layers[l].aux_per_sample + 63) & ~(size_t)63);
     aux = shared;
     for (int l = 0; l < m->n_layers; l++) {
         Layer *L = &m->layers[l];
-        if (l < first_trained) {
+        if (l < first) {
             L->aux_off = 0;
         } else {
             L->aux_off = aux;
@@ -133,6 +133,15 @@ void model_share_frozen_aux(Model *m, int first_trained) {
         }
     }
     m->aux_bytes = aux;
+}
+
+void model_plan_backward(Model *m, int first) {
+    if (first == m->first_backward) return;
+    graph_plan_free(m);
+    m->first_backward = first;
+    graph_plan_tensors(m);
+    graph_plan_gradients(m);
+    share_frozen_aux(m, first);
 }
 
 void model_update_trainable(Model *m) {

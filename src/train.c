@@ -228,7 +228,7 @@ void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data) {
         trainer_set_phase(t, p);
         if (t->model.lowest_trainable < lowest) lowest = t->model.lowest_trainable;
     }
-    model_share_frozen_aux(&t->model, lowest);
+    model_plan_backward(&t->model, lowest);
     check_outputs(t);
     if (dist_check_same_job(dist, job->hash, t->model.n_params, &e)) {
         if (dist->rank == 0) fprintf(stderr, "convnet-dist: %s\n", e.msg);

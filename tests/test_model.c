@@ -216,8 +216,10 @@ static void test_plan_errors(void) {
     free(m.act_off);
 }
 
-/* Layers no phase trains share one forward-state region: less memory, and the same forward
- * output and trainable gradients as with a region per layer. */
+/* Below the lowest layer a phase trains no backward runs: the plan keeps no tensor for one
+ * there, gives them no gradient buffer and one shared forward-state region. Against a plan
+ * for backward passes down to layer 0 (model_plan_backward(m, 0), as if a later phase trained
+ * everything): less memory, and the same forward output and trainable gradients. */
 static void test_share_frozen_aux(void) {
     Layer a[5], b[5];
     Model ma, mb;
@@ -228,18 +230,31 @@ static void test_share_frozen_aux(void) {
     a[3] = mk(LAYER_FLATTEN, 0, 0, ACT_LINEAR);
     a[4] = mk(LAYER_DENSE, 3, 0, ACT_SOFTMAX);
     a[0].trainable = 0;
+    for (int l = 0; l < 5; l++) a[l].conv_algo = CONV_ALGO_IM2COL; /* im2col keeps state per sample */
     memcpy(b, a, sizeof a);
     const int N = 4;
     CU_ASSERT_FATAL(model_plan(&ma, a, 5, (Shape){12, 12, 2, 0}, N, &e) == 0);
     CU_ASSERT_FATAL(model_plan(&mb, b, 5, (Shape){12, 12, 2, 0}, N, &e) == 0);
-    size_t separate = mb.aux_bytes;
-    model_share_frozen_aux(&mb, 2); /* layers 0 and 1 never run backward */
+    CU_ASSERT_EQUAL(mb.first_backward, 2); /* from the flags: layers 0 and 1 never run backward */
+    model_plan_backward(&ma, 0);
+    CU_ASSERT_EQUAL(ma.first_backward, 0);
     CU_ASSERT_EQUAL(b[0].aux_off, 0);
     CU_ASSERT_EQUAL(b[1].aux_off, 0);
     size_t shared = N * b[0].aux_per_sample > N * b[1].aux_per_sample ? N * b[0].aux_per_sample
                                                                       : N * b[1].aux_per_sample;
     CU_ASSERT(b[2].aux_off >= shared); /* the trained layers' state is their own */
-    CU_ASSERT(mb.aux_bytes < separate);
+    CU_ASSERT(mb.aux_bytes < ma.aux_bytes);
+    /* layer 0's output: kept for layer 1's backward in ma, in a shared region in mb */
+    CU_ASSERT(ma.t_off[1] < ma.acts_kept_floats);
+    CU_ASSERT(mb.t_off[1] >= mb.acts_kept_floats);
+    CU_ASSERT(mb.acts_kept_floats < ma.acts_kept_floats);
+    /* no gradient for the tensors below layer 2 */
+    CU_ASSERT_EQUAL(mb.gslots[2 * LAYER_MAX_INPUTS].mode, GRAD_NONE);
+    CU_ASSERT(ma.gslots[2 * LAYER_MAX_INPUTS].mode != GRAD_NONE);
+    size_t ga = 0, gb = 0;
+    for (int i = 0; i < ma.n_gbuf; i++) ga += ma.gbuf_floats[i];
+    for (int i = 0; i < mb.n_gbuf; i++) gb += mb.gbuf_floats[i];
+    CU_ASSERT(gb < ga);
     model_alloc(&ma);
     model_alloc(&mb);
     model_init_params(&ma, 7);
@@ -266,4 +281,4 @@ TEST_SUITE(model, {"whole-model gradient, softmax cross-entropy", test_gradient_
            {"frozen layers get no gradient", test_frozen},
            {"backward reports each layer's final gradient slice, top down", test_grads_ready},
            {"planning errors", test_plan_errors},
-           {"never-trained layers share their forward state", test_share_frozen_aux})
+           {"never-trained layers: no tensor kept, no gradient buffer, shared state", test_share_frozen_aux})
