@@ -220,7 +220,7 @@ def main():
         if r.get("flops") and peak:
             g = [r["ours"] * r["flops"] / 1e9] + ([r["peer"] * r["flops"] / 1e9] if "peer" in r else [])
             # the widest peak this machine has: without AVX-512 fma_peak reports 0 for it
-            isa = "AVX-512" if peak.get("avx512_gflops", 0) > 0 else "AVX2"
+            isa = "AVX-512" if peak["avx512_gflops"] > 0 else "AVX2"
             top = peak["avx512_gflops"] if isa == "AVX-512" else peak["avx2_gflops"]
             note = (f"GFLOP/s ours {g[0]:.0f} = {100 * g[0] / top:.0f}% of {isa} peak"
                     + (f" ({100 * g[0] / peak['avx2_gflops']:.0f}% of AVX2)" if isa == "AVX-512" else "")

@@ -10,6 +10,7 @@
 
 static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
 static void print_kernels(const Model *m, FILE *f);
+static void plan_backward(Model *m, int first);
 
 /* A kind without its own layout, and any layer with several inputs (Add), reads and writes NHWC. */
 static int reads_nhwc_only(const Layer *L) {
@@ -39,7 +40,7 @@ int model_plan(Model *m, Layer *layers, int n_layers, Shape input, int max_batch
     m->input = input;
     m->max_batch = max_batch;
     const size_t B = (size_t)max_batch;
-    size_t params = 0, aux = 0, ws = 0;
+    size_t params = 0, ws = 0;
     int seen_params = 0;
     mark_nhwc_outputs(layers, n_layers);
     for (int l = 0; l < n_layers; l++) {
@@ -86,8 +87,6 @@ int model_plan(Model *m, Layer *layers, int n_layers, Shape input, int max_batch
         L->param_off = params;
         for (int i = 0; i < L->n_param; i++)
             if (L->param[i].role == PARAM_WEIGHT) L->param[i].off = params, params += L->param[i].n;
-        L->aux_off = aux; /* 64-byte aligned: float and int32 state follow byte masks */
-        aux += (B * L->aux_per_sample + 63) & ~(size_t)63;
         ws = max_sz(ws, B * L->ws_per_sample + L->ws_fixed);
     }
     /* state after every weight, so that [train_lo, state_lo) is one range of trainable floats */
@@ -96,12 +95,10 @@ int model_plan(Model *m, Layer *layers, int n_layers, Shape input, int max_batch
         for (int i = 0; i < layers[l].n_param; i++)
             if (layers[l].param[i].role == PARAM_STATE) layers[l].param[i].off = params, params += layers[l].param[i].n;
     m->n_params = params;
-    m->aux_bytes = aux;
     m->ws_floats = ws;
     if (graph_check(m, e)) goto fail;
     model_update_trainable(m);
-    m->first_backward = -1;
-    model_plan_backward(m, m->lowest_trainable);
+    plan_backward(m, m->lowest_trainable);
     return 0;
 fail:
     model_plan_free(m);
@@ -113,11 +110,12 @@ size_t model_layer_input_floats(const Model *m, int l) {
     return format_floats(m->layers[l].in_fmt, m->layers[l].in);
 }
 
-/* Layers below first never run backward, so their forward state (im2col matrices, pooling
- * indices) is scratch that dies with the layer's forward call: they all use one region, sized
- * for the largest. A frozen VGG16 base at 180x180, batch 32, keeps 2.4 GB instead of 8.7 GB of
- * im2col matrices. */
-static void share_frozen_aux(Model *m, int first) {
+/* The layers' forward state (aux), each 64-byte aligned (float and int32 state follow byte
+ * masks). Layers below first never run backward, so theirs (im2col matrices, pooling indices)
+ * is scratch that dies with the layer's forward call: they all use one region, sized for the
+ * largest. A frozen VGG16 base at 180x180, batch 32, keeps 2.4 GB instead of 8.7 GB of im2col
+ * matrices. */
+static void plan_aux(Model *m, int first) {
     const size_t B = (size_t)m->max_batch;
     size_t shared = 0, aux = 0;
     for (int l = 0; l < first && l < m->n_layers; l++)
@@ -135,13 +133,17 @@ static void share_frozen_aux(Model *m, int first) {
     m->aux_bytes = aux;
 }
 
-void model_plan_backward(Model *m, int first) {
-    if (first == m->first_backward) return;
+/* model_plan's last step, and model_plan_backward's again for a lower `first` */
+static void plan_backward(Model *m, int first) {
     graph_plan_free(m);
     m->first_backward = first;
     graph_plan_tensors(m);
     graph_plan_gradients(m);
-    share_frozen_aux(m, first);
+    plan_aux(m, first);
+}
+
+void model_plan_backward(Model *m, int first) {
+    if (first != m->first_backward) plan_backward(m, first);
 }
 
 void model_update_trainable(Model *m) {
