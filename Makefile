@@ -292,10 +292,12 @@ accuracy-seeds: all
 	/usr/bin/python3 bench/accuracy_seeds.py --seeds $(SEEDS)
 
 # A residual + BatchNormalization + separable model: 10 RMSprop steps of convnet-dist against a
-# float64 PyTorch reference from the same weights and batch, on 1 and 3 ranks (SyncBN).
+# float64 PyTorch reference from the same weights and batch, on 1 and 3 ranks (SyncBN), and with
+# RMSprop's epsilon outside the root (tf.keras 2, as jobs/mini-xception.job runs).
 graph-reference: all
 	/usr/bin/python3 bench/graph_reference.py
 	/usr/bin/python3 bench/graph_reference.py --np 3
+	/usr/bin/python3 bench/graph_reference.py --epsilon-placement outside_sqrt
 
 # convnet-dist's training steps beside PyTorch's from the same initial weights and batch order
 # (per-step losses, with PyTorch float32-vs-float64 as the rounding yardstick; about 2 minutes).

@@ -16,7 +16,8 @@ same choice):
     unbiased there too);
   - sparse categorical cross-entropy, the mean over the batch;
   - RMSprop as convnet-dist runs it: v = rho v + (1 - rho) g^2, p -= lr g / sqrt(v + eps),
-    rho 0.9, eps 1e-7, lr 1e-3.
+    rho 0.9, eps 1e-7, lr 1e-3; with --epsilon-placement outside_sqrt, p -= lr g / (sqrt(v) + eps)
+    (tf.keras 2, the book's jobs/mini-xception.job).
 The layers directly before a BatchNormalization have no bias: BN removes it, its true gradient
 is zero, and the two programs' rounding noise in it (float32 ~1e-7, float64 ~1e-16) makes
 RMSprop move it by different tiny amounts (measured: 2e-3 relative to 1e-3 after 10 steps for
@@ -168,7 +169,7 @@ def forward(x, p, state):
     return h @ p["dense/kernel"] + p["dense/bias"]
 
 
-def reference(init, x, y, steps, dtype=torch.float64):
+def reference(init, x, y, steps, dtype=torch.float64, eps_outside=False):
     p = {k: torch.tensor(v, dtype=dtype, requires_grad=True) for k, v in init.items()
          if k in dict(WEIGHTS)}
     state = {k: torch.tensor(v, dtype=dtype) for k, v in init.items() if k in dict(STATE)}
@@ -183,7 +184,10 @@ def reference(init, x, y, steps, dtype=torch.float64):
         with torch.no_grad():
             for (k, t), g in zip(p.items(), grads):
                 v[k] = 0.9 * v[k] + 0.1 * g * g
-                t -= 1e-3 * g / torch.sqrt(v[k] + 1e-7)
+                if eps_outside:  # tf.keras 2 (optimizer_v2): sqrt(v) + eps
+                    t -= 1e-3 * g / (torch.sqrt(v[k]) + 1e-7)
+                else:  # Keras 3: sqrt(v + eps)
+                    t -= 1e-3 * g / torch.sqrt(v[k] + 1e-7)
     out = {k: t.detach().double().numpy() for k, t in p.items()}
     out.update({k: t.double().numpy() for k, t in state.items()})
     return losses, out
@@ -204,6 +208,8 @@ def main():
     ap.add_argument("--bin", default="./convnet-dist")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--np", type=int, default=1, help="ranks for convnet-dist (mpirun)")
+    ap.add_argument("--epsilon-placement", choices=("inside_sqrt", "outside_sqrt"), default="inside_sqrt",
+                    help="RMSprop's [train] epsilon_placement, in both convnet-dist and the reference")
     a = ap.parse_args()
     binary = os.path.abspath(a.bin)
     d = tempfile.mkdtemp(prefix="graph-reference-")
@@ -217,7 +223,8 @@ def main():
             f.write(JOB.format(root=d, n=N, epochs=epochs))
     launch = [binary] if a.np == 1 else ["mpirun", "--oversubscribe", "--allow-run-as-root", "-np",
                                          str(a.np), binary]
-    common = ["--set", "checkpoint.path=off"]
+    common = ["--set", "checkpoint.path=off", "--set", "train.epsilon_placement=" + a.epsilon_placement]
+    outside = a.epsilon_placement == "outside_sqrt"
     subprocess.run([binary, "train", os.path.join(d, "init.job"), "--save",
                     os.path.join(d, "init.weights")] + common, check=True, capture_output=True)
     r = subprocess.run(launch + ["train", os.path.join(d, "run.job"), "--weights",
@@ -229,14 +236,15 @@ def main():
         return 1
     ours_loss = [float(line.split()[2]) for line in open(os.path.join(d, "steps.txt")) if line.strip()]
     ours = read_weights(os.path.join(d, "final.weights"))
-    ref_loss, ref = reference(read_weights(os.path.join(d, "init.weights")), x, y, a.steps)
+    ref_loss, ref = reference(read_weights(os.path.join(d, "init.weights")), x, y, a.steps, eps_outside=outside)
     worst_loss = max(abs(o - r) / abs(r) for o, r in zip(ours_loss, ref_loss))
     print("step  convnet-dist (float32)  PyTorch (float64)  relative")
     for i, (o, r) in enumerate(zip(ours_loss, ref_loss)):
         print(f"{i + 1:4d}  {o:22.9f}  {r:17.9f}  {abs(o - r) / abs(r):.2e}")
     worst_w, where = max_rel(ours, ref)
     # the same reference in float32: how far float32 arithmetic itself lands from float64
-    f32_loss, f32 = reference(read_weights(os.path.join(d, "init.weights")), x, y, a.steps, torch.float32)
+    f32_loss, f32 = reference(read_weights(os.path.join(d, "init.weights")), x, y, a.steps, torch.float32,
+                              eps_outside=outside)
     f32_w, f32_where = max_rel(f32, ref)
     print(f"PyTorch float32 against float64: losses {max(abs(o - r) / abs(r) for o, r in zip(f32_loss, ref_loss)):.2e}, "
           f"weights {f32_w:.2e} (in {f32_where})")

@@ -15,6 +15,9 @@ typedef struct {
     float beta1, beta2; /* Adam (0.9, 0.999) */
     float epsilon;  /* 1e-7 (Keras) */
     int nesterov;   /* SGD */
+    int epsilon_outside_sqrt; /* RMSprop: g / (sqrt(v) + eps), tf.keras <= 2.10 (optimizer_v2,
+                               * the book's TF 2.6) without momentum; 0: g / sqrt(v + eps),
+                               * Keras 3 and tf.keras >= 2.11 (the default) */
 } OptConfig;
 
 typedef struct {

@@ -118,6 +118,20 @@ static int resolve_train(Job *j, Section *s, Err *e) {
         (sec_get_float(ini, s, "rho", 0, 0.9, 0.0, 1.0, &o->rho, e) ||
          sec_get_float(ini, s, "momentum", 0, 0.0, 0.0, 1.0, &o->momentum, e)))
         return -1;
+    if (o->kind == OPT_RMSPROP) {
+        /* where RMSprop adds epsilon: Keras 3's sqrt(v + eps), or tf.keras 2's sqrt(v) + eps */
+        static const char *const placements[] = {"inside_sqrt", "outside_sqrt", NULL};
+        if (sec_get_enum(ini, s, "epsilon_placement", 0, 0, placements, &o->epsilon_outside_sqrt,
+                         e))
+            return -1;
+        if (o->epsilon_outside_sqrt && o->momentum > 0) {
+            err_set(e,
+                    "%s: [train] epsilon_placement = outside_sqrt needs momentum = 0 (tf.keras 2 "
+                    "adds epsilon inside the root when RMSprop has momentum)",
+                    ini->path);
+            return -1;
+        }
+    }
     if (o->kind == OPT_ADAM &&
         (sec_get_float(ini, s, "beta_1", 0, 0.9, 0.0, 0.999999, &o->beta1, e) ||
          sec_get_float(ini, s, "beta_2", 0, 0.999, 0.0, 0.9999999, &o->beta2, e)))
@@ -365,7 +379,7 @@ static int job_resolve_defaults(Job *j, const char *path, Err *e) {
      * is filled in and hashed like any key: without this, every new key would orphan every
      * checkpoint). Each new key with a default goes here; tests/test_job_hash.c pins the hashes
      * of the jobs in jobs/ and fails when a change moves them. */
-#define KEYS_ADDED_LATER "data.decode=scaled"
+#define KEYS_ADDED_LATER "data.decode=scaled", "train.epsilon_placement=inside_sqrt"
     static const char *const ignore[] = {"train.save", "train.step_log", "train.csv_log",
                                          "train.chart", KEYS_ADDED_LATER, NULL};
     j->hash = ini_hash(ini, ignore);

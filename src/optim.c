@@ -1,6 +1,10 @@
 /* optim.c: Keras optimizer updates (keras/src/optimizers/{rmsprop,adam,sgd}.py):
  *   RMSprop: v = rho v + (1-rho) g^2;  p -= lr g / sqrt(v + eps)   (eps inside the root)
  *            with momentum m: m = momentum m + lr g / sqrt(v + eps); p -= m
+ *            epsilon_placement = outside_sqrt: lr g / (sqrt(v) + eps) instead, as tf.keras's
+ *            optimizer_v2 RMSprop (TF <= 2.10, the book's TF 2.6) computes it without momentum.
+ *            The two differ where sqrt(v) is near sqrt(eps) = 3.2e-4: there the root's floor
+ *            damps the steps of parameters with small gradients by up to sqrt(eps) / sqrt(v).
  *   Adam:    m += (g - m)(1-b1); v += (g^2 - v)(1-b2);
  *            p -= lr sqrt(1-b2^t)/(1-b1^t) m / (sqrt(v) + eps)
  *   SGD:     m = momentum m - lr g; p += m  (Nesterov: p += momentum m - lr g); plain p -= lr g
@@ -47,6 +51,12 @@ void optim_step(Optimizer *o, float *p, const float *g, size_t lo) {
                 s1[i] = rho * s1[i] + (1.0f - rho) * g[i] * g[i];
                 s2[i] = mom * s2[i] + lr * g[i] / sqrtf(s1[i] + eps);
                 p[i] -= s2[i];
+            }
+        } else if (c->epsilon_outside_sqrt) {
+#pragma omp parallel for simd schedule(static)
+            for (size_t i = lo; i < n; i++) {
+                s1[i] = rho * s1[i] + (1.0f - rho) * g[i] * g[i];
+                p[i] -= lr * g[i] / (sqrtf(s1[i]) + eps);
             }
         } else {
 #pragma omp parallel for simd schedule(static)

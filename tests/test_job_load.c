@@ -118,6 +118,30 @@ static void job_optimizer_defaults(void) {
     HAS(e3.msg, "rho");
     HAS(e3.msg, "--set");
     job_free(&j);
+    /* RMSprop's epsilon_placement: inside the root by default (Keras 3); outside (tf.keras 2)
+     * only without momentum, where tf.keras 2 computes it so */
+    char *ov3[] = {"train.optimizer=rmsprop"};
+    Err e4 = {0};
+    CU_ASSERT_EQUAL_FATAL(job_load(&j, path, ov3, 1, &e4), 0);
+    CU_ASSERT_EQUAL(j.train.opt.epsilon_outside_sqrt, 0);
+    job_free(&j);
+    char *ov4[] = {"train.optimizer=rmsprop", "train.epsilon_placement=outside_sqrt"};
+    Err e5 = {0};
+    CU_ASSERT_EQUAL_FATAL(job_load(&j, path, ov4, 2, &e5), 0);
+    CU_ASSERT_EQUAL(j.train.opt.epsilon_outside_sqrt, 1);
+    job_free(&j);
+    char *ov5[] = {"train.optimizer=rmsprop", "train.epsilon_placement=outside_sqrt",
+                   "train.momentum=0.9"};
+    Err e6 = {0};
+    CU_ASSERT_EQUAL(job_load(&j, path, ov5, 3, &e6), -1);
+    HAS(e6.msg, "sgd.job");
+    HAS(e6.msg, "needs momentum = 0");
+    job_free(&j);
+    char *ov6[] = {"train.optimizer=rmsprop", "train.epsilon_placement=outside"};
+    Err e7 = {0};
+    CU_ASSERT_EQUAL(job_load(&j, path, ov6, 2, &e7), -1);
+    HAS(e7.msg, "epsilon_placement");
+    job_free(&j);
 }
 
 /* job_load must fail with every fragment in the message. */

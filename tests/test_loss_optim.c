@@ -83,7 +83,7 @@ static void run_steps(OptConfig cfg, float *p, const float *g, int steps) {
 }
 
 static void test_rmsprop(void) {
-    OptConfig c = {OPT_RMSPROP, 0.001f, 0.9f, 0, 0.9f, 0.999f, 1e-7f, 0};
+    OptConfig c = {OPT_RMSPROP, 0.001f, 0.9f, 0, 0.9f, 0.999f, 1e-7f, 0, 0};
     float p = 1.0f, g[2] = {0.5f, -0.25f};
     run_steps(c, &p, g, 2);
     /* step 1: v = 0.1*0.25 = 0.025;   p = 1 - 0.001*0.5/sqrt(0.0250001)      = 0.99683772
@@ -98,8 +98,34 @@ static void test_rmsprop(void) {
     CU_ASSERT_DOUBLE_EQUAL(p, 0.99673100, 2e-7);
 }
 
+/* epsilon_placement = outside_sqrt: p -= lr g / (sqrt(v) + eps) (tf.keras 2's optimizer_v2),
+ * against a float64 loop over both formulas. Gradients of 1e-4 put sqrt(v) below the root's
+ * floor sqrt(eps) = 3.2e-4, where the two placements take steps about 10x apart. */
+static void test_rmsprop_epsilon_outside(void) {
+    const double lr = 0.001, rho = 0.9, eps = 1e-7;
+    const float g[3] = {1e-4f, 2e-4f, 5e-5f};
+    for (int outside = 0; outside <= 1; outside++) {
+        OptConfig c = {.kind = OPT_RMSPROP, .lr = (float)lr, .rho = (float)rho,
+                       .epsilon = (float)eps, .epsilon_outside_sqrt = outside};
+        float p = 1.0f;
+        run_steps(c, &p, g, 3);
+        double v = 0, ref = 1.0;
+        for (int i = 0; i < 3; i++) {
+            v = rho * v + (1 - rho) * (double)g[i] * g[i];
+            ref -= lr * g[i] / (outside ? sqrt(v) + eps : sqrt(v + eps));
+        }
+        CU_ASSERT_DOUBLE_EQUAL(p, ref, 5e-7); /* float32 p near 1: a few ulps of 6e-8 */
+        /* the outside steps are the larger: 1 - p is 6.7e-3 against 1.1e-3 inside */
+        if (outside) {
+            CU_ASSERT_TRUE(1.0 - p > 5e-3);
+        } else {
+            CU_ASSERT_TRUE(1.0 - p < 1.5e-3);
+        }
+    }
+}
+
 static void test_adam(void) {
-    OptConfig c = {OPT_ADAM, 0.001f, 0, 0, 0.9f, 0.999f, 1e-7f, 0};
+    OptConfig c = {OPT_ADAM, 0.001f, 0, 0, 0.9f, 0.999f, 1e-7f, 0, 0};
     float p = 1.0f, g[2] = {0.5f, -0.25f};
     run_steps(c, &p, g, 2);
     /* t=1: m=0.05, v=0.00025, alpha=0.001*sqrt(0.001)/0.1=3.16228e-4,
@@ -111,7 +137,7 @@ static void test_adam(void) {
 }
 
 static void test_sgd(void) {
-    OptConfig c = {OPT_SGD, 0.1f, 0, 0.9f, 0, 0, 1e-7f, 0};
+    OptConfig c = {OPT_SGD, 0.1f, 0, 0.9f, 0, 0, 1e-7f, 0, 0};
     float p = 1.0f, g[2] = {0.5f, -0.25f};
     run_steps(c, &p, g, 2);
     /* m1 = -0.05, p = 0.95; m2 = -0.045 + 0.025 = -0.02, p = 0.93 */
@@ -131,7 +157,7 @@ static void test_sgd(void) {
 /* Parameters below lo are frozen: untouched, their state stays zero; the rest follow the formula
  * exactly as an optimizer over only them would. */
 static void test_frozen_range(void) {
-    OptConfig c = {OPT_RMSPROP, 0.001f, 0.9f, 0, 0.9f, 0.999f, 1e-7f, 0};
+    OptConfig c = {OPT_RMSPROP, 0.001f, 0.9f, 0, 0.9f, 0.999f, 1e-7f, 0, 0};
     Optimizer o;
     optim_init(&o, &c, 4);
     float p[4] = {1, 1, 1, 1}, g[4] = {0.5f, 0.5f, 0.5f, 0.5f};
@@ -151,4 +177,5 @@ TEST_SUITE(loss_optim, {"optimizer leaves frozen parameters (below lo) alone", t
            {"binary cross-entropy values, stable at large logits", test_bce_values},
            {"loss gradients by central differences", test_loss_gradients},
            {"probabilities", test_probabilities}, {"rmsprop (Keras formula)", test_rmsprop},
+           {"rmsprop, epsilon outside the root (tf.keras 2)", test_rmsprop_epsilon_outside},
            {"adam (Keras formula)", test_adam}, {"sgd momentum and nesterov", test_sgd})
