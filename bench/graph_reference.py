@@ -184,10 +184,8 @@ def reference(init, x, y, steps, dtype=torch.float64, eps_outside=False):
         with torch.no_grad():
             for (k, t), g in zip(p.items(), grads):
                 v[k] = 0.9 * v[k] + 0.1 * g * g
-                if eps_outside:  # tf.keras 2 (optimizer_v2): sqrt(v) + eps
-                    t -= 1e-3 * g / (torch.sqrt(v[k]) + 1e-7)
-                else:  # Keras 3: sqrt(v + eps)
-                    t -= 1e-3 * g / torch.sqrt(v[k] + 1e-7)
+                # tf.keras 2 (optimizer_v2): sqrt(v) + eps; Keras 3: sqrt(v + eps)
+                t -= 1e-3 * g / (torch.sqrt(v[k]) + 1e-7 if eps_outside else torch.sqrt(v[k] + 1e-7))
     out = {k: t.detach().double().numpy() for k, t in p.items()}
     out.update({k: t.double().numpy() for k, t in state.items()})
     return losses, out

@@ -126,9 +126,9 @@ static int resolve_train(Job *j, Section *s, Err *e) {
             return -1;
         if (o->epsilon_outside_sqrt && o->momentum > 0) {
             err_set(e,
-                    "%s: [train] epsilon_placement = outside_sqrt needs momentum = 0 (tf.keras 2 "
+                    "%s:%d: [train] epsilon_placement = outside_sqrt needs momentum = 0 (tf.keras 2 "
                     "adds epsilon inside the root when RMSprop has momentum)",
-                    ini->path);
+                    ini_section_file(ini, s), s->line);
             return -1;
         }
     }
