@@ -80,7 +80,7 @@ HDF5_CFLAGS := -I/usr/include/hdf5/serial
 HDF5_LIBS := -lhdf5_serial
 endif
 
-CPPFLAGS += -Iinclude -I$(BLAS_INC) -DCONVNET_MPI=$(MPI) -DCONVNET_HDF5=$(HDF5) -DCONVNET_ONEDNN=$(ONEDNN) -DCONVNET_ONNX=$(ONNX) -MMD -MP
+CPPFLAGS += -Iinclude -Isrc -I$(BLAS_INC) -DCONVNET_MPI=$(MPI) -DCONVNET_HDF5=$(HDF5) -DCONVNET_ONEDNN=$(ONEDNN) -DCONVNET_ONNX=$(ONNX) -MMD -MP
 CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter
 LDLIBS += -L$(BLAS_LIBDIR) -Wl,-rpath,$(BLAS_LIBDIR) -lopenblas -lturbojpeg -lz -lm -lpthread
 ifeq ($(HDF5),1)
@@ -116,8 +116,10 @@ else
 CFLAGS += -Wno-unknown-pragmas
 endif
 
-SRC := $(wildcard src/*.c)
-LIB_SRC := $(filter-out src/main.c,$(SRC))
+# src/ is one folder per floor (docs/architecture.md): app, train, config, model, layers,
+# kernels, data, formats, dist, base. Objects mirror it under build/.
+SRC := $(wildcard src/*/*.c)
+LIB_SRC := $(filter-out src/app/main.c,$(SRC))
 OBJ := $(SRC:src/%.c=$(BUILD)/%.o)
 LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/%.o)
 ifeq ($(ONNX),1)
@@ -165,6 +167,7 @@ $(BIN): $(OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/%.o: src/%.c | $(BUILD)/tests
+	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 # Generated from the schema at build time; its own warnings are protoc-c's, not ours.
@@ -177,7 +180,7 @@ $(BUILD)/onnx.pb-c.o: $(ONNX_GEN)/onnx.pb-c.c | $(BUILD)/tests
 	$(CC) $(CPPFLAGS) $(CFLAGS) -w -c -o $@ $<
 
 ifeq ($(ONNX),1)
-$(BUILD)/export_onnx.o: $(ONNX_GEN)/onnx.pb-c.h
+$(BUILD)/formats/export_onnx.o: $(ONNX_GEN)/onnx.pb-c.h
 endif
 
 $(BUILD)/tests/%.o: tests/%.c | $(BUILD)/tests
@@ -218,7 +221,7 @@ endif
 FUZZ_BUILD := $(BUILD)/fuzz
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
                -fsanitize=address,undefined -fno-sanitize-recover=undefined \
-               -Iinclude -Itests/fuzz -I$(BLAS_INC) -DCONVNET_MPI=0 -DCONVNET_HDF5=$(HDF5) \
+               -Iinclude -Isrc -Itests/fuzz -I$(BLAS_INC) -DCONVNET_MPI=0 -DCONVNET_HDF5=$(HDF5) \
                $(if $(filter 1,$(HDF5)),$(HDF5_CFLAGS)) -Wall -Wno-unknown-pragmas -Wno-unused-function
 FUZZ_LDLIBS := -L$(BLAS_LIBDIR) -Wl,-rpath,$(BLAS_LIBDIR) -lopenblas -lturbojpeg -lz -lm -lpthread \
                $(if $(filter 1,$(HDF5)),$(HDF5_LIBS))
@@ -236,13 +239,13 @@ $(FUZZ_BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -fsanitize=fuzzer-no-link -c -o $@ $<
 
--include $(wildcard $(FUZZ_BUILD)/obj/*.d)
+-include $(wildcard $(FUZZ_BUILD)/obj/*/*.d)
 
 $(FUZZ_BUILD)/obj/fuzz_util.o: tests/fuzz/fuzz_util.c tests/fuzz/fuzz_util.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -fsanitize=fuzzer-no-link -c -o $@ $<
 
-$(FUZZ_BINS): $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_OBJ) src/main.c
+$(FUZZ_BINS): $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_OBJ) src/app/main.c
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJ) $(FUZZ_LDLIBS)
 
 # The binary seeds, written by the project's own writers (the text seeds are committed).

@@ -11,7 +11,7 @@
 
 #include "conv_algo.h"
 #include "layer.h"
-#include "layer_impl.h"
+#include "layers/layer_impl.h"
 #include "testutil.h"
 
 typedef struct {

@@ -21,7 +21,7 @@ static void fuzz_exit(int status) {
 
 #define exit(status) fuzz_exit(status)
 #define main convnet_main
-#include "../../src/main.c"
+#include "../../src/app/main.c"
 #undef main
 #undef exit
 

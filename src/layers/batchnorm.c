@@ -26,7 +26,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "layer_impl.h"
+#include "layers/layer_impl.h"
 
 static int bn_configure(Layer *L, IniFile *ini, Section *s, Err *e) {
     BatchNormCfg *b = &L->u.bn;

@@ -1,7 +1,7 @@
 /* ini.c: job-file syntax (sections of key = value, [include] of other files), --set overrides,
  * the resolved printout and the job hash. The typed getters are in ini_get.c. */
 #include "ini.h"
-#include "ini_impl.h"
+#include "config/ini_impl.h"
 
 #include <ctype.h>
 #include <errno.h>

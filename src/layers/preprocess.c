@@ -5,7 +5,7 @@
  * backward applies its transpose so gradients can flow to the input. */
 #include <string.h>
 
-#include "layer_impl.h"
+#include "layers/layer_impl.h"
 
 static int preprocess_configure(Layer *L, IniFile *ini, Section *s, Err *e) {
     static const char *const modes[] = {"caffe", "tf", "torch", NULL};

@@ -31,7 +31,7 @@
 #include "images.h"
 #include "ini.h"
 #include "layer.h"
-#include "layer_impl.h"
+#include "layers/layer_impl.h"
 
 #ifdef _OPENMP
 #include <omp.h>

@@ -22,7 +22,7 @@
 #include <string.h>
 
 #include "conv_algo.h"
-#include "layer_impl.h"
+#include "layers/layer_impl.h"
 
 /* ---- kernels (shared with the tests through kernels.h) ----
  *

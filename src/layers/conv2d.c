@@ -9,7 +9,7 @@
 
 
 #include "conv_algo.h"
-#include "layer_impl.h"
+#include "layers/layer_impl.h"
 
 /* ---- layer glue ---- */
 

@@ -10,7 +10,7 @@
 #include "checkpoint.h"
 #include "report.h"
 #include "rundir.h"
-#include "train_impl.h"
+#include "train/train_impl.h"
 #include "weights.h"
 
 /* Set by SIGTERM/SIGUSR1 (Slurm's warning before a time limit or preemption). A signal handler

@@ -2,7 +2,7 @@
  * length, checks its range, marks the key used and records defaults for the resolved printout;
  * sec_check_unused reports the keys no getter took. Messages name FILE:LINE or the --set. */
 #include "ini.h"
-#include "ini_impl.h"
+#include "config/ini_impl.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -6,7 +6,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "layer_impl.h"
+#include "layers/layer_impl.h"
 
 const LayerOps *const layer_ops[LAYER_KIND_COUNT] = {
     [LAYER_CONV2D] = &conv2d_ops,

@@ -4,7 +4,7 @@
  * argmax, the backward finding the taps again from the forward's tensors. */
 #include <string.h>
 
-#include "layer_impl.h"
+#include "layers/layer_impl.h"
 
 /* ---- MaxPooling2D ---- */
 

@@ -18,7 +18,7 @@ static int omp_get_max_threads(void) { return 1; }
 #endif
 
 #include "conv_algo.h"
-#include "layer_impl.h"
+#include "layers/layer_impl.h"
 
 static int is_pointwise(const WinGeom *g) {
     return g->KH == 1 && g->KW == 1 && g->SH == 1 && g->SW == 1 && g->PT == 0 && g->PL == 0;

@@ -1,7 +1,7 @@
 /* train.c: data loading per job, the trainer's plan and buffers, feature caches, one distributed
  * optimizer step, sharded evaluation and the bench loops (see train.h; the epoch loop is fit.c). */
 #include "train.h"
-#include "train_impl.h"
+#include "train/train_impl.h"
 
 #include <math.h>
 #include <stdlib.h>
