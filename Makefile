@@ -33,6 +33,8 @@ TESTBIN := $(BUILD)/test-convnet
 PKG_BLAS := libopenblas-openmp-dev
 PKG_JPEG := libturbojpeg0-dev
 PKG_ZLIB := zlib1g-dev
+# seccomp-bpf: the sandbox of the child process that runs libhdf5 (docs/sandbox.md).
+PKG_SECCOMP := libseccomp-dev
 PKG_CUNIT := libcunit1-dev
 PKG_MPI := libopenmpi-dev openmpi-bin
 PKG_HDF5 := libhdf5-dev
@@ -47,7 +49,7 @@ PKG_FUZZ := clang libclang-rt-dev
 # bc, procps (pgrep) and iproute2 (network namespaces) are used by the tests; Slurm and munge
 # by tests/slurm (a throw-away cluster; Debian's Slurm and Open MPI share PMIx: srun --mpi=pmix).
 PKG_SLURM := slurm-wlm slurmctld slurmd slurm-client slurm-wlm-basic-plugins munge
-DEPS_PKGS := $(PKG_BLAS) $(PKG_JPEG) $(PKG_ZLIB) $(PKG_CUNIT) $(PKG_DATA) bc procps iproute2 $(PKG_PYTEST) \
+DEPS_PKGS := $(PKG_BLAS) $(PKG_JPEG) $(PKG_ZLIB) $(PKG_SECCOMP) $(PKG_CUNIT) $(PKG_DATA) bc procps iproute2 $(PKG_PYTEST) \
              $(PKG_FUZZ)
 ifeq ($(MPI),1)
 DEPS_PKGS += $(PKG_MPI) $(PKG_SLURM)
@@ -77,12 +79,15 @@ HDF5_CFLAGS := $(shell pkg-config --cflags hdf5 2>/dev/null)
 HDF5_LIBS := $(shell pkg-config --libs hdf5 2>/dev/null)
 ifeq ($(strip $(HDF5_LIBS)),)
 HDF5_CFLAGS := -I/usr/include/hdf5/serial
-HDF5_LIBS := -lhdf5_serial
+HDF5_LIBS := -lhdf5_serial_hl -lhdf5_serial
+else
+# and its high-level library (H5LTopen_file_image: the sandboxed reader reads a file image)
+HDF5_LIBS := $(patsubst -lhdf5,-lhdf5_hl -lhdf5,$(HDF5_LIBS))
 endif
 
 CPPFLAGS += -Iinclude -Isrc -I$(BLAS_INC) -DCONVNET_MPI=$(MPI) -DCONVNET_HDF5=$(HDF5) -DCONVNET_ONEDNN=$(ONEDNN) -DCONVNET_ONNX=$(ONNX) -MMD -MP
 CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wno-unused-parameter
-LDLIBS += -L$(BLAS_LIBDIR) -Wl,-rpath,$(BLAS_LIBDIR) -lopenblas -lturbojpeg -lz -lm -lpthread
+LDLIBS += -L$(BLAS_LIBDIR) -Wl,-rpath,$(BLAS_LIBDIR) -lopenblas -lturbojpeg -lz -lseccomp -lm -lpthread
 ifeq ($(HDF5),1)
 CPPFLAGS += $(HDF5_CFLAGS)
 LDLIBS += $(HDF5_LIBS)
@@ -143,6 +148,7 @@ check-deps:
 	probe cblas.h -lopenblas "$(PKG_BLAS)"; \
 	probe turbojpeg.h -lturbojpeg "$(PKG_JPEG)"; \
 	probe zlib.h -lz "$(PKG_ZLIB)"; \
+	probe seccomp.h -lseccomp "$(PKG_SECCOMP)"; \
 	$(if $(filter 1,$(HDF5)),probe hdf5.h "$(HDF5_CFLAGS) $(HDF5_LIBS)" "$(PKG_HDF5)";) \
 	$(if $(filter 1,$(ONEDNN)),probe dnnl.h -ldnnl "$(PKG_ONEDNN)";) \
 	$(if $(filter 1,$(ONNX)),[ -f $(ONNX_PROTO) ] || missing="$$missing libonnx-dev"; \
@@ -223,7 +229,7 @@ FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
                -fsanitize=address,undefined -fno-sanitize-recover=undefined \
                -Iinclude -Isrc -Itests/fuzz -I$(BLAS_INC) -DCONVNET_MPI=0 -DCONVNET_HDF5=$(HDF5) \
                $(if $(filter 1,$(HDF5)),$(HDF5_CFLAGS)) -Wall -Wno-unknown-pragmas -Wno-unused-function
-FUZZ_LDLIBS := -L$(BLAS_LIBDIR) -Wl,-rpath,$(BLAS_LIBDIR) -lopenblas -lturbojpeg -lz -lm -lpthread \
+FUZZ_LDLIBS := -L$(BLAS_LIBDIR) -Wl,-rpath,$(BLAS_LIBDIR) -lopenblas -lturbojpeg -lz -lseccomp -lm -lpthread \
                $(if $(filter 1,$(HDF5)),$(HDF5_LIBS))
 FUZZ_LIB_OBJ := $(LIB_SRC:src/%.c=$(FUZZ_BUILD)/obj/%.o) $(FUZZ_BUILD)/obj/fuzz_util.o
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)

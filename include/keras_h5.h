@@ -19,6 +19,7 @@
 #define CONVNET_KERAS_H5_H
 
 #include "common.h"
+#include "isolate.h"
 #include "model.h"
 
 /* Fill the planned, allocated model's parameters from the file at path. Every layer of the file
@@ -28,7 +29,12 @@
  * error, layers before the faulty one may already have been loaded. */
 int keras_h5_load_weights(const char *path, Model *m, Err *e);
 
-/* The same from a file image in memory (buf[0..n), `name` in messages): the fuzz target. */
+/* The same from a file image in memory (buf[0..n), `name` in messages), in this process. */
 int keras_h5_load_weights_image(const void *buf, size_t n, const char *name, Model *m, Err *e);
+
+/* The same in the sandboxed child process (isolate.h) that keras_h5_load_weights uses: the
+ * fuzz target's way in. opts->ended says how the child ended. */
+int keras_h5_load_isolated(const void *image, size_t n, const char *path, Model *m,
+                           IsolateOpts *opts, Err *e);
 
 #endif

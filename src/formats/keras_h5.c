@@ -14,6 +14,8 @@
 #if CONVNET_HDF5
 
 #include <hdf5.h>
+#include <hdf5_hl.h>
+#include <sys/mman.h>
 
 /* A list of strings read from an attribute (malloc'd). */
 typedef struct {
@@ -252,20 +254,17 @@ static int load_layer(hid_t root, const char *lname, Model *m, const char *file,
     return rc;
 }
 
-/* Why H5Fopen failed: "not HDF5" (no signature at offset 0) or "damaged". */
-static void open_error(const char *path, Err *e) {
+/* Why a file image does not open (its first bytes head[0..got)): "not HDF5" (no signature at
+ * offset 0), a zip (a Keras 3 .keras), or "damaged". */
+static void open_error(const char *path, const unsigned char *head, size_t got, Err *e) {
     static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
-    unsigned char head[8] = {0};
-    FILE *f = fopen(path, "rb");
-    size_t got = f ? fread(head, 1, sizeof head, f) : 0;
-    if (f) fclose(f);
     if (got == 0)
         err_set(e, "%s: the file is empty, not an HDF5 file (Keras .h5 weights)", path);
     else if (got >= 4 && !memcmp(head, "PK\3\4", 4)) /* Keras 3 model.save: a zip */
         err_set(e, "%s: a zip archive (a Keras 3 .keras model?), not an HDF5 file: its weights "
                    "are the model.weights.h5 inside (unzip it and use that)",
                 path);
-    else if (got < sizeof head || memcmp(head, sig, sizeof sig) != 0)
+    else if (got < sizeof sig || memcmp(head, sig, sizeof sig) != 0)
         err_set(e, "%s: not an HDF5 file (Keras .h5 weights start with the HDF5 signature)", path);
     else
         err_set(e, "%s: HDF5 signature present but the file cannot be opened: truncated or "
@@ -316,76 +315,96 @@ static int load_file(hid_t f, const char *path, Model *m, Err *e) {
     return rc ? -1 : 0;
 }
 
-/* Open path (through fapl) and load it, with HDF5's error printing off meanwhile: HDF5
- * prints its error stack to stderr by default. A file that does not open is explained by
- * open_error() (a real file) or as damaged (a file image). */
-static int load_opened(const char *path, hid_t fapl, Model *m, Err *e) {
+int keras_h5_load_weights_image(const void *buf, size_t n, const char *name, Model *m, Err *e) {
+    /* HDF5's core driver reads the image in place (no copy, never freed by HDF5), with HDF5's
+     * error printing off meanwhile: it prints its error stack to stderr by default */
+    if (n < 8) {
+        open_error(name, buf, n, e);
+        return -1;
+    }
     H5E_auto2_t old_func = NULL;
     void *old_data = NULL;
     H5Eget_auto2(H5E_DEFAULT, &old_func, &old_data);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    hid_t f = H5LTopen_file_image((void *)buf, n,
+                                  H5LT_FILE_IMAGE_DONT_COPY | H5LT_FILE_IMAGE_DONT_RELEASE);
     int rc = -1;
-    if (f < 0 && fapl == H5P_DEFAULT)
-        open_error(path, e);
-    else if (f < 0)
-        err_set(e, "%s: not an HDF5 file, or a truncated or damaged one", path);
-    else {
-        rc = load_file(f, path, m, e);
+    if (f < 0) {
+        open_error(name, buf, n, e);
+    } else {
+        rc = load_file(f, name, m, e);
         H5Fclose(f);
     }
     H5Eset_auto2(H5E_DEFAULT, old_func, old_data);
     return rc;
 }
 
-int keras_h5_load_weights_image(const void *buf, size_t n, const char *name, Model *m, Err *e) {
-    /* HDF5's core driver reads the file image in place of a file */
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    int rc = -1;
-    if (fapl < 0 || H5Pset_fapl_core(fapl, 1 << 16, 0) < 0 ||
-        H5Pset_file_image(fapl, (void *)buf, n) < 0)
-        err_set(e, "%s: cannot set up an in-memory HDF5 file", name);
-    else
-        rc = load_opened(name, fapl, m, e);
-    if (fapl >= 0) H5Pclose(fapl);
-    return rc;
-}
-
-/* The in-process load (keras_h5_load_weights runs it in a child process). */
-static int load_weights_here(const char *path, Model *m, Err *e) {
-    return load_opened(path, H5P_DEFAULT, m, e);
-}
-
 typedef struct {
+    const void *image;
+    size_t n;
     const char *path;
     Model *m;
 } Isolated;
 
-/* In the child: the model's parameters are the shared copy isolate_run() made. */
+/* In the sandboxed child: the model's parameters are the shared copy isolate_run() made. */
 static int load_isolated(void *ctx, void *buf, Err *e) {
     const Isolated *c = ctx;
     Model child = *c->m;
     child.params = buf;
-    return load_weights_here(c->path, &child, e);
+    return keras_h5_load_weights_image(c->image, c->n, c->path, &child, e);
+}
+
+int keras_h5_load_isolated(const void *image, size_t n, const char *path, Model *m,
+                           IsolateOpts *opts, Err *e) {
+    /* library start-up (and its reading of the environment) happens here, outside the
+     * sandbox; filter plugins (dlopen of code) are never loaded for a file from elsewhere */
+    H5open();
+    H5PLset_loading_state(0);
+    Isolated c = {image, n, path, m};
+    return isolate_run(load_isolated, &c, m->params, m->n_params * sizeof(float), opts, e);
 }
 
 int keras_h5_load_weights(const char *path, Model *m, Err *e) {
-    /* a named pipe or device would block or never end inside H5Fopen: refused first */
-    FILE *probe = file_open_regular(path, "Keras weights file", NULL, e);
-    if (!probe) return -1;
-    fclose(probe);
-    /* libhdf5 is not memory-safe on a damaged file: it reads it in a child process, and only
-     * parameters that loaded completely come back (CONVNET_H5_INPROCESS=1: in this process) */
+    /* a named pipe or device would block or never end: refused first */
+    long long size = 0;
+    FILE *f = file_open_regular(path, "Keras weights file", &size, e);
+    if (!f) return -1;
+    /* the sandboxed reader may open nothing: the file is mapped before it starts */
+    void *image = size > 0 ? mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fileno(f), 0) : NULL;
+    int map_err = errno;
+    fclose(f);
+    if (image == MAP_FAILED) {
+        err_set(e, "cannot map Keras weights file %s (%lld bytes): %s", path, size,
+                strerror(map_err));
+        return -1;
+    }
+    /* libhdf5 is not memory-safe on a damaged file: it reads it in a sandboxed child process
+     * (isolate.h), and only parameters that loaded completely come back.
+     * CONVNET_H5_INPROCESS=1: in this process (debugging); CONVNET_H5_UNSANDBOXED=1: in a child
+     * without the seccomp filter where the kernel has none */
     const char *inproc = getenv("CONVNET_H5_INPROCESS");
-    if (inproc && !strcmp(inproc, "1")) return load_weights_here(path, m, e);
-    Isolated c = {path, m};
-    return isolate_run(load_isolated, &c, m->params, m->n_params * sizeof(float), path, e);
+    const char *unsandboxed = getenv("CONVNET_H5_UNSANDBOXED");
+    int rc;
+    if (inproc && !strcmp(inproc, "1")) {
+        rc = keras_h5_load_weights_image(image, (size_t)size, path, m, e);
+    } else {
+        IsolateOpts opts = {.what = path, .reader = "the HDF5 parser",
+                            .unsandboxed_ok = unsandboxed && !strcmp(unsandboxed, "1")};
+        rc = keras_h5_load_isolated(image, (size_t)size, path, m, &opts, e);
+    }
+    if (image) munmap(image, (size_t)size);
+    return rc;
 }
 
 #else
 
 int keras_h5_load_weights_image(const void *buf, size_t n, const char *name, Model *m, Err *e) {
     return keras_h5_load_weights(name, m, e);
+}
+
+int keras_h5_load_isolated(const void *image, size_t n, const char *path, Model *m,
+                           IsolateOpts *opts, Err *e) {
+    return keras_h5_load_weights(path, m, e);
 }
 
 int keras_h5_load_weights(const char *path, Model *m, Err *e) {
