@@ -27,7 +27,15 @@ typedef struct {
     char msg[1024];
 } Err;
 
+/* A message longer than msg keeps its start and its end (the reason) around a note of what
+ * was cut; values quoted in it should be shortened with err_quote() first. */
 void err_set(Err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A user's value (a name, a path, a key) quoted for a message in buf[cap]: 'value', or when it
+ * does not fit, its head and tail around an ellipsis with its length: 'aaaa…aaaa' (102400
+ * bytes). Returns buf. ERR_QUOTE_MAX is a size that leaves room for the message's reason. */
+#define ERR_QUOTE_MAX 160
+const char *err_quote(const char *s, char *buf, size_t cap);
 
 /* Print "convnet-dist: " + message to stderr and exit with status. */
 void die(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));

@@ -32,6 +32,12 @@ int preflight_check_memory(const Model *m, size_t opt_floats, int batch_size, in
  * directory. 0, or -1 with e naming the key and the path. */
 int preflight_check_outputs(const Job *j, Err *e);
 
+/* [data] class_names (when set): a regular file naming at least `outputs` classes, one per
+ * line (a 1-unit sigmoid output has two); outputs 0 checks only that the file can be read.
+ * predict shows numbers for a short file; a training run refuses it. 0, or -1 with e naming
+ * the file. */
+int preflight_check_class_names(const Job *j, int outputs, Err *e);
+
 /* Class folders of an image training set: at least two, and exactly two under binary
  * cross-entropy. 0, or -1 with e naming the folder. */
 int preflight_check_classes(const Job *j, const Dataset *train, Err *e);

@@ -21,6 +21,10 @@ int rundir_resolve(Job *j, Err *e);
  * when it is the run directory. 0, or -1 with e set. */
 int rundir_prepare(const Job *j, Err *e);
 
+/* Rank 0: remove the run directory if it is empty (nothing written into it yet), so that a
+ * run that stops before its first checkpoint leaves no empty runs/<name>/ behind. */
+void rundir_remove_empty(const Job *j);
+
 /* One line for the start-up printout: where checkpoints go, or that they are off. */
 void rundir_print(const Job *j, FILE *f);
 

@@ -411,9 +411,16 @@ int main(int argc, char **argv) {
     Err pe = {0};
     /* the files a training run writes, checked before its data are read, not after it ends */
     /* the default run directory is ours to make (rundir.h): made now, it is checked like the rest */
-    if (!strcmp(cmd, "train") && dist.rank == 0 && (rundir_prepare(&job, &pe) || preflight_check_outputs(&job, &pe))) {
-        fprintf(stderr, "convnet-dist: %s\n", pe.msg);
-        dist_abort(&dist, EXIT_BAD_INPUT);
+    /* and removed again while empty: the first checkpoint makes it (fit.c), so a run that
+     * fails before then leaves no empty runs/<name>/ behind */
+    if (!strcmp(cmd, "train") && dist.rank == 0) {
+        int bad = rundir_prepare(&job, &pe) || preflight_check_outputs(&job, &pe) ||
+                  preflight_check_class_names(&job, 0, &pe);
+        rundir_remove_empty(&job);
+        if (bad) {
+            fprintf(stderr, "convnet-dist: %s\n", pe.msg);
+            dist_abort(&dist, EXIT_BAD_INPUT);
+        }
     }
     Trainer t;
     int status = EXIT_OK;

@@ -44,8 +44,12 @@ int rundir_resolve(Job *j, Err *e) {
     }
     char comp[256];
     if (safe_component(j->name, comp, sizeof comp)) {
-        err_set(e, "%s: the job's name '%s' cannot name its run directory; set [model] name or "
-                   "[checkpoint] path", j->ini.path, j->name);
+        char q[ERR_QUOTE_MAX];
+        err_set(e, "%s: the job's name %s cannot name its run directory (%s); set [model] name "
+                   "or [checkpoint] path",
+                j->ini.path, err_quote(j->name, q, sizeof q),
+                strlen(j->name) >= sizeof comp ? "longer than a file name may be"
+                                               : "only dots, or empty");
         return -1;
     }
     size_t need = strlen(root) + strlen(comp) + sizeof "//checkpoint";
@@ -100,6 +104,17 @@ void rundir_print(const Job *j, FILE *f) {
     fflush(f);
 }
 
+void rundir_remove_empty(const Job *j) {
+    const CheckpointCfg *c = &j->ckpt;
+    if (!c->in_run_dir) return;
+    char p[RUNDIR_PATH_MAX + 16];
+    snprintf(p, sizeof p, "%s", c->path);
+    char *slash = strrchr(p, '/');
+    if (!slash) return;
+    *slash = 0;
+    rmdir(p); /* only when empty: other files of the user's stay */
+}
+
 void rundir_finish(const Job *j, FILE *f) {
     const CheckpointCfg *c = &j->ckpt;
     if (!c->in_run_dir) return;
@@ -109,11 +124,6 @@ void rundir_finish(const Job *j, FILE *f) {
         snprintf(p, sizeof p, "%s.%d", c->path, k);
         removed |= unlink(p) == 0;
     }
-    snprintf(p, sizeof p, "%s", c->path);
-    char *slash = strrchr(p, '/');
-    if (slash) {
-        *slash = 0;
-        rmdir(p); /* only when empty: other files of the user's stay */
-    }
+    rundir_remove_empty(j);
     if (removed) fprintf(f, "run finished: removed its checkpoint %s\n", c->path);
 }

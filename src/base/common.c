@@ -14,13 +14,51 @@
 #include <unistd.h>
 #include <zlib.h>
 
+/* Head and tail kept when a message outgrows Err.msg: its reason comes last. */
+#define ERR_HEAD 320
+
 void err_set(Err *e, const char *fmt, ...) {
     if (!e || e->set) return;
-    va_list ap;
+    va_list ap, again;
     va_start(ap, fmt);
-    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_copy(again, ap);
+    int n = vsnprintf(e->msg, sizeof e->msg, fmt, ap);
     va_end(ap);
     e->set = 1;
+    if (n >= 0 && (size_t)n >= sizeof e->msg) {
+        /* too long (a value nobody shortened): keep the start and the end, which says why,
+         * and name what was cut */
+        char *full = malloc((size_t)n + 1);
+        if (full) {
+            vsnprintf(full, (size_t)n + 1, fmt, again);
+            char mid[64];
+            int m = snprintf(mid, sizeof mid, " [... %d bytes cut ...] ", n);
+            size_t tail = sizeof e->msg - 1 - ERR_HEAD - (size_t)m;
+            memcpy(e->msg, full, ERR_HEAD);
+            memcpy(e->msg + ERR_HEAD, mid, (size_t)m);
+            memcpy(e->msg + ERR_HEAD + m, full + n - tail, tail + 1);
+            free(full);
+        }
+    }
+    va_end(again);
+}
+
+/* A UTF-8 sequence's start at or before p (never before lo). */
+static const char *utf8_start(const char *lo, const char *p) {
+    while (p > lo && ((unsigned char)*p & 0xC0) == 0x80) p--;
+    return p;
+}
+
+const char *err_quote(const char *s, char *buf, size_t cap) {
+    size_t n = strlen(s), keep = cap > 40 ? (cap - 40) / 2 : 1;
+    if (n + 3 <= cap) {
+        snprintf(buf, cap, "'%s'", s);
+        return buf;
+    }
+    /* the head and the tail, cut at character boundaries, with the length */
+    const char *h = utf8_start(s, s + keep), *t = utf8_start(s, s + n - keep);
+    snprintf(buf, cap, "'%.*s\u2026%s' (%zu bytes)", (int)(h - s), s, t, n);
+    return buf;
 }
 
 void die(int status, const char *fmt, ...) {

@@ -271,16 +271,21 @@ static int parse_text(IniFile *ini, const char *name, const char *text, IncludeC
         } else {
             char *eq = strchr(s, '=');
             if (!eq) {
-                err_set(e, "%s:%d: expected 'key = value', got '%s'", name, line, s);
+                char q[ERR_QUOTE_MAX];
+                err_set(e, "%s:%d: expected 'key = value', got %s", name, line,
+                        err_quote(s, q, sizeof q));
                 rc = -1;
             } else if (!cur && !inc.line) {
-                err_set(e, "%s:%d: '%s' appears before any [section]", name, line, s);
+                char q[ERR_QUOTE_MAX];
+                err_set(e, "%s:%d: %s appears before any [section]", name, line,
+                        err_quote(s, q, sizeof q));
                 rc = -1;
             } else {
                 *eq = 0;
                 char *key = ini_trim(s), *val = ini_trim(eq + 1);
                 if (!valid_name(key)) {
-                    err_set(e, "%s:%d: bad key '%s'", name, line, key);
+                    char q[ERR_QUOTE_MAX];
+                    err_set(e, "%s:%d: bad key %s", name, line, err_quote(key, q, sizeof q));
                     rc = -1;
                 } else if (cur && ini_find_key(cur, key)) {
                     err_set(e, "%s:%d: key '%s' repeated in [%s] (first at line %d)", name, line,

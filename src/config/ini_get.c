@@ -52,8 +52,9 @@ int sec_get_long(IniFile *ini, Section *s, const char *key, int required, long d
     }
     long v;
     if (parse_long(kv->value, &v) != 0) {
-        err_set(e, "%s: '%s' must be an integer, got '%s'", where(ini, s, kv, w, sizeof w), key,
-                kv->value);
+        char q[ERR_QUOTE_MAX];
+        err_set(e, "%s: '%s' must be an integer, got %s", where(ini, s, kv, w, sizeof w), key,
+                err_quote(kv->value, q, sizeof q));
         return -1;
     }
     if (v < lo || v > hi) {
@@ -87,8 +88,9 @@ int sec_get_double(IniFile *ini, Section *s, const char *key, int required, doub
     }
     double v;
     if (parse_double(kv->value, &v) != 0) {
-        err_set(e, "%s: '%s' must be a number, got '%s'", where(ini, s, kv, w, sizeof w), key,
-                kv->value);
+        char q[ERR_QUOTE_MAX];
+        err_set(e, "%s: '%s' must be a number, got %s", where(ini, s, kv, w, sizeof w), key,
+                err_quote(kv->value, q, sizeof q));
         return -1;
     }
     if (v < lo || v > hi) {
@@ -128,8 +130,9 @@ int sec_get_enum(IniFile *ini, Section *s, const char *key, int required, int de
         strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
         strncat(list, choices[i], sizeof list - strlen(list) - 1);
     }
-    err_set(e, "%s: '%s' = '%s' is not one of: %s", where(ini, s, kv, w, sizeof w), key,
-            kv->value, list);
+    char q[ERR_QUOTE_MAX];
+    err_set(e, "%s: '%s' = %s is not one of: %s", where(ini, s, kv, w, sizeof w), key,
+            err_quote(kv->value, q, sizeof q), list);
     return -1;
 }
 
@@ -178,8 +181,9 @@ int sec_get_pair(IniFile *ini, Section *s, const char *key, int required, int de
     }
     free(buf);
     if (!ok || x < lo || x > hi || y < lo || y > hi) {
-        err_set(e, "%s: '%s' must be one or two integers in [%d, %d] (e.g. 3 or 3,3), got '%s'",
-                where(ini, s, kv, w, sizeof w), key, lo, hi, kv->value);
+        char q[ERR_QUOTE_MAX];
+        err_set(e, "%s: '%s' must be one or two integers in [%d, %d] (e.g. 3 or 3,3), got %s",
+                where(ini, s, kv, w, sizeof w), key, lo, hi, err_quote(kv->value, q, sizeof q));
         return -1;
     }
     *a = (int)x;
@@ -213,8 +217,9 @@ int sec_get_range(IniFile *ini, Section *s, const char *key, int required, doubl
     }
     free(buf);
     if (!ok) {
-        err_set(e, "%s: '%s' must be a number x >= 0 (meaning -x..x) or 'lo,hi' with lo <= hi, got '%s'",
-                where(ini, s, kv, w, sizeof w), key, kv->value);
+        char q[ERR_QUOTE_MAX];
+        err_set(e, "%s: '%s' must be a number x >= 0 (meaning -x..x) or 'lo,hi' with lo <= hi, got %s",
+                where(ini, s, kv, w, sizeof w), key, err_quote(kv->value, q, sizeof q));
         return -1;
     }
     *lo = (float)x;
@@ -226,8 +231,9 @@ int sec_check_unused(IniFile *ini, Section *s, Err *e) {
     for (int i = 0; i < s->n_kv; i++)
         if (!s->kv[i].used) {
             char w[1024];
-            err_set(e, "%s: unknown key '%s' in [%s]", where(ini, s, &s->kv[i], w, sizeof w),
-                    s->kv[i].key, s->name);
+            char q[ERR_QUOTE_MAX];
+            err_set(e, "%s: unknown key %s in [%s]", where(ini, s, &s->kv[i], w, sizeof w),
+                    err_quote(s->kv[i].key, q, sizeof q), s->name);
             return -1;
         }
     return 0;

@@ -197,7 +197,9 @@ static int resolve_inputs(Job *j, Layer *L, Section *s, Err *e) {
         while (*p == ' ' || *p == '\t') p++;
         size_t n = strcspn(p, ", \t");
         if (n == 0 || n >= sizeof name) {
-            err_set(e, "%s:%d: inputs: expected layer names separated by commas, got '%s'", file, line, v);
+            char q[ERR_QUOTE_MAX];
+            err_set(e, "%s:%d: inputs: expected layer names separated by commas, got %s", file,
+                    line, err_quote(v, q, sizeof q));
             return -1;
         }
         memcpy(name, p, n);
@@ -217,7 +219,9 @@ static int resolve_inputs(Job *j, Layer *L, Section *s, Err *e) {
         while (*p == ' ' || *p == '\t') p++;
         if (!*p) break;
         if (*p++ != ',') {
-            err_set(e, "%s:%d: inputs: expected layer names separated by commas, got '%s'", file, line, v);
+            char q[ERR_QUOTE_MAX];
+            err_set(e, "%s:%d: inputs: expected layer names separated by commas, got %s", file,
+                    line, err_quote(v, q, sizeof q));
             return -1;
         }
     }
@@ -232,7 +236,9 @@ static int resolve_layer(Job *j, Section *s, int kind, Err *e) {
      * files are matched by name: block1_conv1, ...) */
     const char *name = sec_get_str(&j->ini, s, "name", 0, s->label, e);
     if (!name[0] || strlen(name) >= sizeof L->name || find_layer(j, name) >= 0) {
-        err_set(e, "%s:%d: layer name '%s' is %s", ini_section_file(&j->ini, s), s->line, name,
+        char q[ERR_QUOTE_MAX];
+        err_set(e, "%s:%d: layer name %s is %s", ini_section_file(&j->ini, s), s->line,
+                err_quote(name, q, sizeof q),
                 !name[0] ? "empty" : find_layer(j, name) >= 0 ? "already taken by an earlier layer"
                                                               : "too long");
         return -1;
@@ -420,9 +426,11 @@ int job_load(Job *j, const char *path, char *const *overrides, int n_overrides, 
         return -1;
     }
     if (resolve_phases(j, e)) return -1;
-    /* convolutions without their own `algorithm` (Darknet's too) take [train]'s */
+    /* convolutions without their own `algorithm` (Darknet's too, and SeparableConv2D's
+     * pointwise one) take [train]'s */
     for (int l = 0; l < j->n_layers; l++)
-        if (j->layers[l].kind == LAYER_CONV2D && !j->layers[l].conv_algo_strict)
+        if ((j->layers[l].kind == LAYER_CONV2D || j->layers[l].kind == LAYER_SEPARABLE_CONV2D) &&
+            !j->layers[l].conv_algo_strict)
             j->layers[l].conv_algo = j->train.conv_algo;
     return job_resolve_defaults(j, path, e);
 }

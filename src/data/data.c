@@ -105,7 +105,9 @@ static unsigned char *read_all(const char *path, int ndim, size_t *len, Err *e_o
     if (failed) {
         int code;
         const char *msg = gzerror(f, &code);
-        err_set(e, "%s: corrupt or truncated gzip data (%s)", path, msg);
+        /* zlib names a gzdopen'd stream "<fd:N>" in its message: the path says which file */
+        const char *sep = !strncmp(msg, "<fd:", 4) ? strstr(msg, ": ") : NULL;
+        err_set(e, "%s: corrupt or truncated gzip data (%s)", path, sep ? sep + 2 : msg);
     }
     /* zlib reports a gzip stream cut short as plain EOF; gzclose_r says Z_BUF_ERROR then. */
     int rc = gzclose(f);

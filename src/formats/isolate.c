@@ -10,7 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -45,16 +48,13 @@ static void on_sigsys(int sig, siginfo_t *si, void *uc) {
     syscall(SYS_exit_group, 128 + SIGSYS);
 }
 
-/* The seccomp filter: computing in memory, nothing else. Everything not listed traps into
- * on_sigsys (SECCOMP_RET_TRAP, so the parent can name the call). 0, or an errno. */
-static int sandbox_enter(void) {
-    if (isolate_test_no_seccomp) return ENOSYS;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = on_sigsys;
-    sa.sa_flags = SA_SIGINFO;
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGSYS, &sa, NULL) != 0) return errno;
+/* The seccomp filter, built once by the parent (libseccomp's rules compiled to BPF) so that
+ * the child only installs it: computing in memory, nothing else. Everything not listed traps
+ * into on_sigsys (SECCOMP_RET_TRAP, so that the parent can name the call). 0, or an errno. */
+static struct sock_fprog filter;
+static int filter_err = -1;
+
+static int sandbox_build(void) {
     scmp_filter_ctx f = seccomp_init(SCMP_ACT_TRAP);
     if (!f) return ENOSYS;
     const int plain[] = {
@@ -84,9 +84,41 @@ static int sandbox_enter(void) {
     if (rc == 0)
         rc = seccomp_rule_add(f, SCMP_ACT_ERRNO(ENOENT), SCMP_SYS(open), 1,
                               SCMP_A1(SCMP_CMP_MASKED_EQ, wflags, 0));
-    if (rc == 0) rc = seccomp_load(f);
+    /* the compiled program, through a memory file (libseccomp 2.5 exports to a descriptor) */
+    int fd = rc == 0 ? memfd_create("seccomp-bpf", MFD_CLOEXEC) : -1;
+    if (rc == 0 && fd < 0) rc = -errno;
+    if (rc == 0) rc = seccomp_export_bpf(f, fd);
+    off_t len = rc == 0 ? lseek(fd, 0, SEEK_END) : 0;
+    if (rc == 0 && (len <= 0 || len % (off_t)sizeof(struct sock_filter) != 0)) rc = -EINVAL;
+    if (rc == 0) {
+        struct sock_filter *prog = xmalloc((size_t)len);
+        if (pread(fd, prog, (size_t)len, 0) != len) {
+            free(prog);
+            rc = -EIO;
+        } else {
+            filter.filter = prog;
+            filter.len = (unsigned short)(len / (off_t)sizeof(struct sock_filter));
+        }
+    }
+    if (fd >= 0) close(fd);
     seccomp_release(f);
     return rc < 0 ? -rc : rc;
+}
+
+/* In the child: the SIGSYS handler, then the filter. 0, or an errno (no seccomp). */
+static int sandbox_enter(void) {
+    if (isolate_test_no_seccomp) return ENOSYS;
+    if (filter_err) return filter_err;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_sigsys;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGSYS, &sa, NULL) != 0) return errno;
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &filter, 0, 0) != 0)
+        return errno;
+    return 0;
 }
 
 /* The child: drop what it inherited, limit it, sandbox it, run fn. Never returns. */
@@ -98,6 +130,8 @@ static void child_run(int (*fn)(void *ctx, void *buf, Err *e), void *ctx, void *
     struct rlimit cpu = {ISOLATE_CPU_SECONDS, ISOLATE_CPU_SECONDS + 5}, fsize = {0, 0};
     setrlimit(RLIMIT_CPU, &cpu);
     setrlimit(RLIMIT_FSIZE, &fsize);
+    /* and ends with its parent (a killed trainer, a fuzzer's timeout) instead of spinning on */
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     /* the parent's files, sockets and MPI connections are not the reader's to touch */
     if (close_range(3, ~0U, 0) != 0)
         for (int fd = 3, max = (int)sysconf(_SC_OPEN_MAX); fd < max && fd < 65536; fd++) close(fd);
@@ -153,6 +187,7 @@ int isolate_run(int (*fn)(void *ctx, void *buf, Err *e), void *ctx, void *out, s
                 IsolateOpts *opts, Err *e) {
     size_t head = (sizeof(Outcome) + 63) & ~(size_t)63, len = head + n;
     opts->ended = ISOLATE_CRASHED;
+    if (filter_err < 0) filter_err = sandbox_build();
     unsigned char *shm = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (shm == MAP_FAILED) {
         err_set(e, "%s: cannot map %zu bytes to read it in: %s", opts->what, len, strerror(errno));

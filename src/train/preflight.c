@@ -143,6 +143,30 @@ int preflight_check_outputs(const Job *j, Err *e) {
 
 /* ---------------------------------------------------------------- data */
 
+int preflight_check_class_names(const Job *j, int outputs, Err *e) {
+    const char *path = j->data.class_names;
+    if (!path) return 0;
+    Err oe = {0};
+    FILE *f = file_open_regular(path, "class names file", NULL, &oe);
+    if (!f) {
+        err_set(e, "%s: [data] class_names: %s", j->ini.path, oe.msg);
+        return -1;
+    }
+    int k = outputs == 1 ? 2 : outputs, n = 0;
+    char *line = NULL;
+    size_t cap = 0;
+    while (n < k && getline(&line, &cap, f) >= 0) n++;
+    free(line);
+    fclose(f);
+    if (n < k) {
+        err_set(e, "%s: [data] class_names = %s has %d line%s, the model has %d classes (one "
+                   "name per line, in output order)",
+                j->ini.path, path, n, n == 1 ? "" : "s", k);
+        return -1;
+    }
+    return 0;
+}
+
 int preflight_check_classes(const Job *j, const Dataset *train, Err *e) {
     if (j->data.format != DATA_IMAGES || train->n == 0) return 0;
     const char *dir = j->data.train_dir;

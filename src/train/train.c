@@ -211,6 +211,11 @@ void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data) {
     int max_batch = (B + dist->size - 1) / dist->size;
     plan_model(t, input, max_batch);
     Err e = {0};
+    /* a training run's class names name every output (predict only notes a short file) */
+    if (data == TRAINER_LOAD_DATA)
+        preflight_or_abort(t, preflight_check_class_names(
+                                  job, (int)shape_size(model_output_shape(&t->model)), &e),
+                           &e);
     if (data == TRAINER_SYNTHETIC) {
         int outputs = (int)shape_size(model_output_shape(&t->model));
         /* 8 global batches: steps cycle through them; a benchmark holds about one batch of data,

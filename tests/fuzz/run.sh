@@ -11,8 +11,14 @@
 #
 # One exception, printed and counted, never silent: a memory error whose innermost frame is
 # inside libhdf5 (Debian's build; fuzz_h5 finds heap overflows in it). Those are not ours to
-# fix; real loads run libhdf5 in a child process (src/isolate.c), where such a crash is an
-# error message. The target then restarts from its corpus for the time left.
+# fix; real loads run libhdf5 in a sandboxed child process (src/formats/isolate.c), where such
+# a crash is an error message. The target then restarts from its corpus for the time left.
+#
+# fuzz_h5 parses every input as real loads do, in that sandboxed child: a child that crashes or
+# is stopped by the sandbox is *contained* (counted; its first inputs kept in
+# BUILD_DIR/contained/h5 and replayed here in-process to say whose memory error it was: libhdf5's
+# is contained, ours a finding); anything that escapes the child (a file written, the parent's
+# parameters changed, a process left) is a finding. Its counts: BUILD_DIR/h5.stats.*
 build=$1 seconds=$2 opts=$3
 shift 3
 mkdir -p "$build/artifacts"
@@ -38,11 +44,21 @@ for t in "$@"; do
     # -malloc_limit_mb limit.
     asan="${ASAN_OPTIONS:-}"
     [ "$t" = h5 ] && asan="allocator_may_return_null=1${asan:+:$asan}"
+    if [ "$t" = h5 ]; then
+        rm -rf "$build/contained/h5" "$build"/h5.stats.*
+        mkdir -p "$build/contained/h5"
+        FUZZ_H5_CONTAINED="$build/contained/h5"
+        export FUZZ_H5_CONTAINED
+    fi
+    iter=0
     start=$(date +%s) execs=0 hdf5=0 rc=0 cov="" ft=""
     : >"$build/$t.log"
     while :; do
         left=$((seconds - ($(date +%s) - start)))
         [ $left -ge 1 ] || break
+        iter=$((iter + 1))
+        FUZZ_H5_STATS="$build/h5.stats.$iter"
+        export FUZZ_H5_STATS
         # shellcheck disable=SC2086
         ASAN_OPTIONS="$asan" "$build/fuzz_$t" $opts -max_total_time="$left" \
             -artifact_prefix="$build/artifacts/$t-" "$corpus" $seeds >"$build/$t.run.log" 2>&1
@@ -57,12 +73,16 @@ for t in "$@"; do
         [ $rc -eq 0 ] && break
         where=$(first_frame "$build/$t.run.log")
         unit=$(sed -n 's/.*Test unit written to //p' "$build/$t.run.log" | tail -1)
+        escaped=$( [ "$t" = h5 ] && awk '{ e += $6 } END { print e + 0 }' "$build"/h5.stats.* 2>/dev/null)
+        if [ "$t" = h5 ] && [ "${escaped:-0}" = 0 ] && grep -q 'libFuzzer: timeout' "$build/$t.run.log"; then
+            where="" # the parent waited on a child spinning inside libhdf5: say where, in-process
+        fi
         if [ -z "$where" ] && [ -f "$unit" ]; then
             # no stack in the report (on a loaded machine the 1 s alarm can cut the report of
             # an allocation over the limit short): the input alone, once, says where it is
             # shellcheck disable=SC2086
-            ASAN_OPTIONS="$asan" "$build/fuzz_$t" $opts -artifact_prefix="$build/artifacts/repro-" \
-                "$unit" >"$build/$t.repro.log" 2>&1
+            FUZZ_H5_INPROCESS=1 ASAN_OPTIONS="$asan" "$build/fuzz_$t" $opts \
+                -artifact_prefix="$build/artifacts/repro-" "$unit" >"$build/$t.repro.log" 2>&1
             cat "$build/$t.repro.log" >>"$build/$t.log"
             where=$(first_frame "$build/$t.repro.log")
         fi
@@ -77,6 +97,30 @@ for t in "$@"; do
     done
     extra=""
     [ $hdf5 -gt 0 ] && extra=", $hdf5 libhdf5 memory errors (artifacts kept)"
+    if [ "$t" = h5 ]; then
+        # the sandbox's counts, and whose each kept contained input's memory error is
+        set -- $(cat "$build"/h5.stats.* 2>/dev/null | awk '{ for (i = 1; i <= 6; i++) s[i] += $i }
+            END { print s[1] + 0, s[2] + 0, s[3] + 0, s[4] + 0, s[5] + 0, s[6] + 0 }') "$@"
+        runs=$1 ok=$2 refused=$3 contained=$4 sandboxed=$5 escapes=$6
+        shift 6
+        lib=0 ours=0 other=0
+        for f in "$build"/contained/h5/*; do
+            [ -f "$f" ] || continue
+            FUZZ_H5_INPROCESS=1 ASAN_OPTIONS="$asan" "$build/fuzz_h5" $opts \
+                -artifact_prefix="$build/artifacts/replay-" "$f" >"$build/h5.replay.log" 2>&1
+            w=$(first_frame "$build/h5.replay.log")
+            if echo "$w" | grep -q libhdf5; then lib=$((lib + 1))
+            elif [ -n "$w" ]; then
+                ours=$((ours + 1))
+                echo "fuzz h5: contained crash in OUR code: $f: $(echo "$w" | sed 's/^ *//' | cut -c1-120)"
+            else other=$((other + 1)); fi
+        done
+        echo "fuzz h5: sandbox: $runs inputs in child processes: $ok loaded, $refused refused," \
+            "$contained contained ($sandboxed stopped by the sandbox, $((contained - sandboxed)) by a" \
+            "signal or limit), $escapes escaped; kept $((lib + ours + other)) contained inputs, replayed" \
+            "in-process: $lib libhdf5, $ours ours, $other not reproduced"
+        if [ "$escapes" != 0 ] || [ $ours -gt 0 ]; then rc=1; where="escaped: $escapes, ours: $ours"; fi
+    fi
     if [ $rc -eq 0 ]; then
         echo "fuzz $t: $execs executions in $seconds s, cov: ${cov:-?} ft: ${ft:-?}, no finding in our code$extra"
     else
