@@ -124,10 +124,15 @@ static void class_names_checked_by_train(void) {
 
 static void failed_train_leaves_no_run_dir(void) {
     char *out = NULL;
-    /* refused at start-up, and refused once the plan is known (after the directory's check) */
-    const char *job = job_file("ck-failrun.job", "[model]\nname = ck-failrun\n",
-                               "class_names = ck-none.txt\n");
+    /* refused once the data are read (the directory made and checked at start-up), and once
+     * the plan is known */
+    const char *job = job_file("ck-failrun.job", "[model]\nname = ck-failrun\n", "");
+    testutil_write_file(idx_dir, "ck-bad.idx", "not an IDX file!", 16);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "sed -i 's/^train_images = .*/train_images = ck-bad.idx/' '%s'", job);
+    CU_ASSERT_EQUAL(testutil_run(cmd, NULL), 0);
     CU_ASSERT_EQUAL(train(job, &out), 2);
+    HAS(out, "ck-bad.idx: bad IDX magic");
     free(out);
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/runs/ck-failrun", idx_dir);
