@@ -50,7 +50,11 @@ for t in "$@"; do
         FUZZ_H5_CONTAINED="$build/contained/h5"
         export FUZZ_H5_CONTAINED
     fi
-    iter=0
+    # a fork per input on a loaded machine can pass 1 s: h5's limit is 10 s (a child spinning
+    # in libhdf5 still ends there, and its input is replayed in-process to say where)
+    topts=$opts
+    [ "$t" = h5 ] && topts="$opts -timeout=10"
+    iter=0 slow=0
     start=$(date +%s) execs=0 hdf5=0 rc=0 cov="" ft=""
     : >"$build/$t.log"
     while :; do
@@ -60,7 +64,7 @@ for t in "$@"; do
         FUZZ_H5_STATS="$build/h5.stats.$iter"
         export FUZZ_H5_STATS
         # shellcheck disable=SC2086
-        ASAN_OPTIONS="$asan" "$build/fuzz_$t" $opts -max_total_time="$left" \
+        ASAN_OPTIONS="$asan" "$build/fuzz_$t" $topts -max_total_time="$left" \
             -artifact_prefix="$build/artifacts/$t-" "$corpus" $seeds >"$build/$t.run.log" 2>&1
         rc=$?
         cat "$build/$t.run.log" >>"$build/$t.log"
@@ -85,6 +89,13 @@ for t in "$@"; do
                 -artifact_prefix="$build/artifacts/repro-" "$unit" >"$build/$t.repro.log" 2>&1
             cat "$build/$t.repro.log" >>"$build/$t.log"
             where=$(first_frame "$build/$t.repro.log")
+            if [ "$t" = h5 ] && [ -z "$where" ] && grep -q 'libFuzzer: timeout' "$build/$t.run.log" &&
+                ! grep -q 'ERROR: libFuzzer' "$build/$t.repro.log"; then
+                slow=$((slow + 1)) # over the limit in the child only: counted, said, not hidden
+                echo "fuzz $t: an input over the timeout in the sandboxed child, not in-process: $unit"
+                rc=0
+                continue
+            fi
         fi
         if echo "$where" | grep -q 'libhdf5'; then
             hdf5=$((hdf5 + 1))
@@ -118,7 +129,7 @@ for t in "$@"; do
         echo "fuzz h5: sandbox: $runs inputs in child processes: $ok loaded, $refused refused," \
             "$contained contained ($sandboxed stopped by the sandbox, $((contained - sandboxed)) by a" \
             "signal or limit), $escapes escaped; kept $((lib + ours + other)) contained inputs, replayed" \
-            "in-process: $lib libhdf5, $ours ours, $other not reproduced"
+            "in-process: $lib libhdf5, $ours ours, $other not reproduced; $slow timeouts in the child only"
         if [ "$escapes" != 0 ] || [ $ours -gt 0 ]; then rc=1; where="escaped: $escapes, ours: $ours"; fi
     fi
     if [ $rc -eq 0 ]; then
