@@ -20,4 +20,8 @@ const char *hard_join(const char *dir, const char *name);
  * batch 2 and allocated, with Glorot weights. */
 void hard_small_model(Job *j, Model *m);
 
+/* fuzz_h5's model (tests/fuzz/fuzz_h5.c): conv2d "conv" (2 filters, 1x1), flatten, dense
+ * "dense" (2 units) on 2x2x1, planned for batch 1 and allocated. */
+void hard_h5_model(Job *j, Model *m);
+
 #endif

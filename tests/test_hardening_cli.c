@@ -61,7 +61,7 @@ static void isolated_reader(void) {
 /* fuzz_h5's model (tests/fuzz/fuzz_h5.c): conv2d "conv" (2 filters, 1x1), flatten, dense
  * "dense" (2 units) on 2x2x1, whose layer and weight names the findings' files carry, so
  * that each one gets as far into libhdf5 as it did under the fuzzer. */
-static void h5_fuzz_model(Job *j, Model *m) {
+void hard_h5_model(Job *j, Model *m) {
     const char *dir = hard_subdir("h5fuzz");
     const char *text = "[data]\nroot = /nonexistent\ntrain_images = a\ntrain_labels = b\n"
                        "test_images = c\ntest_labels = d\n"
@@ -91,7 +91,7 @@ static void libhdf5_findings_contained(void) {
     }
     Job j;
     Model m;
-    h5_fuzz_model(&j, &m);
+    hard_h5_model(&j, &m);
     size_t bytes = m.n_params * sizeof(float);
     float *keep = malloc(bytes);
     CU_ASSERT_FATAL(keep != NULL);

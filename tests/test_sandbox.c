@@ -14,6 +14,7 @@
 #include "isolate.h"
 #include "job.h"
 #include "keras_h5.h"
+#include "test_hardening.h"
 #include "testutil.h"
 
 /* The file the hooks try to create (absolute, in the test's temporary folder). */
@@ -53,21 +54,14 @@ typedef struct {
     float *keep;
 } Fixture;
 
-static void fixture_init(Fixture *s) {
+/* The model and a weights file; 0, or -1 after a counted skip (no reader to sandbox). */
+static int fixture_init(Fixture *s) {
+#if !CONVNET_HDF5
+    testutil_skip("sandbox", "built with HDF5=0 (no reader to sandbox)", 0);
+    return -1;
+#endif
     const char *dir = testutil_tmpdir();
-    const char *text = "[data]\nroot = /nonexistent\ntrain_images = a\ntrain_labels = b\n"
-                       "test_images = c\ntest_labels = d\n"
-                       "[conv2d]\nname = conv\nfilters = 2\nkernel_size = 1\n[flatten]\n"
-                       "[dense]\nname = dense\nunits = 2\nactivation = softmax\n"
-                       "[train]\nloss = sparse_categorical_crossentropy\n";
-    Err e = {0};
-    int rc = job_load(&s->j, testutil_write_file(dir, "sandbox.job", text, strlen(text)), NULL,
-                      0, &e);
-    if (rc) printf("\n    %s\n", e.msg);
-    CU_ASSERT_FATAL(rc == 0);
-    CU_ASSERT_FATAL(model_plan(&s->m, s->j.layers, s->j.n_layers, (Shape){2, 2, 1, 0}, 1, &e) == 0);
-    model_alloc(&s->m);
-    model_init_params(&s->m, 1);
+    hard_h5_model(&s->j, &s->m);
     s->keep = malloc(s->m.n_params * sizeof(float));
     CU_ASSERT_FATAL(s->keep != NULL);
     memcpy(s->keep, s->m.params, s->m.n_params * sizeof(float));
@@ -75,6 +69,7 @@ static void fixture_init(Fixture *s) {
     s->weights = testutil_write_file(dir, "sandbox-weights.h5", junk, sizeof junk - 1);
     snprintf(escape_path, sizeof escape_path, "%s/sandbox-escaped.txt", dir);
     unlink(escape_path);
+    return 0;
 }
 
 static void fixture_free(Fixture *s) {
@@ -87,12 +82,8 @@ static void fixture_free(Fixture *s) {
 
 /* The weights load with hook in the child: stopped by the sandbox at `call`. */
 static void expect_stopped(void (*hook)(void), const char *call) {
-#if !CONVNET_HDF5
-    testutil_skip("sandbox", "built with HDF5=0 (no reader to sandbox)", 0);
-    return;
-#endif
     Fixture s;
-    fixture_init(&s);
+    if (fixture_init(&s)) return;
     isolate_test_hook = hook;
     Err e = {0};
     int rc = keras_h5_load_weights(s.weights, &s.m, &e);
@@ -114,12 +105,8 @@ static void stops_terminal_write(void) { expect_stopped(hook_write_stderr, "writ
 /* With the filter in place a read-only open fails, and the parser itself still runs: the
  * file is refused for what it is (not HDF5), by the child. */
 static void parser_runs_inside(void) {
-#if !CONVNET_HDF5
-    testutil_skip("sandbox", "built with HDF5=0 (no reader to sandbox)", 0);
-    return;
-#endif
     Fixture s;
-    fixture_init(&s);
+    if (fixture_init(&s)) return;
     isolate_test_hook = hook_read_secret;
     Err e = {0};
     CU_ASSERT_EQUAL(keras_h5_load_weights(s.weights, &s.m, &e), -1);
@@ -135,9 +122,8 @@ static void parser_runs_inside(void) {
 
 /* A kernel without seccomp: refused, saying how to opt in; CONVNET_H5_UNSANDBOXED=1 reads. */
 static void no_seccomp_refused_unless_opted_in(void) {
-#if CONVNET_HDF5
     Fixture s;
-    fixture_init(&s);
+    if (fixture_init(&s)) return;
     isolate_test_no_seccomp = 1;
     const char *was = getenv("CONVNET_H5_UNSANDBOXED");
     char *old = was ? strdup(was) : NULL;
@@ -154,9 +140,6 @@ static void no_seccomp_refused_unless_opted_in(void) {
     HAS(e2.msg, "not an HDF5 file"); /* it was read */
     testutil_env_restore("CONVNET_H5_UNSANDBOXED", old);
     fixture_free(&s);
-#else
-    testutil_skip("sandbox without seccomp", "built with HDF5=0", 0);
-#endif
 }
 
 TEST_SUITE(sandbox, {"a hostile parser's open + write is stopped, nothing written", stops_open_write},
