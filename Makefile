@@ -79,10 +79,7 @@ HDF5_CFLAGS := $(shell pkg-config --cflags hdf5 2>/dev/null)
 HDF5_LIBS := $(shell pkg-config --libs hdf5 2>/dev/null)
 ifeq ($(strip $(HDF5_LIBS)),)
 HDF5_CFLAGS := -I/usr/include/hdf5/serial
-HDF5_LIBS := -lhdf5_serial_hl -lhdf5_serial
-else
-# and its high-level library (H5LTopen_file_image: the sandboxed reader reads a file image)
-HDF5_LIBS := $(patsubst -lhdf5,-lhdf5_hl -lhdf5,$(HDF5_LIBS))
+HDF5_LIBS := -lhdf5_serial
 endif
 
 CPPFLAGS += -Iinclude -Isrc -I$(BLAS_INC) -DCONVNET_MPI=$(MPI) -DCONVNET_HDF5=$(HDF5) -DCONVNET_ONEDNN=$(ONEDNN) -DCONVNET_ONNX=$(ONNX) -MMD -MP
