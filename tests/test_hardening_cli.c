@@ -97,8 +97,8 @@ static void libhdf5_findings_contained(void) {
     CU_ASSERT_FATAL(keep != NULL);
     memcpy(keep, m.params, bytes);
 #ifdef __SANITIZE_ADDRESS__
-    printf("\n    (AddressSanitizer reports from the child processes may follow: libhdf5's "
-           "memory errors, contained there)\n");
+    printf("\n    (AddressSanitizer's reports of libhdf5's memory errors in the child processes are "
+           "stopped by the sandbox: their write is the call it names)\n");
 #endif
     int files = 0;
     struct dirent *ent;
