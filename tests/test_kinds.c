@@ -169,12 +169,16 @@ static void round_trip(int k, const Model *a, Model *b, const char *path, const 
 }
 
 static int save_weights(const char *path, const Model *m, int arg, Err *e) { return weights_save(path, m, e); }
+#if CONVNET_HDF5
 static int save_keras(const char *path, const Model *m, int keras3, Err *e) {
     return export_keras_h5(m, path, keras3, e);
 }
-static int save_onnx(const char *path, const Model *m, int arg, Err *e) { return export_onnx(m, NULL, path, e); }
 /* a model without weights has nothing for an importer to read */
 static int load_keras(const char *path, Model *m, Err *e) { return m->n_params ? keras_h5_load_weights(path, m, e) : 0; }
+#endif
+#if CONVNET_ONNX
+static int save_onnx(const char *path, const Model *m, int arg, Err *e) { return export_onnx(m, NULL, path, e); }
+#endif
 
 static void test_round_trips(void) {
     const char *dir = testutil_tmpdir();
