@@ -174,6 +174,15 @@ int keras3_h5_detect(hid_t root) {
 }
 
 int keras3_h5_load_file(hid_t f, const char *path, Model *m, Err *e) {
+    for (int l = 0; l < m->n_layers; l++) { /* a kind without its key could match no group */
+        const Layer *L = &m->layers[l];
+        if (L->n_param && !keras3_class_key(L->kind)) {
+            err_set(e, "%s: the job's layer '%s' (kind %s) has weights but its kind has no Keras 3 "
+                       "key (LayerOps.keras3_key): they cannot be read from a Keras 3 file",
+                    path, L->name, layer_ops[L->kind]->keras_name);
+            return -1;
+        }
+    }
     hid_t layers = H5Gopen2(f, "layers", H5P_DEFAULT);
     if (layers < 0) {
         err_set(e, "%s: cannot open group /layers", path);
