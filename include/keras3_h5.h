@@ -19,8 +19,8 @@
 #include "common.h"
 #include "model.h"
 
-/* Keras's snake-case class name of a layer kind ("max_pooling2d"); NULL when Keras has no
- * such layer ([preprocess]). */
+/* Keras's snake-case class name of a layer kind ("max_pooling2d"): its LayerOps.keras3_key;
+ * NULL when Keras has no such layer ([preprocess], LAYER_F_NO_KERAS) or the kind lacks it. */
 const char *keras3_class_key(LayerKind kind);
 
 /* The Keras 3 key of every model layer into keys[l] ("conv2d_1"; "" for a layer without

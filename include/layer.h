@@ -66,7 +66,7 @@ typedef enum {
     LAYER_DEPTHWISE_CONV2D,
     LAYER_SEPARABLE_CONV2D,
     LAYER_ACTIVATION,
-    LAYER_KIND_COUNT
+    LAYER_KIND_COUNT /* the number of kinds: layer_ops has one entry each (layers.c checks) */
 } LayerKind;
 
 typedef enum { PAD_VALID, PAD_SAME } Padding;
@@ -226,9 +226,38 @@ typedef struct {
 struct Section;
 struct IniFile;
 
+/* How export_onnx writes a kind (LayerOps.onnx): the translations src/formats/export_onnx.c
+ * knows. A kind that leaves it unset (0) makes the export refuse the model, naming the layer. */
+typedef enum {
+    LAYER_ONNX_UNSET,        /* no translation */
+    LAYER_ONNX_IDENTITY,     /* left out: the identity at inference (Dropout, augmentation) */
+    LAYER_ONNX_CONV,         /* Conv (+ the activation) */
+    LAYER_ONNX_DEPTHWISE,    /* Conv with group = C (+ the activation) */
+    LAYER_ONNX_SEPARABLE,    /* depthwise Conv, 1x1 Conv (+ the activation) */
+    LAYER_ONNX_BATCHNORM,    /* BatchNormalization with the moving statistics */
+    LAYER_ONNX_ACTIVATION,   /* the layer's activation alone */
+    LAYER_ONNX_ADD,          /* Add of every input */
+    LAYER_ONNX_MAXPOOL,      /* MaxPool */
+    LAYER_ONNX_GLOBAL_AVGPOOL, /* GlobalAveragePool + Flatten */
+    LAYER_ONNX_FLATTEN,      /* Transpose back to NHWC + Flatten */
+    LAYER_ONNX_DENSE,        /* Gemm (+ the activation) */
+    LAYER_ONNX_RESCALING,    /* Mul + Add */
+    LAYER_ONNX_PREPROCESS,   /* a 1x1 Conv: the channel swap and the per-channel affine map */
+    LAYER_ONNX_COUNT
+} LayerOnnx;
+
+/* A kind's operations and what the generic code (model, graph, trainer, importers, exporters,
+ * summary) asks of it. Written with designated initialisers (.section = ..., .plan = ...);
+ * tests/test_kinds.c checks that every kind has the required ones (docs/adding-a-layer-kind.md). */
 typedef struct {
     const char *section;    /* job-file section name: "conv2d" */
-    const char *keras_name; /* for the summary: "Conv2D" */
+    const char *keras_name; /* for the summary and messages: "Conv2D" */
+    /* Keras 3's key of the layer in .weights.h5 files (layers/<key>/vars): the class name in
+     * snake case, numbered in layer order (conv2d, conv2d_1, ...) by keras3_layer_keys. NULL
+     * only with LAYER_F_NO_KERAS. */
+    const char *keras3_key;
+    /* The ONNX translation (LAYER_ONNX_*; required). */
+    LayerOnnx onnx;
     /* Read the kind's keys from its section (defaults as Keras). 0 or -1 with e set. */
     int (*configure)(Layer *L, struct IniFile *ini, struct Section *sec, Err *e);
     /* Given L->in, set L->out and the parameter/aux/workspace sizes; 0 or -1 with e set. */
@@ -251,6 +280,9 @@ typedef struct {
     /* What backward() reads of the forward's tensors (LAYER_READS_*; NULL: both): what no
      * backward reads dies with the last forward step that reads it (graph.c). */
     unsigned (*backward_reads)(const Layer *L);
+    /* Whether L's training forward differs from its inference forward (NULL: the kind's
+     * LAYER_F_RANDOM flag; Dropout: only with a rate above 0). */
+    int (*is_random)(const Layer *L);
 } LayerOps;
 
 /* LayerOps.backward_reads */
@@ -265,6 +297,8 @@ enum {
     LAYER_F_COLLECTIVE = 1u << 4,  /* its training forward/backward needs LayerCtx.allreduce */
     LAYER_F_MULTI_INPUT = 1u << 5, /* reads several inputs (Add) */
     LAYER_F_SAME_LAYOUT = 1u << 6, /* writes the layout it reads (MaxPooling2D) */
+    LAYER_F_NO_KERAS = 1u << 7,    /* no Keras layer ([preprocess], a function in Keras): no
+                                    * keras3_key, left out of Keras weights files */
 };
 
 /* The layer's training forward differs from its inference forward (dropout with rate 0 is the
@@ -284,13 +318,9 @@ size_t layer_n_state(const Layer *L);
 /* Index of the tensor named name, -1 when none. */
 int layer_param_find(const Layer *L, const char *name);
 
-extern const LayerOps *const layer_ops[LAYER_KIND_COUNT];
-
-/* Per-kind operations, defined in their own source files and gathered in layer_ops. */
-extern const LayerOps conv2d_ops, maxpool2d_ops, flatten_ops, dense_ops, dropout_ops,
-    rescaling_ops, random_flip_ops, random_rotation_ops, random_zoom_ops, global_avgpool_ops,
-    preprocess_ops, add_ops, batchnorm_ops, depthwise_conv2d_ops, separable_conv2d_ops,
-    activation_ops;
+/* The operations of kind k: layer_ops[k], k < LAYER_KIND_COUNT (src/layers/layers.c; each
+ * kind's entry is defined in its own source file). */
+extern const LayerOps *const layer_ops[];
 
 /* The activation a layer's forward applies itself (linear when the loss applies it). */
 static inline Activation layer_act(const Layer *L) { return L->act_fused ? ACT_LINEAR : L->act; }

@@ -29,6 +29,8 @@ void fixture_init(Fixture *f, Layer L, Shape in, int N) {
     f->L.in_shapes[0] = in;
     f->L.max_batch = N;
     f->L.n_param = 0;
+    f->n_ins = L.n_inputs > 1 ? L.n_inputs : 1;
+    for (int k = 1; k < f->n_ins; k++) f->L.in_shapes[k] = in;
     snprintf(f->L.name, sizeof f->L.name, "test");
     Err e = {0};
     CU_ASSERT_FATAL(layer_ops[L.kind]->plan(&f->L, &e) == 0);
@@ -36,6 +38,12 @@ void fixture_init(Fixture *f, Layer L, Shape in, int N) {
     size_t ni = N * shape_size(in), no = N * format_floats(f->L.out_fmt, f->L.out);
     f->in = calloc(ni, 4);
     f->din = calloc(ni, 4);
+    f->ins[0] = f->in, f->dins[0] = f->din;
+    for (int k = 1; k < f->n_ins; k++) {
+        f->ins[k] = calloc(ni, 4);
+        f->dins[k] = calloc(ni, 4);
+        testutil_fill(f->ins[k], ni, 10 + (unsigned)k, -1, 1);
+    }
     f->out = calloc(no, 4);
     f->dout = calloc(no, 4);
     f->r = calloc(no, 4);
@@ -67,6 +75,7 @@ void fixture_free(Fixture *f) {
     void *ps[] = {f->in, f->din, f->out, f->dout, f->r, f->ws, f->aux};
     for (size_t i = 0; i < sizeof ps / sizeof *ps; i++) free(ps[i]);
     for (int i = 0; i < LAYER_MAX_PARAMS; i++) free(f->p[i]), free(f->dp[i]);
+    for (int k = 1; k < f->n_ins; k++) free(f->ins[k]), free(f->dins[k]);
 }
 
 LayerCtx fixture_ctx(Fixture *f) {
@@ -87,7 +96,9 @@ LayerCtx fixture_ctx(Fixture *f) {
     c.epoch = 3;
     c.layer_index = 1;
     c.sample_ids = f->ids;
-    c.n_ins = 1;
+    c.ins = (const float *const *)f->ins;
+    c.dins = f->dins;
+    c.n_ins = f->n_ins;
     c.allreduce = f->allreduce;
     c.allreduce_arg = f->allreduce_arg;
     return c;
@@ -147,6 +158,12 @@ void check_gradients(Fixture *f, double tol, float eps) {
     double e_in = testutil_grad_error(fixture_loss, f, f->in, din, ni, 300, eps);
     CU_ASSERT(e_in < tol);
     if (e_in >= tol) printf("\n    input gradient error %g (tol %g)\n", e_in, tol);
+    for (int k = 1; k < f->n_ins; k++) { /* the other inputs (Add) */
+        memcpy(din, f->dins[k], ni * 4);
+        double e_k = testutil_grad_error(fixture_loss, f, f->ins[k], din, ni, 300, eps);
+        CU_ASSERT(e_k < tol);
+        if (e_k >= tol) printf("\n    input %d gradient error %g (tol %g)\n", k + 1, e_k, tol);
+    }
     for (int i = 0; i < f->L.n_param; i++) {
         if (f->L.param[i].role != PARAM_WEIGHT || !f->L.trainable) continue; /* frozen: none */
         /* state the forward updates (moving statistics) must not drift the loss: it does not,

@@ -10,6 +10,10 @@ typedef struct {
     Layer L;
     int N;
     float *in, *out, *din, *dout, *ws, *r;
+    /* every input and its gradient: ins[0] = in, dins[0] = din; more for a layer with
+     * L.n_inputs > 1 (Add), each of in's shape */
+    int n_ins;
+    float *ins[LAYER_MAX_INPUTS], *dins[LAYER_MAX_INPUTS];
     float *p[LAYER_MAX_PARAMS], *dp[LAYER_MAX_PARAMS]; /* L.param order */
     float *w, *b;   /* p[0], p[1], or a zero buffer where the layer has fewer tensors */
     float *dw, *db; /* likewise dp[0], dp[1] */
@@ -29,7 +33,8 @@ LayerCtx fixture_ctx(Fixture *f);
 void fixture_forward(Fixture *f);
 double fixture_loss(void *ctx);
 void fixture_backward(Fixture *f);
-/* Input and every weight tensor (not state) by central differences, relative error < tol. */
+/* Every input and every weight tensor (not state) by central differences, relative error <
+ * tol. */
 void check_gradients(Fixture *f, double tol, float eps);
 
 #endif

@@ -21,18 +21,12 @@ static Layer make_layer(LayerKind kind, int h, int w, int c) {
     L.in.w = w;
     L.in.c = c;
     Err e = {0};
-    const LayerOps *ops = kind == LAYER_RANDOM_FLIP       ? &random_flip_ops
-                          : kind == LAYER_RANDOM_ROTATION ? &random_rotation_ops
-                                                          : &random_zoom_ops;
+    const LayerOps *ops = layer_ops[kind];
     CU_ASSERT_EQUAL(ops->plan(&L, &e), 0);
     return L;
 }
 
-static const LayerOps *ops_of(const Layer *L) {
-    return L->kind == LAYER_RANDOM_FLIP       ? &random_flip_ops
-           : L->kind == LAYER_RANDOM_ROTATION ? &random_rotation_ops
-                                              : &random_zoom_ops;
-}
+static const LayerOps *ops_of(const Layer *L) { return layer_ops[L->kind]; }
 
 static LayerCtx train_ctx(const int64_t *ids) {
     LayerCtx c;
@@ -63,8 +57,8 @@ static void test_flip_twice_identity(void) {
         Layer L = make_layer(LAYER_RANDOM_FLIP, H, W, C);
         L.u.flip.horizontal = mode != 1;
         L.u.flip.vertical = mode != 0;
-        random_flip_ops.forward(&L, &c, y, x, N);
-        random_flip_ops.forward(&L, &c, z, y, N);
+        layer_ops[LAYER_RANDOM_FLIP]->forward(&L, &c, y, x, N);
+        layer_ops[LAYER_RANDOM_FLIP]->forward(&L, &c, z, y, N);
         CU_ASSERT_EQUAL(memcmp(x, z, n * sizeof *x), 0);
         /* at least one of six samples was flipped */
         CU_ASSERT(memcmp(x, y, n * sizeof *x) != 0);
@@ -72,7 +66,7 @@ static void test_flip_twice_identity(void) {
     /* a horizontal flip that happened is a left-right mirror */
     Layer L = make_layer(LAYER_RANDOM_FLIP, H, W, C);
     L.u.flip.horizontal = 1;
-    random_flip_ops.forward(&L, &c, y, x, N);
+    layer_ops[LAYER_RANDOM_FLIP]->forward(&L, &c, y, x, N);
     for (int i = 0; i < N; i++) {
         const float *a = x + (size_t)i * H * W * C, *b = y + (size_t)i * H * W * C;
         if (memcmp(a, b, (size_t)H * W * C * sizeof *a) == 0) continue;
@@ -93,15 +87,15 @@ static void test_zero_factor_identity(void) {
     LayerCtx c = train_ctx(ids);
     Layer r = make_layer(LAYER_RANDOM_ROTATION, H, W, C);
     r.u.rotation.lo = r.u.rotation.hi = 0;
-    random_rotation_ops.forward(&r, &c, y, x, N);
+    layer_ops[LAYER_RANDOM_ROTATION]->forward(&r, &c, y, x, N);
     CU_ASSERT(max_diff(x, y, n) <= 1e-5f);
     Layer z = make_layer(LAYER_RANDOM_ZOOM, H, W, C);
     z.u.zoom.h_lo = z.u.zoom.h_hi = 0;
     z.u.zoom.w_lo = z.u.zoom.w_hi = NAN;
-    random_zoom_ops.forward(&z, &c, y, x, N);
+    layer_ops[LAYER_RANDOM_ZOOM]->forward(&z, &c, y, x, N);
     CU_ASSERT(max_diff(x, y, n) <= 1e-5f);
     z.u.zoom.w_lo = z.u.zoom.w_hi = 0;
-    random_zoom_ops.forward(&z, &c, y, x, N);
+    layer_ops[LAYER_RANDOM_ZOOM]->forward(&z, &c, y, x, N);
     CU_ASSERT(max_diff(x, y, n) <= 1e-5f);
     free(x);
     free(y);
@@ -119,7 +113,7 @@ static void test_rotation_90_counter_clockwise(void) {
     LayerCtx c = train_ctx(&id);
     Layer L = make_layer(LAYER_RANDOM_ROTATION, S, S, C);
     L.u.rotation.lo = L.u.rotation.hi = 0.25f;
-    random_rotation_ops.forward(&L, &c, y, x, 1);
+    layer_ops[LAYER_RANDOM_ROTATION]->forward(&L, &c, y, x, 1);
     float worst = 0;
     for (int r = 0; r < S; r++)
         for (int q = 0; q < S; q++)
@@ -133,7 +127,7 @@ static void test_rotation_90_counter_clockwise(void) {
     CU_ASSERT(fabsf(y[0] - 80.0f) < 0.05f);
     /* -90 degrees: clockwise, top-left moves to the top-right */
     L.u.rotation.lo = L.u.rotation.hi = -0.25f;
-    random_rotation_ops.forward(&L, &c, y, x, 1);
+    layer_ops[LAYER_RANDOM_ROTATION]->forward(&L, &c, y, x, 1);
     CU_ASSERT(fabsf(y[(S - 1) * C] - 0.0f) < 0.05f);
     CU_ASSERT(fabsf(y[0] - 800.0f) < 0.05f); /* bottom-left came up to the top-left */
 }
@@ -149,7 +143,7 @@ static void test_zoom_in_direction(void) {
     Layer L = make_layer(LAYER_RANDOM_ZOOM, S, S, 1);
     L.u.zoom.h_lo = L.u.zoom.h_hi = -0.5f;
     L.u.zoom.w_lo = L.u.zoom.w_hi = NAN;
-    random_zoom_ops.forward(&L, &c, y, x, 1);
+    layer_ops[LAYER_RANDOM_ZOOM]->forward(&L, &c, y, x, 1);
     /* out(r, q) = in(4 + (r - 4) / 2, 4 + (q - 4) / 2): corners show (2, 2) and (6, 6) */
     CU_ASSERT(fabsf(y[4 * S + 4] - 404.0f) < 1e-3f);
     CU_ASSERT(fabsf(y[0] - 202.0f) < 1e-3f);
@@ -157,7 +151,7 @@ static void test_zoom_in_direction(void) {
     CU_ASSERT(fabsf(y[1] - 202.5f) < 1e-3f);
     /* zoom out 2x with reflect fill: out(0, 0) samples in(-4, -4) -> reflected to (3, 3) */
     L.u.zoom.h_lo = L.u.zoom.h_hi = 1.0f;
-    random_zoom_ops.forward(&L, &c, y, x, 1);
+    layer_ops[LAYER_RANDOM_ZOOM]->forward(&L, &c, y, x, 1);
     CU_ASSERT(fabsf(y[0] - 303.0f) < 1e-3f);
     CU_ASSERT(fabsf(y[4 * S + 4] - 404.0f) < 1e-3f);
 }
@@ -210,7 +204,7 @@ static void test_keyed_determinism(void) {
     Layer F = make_layer(LAYER_RANDOM_FLIP, H, W, C);
     F.u.flip.horizontal = 1;
     LayerCtx cf = train_ctx(ids);
-    random_flip_ops.forward(&F, &cf, ys, xs, M);
+    layer_ops[LAYER_RANDOM_FLIP]->forward(&F, &cf, ys, xs, M);
     int flipped = 0;
     for (int i = 0; i < M; i++) flipped += memcmp(ys + i * P, xs + i * P, sizeof(float) * P) != 0;
     CU_ASSERT(flipped > 16 && flipped < 48);
@@ -300,7 +294,7 @@ static void test_configure(void) {
     P.in.c = 10;
     P.in.flat = 1;
     Err e7 = {0};
-    CU_ASSERT_EQUAL(random_flip_ops.plan(&P, &e7), -1);
+    CU_ASSERT_EQUAL(layer_ops[LAYER_RANDOM_FLIP]->plan(&P, &e7), -1);
 }
 
 static void test_preview_grid(void) {

@@ -8,48 +8,12 @@
 
 #include "testutil.h"
 
-#include "layerfix.h"
+#include "layerref.h"
 
 /* ---- Conv2D ---- */
 
 static Layer conv_layer(int oc, int k, int s, Padding p, Activation a) {
     return layerfix_window_layer(LAYER_CONV2D, oc, k, s, p, a);
-}
-
-/* Direct convolution with TF's padding rule, written independently of the im2col code. */
-static void naive_conv(const Fixture *f, float *ref) {
-    const Layer *L = &f->L;
-    int H = L->in.h, W = L->in.w, C = L->in.c, OH, OW, pt = 0, pl = 0;
-    if (L->padding == PAD_VALID) {
-        OH = (H - L->kh) / L->sh + 1;
-        OW = (W - L->kw) / L->sw + 1;
-    } else {
-        OH = (H + L->sh - 1) / L->sh;
-        OW = (W + L->sw - 1) / L->sw;
-        int ph = (OH - 1) * L->sh + L->kh - H, pw = (OW - 1) * L->sw + L->kw - W;
-        pt = ph > 0 ? ph / 2 : 0;
-        pl = pw > 0 ? pw / 2 : 0;
-    }
-    CU_ASSERT_EQUAL(OH, L->out.h);
-    CU_ASSERT_EQUAL(OW, L->out.w);
-    for (int n = 0; n < f->N; n++)
-        for (int oh = 0; oh < OH; oh++)
-            for (int ow = 0; ow < OW; ow++)
-                for (int oc = 0; oc < L->units; oc++) {
-                    double s = f->b[oc];
-                    for (int kh = 0; kh < L->kh; kh++)
-                        for (int kw = 0; kw < L->kw; kw++)
-                            for (int c = 0; c < C; c++) {
-                                int ih = oh * L->sh + kh - pt, iw = ow * L->sw + kw - pl;
-                                if (ih < 0 || iw < 0 || ih >= H || iw >= W) continue;
-                                s += (double)f->in[((n * H + ih) * W + iw) * C + c] *
-                                     f->w[((kh * L->kw + kw) * C + c) * L->units + oc];
-                            }
-                    if (L->act == ACT_RELU && s < 0) s = 0;
-                    if (L->act == ACT_SIGMOID) s = 1 / (1 + exp(-s));
-                    if (L->act == ACT_LEAKY && s < 0) s *= 0.1;
-                    ref[((n * OH + oh) * OW + ow) * L->units + oc] = (float)s;
-                }
 }
 
 static void check_conv(int H, int W, int C, int oc, int k, int s, Padding p, Activation a,
@@ -61,7 +25,7 @@ static void check_conv(int H, int W, int C, int oc, int k, int s, Padding p, Act
     fixture_forward(&f);
     size_t no = N * shape_size(f.L.out);
     float *ref = calloc(no, 4);
-    naive_conv(&f, ref);
+    layerref_conv(&f, ref);
     double worst = 0;
     for (size_t i = 0; i < no; i++) worst = fmax(worst, fabs(ref[i] - f.out[i]));
     CU_ASSERT(worst < 1e-4);

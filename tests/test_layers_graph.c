@@ -18,7 +18,7 @@
 #include "export.h"
 #include "keras_h5.h"
 #include "job.h"
-#include "layerfix.h"
+#include "layerref.h"
 #include "model.h"
 #include "testutil.h"
 #include "weights.h"
@@ -138,24 +138,6 @@ static Layer dw_layer(LayerKind kind, int k, int s, Padding p, Activation a, int
     return L;
 }
 
-/* mid (N, OH, OW, C) = depthwise(in) with kernel w (KH, KW, C), TF's padding, in double */
-static void naive_depthwise(const Layer *L, const float *in, const float *w, int N, double *mid) {
-    const int H = L->in.h, W = L->in.w, C = L->in.c, OH = L->out.h, OW = L->out.w;
-    for (int n = 0; n < N; n++)
-        for (int oh = 0; oh < OH; oh++)
-            for (int ow = 0; ow < OW; ow++)
-                for (int c = 0; c < C; c++) {
-                    double s = 0;
-                    for (int kh = 0; kh < L->kh; kh++)
-                        for (int kw = 0; kw < L->kw; kw++) {
-                            int ih = oh * L->sh - L->pad_top + kh, iw = ow * L->sw - L->pad_left + kw;
-                            if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-                            s += (double)in[(((size_t)n * H + ih) * W + iw) * C + c] * w[(kh * L->kw + kw) * C + c];
-                        }
-                    mid[(((size_t)n * OH + oh) * OW + ow) * C + c] = s;
-                }
-}
-
 static double act_ref(Activation a, double x) {
     return a == ACT_RELU ? (x > 0 ? x : 0) : a == ACT_SIGMOID ? 1 / (1 + exp(-x)) : x;
 }
@@ -169,7 +151,7 @@ static void check_depthwise(int H, int W, int C, int k, int s, Padding p, Activa
     fixture_forward(&f);
     size_t no = N * shape_size(f.L.out);
     double *ref = malloc(no * sizeof *ref), worst = 0;
-    naive_depthwise(&f.L, f.in, f.p[0], N, ref);
+    layerref_depthwise(&f.L, f.in, f.p[0], N, ref);
     for (size_t i = 0; i < no; i++) worst = fmax(worst, fabs(act_ref(a, ref[i] + f.p[1][i % C]) - f.out[i]));
     CU_ASSERT(worst < 1e-5);
     if (worst >= 1e-5) printf("\n    depthwise forward error %g\n", worst);
@@ -212,7 +194,7 @@ static void check_separable(int H, int W, int C, int OC, int s, Padding p, ConvA
     size_t nm = (size_t)N * OH * OW * C, no = (size_t)N * OH * OW * OC;
     double *mid = malloc(nm * sizeof *mid), worst = 0;
     float *out = malloc(no * 4);
-    naive_depthwise(&f.L, f.in, f.p[0], N, mid);
+    layerref_depthwise(&f.L, f.in, f.p[0], N, mid);
     layout_reorder(out, FMT_NHWC, f.out, f.L.out_fmt, N, f.L.out);
     for (size_t r = 0; r < (size_t)N * OH * OW; r++)
         for (int o = 0; o < OC; o++) {

@@ -170,15 +170,29 @@ static int write_keras3(hid_t f, const Model *m) {
     return rc;
 }
 
-int export_keras_h5(const Model *m, const char *path, int keras3, Err *e) {
+/* Every layer has a Keras 3 key, or is one Keras has no layer for and has no weights; else
+ * -1 with e naming the layer and its kind. */
+static int keras_layers_check(const Model *m, Err *e) {
     for (int l = 0; l < m->n_layers; l++) {
         const Layer *L = &m->layers[l];
-        if (L->n_param && !keras3_class_key(L->kind)) {
+        const LayerOps *ops = layer_ops[L->kind];
+        if (!ops->keras3_key && !(ops->flags & LAYER_F_NO_KERAS)) {
+            err_set(e, "export: layer '%s' (kind %s): the kind has no Keras 3 key (LayerOps."
+                       "keras3_key) and is not marked as having no Keras layer",
+                    L->name, ops->keras_name ? ops->keras_name : "?");
+            return -1;
+        }
+        if (L->n_param && !ops->keras3_key) {
             err_set(e, "export: layer '%s' (%s): its weights have no Keras layout here", L->name,
-                    layer_ops[L->kind]->keras_name);
+                    ops->keras_name);
             return -1;
         }
     }
+    return 0;
+}
+
+int export_keras_h5(const Model *m, const char *path, int keras3, Err *e) {
+    if (keras_layers_check(m, e)) return -1;
     H5E_auto2_t old_func = NULL;
     void *old_data = NULL;
     H5Eget_auto2(H5E_DEFAULT, &old_func, &old_data);

@@ -18,7 +18,9 @@
  *     folded into their kernels at import), frozen or not;
  *   the output "probabilities": Softmax over the classes (N, K), or Sigmoid for a 1-unit model
  *     (N, 1): class 1's probability, as predict computes them from the last layer.
- * Every tensor and node is named after its layer (conv2d_1, conv2d_1_relu, ...).
+ * Every tensor and node is named after its layer (conv2d_1, conv2d_1_relu, ...). Which of the
+ * translations above a layer takes is its kind's LayerOps.onnx (include/layer.h); a kind
+ * without one is refused with a message naming the layer.
  */
 #include "export.h"
 
@@ -323,33 +325,35 @@ static void flatten(Graph *g, const char *base) {
     g->layout = 2;
 }
 
-/* names: the ONNX tensor of each of L's inputs (names[0] is g->cur) */
+/* names: the ONNX tensor of each of L's inputs (names[0] is g->cur). The kind's LayerOps entry
+ * says which translation it takes. */
 static int emit_layer(Graph *g, const Model *m, const Layer *L, const char *const *names, Err *e) {
     const float *p[LAYER_MAX_PARAMS] = {0};
     for (int i = 0; i < L->n_param; i++) p[i] = m->params + L->param[i].off;
     const float *w = p[0], *b = p[1];
-    switch (L->kind) {
-    case LAYER_CONV2D:
+    const LayerOps *ops = layer_ops[L->kind];
+    switch (ops->onnx) {
+    case LAYER_ONNX_CONV:
         return emit_conv(g, L, w, b, e);
-    case LAYER_DEPTHWISE_CONV2D:
+    case LAYER_ONNX_DEPTHWISE:
         if (emit_depthwise(g, L, w, L->use_bias ? b : NULL, L->name, e)) return -1;
         activation(g, L);
         return 0;
-    case LAYER_SEPARABLE_CONV2D:
+    case LAYER_ONNX_SEPARABLE:
         return emit_separable(g, L, p, e);
-    case LAYER_BATCHNORM:
+    case LAYER_ONNX_BATCHNORM:
         emit_batchnorm(g, L, p);
         return 0;
-    case LAYER_ACTIVATION:
+    case LAYER_ONNX_ACTIVATION:
         activation(g, L);
         return 0;
-    case LAYER_ADD:
+    case LAYER_ONNX_ADD:
         for (int k = 1; k < graph_n_inputs(L); k++) {
             const char *in[2] = {g->cur, names[k]};
             add_node(g, "Add", k + 1 == graph_n_inputs(L) ? L->name : gstr(g, "%s_%d", L->name, k), in, 2, NULL, 0);
         }
         return 0;
-    case LAYER_MAXPOOL2D: {
+    case LAYER_ONNX_MAXPOOL: {
         Onnx__AttributeProto *at[3];
         if (window_attrs(g, L, at)) {
             err_set(e, "export onnx: layer '%s': its padding has no ONNX MaxPool equivalent", L->name);
@@ -358,32 +362,32 @@ static int emit_layer(Graph *g, const Model *m, const Layer *L, const char *cons
         add_node(g, "MaxPool", L->name, &g->cur, 1, at, 3);
         return 0;
     }
-    case LAYER_GLOBAL_AVGPOOL:
+    case LAYER_ONNX_GLOBAL_AVGPOOL:
         unary(g, "GlobalAveragePool", gstr(g, "%s_pool", L->name));
         g->layout = 1; /* (N, C, 1, 1): flattening it is the same in either order */
         flatten(g, L->name);
         return 0;
-    case LAYER_FLATTEN:
+    case LAYER_ONNX_FLATTEN:
         flatten(g, L->name);
         return 0;
-    case LAYER_DENSE:
+    case LAYER_ONNX_DENSE:
         emit_dense(g, L, w, b);
         return 0;
-    case LAYER_RESCALING:
+    case LAYER_ONNX_RESCALING:
         affine(g, L->name, L->u.rescale.scale, L->u.rescale.offset);
         return 0;
-    case LAYER_PREPROCESS:
+    case LAYER_ONNX_PREPROCESS:
         emit_preprocess(g, L);
         return 0;
-    case LAYER_DROPOUT: /* identities at inference */
-    case LAYER_RANDOM_FLIP:
-    case LAYER_RANDOM_ROTATION:
-    case LAYER_RANDOM_ZOOM:
+    case LAYER_ONNX_IDENTITY: /* Dropout, augmentation: identities at inference */
         return 0;
-    default:
-        err_set(e, "export onnx: layer '%s' (kind %d) has no ONNX translation", L->name, (int)L->kind);
-        return -1;
+    case LAYER_ONNX_UNSET:
+    case LAYER_ONNX_COUNT:
+        break;
     }
+    err_set(e, "export onnx: layer '%s' (kind %s) has no ONNX translation (its LayerOps.onnx is "
+               "unset)", L->name, ops->keras_name ? ops->keras_name : "?");
+    return -1;
 }
 
 static Onnx__ValueInfoProto *value_info(Graph *g, const char *name, const int64_t *dims, int rank) {

@@ -7,26 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* the kind's LayerOps entry: the kinds own their Keras 3 keys */
 const char *keras3_class_key(LayerKind kind) {
-    static const char *const keys[LAYER_KIND_COUNT] = {
-        [LAYER_CONV2D] = "conv2d",
-        [LAYER_MAXPOOL2D] = "max_pooling2d",
-        [LAYER_FLATTEN] = "flatten",
-        [LAYER_DENSE] = "dense",
-        [LAYER_DROPOUT] = "dropout",
-        [LAYER_RESCALING] = "rescaling",
-        [LAYER_RANDOM_FLIP] = "random_flip",
-        [LAYER_RANDOM_ROTATION] = "random_rotation",
-        [LAYER_RANDOM_ZOOM] = "random_zoom",
-        [LAYER_GLOBAL_AVGPOOL] = "global_average_pooling2d",
-        [LAYER_PREPROCESS] = NULL,
-        [LAYER_ADD] = "add",
-        [LAYER_BATCHNORM] = "batch_normalization",
-        [LAYER_DEPTHWISE_CONV2D] = "depthwise_conv2d",
-        [LAYER_SEPARABLE_CONV2D] = "separable_conv2d",
-        [LAYER_ACTIVATION] = "activation",
-    };
-    return (int)kind >= 0 && kind < LAYER_KIND_COUNT ? keys[kind] : NULL;
+    return (int)kind >= 0 && kind < LAYER_KIND_COUNT ? layer_ops[kind]->keras3_key : NULL;
 }
 
 void keras3_layer_keys(const Model *m, char (*keys)[64]) {
@@ -191,6 +174,15 @@ int keras3_h5_detect(hid_t root) {
 }
 
 int keras3_h5_load_file(hid_t f, const char *path, Model *m, Err *e) {
+    for (int l = 0; l < m->n_layers; l++) { /* a kind without its key could match no group */
+        const Layer *L = &m->layers[l];
+        if (L->n_param && !keras3_class_key(L->kind)) {
+            err_set(e, "%s: the job's layer '%s' (kind %s) has weights but its kind has no Keras 3 "
+                       "key (LayerOps.keras3_key): they cannot be read from a Keras 3 file",
+                    path, L->name, layer_ops[L->kind]->keras_name);
+            return -1;
+        }
+    }
     hid_t layers = H5Gopen2(f, "layers", H5P_DEFAULT);
     if (layers < 0) {
         err_set(e, "%s: cannot open group /layers", path);

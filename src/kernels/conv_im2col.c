@@ -18,7 +18,6 @@ static int omp_get_max_threads(void) { return 1; }
 #endif
 
 #include "conv_algo.h"
-#include "layers/layer_impl.h"
 
 static int is_pointwise(const WinGeom *g) {
     return g->KH == 1 && g->KW == 1 && g->SH == 1 && g->SW == 1 && g->PT == 0 && g->PL == 0;
@@ -109,15 +108,6 @@ void conv2d_forward(float *out, const float *in, const float *w, const float *b,
                         OC, b ? 1.0f : 0.0f, o, OC);
             activation_apply(act, o, rows * OC);
         }
-    }
-}
-
-void bias_grad_add(float *db, const float *d, long rows, int U) {
-    /* Sequential over rows so the sum's order, and hence the result, never depends on the
-     * thread count: bitwise-reproducible runs need that. The inner loop vectorises. */
-    for (long r = 0; r < rows; r++) {
-        const float *row = d + (size_t)r * U;
-        for (int u = 0; u < U; u++) db[u] += row[u];
     }
 }
 

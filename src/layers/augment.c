@@ -279,16 +279,16 @@ static void aug_forward(const Layer *L, const LayerCtx *c, float *out, const flo
     }
 }
 
-const LayerOps random_flip_ops = {"random_flip", "RandomFlip", flip_configure, aug_plan, NULL,
-                                  aug_forward, aug_backward, NULL, 0, LAYER_F_RANDOM | LAYER_F_AUGMENT,
-                                  layer_reads_nothing};
-const LayerOps random_rotation_ops = {"random_rotation", "RandomRotation", rotation_configure,
-                                      aug_plan, NULL, aug_forward, aug_backward, NULL, 0,
-                                      LAYER_F_RANDOM | LAYER_F_AUGMENT,
-                                  layer_reads_nothing};
-const LayerOps random_zoom_ops = {"random_zoom", "RandomZoom", zoom_configure, aug_plan, NULL,
-                                  aug_forward, aug_backward, NULL, 0, LAYER_F_RANDOM | LAYER_F_AUGMENT,
-                                  layer_reads_nothing};
+/* The three kinds differ in their keys and draws only; identities at inference (ONNX). */
+#define AUGMENT_OPS(sec, kname, conf)                                                           \
+    {                                                                                           \
+        .section = sec, .keras_name = kname, .keras3_key = sec, .onnx = LAYER_ONNX_IDENTITY,    \
+        .configure = conf, .plan = aug_plan, .forward = aug_forward, .backward = aug_backward,  \
+        .flags = LAYER_F_RANDOM | LAYER_F_AUGMENT, .backward_reads = layer_reads_nothing,       \
+    }
+const LayerOps random_flip_ops = AUGMENT_OPS("random_flip", "RandomFlip", flip_configure);
+const LayerOps random_rotation_ops = AUGMENT_OPS("random_rotation", "RandomRotation", rotation_configure);
+const LayerOps random_zoom_ops = AUGMENT_OPS("random_zoom", "RandomZoom", zoom_configure);
 
 /* ---------------------------------------------------------------- preview */
 
@@ -301,8 +301,7 @@ int augment_preview_write(const char *out_jpg, const uint8_t *img, int h, int w,
     }
     for (int j = 0; j < n_layers; j++) {
         const Layer *L = &layers[j];
-        int aug = L->kind == LAYER_RANDOM_FLIP || L->kind == LAYER_RANDOM_ROTATION ||
-                  L->kind == LAYER_RANDOM_ZOOM;
+        int aug = (layer_ops[L->kind]->flags & LAYER_F_AUGMENT) != 0;
         if (aug && (L->in.h != h || L->in.w != w || L->in.c != c)) {
             err_set(e, "%s: layer %s expects %dx%dx%d images, the preview image is %dx%dx%d",
                     out_jpg, L->name, L->in.h, L->in.w, L->in.c, h, w, c);
@@ -319,11 +318,8 @@ int augment_preview_write(const char *out_jpg, const uint8_t *img, int h, int w,
         int64_t id = k;
         for (int j = 0; j < n_layers; j++) {
             const Layer *L = &layers[j];
-            const LayerOps *ops = L->kind == LAYER_RANDOM_FLIP       ? &random_flip_ops
-                                  : L->kind == LAYER_RANDOM_ROTATION ? &random_rotation_ops
-                                  : L->kind == LAYER_RANDOM_ZOOM     ? &random_zoom_ops
-                                                                     : NULL;
-            if (!ops) continue;
+            const LayerOps *ops = layer_ops[L->kind];
+            if (!(ops->flags & LAYER_F_AUGMENT)) continue;
             LayerCtx ctx;
             memset(&ctx, 0, sizeof ctx);
             ctx.training = 1;

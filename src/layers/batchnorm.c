@@ -215,6 +215,16 @@ static void bn_backward(const Layer *L, const LayerCtx *c, float *din, float *do
     }
 }
 
-const LayerOps batchnorm_ops = {"batch_normalization", "BatchNormalization", bn_configure, bn_plan,
-                                bn_init, bn_forward, bn_backward, NULL, 0,
-                                LAYER_F_BATCH | LAYER_F_STATE | LAYER_F_COLLECTIVE, bn_backward_reads};
+const LayerOps batchnorm_ops = {
+    .section = "batch_normalization",
+    .keras_name = "BatchNormalization",
+    .keras3_key = "batch_normalization",
+    .onnx = LAYER_ONNX_BATCHNORM,
+    .configure = bn_configure,
+    .plan = bn_plan,
+    .init = bn_init,
+    .forward = bn_forward,
+    .backward = bn_backward,
+    .flags = LAYER_F_BATCH | LAYER_F_STATE | LAYER_F_COLLECTIVE,
+    .backward_reads = bn_backward_reads,
+};

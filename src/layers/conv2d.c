@@ -1,84 +1,15 @@
 /* conv2d.c: the Conv2D layer (Keras semantics: valid/same padding, strides, fused
  * activation, glorot-uniform kernel, zero bias) over the algorithm interface of conv_algo.h:
- * the choice of algorithm per layer at plan time (fixed, or timed at start-up for `auto`), and
- * the window/activation key handling shared with MaxPooling2D and Dense.
+ * the choice of algorithm per layer at plan time (fixed, or timed at start-up for `auto`),
+ * shared with SeparableConv2D's pointwise step (layer_impl.h). The keys and window planning
+ * every windowed kind shares are in layer_common.c.
  */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-
 #include "conv_algo.h"
 #include "layers/layer_impl.h"
-
-/* ---- layer glue ---- */
-
-static const char *const padding_names[] = {"valid", "same", NULL};
-static const char *const act_names[] = {"linear", "relu", "sigmoid", "softmax", "leaky", NULL};
-
-/* Keys shared by Conv2D and Dense. */
-int layer_configure_common(Layer *L, IniFile *ini, Section *s, Err *e) {
-    int act, bias, trainable;
-    if (sec_get_enum(ini, s, "activation", 0, ACT_LINEAR, act_names, &act, e) ||
-        sec_get_bool(ini, s, "use_bias", 1, &bias, e) ||
-        sec_get_bool(ini, s, "trainable", 1, &trainable, e))
-        return -1;
-    L->act = (Activation)act;
-    L->use_bias = bias;
-    L->trainable = trainable;
-    return 0;
-}
-
-int layer_configure_window(Layer *L, IniFile *ini, Section *s, const char *window_key,
-                           int strides_default_is_window, Err *e) {
-    int pad;
-    if (sec_get_pair(ini, s, window_key, !strides_default_is_window, 2, 2, 1, 4096, &L->kh, &L->kw, e))
-        return -1;
-    /* strides default to the window for pooling (Keras pool strides=None), to 1 for conv */
-    int dh = strides_default_is_window ? L->kh : 1, dw = strides_default_is_window ? L->kw : 1;
-    if (sec_get_pair(ini, s, "strides", 0, dh, dw, 1, 4096, &L->sh, &L->sw, e)) return -1;
-    if (sec_get_enum(ini, s, "padding", 0, PAD_VALID, padding_names, &pad, e)) return -1;
-    L->padding = (Padding)pad;
-    return 0;
-}
-
-/* Keras/TF output size and padding: valid: floor((H-K)/S)+1; same: ceil(H/S), with the odd
- * padding pixel at the bottom/right. Returns -1 when the window does not fit. */
-int layer_plan_window(Layer *L, int out_c, Err *e) {
-    char w[320];
-    if (L->in.flat) {
-        err_set(e, "layer %s (%s): %s needs a spatial (H, W, C) input, but its input is a flat "
-                   "vector of %d values (is it after a Flatten or Dense?)",
-                L->name, layer_where(L, w, sizeof w), layer_ops[L->kind]->keras_name, L->in.c);
-        return -1;
-    }
-    int H = L->in.h, W = L->in.w, oh, ow;
-    if (L->padding == PAD_VALID) {
-        if (H < L->kh || W < L->kw) {
-            err_set(e, "layer %s (%s): input %dx%dx%d is smaller than its %dx%d window; the "
-                       "output would be empty",
-                    L->name, layer_where(L, w, sizeof w), H, W, L->in.c, L->kh, L->kw);
-            return -1;
-        }
-        oh = (H - L->kh) / L->sh + 1;
-        ow = (W - L->kw) / L->sw + 1;
-        L->pad_top = L->pad_left = 0;
-    } else {
-        oh = (H + L->sh - 1) / L->sh;
-        ow = (W + L->sw - 1) / L->sw;
-        int ph = (oh - 1) * L->sh + L->kh - H, pw = (ow - 1) * L->sw + L->kw - W;
-        L->pad_top = ph > 0 ? ph / 2 : 0;
-        L->pad_left = pw > 0 ? pw / 2 : 0;
-    }
-    L->out = (Shape){oh, ow, out_c, 0};
-    return 0;
-}
-
-WinGeom layer_window_geom(const Layer *L, int N) {
-    WinGeom g = {N, L->in.h, L->in.w, L->in.c, L->out.h, L->out.w, L->out.c,
-                 L->kh, L->kw, L->sh, L->sw, L->pad_top, L->pad_left, 0};
-    return g;
-}
 
 /* ---- algorithm names and plans ---- */
 
@@ -333,6 +264,17 @@ static void conv2d_layer_backward(const Layer *L, const LayerCtx *c, float *din,
     if (din) p->algo->backward_data(p, din, dout, c->w, c->aux, c->ws, N);
 }
 
-const LayerOps conv2d_ops = {"conv2d", "Conv2D", conv2d_configure, conv2d_plan, conv2d_init,
-                             conv2d_layer_forward, conv2d_layer_backward, conv2d_release, 1, 0,
-                             conv2d_backward_reads};
+const LayerOps conv2d_ops = {
+    .section = "conv2d",
+    .keras_name = "Conv2D",
+    .keras3_key = "conv2d",
+    .onnx = LAYER_ONNX_CONV,
+    .configure = conv2d_configure,
+    .plan = conv2d_plan,
+    .init = conv2d_init,
+    .forward = conv2d_layer_forward,
+    .backward = conv2d_layer_backward,
+    .release = conv2d_release,
+    .own_layout = 1,
+    .backward_reads = conv2d_backward_reads,
+};

@@ -243,9 +243,18 @@ static void dw_backward(const Layer *L, const LayerCtx *c, float *din, float *do
     depthwise_backward(din, c->dp[0], c->ws, dout, in, c->p[0], &g);
 }
 
-const LayerOps depthwise_conv2d_ops = {"depthwise_conv2d", "DepthwiseConv2D", dw_configure, dw_plan,
-                                       dw_init, dw_forward, dw_backward, NULL, 0, 0,
-                                       layer_reads_input_and_act};
+const LayerOps depthwise_conv2d_ops = {
+    .section = "depthwise_conv2d",
+    .keras_name = "DepthwiseConv2D",
+    .keras3_key = "depthwise_conv2d",
+    .onnx = LAYER_ONNX_DEPTHWISE,
+    .configure = dw_configure,
+    .plan = dw_plan,
+    .init = dw_init,
+    .forward = dw_forward,
+    .backward = dw_backward,
+    .backward_reads = layer_reads_input_and_act,
+};
 
 /* ---- SeparableConv2D ---- */
 
@@ -353,6 +362,17 @@ static void sep_backward(const Layer *L, const LayerCtx *c, float *din, float *d
     depthwise_backward(din, c->dp[0], scratch, dmid, in, c->p[0], &g);
 }
 
-const LayerOps separable_conv2d_ops = {"separable_conv2d", "SeparableConv2D", sep_configure, sep_plan,
-                                       sep_init, sep_forward, sep_backward, conv2d_release, 1, 0,
-                                       layer_reads_input_and_act};
+const LayerOps separable_conv2d_ops = {
+    .section = "separable_conv2d",
+    .keras_name = "SeparableConv2D",
+    .keras3_key = "separable_conv2d",
+    .onnx = LAYER_ONNX_SEPARABLE,
+    .configure = sep_configure,
+    .plan = sep_plan,
+    .init = sep_init,
+    .forward = sep_forward,
+    .backward = sep_backward,
+    .release = conv2d_release,
+    .own_layout = 1,
+    .backward_reads = layer_reads_input_and_act,
+};

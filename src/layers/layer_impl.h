@@ -1,5 +1,6 @@
-/* layer_impl.h: helpers shared by the layer implementations (src/conv2d.c, src/layers.c):
- * reading the keys several kinds have in common and planning window geometry. */
+/* layer_impl.h: what the layer kinds share, private to src/layers/:
+ * layer_common.c's keys, window planning and activation names, and conv2d.c's convolution glue
+ * that the convolution kinds (Conv2D, SeparableConv2D) share. */
 #ifndef CONVNET_LAYER_IMPL_H
 #define CONVNET_LAYER_IMPL_H
 
@@ -7,6 +8,11 @@
 #include "kernels.h"
 #include "layer.h"
 
+/* The `activation` key's names, in Activation's order, NULL-terminated (layer_common.c). */
+extern const char *const activation_names[];
+
+/* `activation` (a required key when required) into L->act */
+int layer_configure_activation(Layer *L, IniFile *ini, Section *s, int required, Err *e);
 /* activation, use_bias, trainable */
 int layer_configure_common(Layer *L, IniFile *ini, Section *s, Err *e);
 /* window (kernel_size or pool_size), strides (default 1, or the window when

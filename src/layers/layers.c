@@ -1,6 +1,6 @@
 /* layers.c: the layer_ops table, and the small layers: Dense, Flatten, Dropout (inverted, keyed
- * masks), Rescaling, GlobalAveragePooling2D, Add, Activation; activations and glorot-uniform
- * init. MaxPooling2D is in maxpool.c. */
+ * masks), Rescaling, GlobalAveragePooling2D, Add, Activation. What the kinds share is in
+ * layer_common.c; MaxPooling2D is in maxpool.c. */
 #include <cblas.h>
 #include <float.h>
 #include <math.h>
@@ -8,7 +8,15 @@
 
 #include "layers/layer_impl.h"
 
-const LayerOps *const layer_ops[LAYER_KIND_COUNT] = {
+/* The kinds' operations, each defined in its kind's file (only this table names them). */
+extern const LayerOps conv2d_ops, maxpool2d_ops, flatten_ops, dense_ops, dropout_ops,
+    rescaling_ops, random_flip_ops, random_rotation_ops, random_zoom_ops, global_avgpool_ops,
+    preprocess_ops, add_ops, batchnorm_ops, depthwise_conv2d_ops, separable_conv2d_ops,
+    activation_ops;
+
+/* One entry per kind, in LayerKind's order. A kind missing at the end changes the table's length
+ * (the assertion below); one missing in between is NULL, which tests/test_kinds.c reports. */
+const LayerOps *const layer_ops[] = {
     [LAYER_CONV2D] = &conv2d_ops,
     [LAYER_MAXPOOL2D] = &maxpool2d_ops,
     [LAYER_FLATTEN] = &flatten_ops,
@@ -26,130 +34,8 @@ const LayerOps *const layer_ops[LAYER_KIND_COUNT] = {
     [LAYER_SEPARABLE_CONV2D] = &separable_conv2d_ops,
     [LAYER_ACTIVATION] = &activation_ops,
 };
-
-int layer_is_random(const Layer *L) {
-    if (L->kind == LAYER_DROPOUT) return L->u.dropout.rate > 0;
-    return (layer_ops[L->kind]->flags & LAYER_F_RANDOM) != 0;
-}
-
-unsigned layer_backward_reads(const Layer *L) {
-    const LayerOps *ops = layer_ops[L->kind];
-    return ops->backward_reads ? ops->backward_reads(L) : LAYER_READS_INPUT | LAYER_READS_OUTPUT;
-}
-
-void layer_param_add(Layer *L, const char *name, ParamRole role, int rank, int d0, int d1, int d2,
-                     int d3) {
-    CHECK(L->n_param < LAYER_MAX_PARAMS && rank >= 1 && rank <= 4);
-    LayerParam *P = &L->param[L->n_param++];
-    const int d[4] = {d0, d1, d2, d3};
-    P->name = name;
-    P->role = role;
-    P->rank = rank;
-    P->n = 1;
-    for (int i = 0; i < 4; i++) {
-        P->dims[i] = i < rank ? d[i] : 0;
-        if (i < rank) P->n *= (size_t)d[i];
-    }
-    P->off = 0;
-}
-
-static size_t param_floats(const Layer *L, ParamRole role) {
-    size_t n = 0;
-    for (int i = 0; i < L->n_param; i++)
-        if (L->param[i].role == role) n += L->param[i].n;
-    return n;
-}
-size_t layer_n_weights(const Layer *L) { return param_floats(L, PARAM_WEIGHT); }
-size_t layer_n_state(const Layer *L) { return param_floats(L, PARAM_STATE); }
-
-int layer_param_find(const Layer *L, const char *name) {
-    for (int i = 0; i < L->n_param; i++)
-        if (!strcmp(L->param[i].name, name)) return i;
-    return -1;
-}
-
-const char *layer_where(const Layer *L, char *buf, size_t n) {
-    if (L->file)
-        snprintf(buf, n, "%s:%d", L->file, L->line);
-    else
-        snprintf(buf, n, "line %d", L->line);
-    return buf;
-}
-
-int layer_kind_from_section(const char *section) {
-    if (!strcmp(section, "max_pooling2d")) return LAYER_MAXPOOL2D; /* Keras's name, also accepted */
-    for (int k = 0; k < LAYER_KIND_COUNT; k++)
-        if (layer_ops[k]->section && strcmp(layer_ops[k]->section, section) == 0) return k;
-    return -1;
-}
-
-/* ---- activations ---- */
-
-const char *activation_name(Activation a) {
-    static const char *const names[] = {"linear", "relu", "sigmoid", "softmax", "leaky"};
-    return names[a];
-}
-
-void activation_apply(Activation a, float *y, size_t n) {
-    if (a == ACT_RELU) {
-        for (size_t i = 0; i < n; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
-    } else if (a == ACT_LEAKY) {
-        for (size_t i = 0; i < n; i++) y[i] = y[i] > 0.0f ? y[i] : LEAKY_SLOPE * y[i];
-    } else if (a == ACT_SIGMOID) {
-        for (size_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-y[i]));
-    }
-}
-
-void activation_derivative(Activation a, float *dy, const float *y, size_t n) {
-    if (a == ACT_RELU) {
-        for (size_t i = 0; i < n; i++) dy[i] = y[i] > 0.0f ? dy[i] : 0.0f;
-    } else if (a == ACT_LEAKY) {
-        for (size_t i = 0; i < n; i++) dy[i] = y[i] > 0.0f ? dy[i] : LEAKY_SLOPE * dy[i];
-    } else if (a == ACT_SIGMOID) {
-        for (size_t i = 0; i < n; i++) dy[i] *= y[i] * (1.0f - y[i]);
-    }
-}
-
-void activation_forward(Activation a, float *out, const float *in, size_t n) {
-    if (a == ACT_RELU) {
-#pragma omp parallel for simd schedule(static)
-        for (size_t i = 0; i < n; i++) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
-    } else if (a == ACT_LEAKY) {
-#pragma omp parallel for simd schedule(static)
-        for (size_t i = 0; i < n; i++) out[i] = in[i] > 0.0f ? in[i] : LEAKY_SLOPE * in[i];
-    } else if (a == ACT_SIGMOID) {
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; i++) out[i] = 1.0f / (1.0f + expf(-in[i]));
-    } else if (out != in) { /* linear; softmax: applied by the loss (fused) or by predict */
-#pragma omp parallel for simd schedule(static)
-        for (size_t i = 0; i < n; i++) out[i] = in[i];
-    }
-}
-
-void activation_backward(Activation a, float *din, const float *dout, const float *y, size_t n) {
-    if (a == ACT_RELU) {
-#pragma omp parallel for simd schedule(static)
-        for (size_t i = 0; i < n; i++) din[i] = y[i] > 0.0f ? dout[i] : 0.0f;
-    } else if (a == ACT_LEAKY) {
-#pragma omp parallel for simd schedule(static)
-        for (size_t i = 0; i < n; i++) din[i] = y[i] > 0.0f ? dout[i] : LEAKY_SLOPE * dout[i];
-    } else if (a == ACT_SIGMOID) {
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; i++) din[i] = dout[i] * (y[i] * (1.0f - y[i]));
-    } else if (din != dout) {
-#pragma omp parallel for simd schedule(static)
-        for (size_t i = 0; i < n; i++) din[i] = dout[i];
-    }
-}
-
-unsigned layer_act_reads(const Layer *L) { return layer_act(L) == ACT_LINEAR ? 0 : LAYER_READS_OUTPUT; }
-unsigned layer_reads_nothing(const Layer *L) { (void)L; return 0; }
-unsigned layer_reads_input_and_act(const Layer *L) { return LAYER_READS_INPUT | layer_act_reads(L); }
-
-void init_glorot_uniform(float *w, size_t n, int fan_in, int fan_out, Rng *rng) {
-    float limit = sqrtf(6.0f / (float)(fan_in + fan_out));
-    for (size_t i = 0; i < n; i++) w[i] = (2.0f * rng_uniform(rng) - 1.0f) * limit;
-}
+_Static_assert(sizeof layer_ops / sizeof layer_ops[0] == LAYER_KIND_COUNT,
+               "layer_ops needs one entry per LayerKind (docs/adding-a-layer-kind.md)");
 
 /* ---- Dense ---- */
 
@@ -211,9 +97,18 @@ static void dense_layer_backward(const Layer *L, const LayerCtx *c, float *din, 
     dense_backward(din, c->dw, c->db, dout, in, c->w, N, L->in.c, L->units);
 }
 
-const LayerOps dense_ops = {"dense", "Dense", dense_configure, dense_plan, dense_init,
-                            dense_layer_forward, dense_layer_backward, NULL, 0, 0,
-                            layer_reads_input_and_act};
+const LayerOps dense_ops = {
+    .section = "dense",
+    .keras_name = "Dense",
+    .keras3_key = "dense",
+    .onnx = LAYER_ONNX_DENSE,
+    .configure = dense_configure,
+    .plan = dense_plan,
+    .init = dense_init,
+    .forward = dense_layer_forward,
+    .backward = dense_layer_backward,
+    .backward_reads = layer_reads_input_and_act,
+};
 
 /* ---- Flatten and other shape-preserving layers ---- */
 
@@ -241,8 +136,17 @@ static void copy_backward(const Layer *L, const LayerCtx *c, float *din, float *
     if (din) memcpy(din, dout, (size_t)N * shape_size(L->in) * sizeof *din);
 }
 
-const LayerOps flatten_ops = {"flatten", "Flatten", no_keys, flatten_plan, NULL, copy_forward,
-                              copy_backward, NULL, 0, 0, layer_reads_nothing};
+const LayerOps flatten_ops = {
+    .section = "flatten",
+    .keras_name = "Flatten",
+    .keras3_key = "flatten",
+    .onnx = LAYER_ONNX_FLATTEN,
+    .configure = no_keys,
+    .plan = flatten_plan,
+    .forward = copy_forward,
+    .backward = copy_backward,
+    .backward_reads = layer_reads_nothing,
+};
 
 /* ---- Dropout: inverted dropout, the mask keyed on (seed, epoch, layer, sample) ---- */
 
@@ -293,9 +197,22 @@ static void dropout_backward(const Layer *L, const LayerCtx *c, float *din, floa
     for (size_t i = 0; i < total; i++) din[i] = mask[i] ? dout[i] * keep_scale : 0.0f;
 }
 
-const LayerOps dropout_ops = {"dropout", "Dropout", dropout_configure, dropout_plan, NULL,
-                              dropout_forward, dropout_backward, NULL, 0, LAYER_F_RANDOM,
-                              layer_reads_nothing};
+/* rate 0 is the identity: not random */
+static int dropout_is_random(const Layer *L) { return L->u.dropout.rate > 0; }
+
+const LayerOps dropout_ops = {
+    .section = "dropout",
+    .keras_name = "Dropout",
+    .keras3_key = "dropout",
+    .onnx = LAYER_ONNX_IDENTITY,
+    .configure = dropout_configure,
+    .plan = dropout_plan,
+    .forward = dropout_forward,
+    .backward = dropout_backward,
+    .flags = LAYER_F_RANDOM,
+    .backward_reads = layer_reads_nothing,
+    .is_random = dropout_is_random,
+};
 
 /* ---- Rescaling: y = x * scale + offset ---- */
 
@@ -322,9 +239,17 @@ static void rescaling_backward(const Layer *L, const LayerCtx *c, float *din, fl
     for (size_t i = 0; i < total; i++) din[i] = dout[i] * s;
 }
 
-const LayerOps rescaling_ops = {"rescaling", "Rescaling", rescaling_configure, same_shape_plan,
-                                NULL, rescaling_forward, rescaling_backward, NULL, 0, 0,
-                                layer_reads_nothing};
+const LayerOps rescaling_ops = {
+    .section = "rescaling",
+    .keras_name = "Rescaling",
+    .keras3_key = "rescaling",
+    .onnx = LAYER_ONNX_RESCALING,
+    .configure = rescaling_configure,
+    .plan = same_shape_plan,
+    .forward = rescaling_forward,
+    .backward = rescaling_backward,
+    .backward_reads = layer_reads_nothing,
+};
 
 /* ---- GlobalAveragePooling2D: (N, H, W, C) -> (N, C), the mean over H x W ---- */
 
@@ -365,9 +290,17 @@ static void global_avgpool_backward(const Layer *L, const LayerCtx *c, float *di
             for (int k = 0; k < C; k++) din[((size_t)n * P + p) * C + k] = dout[(size_t)n * C + k] / (float)P;
 }
 
-const LayerOps global_avgpool_ops = {"global_average_pooling2d", "GlobalAveragePooling2D", no_keys,
-                                     global_avgpool_plan, NULL, global_avgpool_forward,
-                                     global_avgpool_backward, NULL, 0, 0, layer_reads_nothing};
+const LayerOps global_avgpool_ops = {
+    .section = "global_average_pooling2d",
+    .keras_name = "GlobalAveragePooling2D",
+    .keras3_key = "global_average_pooling2d",
+    .onnx = LAYER_ONNX_GLOBAL_AVGPOOL,
+    .configure = no_keys,
+    .plan = global_avgpool_plan,
+    .forward = global_avgpool_forward,
+    .backward = global_avgpool_backward,
+    .backward_reads = layer_reads_nothing,
+};
 
 /* ---- Add: the element-wise sum of same-shape inputs (Keras layers.add) ---- */
 
@@ -408,17 +341,23 @@ static void add_backward(const Layer *L, const LayerCtx *c, float *din, float *d
         if (c->dins[k]) memcpy(c->dins[k], dout, total * sizeof *dout);
 }
 
-const LayerOps add_ops = {"add", "Add", no_keys, add_plan, NULL, add_forward, add_backward, NULL, 0,
-                           LAYER_F_MULTI_INPUT, layer_reads_nothing};
+const LayerOps add_ops = {
+    .section = "add",
+    .keras_name = "Add",
+    .keras3_key = "add",
+    .onnx = LAYER_ONNX_ADD,
+    .configure = no_keys,
+    .plan = add_plan,
+    .forward = add_forward,
+    .backward = add_backward,
+    .flags = LAYER_F_MULTI_INPUT,
+    .backward_reads = layer_reads_nothing,
+};
 
 /* ---- Activation: y = act(x) (Keras's layers.Activation; softmax only as the last layer) ---- */
 
 static int activation_configure(Layer *L, IniFile *ini, Section *s, Err *e) {
-    static const char *const names[] = {"linear", "relu", "sigmoid", "softmax", "leaky", NULL};
-    int act;
-    if (sec_get_enum(ini, s, "activation", 1, ACT_LINEAR, names, &act, e)) return -1;
-    L->act = (Activation)act;
-    return 0;
+    return layer_configure_activation(L, ini, s, 1, e);
 }
 
 /* One parallel pass each way (a serial memcpy, then the activation in place, took 55 ms per
@@ -435,6 +374,14 @@ static void activation_layer_backward(const Layer *L, const LayerCtx *c, float *
     if (din) activation_backward(layer_act(L), din, dout, out, (size_t)N * shape_size(L->out));
 }
 
-const LayerOps activation_ops = {"activation", "Activation", activation_configure, same_shape_plan,
-                                 NULL, activation_layer_forward, activation_layer_backward, NULL, 0, 0,
-                                 layer_act_reads};
+const LayerOps activation_ops = {
+    .section = "activation",
+    .keras_name = "Activation",
+    .keras3_key = "activation",
+    .onnx = LAYER_ONNX_ACTIVATION,
+    .configure = activation_configure,
+    .plan = same_shape_plan,
+    .forward = activation_layer_forward,
+    .backward = activation_layer_backward,
+    .backward_reads = layer_act_reads,
+};

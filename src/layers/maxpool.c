@@ -213,7 +213,16 @@ static void maxpool2d_layer_backward(const Layer *L, const LayerCtx *c, float *d
     maxpool2d_backward(din, dout, c->aux, in, out, &g);
 }
 
-const LayerOps maxpool2d_ops = {"maxpooling2d", "MaxPooling2D", maxpool2d_configure,
-                                maxpool2d_plan, NULL, maxpool2d_layer_forward,
-                                maxpool2d_layer_backward, NULL, 1, LAYER_F_SAME_LAYOUT,
-                                maxpool2d_backward_reads};
+const LayerOps maxpool2d_ops = {
+    .section = "maxpooling2d",
+    .keras_name = "MaxPooling2D",
+    .keras3_key = "max_pooling2d",
+    .onnx = LAYER_ONNX_MAXPOOL,
+    .configure = maxpool2d_configure,
+    .plan = maxpool2d_plan,
+    .forward = maxpool2d_layer_forward,
+    .backward = maxpool2d_layer_backward,
+    .own_layout = 1,
+    .flags = LAYER_F_SAME_LAYOUT,
+    .backward_reads = maxpool2d_backward_reads,
+};

@@ -71,6 +71,15 @@ static void preprocess_backward(const Layer *L, const LayerCtx *c, float *din, f
         for (int k = 0; k < 3; k++) din[3 * i + p->src[k]] = dout[3 * i + k] / p->div / p->std[k];
 }
 
-const LayerOps preprocess_ops = {"preprocess", "Preprocess", preprocess_configure, preprocess_plan,
-                                 NULL, preprocess_forward, preprocess_backward, NULL, 0, 0,
-                                 layer_reads_nothing};
+/* Keras has no such layer (preprocess_input is a function): no Keras 3 key */
+const LayerOps preprocess_ops = {
+    .section = "preprocess",
+    .keras_name = "Preprocess",
+    .onnx = LAYER_ONNX_PREPROCESS,
+    .configure = preprocess_configure,
+    .plan = preprocess_plan,
+    .forward = preprocess_forward,
+    .backward = preprocess_backward,
+    .flags = LAYER_F_NO_KERAS,
+    .backward_reads = layer_reads_nothing,
+};
