@@ -41,7 +41,8 @@ static const char *const usage =
     "  augment-preview JOB --out FILE.jpg [--index I]   a training image under 9 augmentations\n"
     "Run under mpirun/srun for data parallelism: mpirun -np 4 convnet-dist train JOB\n"
     "Exit status: 0 done, 1 runtime failure, 2 bad input, 3 preempted (checkpoint written),\n"
-    "4 a collective timed out, 5 stopped by a signal without a checkpoint.\n";
+    "4 a collective timed out, 5 stopped by a signal without a checkpoint,\n"
+    "6 the loss became NaN or infinite (terminate_on_nan; the last checkpoint is kept).\n";
 
 static void bad_usage(const char *fmt, const char *arg) {
     fprintf(stderr, "convnet-dist: ");
