@@ -168,6 +168,76 @@ static void test_terminate_on_nan(void) {
     free(out);
 }
 
+/* The global batch of 12 on np ranks with K micro-batches each (3 samples per micro-batch in
+ * every case below), 20 RMSprop steps as tests/test_mpi.c's rank-count equivalence takes;
+ * weights to TAG.weights, per-step losses to TAG.steps. */
+static int run_accum(const char *job, int np, int K, const char *extra, const char *tag) {
+    char mpirun[256], cmd[4096];
+    testutil_mpirun(mpirun, sizeof mpirun, np);
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && timeout 300 %s '%s' train '%s' --no-resume --set train.gradient_accumulation_steps=%d "
+             "--set train.step_log=%s.steps --save %s.weights %s",
+             dir, mpirun, bin, job, K, tag, tag, extra);
+    char *out = NULL;
+    int rc = testutil_run(cmd, &out);
+    if (rc) printf("\n    -np %d K=%d failed (%d):\n%s", np, K, rc, out);
+    free(out);
+    return rc;
+}
+
+static int read_losses(const char *tag, double *loss, int max) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.steps", dir, tag);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    int n = 0, epoch;
+    long step;
+    while (n < max && fscanf(f, "%ld %d %lf", &step, &epoch, &loss[n]) == 3) n++;
+    fclose(f);
+    return n;
+}
+
+/* -np 4 K=1, -np 2 K=2 (plain and overlapped allreduce), -np 1 K=4: the same optimizer steps on
+ * the same global batches, so the same losses and weights (1e-5), dropout included (keyed by
+ * sample). No BatchNormalization: it normalises per micro-batch, which K changes. */
+static void test_accumulation_mpi(void) {
+    setup();
+    if (!testutil_have_mpi()) {
+        testutil_skip("gradient accumulation under mpirun", "built with MPI=0 or no mpirun", 1);
+        return;
+    }
+    const char *job = write_job("accum.job", "optimizer = rmsprop\nsteps_per_epoch = 5\n", "");
+    const struct {
+        int np, K;
+        const char *extra, *tag;
+    } runs[] = {{4, 1, "", "acc4x1"}, {2, 2, "", "acc2x2"},
+                {2, 2, "--set train.overlap_allreduce=true --set train.bucket_mb=0.0001", "acc2x2o"},
+                {1, 4, "", "acc1x4"}};
+    double ref[64], got[64];
+    int nref = 0;
+    for (size_t r = 0; r < sizeof runs / sizeof *runs; r++) {
+        char extra[256];
+        snprintf(extra, sizeof extra, "--set train.batch_size=12 --set checkpoint.path=off %s", runs[r].extra);
+        CU_ASSERT_EQUAL_FATAL(run_accum(job, runs[r].np, runs[r].K, extra, runs[r].tag), 0);
+        if (r == 0) {
+            nref = read_losses(runs[r].tag, ref, 64);
+            CU_ASSERT_EQUAL(nref, 20);
+            continue;
+        }
+        int n = read_losses(runs[r].tag, got, 64);
+        CU_ASSERT_EQUAL(n, nref);
+        double worst = 0;
+        for (int i = 0; i < n && i < nref; i++) worst = fmax(worst, fabs(got[i] - ref[i]) / fabs(ref[i]));
+        printf("\n    -np %d K=%d%s: step losses within %.1e of -np 4 K=1", runs[r].np, runs[r].K,
+               runs[r].extra[0] ? " (overlapped)" : "", worst);
+        CU_ASSERT(worst <= 1e-5);
+        char w[64];
+        snprintf(w, sizeof w, "%s.weights", runs[r].tag);
+        CU_ASSERT(weights_equal("acc4x1.weights", w, "1e-5"));
+    }
+}
+
 TEST_SUITE(recipes, {"cosine warm-up schedule: resumed run == uninterrupted run", test_resume_schedule},
            {"ReduceLROnPlateau: resumed run == uninterrupted run", test_resume_plateau},
-           {"terminate_on_nan: exit 6, the step named, last good checkpoint kept", test_terminate_on_nan});
+           {"terminate_on_nan: exit 6, the step named, last good checkpoint kept", test_terminate_on_nan},
+           {"gradient accumulation: -np 4 K=1 == -np 2 K=2 == -np 1 K=4 (mpirun)", test_accumulation_mpi});

@@ -197,11 +197,11 @@ static void cmd_bench(Trainer *t, const Args *a, Dist *d) {
     getrusage(RUSAGE_SELF, &ru);
     double steps = (double)a->steps * a->reps;
     if (d->rank == 0)
-        printf("{\"job\": \"%s\", \"batch\": %d, \"ranks\": %d, \"threads\": %d, \"steps\": %ld, "
+        printf("{\"job\": \"%s\", \"batch\": %d, \"grad_accum\": %d, \"ranks\": %d, \"threads\": %d, \"steps\": %ld, "
                "\"reps\": %ld, \"img_s_median\": %.1f, \"img_s_min\": %.1f, \"img_s_max\": %.1f, "
                "\"compute_ms\": %.3f, \"comm_ms\": %.3f, \"comm_ms_min\": %.3f, \"data_ms\": %.3f, "
                "\"grad_floats\": %zu, \"grad_buckets\": %d, \"checkpoint_ms\": %.2f, \"peak_rss_mb\": %.1f}\n",
-               t->job->name, t->job->train.batch_size, d->size, d->threads, a->steps, a->reps,
+               t->job->name, t->job->train.batch_size, t->job->train.grad_accum, d->size, d->threads, a->steps, a->reps,
                img_s[a->reps / 2], img_s[0], img_s[a->reps - 1], 1e3 * tm.compute / steps,
                1e3 * tm.comm / steps, -1e3 * last_comm / steps, 1e3 * tm.data / steps, t->model.state_lo - t->model.train_lo,
                dist_grad_buckets(d), ck_ms[1], ru.ru_maxrss / 1024.0);
