@@ -237,7 +237,62 @@ static void test_accumulation_mpi(void) {
     }
 }
 
+/* What the timeline must hold, checked by Python's json module: every rank present, as many
+ * steps as trained, each data/forward/backward/allreduce/optimizer event inside its own rank's
+ * step of the same number, steps and evaluations never overlapping on a rank. */
+static const char *TIMELINE_CHECK =
+    "import json, sys\n"
+    "d = json.load(open(sys.argv[1]))\n"
+    "ranks, steps = int(sys.argv[2]), int(sys.argv[3])\n"
+    "ev = [e for e in d['traceEvents'] if e['ph'] == 'X']\n"
+    "assert {e['pid'] for e in ev} == set(range(ranks)), 'ranks'\n"
+    "for r in range(ranks):\n"
+    "    mine = [e for e in ev if e['pid'] == r]\n"
+    "    st = {e['args']['step']: e for e in mine if e['name'] == 'step'}\n"
+    "    assert len(st) == steps, ('steps', r, len(st))\n"
+    "    for e in mine:\n"
+    "        if e['name'] in ('data', 'forward', 'backward', 'allreduce', 'optimizer'):\n"
+    "            p = st[e['args']['step']]\n"
+    "            assert p['ts'] <= e['ts'] and e['ts'] + e['dur'] <= p['ts'] + p['dur'], ('nesting', e, p)\n"
+    "    top = sorted((e for e in mine if e['name'] in ('step', 'evaluate')), key=lambda e: e['ts'])\n"
+    "    for a, b in zip(top, top[1:]):\n"
+    "        assert a['ts'] + a['dur'] <= b['ts'], ('overlap', a, b)\n"
+    "    assert any(e['name'] == 'allreduce' and e['args']['bytes'] > 0 for e in mine)\n"
+    "print('timeline ok:', len(ev), 'events')\n";
+
+static void test_timeline(void) {
+    setup();
+    if (!testutil_have_mpi()) {
+        testutil_skip("train --timeline under mpirun", "built with MPI=0 or no mpirun", 1);
+        return;
+    }
+    if (system("python3 -c 'import json' >/dev/null 2>&1") != 0) {
+        testutil_skip("train --timeline", "no python3 to parse the JSON", 0);
+        return;
+    }
+    const char *job = write_job("tl.job", "steps_per_epoch = 5\n", "");
+    char mpirun[256], cmd[4096], *out = NULL;
+    testutil_mpirun(mpirun, sizeof mpirun, 2);
+    /* 2 epochs of 5 steps, 2 micro-batches each, checkpoints at the epoch ends */
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && timeout 300 %s '%s' train '%s' --no-resume --set train.epochs=2 "
+             "--set train.gradient_accumulation_steps=2 --timeline tl.json",
+             dir, mpirun, bin, job);
+    int rc = testutil_run(cmd, &out);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "timeline: tl.json (2 ranks"));
+    if (rc) printf("\n    %s\n", out);
+    free(out);
+    const char *py = testutil_write_file(dir, "tl_check.py", TIMELINE_CHECK, strlen(TIMELINE_CHECK));
+    snprintf(cmd, sizeof cmd, "python3 '%s' '%s/tl.json' 2 10", py, dir);
+    rc = testutil_run(cmd, &out);
+    CU_ASSERT_EQUAL(rc, 0);
+    printf("\n    %s", out);
+    free(out);
+}
+
 TEST_SUITE(recipes, {"cosine warm-up schedule: resumed run == uninterrupted run", test_resume_schedule},
            {"ReduceLROnPlateau: resumed run == uninterrupted run", test_resume_plateau},
            {"terminate_on_nan: exit 6, the step named, last good checkpoint kept", test_terminate_on_nan},
-           {"gradient accumulation: -np 4 K=1 == -np 2 K=2 == -np 1 K=4 (mpirun)", test_accumulation_mpi});
+           {"gradient accumulation: -np 4 K=1 == -np 2 K=2 == -np 1 K=4 (mpirun)", test_accumulation_mpi},
+           {"train --timeline: JSON, every rank, events nested in their steps", test_timeline});

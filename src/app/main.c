@@ -14,14 +14,16 @@
 #include "predict.h"
 #include "preflight.h"
 #include "rundir.h"
+#include "timeline.h"
 #include "train.h"
 #include "weights.h"
 
 static const char *const usage =
     "usage: convnet-dist COMMAND ...\n"
     "  train JOB [--set SECTION.KEY=VALUE]... [--weights FILE] [--save FILE]\n"
-    "            [--resume | --no-resume]\n"
-    "        train the job's model; --weights starts from saved weights; checkpoints go to\n"
+    "            [--resume | --no-resume] [--timeline FILE]\n"
+    "        train the job's model; --weights starts from saved weights; --timeline writes what\n"
+    "        each rank did (Chrome trace-event JSON: Perfetto, chrome://tracing); checkpoints go to\n"
     "        [checkpoint] path, by default runs/<job name>/checkpoint ($CONVNET_RUNS for runs,\n"
     "        path = off for none); it resumes from the checkpoint when there is one\n"
     "        (--resume: must be one, --no-resume: start afresh)\n"
@@ -55,7 +57,7 @@ typedef struct {
     const char *job;
     char **sets;
     int n_sets;
-    const char *weights, *save, *split, *out, *format;
+    const char *weights, *save, *split, *out, *format, *timeline;
     long index; /* augment-preview: which training image */
     const char *pos2; /* second positional (diff-weights) */
     double rtol;
@@ -109,7 +111,7 @@ static void parse_args(Args *a, int argc, char **argv) {
                                        : &a->warmup) = v;
         } else if (!strcmp(s, "--set") || !strcmp(s, "--weights") || !strcmp(s, "--save") ||
                    !strcmp(s, "--split") || !strcmp(s, "--rtol") || !strcmp(s, "--out") ||
-                   !strcmp(s, "--format")) {
+                   !strcmp(s, "--format") || !strcmp(s, "--timeline")) {
             if (!has_next) bad_usage("option %s needs a value", s);
             const char *v = argv[++i];
             if (!strcmp(s, "--set"))
@@ -124,6 +126,8 @@ static void parse_args(Args *a, int argc, char **argv) {
                 a->out = v;
             else if (!strcmp(s, "--format"))
                 a->format = v;
+            else if (!strcmp(s, "--timeline"))
+                a->timeline = v;
             else if (parse_double(v, &a->rtol) != 0 || a->rtol < 0)
                 bad_usage("--rtol needs a non-negative number, got '%s'", v);
         } else if (s[0] == '-') {
@@ -352,7 +356,14 @@ static int cmd_train_or_eval(Trainer *t, Job *job, const Args *a, Dist *d, int t
     }
     if (train) {
         if (d->rank == 0) trainer_print_setup(t, stdout);
-        return trainer_fit(t, a->resume);
+        if (a->timeline) timeline_start(d, a->timeline);
+        int status = trainer_fit(t, a->resume);
+        Err e = {0};
+        if (a->timeline && timeline_finish(d, &e)) {
+            fprintf(stderr, "convnet-dist: %s\n", e.msg);
+            if (status == EXIT_OK) status = EXIT_RUNTIME;
+        }
+        return status;
     }
     const char *split = eval_split(a);
     const Dataset *ds = !strcmp(split, "test") ? &t->test : !strcmp(split, "validation") ? &t->val : &t->train;

@@ -11,6 +11,7 @@
 #include "checkpoint.h"
 #include "report.h"
 #include "rundir.h"
+#include "timeline.h"
 #include "train/train_impl.h"
 #include "weights.h"
 
@@ -55,11 +56,13 @@ static int save_checkpoint(Trainer *t, CheckpointState *st) {
                 bad, (double)m->params[bad]);
         return -1;
     }
+    double t0 = now_seconds();
     if (rundir_prepare(t->job, &e) || checkpoint_rotate(c->path, c->keep, &e) ||
         checkpoint_save(c->path, st, m->params, m->n_params, t->opt.s1, t->opt.s2, t->opt.n, &e)) {
         fprintf(stderr, "convnet-dist: checkpoint not written: %s\n", e.msg);
         return -1;
     }
+    TIMELINE(TL_CHECKPOINT, t0, now_seconds(), (long)st->global_step, 0);
     return 0;
 }
 
@@ -306,6 +309,7 @@ static void fit_epoch_steps(Trainer *t, FitRun *r, EpochSums *es, int epoch) {
         int stop = 0;
         t->opt.cfg.lr = current_lr(t, &r->st);
         LossStats ls = train_step(t, t->perm + g0, gB, epoch, &es->tm, &stop);
+        TIMELINE(TL_STEP, step_start, now_seconds(), t->dist->step, 0);
         if (tc->collective_timeout == 0 && r->timed < AUTO_STEPS) {
             r->step_secs[r->timed++] = now_seconds() - step_start;
             if (r->timed == AUTO_STEPS) train_set_auto_watchdog(t->dist, r->step_secs, AUTO_STEPS);
@@ -358,7 +362,9 @@ static void fit_end_epoch(Trainer *t, FitRun *r, const EpochSums *es, int epoch)
     if (r->root)
         train_print_progress(r->tty, r->steps, r->steps, es->loss_sum / es->seen, es->correct / es->seen,
                        es->trained / secs, 1);
+    double te = now_seconds();
     EvalResult v = trainer_evaluate(t, &t->val);
+    TIMELINE(TL_EVALUATE, te, now_seconds(), (long)st->global_step, 0);
     double loss = es->loss_sum / es->seen, acc = es->correct / es->seen;
     /* best epoch and early stopping (every rank computes the same, from reduced values) */
     double mv = monitored(ck->monitor, loss, acc, &v);

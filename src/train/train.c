@@ -12,6 +12,7 @@
 #include "keras_h5.h"
 #include "loss.h"
 #include "preflight.h"
+#include "timeline.h"
 #include "weights.h"
 
 
@@ -449,8 +450,12 @@ static double micro_step(Trainer *t, int n, int gB, const PassCtx *p, LossStats 
     /* scaled by the global batch of the whole optimizer step: the micro-batches' gradients add
      * up to the mean over it, as one pass over the whole batch gives */
     loss_compute(t->job->train.loss, st, t->dlogits, logits, t->labels, n, K, 1.0f / (float)gB);
-    tm->loss += now_seconds() - tl;
+    double tb = now_seconds();
+    tm->loss += tb - tl;
     model_backward(m, t->dlogits, n, p);
+    TIMELINE(TL_DATA, t0, t0 + loaded, t->dist->step, 0);
+    TIMELINE(TL_FORWARD, t0 + loaded, tb, t->dist->step, 0);
+    TIMELINE(TL_BACKWARD, tb, now_seconds(), t->dist->step, 0);
     return loaded;
 }
 
@@ -491,6 +496,8 @@ LossStats train_step(Trainer *t, const int64_t *batch, int gB, int epoch, StepTi
     double t3 = now_seconds();
     optim_step(&t->opt, m->params, m->grads, m->train_lo);
     double t4 = now_seconds();
+    TIMELINE(TL_ALLREDUCE, t2, t3, t->dist->step, 4.0 * (double)(m->state_lo - m->train_lo));
+    TIMELINE(TL_OPTIMIZER, t3, t4, t->dist->step, 0);
     tm->data += data;
     tm->compute += (t2 - t1 - data) + (t4 - t3);
     tm->optim += t4 - t3;
