@@ -54,16 +54,6 @@ static char *csv_results(const char *name) {
     return out;
 }
 
-static int weights_equal(const char *a, const char *b, const char *rtol) {
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "'%s' diff-weights '%s/%s' '%s/%s' --rtol %s", bin, dir, a, dir, b, rtol);
-    char *out = NULL;
-    int rc = testutil_run(cmd, &out);
-    if (rc) printf("\n    %s", out);
-    free(out);
-    return rc == 0;
-}
-
 /* Uninterrupted 4 epochs against 2 epochs then a resume to 4: the same learning_rate column,
  * the same losses, bitwise the same weights. */
 static void straight_vs_resumed(const char *job, const char *tag) {
@@ -97,7 +87,7 @@ static void straight_vs_resumed(const char *job, const char *tag) {
     free(cb);
     snprintf(a, sizeof a, "%s-a.weights", tag);
     snprintf(b, sizeof b, "%s-b.weights", tag);
-    CU_ASSERT(weights_equal(a, b, "0"));
+    CU_ASSERT(testutil_same_weights(dir, a, b, "0"));
 }
 
 static void test_resume_schedule(void) {
@@ -233,7 +223,7 @@ static void test_accumulation_mpi(void) {
         CU_ASSERT(worst <= 1e-5);
         char w[64];
         snprintf(w, sizeof w, "%s.weights", runs[r].tag);
-        CU_ASSERT(weights_equal("acc4x1.weights", w, "1e-5"));
+        CU_ASSERT(testutil_same_weights(dir, "acc4x1.weights", w, "1e-5"));
     }
 }
 

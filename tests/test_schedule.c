@@ -165,6 +165,40 @@ static void test_job_errors(void) {
     expect_error("[train]\nloss = sparse_categorical_crossentropy\nlr_schedule = cosine\n", "lr_schedule");
 }
 
+/* The keys added for the recipes, at the values that compute what their absence did, leave
+ * both hashes alone (checkpoints of earlier versions resume: KEYS_ADDED_LATER in job.c); other
+ * values move them. terminate_on_nan changes no computation: never in the resume hash. */
+static void test_keys_keep_hashes(void) {
+    const char *base = "[train]\nloss = sparse_categorical_crossentropy\n[phase]\nepochs = 1\n";
+    const char *neutral[] = {"lr_schedule = constant\n", "gradient_accumulation_steps = 1\n",
+                             "lr_scaling = none\n", "terminate_on_nan = true\n"};
+    const char *other[] = {"lr_schedule = cosine_decay\ndecay_steps = 5\n", "gradient_accumulation_steps = 2\n",
+                           "lr_scaling = linear\nlr_reference_batch = 8\n"};
+    Job ref, j;
+    Err e;
+    CU_ASSERT_EQUAL_FATAL(load(&ref, base, &e), 0);
+    char text[1024];
+    for (int i = 0; i < 4; i++) {
+        snprintf(text, sizeof text, "[train]\nloss = sparse_categorical_crossentropy\n%s[phase]\nepochs = 1\n%s",
+                 neutral[i], i == 0 ? neutral[0] : "");
+        CU_ASSERT_EQUAL_FATAL(load(&j, text, &e), 0);
+        CU_ASSERT_EQUAL(j.resume_hash, ref.resume_hash);
+        CU_ASSERT_EQUAL(j.hash, ref.hash);
+        job_free(&j);
+    }
+    for (int i = 0; i < 3; i++) {
+        snprintf(text, sizeof text, "[train]\nloss = sparse_categorical_crossentropy\n%s[phase]\nepochs = 1\n", other[i]);
+        CU_ASSERT_EQUAL_FATAL(load(&j, text, &e), 0);
+        CU_ASSERT_NOT_EQUAL(j.resume_hash, ref.resume_hash);
+        job_free(&j);
+    }
+    CU_ASSERT_EQUAL_FATAL(load(&j, "[train]\nloss = sparse_categorical_crossentropy\nterminate_on_nan = false\n"
+                                   "[phase]\nepochs = 1\n", &e), 0);
+    CU_ASSERT_EQUAL(j.resume_hash, ref.resume_hash);
+    job_free(&j);
+    job_free(&ref);
+}
+
 /* Run cfg over series[0..n): the rate after each epoch in lr[], 1 in reduced[] when it fell. */
 static void run_series(const PlateauCfg *c, double lr0, const double *series, int n, double *lr,
                        int *reduced, PlateauState *st) {
@@ -235,5 +269,6 @@ TEST_SUITE(schedule, {"exponential_decay at chosen steps, staircase", test_expon
            {"polynomial_decay, with and without cycle", test_polynomial},
            {"job keys: [train], [phase] inheritance, lr_scaling = linear", test_job_keys},
            {"job errors name the key", test_job_errors},
+           {"new keys at their neutral values keep both hashes", test_keys_keep_hashes},
            {"ReduceLROnPlateau (min): patience, cooldown, min_delta, min_lr", test_plateau_min},
            {"ReduceLROnPlateau (max): cooldown holds, NaN never improves", test_plateau_max});
