@@ -96,7 +96,7 @@ typedef struct {
     int restore_best;   /* end training with the best weights in the model */
 } CheckpointCfg;
 
-typedef struct {
+typedef struct Job {
     IniFile ini;
     char *name;
     DataCfg data;

@@ -58,6 +58,11 @@ void lr_schedule_scale(LrSchedule *s, double k);
 /* "cosine_decay(initial 0.001, decay_steps 1000, ...)" for the summary and phase lines. */
 void lr_schedule_describe(const LrSchedule *s, char *buf, size_t n);
 
+/* The summary's lines: phase 1's effective rate (after lr_scaling) and, with
+ * gradient_accumulation_steps, the micro-batches (micro_batch: the model's planned batch). */
+struct Job;
+void schedule_print_effective(const struct Job *j, int micro_batch, FILE *f);
+
 /* Keras's class name of a schedule kind (lr_schedule's value). */
 const char *lr_schedule_name(LrScheduleKind k);
 

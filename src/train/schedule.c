@@ -3,6 +3,7 @@
  * scaling rule (see schedule.h). Computed in double; the optimizer then rounds the rate to
  * float, as Keras's float32 schedules deliver it. */
 #include "schedule.h"
+#include "job.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -205,4 +206,19 @@ void lr_schedule_describe(const LrSchedule *s, char *buf, size_t n) {
                  s->decay_steps, s->end_learning_rate, s->power, s->cycle ? ", cycle" : "");
         break;
     }
+}
+
+void schedule_print_effective(const Job *j, int micro_batch, FILE *f) {
+    const TrainCfg *tc = &j->train;
+    char lr[600];
+    lr_schedule_describe(&j->phases[0].schedule, lr, sizeof lr);
+    fprintf(f, "effective learning rate: %s", lr);
+    if (tc->lr_scaling_linear)
+        fprintf(f, " (lr_scaling = linear: the job's rates x %g = global batch %d / lr_reference_batch %d)",
+                tc->lr_scale, tc->batch_size, tc->lr_reference_batch);
+    fprintf(f, "%s\n", j->n_phases > 1 ? " in phase 1" : "");
+    if (tc->grad_accum > 1)
+        fprintf(f, "gradient accumulation: %d micro-batches of up to %d samples per rank per optimizer "
+                   "step of %d\n",
+                tc->grad_accum, micro_batch, tc->batch_size);
 }

@@ -518,22 +518,6 @@ void train_print_progress(int tty, long step, long steps, double loss, double ac
     fflush(stdout);
 }
 
-/* The effective learning rate (after lr_scaling) and the accumulation, under the summary. */
-static void trainer_print_recipe(const Trainer *t, FILE *f) {
-    const TrainCfg *tc = &t->job->train;
-    char lr[600];
-    lr_schedule_describe(&t->job->phases[0].schedule, lr, sizeof lr);
-    fprintf(f, "effective learning rate: %s", lr);
-    if (tc->lr_scaling_linear)
-        fprintf(f, " (lr_scaling = linear: the job's rates x %g = global batch %d / lr_reference_batch %d)",
-                tc->lr_scale, tc->batch_size, tc->lr_reference_batch);
-    fprintf(f, "%s\n", t->job->n_phases > 1 ? " in phase 1" : "");
-    if (tc->grad_accum > 1)
-        fprintf(f, "gradient accumulation: %d micro-batches of up to %d samples per rank per optimizer "
-                   "step of %d\n",
-                tc->grad_accum, t->model.max_batch, tc->batch_size);
-}
-
 void trainer_print_setup(const Trainer *t, FILE *f) {
     const Dist *d = t->dist;
     fprintf(f, "convnet-dist: job %s (%s)\n", t->job->ini.path, t->job->name);
@@ -562,7 +546,7 @@ void trainer_print_setup(const Trainer *t, FILE *f) {
             (model_activation_floats(m) - m->acts_floats) * 4.0 / 1e6, m->aux_bytes / 1e6,
             m->ws_floats * 4.0 / 1e6, m->max_batch);
     model_print_summary(m, t->job->name, f);
-    trainer_print_recipe(t, f);
+    schedule_print_effective(t->job, t->model.max_batch, f);
 }
 
 static int cmp_dbl(const void *x, const void *y) {
