@@ -2,7 +2,7 @@
  * resumed logs the learning rates (schedule, ReduceLROnPlateau) and reaches the weights of an
  * uninterrupted run; TerminateOnNaN stops a diverging job with exit status 6 and keeps the last
  * good checkpoint; gradient accumulation under real mpirun gives the weights of the same global
- * batch on more ranks. */
+ * batch on more ranks; `train --timeline` writes JSON with every rank, its events nested. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
