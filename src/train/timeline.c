@@ -103,8 +103,9 @@ int timeline_finish(Dist *d, Err *e) {
     if (d->rank == 0) {
         rc = write_json(tl.path, all, slot * d->size, d->size, (long)counts[1], e);
         if (rc == 0)
-            printf("timeline: %s (%d ranks%s; open it in ui.perfetto.dev or chrome://tracing)\n",
-                   tl.path, d->size, counts[1] > 0 ? ", some events dropped: the buffer was full" : "");
+            printf("timeline: %s (%d rank%s%s; open it in ui.perfetto.dev or chrome://tracing)\n",
+                   tl.path, d->size, d->size == 1 ? "" : "s",
+                   counts[1] > 0 ? ", some events dropped: the buffer was full" : "");
     }
     free(all);
     free(tl.ev);
