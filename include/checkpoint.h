@@ -17,13 +17,16 @@
  *      144     4  u32 CRC-32 of bytes 0..143 (the header CRC)
  *      148        sections, contiguous, in table order; the file ends right after the last
  *
- *   section "state" (CHECKPOINT_STATE_BYTES = 104 bytes):
+ *   section "state" (CHECKPOINT_STATE_BYTES = 128 bytes; 104 in version 1, which ends at
+ *   n_opt: version 1 files still load, with the fields from offset 104 zero):
  *        0  u64 job_hash            8  u64 structure_hash
  *       16  i32 epoch              20  i32 phase
  *       24  i64 step               32  i64 global_step
  *       40  f64 best (NaN = none)  48  i32 best_epoch      52  i32 epochs_since_best
  *       56  f64 epoch_loss_sum     64  f64 epoch_correct   72  f64 epoch_seen
  *       80  i64 opt_iterations     88  u64 n_params        96  u64 n_opt
+ *      104  f64 plateau_lr (0 = ReduceLROnPlateau not started)  112  f64 plateau_best
+ *      120  i32 plateau_wait      124  i32 plateau_cooldown
  *   section "params": n_params float32; "opt_s1", "opt_s2": n_opt float32 each.
  *
  * Crash safety: checkpoint_save writes through file_write_atomic (temp file "PATH.tmp.PID",
@@ -40,9 +43,10 @@
 
 #include "common.h"
 
-#define CHECKPOINT_VERSION 1u
+#define CHECKPOINT_VERSION 2u
 #define CHECKPOINT_HEADER_BYTES 148u
-#define CHECKPOINT_STATE_BYTES 104u
+#define CHECKPOINT_STATE_BYTES 128u
+#define CHECKPOINT_STATE_BYTES_V1 104u
 
 typedef struct {
     uint64_t job_hash;         /* hash of the resolved job (model + training settings) */
@@ -55,7 +59,9 @@ typedef struct {
     int32_t best_epoch;        /* epoch of best (-1 none) */
     int32_t epochs_since_best; /* early-stopping patience counter */
     double epoch_loss_sum, epoch_correct, epoch_seen; /* running sums of the partial epoch */
-    int64_t opt_iterations;    /* Optimizer.iterations */
+    int64_t opt_iterations;    /* Optimizer.iterations (the step a schedule reads) */
+    double plateau_lr, plateau_best;       /* ReduceLROnPlateau's state (callbacks.h) */
+    int32_t plateau_wait, plateau_cooldown;
 } CheckpointState;
 
 /* Write the checkpoint atomically. opt_s1/opt_s2 may be NULL only when n_opt == 0.

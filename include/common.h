@@ -18,7 +18,8 @@ enum {
     EXIT_BAD_INPUT = 2,   /* bad job file, data file, weights, command line: nothing was trained */
     EXIT_PREEMPTED = 3,   /* stopped by SIGTERM/SIGUSR1 after writing a checkpoint: requeue me */
     EXIT_COMM_TIMEOUT = 4, /* a collective made no progress within collective_timeout */
-    EXIT_STOPPED_UNSAVED = 5 /* stopped by SIGTERM/SIGUSR1 but no checkpoint was written */
+    EXIT_STOPPED_UNSAVED = 5, /* stopped by SIGTERM/SIGUSR1 but no checkpoint was written */
+    EXIT_DIVERGED = 6     /* terminate_on_nan: a step's loss was not finite; last checkpoint kept */
 };
 
 /* A parser's error message: the first error wins, later ones are ignored. */

@@ -3,11 +3,13 @@
 #ifndef CONVNET_JOB_H
 #define CONVNET_JOB_H
 
+#include "callbacks.h"
 #include "darknet.h"
 #include "ini.h"
 #include "layer.h"
 #include "loss.h"
 #include "optim.h"
+#include "schedule.h"
 
 typedef enum { DATA_IDX, DATA_IMAGES } DataFormat;
 
@@ -52,6 +54,15 @@ typedef struct {
                            * without their own `algorithm` key get it */
     int feature_cache;    /* 1 (auto): run a frozen, deterministic prefix of the model once per
                            * split and train on its cached output; 0 (off) */
+    LrSchedule schedule;  /* lr_schedule and its keys (schedule.h); phases inherit it */
+    int terminate_on_nan; /* Keras's TerminateOnNaN: stop when a step's loss is not finite */
+    /* Each rank's share of the global batch runs as this many micro-batches whose gradients
+     * add up before the one allreduce and update of the optimizer step. */
+    int grad_accum;
+    /* lr_scaling = linear: every learning rate the job states is multiplied by lr_scale =
+     * batch_size / lr_reference_batch (Goyal et al. 2017); 1 otherwise */
+    int lr_scaling_linear, lr_reference_batch;
+    double lr_scale;
 } TrainCfg;
 
 /* A fine-tuning schedule: [phase] sections in order (Keras: a fit() per phase, after setting
@@ -64,6 +75,7 @@ typedef struct {
     int unfreeze_from; /* every layer from this index up trains as well; -1: the layers'
                         * own trainable flags only */
     int line;          /* of the [phase] header, 0 for the implicit phase */
+    LrSchedule schedule; /* initial_learning_rate = lr; after lr_scaling */
 } PhaseCfg;
 
 typedef enum { MONITOR_VAL_LOSS, MONITOR_VAL_ACCURACY, MONITOR_LOSS, MONITOR_ACCURACY } Monitor;
@@ -84,12 +96,13 @@ typedef struct {
     int restore_best;   /* end training with the best weights in the model */
 } CheckpointCfg;
 
-typedef struct {
+typedef struct Job {
     IniFile ini;
     char *name;
     DataCfg data;
     TrainCfg train;
     CheckpointCfg ckpt;
+    PlateauCfg plateau;   /* [reduce_lr_on_plateau] */
     Layer *layers;
     int n_layers;
     int has_darknet;      /* a [darknet] section imported a pretrained base */

@@ -13,7 +13,11 @@
 
 #include "common.h"
 
-#define CSVLOG_HEADER "epoch,accuracy,loss,val_accuracy,val_loss,lr,images_per_s,seconds"
+/* learning_rate: Keras 3's name for the optimizer's rate in the logs (ReduceLROnPlateau and
+ * LearningRateScheduler put it there); files written before it was renamed say "lr" and are
+ * still read and appended to, in the same column. */
+#define CSVLOG_HEADER "epoch,accuracy,loss,val_accuracy,val_loss,learning_rate,images_per_s,seconds"
+#define CSVLOG_HEADER_V1 "epoch,accuracy,loss,val_accuracy,val_loss,lr,images_per_s,seconds"
 
 typedef struct {
     int epoch; /* 0-based */

@@ -38,6 +38,10 @@ static CheckpointState sample_state(void) {
     s.epoch_correct = 987.0;
     s.epoch_seen = 1500.0;
     s.opt_iterations = 98765;
+    s.plateau_lr = 0.0125;
+    s.plateau_best = -INFINITY;
+    s.plateau_wait = 3;
+    s.plateau_cooldown = 2;
     return s;
 }
 
@@ -88,6 +92,10 @@ static void test_round_trip(void) {
     CU_ASSERT(out.epoch_correct == 987.0);
     CU_ASSERT(out.epoch_seen == 1500.0);
     CU_ASSERT_EQUAL(out.opt_iterations, 98765);
+    CU_ASSERT(out.plateau_lr == 0.0125);
+    CU_ASSERT(isinf(out.plateau_best) && out.plateau_best < 0);
+    CU_ASSERT_EQUAL(out.plateau_wait, 3);
+    CU_ASSERT_EQUAL(out.plateau_cooldown, 2);
     CU_ASSERT(memcmp(p, q, sizeof p) == 0);
     CU_ASSERT(memcmp(s1, t1, sizeof s1) == 0);
     CU_ASSERT(memcmp(s2, t2, sizeof s2) == 0);
@@ -170,12 +178,12 @@ static void test_flipped_bytes(void) {
         {13, "header corrupt (CRC mismatch at offset 0..143"},       /* section count */
         {40, "header corrupt (CRC mismatch"},                        /* state's CRC in the table */
         {145, "header corrupt (CRC mismatch"},                       /* the header CRC itself */
-        {H + 3, "section 'state' corrupt (CRC mismatch at offset 148..251"},
-        {H + S + 4 * 500, "section 'params' corrupt (CRC mismatch at offset 252..4251"},
-        {H + S + 4 * NP + 17, "section 'opt_s1' corrupt (CRC mismatch at offset 4252..6651"},
-        {n - 1, "section 'opt_s2' corrupt (CRC mismatch at offset 6652..9051"},
+        {H + 3, "section 'state' corrupt (CRC mismatch at offset 148..275"},
+        {H + S + 4 * 500, "section 'params' corrupt (CRC mismatch at offset 276..4275"},
+        {H + S + 4 * NP + 17, "section 'opt_s1' corrupt (CRC mismatch at offset 4276..6675"},
+        {n - 1, "section 'opt_s2' corrupt (CRC mismatch at offset 6676..9075"},
     };
-    CU_ASSERT_EQUAL_FATAL(n, 9052);
+    CU_ASSERT_EQUAL_FATAL(n, 9076);
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         unsigned char *b = malloc((size_t)n);
         memcpy(b, good, (size_t)n);
@@ -185,6 +193,49 @@ static void test_flipped_bytes(void) {
         free(b);
     }
     free(good);
+}
+
+static void put32(unsigned char *b, uint32_t v) {
+    for (int i = 0; i < 4; i++) b[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* A version 1 file (written before ReduceLROnPlateau's state: a 104-byte state section), made
+ * from a version 2 one by the layout in checkpoint.h, still loads, the new fields zero. */
+static void test_version1_loads(void) {
+    float p[NP], s1[NO], s2[NO], q[NP], t1[NO], t2[NO];
+    const char *src = write_sample("v2.ckpt", p, s1, s2);
+    long n;
+    unsigned char *b = slurp(src, &n);
+    const long H = CHECKPOINT_HEADER_BYTES, cut = CHECKPOINT_STATE_BYTES - CHECKPOINT_STATE_BYTES_V1;
+    memmove(b + H + CHECKPOINT_STATE_BYTES_V1, b + H + CHECKPOINT_STATE_BYTES, (size_t)(n - H - CHECKPOINT_STATE_BYTES));
+    n -= cut;
+    put32(b + 8, 1);
+    b[16 + 16] = CHECKPOINT_STATE_BYTES_V1; /* the state's length (low byte; the rest is 0) */
+    put32(b + 16 + 24, crc32_update(0, b + H, CHECKPOINT_STATE_BYTES_V1));
+    for (int sec = 1; sec < 4; sec++) { /* the later sections move up */
+        unsigned char *ent = b + 16 + 32 * sec + 8;
+        uint64_t off = 0;
+        for (int i = 0; i < 8; i++) off |= (uint64_t)ent[i] << (8 * i);
+        off -= (uint64_t)cut;
+        for (int i = 0; i < 8; i++) ent[i] = (unsigned char)(off >> (8 * i));
+    }
+    put32(b + 144, crc32_update(0, b, 144));
+    char path[700];
+    snprintf(path, sizeof path, "%s.v1", src);
+    spill(path, b, n);
+    free(b);
+    CheckpointState out;
+    memset(&out, 0x55, sizeof out);
+    Err e = {0};
+    int rc = checkpoint_load(path, &out, q, NP, t1, t2, NO, JOB, STRUCT, &e);
+    if (rc) printf("\n    %s\n", e.msg);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_EQUAL(out.opt_iterations, 98765);
+    CU_ASSERT_EQUAL(out.global_step, 4567890123LL);
+    CU_ASSERT(out.plateau_lr == 0);
+    CU_ASSERT_EQUAL(out.plateau_wait, 0);
+    CU_ASSERT(memcmp(p, q, sizeof p) == 0);
+    CU_ASSERT(memcmp(s2, t2, sizeof s2) == 0);
 }
 
 static void test_truncated_and_trailing(void) {
@@ -206,7 +257,7 @@ static void test_truncated_and_trailing(void) {
     }
     memcpy(good + n, "garbage!", 8);
     spill(path, good, n + 8);
-    expect_refused(path, JOB, STRUCT, NP, "8 bytes of trailing garbage after the last section (offset 9052)");
+    expect_refused(path, JOB, STRUCT, NP, "8 bytes of trailing garbage after the last section (offset 9076)");
     free(good);
     /* foreign files */
     char foreign[200];
@@ -233,7 +284,7 @@ static void test_other_model_job_version(void) {
     char fut[700];
     snprintf(fut, sizeof fut, "%s.v7", path);
     spill(fut, b, n);
-    expect_refused(fut, JOB, STRUCT, NP, "format version 7, this build reads 1");
+    expect_refused(fut, JOB, STRUCT, NP, "format version 7, this build reads 1 to 2");
     Err e = {0};
     CheckpointState st;
     float q[NP], t1[NO], t2[NO];
@@ -446,6 +497,7 @@ static void test_kill_during_writes(void) {
 TEST_SUITE(checkpoint, {"round trip, every field bitwise", test_round_trip},
            {"flipped byte in each section and the header", test_flipped_bytes},
            {"truncated, trailing garbage, foreign files", test_truncated_and_trailing},
+           {"a version 1 checkpoint (no callback state) still loads", test_version1_loads},
            {"another model, another job, future version", test_other_model_job_version},
            {"rotation keeps K files, path never absent", test_rotation},
            {"SIGKILL during writes leaves a loadable checkpoint", test_kill_during_writes})

@@ -62,7 +62,7 @@ static void test_csv_rows(void) {
     CU_ASSERT_EQUAL_FATAL(csvlog_append(p, &r0, &e), 0);
     CU_ASSERT_EQUAL_FATAL(csvlog_append(p, &r1, &e), 0);
     char *t = read_all(p);
-    CU_ASSERT_STRING_EQUAL(t, "epoch,accuracy,loss,val_accuracy,val_loss,lr,images_per_s,seconds\n"
+    CU_ASSERT_STRING_EQUAL(t, "epoch,accuracy,loss,val_accuracy,val_loss,learning_rate,images_per_s,seconds\n"
                               "0,0.5,0.6931471805599453,,,0.001,1234.5,2.5\n"
                               "1,0.75,0.5,0.625,0.55,0.1,2000,3\n");
     free(t);
@@ -152,6 +152,26 @@ static void test_csv_foreign_and_bad(void) {
     CU_ASSERT_PTR_NOT_NULL(strstr(e2.msg, ":3: a field is not a number"));
 }
 
+/* A log written before the column was renamed learning_rate (header "...,lr,..."): appended
+ * to as it is, read back, and rewritten with the new header by a resume's truncation. */
+static void test_csv_old_header(void) {
+    const char *p = path_in("old.csv");
+    append_text(p, CSVLOG_HEADER_V1 "\n0,0.5,1,,,0.001,100,2\n");
+    Err e = {0};
+    EpochRecord r = fake(1, 0);
+    CU_ASSERT_EQUAL(csvlog_append(p, &r, &e), 0);
+    EpochRecord *rows = NULL;
+    int n = 0;
+    CU_ASSERT_EQUAL_FATAL(history_read_csv(p, &rows, &n, &e), 0);
+    CU_ASSERT_EQUAL(n, 2);
+    if (n == 2) CU_ASSERT_DOUBLE_EQUAL(rows[0].lr, 0.001, 0);
+    free(rows);
+    CU_ASSERT_EQUAL(csvlog_truncate_from(p, 1, &e), 0);
+    char *t = read_all(p);
+    CU_ASSERT_STRING_EQUAL(t, CSVLOG_HEADER "\n0,0.5,1,,,0.001,100,2\n");
+    free(t);
+}
+
 static int count(const char *s, const char *what) {
     int n = 0;
     for (const char *p = strstr(s, what); p; p = strstr(p + 1, what)) n++;
@@ -229,4 +249,5 @@ static void test_svg(void) {
 TEST_SUITE(report, {"csv header, rows, empty validation, reload", test_csv_rows},
            {"csv truncation on resume, torn rows", test_csv_resume},
            {"csv refuses a foreign file, names a bad row", test_csv_foreign_and_bad},
+           {"csv written with the old lr header still appends and reads", test_csv_old_header},
            {"svg chart: panels, dots, lines, NaN, n=1, n=0", test_svg})

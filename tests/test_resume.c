@@ -35,16 +35,6 @@ static const char *write_job(const char *name) {
     return testutil_write_file(dir, name, text, strlen(text));
 }
 
-static int same_weights(const char *a, const char *b, const char *rtol) {
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "'%s' diff-weights '%s/%s' '%s/%s' --rtol %s", bin, dir, a, dir, b, rtol);
-    char *out = NULL;
-    int rc = testutil_run(cmd, &out);
-    if (rc) printf("\n    %s", out);
-    free(out);
-    return rc == 0;
-}
-
 /* Start a run in the background, SIGKILL it once its step log shows `at` steps, then resume it
  * (possibly with another launcher). */
 static void kill_and_resume(const char *job, const char *launcher, const char *resumer, int at,
@@ -79,7 +69,7 @@ static void test_kill_resume_same_ranks(void) {
     int at = 5 + (int)(seed % 40); /* a random step between 5 and 44 of 60 */
     printf("\n    killed after step %d\n", at);
     kill_and_resume(job, "", "", at, "kr1");
-    CU_ASSERT(same_weights("straight.weights", "kr1.weights", "0"));
+    CU_ASSERT(testutil_same_weights(dir, "straight.weights", "kr1.weights", "0"));
 }
 
 static void test_kill_resume_other_ranks(void) {
@@ -96,7 +86,7 @@ static void test_kill_resume_other_ranks(void) {
     testutil_mpirun(launcher, sizeof launcher, 2);
     testutil_mpirun(resumer, sizeof resumer, 3);
     kill_and_resume(job, launcher, resumer, 23, "kr2");
-    CU_ASSERT(same_weights("straight2.weights", "kr2.weights", "1e-5"));
+    CU_ASSERT(testutil_same_weights(dir, "straight2.weights", "kr2.weights", "1e-5"));
 }
 
 /* SIGUSR1 to mpirun: every rank stops at the same step, rank 0 checkpoints, exit status 3,
@@ -137,7 +127,7 @@ static void test_sigusr1(void) {
     free(out);
     /* 40 epochs (480 steps) in all, long enough for the signal, sent after step 20, to arrive
      * before the end (first_rc=3 above): the resumed run finishes them like the straight one */
-    CU_ASSERT(same_weights("straight3.weights", "usr1.weights", "1e-5"));
+    CU_ASSERT(testutil_same_weights(dir, "straight3.weights", "usr1.weights", "1e-5"));
 }
 
 /* A damaged checkpoint: exit 2, a message naming the file and the damage, nothing trained. */

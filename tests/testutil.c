@@ -243,3 +243,15 @@ void testutil_write_idx_dataset(const char *dir, const char *prefix, int n, int 
     free(lab);
     free(noise);
 }
+
+int testutil_same_weights(const char *dir, const char *a, const char *b, const char *rtol) {
+    char cmd[8192];
+    int k = snprintf(cmd, sizeof cmd, "'%s' diff-weights '%s/%s' '%s/%s' --rtol %s", testutil_bin_abs(),
+                     dir, a, dir, b, rtol);
+    if (k < 0 || (size_t)k >= sizeof cmd) return 0;
+    char *out = NULL;
+    int rc = testutil_run(cmd, &out);
+    if (rc) printf("\n    %s", out);
+    free(out);
+    return rc == 0;
+}

@@ -75,6 +75,10 @@ int testutil_run(const char *cmd, char **out);
  * *out (malloc'd) when out is non-NULL. */
 int testutil_run_bin(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* `BIN diff-weights DIR/a DIR/b --rtol RTOL`: 1 when within rtol, else 0 after printing the
+ * difference it found. */
+int testutil_same_weights(const char *dir, const char *a, const char *b, const char *rtol);
+
 /* Set environment variable `name` to value; returns its previous value (malloc'd, NULL when it
  * was unset) for testutil_env_restore(name, previous), which frees it. */
 char *testutil_env_swap(const char *name, const char *value);

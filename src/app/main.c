@@ -14,14 +14,16 @@
 #include "predict.h"
 #include "preflight.h"
 #include "rundir.h"
+#include "timeline.h"
 #include "train.h"
 #include "weights.h"
 
 static const char *const usage =
     "usage: convnet-dist COMMAND ...\n"
     "  train JOB [--set SECTION.KEY=VALUE]... [--weights FILE] [--save FILE]\n"
-    "            [--resume | --no-resume]\n"
-    "        train the job's model; --weights starts from saved weights; checkpoints go to\n"
+    "            [--resume | --no-resume] [--timeline FILE]\n"
+    "        train the job's model; --weights starts from saved weights; --timeline writes what\n"
+    "        each rank did (Chrome trace-event JSON: Perfetto, chrome://tracing); checkpoints go to\n"
     "        [checkpoint] path, by default runs/<job name>/checkpoint ($CONVNET_RUNS for runs,\n"
     "        path = off for none); it resumes from the checkpoint when there is one\n"
     "        (--resume: must be one, --no-resume: start afresh)\n"
@@ -41,7 +43,8 @@ static const char *const usage =
     "  augment-preview JOB --out FILE.jpg [--index I]   a training image under 9 augmentations\n"
     "Run under mpirun/srun for data parallelism: mpirun -np 4 convnet-dist train JOB\n"
     "Exit status: 0 done, 1 runtime failure, 2 bad input, 3 preempted (checkpoint written),\n"
-    "4 a collective timed out, 5 stopped by a signal without a checkpoint.\n";
+    "4 a collective timed out, 5 stopped by a signal without a checkpoint,\n"
+    "6 the loss became NaN or infinite (terminate_on_nan; the last checkpoint is kept).\n";
 
 static void bad_usage(const char *fmt, const char *arg) {
     fprintf(stderr, "convnet-dist: ");
@@ -54,7 +57,7 @@ typedef struct {
     const char *job;
     char **sets;
     int n_sets;
-    const char *weights, *save, *split, *out, *format;
+    const char *weights, *save, *split, *out, *format, *timeline;
     long index; /* augment-preview: which training image */
     const char *pos2; /* second positional (diff-weights) */
     double rtol;
@@ -108,7 +111,7 @@ static void parse_args(Args *a, int argc, char **argv) {
                                        : &a->warmup) = v;
         } else if (!strcmp(s, "--set") || !strcmp(s, "--weights") || !strcmp(s, "--save") ||
                    !strcmp(s, "--split") || !strcmp(s, "--rtol") || !strcmp(s, "--out") ||
-                   !strcmp(s, "--format")) {
+                   !strcmp(s, "--format") || !strcmp(s, "--timeline")) {
             if (!has_next) bad_usage("option %s needs a value", s);
             const char *v = argv[++i];
             if (!strcmp(s, "--set"))
@@ -123,6 +126,8 @@ static void parse_args(Args *a, int argc, char **argv) {
                 a->out = v;
             else if (!strcmp(s, "--format"))
                 a->format = v;
+            else if (!strcmp(s, "--timeline"))
+                a->timeline = v;
             else if (parse_double(v, &a->rtol) != 0 || a->rtol < 0)
                 bad_usage("--rtol needs a non-negative number, got '%s'", v);
         } else if (s[0] == '-') {
@@ -196,11 +201,11 @@ static void cmd_bench(Trainer *t, const Args *a, Dist *d) {
     getrusage(RUSAGE_SELF, &ru);
     double steps = (double)a->steps * a->reps;
     if (d->rank == 0)
-        printf("{\"job\": \"%s\", \"batch\": %d, \"ranks\": %d, \"threads\": %d, \"steps\": %ld, "
+        printf("{\"job\": \"%s\", \"batch\": %d, \"grad_accum\": %d, \"ranks\": %d, \"threads\": %d, \"steps\": %ld, "
                "\"reps\": %ld, \"img_s_median\": %.1f, \"img_s_min\": %.1f, \"img_s_max\": %.1f, "
                "\"compute_ms\": %.3f, \"comm_ms\": %.3f, \"comm_ms_min\": %.3f, \"data_ms\": %.3f, "
                "\"grad_floats\": %zu, \"grad_buckets\": %d, \"checkpoint_ms\": %.2f, \"peak_rss_mb\": %.1f}\n",
-               t->job->name, t->job->train.batch_size, d->size, d->threads, a->steps, a->reps,
+               t->job->name, t->job->train.batch_size, t->job->train.grad_accum, d->size, d->threads, a->steps, a->reps,
                img_s[a->reps / 2], img_s[0], img_s[a->reps - 1], 1e3 * tm.compute / steps,
                1e3 * tm.comm / steps, -1e3 * last_comm / steps, 1e3 * tm.data / steps, t->model.state_lo - t->model.train_lo,
                dist_grad_buckets(d), ck_ms[1], ru.ru_maxrss / 1024.0);
@@ -351,7 +356,14 @@ static int cmd_train_or_eval(Trainer *t, Job *job, const Args *a, Dist *d, int t
     }
     if (train) {
         if (d->rank == 0) trainer_print_setup(t, stdout);
-        return trainer_fit(t, a->resume);
+        if (a->timeline) timeline_start(d, a->timeline);
+        int status = trainer_fit(t, a->resume);
+        Err e = {0};
+        if (a->timeline && timeline_finish(d, &e)) {
+            fprintf(stderr, "convnet-dist: %s\n", e.msg);
+            if (status == EXIT_OK) status = EXIT_RUNTIME;
+        }
+        return status;
     }
     const char *split = eval_split(a);
     const Dataset *ds = !strcmp(split, "test") ? &t->test : !strcmp(split, "validation") ? &t->val : &t->train;

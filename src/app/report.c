@@ -149,9 +149,12 @@ static int parse_row(const char *line, EpochRecord *r, const char **why) {
 /* Length of the header line (newline included) when text starts with ours; 0 for a torn
  * prefix of it (a crash while creating the file); -1 when it is some other file. */
 static long header_len(const char *text, size_t n) {
-    size_t h = strlen(CSVLOG_HEADER);
-    if (n <= h) return strncmp(text, CSVLOG_HEADER, n) == 0 ? 0 : -1;
-    if (strncmp(text, CSVLOG_HEADER, h) != 0) return -1;
+    const char *hd = CSVLOG_HEADER;
+    if (n >= strlen(CSVLOG_HEADER_V1) && !strncmp(text, CSVLOG_HEADER_V1, strlen(CSVLOG_HEADER_V1)))
+        hd = CSVLOG_HEADER_V1; /* the column's earlier name */
+    size_t h = strlen(hd);
+    if (n <= h) return strncmp(text, hd, n) == 0 ? 0 : -1;
+    if (strncmp(text, hd, h) != 0) return -1;
     if (text[h] == '\n') return (long)h + 1;
     if (text[h] == '\r' && h + 1 < n && text[h + 1] == '\n') return (long)h + 2;
     return -1;

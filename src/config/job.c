@@ -74,6 +74,24 @@ static int resolve_data(Job *j, Section *s, Err *e) {
     return sec_check_unused(ini, s, e);
 }
 
+/* [train]'s recipe keys: the schedule, TerminateOnNaN, gradient accumulation, lr scaling. */
+static int resolve_train_recipe(IniFile *ini, Section *s, TrainCfg *t, Err *e) {
+    static const char *const scalings[] = {"none", "linear", NULL};
+    if (lr_schedule_configure(ini, s, NULL, t->opt.lr, &t->schedule, e) ||
+        sec_get_bool(ini, s, "terminate_on_nan", 1, &t->terminate_on_nan, e) ||
+        sec_get_int(ini, s, "gradient_accumulation_steps", 0, 1, 1, 1 << 16, &t->grad_accum, e) ||
+        sec_get_enum(ini, s, "lr_scaling", 0, 0, scalings, &t->lr_scaling_linear, e))
+        return -1;
+    t->lr_scale = 1.0;
+    if (t->lr_scaling_linear) {
+        /* the global batch the job's learning rates were tuned for */
+        if (sec_get_int(ini, s, "lr_reference_batch", 1, 0, 1, 1 << 20, &t->lr_reference_batch, e))
+            return -1;
+        t->lr_scale = (double)t->batch_size / t->lr_reference_batch;
+    }
+    return 0;
+}
+
 static int resolve_train(Job *j, Section *s, Err *e) {
     IniFile *ini = &j->ini;
     TrainCfg *t = &j->train;
@@ -139,6 +157,7 @@ static int resolve_train(Job *j, Section *s, Err *e) {
     if (o->kind == OPT_SGD && (sec_get_float(ini, s, "momentum", 0, 0.0, 0.0, 1.0, &o->momentum, e) ||
                                sec_get_bool(ini, s, "nesterov", 0, &o->nesterov, e)))
         return -1;
+    if (resolve_train_recipe(ini, s, t, e)) return -1;
     t->save = xstrdup(sec_get_str(ini, s, "save", 0, "", e));
     t->step_log = xstrdup(sec_get_str(ini, s, "step_log", 0, "", e));
     t->csv_log = xstrdup(sec_get_str(ini, s, "csv_log", 0, "", e));
@@ -254,6 +273,25 @@ static int resolve_layer(Job *j, Section *s, int kind, Err *e) {
     return 0;
 }
 
+/* After the phases: lr_scaling applied to their schedules (lr then holds the first step's
+ * rate), and ReduceLROnPlateau only where the rate is the job's to set. */
+static int phases_finish(Job *j, Err *e) {
+    for (int p = 0; p < j->n_phases; p++) {
+        PhaseCfg *ph = &j->phases[p];
+        lr_schedule_scale(&ph->schedule, j->train.lr_scale);
+        ph->lr = (float)lr_schedule_at(&ph->schedule, 0);
+        if (j->plateau.enabled && ph->schedule.kind != LR_CONSTANT) {
+            /* Keras refuses too: an optimizer whose learning_rate is a schedule has no rate to set */
+            err_set(e, "%s:%d: [reduce_lr_on_plateau] needs a constant learning rate, but the %s "
+                       "sets lr_schedule = %s",
+                    j->ini.path, ph->line, ph->line ? "[phase] here" : "[train] section",
+                    lr_schedule_name(ph->schedule.kind));
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* The [phase] sections, after the layers and [train] are known; without any, one phase from
  * [train]. */
 static int resolve_phases(Job *j, Err *e) {
@@ -262,9 +300,9 @@ static int resolve_phases(Job *j, Err *e) {
     for (int i = 0; i < ini->n_sec; i++) n += !strcmp(ini->sec[i].name, "phase");
     j->phases = xcalloc(n ? (size_t)n : 1, sizeof *j->phases);
     if (n == 0) {
-        j->phases[0] = (PhaseCfg){j->train.epochs, j->train.opt.lr, -1, 0};
+        j->phases[0] = (PhaseCfg){j->train.epochs, j->train.opt.lr, -1, 0, j->train.schedule};
         j->n_phases = 1;
-        return 0;
+        return phases_finish(j, e);
     }
     Section *train = ini_find(ini, "train");
     for (int k = 0; k < train->n_kv; k++)
@@ -281,7 +319,8 @@ static int resolve_phases(Job *j, Err *e) {
         p->line = s->line;
         p->unfreeze_from = -1;
         if (sec_get_int(ini, s, "epochs", 1, 0, 1, 1 << 20, &p->epochs, e) ||
-            sec_get_float(ini, s, "lr", 0, j->train.opt.lr, 0.0, 1e3, &p->lr, e))
+            sec_get_float(ini, s, "lr", 0, j->train.opt.lr, 0.0, 1e3, &p->lr, e) ||
+            lr_schedule_configure(ini, s, &j->train.schedule, p->lr, &p->schedule, e))
             return -1;
         const char *from = sec_get_str(ini, s, "unfreeze_from", 0, "", e);
         if (from[0]) {
@@ -301,7 +340,7 @@ static int resolve_phases(Job *j, Err *e) {
         return -1;
     }
     j->train.epochs = (int)total;
-    return 0;
+    return phases_finish(j, e);
 }
 
 /* The section s of the job: a layer, a [darknet] base (many layers), or one of the job's own
@@ -312,7 +351,8 @@ static int resolve_section(Job *j, Section *s, int capacity, int *have_data, int
     int repeated = strcmp(s->name, s->label) != 0;
     if (kind >= 0) return resolve_layer(j, s, kind, e);
     if (repeated && (!strcmp(s->name, "data") || !strcmp(s->name, "train") ||
-                     !strcmp(s->name, "model") || !strcmp(s->name, "checkpoint"))) {
+                     !strcmp(s->name, "model") || !strcmp(s->name, "checkpoint") ||
+                     !strcmp(s->name, "reduce_lr_on_plateau"))) {
         err_set(e, "%s:%d: section [%s] appears twice", ini_section_file(ini, s), s->line, s->name);
         return -1;
     }
@@ -341,6 +381,7 @@ static int resolve_section(Job *j, Section *s, int capacity, int *have_data, int
         return sec_check_unused(ini, s, e);
     }
     if (!strcmp(s->name, "phase")) return 0; /* resolve_phases, once the layers are known */
+    if (!strcmp(s->name, "reduce_lr_on_plateau")) return plateau_configure(ini, s, &j->plateau, e);
     if (!strcmp(s->name, "checkpoint")) return resolve_checkpoint(j, s, e);
     if (!strcmp(s->name, "model")) {
         const char *name = sec_get_str(ini, s, "name", 0, NULL, e);
@@ -353,7 +394,7 @@ static int resolve_section(Job *j, Section *s, int capacity, int *have_data, int
         strncat(kinds, layer_ops[k]->section, sizeof kinds - strlen(kinds) - 1);
     }
     err_set(e, "%s:%d: unknown section [%s]; expected data, model, train, checkpoint, "
-               "phase, darknet, keras_h5 or a layer:%s",
+               "phase, reduce_lr_on_plateau, darknet, keras_h5 or a layer:%s",
             ini_section_file(ini, s), s->line, s->name, kinds);
     return -1;
 }
@@ -385,7 +426,9 @@ static int job_resolve_defaults(Job *j, const char *path, Err *e) {
      * is filled in and hashed like any key: without this, every new key would orphan every
      * checkpoint). Each new key with a default goes here; tests/test_job_hash.c pins the hashes
      * of the jobs in jobs/ and fails when a change moves them. */
-#define KEYS_ADDED_LATER "data.decode=scaled", "train.epsilon_placement=inside_sqrt"
+#define KEYS_ADDED_LATER "data.decode=scaled", "train.epsilon_placement=inside_sqrt", \
+        "train.lr_schedule=constant", "phase.lr_schedule=constant", "train.terminate_on_nan=true", \
+        "train.gradient_accumulation_steps=1", "train.lr_scaling=none"
     static const char *const ignore[] = {"train.save", "train.step_log", "train.csv_log",
                                          "train.chart", KEYS_ADDED_LATER, NULL};
     j->hash = ini_hash(ini, ignore);
@@ -395,6 +438,7 @@ static int job_resolve_defaults(Job *j, const char *path, Err *e) {
                                                 "train.chart", "train.epochs",
                                                 "train.collective_timeout", "train.overlap_allreduce",
                                                 "train.bucket_mb", "checkpoint.*",
+                                                "train.terminate_on_nan",
                                                 KEYS_ADDED_LATER, NULL};
 #undef KEYS_ADDED_LATER
     j->resume_hash = ini_hash(ini, resume_ignore);

@@ -66,10 +66,14 @@ static void pack_state(unsigned char *b, const CheckpointState *s, uint64_t n_pa
     put_u64(b + 80, (uint64_t)s->opt_iterations);
     put_u64(b + 88, n_params);
     put_u64(b + 96, n_opt);
+    put_f64(b + 104, s->plateau_lr);
+    put_f64(b + 112, s->plateau_best);
+    put_u32(b + 120, (uint32_t)s->plateau_wait);
+    put_u32(b + 124, (uint32_t)s->plateau_cooldown);
 }
 
-static void unpack_state(const unsigned char *b, CheckpointState *s, uint64_t *n_params,
-                         uint64_t *n_opt) {
+static void unpack_state(const unsigned char *b, uint64_t len, CheckpointState *s,
+                         uint64_t *n_params, uint64_t *n_opt) {
     memset(s, 0, sizeof *s);
     s->job_hash = get_u64(b + 0);
     s->structure_hash = get_u64(b + 8);
@@ -86,6 +90,11 @@ static void unpack_state(const unsigned char *b, CheckpointState *s, uint64_t *n
     s->opt_iterations = (int64_t)get_u64(b + 80);
     *n_params = get_u64(b + 88);
     *n_opt = get_u64(b + 96);
+    if (len < CHECKPOINT_STATE_BYTES) return; /* version 1: no callback state */
+    s->plateau_lr = get_f64(b + 104);
+    s->plateau_best = get_f64(b + 112);
+    s->plateau_wait = (int32_t)get_u32(b + 120);
+    s->plateau_cooldown = (int32_t)get_u32(b + 124);
 }
 
 /* ---- save ---- */
@@ -172,10 +181,10 @@ static int check_header(const char *path, Loaded *L, Err *e) {
     }
     uint32_t crc_file = get_u32(b + HEADER_CRC_OFF), crc = crc32_update(0, b, HEADER_CRC_OFF);
     uint32_t version = get_u32(b + 8);
-    if (version != CHECKPOINT_VERSION) {
+    if (version < 1 || version > CHECKPOINT_VERSION) {
         /* A header that checks out as version 1's layout but says another version is a real
          * other version; otherwise the version field may just be damaged. */
-        err_set(e, "%s: format version %u, this build reads %u%s", path, version,
+        err_set(e, "%s: format version %u, this build reads 1 to %u%s", path, version,
                 CHECKPOINT_VERSION,
                 crc == crc_file ? "" : " (and the header CRC does not match: maybe a corrupt header)");
         return -1;
@@ -222,7 +231,8 @@ static int check_header(const char *path, Loaded *L, Err *e) {
                 path, (unsigned long long)(L->size - expect_off), (unsigned long long)expect_off);
         return -1;
     }
-    if (L->len[0] != CHECKPOINT_STATE_BYTES || L->len[1] % 4 || L->len[2] % 4 ||
+    if (L->len[0] != (version == 1 ? CHECKPOINT_STATE_BYTES_V1 : CHECKPOINT_STATE_BYTES) ||
+        L->len[1] % 4 || L->len[2] % 4 ||
         L->len[2] != L->len[3]) {
         err_set(e, "%s: section sizes do not fit this format (state %llu bytes, params %llu, "
                    "opt_s1 %llu, opt_s2 %llu)",
@@ -245,7 +255,7 @@ static int check_sections(const char *path, Loaded *L, Err *e) {
             return -1;
         }
     }
-    unpack_state(L->buf + L->off[0], &L->st, &L->n_params, &L->n_opt);
+    unpack_state(L->buf + L->off[0], L->len[0], &L->st, &L->n_params, &L->n_opt);
     if (L->n_params * 4 != L->len[1] || L->n_opt * 4 != L->len[2]) {
         err_set(e, "%s: state says %llu parameters and %llu optimizer values, the sections hold "
                    "%llu and %llu",

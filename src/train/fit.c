@@ -7,9 +7,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "callbacks.h"
 #include "checkpoint.h"
 #include "report.h"
 #include "rundir.h"
+#include "timeline.h"
 #include "train/train_impl.h"
 #include "weights.h"
 
@@ -46,11 +48,21 @@ static int save_checkpoint(Trainer *t, CheckpointState *st) {
     Model *m = &t->model;
     Err e = {0};
     st->opt_iterations = t->opt.iterations;
+    /* a diverged state never replaces the last good checkpoint (resume would refuse it anyway) */
+    size_t bad = floats_first_nonfinite(m->params, m->n_params);
+    if (bad < m->n_params) {
+        fprintf(stderr, "convnet-dist: checkpoint not written: parameter %zu is %g (the run "
+                        "diverged); the previous checkpoint is kept\n",
+                bad, (double)m->params[bad]);
+        return -1;
+    }
+    double t0 = now_seconds();
     if (rundir_prepare(t->job, &e) || checkpoint_rotate(c->path, c->keep, &e) ||
         checkpoint_save(c->path, st, m->params, m->n_params, t->opt.s1, t->opt.s2, t->opt.n, &e)) {
         fprintf(stderr, "convnet-dist: checkpoint not written: %s\n", e.msg);
         return -1;
     }
+    TIMELINE(TL_CHECKPOINT, t0, now_seconds(), (long)st->global_step, 0);
     return 0;
 }
 
@@ -117,10 +129,12 @@ static int phase_of_epoch(const Job *j, int epoch) {
 static void print_phase(const Trainer *t) {
     const PhaseCfg *ph = &t->job->phases[t->phase];
     const Model *m = &t->model;
-    printf("phase %d/%d (%s:%d): %d epoch%s, lr %g, trainable from %s: %zu parameters (optimizer "
+    char lr[600];
+    lr_schedule_describe(&ph->schedule, lr, sizeof lr);
+    printf("phase %d/%d (%s:%d): %d epoch%s, lr %s, trainable from %s: %zu parameters (optimizer "
            "state reset at the start of the phase)\n",
            t->phase + 1, t->job->n_phases, t->job->ini.path, ph->line, ph->epochs,
-           ph->epochs == 1 ? "" : "s", (double)ph->lr,
+           ph->epochs == 1 ? "" : "s", lr,
            m->lowest_trainable < m->n_layers ? m->layers[m->lowest_trainable].name : "(none)",
            model_trainable_count(m));
     fflush(stdout);
@@ -136,6 +150,45 @@ static double monitored(Monitor mon, double loss, double acc, const EvalResult *
     case MONITOR_ACCURACY: return acc;
     }
     return NAN;
+}
+
+/* The rate of the next optimizer step: ReduceLROnPlateau's once it has started, else the
+ * phase's schedule at the optimizer's iteration count (Keras: schedule(optimizer.iterations)). */
+static float current_lr(const Trainer *t, const CheckpointState *st) {
+    if (t->job->plateau.enabled && st->plateau_lr > 0) return (float)st->plateau_lr;
+    return (float)lr_schedule_at(&t->job->phases[t->phase].schedule, t->opt.iterations);
+}
+
+/* ReduceLROnPlateau's on_epoch_end: rank 0 decides, every rank takes its state. */
+static void plateau_epoch_end(Trainer *t, CheckpointState *st, double loss, double acc,
+                              const EvalResult *v, int epoch) {
+    const PlateauCfg *pc = &t->job->plateau;
+    if (!pc->enabled) return;
+    PlateauState ps = {st->plateau_lr, st->plateau_best, st->plateau_wait, st->plateau_cooldown};
+    if (t->dist->rank == 0) {
+        if ((pc->monitor == MONITOR_VAL_LOSS || pc->monitor == MONITOR_VAL_ACCURACY) && !v->count)
+            fprintf(stderr, "convnet-dist: warning: reduce_lr_on_plateau monitors %s, but the job "
+                            "has no validation data: the learning rate stays\n",
+                    monitor_names[pc->monitor]);
+        else if (plateau_update(pc, &ps, monitored((Monitor)pc->monitor, loss, acc, v)))
+            printf("Epoch %d: ReduceLROnPlateau reducing learning rate to %g.\n", epoch + 1, ps.lr);
+    }
+    dist_bcast(t->dist, &ps, sizeof ps, 0);
+    st->plateau_lr = ps.lr;
+    st->plateau_best = ps.best;
+    st->plateau_wait = ps.wait;
+    st->plateau_cooldown = ps.cooldown_counter;
+}
+
+/* Keras's on_train_begin at a new phase (a new fit()): the callback starts over at its rate. */
+static void plateau_start(Trainer *t, CheckpointState *st) {
+    if (!t->job->plateau.enabled) return;
+    PlateauState ps;
+    plateau_reset(&t->job->plateau, &ps, t->job->phases[t->phase].lr);
+    st->plateau_lr = ps.lr;
+    st->plateau_best = ps.best;
+    st->plateau_wait = ps.wait;
+    st->plateau_cooldown = ps.cooldown_counter;
 }
 
 /* Rank 0's per-epoch outputs: CSV row and SVG chart. */
@@ -226,6 +279,23 @@ static void fit_stop(Trainer *t, FitRun *r) {
     dist_bcast(t->dist, &r->status, sizeof r->status, 0);
 }
 
+/* TerminateOnNaN: stop without a checkpoint, so that the last one written stays the last good
+ * state (save_checkpoint also refuses non-finite parameters). */
+static void fit_diverged(Trainer *t, FitRun *r, double loss_sum) {
+    const CheckpointState *st = &r->st;
+    if (r->root) {
+        const char *ck = t->job->ckpt.path;
+        printf("\nterminate_on_nan: the loss of global step %lld (epoch %d, step %lld) is %s: "
+               "training stopped (exit status %d); %s%s\n",
+               (long long)st->global_step, st->epoch + 1, (long long)st->step,
+               isnan(loss_sum) ? "nan" : "infinite", EXIT_DIVERGED,
+               ck[0] ? "the last checkpoint written before it is kept: " : "checkpoint = off",
+               ck[0] ? ck : "");
+        fflush(stdout);
+    }
+    r->status = EXIT_DIVERGED;
+}
+
 /* The steps of one epoch from st.step on; r->status set when a signal stopped them. */
 static void fit_epoch_steps(Trainer *t, FitRun *r, EpochSums *es, int epoch) {
     const TrainCfg *tc = &t->job->train;
@@ -237,7 +307,9 @@ static void fit_epoch_steps(Trainer *t, FitRun *r, EpochSums *es, int epoch) {
         int gB = (int)(n - g0 < B ? n - g0 : B);
         double step_start = now_seconds();
         int stop = 0;
+        t->opt.cfg.lr = current_lr(t, &r->st);
         LossStats ls = train_step(t, t->perm + g0, gB, epoch, &es->tm, &stop);
+        TIMELINE(TL_STEP, step_start, now_seconds(), t->dist->step, 0);
         if (tc->collective_timeout == 0 && r->timed < AUTO_STEPS) {
             r->step_secs[r->timed++] = now_seconds() - step_start;
             if (r->timed == AUTO_STEPS) train_set_auto_watchdog(t->dist, r->step_secs, AUTO_STEPS);
@@ -259,6 +331,12 @@ static void fit_epoch_steps(Trainer *t, FitRun *r, EpochSums *es, int epoch) {
         }
         if (stop) {
             fit_stop(t, r);
+            return;
+        }
+        /* The loss sum came out of the step's allreduce: whether it is finite does not depend
+         * on the order the ranks' parts were added in, so every rank takes this same decision. */
+        if (tc->terminate_on_nan && !isfinite(ls.loss_sum)) {
+            fit_diverged(t, r, ls.loss_sum);
             return;
         }
         if (r->root && ck->path[0] && ck->every_steps > 0 && st->global_step % ck->every_steps == 0 &&
@@ -284,7 +362,9 @@ static void fit_end_epoch(Trainer *t, FitRun *r, const EpochSums *es, int epoch)
     if (r->root)
         train_print_progress(r->tty, r->steps, r->steps, es->loss_sum / es->seen, es->correct / es->seen,
                        es->trained / secs, 1);
+    double te = now_seconds();
     EvalResult v = trainer_evaluate(t, &t->val);
+    TIMELINE(TL_EVALUATE, te, now_seconds(), (long)st->global_step, 0);
     double loss = es->loss_sum / es->seen, acc = es->correct / es->seen;
     /* best epoch and early stopping (every rank computes the same, from reduced values) */
     double mv = monitored(ck->monitor, loss, acc, &v);
@@ -316,10 +396,12 @@ static void fit_end_epoch(Trainer *t, FitRun *r, const EpochSums *es, int epoch)
         Err e = {0};
         if (improved && ck->save_best[0] && weights_save(ck->save_best, m, &e))
             fprintf(stderr, "convnet-dist: warning: best weights not saved: %s\n", e.msg);
+        /* Keras logs the optimizer's rate before ReduceLROnPlateau changes it */
         EpochRecord rec = {epoch, acc, loss, v.count ? v.accuracy : NAN, v.count ? v.loss : NAN,
-                           t->opt.cfg.lr, es->trained / secs, secs};
+                           current_lr(t, st), es->trained / secs, secs};
         write_epoch_logs(t, &rec);
     }
+    plateau_epoch_end(t, st, loss, acc, &v, epoch);
     /* Rank 0 drives the schedule: it decides the phase of the next epoch and every rank
      * follows; the checkpoint below then records the new phase and its fresh optimizer. */
     int next = t->phase;
@@ -330,6 +412,7 @@ static void fit_end_epoch(Trainer *t, FitRun *r, const EpochSums *es, int epoch)
         optim_reset(&t->opt);
         st->phase = next;
         st->epochs_since_best = 0;
+        plateau_start(t, st);
         if (r->root) print_phase(t);
         train_caches_update(t);
     }
@@ -389,6 +472,7 @@ int trainer_fit(Trainer *t, ResumeMode resume_mode) {
     resume(t, &r.st, resume_mode);
     /* a resumed run continues in the checkpoint's phase, with its optimizer state */
     trainer_set_phase(t, r.st.phase);
+    if (r.st.plateau_lr == 0) plateau_start(t, &r.st); /* a fresh run, or a version 1 checkpoint */
     if (r.root && j->n_phases > 1) print_phase(t);
     train_caches_update(t);
     fit_open_logs(t, &r);

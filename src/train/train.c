@@ -12,6 +12,7 @@
 #include "keras_h5.h"
 #include "loss.h"
 #include "preflight.h"
+#include "timeline.h"
 #include "weights.h"
 
 
@@ -207,8 +208,9 @@ void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data) {
         input = (Shape){probe.h, probe.w, probe.c, 0};
         dataset_free(&probe);
     }
-    int B = job->train.batch_size;
-    int max_batch = (B + dist->size - 1) / dist->size;
+    int B = job->train.batch_size, K = job->train.grad_accum;
+    /* the model is planned for one micro-batch: memory follows B / ranks / K */
+    int max_batch = ((B + dist->size - 1) / dist->size + K - 1) / K;
     plan_model(t, input, max_batch);
     Err e = {0};
     /* a training run's class names name every output (predict only notes a short file) */
@@ -436,16 +438,42 @@ static void sum_over_ranks(void *arg, double *buf, int n) {
     dist_allreduce_sum_f64((Dist *)arg, buf, (size_t)n, "batch-norm statistics");
 }
 
-/* One optimizer step on the global batch perm[g0 .. g0+gB). Returns the batch's (loss sum,
- * correct) summed over ranks. */
+/* Forward and backward of this rank's micro-batch ids[0..n) of a step on a global batch of gB
+ * (gradients added to m->grads, loss statistics to st). Returns the seconds spent loading it. */
+static double micro_step(Trainer *t, int n, int gB, const PassCtx *p, LossStats *st, StepTimes *tm) {
+    Model *m = &t->model;
+    double t0 = now_seconds();
+    int from = n > 0 ? load_batch(t, &t->train, &t->cache_train, n) : 0;
+    double loaded = now_seconds() - t0;
+    if (n == 0) { /* a rank without samples still takes part in the layers' collectives */
+        model_collectives_idle(m, p);
+        return loaded;
+    }
+    float *logits = model_forward_layers(m, from, m->n_layers, n, p);
+    int K = (int)shape_size(model_output_shape(m));
+    double tl = now_seconds();
+    /* scaled by the global batch of the whole optimizer step: the micro-batches' gradients add
+     * up to the mean over it, as one pass over the whole batch gives */
+    loss_compute(t->job->train.loss, st, t->dlogits, logits, t->labels, n, K, 1.0f / (float)gB);
+    double tb = now_seconds();
+    tm->loss += tb - tl;
+    model_backward(m, t->dlogits, n, p);
+    TIMELINE(TL_DATA, t0, t0 + loaded, t->dist->step, 0);
+    TIMELINE(TL_FORWARD, t0 + loaded, tb, t->dist->step, 0);
+    TIMELINE(TL_BACKWARD, tb, now_seconds(), t->dist->step, 0);
+    return loaded;
+}
+
+/* One optimizer step on the global batch perm[g0 .. g0+gB): this rank's contiguous share, as
+ * gradient_accumulation_steps micro-batches whose gradients add up before the one allreduce
+ * (overlapped with the last micro-batch's backward). Returns the batch's (loss sum, correct)
+ * summed over ranks. */
 LossStats train_step(Trainer *t, const int64_t *batch, int gB, int epoch, StepTimes *tm, int *stop) {
     Model *m = &t->model;
     const Dist *dist = t->dist;
     int lo = gB * dist->rank / dist->size, hi = gB * (dist->rank + 1) / dist->size, n = hi - lo;
-    double t0 = now_seconds();
-    for (int i = 0; i < n; i++) t->ids[i] = batch[lo + i];
-    int from = n > 0 ? load_batch(t, &t->train, &t->cache_train, n) : 0;
-    double t1 = now_seconds();
+    const int micro = t->job->train.grad_accum;
+    double t1 = now_seconds(), data = 0;
     /* before any collective of the step: overlapped, the gradient buckets go out during backward */
     dist_begin_step(t->dist, t->dist->step + 1);
     model_zero_grad(m);
@@ -453,17 +481,13 @@ LossStats train_step(Trainer *t, const int64_t *batch, int gB, int epoch, StepTi
     if (overlap) dist_grad_begin(t->dist, m->grads, m->train_lo, m->state_lo);
     LossStats st = {0, 0};
     PassCtx p = {.training = 1, .seed = t->job->train.seed, .epoch = epoch, .sample_ids = t->ids,
-                 .grads_ready = overlap ? dist_grad_ready : NULL, .grads_arg = t->dist,
-                 .allreduce = sum_over_ranks, .allreduce_arg = t->dist};
-    if (n == 0) { /* a rank without samples still takes part in the layers' collectives */
-        model_collectives_idle(m, &p);
-    } else {
-        float *logits = model_forward_layers(m, from, m->n_layers, n, &p);
-        int K = (int)shape_size(model_output_shape(m));
-        double tl = now_seconds();
-        loss_compute(t->job->train.loss, &st, t->dlogits, logits, t->labels, n, K, 1.0f / (float)gB);
-        tm->loss += now_seconds() - tl;
-        model_backward(m, t->dlogits, n, &p);
+                 .grads_arg = t->dist, .allreduce = sum_over_ranks, .allreduce_arg = t->dist};
+    for (int k = 0; k < micro; k++) {
+        int a = n * k / micro, b = n * (k + 1) / micro;
+        for (int i = a; i < b; i++) t->ids[i - a] = batch[lo + i];
+        /* a gradient slice is final only after the last micro-batch's backward */
+        p.grads_ready = overlap && k == micro - 1 ? dist_grad_ready : NULL;
+        data += micro_step(t, b - a, gB, &p, &st, tm);
     }
     double t2 = now_seconds();
     if (overlap)
@@ -477,8 +501,10 @@ LossStats train_step(Trainer *t, const int64_t *batch, int gB, int epoch, StepTi
     double t3 = now_seconds();
     optim_step(&t->opt, m->params, m->grads, m->train_lo);
     double t4 = now_seconds();
-    tm->data += t1 - t0;
-    tm->compute += (t2 - t1) + (t4 - t3);
+    TIMELINE(TL_ALLREDUCE, t2, t3, t->dist->step, 4.0 * (double)(m->state_lo - m->train_lo));
+    TIMELINE(TL_OPTIMIZER, t3, t4, t->dist->step, 0);
+    tm->data += data;
+    tm->compute += (t2 - t1 - data) + (t4 - t3);
     tm->optim += t4 - t3;
     tm->comm += t3 - t2;
     LossStats total = {sums[0], sums[1]};
@@ -525,6 +551,7 @@ void trainer_print_setup(const Trainer *t, FILE *f) {
             (model_activation_floats(m) - m->acts_floats) * 4.0 / 1e6, m->aux_bytes / 1e6,
             m->ws_floats * 4.0 / 1e6, m->max_batch);
     model_print_summary(m, t->job->name, f);
+    schedule_print_effective(t->job, t->model.max_batch, f);
 }
 
 static int cmp_dbl(const void *x, const void *y) {
