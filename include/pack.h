@@ -57,9 +57,8 @@ typedef struct {
     const uint8_t *map;     /* the whole file, mapped read-only */
     size_t map_size;
     uint64_t rec_off;       /* offset of record 0 */
-    uint64_t rec_bytes;     /* h*w*c */
-    uint64_t rec_stride;    /* bytes from one record to the next (= rec_bytes) */
-    const uint8_t *crcs;    /* n little-endian u32 CRC-32s of the records, in the mapping */
+    uint64_t rec_bytes;     /* h*w*c: record i lies at rec_off + i * rec_bytes */
+    const uint8_t *index;   /* n entries of 16 bytes (offset, length, CRC-32), in the mapping */
 } Pack;
 
 /* Map path read-only and check the magic, version, header CRC, the section table, the file size
