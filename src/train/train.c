@@ -6,88 +6,16 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-#include "images.h"
 #include "keras_h5.h"
 #include "loss.h"
 #include "preflight.h"
 #include "weights.h"
 
-
-static void load_idx_split(Dataset *d, const char *images, const char *labels, Dist *dist) {
-    Err e = {0};
-    if (idx_load(d, images, labels, &e)) {
-        if (dist->rank == 0) fprintf(stderr, "convnet-dist: %s\n", e.msg);
-        dist_abort(dist, EXIT_BAD_INPUT);
-    }
-}
-
-static void load_image_split(Dataset *d, const char *dir, const DataCfg *c, Dist *dist) {
-    Err e = {0};
-    ImageDirOptions o;
-    image_dir_options_default(&o);
-    o.height = c->image_h;
-    o.width = c->image_w;
-    o.channels = c->channels;
-    o.strict = c->strict;
-    o.exact = c->decode_full;
-    o.quiet = dist->rank != 0; /* every rank reads the same files: one warning is enough */
-    if (images_load_dir(d, dir, &o, &e)) {
-        if (dist->rank == 0) fprintf(stderr, "convnet-dist: %s\n", e.msg);
-        dist_abort(dist, EXIT_BAD_INPUT);
-    }
-}
-
-static void load_data(Trainer *t) {
-    const DataCfg *c = &t->job->data;
-    Dist *dist = t->dist;
-    if (c->format == DATA_IDX) {
-        load_idx_split(&t->train, c->train_images, c->train_labels, dist);
-        load_idx_split(&t->test, c->test_images, c->test_labels, dist);
-        if (c->val_images) load_idx_split(&t->val, c->val_images, c->val_labels, dist);
-    } else {
-        load_image_split(&t->train, c->train_dir, c, dist);
-        load_image_split(&t->test, c->test_dir, c, dist);
-        if (c->val_dir) load_image_split(&t->val, c->val_dir, c, dist);
-    }
-    double vs = t->job->train.validation_split;
-    if (vs > 0 && t->val.n == 0) {
-        /* Keras: the validation data are the last samples of the training data, not shuffled */
-        int64_t count = (int64_t)floor((double)t->train.n * vs);
-        dataset_split_tail(&t->train, &t->val, count);
-    }
-    const Dataset *splits[3] = {&t->train, &t->val, &t->test};
-    for (int i = 0; i < 3; i++)
-        if (splits[i]->n && (splits[i]->h != t->train.h || splits[i]->w != t->train.w ||
-                             splits[i]->c != t->train.c)) {
-            if (dist->rank == 0)
-                fprintf(stderr, "convnet-dist: %s: the splits' image shapes differ (%dx%dx%d vs "
-                                "%dx%dx%d)\n",
-                        t->job->ini.path, splits[i]->h, splits[i]->w, splits[i]->c, t->train.h,
-                        t->train.w, t->train.c);
-            dist_abort(dist, EXIT_BAD_INPUT);
-        }
-    /* Labels are class indices: every split must have the same classes in the same order. */
-    for (int i = 1; i < 3 && c->format == DATA_IMAGES; i++) {
-        const Dataset *s = splits[i];
-        int same = s->n == 0 || s->n_classes == t->train.n_classes;
-        for (int k = 0; same && s->n && k < s->n_classes; k++)
-            same = !strcmp(s->class_names[k], t->train.class_names[k]);
-        if (!same) {
-            if (dist->rank == 0)
-                fprintf(stderr, "convnet-dist: %s: the %s folder's classes differ from %s's (%d vs %d "
-                                "class folders, or other names)\n",
-                        t->job->ini.path, i == 1 ? c->val_dir : c->test_dir, c->train_dir,
-                        s->n_classes, t->train.n_classes);
-            dist_abort(dist, EXIT_BAD_INPUT);
-        }
-    }
-    if (t->train.n == 0) {
-        if (dist->rank == 0) fprintf(stderr, "convnet-dist: %s: no training samples\n", t->job->ini.path);
-        dist_abort(dist, EXIT_BAD_INPUT);
-    }
-}
 
 /* The model's output must fit the loss, and every label must fit the model. */
 static void check_outputs(Trainer *t) {
@@ -114,29 +42,12 @@ static void check_outputs(Trainer *t) {
                     j->ini.path, last->name, where, out.c, activation_name(last->act));
         t->n_classes = out.c;
     }
-    if (!e.set && t->train.labels) {
-        const char *names[3] = {"training data", "validation data", "test data"};
-        const char *files[3] = {j->data.train_labels ? j->data.train_labels : j->data.train_dir,
-                                j->data.val_labels ? j->data.val_labels
-                                                   : (j->data.val_dir ? j->data.val_dir : j->data.train_labels),
-                                j->data.test_labels ? j->data.test_labels : j->data.test_dir};
-        const Dataset *splits[3] = {&t->train, &t->val, &t->test};
-        for (int i = 0; i < 3 && !e.set; i++) {
-            char what[1200];
-            snprintf(what, sizeof what, "%s (%s)", files[i] ? files[i] : "?", names[i]);
-            /* a validation_split tail starts at sample train.n of the training file */
-            int from_split = i == 1 && !j->data.val_labels && !j->data.val_dir;
-            dataset_check_labels(splits[i], t->n_classes, from_split ? t->train.n : 0, what, &e);
-        }
-    }
-    if (e.set) {
-        if (t->dist->rank == 0) fprintf(stderr, "convnet-dist: %s\n", e.msg);
-        dist_abort(t->dist, EXIT_BAD_INPUT);
-    }
+    if (e.set) trainer_fail(t, EXIT_BAD_INPUT, &e);
 }
 
 /* n random samples of shape s with labels in [0, classes), keyed on the job seed. */
-static void synthetic_dataset(Dataset *d, Shape s, int64_t n, int classes, uint64_t seed) {
+static void synthetic_source(Source *src, Shape s, int64_t n, int classes, uint64_t seed) {
+    Dataset dd, *d = &dd;
     memset(d, 0, sizeof *d);
     d->n = n;
     d->h = s.h;
@@ -149,6 +60,7 @@ static void synthetic_dataset(Dataset *d, Shape s, int64_t n, int classes, uint6
     for (size_t i = 0; i < total; i++) d->pixels[i] = (uint8_t)rng_u64(&r);
     for (int64_t i = 0; i < n; i++) d->labels[i] = (int32_t)rng_below(&r, (uint64_t)classes);
     d->n_classes = classes;
+    source_from_dataset(src, d, "synthetic data");
 }
 
 /* Plan the model. conv_algorithm = auto times the candidates while planning: rank 0 alone
@@ -170,42 +82,58 @@ static void plan_model(Trainer *t, Shape input, int max_batch) {
         free(algos);
         if (dist->rank != 0) rc = model_plan(&t->model, job->layers, job->n_layers, input, max_batch, &e);
     }
-    if (rc) {
-        /* the message names the layer's file and line (an [include]d file, maybe) */
-        if (dist->rank == 0) fprintf(stderr, "convnet-dist: %s\n", e.msg);
-        dist_abort(dist, EXIT_BAD_INPUT);
+    /* the message names the layer's file and line (an [include]d file, maybe) */
+    if (rc) trainer_fail(t, EXIT_BAD_INPUT, &e);
+}
+
+/* The input shape without data (summary, predict, export): the job's image size, or the test
+ * split's IDX header (mapped, not read). */
+static Shape input_without_data(Trainer *t) {
+    const Job *job = t->job;
+    if (job->data.format == DATA_IMAGES)
+        return (Shape){job->data.image_h, job->data.image_w, job->data.channels, 0};
+    IdxData probe;
+    Err e = {0};
+    if (idx_data_open(&probe, job->data.test_images, 3, &e)) {
+        fprintf(stderr, "convnet-dist: %s\n", e.msg);
+        dist_abort(t->dist, EXIT_BAD_INPUT);
     }
+    Shape s = {(int)probe.dims[1], (int)probe.dims[2], 1, 0};
+    idx_data_close(&probe);
+    return s;
 }
 
-/* A failed preflight check (rc != 0, message in e): bad input, nothing done yet. */
-static void preflight_or_abort(Trainer *t, int rc, const Err *e) {
-    if (!rc) return;
-    if (t->dist->rank == 0) fprintf(stderr, "convnet-dist: %s\n", e->msg);
-    dist_abort(t->dist, EXIT_BAD_INPUT);
+/* Rank 0's initial parameters (seed, [darknet], [keras_h5]), then every rank gets them. */
+static void init_params(Trainer *t) {
+    Job *job = t->job;
+    Dist *dist = t->dist;
+    Err e = {0};
+    if (dist->rank == 0) {
+        model_init_params(&t->model, job->train.seed);
+        /* rank 0 alone reads these: it says why itself */
+        if ((job->has_darknet && darknet_load_weights(&job->darknet, &t->model, &e)) ||
+            (job->keras_h5 && keras_h5_load_weights(job->keras_h5, &t->model, &e))) {
+            fprintf(stderr, "convnet-dist: %s\n", e.msg);
+            dist_abort(dist, EXIT_BAD_INPUT);
+        }
+    }
+    dist_bcast(dist, t->model.params, t->model.n_params * sizeof(float), 0);
 }
 
+/* Check before data: the sources are opened (listings, mappings) and every check that needs no
+ * pixel runs (the plan, its memory, the classes, the labels) before the first image is decoded
+ * (loading = memory) or read (streaming, at the first step). */
 void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data) {
     memset(t, 0, sizeof *t);
     t->job = job;
     t->dist = dist;
     Shape input;
     if (data == TRAINER_LOAD_DATA) {
-        load_data(t);
-        Err pe = {0};
-        preflight_or_abort(t, preflight_check_classes(job, &t->train, &pe), &pe);
-        input = (Shape){t->train.h, t->train.w, t->train.c, 0};
-    } else if (job->data.format == DATA_IMAGES) {
-        input = (Shape){job->data.image_h, job->data.image_w, job->data.channels, 0};
+        train_data_open(t);
+        input = job->data.format == DATA_IMAGES ? input_without_data(t)
+                                                : (Shape){t->train.h, t->train.w, t->train.c, 0};
     } else {
-        /* Without data (summary): the test split's IDX file gives the input shape. */
-        Dataset probe;
-        Err e = {0};
-        if (idx_load(&probe, job->data.test_images, job->data.test_labels, &e)) {
-            fprintf(stderr, "convnet-dist: %s\n", e.msg);
-            dist_abort(dist, EXIT_BAD_INPUT);
-        }
-        input = (Shape){probe.h, probe.w, probe.c, 0};
-        dataset_free(&probe);
+        input = input_without_data(t);
     }
     int B = job->train.batch_size;
     int max_batch = (B + dist->size - 1) / dist->size;
@@ -216,7 +144,7 @@ void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data) {
         /* 8 global batches: steps cycle through them; a benchmark holds about one batch of data,
          * as the peer does, not a data set */
         int64_t n = 8 * (int64_t)job->train.batch_size;
-        synthetic_dataset(&t->train, input, n, outputs > 1 ? outputs : 2, job->train.seed);
+        synthetic_source(&t->train, input, n, outputs > 1 ? outputs : 2, job->train.seed);
     }
     /* state for every parameter: a phase that unfreezes more needs no new arrays */
     optim_init(&t->opt, &job->train.opt, t->model.state_lo);
@@ -230,28 +158,17 @@ void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data) {
     }
     model_plan_backward(&t->model, lowest);
     check_outputs(t);
-    if (dist_check_same_job(dist, job->hash, t->model.n_params, &e)) {
-        if (dist->rank == 0) fprintf(stderr, "convnet-dist: %s\n", e.msg);
-        dist_abort(dist, EXIT_BAD_INPUT);
-    }
+    if (dist_check_same_job(dist, job->hash, t->model.n_params, &e)) trainer_fail(t, EXIT_BAD_INPUT, &e);
     /* the plan against the node's memory, before model_alloc() commits it */
-    preflight_or_abort(t, preflight_check_memory(&t->model, 2 * t->model.n_params,
-                                                 job->train.batch_size, dist->local_size,
-                                                 job->ini.path, 0, &e),
-                       &e);
-    model_alloc(&t->model);
-    if (dist->rank == 0) {
-        model_init_params(&t->model, job->train.seed);
-        if (job->has_darknet && darknet_load_weights(&job->darknet, &t->model, &e)) {
-            fprintf(stderr, "convnet-dist: %s\n", e.msg);
-            dist_abort(dist, EXIT_BAD_INPUT);
-        }
-        if (job->keras_h5 && keras_h5_load_weights(job->keras_h5, &t->model, &e)) {
-            fprintf(stderr, "convnet-dist: %s\n", e.msg);
-            dist_abort(dist, EXIT_BAD_INPUT);
-        }
+    if (preflight_check_memory(&t->model, 2 * t->model.n_params, job->train.batch_size,
+                               dist->local_size, job->ini.path, 0, &e))
+        trainer_fail(t, EXIT_BAD_INPUT, &e);
+    if (data == TRAINER_LOAD_DATA) {
+        train_data_load(t); /* loading = memory: the first decode */
+        train_data_check_labels(t);
     }
-    dist_bcast(dist, t->model.params, t->model.n_params * sizeof(float), 0);
+    model_alloc(&t->model);
+    init_params(t);
     if (job->train.overlap_allreduce) {
         size_t *starts = xmalloc(((size_t)t->model.n_layers + 1) * sizeof *starts);
         int n_starts = model_param_starts(&t->model, starts);
@@ -264,21 +181,22 @@ void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data) {
     t->ids = xmalloc((size_t)max_batch * sizeof *t->ids);
     t->labels = xmalloc((size_t)max_batch * sizeof *t->labels);
     t->dlogits = xmalloc((size_t)max_batch * outputs * sizeof *t->dlogits);
+    if (data == TRAINER_LOAD_DATA) train_data_start(t);
 }
 
+static void cache_free(FeatureCache *c);
+
 void trainer_free(Trainer *t) {
+    train_data_free(t);
     model_free(&t->model);
     optim_free(&t->opt);
-    dataset_free(&t->train);
-    dataset_free(&t->val);
-    dataset_free(&t->test);
     free(t->perm);
     free(t->ids);
     free(t->labels);
     free(t->dlogits);
     free(t->trainable_job);
-    free(t->cache_train.x);
-    free(t->cache_val.x);
+    cache_free(&t->cache_train);
+    cache_free(&t->cache_val);
 }
 
 void trainer_set_phase(Trainer *t, int phase) {
@@ -317,44 +235,151 @@ static int cache_start(const Trainer *t, int training) {
     return weights ? from : 0;
 }
 
-/* Run layers [0, from) once over split d (each rank its shard, then gathered) into c. */
-static void cache_build(Trainer *t, FeatureCache *c, const Dataset *d, int from, const char *what) {
-    free(c->x);
+static void cache_free(FeatureCache *c) {
+    if (c->map) munmap(c->map, c->map_len);
+    free(c->owned);
     memset(c, 0, sizeof *c);
+}
+
+/* Where the cache file goes: the run directory when it exists, else $TMPDIR (or /tmp). */
+static void cache_dir(const Job *j, char *dir, size_t n) {
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, n, "%s", tmp && *tmp ? tmp : "/tmp");
+    if (j->ckpt.in_run_dir && j->ckpt.path[0]) {
+        char run[3800];
+        snprintf(run, sizeof run, "%s", j->ckpt.path);
+        char *slash = strrchr(run, '/');
+        if (slash) *slash = 0;
+        struct stat st;
+        if (slash && stat(run, &st) == 0 && S_ISDIR(st.st_mode)) snprintf(dir, n, "%s", run);
+    }
+}
+
+/* Rank 0 makes the cache's file (path.tmp, `bytes` long), every rank opens it for writing. The
+ * fd, or -1 on every rank when any rank could not (a directory that not every node sees). */
+static int cache_file_open(Trainer *t, const char *tag, size_t bytes, char *path, size_t n) {
+    Dist *d = t->dist;
+    int fd = -1;
+    char tmp[4200];
+    if (d->rank == 0) {
+        char dir[3800];
+        cache_dir(t->job, dir, sizeof dir);
+        snprintf(path, n, "%s/feature-cache-%s-%ld.f32", dir, tag, (long)getpid());
+        snprintf(tmp, sizeof tmp, "%s.tmp", path);
+        fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        /* the space up front: a full disk fails now, not as SIGBUS when the mapping is read */
+        if (fd >= 0 && posix_fallocate(fd, 0, (off_t)bytes) != 0) {
+            close(fd);
+            unlink(tmp);
+            fd = -1;
+        }
+    }
+    dist_bcast(d, path, n, 0);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (d->rank != 0) fd = open(tmp, O_WRONLY | O_CLOEXEC);
+    if (dist_allreduce_max_int(d, fd < 0, "feature cache file")) {
+        if (fd >= 0) close(fd);
+        if (d->rank == 0) unlink(tmp);
+        return -1;
+    }
+    return fd;
+}
+
+/* Every rank has written its rows: rank 0 renames the file into place, every rank maps it
+ * read-only and shared (the node's one copy is the page cache), then it is unlinked: the
+ * mappings keep it while the run lasts, and nothing is left behind. 0, or -1 on every rank. */
+static int cache_file_share(Trainer *t, FeatureCache *c, int fd, const char *path, size_t bytes,
+                            int failed) {
+    Dist *d = t->dist;
+    failed |= fsync(fd) != 0;
+    close(fd);
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (dist_allreduce_max_int(d, failed, "feature cache rows")) {
+        if (d->rank == 0) unlink(tmp);
+        return -1;
+    }
+    if (d->rank == 0) failed = rename(tmp, path) != 0;
+    if (dist_allreduce_max_int(d, failed, "feature cache rename")) {
+        if (d->rank == 0) unlink(tmp);
+        return -1;
+    }
+    int rfd = open(path, O_RDONLY | O_CLOEXEC);
+    void *m = rfd >= 0 ? mmap(NULL, bytes, PROT_READ, MAP_SHARED, rfd, 0) : MAP_FAILED;
+    if (rfd >= 0) close(rfd);
+    failed = m == MAP_FAILED;
+    failed = dist_allreduce_max_int(d, failed, "feature cache mapping");
+    if (d->rank == 0) unlink(path);
+    if (failed) {
+        if (m != MAP_FAILED) munmap(m, bytes);
+        return -1;
+    }
+    c->map = m;
+    c->map_len = bytes;
+    c->x = m;
+    return 0;
+}
+
+/* Run layers [0, from) once over split d into c: each rank its shard, written into one file
+ * that every rank then maps (or, when no file can be shared, gathered into every rank). */
+static void cache_build(Trainer *t, FeatureCache *c, const Source *d, int from, const char *what,
+                        const char *tag) {
+    cache_free(c);
     if (from == 0 || d->n == 0) return;
     Model *m = &t->model;
     Dist *dist = t->dist;
-    const DataCfg *dc = &t->job->data;
     const size_t dim = model_layer_input_floats(m, from);
-    const double mb = (double)d->n * (double)dim * sizeof(float) / 1e6;
-    /* every rank on a node holds the whole cache: leave most of the memory to everything else */
+    const size_t bytes = (size_t)d->n * dim * sizeof(float);
+    const double mb = (double)bytes / 1e6;
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     double node_mb = pages > 0 && page > 0 ? (double)pages * (double)page / 1e6 : 0;
-    if (node_mb > 0 && mb * dist->local_size > node_mb / 3) {
+    /* a file: one copy per node; else every rank holds all of it. Either way, leave most of
+     * the memory to everything else. */
+    char path[4096] = "";
+    int fd = node_mb > 0 && mb > node_mb / 3 ? -1 : cache_file_open(t, tag, bytes, path, sizeof path);
+    int copies = fd >= 0 ? 1 : dist->local_size;
+    if (node_mb > 0 && mb * copies > node_mb / 3) {
         if (dist->rank == 0)
-            printf("feature cache: %s not cached: %.0f MB x %d ranks on this node exceed a third of "
-                   "its %.0f MB; the frozen layers run every epoch\n",
-                   what, mb, dist->local_size, node_mb);
+            printf("feature cache: %s not cached: %.0f MB x %d copies on this node exceed a third "
+                   "of its %.0f MB; the frozen layers run every epoch\n",
+                   what, mb, copies, node_mb);
+        if (fd >= 0) cache_file_share(t, c, fd, path, bytes, 1); /* removes the file */
         return;
     }
     double t0 = now_seconds();
-    c->x = xmalloc((size_t)d->n * dim * sizeof *c->x);
+    if (fd < 0) c->owned = xmalloc(bytes);
     c->from = from;
     c->dim = dim;
     int64_t lo = d->n * dist->rank / dist->size, hi = d->n * (dist->rank + 1) / dist->size;
     PassCtx p = {.training = 0, .seed = t->job->train.seed, .epoch = 0, .sample_ids = t->ids};
+    int failed = 0;
+    train_stream_range(t, d, NULL, lo, hi);
     for (int64_t s = lo; s < hi; s += m->max_batch) {
         int n = (int)(hi - s < m->max_batch ? hi - s : m->max_batch);
         for (int i = 0; i < n; i++) t->ids[i] = s + i;
-        dataset_gather_batch(d, t->ids, n, dc->scale, dc->offset, model_input(m), t->labels);
+        train_load_batch(t, d, NULL, n);
         const float *f = model_forward_layers(m, 0, from, n, &p);
-        memcpy(c->x + (size_t)s * dim, f, (size_t)n * dim * sizeof *f);
+        size_t len = (size_t)n * dim * sizeof *f;
+        if (fd < 0)
+            memcpy(c->owned + (size_t)s * dim, f, len);
+        else
+            failed |= pwrite(fd, f, len, (off_t)((size_t)s * dim * sizeof *f)) != (ssize_t)len;
     }
-    dist_allgather_rows(dist, c->x, d->n, dim * sizeof *c->x);
+    train_stream_end(t);
+    if (fd >= 0 && cache_file_share(t, c, fd, path, bytes, failed)) {
+        c->from = 0; /* the frozen layers run every epoch instead */
+        if (dist->rank == 0) printf("feature cache: %s: the cache file %s could not be written\n", what, path);
+        return;
+    }
+    if (fd < 0) {
+        dist_allgather_rows(dist, c->owned, d->n, dim * sizeof *c->owned);
+        c->x = c->owned;
+    }
     if (dist->rank == 0) {
         printf("feature cache: %s: layers %s..%s run once over %lld samples: %zu floats each "
-               "(%.0f MB), %.1f s\n",
+               "(%.0f MB, %s), %.1f s\n",
                what, m->layers[0].name, m->layers[from - 1].name, (long long)d->n, dim, mb,
+               c->map ? "one file mapped by every rank of a node" : "a copy in every rank",
                now_seconds() - t0);
         fflush(stdout);
     }
@@ -364,27 +389,10 @@ static void cache_build(Trainer *t, FeatureCache *c, const Dataset *d, int from,
 void train_caches_update(Trainer *t) {
     int ft = cache_start(t, 1), fv = cache_start(t, 0);
     /* also when the wanted cache is missing: an earlier build may have been skipped for memory */
-    if (ft != t->cache_train.from || (ft && !t->cache_train.x))
-        cache_build(t, &t->cache_train, &t->train, ft, "training data");
-    if (fv != t->cache_val.from || (fv && !t->cache_val.x))
-        cache_build(t, &t->cache_val, &t->val, fv, "validation data");
-}
-
-/* Put the samples t->ids[0..n) of split d, or their cached features, where the forward pass
- * starts, and their labels in t->labels; returns the layer to start at. */
-static int load_batch(Trainer *t, const Dataset *d, const FeatureCache *c, int n) {
-    Model *m = &t->model;
-    if (c && c->from) {
-        float *dst = model_layer_input(m, c->from);
-        for (int i = 0; i < n; i++) {
-            memcpy(dst + (size_t)i * c->dim, c->x + (size_t)t->ids[i] * c->dim, c->dim * sizeof *dst);
-            t->labels[i] = d->labels[t->ids[i]];
-        }
-        return c->from;
-    }
-    const DataCfg *dc = &t->job->data;
-    dataset_gather_batch(d, t->ids, n, dc->scale, dc->offset, model_input(m), t->labels);
-    return 0;
+    if (ft != t->cache_train.from || (ft && !t->cache_train.x) || (!ft && t->cache_train.x))
+        cache_build(t, &t->cache_train, &t->train, ft, "training data", "train");
+    if (fv != t->cache_val.from || (fv && !t->cache_val.x) || (!fv && t->cache_val.x))
+        cache_build(t, &t->cache_val, &t->val, fv, "validation data", "validation");
 }
 
 /* Fisher-Yates from the keyed stream (seed, shuffle, epoch): identical on every rank. */
@@ -400,7 +408,7 @@ void train_epoch_permutation(int64_t *perm, int64_t n, uint64_t seed, int epoch,
     }
 }
 
-EvalResult trainer_evaluate(Trainer *t, const Dataset *d) {
+EvalResult trainer_evaluate(Trainer *t, const Source *d) {
     EvalResult res = {0, 0, d->n};
     if (d->n == 0) return res;
     const Dist *dist = t->dist;
@@ -410,13 +418,15 @@ EvalResult trainer_evaluate(Trainer *t, const Dataset *d) {
     LossStats st = {0, 0};
     PassCtx p = {.training = 0, .seed = t->job->train.seed, .epoch = 0, .sample_ids = t->ids};
     int K = (int)shape_size(model_output_shape(m));
+    train_stream_range(t, d, cache, lo, hi);
     for (int64_t s = lo; s < hi; s += m->max_batch) {
         int n = (int)(hi - s < m->max_batch ? hi - s : m->max_batch);
         for (int i = 0; i < n; i++) t->ids[i] = s + i;
-        int from = load_batch(t, d, cache, n);
+        int from = train_load_batch(t, d, cache, n);
         float *logits = model_forward_layers(m, from, m->n_layers, n, &p);
         loss_compute(t->job->train.loss, &st, NULL, logits, t->labels, n, K, 0.0f);
     }
+    train_stream_end(t);
     double sums[3] = {st.loss_sum, st.correct, (double)(hi - lo)};
     dist_allreduce_sum_f64(t->dist, sums, 3, "evaluation sums");
     res.count = (int64_t)sums[2];
@@ -439,7 +449,7 @@ LossStats train_step(Trainer *t, const int64_t *batch, int gB, int epoch, StepTi
     int lo = gB * dist->rank / dist->size, hi = gB * (dist->rank + 1) / dist->size, n = hi - lo;
     double t0 = now_seconds();
     for (int i = 0; i < n; i++) t->ids[i] = batch[lo + i];
-    int from = n > 0 ? load_batch(t, &t->train, &t->cache_train, n) : 0;
+    int from = n > 0 ? train_load_batch(t, &t->train, &t->cache_train, n) : 0;
     double t1 = now_seconds();
     /* before any collective of the step: overlapped, the gradient buckets go out during backward */
     dist_begin_step(t->dist, t->dist->step + 1);
@@ -504,13 +514,22 @@ void trainer_print_setup(const Trainer *t, FILE *f) {
         fprintf(f, "warning: %d ranks x %d threads on this node exceed its %d cores: set "
                    "OMP_NUM_THREADS or use fewer ranks per node\n",
                 d->local_size, d->threads, d->node_cores);
-    if (t->train.n)
-        fprintf(f, "data: train %lld, validation %lld, test %lld samples of %dx%dx%d (%.1f MB as "
-                   "uint8 in memory)\n",
-                (long long)t->train.n, (long long)t->val.n, (long long)t->test.n, t->train.h,
-                t->train.w, t->train.c,
-                (double)(t->train.n + t->val.n + t->test.n) * t->train.h * t->train.w * t->train.c /
-                    1e6);
+    if (t->train.n) {
+        const double S = (double)t->train.h * t->train.w * t->train.c;
+        fprintf(f, "data: train %lld, validation %lld, test %lld samples of %dx%dx%d, ", (long long)t->train.n,
+                (long long)t->val.n, (long long)t->test.n, t->train.h, t->train.w, t->train.c);
+        if (!t->pf)
+            fprintf(f, "%s (%.1f MB of uint8 pixels)\n",
+                    t->job->data.loading_memory ? "decoded into memory" : "mapped",
+                    (double)(t->train.n + t->val.n + t->test.n) * S / 1e6);
+        else
+            fprintf(f, "streamed from %s by %d threads, %d batches ahead (%.1f MB of buffers, "
+                       "listing %.1f MB)\n",
+                    source_kind(&t->train) == SOURCE_PACK ? "packs" : "JPEG files",
+                    t->pf ? prefetch_threads(t->pf) : 0, t->job->data.prefetch,
+                    t->job->data.prefetch * S * t->model.max_batch / 1e6,
+                    (source_index_bytes(&t->train) + source_index_bytes(&t->test)) / 1e6);
+    }
     const Model *m = &t->model;
     fprintf(f, "buffers: parameters %.1f MB (+ gradients, optimizer state), activations %.1f MB "
                "(tensors kept for the backward %.1f MB, shared by liveness %.1f MB, gradients %.1f MB, "
@@ -540,6 +559,9 @@ void trainer_bench(Trainer *t, int warmup, int steps, int reps, double *img_s, S
     const long batches = (long)(n / B);
     CHECK(batches >= 1);
     train_epoch_permutation(t->perm, n, t->job->train.seed, 0, 1);
+    /* a streamed split is read ahead in the order the loop below cycles through */
+    t->plan = (BatchPlan){t->perm, n, 0, 0, (int)B, t->dist->rank, t->dist->size, 0, batches};
+    train_stream_begin(t, &t->train, &t->cache_train, warmup + (long)steps * reps);
     StepTimes tm = {0, 0, 0, 0, 0};
     long b = 0;
     int stop = 0;
@@ -554,6 +576,7 @@ void trainer_bench(Trainer *t, int warmup, int steps, int reps, double *img_s, S
         dist_barrier(t->dist);
         img_s[r] = (double)steps * B / (now_seconds() - t0);
     }
+    train_stream_end(t);
     if (times) *times = tm;
 }
 
@@ -563,7 +586,9 @@ void trainer_bench_forward(Trainer *t, int warmup, int steps, int reps, double *
     const int64_t B = t->job->train.batch_size;
     CHECK(t->train.n >= n);
     for (int i = 0; i < n; i++) t->ids[i] = i;
-    load_batch(t, &t->train, &t->cache_train, n);
+    train_stream_range(t, &t->train, &t->cache_train, 0, n);
+    train_load_batch(t, &t->train, &t->cache_train, n);
+    train_stream_end(t);
     PassCtx p = {.training = 0, .seed = t->job->train.seed, .sample_ids = t->ids};
     for (int i = 0; i < warmup; i++) model_forward(m, n, &p);
     if (m->prof) memset(m->prof, 0, 4 * (size_t)m->n_layers * sizeof *m->prof);
