@@ -15,9 +15,11 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define MAX_FILE_BYTES (1LL << 30) /* a JPEG larger than 1 GiB is refused unread */
 #define MAX_WALK_DEPTH 32          /* nested folders inside a class folder */
@@ -137,8 +139,25 @@ static void free_names(char **v, size_t n) {
     free(v);
 }
 
-/* Every image-named file under root/rel (recursing into real sub-folders, not symlinked
- * ones, as os.walk(followlinks=False)). */
+/* What one directory entry is: a real sub-folder (not followed when symlinked, as
+ * os.walk(followlinks=False)), an image-named non-directory with its stat (symlinks followed),
+ * or nothing to list. */
+enum { ENT_SKIP, ENT_DIR, ENT_FILE };
+
+static int classify(int dfd, const char *name, struct stat *st) {
+    struct stat lst;
+    if (fstatat(dfd, name, &lst, AT_SYMLINK_NOFOLLOW) != 0) return ENT_SKIP;
+    if (S_ISDIR(lst.st_mode)) return ENT_DIR;
+    if (!is_image_name(name)) return ENT_SKIP;
+    if (!S_ISLNK(lst.st_mode)) {
+        *st = lst;
+        return ENT_FILE;
+    }
+    return fstatat(dfd, name, st, 0) == 0 && !S_ISDIR(st->st_mode) ? ENT_FILE : ENT_SKIP;
+}
+
+/* Every image-named file under root/rel. The entries of a folder are stat()ed in parallel (a
+ * stat is the cost of listing: 1.28 M of them for ImageNet), then taken in sorted order. */
 static int walk_class(Walk *w, const char *root, const char *rel, int label, int depth, Err *e) {
     char *dir = path_join(root, rel);
     if (depth > MAX_WALK_DEPTH) {
@@ -148,18 +167,27 @@ static int walk_class(Walk *w, const char *root, const char *rel, int label, int
     }
     size_t n = 0;
     char **names = list_names(dir, &n, e);
-    int rc = names ? 0 : -1;
+    int dfd = names ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    int rc = names && dfd >= 0 ? 0 : -1;
+    if (names && dfd < 0) err_set(e, "%s: cannot open directory: %s", dir, strerror(errno));
+    struct stat *st = rc == 0 ? xmalloc((n ? n : 1) * sizeof *st) : NULL;
+    int8_t *kind = rc == 0 ? xmalloc(n ? n : 1) : NULL;
+    if (rc == 0) {
+#pragma omp parallel for schedule(dynamic, 256) if (n > 1024)
+        for (size_t i = 0; i < n; i++) kind[i] = (int8_t)classify(dfd, names[i], &st[i]);
+    }
     for (size_t i = 0; i < n && rc == 0; i++) {
+        if (kind[i] == ENT_SKIP) continue;
         char *r = path_join(rel, names[i]);
-        char *p = path_join(root, r);
-        struct stat lst, st;
-        if (lstat(p, &lst) == 0 && S_ISDIR(lst.st_mode))
+        if (kind[i] == ENT_DIR)
             rc = walk_class(w, root, r, label, depth + 1, e);
-        else if (is_image_name(names[i]) && stat(p, &st) == 0 && !S_ISDIR(st.st_mode))
-            walk_push(w, r, label, &st);
-        free(p);
+        else
+            walk_push(w, r, label, &st[i]);
         free(r);
     }
+    if (dfd >= 0) close(dfd);
+    free(st);
+    free(kind);
     if (names) free_names(names, n);
     free(dir);
     return rc;
