@@ -32,7 +32,7 @@ static int need_mpi(void) {
 
 /* A small augmenting convnet on dir/{train,val,test} (24x32 rgb JPEGs). */
 static const char *write_job(const char *dir, const char *extra) {
-    char text[2048];
+    char text[4096];
     snprintf(text, sizeof text,
              "[data]\nformat = images\nroot = %s\ntrain_dir = train\nvalidation_dir = val\n"
              "test_dir = test\nimage_size = 24,32\n%s"
@@ -46,16 +46,26 @@ static const char *write_job(const char *dir, const char *extra) {
     return testutil_write_file(dir, "stream.job", text, strlen(text));
 }
 
-static const char *small_folders(void) {
-    static char dir[1024];
-    if (dir[0]) return dir;
-    snprintf(dir, sizeof dir, "%s", testutil_tmpdir());
+/* A fresh folder `name` in the test directory holding train (n_train images a class), val and
+ * test (n_other); its path (static, one per seed). */
+static const char *write_splits(const char *name, int n_train, int n_other, unsigned seed) {
+    static char dirs[4][512];
+    char *dir = dirs[seed % 4];
+    snprintf(dir, sizeof dirs[0], "%s/%s", testutil_tmpdir(), name);
+    mkdir(dir, 0755);
     const char *splits[3] = {"train", "val", "test"};
     for (int k = 0; k < 3; k++) {
-        char p[1200];
+        char p[2048];
         snprintf(p, sizeof p, "%s/%s", dir, splits[k]);
-        test_source_write_folder(p, k == 0 ? 17 : 5, 10 + k);
+        test_source_write_folder(p, k == 0 ? n_train : n_other, seed + (unsigned)k);
     }
+    return dir;
+}
+
+static const char *small_folders(void) {
+    static char dir[512];
+    if (dir[0]) return dir;
+    snprintf(dir, sizeof dir, "%s", write_splits("small", 17, 5, 11));
     return dir;
 }
 
@@ -144,13 +154,7 @@ static void test_paths_dogs_vs_cats(void) {
  * strict: exit 2 naming it. */
 static void test_bad_jpeg_mid_run(void) {
     if (!need_mpi()) return;
-    const char *dir = testutil_tmpdir();
-    const char *splits[3] = {"train", "val", "test"};
-    for (int k = 0; k < 3; k++) {
-        char p[1200];
-        snprintf(p, sizeof p, "%s/%s", dir, splits[k]);
-        test_source_write_folder(p, k == 0 ? 11 : 4, 20 + k);
-    }
+    const char *dir = write_splits("bad", 11, 4, 21);
     char p[2048];
     snprintf(p, sizeof p, "%s/train/cats/img003.jpg", dir);
     CU_ASSERT_EQUAL_FATAL(truncate(p, testutil_file_size(p) / 2), 0);
@@ -171,13 +175,7 @@ static void test_bad_jpeg_mid_run(void) {
 /* A pack whose source changed since it was written is refused as stale (exit 2). */
 static void test_stale_pack(void) {
     if (!need_mpi()) return;
-    const char *dir = testutil_tmpdir();
-    const char *splits[3] = {"train", "val", "test"};
-    for (int k = 0; k < 3; k++) {
-        char p[1200];
-        snprintf(p, sizeof p, "%s/%s", dir, splits[k]);
-        test_source_write_folder(p, 4, 30 + k);
-    }
+    const char *dir = write_splits("stale", 4, 4, 30);
     const char *job = write_job(dir, "pack_dir = packs\n");
     char cmd[4096], *out = NULL;
     snprintf(cmd, sizeof cmd, "cd %s && %s pack %s", dir, bin, job);

@@ -3,7 +3,8 @@
  * The ring holds `depth` batch buffers. Batch b goes to slot b % depth; the workers hand out
  * its samples one at a time (a sample is the unit of work: a JPEG decode, or a pack record's
  * copy and checksum), so that all workers help with the batch the step will want first, and
- * move on to batch b + 1 only when every sample of b is handed out. A slot is refilled once the
+ * move on to batch b + 1 only when every sample of b is handed out; the step's own thread joins
+ * in on the batch it is waiting for. A slot is refilled once the
  * consumer has moved past it. Which thread reads which sample changes nothing: every sample is
  * written to its own place, so the batch is the same bytes whatever the thread count or timing.
  */
@@ -38,6 +39,7 @@ struct Prefetch {
     int active, quit, busy, held;
     int failed;
     Err err;
+    SourceWorker helper; /* the consumer's, when it reads samples itself */
     int64_t bad;
     int warned;
 };
@@ -47,49 +49,53 @@ static int have_work(const Prefetch *p) {
     return p->active && !p->failed && p->fill < p->n_batches && p->fill < p->head + p->depth;
 }
 
+/* With the lock held: hand out the next sample and read it (the lock is released meanwhile).
+ * 0 when there is nothing to hand out. */
+static int take_one(Prefetch *p, SourceWorker *w) {
+    if (!have_work(p)) return 0;
+    Slot *s = &p->slots[p->fill % p->depth];
+    if (s->batch != p->fill) { /* the first reader on this batch asks for its ids */
+        s->batch = p->fill;
+        s->n = p->fn(p->arg, p->fill, s->ids);
+        s->handed = s->done = 0;
+    }
+    if (s->handed == s->n) { /* an empty batch (a rank without samples in a step) */
+        p->fill++;
+        pthread_cond_broadcast(&p->ready);
+        return 1;
+    }
+    int k = s->handed++;
+    if (s->handed == s->n) p->fill++;
+    const Source *src = p->src;
+    int64_t id = s->ids[k];
+    uint8_t *out = s->px + (size_t)k * p->S;
+    p->busy++;
+    pthread_mutex_unlock(&p->mu);
+    Err e = {0};
+    int rc = source_read(src, id, out, w, &e);
+    pthread_mutex_lock(&p->mu);
+    p->busy--;
+    if (rc < 0 && !p->failed) {
+        p->failed = 1;
+        p->err = e;
+    } else if (rc > 0) {
+        p->bad++;
+        if (p->warned++ < WARN_MAX)
+            fprintf(stderr, "convnet-dist: warning: %s: trained as a black image (it failed to "
+                            "decode after it was listed; sample %lld)%s\n",
+                    e.msg, (long long)id, p->warned == WARN_MAX ? "; further bad images are only counted" : "");
+    }
+    s->done++;
+    if (s->done == s->n || p->busy == 0 || p->failed) pthread_cond_broadcast(&p->ready);
+    return 1;
+}
+
 static void *worker(void *arg) {
     Prefetch *p = arg;
     SourceWorker w = {0};
     pthread_mutex_lock(&p->mu);
-    for (;;) {
-        while (!p->quit && !have_work(p)) pthread_cond_wait(&p->work, &p->mu);
-        if (p->quit) break;
-        Slot *s = &p->slots[p->fill % p->depth];
-        if (s->batch != p->fill) { /* the first worker on this batch asks for its ids */
-            s->batch = p->fill;
-            s->n = p->fn(p->arg, p->fill, s->ids);
-            s->handed = s->done = 0;
-        }
-        if (s->handed == s->n) { /* an empty batch (a rank without samples in a step) */
-            p->fill++;
-            pthread_cond_broadcast(&p->ready);
-            continue;
-        }
-        int k = s->handed++;
-        if (s->handed == s->n) p->fill++;
-        const Source *src = p->src;
-        int64_t id = s->ids[k];
-        uint8_t *out = s->px + (size_t)k * p->S;
-        p->busy++;
-        pthread_mutex_unlock(&p->mu);
-        Err e = {0};
-        int rc = source_read(src, id, out, &w, &e);
-        pthread_mutex_lock(&p->mu);
-        p->busy--;
-        if (rc < 0 && !p->failed) {
-            p->failed = 1;
-            p->err = e;
-        } else if (rc > 0) {
-            p->bad++;
-            if (p->warned++ < WARN_MAX)
-                fprintf(stderr, "convnet-dist: warning: %s: trained as a black image (it failed to "
-                                "decode after it was listed; sample %lld)%s\n",
-                        e.msg, (long long)id,
-                        p->warned == WARN_MAX ? "; further bad images are only counted" : "");
-        }
-        s->done++;
-        if (s->done == s->n || p->busy == 0 || p->failed) pthread_cond_broadcast(&p->ready);
-    }
+    while (!p->quit)
+        if (!take_one(p, &w)) pthread_cond_wait(&p->work, &p->mu);
     pthread_mutex_unlock(&p->mu);
     source_worker_free(&w);
     return NULL;
@@ -126,6 +132,7 @@ void prefetch_free(Prefetch *p) {
     pthread_cond_broadcast(&p->work);
     pthread_mutex_unlock(&p->mu);
     for (int i = 0; i < p->threads; i++) pthread_join(p->tid[i], NULL);
+    source_worker_free(&p->helper);
     for (int i = 0; i < p->depth; i++) {
         free(p->slots[i].px);
         free(p->slots[i].ids);
@@ -165,8 +172,10 @@ int prefetch_next(Prefetch *p, const uint8_t **px, const int64_t **ids, int *n, 
     }
     CHECK(p->head < p->n_batches);
     Slot *s = &p->slots[p->head % p->depth];
+    /* while the step's batch is not complete, the step's thread reads its samples too: the
+     * step never sits idle while its own data wait for a decoder the OS has not scheduled */
     while (!p->failed && !(s->batch == p->head && s->done == s->n && s->handed == s->n))
-        pthread_cond_wait(&p->ready, &p->mu);
+        if (p->fill != p->head || !take_one(p, &p->helper)) pthread_cond_wait(&p->ready, &p->mu);
     int rc = 0;
     if (p->failed) {
         err_set(e, "%s", p->err.msg);

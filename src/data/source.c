@@ -71,19 +71,26 @@ size_t source_index_bytes(const Source *s) {
     return s->base && s->base->kind == SOURCE_FOLDER ? image_list_bytes(&s->base->list) : 0;
 }
 
+/* The backend's shape, labels and classes. */
+static void base_describe(SourceBase *b, int64_t n, int h, int w, int c, const int32_t *labels,
+                          int n_classes, char **class_names) {
+    b->n = n;
+    b->h = h;
+    b->w = w;
+    b->c = c;
+    b->labels = labels;
+    b->n_classes = n_classes;
+    b->class_names = class_names;
+}
+
 void source_from_dataset(Source *s, Dataset *d, const char *what) {
     SourceBase *b = base_new(SOURCE_MEMORY, what);
     b->mem = *d;
     memset(d, 0, sizeof *d);
-    b->n = b->mem.n;
-    b->h = b->mem.h;
-    b->w = b->mem.w;
-    b->c = b->mem.c;
-    b->labels = b->mem.labels;
-    b->n_classes = b->mem.n_classes;
-    b->class_names = b->mem.class_names;
-    b->pixels = b->mem.pixels;
-    source_set(s, b, b->mem.skipped);
+    const Dataset *m = &b->mem;
+    base_describe(b, m->n, m->h, m->w, m->c, m->labels, m->n_classes, m->class_names);
+    b->pixels = m->pixels;
+    source_set(s, b, m->skipped);
 }
 
 int source_open_idx(Source *s, const char *images, const char *labels, Err *e) {
@@ -136,15 +143,10 @@ int source_open_folder(Source *s, const char *dir, const SourceImageOpts *o, Err
         base_free(b);
         return -1;
     }
-    b->n = b->list.n;
-    b->h = o->h;
-    b->w = o->w;
-    b->c = o->c;
+    const ImageList *l = &b->list;
+    base_describe(b, l->n, o->h, o->w, o->c, l->labels, l->n_classes, l->class_names);
     b->exact = o->exact;
     b->strict = o->strict;
-    b->labels = b->list.labels;
-    b->n_classes = b->list.n_classes;
-    b->class_names = b->list.class_names;
     source_set(s, b, b->list.skipped);
     return 0;
 }
@@ -165,13 +167,8 @@ int source_open_pack(Source *s, const char *path, const SourceImageOpts *o,
         free(b);
         return -1;
     }
-    b->n = b->pack.n;
-    b->h = b->pack.h;
-    b->w = b->pack.w;
-    b->c = b->pack.c;
-    b->labels = b->pack.labels;
-    b->n_classes = b->pack.n_classes;
-    b->class_names = b->pack.class_names;
+    const Pack *p = &b->pack;
+    base_describe(b, p->n, p->h, p->w, p->c, p->labels, p->n_classes, p->class_names);
     b->strict = o->strict;
     source_set(s, b, 0);
     return 0;
@@ -237,13 +234,11 @@ void source_split_tail(Source *src, Source *dst, int64_t count) {
 
 int source_check_labels(const Source *s, int n_classes, int64_t first_index, const char *what,
                         Err *e) {
-    for (int64_t i = 0; i < s->n; i++)
-        if (s->labels[i] < 0 || s->labels[i] >= n_classes) {
-            err_set(e, "%s: label %d of sample %lld is outside the model's %d classes (0..%d)", what,
-                    s->labels[i], (long long)(first_index + i), n_classes, n_classes - 1);
-            return -1;
-        }
-    return 0;
+    Dataset view; /* the labels are all dataset_check_labels reads */
+    memset(&view, 0, sizeof view);
+    view.n = s->n;
+    view.labels = (int32_t *)s->labels;
+    return dataset_check_labels(&view, n_classes, first_index, what, e);
 }
 
 int source_is_direct(const Source *s) { return !s->base || s->base->pixels != NULL; }
