@@ -6,7 +6,7 @@
 # images only. Usage: bench/stream_vs_memory.sh [ROUNDS] (run under flock /work/bench.lock).
 set -e
 ROUNDS=${1:-2}
-BIN=$(pwd)/convnet-dist
+BIN=${BIN:-$(pwd)/convnet-dist}
 JOB=$(pwd)/jobs/dogs-vs-cats-augment.job
 DATA=$(cd "${CONVNET_SHARED_DATA:-../shared/data}" && pwd)
 W=$(mktemp -d)

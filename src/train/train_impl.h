@@ -28,6 +28,8 @@ void train_stream_begin(Trainer *t, const Source *d, const FeatureCache *c, long
 /* Samples t->ids[0..n) of d (or their cached features) where the forward pass starts, labels
  * into t->labels; returns the layer to start at. */
 int train_load_batch(Trainer *t, const Source *d, const FeatureCache *c, int n);
+/* Unmap or free a feature cache. */
+void train_cache_free(FeatureCache *c);
 /* (Re)build the feature caches the current phase allows (start, and after a phase switch). */
 void train_caches_update(Trainer *t);
 /* perm[0..n): the epoch's order, Fisher-Yates from the keyed stream (seed, shuffle, epoch). */
