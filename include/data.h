@@ -27,6 +27,21 @@ void dataset_free(Dataset *d);
  * gzip'd or not. Validates magic, dimensions and length; 0 or -1 with e set. */
 int idx_load(Dataset *d, const char *images_path, const char *labels_path, Err *e);
 
+/* An IDX file's bytes for the streaming source: an uncompressed file is mmapped read-only, a
+ * gzip'd one is decompressed whole into memory (MNIST's training images: 47 MB). The header
+ * and the length are checked as idx_load checks them. 0, or -1 with e naming the file. */
+typedef struct {
+    const unsigned char *data;    /* the whole file's bytes */
+    const unsigned char *payload; /* after the header */
+    uint32_t dims[3];
+    int gzipped;
+    void *map;
+    size_t map_len;
+    unsigned char *heap;
+} IdxData;
+int idx_data_open(IdxData *x, const char *path, int ndim, Err *e);
+void idx_data_close(IdxData *x);
+
 /* Move the last `count` samples of src into a new dataset dst (Keras validation_split takes
  * the tail before shuffling); src keeps the first n - count. */
 void dataset_split_tail(Dataset *src, Dataset *dst, int64_t count);

@@ -5,7 +5,8 @@
  * in alphabetical order, label = class index), every JPEG decoded once with TurboJPEG and
  * resized bilinearly (tf.image.resize semantics) into the Dataset's uint8 NHWC pixels, in
  * parallel over files. Unreadable images are skipped with one warning line each (or are a
- * hard error in strict mode). Implemented in src/images.c; augment_preview_write lives in
+ * hard error in strict mode). Implemented in src/data/images.c (decoding) and
+ * src/data/image_list.c (listing); augment_preview_write lives in
  * src/augment.c beside the augmentation layers it runs.
  */
 #ifndef CONVNET_IMAGES_H
@@ -42,6 +43,39 @@ void image_dir_options_default(ImageDirOptions *o);
  * unreadable ("unsupported format"). 0, or -1 with e set (naming the directory or file);
  * on error d is left empty. */
 int images_load_dir(Dataset *d, const char *dir, const ImageDirOptions *o, Err *e);
+
+/* A folder of class folders, listed without opening an image: Keras' order (classes sorted,
+ * then each file's folder, then its name), every relative path once in one arena. Files that
+ * stat() shows to be unusable (not regular, empty, over 1 GiB) are left out with one warning
+ * each (quiet: none; strict: an error naming the file) and counted in skipped. fingerprint:
+ * FNV-1a over every listed file's relative path, size and mtime in listing order (skipped
+ * ones included), the identity of the data a pack or a cache is made from. */
+typedef struct {
+    char *dir;
+    int64_t n;
+    char *names;     /* relative paths (class/.../file.jpg), NUL-terminated, one after another */
+    int64_t *off;    /* n: where file i's path starts in names */
+    int32_t *labels; /* n: class index */
+    int n_classes;
+    char **class_names;
+    int64_t skipped;
+    uint64_t fingerprint;
+} ImageList;
+int image_list_dir(ImageList *l, const char *dir, int strict, int quiet, Err *e);
+void image_list_free(ImageList *l);
+/* dir/relative path of file i into buf. */
+void image_list_path(const ImageList *l, int64_t i, char *buf, size_t n);
+/* Bytes the index holds (paths, offsets, labels). */
+size_t image_list_bytes(const ImageList *l);
+
+/* One thread's decoding state for streaming: image_decoder_load decodes and resizes path to
+ * h x w x c into out exactly as images_load_dir does (same decode, same resize: bitwise the
+ * same pixels); 0, or -1 with the reason (not the path) in reason. */
+typedef struct ImageDecoder ImageDecoder;
+ImageDecoder *image_decoder_new(void); /* NULL when TurboJPEG cannot start */
+void image_decoder_free(ImageDecoder *d);
+int image_decoder_load(ImageDecoder *d, const char *path, int h, int w, int c, int exact,
+                       uint8_t *out, char *reason, size_t reason_len);
 
 /* Decode one JPEG file and resize it to h x w x c (c = 1 or 3) into out (h*w*c bytes), as
  * images_load_dir does with the same exact flag: exact = 1 decodes at full size (Keras' load +

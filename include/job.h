@@ -28,7 +28,15 @@ typedef struct {
                         * scaled (0): large ones DCT-scaled by libjpeg first (2-4x faster) */
     float scale, offset; /* pixel -> float: x * scale + offset */
     char *class_names;   /* optional file of class names, one per line in output order */
+    /* docs/data.md: loading = stream (0: samples read and decoded per step by prefetch worker
+     * threads, `prefetch` batches ahead) or memory (1: every split decoded up front); pack_dir:
+     * each split read from DIR/train.pack, DIR/validation.pack, DIR/test.pack (images only) */
+    int loading_memory;
+    int prefetch;
+    char *pack_dir;
 } DataCfg;
+
+#define DATA_PREFETCH_DEFAULT 3
 
 typedef struct {
     LossKind loss;

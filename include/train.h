@@ -13,23 +13,40 @@
 #include "job.h"
 #include "model.h"
 #include "optim.h"
+#include "source.h"
 
 /* Feature cache of one split: the output of layers [0, from) for every sample, computed once
- * (each rank its shard, then gathered), so that training and evaluation start at layer
- * `from`. Only for a prefix that is frozen and, for training, free of random layers
- * (augmentation, dropout), so the cached features are exactly what each epoch would compute. */
+ * (each rank its shard, written into one file that every rank then maps read-only: one copy per
+ * node, in the page cache), so that training and evaluation start at layer `from`. Only for a
+ * prefix that is frozen and, for training, free of random layers (augmentation, dropout), so
+ * the cached features are exactly what each epoch would compute. */
 typedef struct {
-    int from;   /* 0: no cache */
-    size_t dim; /* floats per sample: the size of layer `from`'s input */
-    float *x;   /* (n, dim) */
+    int from;       /* 0: no cache */
+    size_t dim;     /* floats per sample: the size of layer `from`'s input */
+    const float *x; /* (n, dim): the mapping, or `owned` */
+    void *map;      /* the file's mapping (NULL: in memory) */
+    size_t map_len;
+    float *owned;   /* the in-memory copy (when no file could be shared by every rank) */
 } FeatureCache;
+
+/* A pass's batch order for the prefetcher: this rank's shard of each global batch of `perm`
+ * from step `first` (steps modulo `cycle` when cycle > 0: the bench), cut into `micro`
+ * micro-batches as train_step cuts it (gradient_accumulation_steps), or, without perm, the
+ * samples lo..hi in batches of B (evaluation, caches). */
+typedef struct {
+    const int64_t *perm;
+    int64_t n, lo, hi;
+    int B, rank, size;
+    long first, cycle;
+    int micro; /* micro-batches per step (>= 1) */
+} BatchPlan;
 
 typedef struct {
     Job *job;
     Dist *dist;
     Model model;
     Optimizer opt;
-    Dataset train, val, test; /* val.n == 0 when the job has no validation data */
+    Source train, val, test;  /* val.n == 0 when the job has no validation data */
     int n_classes;            /* model outputs (1 for binary) */
     /* per-step buffers, allocated once */
     int64_t *perm;   /* train.n: this epoch's order */
@@ -39,6 +56,9 @@ typedef struct {
     int *trainable_job;         /* the layers' trainable flags as the job sets them */
     int phase;                  /* index into job->phases */
     FeatureCache cache_train, cache_val; /* built by trainer_fit (test is evaluated once) */
+    struct Prefetch *pf;        /* streaming sources' reader threads (NULL: every split direct) */
+    const Source *streaming;    /* the source the current pass streams (NULL: none) */
+    BatchPlan plan;
 } Trainer;
 
 typedef enum {
@@ -47,7 +67,8 @@ typedef enum {
     TRAINER_SYNTHETIC  /* random pixels and labels of the job's input shape (bench) */
 } TrainerData;
 
-/* Load data (all ranks), plan and allocate the model, initialise parameters on rank 0 and
+/* Open the data (all ranks: listings, mappings; nothing decoded), plan the model and check the
+ * plan, the labels and the memory, then (loading = memory) decode the data, allocate the model, initialise parameters on rank 0 and
  * broadcast them, check all ranks run the same job. Exits with a message on bad input. */
 void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data);
 void trainer_free(Trainer *t);
@@ -62,7 +83,7 @@ typedef struct {
 } EvalResult;
 
 /* Loss and accuracy over a whole split, sharded across ranks; every sample counted once. */
-EvalResult trainer_evaluate(Trainer *t, const Dataset *d);
+EvalResult trainer_evaluate(Trainer *t, const Source *d);
 
 typedef enum {
     RESUME_AUTO,     /* resume when the job's checkpoint exists (the default) */

@@ -31,7 +31,11 @@ static int by_name(const void *a, const void *b) {
     return strcmp(((const QueuedSuite *)a)->name, ((const QueuedSuite *)b)->name);
 }
 
+/* tests/test_pack.c's writer program, run under mpirun by its own tests */
+int test_pack_writer_main(int argc, char **argv);
+
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--pack-write") == 0) return test_pack_writer_main(argc, argv);
     /* No default checkpoints (rundir.h) unless a test asks: every run starts afresh, whatever
      * an earlier killed run left in a run directory. test_rundir.c sets its own. */
     setenv("CONVNET_RUNS", "off", 1);

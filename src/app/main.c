@@ -1,6 +1,8 @@
 /* main.c: the command line of convnet-dist: parses the command and its options, then hands
  * over to the trainer. Bad command lines exit with status 2 and the usage. */
+#include <errno.h>
 #include <math.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -15,6 +17,7 @@
 #include "preflight.h"
 #include "rundir.h"
 #include "timeline.h"
+#include "source.h"
 #include "train.h"
 #include "weights.h"
 
@@ -39,6 +42,8 @@ static const char *const usage =
     "        --forward: inference forward passes only; --profile: then where a step goes,\n"
     "        per layer and pass\n"
     "  bench-allreduce [--floats N] [--reps R]   gradient allreduce time over the ranks, JSON\n"
+    "  pack JOB [--set ...]             decode each split's image folder once into [data] pack_dir\n"
+    "        (train.pack, validation.pack, test.pack; in parallel under mpirun)\n"
     "  bench-loader JOB                 image decoding without and with the in-memory cache, JSON\n"
     "  augment-preview JOB --out FILE.jpg [--index I]   a training image under 9 augmentations\n"
     "Run under mpirun/srun for data parallelism: mpirun -np 4 convnet-dist train JOB\n"
@@ -248,12 +253,12 @@ static void cmd_bench_loader(Trainer *t, const Job *job) {
     if (job->data.format != DATA_IMAGES) die(EXIT_BAD_INPUT, "%s: bench-loader needs format = images", job->ini.path);
     double decode = images_bench_decode(job->data.train_dir, job->data.image_h, job->data.image_w, 1);
     if (decode < 0) die(EXIT_BAD_INPUT, "cannot read %s", job->data.train_dir);
-    const Dataset *d = &t->train;
+    const Source *d = &t->train; /* loading = memory: main() sets it for this command */
     int B = t->model.max_batch;
     double t0 = now_seconds();
     for (int64_t s = 0; s + B <= d->n; s += B) {
         for (int i = 0; i < B; i++) t->ids[i] = s + i;
-        dataset_gather_batch(d, t->ids, B, job->data.scale, job->data.offset, model_input(&t->model), t->labels);
+        source_gather_batch(d, t->ids, B, job->data.scale, job->data.offset, model_input(&t->model), t->labels);
     }
     double cached = (double)(d->n / B * B) / (now_seconds() - t0);
     printf("{\"job\": \"%s\", \"images\": %lld, \"decode_img_s\": %.1f, \"cached_img_s\": %.1f, "
@@ -264,14 +269,20 @@ static void cmd_bench_loader(Trainer *t, const Job *job) {
 /* The book's figure 8.10: one training image under nine random augmentations. */
 static void cmd_augment_preview(Trainer *t, const Job *job, const Args *a) {
     if (!a->out) bad_usage("%s", "augment-preview needs --out FILE.jpg");
-    const Dataset *d = &t->train;
+    const Source *d = &t->train;
     if (a->index < 0 || a->index >= d->n)
         die(EXIT_BAD_INPUT, "--index %ld: the training data has %lld images", a->index, (long long)d->n);
     Err e = {0};
-    const uint8_t *img = d->pixels + (size_t)a->index * d->h * d->w * d->c;
-    if (augment_preview_write(a->out, img, d->h, d->w, d->c, job->layers, job->n_layers,
-                              job->train.seed, &e))
-        die(EXIT_RUNTIME, "%s", e.msg);
+    uint8_t *img = xmalloc((size_t)d->h * d->w * d->c);
+    SourceWorker w = {0};
+    int rc = source_read(d, a->index, img, &w, &e);
+    source_worker_free(&w);
+    if (rc < 0 || augment_preview_write(a->out, img, d->h, d->w, d->c, job->layers, job->n_layers,
+                                        job->train.seed, &e)) {
+        free(img);
+        die(rc < 0 ? EXIT_BAD_INPUT : EXIT_RUNTIME, "%s", e.msg);
+    }
+    free(img);
     printf("wrote %s: training image %ld under 9 augmentations\n", a->out, a->index);
 }
 
@@ -337,6 +348,54 @@ static int cmd_predict(Trainer *t, Job *job, const Args *a, Dist *d) {
     return EXIT_OK;
 }
 
+/* pack JOB: each split's folder decoded once at the job's image size into [data] pack_dir
+ * (docs/data.md), every rank its range of each split. */
+static int cmd_pack(Job *job, Dist *d) {
+    const DataCfg *c = &job->data;
+    Err e = {0};
+    if (c->format != DATA_IMAGES || !c->pack_dir) {
+        if (d->rank == 0)
+            fprintf(stderr, "convnet-dist: %s: pack needs format = images and a [data] pack_dir\n",
+                    job->ini.path);
+        return EXIT_BAD_INPUT;
+    }
+    if (d->rank == 0 && mkdir(c->pack_dir, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "convnet-dist: %s: cannot create the pack folder: %s\n", c->pack_dir, strerror(errno));
+        dist_abort(d, EXIT_BAD_INPUT);
+    }
+    const char *dirs[3] = {c->train_dir, c->val_dir, c->test_dir};
+    const char *names[3] = {"train.pack", "validation.pack", "test.pack"};
+    SourceImageOpts o = {c->image_h, c->image_w, c->channels, c->decode_full, c->strict, d->rank != 0};
+    for (int k = 0; k < 3; k++) {
+        if (!dirs[k]) continue;
+        Source f;
+        double t0 = now_seconds();
+        if (source_open_folder(&f, dirs[k], &o, &e)) {
+            if (d->rank == 0) fprintf(stderr, "convnet-dist: %s\n", e.msg);
+            dist_abort(d, EXIT_BAD_INPUT);
+        }
+        double listed = now_seconds() - t0;
+        char *path = path_join(c->pack_dir, names[k]);
+        int64_t bad = 0;
+        int rc = source_pack_folder(&f, &o, path, d, &bad, &e);
+        double bad_all = (double)bad;
+        dist_allreduce_sum_f64(d, &bad_all, 1, "pack");
+        if (rc) {
+            fprintf(stderr, "convnet-dist: %s\n", e.msg); /* every rank: the failing one says why */
+            dist_abort(d, EXIT_RUNTIME);
+        }
+        double secs = now_seconds() - t0;
+        if (d->rank == 0)
+            printf("packed %s: %lld images of %dx%dx%d from %s (listed in %.2f s), %.1f s, %.0f img/s "
+                   "over %d ranks%s\n",
+                   path, (long long)f.n, c->image_h, c->image_w, c->channels, dirs[k], listed, secs,
+                   (double)f.n / secs, d->size, bad_all > 0 ? "; some JPEGs failed to decode: packed as black images" : "");
+        free(path);
+        source_free(&f);
+    }
+    return EXIT_OK;
+}
+
 /* The split that eval reads (--split, default test), checked before any data is loaded. */
 static const char *eval_split(const Args *a) {
     const char *split = a->split ? a->split : "test";
@@ -366,7 +425,7 @@ static int cmd_train_or_eval(Trainer *t, Job *job, const Args *a, Dist *d, int t
         return status;
     }
     const char *split = eval_split(a);
-    const Dataset *ds = !strcmp(split, "test") ? &t->test : !strcmp(split, "validation") ? &t->val : &t->train;
+    const Source *ds = !strcmp(split, "test") ? &t->test : !strcmp(split, "validation") ? &t->val : &t->train;
     if (ds->n == 0) die(EXIT_BAD_INPUT, "%s: the job has no %s data", job->ini.path, split);
     EvalResult r = trainer_evaluate(t, ds);
     if (d->rank == 0)
@@ -404,7 +463,8 @@ int main(int argc, char **argv) {
         cmd_bench_allreduce(&a, &dist);
         return dist_finalize(&dist, EXIT_OK);
     }
-    int distributed = !strcmp(cmd, "train") || !strcmp(cmd, "eval") || !strcmp(cmd, "bench");
+    int distributed = !strcmp(cmd, "train") || !strcmp(cmd, "eval") || !strcmp(cmd, "bench") ||
+                      !strcmp(cmd, "pack");
     int local = !strcmp(cmd, "summary") || !strcmp(cmd, "bench-loader") ||
                 !strcmp(cmd, "augment-preview") || !strcmp(cmd, "predict") || !strcmp(cmd, "export");
     check_command(cmd, &a, distributed, local);
@@ -436,7 +496,10 @@ int main(int argc, char **argv) {
     }
     Trainer t;
     int status = EXIT_OK;
-    if (!strcmp(cmd, "summary")) {
+    if (!strcmp(cmd, "pack")) {
+        status = cmd_pack(&job, &dist);
+        memset(&t, 0, sizeof t);
+    } else if (!strcmp(cmd, "summary")) {
         trainer_init(&t, &job, &dist, TRAINER_NO_DATA);
         trainer_print_setup(&t, stdout);
     } else if (!strcmp(cmd, "predict")) {
@@ -444,6 +507,7 @@ int main(int argc, char **argv) {
     } else if (!strcmp(cmd, "export")) {
         cmd_export(&t, &job, &a, &dist);
     } else if (!strcmp(cmd, "bench-loader") || !strcmp(cmd, "augment-preview")) {
+        job.data.loading_memory |= !strcmp(cmd, "bench-loader"); /* it times the in-memory gather */
         trainer_init(&t, &job, &dist, TRAINER_LOAD_DATA);
         if (!strcmp(cmd, "bench-loader"))
             cmd_bench_loader(&t, &job);

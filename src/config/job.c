@@ -40,6 +40,11 @@ static int resolve_data(Job *j, Section *s, Err *e) {
         sec_get_float(ini, s, "offset", 0, 0.0, -1e30, 1e30, &d->offset, e) ||
         path_key(ini, s, "class_names", 0, root, &d->class_names, e))
         return -1;
+    /* how the samples reach the step (docs/data.md): the same pixels whichever is chosen */
+    static const char *const loadings[] = {"stream", "memory", NULL};
+    if (sec_get_enum(ini, s, "loading", 0, 0, loadings, &d->loading_memory, e) ||
+        sec_get_int(ini, s, "prefetch", 0, DATA_PREFETCH_DEFAULT, 1, 64, &d->prefetch, e))
+        return -1;
     if (d->format == DATA_IDX) {
         if (path_key(ini, s, "train_images", 1, root, &d->train_images, e) ||
             path_key(ini, s, "train_labels", 1, root, &d->train_labels, e) ||
@@ -66,7 +71,8 @@ static int resolve_data(Job *j, Section *s, Err *e) {
             sec_get_enum(ini, s, "color_mode", 0, 1, colors, &color, e) ||
             sec_get_enum(ini, s, "label_mode", 0, 0, label_modes, &lm, e) ||
             sec_get_bool(ini, s, "strict", 0, &d->strict, e) ||
-            sec_get_enum(ini, s, "decode", 0, 0, decodes, &d->decode_full, e))
+            sec_get_enum(ini, s, "decode", 0, 0, decodes, &d->decode_full, e) ||
+            path_key(ini, s, "pack_dir", 0, root, &d->pack_dir, e))
             return -1;
         d->channels = color ? 3 : 1;
         d->binary_labels = lm;
@@ -428,7 +434,8 @@ static int job_resolve_defaults(Job *j, const char *path, Err *e) {
      * of the jobs in jobs/ and fails when a change moves them. */
 #define KEYS_ADDED_LATER "data.decode=scaled", "train.epsilon_placement=inside_sqrt", \
         "train.lr_schedule=constant", "phase.lr_schedule=constant", "train.terminate_on_nan=true", \
-        "train.gradient_accumulation_steps=1", "train.lr_scaling=none"
+        "train.gradient_accumulation_steps=1", "train.lr_scaling=none", "data.loading=stream", \
+        "data.prefetch=3"
     static const char *const ignore[] = {"train.save", "train.step_log", "train.csv_log",
                                          "train.chart", KEYS_ADDED_LATER, NULL};
     j->hash = ini_hash(ini, ignore);
@@ -438,7 +445,8 @@ static int job_resolve_defaults(Job *j, const char *path, Err *e) {
                                                 "train.chart", "train.epochs",
                                                 "train.collective_timeout", "train.overlap_allreduce",
                                                 "train.bucket_mb", "checkpoint.*",
-                                                "train.terminate_on_nan",
+                                                "train.terminate_on_nan", "data.loading",
+                                                "data.prefetch", "data.pack_dir",
                                                 KEYS_ADDED_LATER, NULL};
 #undef KEYS_ADDED_LATER
     j->resume_hash = ini_hash(ini, resume_ignore);
@@ -483,7 +491,7 @@ void job_free(Job *j) {
     DataCfg *d = &j->data;
     char *paths[] = {d->root,    d->train_images, d->train_labels, d->test_images,
                      d->test_labels, d->val_images, d->val_labels, d->train_dir,
-                     d->val_dir, d->test_dir, d->class_names, j->train.save, j->train.step_log,
+                     d->val_dir, d->test_dir, d->class_names, d->pack_dir, j->train.save, j->train.step_log,
                      j->train.csv_log, j->train.chart, j->ckpt.path, j->ckpt.save_best, j->name,
                      j->keras_h5};
     for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) free(paths[i]);

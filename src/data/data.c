@@ -3,6 +3,9 @@
 #include "data.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -203,6 +206,52 @@ int idx_load(Dataset *d, const char *images_path, const char *labels_path, Err *
     free(ib);
     free(lb);
     return 0;
+}
+
+/* An uncompressed file is mapped read-only (its pages are shared by every rank of a node and
+ * only those in use are resident); a gzip'd one is decompressed whole by read_all(). */
+int idx_data_open(IdxData *x, const char *path, int ndim, Err *e) {
+    memset(x, 0, sizeof *x);
+    long long fsize = 0;
+    FILE *f = file_open_regular(path, "IDX file", &fsize, e);
+    if (!f) return -1;
+    unsigned char magic[2] = {0, 0};
+    int gz = fread(magic, 1, 2, f) == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+    size_t len = 0, payload = 0;
+    if (gz) {
+        fclose(f);
+        x->heap = read_all(path, ndim, &len, e);
+        if (!x->heap) return -1;
+        x->data = x->heap;
+    } else {
+        void *m = fsize > 0 ? mmap(NULL, (size_t)fsize, PROT_READ, MAP_SHARED, fileno(f), 0) : MAP_FAILED;
+        fclose(f);
+        if (fsize > 0 && m == MAP_FAILED) {
+            err_set(e, "%s: cannot map: %s", path, strerror(errno));
+            return -1;
+        }
+        x->map = fsize > 0 ? m : NULL;
+        x->map_len = (size_t)fsize;
+        x->data = x->map;
+        len = (size_t)fsize;
+    }
+    x->gzipped = gz;
+    const size_t hlen = 4 + 4 * (size_t)ndim;
+    if (idx_header(path, x->data, len, ndim, x->dims, &payload, e) == 0 && len != hlen + payload)
+        err_set(e, "%s: %s: header promises %zu data bytes, the file has %zu after offset %zu",
+                path, len < hlen + payload ? "truncated" : "trailing data", payload, len - hlen, hlen);
+    if (e->set) {
+        idx_data_close(x);
+        return -1;
+    }
+    x->payload = x->data + hlen;
+    return 0;
+}
+
+void idx_data_close(IdxData *x) {
+    if (x->map) munmap(x->map, x->map_len);
+    free(x->heap);
+    memset(x, 0, sizeof *x);
 }
 
 void dataset_split_tail(Dataset *src, Dataset *dst, int64_t count) {

@@ -1,8 +1,9 @@
-/* images.c: JPEG image folders -> Dataset (Keras image_dataset_from_directory), single-file
- * decoding for predict, JPEG writing and the decode benchmark (the bilinear resize is resize.c).
+/* images.c: JPEG decoding: image folders -> Dataset (Keras image_dataset_from_directory),
+ * single-file decoding for predict and for streaming (ImageDecoder), JPEG writing and the decode
+ * benchmark (the listing is image_list.c, the bilinear resize resize.c).
  *
- * Owns: listing class folders and files (deterministic, sorted order), TurboJPEG decoding
- * (one tjhandle per OpenMP thread) and the bad-image policy.
+ * Owns: TurboJPEG decoding (one tjhandle per OpenMP thread or per ImageDecoder) and the
+ * bad-image policy of the in-memory loader.
  *
  * Fidelity to Keras:
  *  - Keras decodes with tf.io.decode_image (libjpeg, ISLOW DCT, fancy upsampling: the same as
@@ -26,8 +27,8 @@
 #include "images.h"
 
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +41,6 @@
 #endif
 
 #define MAX_FILE_BYTES (1LL << 30) /* a JPEG larger than 1 GiB is refused unread */
-#define MAX_WALK_DEPTH 32          /* nested folders inside a class folder */
 #define REASON_LEN 200
 
 void image_dir_options_default(ImageDirOptions *o) {
@@ -271,168 +271,10 @@ int image_write_jpeg(const char *path, const uint8_t *pix, int h, int w, int c, 
     return rc;
 }
 
-/* ---------------------------------------------------------------- listing */
-
-typedef struct {
-    char *path; /* full path */
-    char *root; /* directory part, for Keras' sorted(os.walk()) order */
-    char *name; /* file name */
-    int label;
-} FileEnt;
-
-typedef struct {
-    FileEnt *f;
-    size_t n, cap;
-} FileList;
-
-static void filelist_free(FileList *l) {
-    for (size_t i = 0; i < l->n; i++) {
-        free(l->f[i].path);
-        free(l->f[i].root);
-        free(l->f[i].name);
-    }
-    free(l->f);
-    memset(l, 0, sizeof *l);
-}
-
-static int has_ext(const char *name, const char *ext) {
-    size_t n = strlen(name), m = strlen(ext);
-    if (n <= m) return 0;
-    return strcasecmp(name + n - m, ext) == 0;
-}
-
-/* Keras' white-list of image extensions; only JPEG is decoded, the others are sniffed. */
-static int is_image_name(const char *name) {
-    static const char *const ext[] = {".jpg", ".jpeg", ".png", ".gif", ".bmp", NULL};
-    for (int i = 0; ext[i]; i++)
-        if (has_ext(name, ext[i])) return 1;
-    return 0;
-}
-
-static int cmp_str(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Names in dir (excluding . and ..), sorted; NULL with e set when dir cannot be opened. */
-static char **list_names(const char *dir, size_t *count, Err *e) {
-    DIR *d = opendir(dir);
-    if (!d) {
-        err_set(e, "%s: cannot open directory: %s", dir, strerror(errno));
-        return NULL;
-    }
-    size_t n = 0, cap = 16;
-    char **v = xmalloc(cap * sizeof *v);
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
-        if (n == cap) {
-            char **nv = xmalloc(2 * cap * sizeof *nv);
-            memcpy(nv, v, n * sizeof *v);
-            free(v);
-            v = nv;
-            cap *= 2;
-        }
-        v[n++] = xstrdup(de->d_name);
-    }
-    closedir(d);
-    qsort(v, n, sizeof *v, cmp_str);
-    *count = n;
-    return v;
-}
-
-static void free_names(char **v, size_t n) {
-    for (size_t i = 0; i < n; i++) free(v[i]);
-    free(v);
-}
-
-static void filelist_push(FileList *l, const char *root, const char *name, int label) {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 256;
-        FileEnt *nf = xmalloc(cap * sizeof *nf);
-        if (l->n) memcpy(nf, l->f, l->n * sizeof *nf);
-        free(l->f);
-        l->f = nf;
-        l->cap = cap;
-    }
-    FileEnt *f = &l->f[l->n++];
-    f->path = path_join(root, name);
-    f->root = xstrdup(root);
-    f->name = xstrdup(name);
-    f->label = label;
-}
-
-/* Every image-named regular file under dir (recursing into real sub-folders, not symlinked
- * ones, as os.walk(followlinks=False)). */
-static int walk_class(FileList *l, const char *dir, int label, int depth, Err *e) {
-    if (depth > MAX_WALK_DEPTH) {
-        err_set(e, "%s: folders nested more than %d deep", dir, MAX_WALK_DEPTH);
-        return -1;
-    }
-    size_t n = 0;
-    char **names = list_names(dir, &n, e);
-    if (!names) return -1;
-    int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        char *p = path_join(dir, names[i]);
-        struct stat lst, st;
-        if (lstat(p, &lst) == 0 && S_ISDIR(lst.st_mode)) {
-            rc = walk_class(l, p, label, depth + 1, e);
-        } else if (is_image_name(names[i]) && stat(p, &st) == 0 && !S_ISDIR(st.st_mode)) {
-            filelist_push(l, dir, names[i], label);
-        }
-        free(p);
-    }
-    free_names(names, n);
-    return rc;
-}
-
-static int cmp_fileent(const void *a, const void *b) {
-    const FileEnt *x = a, *y = b;
-    if (x->label != y->label) return x->label < y->label ? -1 : 1;
-    int r = strcmp(x->root, y->root);
-    return r ? r : strcmp(x->name, y->name);
-}
-
-/* Class folders of dir (sorted, hidden ones skipped) and their files in Keras' order. */
-static int list_dataset(const char *dir, FileList *l, char ***classes, int *n_classes, Err *e) {
-    size_t n = 0;
-    char **names = list_names(dir, &n, e);
-    if (!names) return -1;
-    char **cls = xmalloc((n ? n : 1) * sizeof *cls);
-    int nc = 0, rc = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (names[i][0] == '.') continue;
-        char *p = path_join(dir, names[i]);
-        struct stat st;
-        if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) cls[nc++] = xstrdup(names[i]);
-        free(p);
-    }
-    free_names(names, n);
-    if (nc == 0) {
-        err_set(e, "%s: no class sub-folders (expected one folder of images per class)", dir);
-        rc = -1;
-    }
-    for (int k = 0; k < nc && rc == 0; k++) {
-        char *p = path_join(dir, cls[k]);
-        rc = walk_class(l, p, k, 0, e);
-        free(p);
-    }
-    if (rc != 0) {
-        for (int k = 0; k < nc; k++) free(cls[k]);
-        free(cls);
-        filelist_free(l);
-        return -1;
-    }
-    qsort(l->f, l->n, sizeof *l->f, cmp_fileent);
-    *classes = cls;
-    *n_classes = nc;
-    return 0;
-}
-
 /* ---------------------------------------------------------------- parallel decoding */
 
-/* Decode files[0..n) into out (n slots of h*w*c); ok[i] = 1 or 0 with reasons[i] filled. */
-static int decode_all(const FileList *l, int h, int w, int c, int64_t max_pixels, int allow_scale,
+/* Decode the listing's files into out (n slots of h*w*c); ok[i] = 1 or 0 with reasons[i] filled. */
+static int decode_all(const ImageList *l, int h, int w, int c, int64_t max_pixels, int allow_scale,
                       uint8_t *out, unsigned char *ok, char (*reasons)[REASON_LEN], Err *e) {
     const size_t per = (size_t)h * w * c;
     const long long n = (long long)l->n;
@@ -441,6 +283,7 @@ static int decode_all(const FileList *l, int h, int w, int c, int64_t max_pixels
     {
         Decoder dc = {0};
         dc.tj = tjInitDecompress();
+        char path[PATH_MAX + 256];
         if (!dc.tj) {
 #pragma omp atomic write
             init_failed = 1;
@@ -452,8 +295,9 @@ static int decode_all(const FileList *l, int h, int w, int c, int64_t max_pixels
                 snprintf(reasons[i], REASON_LEN, "TurboJPEG unavailable");
                 continue;
             }
-            ok[i] = load_one(&dc, l->f[i].path, h, w, c, max_pixels, allow_scale,
-                             out + (size_t)i * per, reasons[i]) == 0;
+            image_list_path(l, i, path, sizeof path);
+            ok[i] = load_one(&dc, path, h, w, c, max_pixels, allow_scale, out + (size_t)i * per,
+                             reasons[i]) == 0;
         }
         decoder_free(&dc);
     }
@@ -462,6 +306,14 @@ static int decode_all(const FileList *l, int h, int w, int c, int64_t max_pixels
         return -1;
     }
     return 0;
+}
+
+/* The listing's classes move into d (the listing keeps its paths). */
+static void take_classes(Dataset *d, ImageList *l) {
+    d->class_names = l->class_names;
+    d->n_classes = l->n_classes;
+    l->class_names = NULL;
+    l->n_classes = 0;
 }
 
 int images_load_dir(Dataset *d, const char *dir, const ImageDirOptions *o, Err *e) {
@@ -473,69 +325,60 @@ int images_load_dir(Dataset *d, const char *dir, const ImageDirOptions *o, Err *
         return -1;
     }
     const int64_t max_pixels = o->max_pixels > 0 ? o->max_pixels : IMAGES_DEFAULT_MAX_PIXELS;
-    FileList l = {0};
-    char **classes = NULL;
-    int nc = 0;
-    if (list_dataset(dir, &l, &classes, &nc, e) != 0) return -1;
-
-    const size_t per = (size_t)h * w * c;
-    if (l.n > 0 && per > SIZE_MAX / l.n) {
-        err_set(e, "%s: %zu images of %dx%dx%d do not fit in memory", dir, l.n, h, w, c);
-        goto fail;
+    ImageList l;
+    if (image_list_dir(&l, dir, o->strict, o->quiet, e) != 0) return -1;
+    const size_t n = (size_t)l.n, per = (size_t)h * w * c;
+    if (n > 0 && per > SIZE_MAX / n) {
+        err_set(e, "%s: %zu images of %dx%dx%d do not fit in memory", dir, n, h, w, c);
+        image_list_free(&l);
+        return -1;
     }
-    uint8_t *pix = xmalloc(l.n ? l.n * per : 1);
-    unsigned char *ok = xcalloc(l.n ? l.n : 1, 1);
-    char(*reasons)[REASON_LEN] = xmalloc((l.n ? l.n : 1) * sizeof *reasons);
-    if (decode_all(&l, h, w, c, max_pixels, !o->exact, pix, ok, reasons, e) != 0) {
-        free(pix);
-        free(ok);
-        free(reasons);
-        goto fail;
-    }
+    uint8_t *pix = xmalloc(n ? n * per : 1);
+    unsigned char *ok = xcalloc(n ? n : 1, 1);
+    char(*reasons)[REASON_LEN] = xmalloc((n ? n : 1) * sizeof *reasons);
+    int32_t *labels = xmalloc((n ? n : 1) * sizeof *labels);
+    int rc = decode_all(&l, h, w, c, max_pixels, !o->exact, pix, ok, reasons, e);
     /* Report bad files in listing order (deterministic), then compact the good ones. */
-    int64_t skipped = 0, k = 0;
-    int32_t *labels = xmalloc((l.n ? l.n : 1) * sizeof *labels);
-    for (size_t i = 0; i < l.n; i++) {
+    int64_t skipped = l.skipped, k = 0;
+    char path[PATH_MAX + 256];
+    for (size_t i = 0; i < n && rc == 0; i++) {
         if (!ok[i]) {
+            image_list_path(&l, (int64_t)i, path, sizeof path);
             if (o->strict) {
-                err_set(e, "%s: %s (strict image loading)", l.f[i].path, reasons[i]);
-                free(pix);
-                free(ok);
-                free(reasons);
-                free(labels);
-                goto fail;
+                err_set(e, "%s: %s (strict image loading)", path, reasons[i]);
+                rc = -1;
+                break;
             }
-            if (!o->quiet)
-                fprintf(stderr, "convnet-dist: warning: skipping %s: %s\n", l.f[i].path, reasons[i]);
+            if (!o->quiet) fprintf(stderr, "convnet-dist: warning: skipping %s: %s\n", path, reasons[i]);
             skipped++;
             continue;
         }
         if ((size_t)k != i) memmove(pix + (size_t)k * per, pix + i * per, per);
-        labels[k++] = l.f[i].label;
+        labels[k++] = l.labels[i];
     }
     free(ok);
     free(reasons);
     /* a class without one readable image cannot be learnt: its folder is named */
-    int64_t *per_class = xcalloc((size_t)nc, sizeof *per_class);
-    for (int64_t i = 0; i < k; i++) per_class[labels[i]]++;
-    int empty = -1;
-    for (int i = 0; i < nc && empty < 0 && k > 0; i++)
-        if (per_class[i] == 0) empty = i;
+    int64_t *per_class = xcalloc((size_t)l.n_classes, sizeof *per_class);
+    for (int64_t i = 0; i < k && rc == 0; i++) per_class[labels[i]]++;
+    for (int i = 0; i < l.n_classes && rc == 0 && k > 0; i++)
+        if (per_class[i] == 0) {
+            err_set(e, "%s/%s: class folder without readable images (every class folder needs at "
+                       "least one .jpg/.jpeg image)",
+                    dir, l.class_names[i]);
+            rc = -1;
+        }
     free(per_class);
-    if (empty >= 0) {
-        err_set(e, "%s/%s: class folder without readable images (every class folder needs at "
-                   "least one .jpg/.jpeg image)",
-                dir, classes[empty]);
-        free(pix);
-        free(labels);
-        goto fail;
-    }
-    if (k == 0) {
+    if (rc == 0 && k == 0) {
         err_set(e, "%s: no readable images found (%lld skipped; allowed formats: .jpg, .jpeg)",
                 dir, (long long)skipped);
+        rc = -1;
+    }
+    if (rc != 0) {
         free(pix);
         free(labels);
-        goto fail;
+        image_list_free(&l);
+        return -1;
     }
     d->n = k;
     d->h = h;
@@ -543,36 +386,28 @@ int images_load_dir(Dataset *d, const char *dir, const ImageDirOptions *o, Err *
     d->c = c;
     d->pixels = pix;
     d->labels = labels;
-    d->n_classes = nc;
-    d->class_names = classes;
     d->skipped = skipped;
-    filelist_free(&l);
+    take_classes(d, &l);
+    image_list_free(&l);
     return 0;
-fail:
-    for (int i = 0; i < nc; i++) free(classes[i]);
-    free(classes);
-    filelist_free(&l);
-    return -1;
 }
 
 double images_bench_decode(const char *dir, int h, int w, int repeats) {
     Err e = {0};
-    FileList l = {0};
-    char **classes = NULL;
-    int nc = 0;
     if (h <= 0 || w <= 0 || repeats <= 0) {
         fprintf(stderr, "convnet-dist: images_bench_decode: bad size %dx%d or repeats %d\n", h, w,
                 repeats);
         return -1.0;
     }
-    if (list_dataset(dir, &l, &classes, &nc, &e) != 0) {
+    ImageList l;
+    if (image_list_dir(&l, dir, 0, 1, &e) != 0) {
         fprintf(stderr, "convnet-dist: %s\n", e.msg);
         return -1.0;
     }
-    const size_t per = (size_t)h * w * 3;
-    uint8_t *pix = xmalloc(l.n ? l.n * per : 1);
-    unsigned char *ok = xcalloc(l.n ? l.n : 1, 1);
-    char(*reasons)[REASON_LEN] = xmalloc((l.n ? l.n : 1) * sizeof *reasons);
+    const size_t n = (size_t)l.n, per = (size_t)h * w * 3;
+    uint8_t *pix = xmalloc(n ? n * per : 1);
+    unsigned char *ok = xcalloc(n ? n : 1, 1);
+    char(*reasons)[REASON_LEN] = xmalloc((n ? n : 1) * sizeof *reasons);
     long long decoded = 0;
     double t0 = now_seconds();
     for (int r = 0; r < repeats; r++) {
@@ -580,14 +415,42 @@ double images_bench_decode(const char *dir, int h, int w, int repeats) {
             fprintf(stderr, "convnet-dist: %s\n", e.msg);
             break;
         }
-        for (size_t i = 0; i < l.n; i++) decoded += ok[i];
+        for (size_t i = 0; i < n; i++) decoded += ok[i];
     }
     double dt = now_seconds() - t0;
     free(pix);
     free(ok);
     free(reasons);
-    for (int i = 0; i < nc; i++) free(classes[i]);
-    free(classes);
-    filelist_free(&l);
+    image_list_free(&l);
     return dt > 0 ? (double)decoded / dt : 0.0;
+}
+
+/* ---------------------------------------------------------------- streaming decoders */
+
+struct ImageDecoder {
+    Decoder dc;
+};
+
+ImageDecoder *image_decoder_new(void) {
+    ImageDecoder *d = xcalloc(1, sizeof *d);
+    d->dc.tj = tjInitDecompress();
+    if (!d->dc.tj) {
+        free(d);
+        return NULL;
+    }
+    return d;
+}
+
+void image_decoder_free(ImageDecoder *d) {
+    if (!d) return;
+    decoder_free(&d->dc);
+    free(d);
+}
+
+int image_decoder_load(ImageDecoder *d, const char *path, int h, int w, int c, int exact,
+                       uint8_t *out, char *reason, size_t reason_len) {
+    char why[REASON_LEN];
+    int rc = load_one(&d->dc, path, h, w, c, IMAGES_DEFAULT_MAX_PIXELS, !exact, out, why);
+    if (rc) snprintf(reason, reason_len, "%s", why);
+    return rc;
 }

@@ -74,9 +74,9 @@ static void resume(Trainer *t, CheckpointState *st, ResumeMode mode) {
     Model *m = &t->model;
     if (!c->path[0] || mode == RESUME_NEVER) {
         if (mode == RESUME_REQUIRED) {
-            if (dist->rank == 0)
-                fprintf(stderr, "convnet-dist: %s: --resume needs a [checkpoint] path\n", t->job->ini.path);
-            dist_abort(dist, EXIT_BAD_INPUT);
+            Err e = {0};
+            err_set(&e, "%s: --resume needs a [checkpoint] path", t->job->ini.path);
+            trainer_fail(t, EXIT_BAD_INPUT, &e);
         }
         return;
     }
@@ -489,7 +489,9 @@ int trainer_fit(Trainer *t, ResumeMode resume_mode) {
         /* a resumed epoch continues its running sums */
         EpochSums es = {{0, 0, 0, 0, 0}, r.st.epoch_loss_sum, r.st.epoch_correct, r.st.epoch_seen, 0, now_seconds()};
         if (r.root) printf("Epoch %d/%d\n", epoch + 1, tc->epochs);
+        train_stream_steps(t, (long)r.st.step, r.steps); /* streamed data: read ahead from here */
         fit_epoch_steps(t, &r, &es, epoch);
+        train_stream_end(t);
         if (r.status != EXIT_OK) break;
         fit_end_epoch(t, &r, &es, epoch);
     }
