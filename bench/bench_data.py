@@ -172,7 +172,7 @@ def error_line(r):
     return f"exit {r['rc']}: {pick[:160]}"
 
 
-def train_row(size, np, path, dirs, steps, work, pack_dir):
+def train_row(size, np, path, dirs, steps, work, pack_dir, algo):
     run_dir = os.path.join(work, "runs", f"{size}-np{np}-{path}")
     shutil.rmtree(run_dir, ignore_errors=True)
     os.makedirs(run_dir)
@@ -180,7 +180,8 @@ def train_row(size, np, path, dirs, steps, work, pack_dir):
     sets = [f"data.train_dir={dirs['train']}", f"data.validation_dir={dirs['validation']}",
             f"data.test_dir={dirs['test']}", "train.epochs=1", f"train.steps_per_epoch={steps}",
             f"train.step_log={steplog}", f"checkpoint.save_best={run_dir}/best.weights",
-            f"train.csv_log={run_dir}/log.csv", f"train.chart={run_dir}/chart.svg"]
+            f"train.csv_log={run_dir}/log.csv", f"train.chart={run_dir}/chart.svg",
+            f"train.conv_algorithm={algo}"]
     if path == "folder":
         sets.append("data.loading=stream")
     elif path == "memory":
@@ -315,6 +316,7 @@ def targets(rows, sizes, replica_mb, listing):
 
 
 def main():
+    global BIN
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="2000,25000,100000")
     ap.add_argument("--nps", default="1,2")
@@ -324,8 +326,15 @@ def main():
     ap.add_argument("--layout-rounds", type=int, default=5, help="0: skip the record-layout rates")
     ap.add_argument("--work", default="/tmp/convnet-bench-data")
     ap.add_argument("--keep", action="store_true", help="keep the packs (GBs) after the run")
+    ap.add_argument("--conv-algorithm", default="default",
+                    help="train.conv_algorithm of the runs: the job's auto times every algorithm at "
+                         "start-up, which adds the same seconds at every size but much noise")
+    ap.add_argument("--repack-each", action="store_true",
+                    help="write (and time) the pack at every -np, not only at the first")
+    ap.add_argument("--bin", default=BIN, help="the convnet-dist binary to run")
     ap.add_argument("--no-isa", action="store_true", help="skip the ISA and replica measurement")
     a = ap.parse_args()
+    BIN = os.path.abspath(a.bin)
     sizes = [int(s) for s in a.sizes.split(",")]
     nps = [int(s) for s in a.nps.split(",")]
     paths = a.paths.split(",")
@@ -353,12 +362,12 @@ def main():
                 if path == "memory" and size > a.memory_max:
                     print(f"  -np {np} memory: skipped ({size:,} images would not fit a rank)")
                     continue
-                if path == "pack":
+                if path == "pack" and (a.repack_each or np == nps[0]):
                     shutil.rmtree(pack_dir, ignore_errors=True)
                     os.makedirs(pack_dir)
                     rows.append(pack_row(size, np, dirs, a.work, pack_dir))
                     print("  " + fmt_row(rows[-1]), flush=True)
-                rows.append(train_row(size, np, path, dirs, a.steps, a.work, pack_dir))
+                rows.append(train_row(size, np, path, dirs, a.steps, a.work, pack_dir, a.conv_algorithm))
                 print("  " + fmt_row(rows[-1]), flush=True)
         if not a.keep:
             shutil.rmtree(pack_dir, ignore_errors=True)
