@@ -6,7 +6,9 @@
  *   source  : the original JPEG file's bytes (what streaming from the folder reads): decode +
  *             DCT scaling + bilinear resize, as the folder loader does.
  * Usage: pack_layout DIR H W ROUNDS  (DIR: a class-folder data set; one thread; rounds of the
- * variants alternate, medians printed). Prints one JSON line per variant. */
+ * variants alternate, medians printed). Prints one JSON line per variant.
+ * Also: pack_layout --open PACK ROUNDS: the time pack_open takes (its O(N) table checks: the
+ * start-up a pack adds), median of ROUNDS, page cache warm. */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +17,7 @@
 
 #include "common.h"
 #include "images.h"
+#include "pack.h"
 
 typedef struct {
     unsigned char *buf;
@@ -111,7 +114,25 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+static int time_open(const char *path, int rounds) {
+    double t[64];
+    int64_t n = 0;
+    for (int k = 0; k < rounds && k < 64; k++) {
+        Pack p;
+        Err e = {0};
+        double t0 = now_seconds();
+        if (pack_open(&p, path, 0, 0, 0, 0, &e)) die(EXIT_BAD_INPUT, "%s", e.msg);
+        t[k] = now_seconds() - t0;
+        n = p.n;
+        pack_close(&p);
+    }
+    printf("{\"pack_open_ms\": %.2f, \"samples\": %lld, \"rounds\": %d}\n",
+           1e3 * median(t, rounds < 64 ? rounds : 64), (long long)n, rounds);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 4 && !strcmp(argv[1], "--open")) return time_open(argv[2], atoi(argv[3]));
     if (argc != 5) die(EXIT_BAD_INPUT, "usage: pack_layout DIR H W ROUNDS");
     int h = atoi(argv[2]), w = atoi(argv[3]), rounds = atoi(argv[4]);
     if (rounds < 1 || rounds > 64) die(EXIT_BAD_INPUT, "rounds: 1..64");

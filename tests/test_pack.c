@@ -31,7 +31,7 @@ static uint8_t pixel(int64_t i, int64_t j) {
     return (uint8_t)(v ^ (v >> 11));
 }
 
-static int32_t LABELS[1000];
+static int32_t LABELS_SMALL[1000], *LABELS = LABELS_SMALL; /* larger for the writer program */
 
 /* The read callback: fails at sample fail_at (>= 0), raises SIGTERM at sample kill_at. */
 typedef struct {
@@ -50,6 +50,7 @@ static int source_read(void *arg, int64_t i, uint8_t *px, Err *e) {
 }
 
 static PackMeta meta(int64_t n) {
+    if (n > 1000) LABELS = xcalloc((size_t)n, sizeof *LABELS); /* the writer program's, once */
     for (int64_t i = 0; i < n; i++) LABELS[i] = (int32_t)((i * 7 + 1) % K);
     PackMeta m = {n, H, W, C, K, NAMES, LABELS, FP};
     return m;
