@@ -227,6 +227,12 @@ def pack_row(size, np, dirs, work, pack_dir):
         tp = os.path.join(pack_dir, "train.pack")
         if os.path.exists(tp):
             row["pack_mb"] = os.path.getsize(tp) / 2**20
+            exe = os.path.join(ROOT, "build", "pack_layout")
+            if os.path.exists(exe):  # pack_open alone: the start-up a pack costs
+                p = subprocess.run([exe, "--open", tp, "5"], capture_output=True, text=True)
+                for line in p.stdout.splitlines():
+                    if line.startswith("{"):
+                        row["open_ms"] = json.loads(line)["pack_open_ms"]
     return row
 
 
@@ -263,7 +269,8 @@ def fmt_row(r):
         return f"| {r['size']:,} | {r['np']} | {r['path']} | failed: {r['error']} | | {rss} | |"
     if "pack_s" in r:
         return (f"| {r['size']:,} | {r['np']} | {r['path']} | packed in {r['pack_s']:.1f} s "
-                f"({r['img_s']:.0f} img/s, {r.get('pack_mb', 0):,.0f} MB) | | {rss} | {r['node_mb']:,.0f} |")
+                f"({r['img_s']:.0f} img/s, {r.get('pack_mb', 0):,.0f} MB; pack_open "
+                f"{r.get('open_ms', float('nan')):.1f} ms) | | {rss} | {r['node_mb']:,.0f} |")
     return (f"| {r['size']:,} | {r['np']} | {r['path']} | {r['startup']:.1f} s | {r['img_s']:.1f} | "
             f"{rss} | {r['node_mb']:,.0f} |")
 
