@@ -132,7 +132,7 @@ TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%.o)
 
 .PHONY: fuzz fuzz-build fuzz-smoke
-.PHONY: all run test test-multihost bench bench-overlap accuracy-seeds trajectory graph-reference deps check-deps clean scaling-report
+.PHONY: all run test test-multihost bench bench-data bench-overlap accuracy-seeds trajectory graph-reference deps check-deps clean scaling-report
 
 all: check-deps $(BIN)
 
@@ -285,6 +285,16 @@ test-multihost: all
 # The peer is Debian's PyTorch (python3-torch); bench/run.py says how to get it when missing.
 bench: all
 	/usr/bin/python3 bench/run.py $(BENCH_ARGS)
+
+# The data paths at 2,000, 25,000 and 100,000 training images (symbolic links under /tmp), -np 1
+# and 2: streaming from the folder, from a pack, and in memory; start-up, peak RSS per rank and
+# node, img/s against issue 31's targets. Also the pack's record layout (raw vs JPEG) per core.
+# BENCH_DATA_ARGS: e.g. --sizes 2000 (docs/pack.md). Several minutes on 2 cores.
+$(BUILD)/pack_layout: bench/pack_layout.c $(LIB_OBJ)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB_OBJ) $(LDLIBS)
+
+bench-data: all $(BUILD)/pack_layout
+	/usr/bin/python3 bench/bench_data.py $(BENCH_DATA_ARGS)
 
 # The gradient allreduce overlapped with the backward pass or not: dogs-vs-cats on 2 namespace
 # hosts linked at 1 Gbit/s, step split and images/s (root; several minutes on 2 cores).

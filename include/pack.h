@@ -33,7 +33,9 @@ typedef struct {
     uint64_t fingerprint;
 } PackMeta;
 
-/* Sample i's pixels, h*w*c bytes NHWC, into px: 0, or -1 with e set (the write then fails). */
+/* Sample i's pixels, h*w*c bytes NHWC, into px: 0, or -1 with e set (the write then fails).
+ * pack_write calls it from the rank's OpenMP threads at once (each i once): it must be safe to
+ * call concurrently for different i (a decoder per thread, say). */
 typedef int (*PackReadFn)(void *arg, int64_t i, uint8_t *px, Err *e);
 
 /* Write a pack of m->n samples to path. Collective over dist: each rank fills samples

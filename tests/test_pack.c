@@ -31,7 +31,7 @@ static uint8_t pixel(int64_t i, int64_t j) {
     return (uint8_t)(v ^ (v >> 11));
 }
 
-static int32_t LABELS[1000];
+static int32_t LABELS_SMALL[1000], *LABELS = LABELS_SMALL; /* larger for the writer program */
 
 /* The read callback: fails at sample fail_at (>= 0), raises SIGTERM at sample kill_at. */
 typedef struct {
@@ -50,6 +50,7 @@ static int source_read(void *arg, int64_t i, uint8_t *px, Err *e) {
 }
 
 static PackMeta meta(int64_t n) {
+    if (n > 1000) LABELS = xcalloc((size_t)n, sizeof *LABELS); /* the writer program's, once */
     for (int64_t i = 0; i < n; i++) LABELS[i] = (int32_t)((i * 7 + 1) % K);
     PackMeta m = {n, H, W, C, K, NAMES, LABELS, FP};
     return m;
@@ -222,6 +223,44 @@ static void test_magic_version(void) {
     refused(path, H, W, C, FP, "repack");
 }
 
+/* Rewrite header fields of a pack and its header CRC, as a crafted file would. */
+static void rewrite_header(const char *path, void (*edit)(uint8_t *hd)) {
+    uint8_t hd[PACK_HEADER_BYTES];
+    FILE *f = fopen(path, "rb");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    CU_ASSERT_EQUAL(fread(hd, 1, sizeof hd, f), sizeof hd);
+    fclose(f);
+    edit(hd);
+    uint32_t crc = crc32_update(0, hd, PACK_HEADER_BYTES - 4);
+    memcpy(hd + PACK_HEADER_BYTES - 4, &crc, 4);
+    patch(path, 0, hd, sizeof hd);
+}
+
+static void huge_layout(uint8_t *hd) { /* n * record bytes wraps 64 bits */
+    uint64_t n = 1ULL << 40, rec = 65535ULL * 65535 * 3;
+    uint32_t side = 65535;
+    memcpy(hd + 16, &n, 8);
+    memcpy(hd + 24, &side, 4);
+    memcpy(hd + 28, &side, 4);
+    memcpy(hd + 56, &rec, 8);
+}
+
+static void more_samples(uint8_t *hd) {
+    uint64_t n = N + 1;
+    memcpy(hd + 16, &n, 8);
+}
+
+/* A header with a valid CRC whose fields disagree with the file is refused before any section
+ * is read through it. */
+static void test_crafted_header(void) {
+    const char *path = write_pack("huge.pack");
+    rewrite_header(path, huge_layout);
+    refused(path, 0, 0, 0, 0, "implausible header");
+    path = write_pack("more.pack");
+    rewrite_header(path, more_samples);
+    refused(path, 0, 0, 0, 0, "not the layout its header implies");
+}
+
 static void test_other_size(void) {
     const char *path = write_pack("size.pack");
     refused(path, 180, 180, 3, FP, "5x7x3");
@@ -360,6 +399,7 @@ static void test_numpy_reads(void) {
 TEST_SUITE(pack, {"round_trip", test_round_trip}, {"truncated", test_truncated},
            {"trailing", test_trailing}, {"record_flip", test_record_flip},
            {"header_flip", test_header_flip}, {"table_flip", test_table_flip},
-           {"magic_version", test_magic_version}, {"other_size", test_other_size},
+           {"magic_version", test_magic_version}, {"crafted_header", test_crafted_header},
+           {"other_size", test_other_size},
            {"stale", test_stale}, {"failed_write", test_failed_write},
            {"mpi_write", test_mpi_write}, {"numpy_reads", test_numpy_reads})

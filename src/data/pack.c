@@ -393,7 +393,8 @@ static int check_header(const char *path, const uint8_t *hd, Err *e) {
     if (get_u32(hd + OFF_HEADER_BYTES) != PACK_HEADER_BYTES || n > (uint64_t)MAX_SAMPLES ||
         h < 1 || h > MAX_SIDE || w < 1 || w > MAX_SIDE || (c != 1 && c != 3) || k < 1 ||
         k > MAX_CLASSES || enc != ENCODING_RAW ||
-        get_u64(hd + OFF_RECORD_BYTES) != (uint64_t)h * w * c) {
+        get_u64(hd + OFF_RECORD_BYTES) != (uint64_t)h * w * c ||
+        (n > 0 && (uint64_t)h * w * c > (UINT64_MAX >> 2) / n)) { /* the layout must not wrap */
         err_set(e, "%s: implausible header: %llu samples of %ux%ux%u (record %llu bytes, encoding "
                    "%u) in %u classes",
                 path, (unsigned long long)n, h, w, c,
