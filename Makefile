@@ -118,7 +118,16 @@ endif
 
 # src/ is one folder per floor (docs/architecture.md): app, train, config, model, layers,
 # kernels, data, formats, dist, base. Objects mirror it under build/.
-SRC := $(wildcard src/*/*.c)
+# Build variants are files: MPI=1 compiles dist_mpi.c and watchdog.c, MPI=0 dist_local.c, both
+# behind include/dist.h.
+DIST_MPI_SRC := src/dist/dist_mpi.c src/dist/watchdog.c
+DIST_LOCAL_SRC := src/dist/dist_local.c
+ALL_SRC := $(wildcard src/*/*.c)
+ifeq ($(MPI),1)
+SRC := $(filter-out $(DIST_LOCAL_SRC),$(ALL_SRC))
+else
+SRC := $(filter-out $(DIST_MPI_SRC),$(ALL_SRC))
+endif
 LIB_SRC := $(filter-out src/app/main.c,$(SRC))
 OBJ := $(SRC:src/%.c=$(BUILD)/%.o)
 LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/%.o)
@@ -225,7 +234,9 @@ FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
                $(if $(filter 1,$(HDF5)),$(HDF5_CFLAGS)) -Wall -Wno-unknown-pragmas -Wno-unused-function
 FUZZ_LDLIBS := -L$(BLAS_LIBDIR) -Wl,-rpath,$(BLAS_LIBDIR) -lopenblas -lturbojpeg -lz -lm -lpthread \
                $(if $(filter 1,$(HDF5)),$(HDF5_LIBS))
-FUZZ_LIB_OBJ := $(LIB_SRC:src/%.c=$(FUZZ_BUILD)/obj/%.o) $(FUZZ_BUILD)/obj/fuzz_util.o
+# no MPI in the fuzzers: the single-process dist_local.c
+FUZZ_LIB_SRC := $(filter-out src/app/main.c $(DIST_MPI_SRC),$(ALL_SRC))
+FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:src/%.c=$(FUZZ_BUILD)/obj/%.o) $(FUZZ_BUILD)/obj/fuzz_util.o
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 FUZZ_OPTS := -timeout=1 -malloc_limit_mb=$(FUZZ_MALLOC_MB) -rss_limit_mb=$(FUZZ_RSS_MB) \
              -max_len=65536 -close_fd_mask=3 -print_final_stats=1 $(FUZZ_ARGS)
