@@ -74,13 +74,6 @@ typedef enum {
  * process exit status (EXIT_PREEMPTED after a SIGTERM/SIGUSR1 stop). */
 int trainer_fit(Trainer *t, ResumeMode resume);
 
-/* SIGTERM and SIGUSR1 from now on request a stop at the next step boundary of trainer_fit (a
- * checkpoint, then exit 3) instead of killing the process. `train` installs them first thing,
- * before MPI_Init (Open MPI leaves these two signals alone): a signal during
- * start-up (MPI, data, planning, algorithm timing: 20 s for the mini-Xception here) killed the
- * run with status 138, and Slurm then marked the job FAILED instead of requeueing it. */
-void train_install_stop_handlers(void);
-
 /* Throughput: `reps` timed chunks of `steps` optimizer steps after `warmup` untimed ones.
  * img_s[r] receives chunk r's global images per second, times (if non-NULL) the step split
  * summed over the timed chunks. */

@@ -14,6 +14,7 @@
 #include "predict.h"
 #include "preflight.h"
 #include "rundir.h"
+#include "stop.h"
 #include "train.h"
 #include "weights.h"
 
@@ -396,7 +397,7 @@ int main(int argc, char **argv) {
     int local = !strcmp(cmd, "summary") || !strcmp(cmd, "bench-loader") ||
                 !strcmp(cmd, "augment-preview") || !strcmp(cmd, "predict") || !strcmp(cmd, "export");
     check_command(cmd, &a, distributed, local);
-    if (!strcmp(cmd, "train")) train_install_stop_handlers(); /* before start-up, see train.h */
+    if (!strcmp(cmd, "train")) stop_install_handlers(); /* before start-up, see stop.h */
     if (distributed)
         dist_init(&dist, &argc, &argv);
     else {

@@ -12,6 +12,7 @@
 #include "keras_h5.h"
 #include "loss.h"
 #include "preflight.h"
+#include "stop.h"
 #include "weights.h"
 
 
@@ -466,7 +467,7 @@ LossStats train_step(Trainer *t, const int64_t *batch, int gB, int epoch, StepTi
     else
         dist_allreduce_sum_f32(t->dist, m->grads + m->train_lo, m->state_lo - m->train_lo, "gradients");
     /* the stop flag rides on the step's small allreduce: every rank stops at the same step */
-    double sums[3] = {st.loss_sum, st.correct, train_stop_requested()};
+    double sums[3] = {st.loss_sum, st.correct, stop_requested()};
     dist_allreduce_sum_f64(t->dist, sums, 3, "step loss");
     *stop = sums[2] > 0;
     double t3 = now_seconds();
