@@ -25,7 +25,7 @@ typedef struct {
 } FeatureCache;
 
 typedef struct {
-    Job *job;
+    const Job *job; /* read-only: the model has its own copy of the layers */
     Dist *dist;
     Model model;
     Optimizer opt;
@@ -36,7 +36,6 @@ typedef struct {
     int64_t *ids;    /* max_batch: global sample indices of this rank's shard */
     int32_t *labels; /* max_batch */
     float *dlogits;  /* max_batch * outputs */
-    int *trainable_job;         /* the layers' trainable flags as the job sets them */
     int phase;                  /* index into job->phases */
     FeatureCache cache_train, cache_val; /* built by trainer_fit (test is evaluated once) */
 } Trainer;
@@ -49,10 +48,10 @@ typedef enum {
 
 /* Load data (all ranks), plan and allocate the model, initialise parameters on rank 0 and
  * broadcast them, check all ranks run the same job. Exits with a message on bad input. */
-void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data);
+void trainer_init(Trainer *t, const Job *job, Dist *dist, TrainerData data);
 void trainer_free(Trainer *t);
-/* Make phase `phase` of the job's schedule current: the layers' trainable flags (the job's,
- * plus every layer from the phase's unfreeze_from up), hence the trainable parameter range
+/* Make phase `phase` of the job's schedule current: the model's layers' trainable flags (the
+ * job's, plus every layer from the phase's unfreeze_from up), hence the trainable parameter range
  * that is allreduced and updated, and the learning rate. The optimizer state is left alone. */
 void trainer_set_phase(Trainer *t, int phase);
 

@@ -339,11 +339,11 @@ static void test_param_layout(void) {
     CU_ASSERT_EQUAL(m.state_lo, weights);
     CU_ASSERT_EQUAL(m.n_params, weights + state);
     CU_ASSERT_EQUAL(model_trainable_count(&m), weights);
-    const Layer *bn = &j.layers[1], *bn2 = &j.layers[3];
+    const Layer *bn = &m.layers[1], *bn2 = &m.layers[3];
     CU_ASSERT(bn->param[2].off == weights && bn->param[3].off == weights + 4);
     CU_ASSERT(bn2->param[2].off == weights + 8);
     CU_ASSERT(m.train_lo == 0);
-    CU_ASSERT_EQUAL(layer_param_find(&j.layers[2], "pointwise_kernel"), 1);
+    CU_ASSERT_EQUAL(layer_param_find(&m.layers[2], "pointwise_kernel"), 1);
     model_alloc(&m);
     model_init_params(&m, 3);
     CU_ASSERT(m.params[bn->param[0].off] == 1.0f && m.params[bn->param[3].off] == 1.0f);

@@ -265,7 +265,7 @@ static void cmd_augment_preview(Trainer *t, const Job *job, const Args *a) {
         die(EXIT_BAD_INPUT, "--index %ld: the training data has %lld images", a->index, (long long)d->n);
     Err e = {0};
     const uint8_t *img = d->pixels + (size_t)a->index * d->h * d->w * d->c;
-    if (augment_preview_write(a->out, img, d->h, d->w, d->c, job->layers, job->n_layers,
+    if (augment_preview_write(a->out, img, d->h, d->w, d->c, t->model.layers, t->model.n_layers,
                               job->train.seed, &e))
         die(EXIT_RUNTIME, "%s", e.msg);
     printf("wrote %s: training image %ld under 9 augmentations\n", a->out, a->index);
@@ -273,7 +273,7 @@ static void cmd_augment_preview(Trainer *t, const Job *job, const Args *a) {
 
 /* The model with its weights (--weights, else the job's initial ones: seed, [darknet],
  * [keras_h5]) as a Keras weights file or an ONNX graph. */
-static void cmd_export(Trainer *t, Job *job, const Args *a, Dist *d) {
+static void cmd_export(Trainer *t, const Job *job, const Args *a, Dist *d) {
     Err e = {0};
     ExportFormat f;
     if (export_format_parse(a->format, &f, &e)) bad_usage("%s", e.msg);
@@ -322,7 +322,7 @@ static int cmd_diff_weights(const Args *a) {
 }
 
 /* predict IMAGE...: class scores from --weights, or from the job's pretrained base. */
-static int cmd_predict(Trainer *t, Job *job, const Args *a, Dist *d) {
+static int cmd_predict(Trainer *t, const Job *job, const Args *a, Dist *d) {
     trainer_init(t, job, d, TRAINER_NO_DATA);
     Err e = {0};
     if (a->weights && weights_load(a->weights, &t->model, &e)) die(EXIT_BAD_INPUT, "%s", e.msg);
@@ -342,7 +342,7 @@ static const char *eval_split(const Args *a) {
 }
 
 /* train, or eval --weights FILE: the data are loaded (sharded over the ranks). */
-static int cmd_train_or_eval(Trainer *t, Job *job, const Args *a, Dist *d, int train) {
+static int cmd_train_or_eval(Trainer *t, const Job *job, const Args *a, Dist *d, int train) {
     trainer_init(t, job, d, TRAINER_LOAD_DATA);
     if (a->weights) {
         Err e = {0};

@@ -359,7 +359,7 @@ static void fit_finish(Trainer *t, FitRun *r) {
 }
 
 int trainer_fit(Trainer *t, ResumeMode resume_mode) {
-    Job *j = t->job;
+    const Job *j = t->job;
     const TrainCfg *tc = &j->train;
     Dist *dist = t->dist;
     FitRun r;
