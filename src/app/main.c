@@ -14,6 +14,7 @@
 #include "predict.h"
 #include "preflight.h"
 #include "rundir.h"
+#include "runenv.h"
 #include "stop.h"
 #include "train.h"
 #include "weights.h"
@@ -87,7 +88,7 @@ static void parse_args(Args *a, int argc, char **argv) {
             a->forward = 1;
         } else if (!strcmp(s, "--profile")) {
             a->profile = 1;
-            setenv("CONVNET_PROFILE", "1", 1); /* model_alloc turns the per-layer clocks on */
+            runenv_set_profile(1); /* model_alloc turns the per-layer clocks on */
         } else if (!strcmp(s, "--json")) {
             a->json = 1;
         } else if (!strcmp(s, "--resume") || !strcmp(s, "--no-resume")) {
@@ -175,8 +176,8 @@ static void cmd_bench(Trainer *t, const Args *a, Dist *d) {
     /* what one checkpoint (parameters + optimizer state, fsync'd) costs rank 0 */
     double ck_ms[3];
     char ck_path[256];
-    const char *tmp = getenv("TMPDIR");
-    snprintf(ck_path, sizeof ck_path, "%s/convnet-bench-%ld.ckpt", tmp && *tmp ? tmp : "/tmp", (long)getpid());
+    const char *tmp = runenv()->tmpdir;
+    snprintf(ck_path, sizeof ck_path, "%s/convnet-bench-%ld.ckpt", tmp ? tmp : "/tmp", (long)getpid());
     for (int i = 0; i < 3; i++) {
         CheckpointState st;
         memset(&st, 0, sizeof st);
@@ -379,6 +380,7 @@ int main(int argc, char **argv) {
         return argc < 2 ? EXIT_BAD_INPUT : EXIT_OK;
     }
     const char *cmd = argv[1];
+    runenv_load(); /* the one read of the environment (runenv.h) */
     Args a;
     parse_args(&a, argc, argv);
     Dist dist;

@@ -1,6 +1,7 @@
 /* dist_common.c: the parts of include/dist.h that are the same with and without MPI: thread
  * placement per rank, the sharded all-gather, and the check that all ranks run the same job. */
 #include "dist/dist_impl.h"
+#include "runenv.h"
 
 #include <sched.h>
 #include <stdlib.h>
@@ -14,20 +15,13 @@
 /* openblas_set_num_threads is not in every cblas.h; declare it ourselves. */
 void openblas_set_num_threads(int);
 
-int dist_env_int(const char *name) {
-    const char *v = getenv(name);
-    long x;
-    if (!v || parse_long(v, &x) != 0 || x < 1 || x > 4096) return 0;
-    return (int)x;
-}
-
 void dist_setup_threads(Dist *d) {
     cpu_set_t set;
     d->cores = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
     long online = sysconf(_SC_NPROCESSORS_ONLN);
     d->node_cores = online > 0 ? (int)online : d->cores;
-    int t = dist_env_int("OMP_NUM_THREADS");
-    if (!t) t = dist_env_int("SLURM_CPUS_PER_TASK");
+    int t = runenv()->omp_threads;
+    if (!t) t = runenv()->slurm_cpus_per_task;
     if (!t) {
         /* Bound to a core set (mpirun --bind-to, srun --cpu-bind): use all of it. Otherwise
          * share the node's cores among the ranks on it. */

@@ -6,9 +6,6 @@
 
 #include "dist.h"
 
-/* A positive count from the environment variable `name` (1..4096), else 0. */
-int dist_env_int(const char *name);
-
 /* Every rank's `bytes` bytes of mine, in rank order, into all (size x bytes). */
 void dist_allgather_bytes(Dist *d, const void *mine, void *all, size_t bytes);
 

@@ -2,6 +2,7 @@
  * collectives the trainer uses, and the gradient sum in buckets overlapped with the backward
  * pass. The collective watchdog is watchdog.c; what MPI=0 builds instead is dist_local.c. */
 #include "dist/dist_mpi.h"
+#include "runenv.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +30,7 @@ struct DistGrads {
  * rank takes the same branch; several hosts means several processor names. Under srun the ranks
  * have no mpirun daemons (no OMPI_MCA_orte_hnp_uri): Slurm notices a lost node itself. */
 static void warn_without_keepalive(const Dist *d) {
-    if (d->size == 1 || !getenv("OMPI_MCA_orte_hnp_uri") || getenv("OMPI_MCA_oob_tcp_keepalive_time"))
+    if (d->size == 1 || !runenv()->mpirun_daemons || runenv()->keepalive_set)
         return;
     char mine[MPI_MAX_PROCESSOR_NAME] = {0};
     int len = 0;

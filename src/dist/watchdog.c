@@ -3,6 +3,7 @@
  * where they are, and a collective that makes no progress for collective_timeout is reported
  * (which step, which collective, which ranks) before the job is aborted. */
 #include "dist/dist_mpi.h"
+#include "runenv.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -91,9 +92,10 @@ static void appendf(char *buf, size_t cap, size_t *len, const char *fmt, ...) {
  * keepalives for its daemons (it passes --mca settings on as OMPI_MCA_* variables):
  * oob_tcp_keepalive_time + intvl x probes. 0 when they are not set. */
 static double runtime_detection_s(void) {
-    int t = dist_env_int("OMPI_MCA_oob_tcp_keepalive_time");
+    const RunEnv *env = runenv();
+    int t = env->keepalive_time;
     if (!t) return 0;
-    int intvl = dist_env_int("OMPI_MCA_oob_tcp_keepalive_intvl"), probes = dist_env_int("OMPI_MCA_oob_tcp_keepalive_probes");
+    int intvl = env->keepalive_intvl, probes = env->keepalive_probes;
     return t + (intvl ? intvl : 20) * (probes ? probes : 9); /* Open MPI's defaults */
 }
 

@@ -5,6 +5,7 @@
 #include "keras3_h5.h"
 
 #include "isolate.h"
+#include "runenv.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -376,8 +377,7 @@ int keras_h5_load_weights(const char *path, Model *m, Err *e) {
     fclose(probe);
     /* libhdf5 is not memory-safe on a damaged file: it reads it in a child process, and only
      * parameters that loaded completely come back (CONVNET_H5_INPROCESS=1: in this process) */
-    const char *inproc = getenv("CONVNET_H5_INPROCESS");
-    if (inproc && !strcmp(inproc, "1")) return load_weights_here(path, m, e);
+    if (runenv()->h5_inprocess) return load_weights_here(path, m, e);
     Isolated c = {path, m};
     return isolate_run(load_isolated, &c, m->params, m->n_params * sizeof(float), path, e);
 }

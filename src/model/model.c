@@ -4,6 +4,7 @@
 
 #include "conv_algo.h"
 #include "kernels.h"
+#include "runenv.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -245,8 +246,7 @@ void model_alloc(Model *m) {
     /* 64-byte aligned: oneDNN's kernels read their scratchpad (carved from ws) with aligned loads */
     m->ws = aligned_alloc(64, (max_sz(m->ws_floats, 1) * sizeof(float) + 63) & ~(size_t)63);
     if (!m->ws) die(EXIT_RUNTIME, "out of memory: %zu bytes of workspace", m->ws_floats * sizeof(float));
-    const char *prof = getenv("CONVNET_PROFILE");
-    if (prof && *prof && strcmp(prof, "0") != 0) m->prof = xcalloc(4 * (size_t)m->n_layers + 1, sizeof(double));
+    if (runenv()->profile) m->prof = xcalloc(4 * (size_t)m->n_layers + 1, sizeof(double));
 }
 
 void model_free(Model *m) {
