@@ -102,7 +102,9 @@ void model_update_trainable(Model *m);
  * with the lowest of them. Below `first` a tensor is kept only while the forward needs it, no
  * gradient buffer is planned, and the layers share one forward-state region. */
 void model_plan_backward(Model *m, int first);
-void model_alloc(Model *m);
+/* The buffers the plan sized; 0, or -1 with e set when this process cannot have them (the
+ * model is then as after model_plan). */
+int model_alloc(Model *m, Err *e);
 /* Everything: buffers, and what model_plan made (the layers' algorithm plans, offsets). */
 void model_free(Model *m);
 /* After model_plan without model_alloc. */

@@ -51,7 +51,7 @@ static void graph_init(Graph *g, ConvAlgoId algo, Activation act) {
     for (int l = 0; l < 2; l++) g->layers[l].conv_algo = algo, g->layers[l].conv_algo_strict = 1;
     Err e = {0};
     CU_ASSERT_FATAL(model_plan(&g->m, g->layers, 5, (Shape){H, W, C, 0}, N, &e) == 0);
-    model_alloc(&g->m);
+    CU_ASSERT_FATAL(model_alloc(&g->m, NULL) == 0);
     testutil_fill(g->m.params, g->m.n_params, 5, -0.5f, 0.5f);
     testutil_fill(g->x, sizeof g->x / sizeof *g->x, 6, -1, 1);
     testutil_fill(g->r, N * K, 7, -1, 1);

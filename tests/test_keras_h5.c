@@ -54,7 +54,7 @@ static void small_init(Small *s, const char *conv2_name, int oc2) {
     s->layers[4] = mk(LAYER_DENSE, "dense", UNITS, 0);
     Err e = {0};
     CU_ASSERT_FATAL(model_plan(&s->m, s->layers, 5, (Shape){IH, IW, IC, 0}, 1, &e) == 0);
-    model_alloc(&s->m);
+    CU_ASSERT_FATAL(model_alloc(&s->m, NULL) == 0);
     model_init_params(&s->m, 3);
 }
 

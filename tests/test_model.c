@@ -40,7 +40,7 @@ static void net_init(Net *n, Layer *layers, Activation out_act, int K, LossKind 
     layers[3] = mk(LAYER_DENSE, K, 0, out_act);
     Err e = {0};
     CU_ASSERT_FATAL(model_plan(&n->m, layers, 4, (Shape){8, 8, 2, 0}, 4, &e) == 0);
-    model_alloc(&n->m);
+    CU_ASSERT_FATAL(model_alloc(&n->m, NULL) == 0);
     model_init_params(&n->m, 7);
     testutil_fill(n->m.params, n->m.n_params, 5, -0.5f, 0.5f);
     n->loss = loss;
@@ -255,8 +255,8 @@ static void test_share_frozen_aux(void) {
     for (int i = 0; i < ma.n_gbuf; i++) ga += ma.gbuf_floats[i];
     for (int i = 0; i < mb.n_gbuf; i++) gb += mb.gbuf_floats[i];
     CU_ASSERT(gb < ga);
-    model_alloc(&ma);
-    model_alloc(&mb);
+    CU_ASSERT_FATAL(model_alloc(&ma, NULL) == 0);
+    CU_ASSERT_FATAL(model_alloc(&mb, NULL) == 0);
     model_init_params(&ma, 7);
     memcpy(mb.params, ma.params, ma.n_params * sizeof *ma.params);
     testutil_fill(model_input(&ma), (size_t)N * 12 * 12 * 2, 8, 0, 1);

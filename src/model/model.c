@@ -233,23 +233,8 @@ size_t model_trainable_count(const Model *m) {
     return n;
 }
 
-void model_alloc(Model *m) {
-    m->params = xmalloc(max_sz(m->n_params, 1) * sizeof(float));
-    m->grads = xcalloc(max_sz(m->n_params, 1), sizeof(float));
-    /* zeroed: a oneDNN convolution computes whole batches, and the samples past a short batch
-     * must hold finite values (their gradients are zeroed, 0 * NaN would not be) */
-    m->acts = xcalloc(m->acts_floats, sizeof(float));
-    m->gbuf = xcalloc((size_t)m->n_gbuf + 1, sizeof *m->gbuf);
-    for (int i = 0; i < m->n_gbuf; i++) m->gbuf[i] = xcalloc(max_sz(m->gbuf_floats[i], 1), sizeof(float));
-    m->aux = aligned_alloc(64, max_sz(m->aux_bytes, 64));
-    if (!m->aux) die(EXIT_RUNTIME, "out of memory: %zu bytes of layer state", m->aux_bytes);
-    /* 64-byte aligned: oneDNN's kernels read their scratchpad (carved from ws) with aligned loads */
-    m->ws = aligned_alloc(64, (max_sz(m->ws_floats, 1) * sizeof(float) + 63) & ~(size_t)63);
-    if (!m->ws) die(EXIT_RUNTIME, "out of memory: %zu bytes of workspace", m->ws_floats * sizeof(float));
-    if (runenv()->profile) m->prof = xcalloc(4 * (size_t)m->n_layers + 1, sizeof(double));
-}
-
-void model_free(Model *m) {
+/* model_free's half for the buffers, also after a failed model_alloc. */
+static void free_buffers(Model *m) {
     free(m->params);
     free(m->grads);
     free(m->acts);
@@ -258,6 +243,40 @@ void model_free(Model *m) {
     free(m->aux);
     free(m->ws);
     free(m->prof);
+    m->params = m->grads = m->acts = m->ws = NULL;
+    m->gbuf = NULL;
+    m->aux = NULL;
+    m->prof = NULL;
+}
+
+int model_alloc(Model *m, Err *e) {
+    /* The large buffers are the plan's (batch size, image size): a node without the memory is
+     * the caller's to report, not a reason for the library to end the process. */
+    m->params = malloc(max_sz(m->n_params, 1) * sizeof(float));
+    m->grads = calloc(max_sz(m->n_params, 1), sizeof(float));
+    /* zeroed: a oneDNN convolution computes whole batches, and the samples past a short batch
+     * must hold finite values (their gradients are zeroed, 0 * NaN would not be) */
+    m->acts = calloc(max_sz(m->acts_floats, 1), sizeof(float));
+    m->gbuf = calloc((size_t)m->n_gbuf + 1, sizeof *m->gbuf);
+    int ok = m->params && m->grads && m->acts && m->gbuf;
+    for (int i = 0; ok && i < m->n_gbuf; i++) ok = (m->gbuf[i] = calloc(max_sz(m->gbuf_floats[i], 1), sizeof(float))) != NULL;
+    m->aux = aligned_alloc(64, max_sz(m->aux_bytes, 64));
+    /* 64-byte aligned: oneDNN's kernels read their scratchpad (carved from ws) with aligned loads */
+    m->ws = aligned_alloc(64, (max_sz(m->ws_floats, 1) * sizeof(float) + 63) & ~(size_t)63);
+    if (!ok || !m->aux || !m->ws) {
+        err_set(e, "out of memory: the model's buffers (parameters and gradients "
+                   "%.1f MB, activations %.1f MB, layer state %.1f MB, workspace %.1f MB)",
+                m->n_params * 8.0 / 1e6, model_activation_floats(m) * 4.0 / 1e6, m->aux_bytes / 1e6,
+                m->ws_floats * 4.0 / 1e6);
+        free_buffers(m);
+        return -1;
+    }
+    if (runenv()->profile) m->prof = xcalloc(4 * (size_t)m->n_layers + 1, sizeof(double));
+    return 0;
+}
+
+void model_free(Model *m) {
+    free_buffers(m);
     model_plan_free(m);
 }
 

@@ -238,7 +238,10 @@ void trainer_init(Trainer *t, const Job *job, Dist *dist, TrainerData data) {
                                                  job->train.batch_size, dist->local_size,
                                                  job->ini.path, 0, &e),
                        &e);
-    model_alloc(&t->model);
+    if (model_alloc(&t->model, &e)) { /* any rank may lack the memory: it says so itself */
+        fprintf(stderr, "convnet-dist: rank %d: %s\n", dist->rank, e.msg);
+        dist_abort(dist, EXIT_RUNTIME);
+    }
     if (dist->rank == 0) {
         model_init_params(&t->model, job->train.seed);
         if (job->has_darknet && darknet_load_weights(&job->darknet, &t->model, &e)) {
