@@ -114,5 +114,8 @@ ConvAlgoId conv_algo_tune(const ConvDesc *d, int forward_only);
 
 /* The ISA oneDNN runs ("avx512_core", ...), or "none" without oneDNN. */
 const char *conv_dnnl_isa(void);
+/* oneDNN's algorithm id (direct, winograd), for conv_algo_get; NULL for the others and in a
+ * build without oneDNN (ONEDNN=0 compiles src/kernels/conv_dnnl_none.c instead of conv_dnnl.c). */
+const ConvAlgo *conv_dnnl_algo(ConvAlgoId id);
 
 #endif
