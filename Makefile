@@ -120,7 +120,17 @@ endif
 
 # src/ is one folder per floor (docs/architecture.md): app, train, config, model, layers,
 # kernels, data, formats, dist, base. Objects mirror it under build/.
-SRC := $(wildcard src/*/*.c)
+# Build variants are files: MPI=1 compiles dist_mpi.c and watchdog.c, MPI=0 dist_local.c, both
+# behind include/dist.h.
+DIST_MPI_SRC := src/dist/dist_mpi.c src/dist/watchdog.c
+DIST_LOCAL_SRC := src/dist/dist_local.c
+# So are oneDNN (conv_dnnl.c, or conv_dnnl_none.c: im2col only) and ONNX export (export_onnx.c,
+# or export_onnx_none.c, which refuses).
+ALL_SRC := $(wildcard src/*/*.c)
+VARIANT_OUT := $(if $(filter 1,$(MPI)),$(DIST_LOCAL_SRC),$(DIST_MPI_SRC)) \
+               $(if $(filter 1,$(ONEDNN)),src/kernels/conv_dnnl_none.c,src/kernels/conv_dnnl.c) \
+               $(if $(filter 1,$(ONNX)),src/formats/export_onnx_none.c,src/formats/export_onnx.c)
+SRC := $(filter-out $(VARIANT_OUT),$(ALL_SRC))
 LIB_SRC := $(filter-out src/app/main.c,$(SRC))
 OBJ := $(SRC:src/%.c=$(BUILD)/%.o)
 LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/%.o)
@@ -228,7 +238,9 @@ FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
                $(if $(filter 1,$(HDF5)),$(HDF5_CFLAGS)) -Wall -Wno-unknown-pragmas -Wno-unused-function
 FUZZ_LDLIBS := -L$(BLAS_LIBDIR) -Wl,-rpath,$(BLAS_LIBDIR) -lopenblas -lturbojpeg -lz -lseccomp -lm -lpthread \
                $(if $(filter 1,$(HDF5)),$(HDF5_LIBS))
-FUZZ_LIB_OBJ := $(LIB_SRC:src/%.c=$(FUZZ_BUILD)/obj/%.o) $(FUZZ_BUILD)/obj/fuzz_util.o
+# the fuzzers are built without MPI, oneDNN and ONNX: dist_local.c and the _none files
+FUZZ_LIB_SRC := $(filter-out src/app/main.c $(DIST_MPI_SRC) src/kernels/conv_dnnl.c src/formats/export_onnx.c,$(ALL_SRC))
+FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:src/%.c=$(FUZZ_BUILD)/obj/%.o) $(FUZZ_BUILD)/obj/fuzz_util.o
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 FUZZ_OPTS := -timeout=1 -malloc_limit_mb=$(FUZZ_MALLOC_MB) -rss_limit_mb=$(FUZZ_RSS_MB) \
              -max_len=65536 -close_fd_mask=3 -print_final_stats=1 $(FUZZ_ARGS)

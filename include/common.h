@@ -38,7 +38,17 @@ void err_set(Err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)))
 #define ERR_QUOTE_MAX 160
 const char *err_quote(const char *s, char *buf, size_t cap);
 
-/* Print "convnet-dist: " + message to stderr and exit with status. */
+/* Print "convnet-dist: " + message to stderr and exit with status.
+ *
+ * Who ends the process: main and the trainer's top level (trainer_init, trainer_fit), which see
+ * the whole run. Library code (the model, the graph, the formats, dist) returns an Err to them
+ * instead, with three conventions that end the process where they stand:
+ *  - CHECK: a broken internal invariant is a bug, not bad input;
+ *  - the x* wrappers: no memory for bookkeeping (tables, names, small buffers) ends the run
+ *    with EXIT_RUNTIME; the large buffers a job sizes are checked against the node first
+ *    (preflight.h) and model_alloc returns an error;
+ *  - dist.h: a failed MPI call, dist_abort and the collective watchdog end every rank at once
+ *    (one rank alone cannot return: the others would wait in a collective for ever). */
 void die(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 
 /* Internal invariant check, kept in release builds; never used for input validation. */

@@ -47,6 +47,7 @@ struct ConvAlgo;
 
 typedef struct ConvPlan {
     const struct ConvAlgo *algo;
+    ConvDesc asked;       /* the request as conv_plan_init got it (auto times candidates on it) */
     ConvDesc d;           /* d.in_fmt: the layout this algorithm reads (set by plan) */
     TensorFormat out_fmt; /* the layout forward writes */
     size_t aux_bytes;     /* forward state for a batch of d.g.N, kept until the backward */
@@ -106,8 +107,15 @@ void conv_plan_free(ConvPlan *p);
  * between runs; the timing sees the layer alone, not the reorders its layouts cost. */
 #define CONV_TUNE_ROUNDS 7
 void conv_algo_time_all(const ConvDesc *d, int reps, int forward_only, double *sec);
+/* conv_algorithm = auto: the fastest algorithm on d by conv_algo_time_all (forward + both
+ * backward passes, or the forward alone for a frozen layer); the default when none could be
+ * timed. Called by model_tune_algorithms, after planning. */
+ConvAlgoId conv_algo_tune(const ConvDesc *d, int forward_only);
 
 /* The ISA oneDNN runs ("avx512_core", ...), or "none" without oneDNN. */
 const char *conv_dnnl_isa(void);
+/* oneDNN's algorithm id (direct, winograd), for conv_algo_get; NULL for the others and in a
+ * build without oneDNN (ONEDNN=0 compiles src/kernels/conv_dnnl_none.c instead of conv_dnnl.c). */
+const ConvAlgo *conv_dnnl_algo(ConvAlgoId id);
 
 #endif

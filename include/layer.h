@@ -150,7 +150,8 @@ typedef struct Layer {
     Activation act;
     int use_bias;
     int trainable;
-    ConvAlgoId conv_algo; /* Conv2D: the algorithm asked for, then (after planning) the one run */
+    ConvAlgoId conv_algo; /* Conv2D: the algorithm asked for (the job's layers); in the model's
+                           * copy, the one that runs (model_plan, model_tune_algorithms) */
     int conv_algo_strict; /* the layer's own `algorithm` key: no fallback when it cannot run */
     int act_fused; /* set by model_plan on the output layer: its sigmoid/softmax is applied by the
                     * loss (or predict), so forward outputs logits */

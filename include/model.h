@@ -15,8 +15,10 @@
 #include "layer.h"
 
 typedef struct {
-    Layer *layers; /* owned by the caller (the job) */
+    Layer *layers; /* the model's own copy of the job's layers: their plans, the algorithms that
+                    * run, the trainable flags of the current phase (the job stays read-only) */
     int n_layers;
+    ConvAlgoId *algo_asked; /* n_layers: each layer's conv_algo as configured (auto, default, ...) */
     Shape input;
     int max_batch;        /* samples per forward/backward call at most */
 
@@ -78,8 +80,20 @@ void graph_plan_free(Model *m);
  * layer from does: a cache of that tensor can stand in for layers [0, from). */
 int graph_is_cut(const Model *m, int from);
 
-/* Infer shapes from input, check them, size every buffer. Allocates only the plan's tables. */
-int model_plan(Model *m, Layer *layers, int n_layers, Shape input, int max_batch, Err *e);
+/* Copy layers[0 .. n_layers) into the model, infer shapes from input, check them, size every
+ * buffer. Allocates only the plan's tables. A layer whose algorithm is auto is planned with the
+ * default one until model_tune_algorithms (or model_set_algorithms) decides. */
+int model_plan(Model *m, const Layer *layers, int n_layers, Shape input, int max_batch, Err *e);
+/* The explicit step after model_plan for conv_algorithm = auto: time the candidates of every
+ * auto layer on its planned shapes, bottom up (a layer's choice sets the layout the next one
+ * reads), keep the fastest and plan again with it. chosen[l] (n_layers entries) receives the
+ * algorithm each layer runs, for model_set_algorithms on the other ranks. 0, or -1 with e set. */
+int model_tune_algorithms(Model *m, ConvAlgoId *chosen, Err *e);
+/* Plan the auto layers with chosen[l] (what model_tune_algorithms chose elsewhere) instead of
+ * timing them, so that every rank runs the same arithmetic. 0, or -1 with e set. */
+int model_set_algorithms(Model *m, const ConvAlgoId *chosen, Err *e);
+/* Whether any layer asks for conv_algorithm = auto. */
+int model_has_auto_algorithms(const Model *m);
 /* Recompute train_lo / lowest_trainable after layers' trainable flags changed. */
 void model_update_trainable(Model *m);
 /* Plan the tensors, gradients and layer state for backward passes that reach layer `first` at
@@ -88,7 +102,9 @@ void model_update_trainable(Model *m);
  * with the lowest of them. Below `first` a tensor is kept only while the forward needs it, no
  * gradient buffer is planned, and the layers share one forward-state region. */
 void model_plan_backward(Model *m, int first);
-void model_alloc(Model *m);
+/* The buffers the plan sized; 0, or -1 with e set when this process cannot have them (the
+ * model is then as after model_plan). */
+int model_alloc(Model *m, Err *e);
 /* Everything: buffers, and what model_plan made (the layers' algorithm plans, offsets). */
 void model_free(Model *m);
 /* After model_plan without model_alloc. */

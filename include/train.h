@@ -42,7 +42,7 @@ typedef struct {
 } BatchPlan;
 
 typedef struct {
-    Job *job;
+    const Job *job; /* read-only: the model has its own copy of the layers */
     Dist *dist;
     Model model;
     Optimizer opt;
@@ -53,7 +53,6 @@ typedef struct {
     int64_t *ids;    /* max_batch: global sample indices of this rank's shard */
     int32_t *labels; /* max_batch */
     float *dlogits;  /* max_batch * outputs */
-    int *trainable_job;         /* the layers' trainable flags as the job sets them */
     int phase;                  /* index into job->phases */
     FeatureCache cache_train, cache_val; /* built by trainer_fit (test is evaluated once) */
     struct Prefetch *pf;        /* streaming sources' reader threads (NULL: every split direct) */
@@ -70,10 +69,10 @@ typedef enum {
 /* Open the data (all ranks: listings, mappings; nothing decoded), plan the model and check the
  * plan, the labels and the memory, then (loading = memory) decode the data, allocate the model, initialise parameters on rank 0 and
  * broadcast them, check all ranks run the same job. Exits with a message on bad input. */
-void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data);
+void trainer_init(Trainer *t, const Job *job, Dist *dist, TrainerData data);
 void trainer_free(Trainer *t);
-/* Make phase `phase` of the job's schedule current: the layers' trainable flags (the job's,
- * plus every layer from the phase's unfreeze_from up), hence the trainable parameter range
+/* Make phase `phase` of the job's schedule current: the model's layers' trainable flags (the
+ * job's, plus every layer from the phase's unfreeze_from up), hence the trainable parameter range
  * that is allreduced and updated, and the learning rate. The optimizer state is left alone. */
 void trainer_set_phase(Trainer *t, int phase);
 
@@ -94,13 +93,6 @@ typedef enum {
 /* The full fit: epochs, validation, checkpoints, early stopping, final test. Returns the
  * process exit status (EXIT_PREEMPTED after a SIGTERM/SIGUSR1 stop). */
 int trainer_fit(Trainer *t, ResumeMode resume);
-
-/* SIGTERM and SIGUSR1 from now on request a stop at the next step boundary of trainer_fit (a
- * checkpoint, then exit 3) instead of killing the process. `train` installs them first thing,
- * before MPI_Init (Open MPI leaves these two signals alone): a signal during
- * start-up (MPI, data, planning, algorithm timing: 20 s for the mini-Xception here) killed the
- * run with status 138, and Slurm then marked the job FAILED instead of requeueing it. */
-void train_install_stop_handlers(void);
 
 /* Throughput: `reps` timed chunks of `steps` optimizer steps after `warmup` untimed ones.
  * img_s[r] receives chunk r's global images per second, times (if non-NULL) the step split

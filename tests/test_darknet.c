@@ -103,7 +103,7 @@ static void test_small_network(void) {
     CU_ASSERT_EQUAL(j.n_layers, 4);
     Model m;
     CU_ASSERT_FATAL(model_plan(&m, j.layers, j.n_layers, (Shape){H, W, C, 0}, 1, &e) == 0);
-    model_alloc(&m);
+    CU_ASSERT_FATAL(model_alloc(&m, NULL) == 0);
     model_init_params(&m, 1);
     CU_ASSERT_FATAL(darknet_load_weights(&j.darknet, &m, &e) == 0);
     float x[C][H][W];
@@ -136,7 +136,7 @@ static void test_bad_files(void) {
     CU_ASSERT_FATAL(rc == 0);
     Model m;
     CU_ASSERT_FATAL(model_plan(&m, j.layers, j.n_layers, (Shape){H, W, C, 0}, 1, &e) == 0);
-    model_alloc(&m);
+    CU_ASSERT_FATAL(model_alloc(&m, NULL) == 0);
     Err e2 = {0};
     CU_ASSERT(darknet_load_weights(&j.darknet, &m, &e2) != 0);
     CU_ASSERT(strstr(e2.msg, "small.weights") && strstr(e2.msg, "truncated at offset"));

@@ -55,7 +55,7 @@ static void net_init(Net *n, const char *job) {
     CU_ASSERT_FATAL(rc == 0);
     rc = model_plan(&n->m, n->job.layers, n->job.n_layers, (Shape){12, 12, 1, 0}, 4, &e);
     CU_ASSERT_FATAL(rc == 0);
-    model_alloc(&n->m);
+    CU_ASSERT_FATAL(model_alloc(&n->m, NULL) == 0);
     model_init_params(&n->m, 7);
 }
 

@@ -51,7 +51,7 @@ static void graph_init(Graph *g, ConvAlgoId algo, Activation act) {
     for (int l = 0; l < 2; l++) g->layers[l].conv_algo = algo, g->layers[l].conv_algo_strict = 1;
     Err e = {0};
     CU_ASSERT_FATAL(model_plan(&g->m, g->layers, 5, (Shape){H, W, C, 0}, N, &e) == 0);
-    model_alloc(&g->m);
+    CU_ASSERT_FATAL(model_alloc(&g->m, NULL) == 0);
     testutil_fill(g->m.params, g->m.n_params, 5, -0.5f, 0.5f);
     testutil_fill(g->x, sizeof g->x / sizeof *g->x, 6, -1, 1);
     testutil_fill(g->r, N * K, 7, -1, 1);
@@ -93,8 +93,8 @@ static void conv_ref(const double *in, int cin, const float *w, const float *b, 
 
 static void graph_reference(const Graph *g, double *logits) {
     const Model *m = &g->m;
-    const float *w1 = m->params + g->layers[0].param_off, *w2 = m->params + g->layers[1].param_off;
-    const float *wd = m->params + g->layers[4].param_off;
+    const float *w1 = m->params + m->layers[0].param_off, *w2 = m->params + m->layers[1].param_off;
+    const float *wd = m->params + m->layers[4].param_off;
     double x[N * H * W * C], c1[N * H * W * F], c2[N * H * W * F];
     for (int i = 0; i < N * H * W * C; i++) x[i] = g->x[i];
     const Activation act = g->layers[0].act;
@@ -126,7 +126,7 @@ static void check_graph(ConvAlgoId algo, Activation act) {
         const size_t kept = m->acts_kept_floats;
         CU_ASSERT(graph_has_copy(m, 1) && graph_has_copy(m, 2));
         CU_ASSERT(m->t_copy[1] >= kept && m->t_copy[2] >= kept);
-        CU_ASSERT_EQUAL(m->t_off[1] < kept, act != ACT_LINEAR || !g.layers[1].conv->keeps_input);
+        CU_ASSERT_EQUAL(m->t_off[1] < kept, act != ACT_LINEAR || !m->layers[1].conv->keeps_input);
         CU_ASSERT_EQUAL(m->t_off[2] < kept, act != ACT_LINEAR);
         CU_ASSERT(m->t_off[3] >= kept && m->t_off[4] < kept && m->t_off[5] < kept);
     }
@@ -172,7 +172,7 @@ static void test_chain_buffers(void) {
     CU_ASSERT_EQUAL(m.n_gbuf, 2);
     size_t largest = 0, total = 0;
     for (int t = 0; t <= 5; t++) {
-        Shape s = t ? L[t - 1].out : m.input;
+        Shape s = t ? m.layers[t - 1].out : m.input;
         if (shape_size(s) * 4 > largest) largest = shape_size(s) * 4;
     }
     for (int i = 0; i < m.n_gbuf; i++) total += m.gbuf_floats[i];

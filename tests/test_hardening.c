@@ -118,7 +118,7 @@ void hard_small_model(Job *j, Model *m) {
     if (rc) printf("\n    %s\n", e.msg);
     CU_ASSERT_FATAL(rc == 0);
     CU_ASSERT_FATAL(model_plan(m, j->layers, j->n_layers, (Shape){4, 4, 1, 0}, 2, &e) == 0);
-    model_alloc(m);
+    CU_ASSERT_FATAL(model_alloc(m, NULL) == 0);
     model_init_params(m, 1);
 }
 
@@ -393,7 +393,7 @@ static int darknet_try(const void *weights, size_t n, Err *e) {
     CU_ASSERT_FATAL(rc == 0);
     Model m;
     CU_ASSERT_FATAL(model_plan(&m, j.layers, j.n_layers, (Shape){4, 4, 1, 0}, 1, &je) == 0);
-    model_alloc(&m);
+    CU_ASSERT_FATAL(model_alloc(&m, NULL) == 0);
     rc = darknet_load_weights(&j.darknet, &m, e);
     model_free(&m);
     job_free(&j);

@@ -73,7 +73,7 @@ void hard_h5_model(Job *j, Model *m) {
     if (rc) printf("\n    %s\n", e.msg);
     CU_ASSERT_FATAL(rc == 0);
     CU_ASSERT_FATAL(model_plan(m, j->layers, j->n_layers, (Shape){2, 2, 1, 0}, 1, &e) == 0);
-    model_alloc(m);
+    CU_ASSERT_FATAL(model_alloc(m, NULL) == 0);
     model_init_params(m, 1);
 }
 
@@ -203,7 +203,7 @@ static void cli_small_fixes(void) {
     Model m3;
     Err e3 = {0};
     CU_ASSERT_FATAL(model_plan(&m3, j2.layers, j2.n_layers, (Shape){5, 5, 1, 0}, 1, &e3) == 0);
-    model_alloc(&m3);
+    CU_ASSERT_FATAL(model_alloc(&m3, NULL) == 0);
     model_init_params(&m3, 2);
     CU_ASSERT_EQUAL_FATAL(weights_save(hard_join(dir, "b.weights"), &m3, &e), 0);
     model_free(&m3);

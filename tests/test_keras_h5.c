@@ -54,7 +54,7 @@ static void small_init(Small *s, const char *conv2_name, int oc2) {
     s->layers[4] = mk(LAYER_DENSE, "dense", UNITS, 0);
     Err e = {0};
     CU_ASSERT_FATAL(model_plan(&s->m, s->layers, 5, (Shape){IH, IW, IC, 0}, 1, &e) == 0);
-    model_alloc(&s->m);
+    CU_ASSERT_FATAL(model_alloc(&s->m, NULL) == 0);
     model_init_params(&s->m, 3);
 }
 
@@ -218,7 +218,7 @@ static void check_load(const Variant *v) {
     const char *path = write_h5("good.h5", &vals, v);
     Small s;
     small_init(&s, "block2_conv1", OC2);
-    const Layer *d = &s.layers[4];
+    const Layer *d = &s.m.layers[4];
     size_t nd = layer_n_weights(d);
     float *head = malloc(nd * sizeof *head);
     memcpy(head, s.m.params + d->param_off, nd * sizeof *head);
@@ -227,7 +227,7 @@ static void check_load(const Variant *v) {
     CU_ASSERT_EQUAL(rc, 0);
     if (rc) printf("\n    %s\n", e.msg);
     CU_ASSERT_EQUAL(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL), 0); /* every handle closed */
-    const Layer *c1 = &s.layers[0], *c2 = &s.layers[2];
+    const Layer *c1 = &s.m.layers[0], *c2 = &s.m.layers[2];
     const float *p = s.m.params;
     CU_ASSERT_EQUAL_FATAL(c1->param[0].n, sizeof vals.k1 / sizeof *vals.k1);
     CU_ASSERT(memcmp(p + c1->param_off, vals.k1, sizeof vals.k1) == 0);
@@ -364,7 +364,7 @@ static void test_file_image(void) {
     int rc = keras_h5_load_weights_image(buf, (size_t)n, "image.h5", &s.m, &e);
     if (rc) printf("\n    %s\n", e.msg);
     CU_ASSERT_EQUAL(rc, 0);
-    CU_ASSERT(memcmp(s.m.params + s.layers[0].param_off, vals.k1, sizeof vals.k1) == 0);
+    CU_ASSERT(memcmp(s.m.params + s.m.layers[0].param_off, vals.k1, sizeof vals.k1) == 0);
     Err e2 = {0}; /* cut to its first 64 bytes: an error, no crash */
     CU_ASSERT_EQUAL(keras_h5_load_weights_image(buf, 64, "image.h5", &s.m, &e2), -1);
     HAS(e2.msg, "image.h5");

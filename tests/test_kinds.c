@@ -195,8 +195,8 @@ static void test_round_trips(void) {
         if (rc) printf("\n    kind %d: model_plan: %s\n", k, e.msg);
         if (!kind_ok(rc == 0, k, "a model of it does not plan")) continue;
         CU_ASSERT_FATAL(model_plan(&b, lb, n, in, 2, &e) == 0);
-        model_alloc(&a);
-        model_alloc(&b);
+        CU_ASSERT_FATAL(model_alloc(&a, NULL) == 0);
+        CU_ASSERT_FATAL(model_alloc(&b, NULL) == 0);
         model_init_params(&a, 3); /* the kind's init: finite */
         int finite = 1;
         for (size_t i = 0; i < a.n_params; i++) finite &= isfinite(a.params[i]) != 0;

@@ -273,7 +273,7 @@ static void test_old_files_load(void) {
     testutil_env_restore("CONVNET_DATA", was);
     CU_ASSERT_FATAL(loaded == 0);
     CU_ASSERT_FATAL(model_plan(&m, j.layers, j.n_layers, (Shape){28, 28, 1, 0}, 16, &e) == 0);
-    model_alloc(&m);
+    CU_ASSERT_FATAL(model_alloc(&m, NULL) == 0);
     CU_ASSERT_EQUAL(m.state_lo, m.n_params); /* a chain of Conv2D/Dense has no state */
     int rc = weights_load(fixture_path("v1-chain.weights"), &m, &e);
     if (rc) printf("\n    %s\n", e.msg);
@@ -321,12 +321,12 @@ static void test_param_layout(void) {
     CU_ASSERT_EQUAL(m.state_lo, weights);
     CU_ASSERT_EQUAL(m.n_params, weights + state);
     CU_ASSERT_EQUAL(model_trainable_count(&m), weights);
-    const Layer *bn = &j.layers[1], *bn2 = &j.layers[3];
+    const Layer *bn = &m.layers[1], *bn2 = &m.layers[3];
     CU_ASSERT(bn->param[2].off == weights && bn->param[3].off == weights + 4);
     CU_ASSERT(bn2->param[2].off == weights + 8);
     CU_ASSERT(m.train_lo == 0);
-    CU_ASSERT_EQUAL(layer_param_find(&j.layers[2], "pointwise_kernel"), 1);
-    model_alloc(&m);
+    CU_ASSERT_EQUAL(layer_param_find(&m.layers[2], "pointwise_kernel"), 1);
+    CU_ASSERT_FATAL(model_alloc(&m, NULL) == 0);
     model_init_params(&m, 3);
     CU_ASSERT(m.params[bn->param[0].off] == 1.0f && m.params[bn->param[3].off] == 1.0f);
     CU_ASSERT(m.params[bn->param[1].off] == 0.0f && m.params[bn->param[2].off] == 0.0f);
@@ -365,8 +365,8 @@ static void test_h5_round_trip(void) {
         CU_ASSERT_FATAL(job_load(&j, job, NULL, 0, &e) == 0 && job_load(&j2, job, NULL, 0, &e) == 0);
         CU_ASSERT_FATAL(model_plan(&a, j.layers, j.n_layers, (Shape){9, 9, 3, 0}, 2, &e) == 0);
         CU_ASSERT_FATAL(model_plan(&b, j2.layers, j2.n_layers, (Shape){9, 9, 3, 0}, 2, &e) == 0);
-        model_alloc(&a);
-        model_alloc(&b);
+        CU_ASSERT_FATAL(model_alloc(&a, NULL) == 0);
+        CU_ASSERT_FATAL(model_alloc(&b, NULL) == 0);
         testutil_fill(a.params, a.n_params, 9, 0.1f, 0.9f); /* moving variances must be > 0 */
         memset(b.params, 0, b.n_params * sizeof *b.params);
         char path[1024];

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "testutil.h"
+#include "runenv.h"
 
 #define MAX_SUITES 64
 
@@ -39,6 +40,7 @@ int main(int argc, char **argv) {
     /* No default checkpoints (rundir.h) unless a test asks: every run starts afresh, whatever
      * an earlier killed run left in a run directory. test_rundir.c sets its own. */
     setenv("CONVNET_RUNS", "off", 1);
+    runenv_load(); /* the library reads its settings from runenv(), as main's start-up fills it */
     if (CU_initialize_registry() != CUE_SUCCESS) return 1;
     qsort(queued, (size_t)n_queued, sizeof queued[0], by_name);
     for (int i = 0; i < n_queued; i++) {

@@ -40,7 +40,7 @@ static void net_init(Net *n, Layer *layers, Activation out_act, int K, LossKind 
     layers[3] = mk(LAYER_DENSE, K, 0, out_act);
     Err e = {0};
     CU_ASSERT_FATAL(model_plan(&n->m, layers, 4, (Shape){8, 8, 2, 0}, 4, &e) == 0);
-    model_alloc(&n->m);
+    CU_ASSERT_FATAL(model_alloc(&n->m, NULL) == 0);
     model_init_params(&n->m, 7);
     testutil_fill(n->m.params, n->m.n_params, 5, -0.5f, 0.5f);
     n->loss = loss;
@@ -101,14 +101,14 @@ static void test_output_logits(void) {
     Layer layers[4];
     Net n;
     net_init(&n, layers, ACT_SIGMOID, 1, LOSS_BINARY_CROSSENTROPY);
-    CU_ASSERT(layers[3].act_fused);
-    CU_ASSERT(!layers[0].act_fused);
+    CU_ASSERT(n.m.layers[3].act_fused); /* the model's copy holds the plan */
+    CU_ASSERT(!n.m.layers[0].act_fused);
     memcpy(model_input(&n.m), n.x, sizeof n.x);
     int64_t ids[4] = {0, 1, 2, 3};
     PassCtx p = {.training = 0, .seed = 1, .epoch = 0, .sample_ids = ids};
     float *out = model_forward(&n.m, 4, &p);
     /* recompute the dense layer by hand from the flattened pooled features */
-    const Layer *D = &layers[3];
+    const Layer *D = &n.m.layers[3];
     const float *feat = n.m.acts + n.m.act_off[3], *w = n.m.params + D->param_off;
     int bad = 0, outside = 0;
     for (int s = 0; s < 4; s++) {
@@ -127,15 +127,15 @@ static void test_frozen(void) {
     Layer layers[4];
     Net n;
     net_init(&n, layers, ACT_SOFTMAX, 3, LOSS_SPARSE_CATEGORICAL_CROSSENTROPY);
-    layers[0].trainable = 0;
+    n.m.layers[0].trainable = 0;
     model_update_trainable(&n.m);
     CU_ASSERT_EQUAL(n.m.lowest_trainable, 3);
-    CU_ASSERT_EQUAL(n.m.train_lo, layers[3].param_off);
+    CU_ASSERT_EQUAL(n.m.train_lo, n.m.layers[3].param_off);
     float *g = malloc(n.m.n_params * sizeof *g);
     net_grad(&n, g);
     int nonzero_frozen = 0, nonzero_head = 0;
-    for (size_t i = 0; i < layers[3].param_off; i++) nonzero_frozen += g[i] != 0;
-    for (size_t i = layers[3].param_off; i < n.m.n_params; i++) nonzero_head += g[i] != 0;
+    for (size_t i = 0; i < n.m.layers[3].param_off; i++) nonzero_frozen += g[i] != 0;
+    for (size_t i = n.m.layers[3].param_off; i < n.m.n_params; i++) nonzero_head += g[i] != 0;
     CU_ASSERT_EQUAL(nonzero_frozen, 0);
     CU_ASSERT(nonzero_head > 0);
     free(g);
@@ -190,10 +190,10 @@ static void test_grads_ready(void) {
     size_t starts[4];
     CU_ASSERT_EQUAL(model_param_starts(&n.m, starts), 2);
     CU_ASSERT_EQUAL(starts[0], 0);
-    CU_ASSERT_EQUAL(starts[1], layers[3].param_off);
+    CU_ASSERT_EQUAL(starts[1], n.m.layers[3].param_off);
     check_grads_ready(&n, 4);
     /* a frozen base: the pass stops at the dense layer, the only slice reported */
-    layers[0].trainable = 0;
+    n.m.layers[0].trainable = 0;
     model_update_trainable(&n.m);
     check_grads_ready(&n, 1);
     model_free(&n.m);
@@ -255,8 +255,8 @@ static void test_share_frozen_aux(void) {
     for (int i = 0; i < ma.n_gbuf; i++) ga += ma.gbuf_floats[i];
     for (int i = 0; i < mb.n_gbuf; i++) gb += mb.gbuf_floats[i];
     CU_ASSERT(gb < ga);
-    model_alloc(&ma);
-    model_alloc(&mb);
+    CU_ASSERT_FATAL(model_alloc(&ma, NULL) == 0);
+    CU_ASSERT_FATAL(model_alloc(&mb, NULL) == 0);
     model_init_params(&ma, 7);
     memcpy(mb.params, ma.params, ma.n_params * sizeof *ma.params);
     testutil_fill(model_input(&ma), (size_t)N * 12 * 12 * 2, 8, 0, 1);

@@ -64,9 +64,9 @@ static void fix_init(Fix *f, int units, int max_batch) {
     L[1].use_bias = 1;
     L[1].trainable = 1;
     CU_ASSERT_EQUAL_FATAL(model_plan(&f->m, L, 2, (Shape){H, W, C, 0}, max_batch, &e), 0);
-    model_alloc(&f->m);
+    CU_ASSERT_FATAL(model_alloc(&f->m, NULL) == 0);
     CU_ASSERT_EQUAL_FATAL(f->m.n_params, (size_t)IN * units + units);
-    float *w = f->m.params + L[1].param_off, *b = f->m.params + L[1].param[1].off;
+    float *w = f->m.params + f->m.layers[1].param_off, *b = f->m.params + f->m.layers[1].param[1].off;
     /* Dense weights are (IN, UNITS): logit_1 - logit_0 = 2A (mean - 0.5) for softmax,
      * logit = A (mean - 0.5) for the sigmoid, mean = average pixel / 255 */
     for (int i = 0; i < IN; i++) {

@@ -1,5 +1,6 @@
 /* testutil.c: implementation of the shared test helpers declared in testutil.h. */
 #include "testutil.h"
+#include "runenv.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -130,12 +131,14 @@ char *testutil_env_swap(const char *name, const char *value) {
     const char *was = getenv(name);
     char *previous = was ? strdup(was) : NULL;
     setenv(name, value, 1);
+    runenv_load(); /* the library sees the environment through runenv() */
     return previous;
 }
 
 void testutil_env_restore(const char *name, char *previous) {
     if (previous) setenv(name, previous, 1);
     else unsetenv(name);
+    runenv_load();
     free(previous);
 }
 

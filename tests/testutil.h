@@ -80,7 +80,8 @@ int testutil_run_bin(char **out, const char *fmt, ...) __attribute__((format(pri
 int testutil_same_weights(const char *dir, const char *a, const char *b, const char *rtol);
 
 /* Set environment variable `name` to value; returns its previous value (malloc'd, NULL when it
- * was unset) for testutil_env_restore(name, previous), which frees it. */
+ * was unset) for testutil_env_restore(name, previous), which frees it. Both reload runenv(),
+ * which the library reads instead of the environment. */
 char *testutil_env_swap(const char *name, const char *value);
 void testutil_env_restore(const char *name, char *previous);
 

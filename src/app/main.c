@@ -18,6 +18,8 @@
 #include "rundir.h"
 #include "timeline.h"
 #include "source.h"
+#include "runenv.h"
+#include "stop.h"
 #include "train.h"
 #include "weights.h"
 
@@ -94,7 +96,7 @@ static void parse_args(Args *a, int argc, char **argv) {
             a->forward = 1;
         } else if (!strcmp(s, "--profile")) {
             a->profile = 1;
-            setenv("CONVNET_PROFILE", "1", 1); /* model_alloc turns the per-layer clocks on */
+            runenv_set_profile(1); /* model_alloc turns the per-layer clocks on */
         } else if (!strcmp(s, "--json")) {
             a->json = 1;
         } else if (!strcmp(s, "--resume") || !strcmp(s, "--no-resume")) {
@@ -184,8 +186,8 @@ static void cmd_bench(Trainer *t, const Args *a, Dist *d) {
     /* what one checkpoint (parameters + optimizer state, fsync'd) costs rank 0 */
     double ck_ms[3];
     char ck_path[256];
-    const char *tmp = getenv("TMPDIR");
-    snprintf(ck_path, sizeof ck_path, "%s/convnet-bench-%ld.ckpt", tmp && *tmp ? tmp : "/tmp", (long)getpid());
+    const char *tmp = runenv()->tmpdir;
+    snprintf(ck_path, sizeof ck_path, "%s/convnet-bench-%ld.ckpt", tmp ? tmp : "/tmp", (long)getpid());
     for (int i = 0; i < 3; i++) {
         CheckpointState st;
         memset(&st, 0, sizeof st);
@@ -277,8 +279,8 @@ static void cmd_augment_preview(Trainer *t, const Job *job, const Args *a) {
     SourceWorker w = {0};
     int rc = source_read(d, a->index, img, &w, &e);
     source_worker_free(&w);
-    if (rc < 0 || augment_preview_write(a->out, img, d->h, d->w, d->c, job->layers, job->n_layers,
-                                        job->train.seed, &e)) {
+    if (rc < 0 || augment_preview_write(a->out, img, d->h, d->w, d->c, t->model.layers,
+                                        t->model.n_layers, job->train.seed, &e)) {
         free(img);
         die(rc < 0 ? EXIT_BAD_INPUT : EXIT_RUNTIME, "%s", e.msg);
     }
@@ -288,7 +290,7 @@ static void cmd_augment_preview(Trainer *t, const Job *job, const Args *a) {
 
 /* The model with its weights (--weights, else the job's initial ones: seed, [darknet],
  * [keras_h5]) as a Keras weights file or an ONNX graph. */
-static void cmd_export(Trainer *t, Job *job, const Args *a, Dist *d) {
+static void cmd_export(Trainer *t, const Job *job, const Args *a, Dist *d) {
     Err e = {0};
     ExportFormat f;
     if (export_format_parse(a->format, &f, &e)) bad_usage("%s", e.msg);
@@ -337,7 +339,7 @@ static int cmd_diff_weights(const Args *a) {
 }
 
 /* predict IMAGE...: class scores from --weights, or from the job's pretrained base. */
-static int cmd_predict(Trainer *t, Job *job, const Args *a, Dist *d) {
+static int cmd_predict(Trainer *t, const Job *job, const Args *a, Dist *d) {
     trainer_init(t, job, d, TRAINER_NO_DATA);
     Err e = {0};
     if (a->weights && weights_load(a->weights, &t->model, &e)) die(EXIT_BAD_INPUT, "%s", e.msg);
@@ -405,7 +407,7 @@ static const char *eval_split(const Args *a) {
 }
 
 /* train, or eval --weights FILE: the data are loaded (sharded over the ranks). */
-static int cmd_train_or_eval(Trainer *t, Job *job, const Args *a, Dist *d, int train) {
+static int cmd_train_or_eval(Trainer *t, const Job *job, const Args *a, Dist *d, int train) {
     trainer_init(t, job, d, TRAINER_LOAD_DATA);
     if (a->weights) {
         Err e = {0};
@@ -449,6 +451,7 @@ int main(int argc, char **argv) {
         return argc < 2 ? EXIT_BAD_INPUT : EXIT_OK;
     }
     const char *cmd = argv[1];
+    runenv_load(); /* the one read of the environment (runenv.h) */
     Args a;
     parse_args(&a, argc, argv);
     Dist dist;
@@ -468,7 +471,7 @@ int main(int argc, char **argv) {
     int local = !strcmp(cmd, "summary") || !strcmp(cmd, "bench-loader") ||
                 !strcmp(cmd, "augment-preview") || !strcmp(cmd, "predict") || !strcmp(cmd, "export");
     check_command(cmd, &a, distributed, local);
-    if (!strcmp(cmd, "train")) train_install_stop_handlers(); /* before start-up, see train.h */
+    if (!strcmp(cmd, "train")) stop_install_handlers(); /* before start-up, see stop.h */
     if (distributed)
         dist_init(&dist, &argc, &argv);
     else {

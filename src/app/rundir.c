@@ -2,6 +2,7 @@
  * rundir.h): resolving `path = auto | off`, creating the directory before the first write,
  * the start-up line saying where checkpoints go, and removing them when the run finished. */
 #include "rundir.h"
+#include "runenv.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -36,8 +37,8 @@ int rundir_resolve(Job *j, Err *e) {
         return 0;
     }
     if (c->path[0] && strcmp(c->path, "auto")) return 0; /* a path of the job's own */
-    const char *root = getenv("CONVNET_RUNS");
-    if (!root || !*root) root = "runs";
+    const char *root = runenv()->runs_root;
+    if (!root) root = "runs";
     if (!strcmp(root, "off")) {
         c->path[0] = 0;
         return 0;

@@ -2,6 +2,7 @@
  * order, with Keras defaults, range checks and unknown-key errors (see job.h). */
 #include "job.h"
 #include "rundir.h"
+#include "runenv.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +23,8 @@ static int path_key(IniFile *ini, Section *s, const char *key, int required, con
  * Pretrained weights ([darknet], [keras_h5]) are data too and live under the same root. */
 static const char *data_root(IniFile *ini, Err *e) {
     Section *d = ini_find(ini, "data");
-    const char *env = getenv("CONVNET_DATA");
-    const char *def = env && *env ? env : "data";
+    const char *env = runenv()->data_root;
+    const char *def = env ? env : "data";
     return d ? sec_get_str(ini, d, "root", 0, def, e) : def;
 }
 

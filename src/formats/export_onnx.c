@@ -28,8 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if CONVNET_ONNX
-
 #include "onnx.pb-c.h"
 
 #define ONNX_OPSET 13
@@ -517,14 +515,3 @@ int export_onnx(const Model *m, const Job *job, const char *path, Err *e) {
     free(g.inits);
     return rc;
 }
-
-#else
-
-int export_onnx(const Model *m, const Job *job, const char *path, Err *e) {
-    err_set(e, "%s: cannot write ONNX: built with ONNX=0 (apt-get install libonnx-dev "
-               "protobuf-c-compiler libprotobuf-c-dev, then rebuild without ONNX=0)",
-            path);
-    return -1;
-}
-
-#endif

@@ -5,6 +5,7 @@
 #include "keras3_h5.h"
 
 #include "isolate.h"
+#include "runenv.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -418,14 +419,12 @@ int keras_h5_load_weights(const char *path, Model *m, Err *e) {
      * (isolate.h), and only parameters that loaded completely come back.
      * CONVNET_H5_INPROCESS=1: in this process (debugging); CONVNET_H5_UNSANDBOXED=1: in a child
      * without the seccomp filter where the kernel has none */
-    const char *inproc = getenv("CONVNET_H5_INPROCESS");
-    const char *unsandboxed = getenv("CONVNET_H5_UNSANDBOXED");
     int rc;
-    if (inproc && !strcmp(inproc, "1")) {
+    if (runenv()->h5_inprocess) {
         rc = keras_h5_load_weights_image(image, (size_t)size, path, m, e);
     } else {
         IsolateOpts opts = {.what = path, .reader = "the HDF5 parser",
-                            .unsandboxed_ok = unsandboxed && !strcmp(unsandboxed, "1")};
+                            .unsandboxed_ok = runenv()->h5_unsandboxed};
         rc = keras_h5_load_isolated(image, (size_t)size, path, m, &opts, e);
     }
     if (image) munmap(image, (size_t)size);

@@ -21,7 +21,6 @@
 
 #include "conv_algo.h"
 
-#if CONVNET_ONEDNN
 #include <dnnl.h>
 
 /* ---- engine and stream, shared by every plan (reference-counted) ---- */
@@ -403,25 +402,7 @@ static const ConvAlgo conv_algo_direct = {"direct", direct_plan, dnnl_conv_free,
 static const ConvAlgo conv_algo_winograd = {"winograd", winograd_plan, dnnl_conv_free, dnnl_conv_forward,
                                             dnnl_conv_backward_weights, dnnl_conv_backward_data,
                                             winograd_unsupported};
-#define DIRECT (&conv_algo_direct)
-#define WINOGRAD (&conv_algo_winograd)
-#else
-const char *conv_dnnl_isa(void) { return "none"; }
-#define DIRECT NULL
-#define WINOGRAD NULL
-#endif
 
-const ConvAlgo *conv_algo_get(ConvAlgoId id) {
-    switch (id) {
-    case CONV_ALGO_IM2COL: return &conv_algo_im2col;
-    case CONV_ALGO_DIRECT: return DIRECT;
-    case CONV_ALGO_WINOGRAD: return WINOGRAD;
-    default: return NULL;
-    }
-}
-
-const char *conv_algo_unsupported(ConvAlgoId id) {
-    const ConvAlgo *a = conv_algo_get(id);
-    if (!a) return "it needs oneDNN, and this build has none (make ONEDNN=1 with libdnnl-dev)";
-    return a->unsupported ? a->unsupported() : NULL;
+const ConvAlgo *conv_dnnl_algo(ConvAlgoId id) {
+    return id == CONV_ALGO_DIRECT ? &conv_algo_direct : id == CONV_ALGO_WINOGRAD ? &conv_algo_winograd : NULL;
 }

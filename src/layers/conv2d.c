@@ -24,7 +24,7 @@ const char *format_name(TensorFormat f) { return f == FMT_BLK16 ? "nChw16c" : "n
 
 int conv_plan_init(ConvPlan *p, ConvAlgoId id, const ConvDesc *d, Err *e) {
     memset(p, 0, sizeof *p);
-    p->d = *d;
+    p->asked = p->d = *d;
     const char *no = conv_algo_unsupported(id); /* not in this build, or not on this CPU */
     if (no) {
         err_set(e, "%s", no); /* callers name the layer and the algorithm */
@@ -170,7 +170,7 @@ static int conv2d_configure(Layer *L, IniFile *ini, Section *s, Err *e) {
 
 /* auto: the fastest candidate on this layer's shapes: forward + both backward passes, or the
  * forward alone for a layer the job freezes (a phase that unfreezes it keeps that choice). */
-static ConvAlgoId conv2d_tune(const ConvDesc *d, int forward_only) {
+ConvAlgoId conv_algo_tune(const ConvDesc *d, int forward_only) {
     /* nothing timed (too large to try): the default */
     ConvAlgoId best = conv_algo_get(CONV_ALGO_DIRECT) ? CONV_ALGO_DIRECT : CONV_ALGO_IM2COL;
     double sec[CONV_ALGO_COUNT], best_t = -1;
@@ -191,8 +191,9 @@ int layer_conv_plan(Layer *L, const ConvDesc *dp, Err *e) {
     const ConvDesc d = *dp;
     conv2d_release(L);
     ConvAlgoId id = L->conv_algo;
-    if (id == CONV_ALGO_DEFAULT) id = conv_algo_get(CONV_ALGO_DIRECT) ? CONV_ALGO_DIRECT : CONV_ALGO_IM2COL;
-    if (id == CONV_ALGO_AUTO) id = conv2d_tune(&d, !L->trainable);
+    /* auto is timed after planning (model_tune_algorithms): the default until then */
+    if (id == CONV_ALGO_DEFAULT || id == CONV_ALGO_AUTO)
+        id = conv_algo_get(CONV_ALGO_DIRECT) ? CONV_ALGO_DIRECT : CONV_ALGO_IM2COL;
     L->conv = xmalloc(sizeof *L->conv);
     Err why = {0};
     /* A [train]-wide choice falls back (winograd -> direct -> im2col) where it cannot run; a

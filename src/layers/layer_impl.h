@@ -27,7 +27,7 @@ WinGeom layer_window_geom(const Layer *L, int N);
 int layer_configure_algorithm(Layer *L, IniFile *ini, Section *s, Err *e);
 struct ConvDesc;
 /* L->conv = a plan of the convolution d with L->conv_algo (DEFAULT: direct where oneDNN is
- * built, AUTO: the fastest on d's shapes; a [train]-wide choice falls back where it cannot run,
+ * built; AUTO: the same, model_tune_algorithms times it later; a [train]-wide choice falls back where it cannot run,
  * a layer's own does not); sets L->conv_algo to the one run. 0, or -1 with e set. */
 int layer_conv_plan(Layer *L, const struct ConvDesc *d, Err *e);
 /* Before a convolution layer's backward calls: dout *= act'(out), and, for a full-batch

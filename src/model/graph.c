@@ -89,7 +89,7 @@ static int pool_take(Pool *p, size_t floats) {
         best = p->n++;
         p->floats = realloc(p->floats, (size_t)p->n * sizeof *p->floats);
         p->busy = realloc(p->busy, (size_t)p->n * sizeof *p->busy);
-        if (!p->floats || !p->busy)
+        if (!p->floats || !p->busy) /* bookkeeping: xmalloc's convention (common.h) */
             die(EXIT_RUNTIME, "out of memory planning activation and gradient buffers");
         p->floats[best] = 0;
     }

@@ -4,6 +4,7 @@
 
 #include "conv_algo.h"
 #include "kernels.h"
+#include "runenv.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -33,12 +34,36 @@ static void mark_nhwc_outputs(Layer *layers, int n_layers) {
     }
 }
 
-int model_plan(Model *m, Layer *layers, int n_layers, Shape input, int max_batch, Err *e) {
+static int plan_layers(Model *m, Err *e);
+
+int model_plan(Model *m, const Layer *layers, int n_layers, Shape input, int max_batch, Err *e) {
     memset(m, 0, sizeof *m);
-    m->layers = layers;
+    m->layers = xmalloc(((size_t)n_layers + 1) * sizeof *m->layers);
+    memcpy(m->layers, layers, (size_t)n_layers * sizeof *m->layers);
+    m->algo_asked = xmalloc(((size_t)n_layers + 1) * sizeof *m->algo_asked);
     m->n_layers = n_layers;
     m->input = input;
     m->max_batch = max_batch;
+    for (int l = 0; l < n_layers; l++) {
+        Layer *L = &m->layers[l];
+        L->conv = NULL; /* the copy owns its plans */
+        m->algo_asked[l] = L->conv_algo;
+        /* auto: the default until model_tune_algorithms times the candidates */
+        if (L->conv_algo == CONV_ALGO_AUTO) L->conv_algo = CONV_ALGO_DEFAULT;
+    }
+    if (plan_layers(m, e)) {
+        model_plan_free(m);
+        return -1;
+    }
+    return 0;
+}
+
+/* Plan the model's layers (again, after an algorithm changed): shapes, layouts, parameter
+ * offsets, the graph's buffers. */
+static int plan_layers(Model *m, Err *e) {
+    Layer *layers = m->layers;
+    const int n_layers = m->n_layers, max_batch = m->max_batch;
+    const Shape input = m->input;
     const size_t B = (size_t)max_batch;
     size_t params = 0, ws = 0;
     int seen_params = 0;
@@ -56,30 +81,30 @@ int model_plan(Model *m, Layer *layers, int n_layers, Shape input, int max_batch
         L->in_fmt = graph_input(L, l, 0) == LAYER_INPUT ? FMT_NHWC : layers[graph_input(L, l, 0)].out_fmt;
         L->out_fmt = FMT_NHWC;
         L->n_param = 0;
-        if (layer_ops[L->kind]->plan(L, e)) goto fail;
+        if (layer_ops[L->kind]->plan(L, e)) return -1;
         if (reads_nhwc_only(L)) L->in_fmt = L->out_fmt = FMT_NHWC;
         char w[320];
         if (graph_n_inputs(L) > 1 && !(layer_ops[L->kind]->flags & LAYER_F_MULTI_INPUT)) {
             err_set(e, "layer %s (%s): %s reads one input, but `inputs` names %d", L->name,
                     layer_where(L, w, sizeof w), layer_ops[L->kind]->keras_name, graph_n_inputs(L));
-            goto fail;
+            return -1;
         }
         if (L->out.h < 1 || L->out.w < 1 || L->out.c < 1) {
             err_set(e, "layer %s (%s): output shape %dx%dx%d is empty", L->name,
                     layer_where(L, w, sizeof w), L->out.h, L->out.w, L->out.c);
-            goto fail;
+            return -1;
         }
         if (L->act == ACT_SOFTMAX && (l != n_layers - 1 || !L->out.flat)) {
             err_set(e, "layer %s (%s): softmax is supported on the last (Dense) layer only, "
                        "where it is fused with the loss",
                     L->name, layer_where(L, w, sizeof w));
-            goto fail;
+            return -1;
         }
         if ((layer_ops[L->kind]->flags & LAYER_F_AUGMENT) && seen_params) {
             err_set(e, "layer %s (%s): augmentation layers must come before every layer with "
                        "weights",
                     L->name, layer_where(L, w, sizeof w));
-            goto fail;
+            return -1;
         }
         seen_params |= L->n_param > 0;
         /* the output's sigmoid/softmax is fused with the loss: the model returns logits */
@@ -96,13 +121,55 @@ int model_plan(Model *m, Layer *layers, int n_layers, Shape input, int max_batch
             if (layers[l].param[i].role == PARAM_STATE) layers[l].param[i].off = params, params += layers[l].param[i].n;
     m->n_params = params;
     m->ws_floats = ws;
-    if (graph_check(m, e)) goto fail;
+    if (graph_check(m, e)) return -1;
     model_update_trainable(m);
     plan_backward(m, m->lowest_trainable);
     return 0;
-fail:
-    model_plan_free(m);
-    return -1;
+}
+
+static void release_layers(Model *m) {
+    for (int l = 0; l < m->n_layers; l++)
+        if (layer_ops[m->layers[l].kind]->release) layer_ops[m->layers[l].kind]->release(&m->layers[l]);
+}
+
+/* Plan again after the auto layers' algorithms changed. */
+static int replan(Model *m, Err *e) {
+    release_layers(m);
+    graph_plan_free(m);
+    m->first_backward = 0;
+    return plan_layers(m, e);
+}
+
+int model_has_auto_algorithms(const Model *m) {
+    for (int l = 0; l < m->n_layers; l++)
+        if (m->algo_asked[l] == CONV_ALGO_AUTO) return 1;
+    return 0;
+}
+
+int model_tune_algorithms(Model *m, ConvAlgoId *chosen, Err *e) {
+    for (int l = 0; l < m->n_layers; l++) {
+        Layer *L = &m->layers[l];
+        if (m->algo_asked[l] == CONV_ALGO_AUTO && L->conv) {
+            /* the layers below are final: the plan's request carries the layout they write */
+            ConvAlgoId id = conv_algo_tune(&L->conv->asked, !L->trainable);
+            if (id != L->conv_algo) {
+                L->conv_algo = id;
+                if (replan(m, e)) return -1;
+            }
+        }
+        chosen[l] = m->layers[l].conv_algo;
+    }
+    return 0;
+}
+
+int model_set_algorithms(Model *m, const ConvAlgoId *chosen, Err *e) {
+    int changed = 0;
+    for (int l = 0; l < m->n_layers; l++)
+        if (m->algo_asked[l] == CONV_ALGO_AUTO && m->layers[l].conv_algo != chosen[l]) {
+            m->layers[l].conv_algo = chosen[l];
+            changed = 1;
+        }
+    return changed ? replan(m, e) : 0;
 }
 
 size_t model_layer_input_floats(const Model *m, int l) {
@@ -166,24 +233,8 @@ size_t model_trainable_count(const Model *m) {
     return n;
 }
 
-void model_alloc(Model *m) {
-    m->params = xmalloc(max_sz(m->n_params, 1) * sizeof(float));
-    m->grads = xcalloc(max_sz(m->n_params, 1), sizeof(float));
-    /* zeroed: a oneDNN convolution computes whole batches, and the samples past a short batch
-     * must hold finite values (their gradients are zeroed, 0 * NaN would not be) */
-    m->acts = xcalloc(m->acts_floats, sizeof(float));
-    m->gbuf = xcalloc((size_t)m->n_gbuf + 1, sizeof *m->gbuf);
-    for (int i = 0; i < m->n_gbuf; i++) m->gbuf[i] = xcalloc(max_sz(m->gbuf_floats[i], 1), sizeof(float));
-    m->aux = aligned_alloc(64, max_sz(m->aux_bytes, 64));
-    if (!m->aux) die(EXIT_RUNTIME, "out of memory: %zu bytes of layer state", m->aux_bytes);
-    /* 64-byte aligned: oneDNN's kernels read their scratchpad (carved from ws) with aligned loads */
-    m->ws = aligned_alloc(64, (max_sz(m->ws_floats, 1) * sizeof(float) + 63) & ~(size_t)63);
-    if (!m->ws) die(EXIT_RUNTIME, "out of memory: %zu bytes of workspace", m->ws_floats * sizeof(float));
-    const char *prof = getenv("CONVNET_PROFILE");
-    if (prof && *prof && strcmp(prof, "0") != 0) m->prof = xcalloc(4 * (size_t)m->n_layers + 1, sizeof(double));
-}
-
-void model_free(Model *m) {
+/* model_free's half for the buffers, also after a failed model_alloc. */
+static void free_buffers(Model *m) {
     free(m->params);
     free(m->grads);
     free(m->acts);
@@ -192,13 +243,48 @@ void model_free(Model *m) {
     free(m->aux);
     free(m->ws);
     free(m->prof);
+    m->params = m->grads = m->acts = m->ws = NULL;
+    m->gbuf = NULL;
+    m->aux = NULL;
+    m->prof = NULL;
+}
+
+int model_alloc(Model *m, Err *e) {
+    /* The large buffers are the plan's (batch size, image size): a node without the memory is
+     * the caller's to report, not a reason for the library to end the process. */
+    m->params = malloc(max_sz(m->n_params, 1) * sizeof(float));
+    m->grads = calloc(max_sz(m->n_params, 1), sizeof(float));
+    /* zeroed: a oneDNN convolution computes whole batches, and the samples past a short batch
+     * must hold finite values (their gradients are zeroed, 0 * NaN would not be) */
+    m->acts = calloc(max_sz(m->acts_floats, 1), sizeof(float));
+    m->gbuf = calloc((size_t)m->n_gbuf + 1, sizeof *m->gbuf);
+    int ok = m->params && m->grads && m->acts && m->gbuf;
+    for (int i = 0; ok && i < m->n_gbuf; i++) ok = (m->gbuf[i] = calloc(max_sz(m->gbuf_floats[i], 1), sizeof(float))) != NULL;
+    m->aux = aligned_alloc(64, max_sz(m->aux_bytes, 64));
+    /* 64-byte aligned: oneDNN's kernels read their scratchpad (carved from ws) with aligned loads */
+    m->ws = aligned_alloc(64, (max_sz(m->ws_floats, 1) * sizeof(float) + 63) & ~(size_t)63);
+    if (!ok || !m->aux || !m->ws) {
+        err_set(e, "out of memory: the model's buffers (parameters and gradients "
+                   "%.1f MB, activations %.1f MB, layer state %.1f MB, workspace %.1f MB)",
+                m->n_params * 8.0 / 1e6, model_activation_floats(m) * 4.0 / 1e6, m->aux_bytes / 1e6,
+                m->ws_floats * 4.0 / 1e6);
+        free_buffers(m);
+        return -1;
+    }
+    if (runenv()->profile) m->prof = xcalloc(4 * (size_t)m->n_layers + 1, sizeof(double));
+    return 0;
+}
+
+void model_free(Model *m) {
+    free_buffers(m);
     model_plan_free(m);
 }
 
 void model_plan_free(Model *m) {
-    for (int l = 0; l < m->n_layers; l++)
-        if (layer_ops[m->layers[l].kind]->release) layer_ops[m->layers[l].kind]->release(&m->layers[l]);
+    if (m->layers) release_layers(m);
     graph_plan_free(m);
+    free(m->layers);
+    free(m->algo_asked);
     memset(m, 0, sizeof *m);
 }
 

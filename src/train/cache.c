@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "train/train_impl.h"
+#include "runenv.h"
 
 /* Layers whose training-mode output depends on random draws or on the batch (a trainable
  * BatchNormalization; a frozen one runs on its moving statistics). */
@@ -39,7 +40,7 @@ void train_cache_free(FeatureCache *c) {
 
 /* Where the cache file goes: the run directory when it exists, else $TMPDIR (or /tmp). */
 static void cache_dir(const Job *j, char *dir, size_t n) {
-    const char *tmp = getenv("TMPDIR");
+    const char *tmp = runenv()->tmpdir;
     snprintf(dir, n, "%s", tmp && *tmp ? tmp : "/tmp");
     if (j->ckpt.in_run_dir && j->ckpt.path[0]) {
         char run[3800];

@@ -2,7 +2,6 @@
  * resume, fine-tuning phases, validation, best weights and early stopping, the CSV / step logs
  * and the final test (see train.h). */
 #include <math.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -14,22 +13,6 @@
 #include "timeline.h"
 #include "train/train_impl.h"
 #include "weights.h"
-
-/* Set by SIGTERM/SIGUSR1 (Slurm's warning before a time limit or preemption). A signal handler
- * can only talk to the program through a global; every rank reads it once per step and the ranks
- * agree through the step's loss allreduce. */
-static volatile sig_atomic_t stop_signal;
-
-static void on_stop_signal(int sig) { stop_signal = sig; }
-
-void train_install_stop_handlers(void) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGUSR1, &sa, NULL);
-}
 
 /* The state a checkpoint needs beyond parameters and optimizer arrays. */
 static CheckpointState fresh_state(const Trainer *t) {
@@ -459,7 +442,7 @@ static void fit_finish(Trainer *t, FitRun *r) {
 }
 
 int trainer_fit(Trainer *t, ResumeMode resume_mode) {
-    Job *j = t->job;
+    const Job *j = t->job;
     const TrainCfg *tc = &j->train;
     Dist *dist = t->dist;
     FitRun r;
@@ -500,5 +483,3 @@ int trainer_fit(Trainer *t, ResumeMode resume_mode) {
     free(r.best);
     return r.status;
 }
-
-int train_stop_requested(void) { return stop_signal != 0; }

@@ -13,12 +13,13 @@
 #include "loss.h"
 #include "preflight.h"
 #include "timeline.h"
+#include "stop.h"
 #include "weights.h"
 
 
 /* The model's output must fit the loss, and every label must fit the model. */
 static void check_outputs(Trainer *t) {
-    Job *j = t->job;
+    const Job *j = t->job;
     Shape out = model_output_shape(&t->model);
     Err e = {0};
     const Layer *last = &j->layers[j->n_layers - 1];
@@ -62,24 +63,24 @@ static void synthetic_source(Source *src, Shape s, int64_t n, int classes, uint6
     source_from_dataset(src, d, "synthetic data");
 }
 
-/* Plan the model. conv_algorithm = auto times the candidates while planning: rank 0 alone
- * does that and broadcasts its choice, which every other rank then plans with, so that all
- * ranks run the same arithmetic. */
+/* Plan the model, then, for conv_algorithm = auto, time the candidates: rank 0 alone does that
+ * and broadcasts its choice, which every other rank then plans with, so that all ranks run the
+ * same arithmetic. */
 static void plan_model(Trainer *t, Shape input, int max_batch) {
-    Job *job = t->job;
+    const Job *job = t->job;
     Dist *dist = t->dist;
-    int tune = 0;
-    for (int l = 0; l < job->n_layers; l++) tune |= job->layers[l].conv_algo == CONV_ALGO_AUTO;
     Err e = {0};
-    int rc = 0;
-    if (dist->rank == 0 || !tune) rc = model_plan(&t->model, job->layers, job->n_layers, input, max_batch, &e);
-    if (tune) {
-        int *algos = xmalloc((size_t)job->n_layers * sizeof *algos);
-        for (int l = 0; l < job->n_layers; l++) algos[l] = rc ? CONV_ALGO_IM2COL : (int)job->layers[l].conv_algo;
-        dist_bcast(dist, algos, (size_t)job->n_layers * sizeof *algos, 0);
-        for (int l = 0; l < job->n_layers; l++) job->layers[l].conv_algo = (ConvAlgoId)algos[l];
+    /* every rank plans the same layers the same way: they fail, or go on, together */
+    int rc = model_plan(&t->model, job->layers, job->n_layers, input, max_batch, &e);
+    if (!rc && model_has_auto_algorithms(&t->model)) {
+        const int n = job->n_layers;
+        ConvAlgoId *algos = xmalloc(((size_t)n + 1) * sizeof *algos);
+        if (dist->rank == 0) rc = model_tune_algorithms(&t->model, algos, &e);
+        algos[n] = (ConvAlgoId)rc; /* rank 0's outcome rides along */
+        dist_bcast(dist, algos, ((size_t)n + 1) * sizeof *algos, 0);
+        if (dist->rank != 0) rc = algos[n] ? -1 : model_set_algorithms(&t->model, algos, &e);
+        if (dist->rank != 0 && algos[n]) err_set(&e, "rank 0 could not plan the timed algorithms");
         free(algos);
-        if (dist->rank != 0) rc = model_plan(&t->model, job->layers, job->n_layers, input, max_batch, &e);
     }
     /* the message names the layer's file and line (an [include]d file, maybe) */
     if (rc) trainer_fail(t, EXIT_BAD_INPUT, &e);
@@ -104,7 +105,7 @@ static Shape input_without_data(Trainer *t) {
 
 /* Rank 0's initial parameters (seed, [darknet], [keras_h5]), then every rank gets them. */
 static void init_params(Trainer *t) {
-    Job *job = t->job;
+    const Job *job = t->job;
     Dist *dist = t->dist;
     Err e = {0};
     if (dist->rank == 0) {
@@ -122,7 +123,7 @@ static void init_params(Trainer *t) {
 /* Check before data: the sources are opened (listings, mappings) and every check that needs no
  * pixel runs (the plan, its memory, the classes, the labels) before the first image is decoded
  * (loading = memory) or read (streaming, at the first step). */
-void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data) {
+void trainer_init(Trainer *t, const Job *job, Dist *dist, TrainerData data) {
     memset(t, 0, sizeof *t);
     t->job = job;
     t->dist = dist;
@@ -152,8 +153,6 @@ void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data) {
     }
     /* state for every parameter: a phase that unfreezes more needs no new arrays */
     optim_init(&t->opt, &job->train.opt, t->model.state_lo);
-    t->trainable_job = xmalloc((size_t)job->n_layers * sizeof *t->trainable_job);
-    for (int l = 0; l < job->n_layers; l++) t->trainable_job[l] = job->layers[l].trainable;
     /* no phase trains anything below `lowest`: those layers only ever run forward */
     int lowest = t->model.n_layers;
     for (int p = job->n_phases - 1; p >= 0; p--) {
@@ -171,7 +170,10 @@ void trainer_init(Trainer *t, Job *job, Dist *dist, TrainerData data) {
         train_data_load(t); /* loading = memory: the first decode */
         train_data_check_labels(t);
     }
-    model_alloc(&t->model);
+    if (model_alloc(&t->model, &e)) { /* any rank may lack the memory: it says so itself */
+        fprintf(stderr, "convnet-dist: rank %d: %s\n", dist->rank, e.msg);
+        dist_abort(dist, EXIT_RUNTIME);
+    }
     init_params(t);
     if (job->train.overlap_allreduce) {
         size_t *starts = xmalloc(((size_t)t->model.n_layers + 1) * sizeof *starts);
@@ -196,7 +198,6 @@ void trainer_free(Trainer *t) {
     free(t->ids);
     free(t->labels);
     free(t->dlogits);
-    free(t->trainable_job);
     train_cache_free(&t->cache_train);
     train_cache_free(&t->cache_val);
 }
@@ -207,7 +208,8 @@ void trainer_set_phase(Trainer *t, int phase) {
     for (int l = 0; l < m->n_layers; l++) {
         Layer *L = &m->layers[l];
         if (layer_n_weights(L) == 0) continue;
-        L->trainable = t->trainable_job[l] || (ph->unfreeze_from >= 0 && l >= ph->unfreeze_from);
+        /* the job's flag (its layers stay as parsed), or the phase unfreezes it */
+        L->trainable = t->job->layers[l].trainable || (ph->unfreeze_from >= 0 && l >= ph->unfreeze_from);
     }
     model_update_trainable(m);
     t->opt.cfg.lr = ph->lr;
@@ -317,7 +319,7 @@ LossStats train_step(Trainer *t, const int64_t *batch, int gB, int epoch, StepTi
     else
         dist_allreduce_sum_f32(t->dist, m->grads + m->train_lo, m->state_lo - m->train_lo, "gradients");
     /* the stop flag rides on the step's small allreduce: every rank stops at the same step */
-    double sums[3] = {st.loss_sum, st.correct, train_stop_requested()};
+    double sums[3] = {st.loss_sum, st.correct, stop_requested()};
     dist_allreduce_sum_f64(t->dist, sums, 3, "step loss");
     *stop = sums[2] > 0;
     double t3 = now_seconds();

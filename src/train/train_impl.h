@@ -42,7 +42,5 @@ void train_print_progress(int tty, long step, long steps, double loss, double ac
                           int final);
 /* collective_timeout = auto: 10x the median of the first n step times, at least 60 s. */
 void train_set_auto_watchdog(Dist *d, double *secs, int n);
-/* Whether SIGTERM/SIGUSR1 arrived (src/fit.c owns the handler). */
-int train_stop_requested(void);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include "preflight.h"
 #include "train/train_impl.h"
+#include "runenv.h"
 
 void trainer_fail(const Trainer *t, int status, const Err *e) {
     if (t->dist->rank == 0) fprintf(stderr, "convnet-dist: %s\n", e->msg);
@@ -243,9 +244,7 @@ void train_data_start(Trainer *t) {
     for (int k = 0; k < 3; k++) streamed |= splits[k]->n && !source_is_direct(splits[k]);
     if (!streamed) return;
     int threads = t->dist->threads / 2 > 0 ? t->dist->threads / 2 : 1;
-    const char *env = getenv("CONVNET_DECODE_THREADS");
-    long v;
-    if (env && *env && parse_long(env, &v) == 0 && v >= 1 && v <= 256) threads = (int)v;
+    if (runenv()->decode_threads) threads = runenv()->decode_threads;
     const size_t S = (size_t)t->train.h * t->train.w * t->train.c;
     t->pf = prefetch_new(threads, t->job->data.prefetch, t->model.max_batch, S);
 }

@@ -45,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         memset(&m, 0, sizeof m);
         if (model_plan(&m, j.layers, j.n_layers, (Shape){8, 8, 1, 0}, 1, &e) == 0 &&
             preflight_check_memory(&m, 0, 1, 1, "fuzz", 32u << 20, &e) == 0) {
-            model_alloc(&m);
+            if (model_alloc(&m, NULL)) abort(); /* the fuzzers' models are small */
             Err e2 = {0};
             darknet_load_weights(&j.darknet, &m, &e2);
         }

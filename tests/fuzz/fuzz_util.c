@@ -110,7 +110,7 @@ int fuzz_model(const char *layers_text, Shape in, size_t limit, Job *j, Model *m
         job_free(j);
         return -1;
     }
-    model_alloc(m);
+    if (model_alloc(m, NULL)) abort(); /* the fuzzers' models are small */
     model_init_params(m, 1);
     return 0;
 }
