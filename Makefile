@@ -3,7 +3,9 @@
 #   make            build ./convnet-dist (probes dependencies first)
 #   make run        install missing Debian packages if root, build, train jobs/mnist.job
 #   make test       build and run the CUnit suite (tests/), the CLI/MPI tests, the multi-host
-#                   tests (tests/multihost) and the Slurm tests (tests/slurm; root, else skipped)
+#                   tests (tests/multihost) and the Slurm tests (tests/slurm; root, else skipped),
+#                   the documentation's links (tests/check_links.py) and the fuzz smoke run
+#   make check-links  every link and repository path in README.md and docs/*.md resolves
 #   make bench      throughput and memory beside PyTorch (bench/)
 #   make bench-overlap   overlapped vs plain gradient allreduce, 2 namespace hosts at 1 Gbit/s (root)
 #   make accuracy-seeds  Fashion-MNIST test accuracy over seeds, ours beside PyTorch (SEEDS="1 2 3")
@@ -130,7 +132,7 @@ TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%.o)
 
 .PHONY: fuzz fuzz-build fuzz-smoke
-.PHONY: all run test test-multihost bench bench-overlap accuracy-seeds trajectory graph-reference deps check-deps clean scaling-report
+.PHONY: all run test check check-links test-multihost bench bench-overlap accuracy-seeds trajectory graph-reference deps check-deps clean scaling-report
 
 all: check-deps $(BIN)
 
@@ -198,12 +200,18 @@ run: deps all
 test: check-deps $(BIN) $(TESTBIN)
 	@printf '#include <CUnit/Basic.h>\nint main(void){return 0;}\n' | $(CC) -x c - -o /dev/null -lcunit 2>/dev/null || \
 	  { echo "missing: $(PKG_CUNIT) (apt-get install -y $(PKG_CUNIT))"; exit 1; }
+	@$(MAKE) --no-print-directory check-links
 	CONVNET_BIN=./$(BIN) CONVNET_MPI=$(MPI) ./$(TESTBIN)
 ifeq ($(MPI),1)
 	@tests/multihost/run.sh --quick; rc=$$?; [ $$rc = 0 ] || [ $$rc = 77 ] || exit $$rc
 	@tests/slurm/run.sh; rc=$$?; [ $$rc = 0 ] || [ $$rc = 77 ] || exit $$rc
 endif
 	@$(MAKE) --no-print-directory fuzz-smoke
+
+# Every relative link, #anchor and repository path in README.md and docs/*.md resolves; a broken
+# one is named with its file and line.
+check-links:
+	@python3 tests/check_links.py
 
 # ---------------------------------------------------------------- fuzzing
 # One libFuzzer target per parser (tests/fuzz/fuzz_*.c), built with clang, ASan and UBSan (no
