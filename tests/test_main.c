@@ -1,5 +1,6 @@
 /* test_main.c: registers every suite queued by TEST_SUITE and runs them with CUnit's basic
- * runner. Exits non-zero when any assertion failed or a suite could not run.
+ * runner. Exits non-zero when any assertion failed or a suite could not run, after printing, for
+ * each failed suite, the command that reruns it alone.
  *
  *   test-convnet                      every suite
  *   test-convnet SUITE...             these suites only
@@ -77,6 +78,24 @@ static int select_suites(int argc, char **argv, int *run) {
     return 0;
 }
 
+/* For each suite with a failure, the command line that reruns it alone (CUnit lists failures
+ * by assertion; a suite is printed once). */
+static void print_rerun_hints(const char *self) {
+    const char *bin = getenv("CONVNET_BIN"), *mpi = getenv("CONVNET_MPI");
+    const char *printed[MAX_SUITES];
+    int n_printed = 0;
+    for (CU_pFailureRecord f = CU_get_failure_list(); f; f = f->pNext) {
+        const char *name = f->pSuite ? f->pSuite->pName : NULL;
+        int seen = !name;
+        for (int k = 0; k < n_printed && !seen; k++) seen = !strcmp(printed[k], name);
+        if (seen || n_printed == MAX_SUITES) continue;
+        if (n_printed == 0) printf("\nFailed suites; rerun one alone with:\n");
+        printed[n_printed++] = name;
+        printf("  CONVNET_BIN=%s CONVNET_MPI=%s %s %s\n", bin && *bin ? bin : "./convnet-dist",
+               mpi && *mpi ? mpi : "1", self, name);
+    }
+}
+
 int main(int argc, char **argv) {
     /* No default checkpoints (rundir.h) unless a test asks: every run starts afresh, whatever
      * an earlier killed run left in a run directory. test_rundir.c sets its own. */
@@ -97,6 +116,7 @@ int main(int argc, char **argv) {
     CU_basic_run_tests();
     unsigned failed = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
     unsigned ran = CU_get_number_of_tests_run();
+    if (failed) print_rerun_hints(argv[0]);
     CU_cleanup_registry();
     printf("Skipped checks: %d (each printed above as SKIP, with why)\n", testutil_skipped());
     if (ran == 0) {
