@@ -230,7 +230,7 @@ check: check-deps $(BIN) $(TESTBIN)
 # Every relative link, #anchor and repository path in README.md and docs/*.md resolves; a broken
 # one is named with its file and line.
 check-links:
-	@python3 tests/check_links.py
+	@python3 tests/check_links.py --self-test
 
 # ---------------------------------------------------------------- fuzzing
 # One libFuzzer target per parser (tests/fuzz/fuzz_*.c), built with clang, ASan and UBSan (no

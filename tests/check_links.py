@@ -9,10 +9,13 @@ Checks README.md and docs/*.md (or the files given as arguments), outside code b
     source map or a "see FILE" cannot go stale when files move. Only paths under the folders in
     PATH_ROOTS count; a path with a wildcard or a placeholder (*, <, {) is not checked.
 Prints FILE:LINE: and what is broken for each, and exits 1 when anything is; 0 when all resolve.
+--self-test first checks that the checker itself catches each kind of break (make check-links).
 """
 import os
 import re
+import shutil
 import sys
+import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PATH_ROOTS = ("src/", "include/", "tests/", "jobs/", "bench/", "docs/", "data/", ".ci/")
@@ -113,7 +116,39 @@ def check_file(src):
     return problems
 
 
+SELF_TEST = """# Title
+## A heading, with `code`
+[good](../README.md) [good anchor](#a-heading-with-code) [good too](../docs/jobs.md#job-files)
+`src/config/job.c` `src/layers/<kind>.c` [web](https://example.org/x)
+[no file](no-such-page.md)
+[no anchor](#no-such-heading)
+`src/no_such_file.c`
+
+    [in a code block](not-checked.md)
+"""
+
+
+def self_test():
+    """The checker must report exactly the three broken lines of SELF_TEST (lines 5-7)."""
+    tmp = tempfile.mkdtemp(prefix=".check_links-", dir=REPO)
+    try:
+        path = os.path.join(tmp, "self-test.md")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(SELF_TEST)
+        got = sorted(int(p.split(":")[1]) for p in check_file(path))
+    finally:
+        shutil.rmtree(tmp)
+    if got != [5, 6, 7]:
+        print("check_links: self-test failed: broken lines reported %s, expected [5, 6, 7]" % got)
+        return 1
+    return 0
+
+
 def main(argv):
+    if argv[1:2] == ["--self-test"]:
+        if self_test():
+            return 1
+        argv = argv[:1] + argv[2:]
     files = argv[1:]
     if not files:
         docs = os.path.join(REPO, "docs")
