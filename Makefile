@@ -215,12 +215,13 @@ endif
 	@$(MAKE) --no-print-directory fuzz-smoke
 
 # `make check`: the CUnit suites without the slow ones, for the edit-compile-test loop; `make test`
-# (CI's command) runs every suite. Left out, each timed alone on the 2-core machine on 2026-12-07
-# (busy: load average 10-20 from other builds and tests), docs/testing.md:
-#   onnx       1000 s: every job exported, checked by python3-onnx and run in OpenCV
-#   mpi         125 s: real mpirun on 1-4 ranks, killed and mismatched ranks
-#   resume, transfer: mpirun runs, SIGKILL and resume; the feature cache on 1 and 2 ranks
-#   real_data: trains on ../shared/data
+# (CI's command) runs every suite. On the 2-core machine, under /work/bench.lock (2026-12-07):
+# `make check` 47 s wall (24 suites, 195 tests; load average 2). Left out, each timed alone:
+#   onnx       every job exported, checked by python3-onnx and run in OpenCV (999 s at load 16)
+#   real_data  trains on ../shared/data (60 s at load 2)
+#   mpi        real mpirun on 1-4 ranks, killed and mismatched ranks (30 s at load 0.4)
+#   transfer   the feature cache on 1 and 2 ranks (22 s at load 1.4)
+#   resume     mpirun runs, SIGKILL and resume (21 s at load 1.1)
 CHECK_EXCLUDE := mpi onnx real_data resume transfer
 check: check-deps $(BIN) $(TESTBIN)
 	$(CUNIT_PROBE)
