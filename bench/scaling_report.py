@@ -18,7 +18,7 @@ a calibration on 2 and 3 hosts only. A free fit of alpha too is printed for the 
 namespaces all ranks share this machine's 2 cores, so it charges scheduling waits to the network.
 The projections use eff at least 0.9 (a real NIC does better than veth pairs on shared cores).
 Assumptions: no overlap of communication with the backward pass (the default; overlap_allreduce
-hides about half of it at 1 Gbit/s, README),
+hides about half of it at 1 Gbit/s, docs/distributed.md),
 each node = this machine's 2 cores, one rank per node, no stragglers.
 Usage: bench/scaling_report.py [--no-measure]
 """

@@ -71,7 +71,7 @@ static void test_cache_same_result(void) {
     expect(out, "feature cache: validation data: layers conv2d..dropout", 1);
     free(out);
     /* the same arithmetic on the same values, only done once (up to sgemm's rounding, which
-     * depends on how many images one call convolves: README, feature cache) */
+     * depends on how many images one call convolves: docs/transfer-learning.md, feature cache) */
     CU_ASSERT(compare("fc-off.weights", "fc-on.weights", "1e-5", NULL));
     if (!testutil_have_mpi()) {
         testutil_skip("the cache on 2 ranks", "no MPI", 1);
