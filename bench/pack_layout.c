@@ -25,7 +25,7 @@ typedef struct {
 } Blob;
 
 static int n_img;
-static Blob *src;   /* the original files */
+static Blob *src;    /* the original files */
 static uint8_t *raw; /* n_img decoded records */
 static Blob *enc[2]; /* re-encoded at QUALITY[q] */
 static const int QUALITY[2] = {90, 95};
@@ -99,7 +99,8 @@ static double rate_source(int h, int w, uint8_t *out) {
     double t = now_seconds();
     for (int i = 0; i < n_img; i++) {
         Err e = {0};
-        if (image_decode_memory(src[i].buf, src[i].n, h, w, 3, out, &e)) die(EXIT_RUNTIME, "%s", e.msg);
+        if (image_decode_memory(src[i].buf, src[i].n, h, w, 3, out, &e))
+            die(EXIT_RUNTIME, "%s", e.msg);
     }
     return n_img / (now_seconds() - t);
 }
@@ -157,7 +158,8 @@ int main(int argc, char **argv) {
     for (int q = 0; q < 2; q++) {
         long differ = 0, maxd = 0, total = 0;
         for (int i = 0; i < n_img; i++) {
-            tjDecompress2(tj, enc[q][i].buf, enc[q][i].n, out, w, 0, h, TJPF_RGB, TJFLAG_ACCURATEDCT);
+            tjDecompress2(tj, enc[q][i].buf, enc[q][i].n, out, w, 0, h, TJPF_RGB,
+                          TJFLAG_ACCURATEDCT);
             for (size_t j = 0; j < rb; j++) {
                 long d = labs((long)out[j] - raw[rb * i + j]);
                 differ += d != 0;
@@ -165,7 +167,8 @@ int main(int argc, char **argv) {
             }
             total += (long)rb;
         }
-        printf("{\"variant\": \"jpeg q%d fidelity\", \"pixels_differing\": %.4f, \"max_abs_diff\": %ld}\n",
+        printf("{\"variant\": \"jpeg q%d fidelity\", \"pixels_differing\": %.4f, \"max_abs_diff\": "
+               "%ld}\n",
                QUALITY[q], (double)differ / total, maxd);
     }
     const char *names[4] = {"raw uint8", "jpeg q90 re-encoded", "jpeg q95 re-encoded",

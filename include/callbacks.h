@@ -12,9 +12,9 @@
 #include "ini.h"
 
 typedef struct {
-    int enabled;      /* the job has the section */
-    int monitor;      /* Monitor (job.h): val_loss, val_accuracy, loss, accuracy */
-    int higher;       /* mode max, or auto on an accuracy */
+    int enabled; /* the job has the section */
+    int monitor; /* Monitor (job.h): val_loss, val_accuracy, loss, accuracy */
+    int higher;  /* mode max, or auto on an accuracy */
     double factor, min_delta, min_lr;
     int patience, cooldown;
 } PlateauCfg;

@@ -59,8 +59,8 @@ typedef struct {
     int32_t best_epoch;        /* epoch of best (-1 none) */
     int32_t epochs_since_best; /* early-stopping patience counter */
     double epoch_loss_sum, epoch_correct, epoch_seen; /* running sums of the partial epoch */
-    int64_t opt_iterations;    /* Optimizer.iterations (the step a schedule reads) */
-    double plateau_lr, plateau_best;       /* ReduceLROnPlateau's state (callbacks.h) */
+    int64_t opt_iterations;          /* Optimizer.iterations (the step a schedule reads) */
+    double plateau_lr, plateau_best; /* ReduceLROnPlateau's state (callbacks.h) */
     int32_t plateau_wait, plateau_cooldown;
 } CheckpointState;
 

@@ -14,12 +14,12 @@
 /* Process exit statuses (documented in README.md). */
 enum {
     EXIT_OK = 0,
-    EXIT_RUNTIME = 1,     /* failure while running: I/O error, out of memory, a peer rank died */
-    EXIT_BAD_INPUT = 2,   /* bad job file, data file, weights, command line: nothing was trained */
-    EXIT_PREEMPTED = 3,   /* stopped by SIGTERM/SIGUSR1 after writing a checkpoint: requeue me */
+    EXIT_RUNTIME = 1,      /* failure while running: I/O error, out of memory, a peer rank died */
+    EXIT_BAD_INPUT = 2,    /* bad job file, data file, weights, command line: nothing was trained */
+    EXIT_PREEMPTED = 3,    /* stopped by SIGTERM/SIGUSR1 after writing a checkpoint: requeue me */
     EXIT_COMM_TIMEOUT = 4, /* a collective made no progress within collective_timeout */
     EXIT_STOPPED_UNSAVED = 5, /* stopped by SIGTERM/SIGUSR1 but no checkpoint was written */
-    EXIT_DIVERGED = 6     /* terminate_on_nan: a step's loss was not finite; last checkpoint kept */
+    EXIT_DIVERGED = 6 /* terminate_on_nan: a step's loss was not finite; last checkpoint kept */
 };
 
 /* A parser's error message: the first error wins, later ones are ignored. */
@@ -52,10 +52,11 @@ const char *err_quote(const char *s, char *buf, size_t cap);
 void die(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 
 /* Internal invariant check, kept in release builds; never used for input validation. */
-#define CHECK(cond)                                                                          \
-    do {                                                                                     \
-        if (!(cond)) die(EXIT_RUNTIME, "internal error at %s:%d: CHECK(%s) failed", __FILE__, \
-                         __LINE__, #cond);                                                   \
+#define CHECK(cond)                                                                            \
+    do {                                                                                       \
+        if (!(cond))                                                                           \
+            die(EXIT_RUNTIME, "internal error at %s:%d: CHECK(%s) failed", __FILE__, __LINE__, \
+                #cond);                                                                        \
     } while (0)
 
 void *xmalloc_at(size_t n, const char *file, int line);

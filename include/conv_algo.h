@@ -37,7 +37,7 @@ const char *conv_algo_name(ConvAlgoId id);
 /* What the layer asks for; g.N is the largest batch a call will get. */
 typedef struct ConvDesc {
     WinGeom g;
-    Activation act;       /* applied by forward (linear when the loss applies it) */
+    Activation act; /* applied by forward (linear when the loss applies it) */
     int has_bias;
     TensorFormat in_fmt;  /* the layout the producer writes; plan may ask for NHWC instead */
     int out_read_as_nhwc; /* Layer.out_read_as_nhwc: NHWC output saves the reader a reorder */
@@ -72,8 +72,8 @@ typedef struct ConvAlgo {
                     void *aux, void *ws, int N);
     /* dout: gradient of the pre-activation output (the layer applied act'); dw, db ADDED to
      * (either may be NULL) */
-    void (*backward_weights)(ConvPlan *p, float *dw, float *db, const float *dout,
-                             const float *in, void *aux, void *ws, int N);
+    void (*backward_weights)(ConvPlan *p, float *dw, float *db, const float *dout, const float *in,
+                             void *aux, void *ws, int N);
     /* din overwritten */
     void (*backward_data)(ConvPlan *p, float *din, const float *dout, const float *w, void *aux,
                           void *ws, int N);

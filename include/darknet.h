@@ -16,14 +16,13 @@
 #include "model.h"
 
 
-
 typedef struct {
-    char *weights;   /* .weights path */
-    int first;       /* index of the first imported layer in the job's layers */
-    int count;       /* layers imported */
-    int *has_bn;     /* per imported layer: 1 for a convolution with batch_normalize */
-    int *is_conv;    /* per imported layer: 1 for a convolution (which owns weights) */
-    int complete;    /* every layer of the cfg was imported: the file must hold exactly them */
+    char *weights; /* .weights path */
+    int first;     /* index of the first imported layer in the job's layers */
+    int count;     /* layers imported */
+    int *has_bn;   /* per imported layer: 1 for a convolution with batch_normalize */
+    int *is_conv;  /* per imported layer: 1 for a convolution (which owns weights) */
+    int complete;  /* every layer of the cfg was imported: the file must hold exactly them */
 } DarknetImport;
 
 /* Expand the [darknet] section s (keys: cfg, weights, layers = how many of the cfg's layers to

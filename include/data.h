@@ -12,13 +12,13 @@
 #include "common.h"
 
 typedef struct {
-    int64_t n;        /* samples */
-    int h, w, c;      /* per-sample shape */
-    uint8_t *pixels;  /* n * h * w * c, NHWC */
-    int32_t *labels;  /* n */
-    int n_classes;    /* number of classes seen or declared (0 if unknown) */
+    int64_t n;          /* samples */
+    int h, w, c;        /* per-sample shape */
+    uint8_t *pixels;    /* n * h * w * c, NHWC */
+    int32_t *labels;    /* n */
+    int n_classes;      /* number of classes seen or declared (0 if unknown) */
     char **class_names; /* n_classes names for folder data sets, else NULL */
-    int64_t skipped;  /* files skipped as unreadable (folder data sets) */
+    int64_t skipped;    /* files skipped as unreadable (folder data sets) */
 } Dataset;
 
 void dataset_free(Dataset *d);

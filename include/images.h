@@ -91,8 +91,7 @@ int image_write_jpeg(const char *path, const uint8_t *pix, int h, int w, int c, 
 /* tf.image.resize(method="bilinear", antialias=False) on uint8 HWC pixels: half-pixel
  * centres, src = (dst + 0.5) * in / out - 0.5, clamped to the image, computed in float as
  * TensorFlow does, then rounded to the nearest integer. src: (sh, sw, c), dst: (dh, dw, c). */
-void image_resize_bilinear(const uint8_t *src, int sh, int sw, uint8_t *dst, int dh, int dw,
-                           int c);
+void image_resize_bilinear(const uint8_t *src, int sh, int sw, uint8_t *dst, int dh, int dw, int c);
 
 /* Decode + resize every JPEG in dir's class folders to h x w rgb `repeats` times (in
  * parallel, as images_load_dir does, with DCT scaling) and return images per second; the

@@ -18,10 +18,10 @@
 
 /* How the child ended (IsolateOpts.ended). */
 typedef enum {
-    ISOLATE_OK,       /* fn returned 0 */
-    ISOLATE_REFUSED,  /* fn returned non-zero with its message (a damaged file, said so) */
-    ISOLATE_CRASHED,  /* killed by a signal or the rlimits, or exited early */
-    ISOLATE_SANDBOX,  /* stopped by the seccomp filter: it attempted a forbidden system call */
+    ISOLATE_OK,        /* fn returned 0 */
+    ISOLATE_REFUSED,   /* fn returned non-zero with its message (a damaged file, said so) */
+    ISOLATE_CRASHED,   /* killed by a signal or the rlimits, or exited early */
+    ISOLATE_SANDBOX,   /* stopped by the seccomp filter: it attempted a forbidden system call */
     ISOLATE_NO_SANDBOX /* the kernel has no seccomp and unsandboxed_ok was 0: nothing ran */
 } IsolateEnd;
 

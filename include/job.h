@@ -22,9 +22,9 @@ typedef struct {
     /* images: class-folder directories (validation_dir optional) */
     char *train_dir, *val_dir, *test_dir;
     int image_h, image_w, channels;
-    int binary_labels; /* label_mode = binary */
-    int strict;        /* a bad image is an error, not a skipped file */
-    int decode_full;   /* decode = full: every JPEG at full size, then resized (Keras's pipeline);
+    int binary_labels;   /* label_mode = binary */
+    int strict;          /* a bad image is an error, not a skipped file */
+    int decode_full;     /* decode = full: every JPEG at full size, then resized (Keras's pipeline);
                         * scaled (0): large ones DCT-scaled by libjpeg first (2-4x faster) */
     float scale, offset; /* pixel -> float: x * scale + offset */
     char *class_names;   /* optional file of class names, one per line in output order */
@@ -41,7 +41,7 @@ typedef struct {
 typedef struct {
     LossKind loss;
     OptConfig opt;
-    int batch_size;       /* the global batch, over all ranks */
+    int batch_size; /* the global batch, over all ranks */
     int epochs;
     uint64_t seed;
     double validation_split;
@@ -80,9 +80,9 @@ typedef struct {
 typedef struct {
     int epochs;
     float lr;
-    int unfreeze_from; /* every layer from this index up trains as well; -1: the layers'
+    int unfreeze_from;   /* every layer from this index up trains as well; -1: the layers'
                         * own trainable flags only */
-    int line;          /* of the [phase] header, 0 for the implicit phase */
+    int line;            /* of the [phase] header, 0 for the implicit phase */
     LrSchedule schedule; /* initial_learning_rate = lr; after lr_scaling */
 } PhaseCfg;
 
@@ -91,17 +91,17 @@ typedef enum { MONITOR_VAL_LOSS, MONITOR_VAL_ACCURACY, MONITOR_LOSS, MONITOR_ACC
 /* [checkpoint]: crash-safe checkpoints, best weights (Keras ModelCheckpoint save_best_only) and
  * early stopping (Keras EarlyStopping). */
 typedef struct {
-    char *path;         /* checkpoint file ("" = no checkpoints, no resume) */
-    int in_run_dir;     /* path is the default, the job's run directory (rundir.h) */
-    long every_steps;   /* also every N optimizer steps (0 = only at epoch ends) */
-    int every_epoch;    /* at the end of each epoch */
-    int keep;           /* keep the last K checkpoints: path, path.1, ... */
-    char *save_best;    /* weights file of the best epoch so far ("" = none); the final test then
+    char *path;       /* checkpoint file ("" = no checkpoints, no resume) */
+    int in_run_dir;   /* path is the default, the job's run directory (rundir.h) */
+    long every_steps; /* also every N optimizer steps (0 = only at epoch ends) */
+    int every_epoch;  /* at the end of each epoch */
+    int keep;         /* keep the last K checkpoints: path, path.1, ... */
+    char *save_best;  /* weights file of the best epoch so far ("" = none); the final test then
                          * evaluates these weights, as the book does */
     Monitor monitor;
     int higher_is_better; /* from mode (auto: accuracy max, loss min) */
-    int patience;       /* early stopping after this many epochs without improvement (0 = off) */
-    int restore_best;   /* end training with the best weights in the model */
+    int patience;         /* early stopping after this many epochs without improvement (0 = off) */
+    int restore_best;     /* end training with the best weights in the model */
 } CheckpointCfg;
 
 typedef struct Job {
@@ -110,13 +110,13 @@ typedef struct Job {
     DataCfg data;
     TrainCfg train;
     CheckpointCfg ckpt;
-    PlateauCfg plateau;   /* [reduce_lr_on_plateau] */
+    PlateauCfg plateau; /* [reduce_lr_on_plateau] */
     Layer *layers;
     int n_layers;
-    int has_darknet;      /* a [darknet] section imported a pretrained base */
+    int has_darknet; /* a [darknet] section imported a pretrained base */
     DarknetImport darknet;
-    char *keras_h5;       /* [keras_h5] file: Keras HDF5 weights loaded by layer name (NULL: none) */
-    PhaseCfg *phases;     /* n_phases >= 1 */
+    char *keras_h5;   /* [keras_h5] file: Keras HDF5 weights loaded by layer name (NULL: none) */
+    PhaseCfg *phases; /* n_phases >= 1 */
     int n_phases;
     uint64_t hash;        /* of the whole resolved configuration: every rank must agree */
     uint64_t resume_hash; /* of what a checkpoint must match to be resumed (not epochs, paths) */

@@ -14,12 +14,12 @@
 
 /* Geometry of a 2-D window op (convolution or pooling) over a batch. */
 typedef struct {
-    int N, H, W, C;   /* input (N, H, W, C) */
-    int OH, OW, OC;   /* output (N, OH, OW, OC); OC = C for pooling */
-    int KH, KW;       /* window */
-    int SH, SW;       /* strides */
-    int PT, PL;       /* implicit zero padding at top and left (bottom/right implied) */
-    int T;            /* conv2d_backward: threads the partial-gradient scratch has room for */
+    int N, H, W, C; /* input (N, H, W, C) */
+    int OH, OW, OC; /* output (N, OH, OW, OC); OC = C for pooling */
+    int KH, KW;     /* window */
+    int SH, SW;     /* strides */
+    int PT, PL;     /* implicit zero padding at top and left (bottom/right implied) */
+    int T;          /* conv2d_backward: threads the partial-gradient scratch has room for */
 } WinGeom;
 
 /* The in-bounds taps of the window at output (oh, ow): rows kh in [kh0, kh1) read input row
@@ -77,7 +77,8 @@ void maxpool2d_backward(float *din, const float *dout, const int32_t *argmax, co
 /* dst (N, s) in layout df = src (N, s) in layout sf (NHWC <-> nChw16c, or a copy). */
 void layout_reorder(float *dst, TensorFormat df, const float *src, TensorFormat sf, int N, Shape s);
 /* dst (N, s) in layout df += src (N, s) in layout sf. */
-void layout_reorder_add(float *dst, TensorFormat df, const float *src, TensorFormat sf, int N, Shape s);
+void layout_reorder_add(float *dst, TensorFormat df, const float *src, TensorFormat sf, int N,
+                        Shape s);
 
 /* Depthwise convolution (src/depthwise.c), NHWC, kernel (KH, KW, C), g->OC == g->C:
  * out overwritten; din overwritten and dw ADDED to (either NULL), with part holding

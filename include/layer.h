@@ -123,9 +123,9 @@ typedef struct {
     const char *name; /* Keras's weight name: "kernel", "bias", "gamma", "moving_mean", ... */
     ParamRole role;
     int rank;
-    int dims[4];      /* Keras's shape: Conv2D kernel (KH, KW, C, OC), Dense kernel (IN, UNITS) */
-    size_t n;         /* floats */
-    size_t off;       /* where it starts in Model.params (set by model_plan) */
+    int dims[4]; /* Keras's shape: Conv2D kernel (KH, KW, C, OC), Dense kernel (IN, UNITS) */
+    size_t n;    /* floats */
+    size_t off;  /* where it starts in Model.params (set by model_plan) */
 } LayerParam;
 
 /* Layer.inputs[k]: the index of the producing layer, or LAYER_INPUT for the model's input. */
@@ -166,27 +166,27 @@ typedef struct Layer {
     } u;
 
     /* plan, filled by the kind's plan() and model_plan() */
-    Shape in, out;            /* in: of inputs[0]; in_shapes: of each input (in_shapes[0] == in) */
+    Shape in, out; /* in: of inputs[0]; in_shapes: of each input (in_shapes[0] == in) */
     Shape in_shapes[LAYER_MAX_INPUTS];
-    int pad_top, pad_left;    /* implicit zero padding before the first row/column */
+    int pad_top, pad_left; /* implicit zero padding before the first row/column */
     /* parameter tensors, declared by plan() with layer_param_add: the layer's weights lie
      * contiguous at Model.params + param_off in this order, its state after every layer's
      * weights (Model.state_lo) */
     int n_param;
     LayerParam param[LAYER_MAX_PARAMS];
-    size_t param_off;         /* first weight in the parameter buffer */
-    size_t aux_per_sample;    /* bytes of forward state per sample kept for backward */
-    size_t aux_off;           /* offset into the model's aux arena */
-    size_t ws_per_sample;     /* workspace floats per sample of the batch */
-    size_t ws_fixed;          /* workspace floats needed whatever the batch (after the above) */
-    int max_batch;            /* samples per call at most (set by model_plan before plan()) */
-    TensorFormat in_fmt;      /* layout the layer reads: model_plan offers the producer's, a
+    size_t param_off;      /* first weight in the parameter buffer */
+    size_t aux_per_sample; /* bytes of forward state per sample kept for backward */
+    size_t aux_off;        /* offset into the model's aux arena */
+    size_t ws_per_sample;  /* workspace floats per sample of the batch */
+    size_t ws_fixed;       /* workspace floats needed whatever the batch (after the above) */
+    int max_batch;         /* samples per call at most (set by model_plan before plan()) */
+    TensorFormat in_fmt;   /* layout the layer reads: model_plan offers the producer's, a
                                * kind with LayerOps.own_layout may keep it or ask for NHWC */
-    TensorFormat out_fmt;     /* layout the layer writes */
-    int out_read_as_nhwc;     /* a reader reads the output as NHWC only (an NHWC-only kind, or
+    TensorFormat out_fmt;  /* layout the layer writes */
+    int out_read_as_nhwc;  /* a reader reads the output as NHWC only (an NHWC-only kind, or
                                * one through a LAYER_F_SAME_LAYOUT kind), set by model_plan
                                * before plan(): a convolution may then write NHWC itself */
-    struct ConvPlan *conv;    /* Conv2D: the planned algorithm (owned; LayerOps.release frees) */
+    struct ConvPlan *conv; /* Conv2D: the planned algorithm (owned; LayerOps.release frees) */
 } Layer;
 
 /* What a forward or backward call may touch besides its input and output. */
@@ -207,14 +207,14 @@ typedef struct {
     /* Sums across ranks for kinds with LAYER_F_COLLECTIVE; NULL: one process, sums are local. */
     LayerAllreduce allreduce;
     void *allreduce_arg;
-    void *aux;          /* N * aux_per_sample bytes, written by forward, read by backward */
-    float *ws;          /* N * ws_per_sample + ws_fixed floats of scratch */
-    int training;       /* dropout and augmentation act only when set */
-    uint64_t seed;      /* job seed, for keyed RNG streams */
+    void *aux;     /* N * aux_per_sample bytes, written by forward, read by backward */
+    float *ws;     /* N * ws_per_sample + ws_fixed floats of scratch */
+    int training;  /* dropout and augmentation act only when set */
+    uint64_t seed; /* job seed, for keyed RNG streams */
     int epoch;
     int layer_index;
     const int64_t *sample_ids; /* global index of each of the N samples, for keyed RNG */
-    double *prof_weights; /* profiling: seconds of the weight-gradient part of backward are
+    double *prof_weights;      /* profiling: seconds of the weight-gradient part of backward are
                            * added here (NULL when off) */
     /* Every input and its gradient, for kinds with several (Add): ins[k] (N, in_shapes[k]),
      * dins[k] to overwrite, NULL where no gradient is needed. forward/backward's in and din
@@ -230,20 +230,20 @@ struct IniFile;
 /* How export_onnx writes a kind (LayerOps.onnx): the translations src/formats/export_onnx.c
  * knows. A kind that leaves it unset (0) makes the export refuse the model, naming the layer. */
 typedef enum {
-    LAYER_ONNX_UNSET,        /* no translation */
-    LAYER_ONNX_IDENTITY,     /* left out: the identity at inference (Dropout, augmentation) */
-    LAYER_ONNX_CONV,         /* Conv (+ the activation) */
-    LAYER_ONNX_DEPTHWISE,    /* Conv with group = C (+ the activation) */
-    LAYER_ONNX_SEPARABLE,    /* depthwise Conv, 1x1 Conv (+ the activation) */
-    LAYER_ONNX_BATCHNORM,    /* BatchNormalization with the moving statistics */
-    LAYER_ONNX_ACTIVATION,   /* the layer's activation alone */
-    LAYER_ONNX_ADD,          /* Add of every input */
-    LAYER_ONNX_MAXPOOL,      /* MaxPool */
+    LAYER_ONNX_UNSET,          /* no translation */
+    LAYER_ONNX_IDENTITY,       /* left out: the identity at inference (Dropout, augmentation) */
+    LAYER_ONNX_CONV,           /* Conv (+ the activation) */
+    LAYER_ONNX_DEPTHWISE,      /* Conv with group = C (+ the activation) */
+    LAYER_ONNX_SEPARABLE,      /* depthwise Conv, 1x1 Conv (+ the activation) */
+    LAYER_ONNX_BATCHNORM,      /* BatchNormalization with the moving statistics */
+    LAYER_ONNX_ACTIVATION,     /* the layer's activation alone */
+    LAYER_ONNX_ADD,            /* Add of every input */
+    LAYER_ONNX_MAXPOOL,        /* MaxPool */
     LAYER_ONNX_GLOBAL_AVGPOOL, /* GlobalAveragePool + Flatten */
-    LAYER_ONNX_FLATTEN,      /* Transpose back to NHWC + Flatten */
-    LAYER_ONNX_DENSE,        /* Gemm (+ the activation) */
-    LAYER_ONNX_RESCALING,    /* Mul + Add */
-    LAYER_ONNX_PREPROCESS,   /* a 1x1 Conv: the channel swap and the per-channel affine map */
+    LAYER_ONNX_FLATTEN,        /* Transpose back to NHWC + Flatten */
+    LAYER_ONNX_DENSE,          /* Gemm (+ the activation) */
+    LAYER_ONNX_RESCALING,      /* Mul + Add */
+    LAYER_ONNX_PREPROCESS,     /* a 1x1 Conv: the channel swap and the per-channel affine map */
     LAYER_ONNX_COUNT
 } LayerOnnx;
 

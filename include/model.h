@@ -18,15 +18,16 @@ typedef struct {
     Layer *layers; /* the model's own copy of the job's layers: their plans, the algorithms that
                     * run, the trainable flags of the current phase (the job stays read-only) */
     int n_layers;
-    ConvAlgoId *algo_asked; /* n_layers: each layer's conv_algo as configured (auto, default, ...) */
+    ConvAlgoId
+        *algo_asked; /* n_layers: each layer's conv_algo as configured (auto, default, ...) */
     Shape input;
-    int max_batch;        /* samples per forward/backward call at most */
+    int max_batch; /* samples per forward/backward call at most */
 
     size_t n_params;      /* all parameters: weights, then state */
     size_t state_lo;      /* first state float; weights are [0, state_lo) */
     size_t train_lo;      /* first parameter of the lowest trainable layer (state_lo if none) */
     int lowest_trainable; /* index of the lowest layer with trainable parameters, or n_layers */
-    int first_backward;   /* the plan's: no backward pass runs below this layer (model_plan_backward) */
+    int first_backward; /* the plan's: no backward pass runs below this layer (model_plan_backward) */
     /* The graph of tensors (src/graph.c): tensor t is the model's input (t = 0) or layer t-1's
      * output, at acts + t_off[t] in layout t_fmt[t], with a copy in the other layout at
      * t_copy[t] when a reader wants that one (SIZE_MAX: none). What a backward pass reads is
@@ -35,8 +36,8 @@ typedef struct {
     TensorFormat *t_fmt;
     size_t *t_off, *t_copy;
     size_t acts_kept_floats;
-    size_t *in_off;       /* [l * LAYER_MAX_INPUTS + k]: layer l's input k in the layout l reads */
-    size_t *act_off;      /* n_layers + 1: layer l's first input; [n_layers] the output, NHWC */
+    size_t *in_off;  /* [l * LAYER_MAX_INPUTS + k]: layer l's input k in the layout l reads */
+    size_t *act_off; /* n_layers + 1: layer l's first input; [n_layers] the output, NHWC */
     size_t acts_floats, aux_bytes, ws_floats;
     /* Gradients: tensor t's in buffer gbuf[t_grad[t]] (its own layout); a layer writes input k's
      * gradient as gslots[l * LAYER_MAX_INPUTS + k] says. Buffers are reused by liveness. */

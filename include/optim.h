@@ -10,11 +10,11 @@ typedef enum { OPT_RMSPROP, OPT_ADAM, OPT_SGD } OptKind;
 typedef struct {
     OptKind kind;
     float lr;
-    float rho;      /* RMSprop decay (0.9) */
-    float momentum; /* RMSprop/SGD momentum (0) */
-    float beta1, beta2; /* Adam (0.9, 0.999) */
-    float epsilon;  /* 1e-7 (Keras) */
-    int nesterov;   /* SGD */
+    float rho;                /* RMSprop decay (0.9) */
+    float momentum;           /* RMSprop/SGD momentum (0) */
+    float beta1, beta2;       /* Adam (0.9, 0.999) */
+    float epsilon;            /* 1e-7 (Keras) */
+    int nesterov;             /* SGD */
     int epsilon_outside_sqrt; /* RMSprop: g / (sqrt(v) + eps), tf.keras <= 2.10 (optimizer_v2,
                                * the book's TF 2.6) without momentum; 0: g / sqrt(v + eps),
                                * Keras 3 and tf.keras >= 2.11 (the default) */

@@ -51,16 +51,16 @@ typedef struct {
     int64_t n;
     int h, w, c;
     int n_classes;
-    char **class_names;     /* n_classes NUL-terminated names (malloc'd copies) */
-    const int32_t *labels;  /* n labels, in the mapping */
+    char **class_names;    /* n_classes NUL-terminated names (malloc'd copies) */
+    const int32_t *labels; /* n labels, in the mapping */
     uint64_t fingerprint;
     /* private */
     char *path;
-    const uint8_t *map;     /* the whole file, mapped read-only */
+    const uint8_t *map; /* the whole file, mapped read-only */
     size_t map_size;
-    uint64_t rec_off;       /* offset of record 0 */
-    uint64_t rec_bytes;     /* h*w*c: record i lies at rec_off + i * rec_bytes */
-    const uint8_t *index;   /* n entries of 16 bytes (offset, length, CRC-32), in the mapping */
+    uint64_t rec_off;     /* offset of record 0 */
+    uint64_t rec_bytes;   /* h*w*c: record i lies at rec_off + i * rec_bytes */
+    const uint8_t *index; /* n entries of 16 bytes (offset, length, CRC-32), in the mapping */
 } Pack;
 
 /* Map path read-only and check the magic, version, header CRC, the section table, the file size

@@ -17,8 +17,8 @@ void preflight_param_name(const Model *m, size_t i, char *buf, size_t n);
 
 /* -1 with e naming path, the layer and tensor when params (m->n_params of them, the layout of
  * m) hold a NaN or an infinity; 0 otherwise. `what` is the file's role ("weights file"). */
-int preflight_params_finite(const Model *m, const float *params, const char *path,
-                            const char *what, Err *e);
+int preflight_params_finite(const Model *m, const float *params, const char *path, const char *what,
+                            Err *e);
 
 /* The bytes model_alloc() and an optimizer with opt_floats floats of state will take, times
  * the ranks on this node, against the node's physical memory (and the process's

@@ -45,7 +45,6 @@ int history_read_csv(const char *path, EpochRecord **rows, int *n, Err *e);
 /* Write the two-panel SVG chart ("Training and validation accuracy" / "... loss"), training
  * as dots, validation as a line, written atomically. n >= 0; non-finite values are left out
  * of the chart. title (may be NULL) goes above both panels. 0, or -1 with e set. */
-int history_write_svg(const char *path, const EpochRecord *rows, int n, const char *title,
-                      Err *e);
+int history_write_svg(const char *path, const EpochRecord *rows, int n, const char *title, Err *e);
 
 #endif

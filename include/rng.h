@@ -30,7 +30,8 @@ static inline uint64_t rng_mix(uint64_t z) {
 
 static inline Rng rng_keyed(uint64_t seed, uint64_t purpose, uint64_t a, uint64_t b) {
     Rng r;
-    r.s = rng_mix(rng_mix(rng_mix(seed ^ 0x9e3779b97f4a7c15ULL) ^ purpose) + a * 0x9e3779b97f4a7c15ULL);
+    r.s = rng_mix(rng_mix(rng_mix(seed ^ 0x9e3779b97f4a7c15ULL) ^ purpose) +
+                  a * 0x9e3779b97f4a7c15ULL);
     r.s = rng_mix(r.s ^ (b + 0x632be59bd9b4e019ULL));
     return r;
 }

@@ -35,14 +35,14 @@ typedef enum { SOURCE_MEMORY, SOURCE_IDX, SOURCE_FOLDER, SOURCE_PACK } SourceKin
 typedef struct SourceBase SourceBase;
 
 typedef struct {
-    int64_t n;       /* samples in this view */
+    int64_t n; /* samples in this view */
     int h, w, c;
     const int32_t *labels; /* n */
     int n_classes;
     char *const *class_names; /* n_classes names (folders, packs), else NULL */
-    int64_t skipped; /* files left out (listing, or decoding for the memory backend) */
-    int64_t offset;  /* the view's first sample in the backend */
-    SourceBase *base; /* NULL: an empty source */
+    int64_t skipped;          /* files left out (listing, or decoding for the memory backend) */
+    int64_t offset;           /* the view's first sample in the backend */
+    SourceBase *base;         /* NULL: an empty source */
 } Source;
 
 /* What the folder and pack backends are opened with. */
@@ -70,15 +70,15 @@ uint64_t source_fingerprint(const Source *s, const SourceImageOpts *o);
 int source_load_memory(Source *s, const SourceImageOpts *o, Err *e);
 void source_free(Source *s);
 SourceKind source_kind(const Source *s);
-const char *source_what(const Source *s); /* the file or folder, for messages */
+const char *source_what(const Source *s);   /* the file or folder, for messages */
 size_t source_index_bytes(const Source *s); /* what the listing holds (folder) */
 
 /* Write folder's samples decoded at o's size into the pack file path (pack.h: collective over
  * dist, each rank its range, temp file + rename), with the folder's fingerprint. A JPEG that
  * fails to decode is packed as the black image streaming would train on (warned, counted in
  * *bad); strict: the pack fails. 0, or -1 with e set. */
-int source_pack_folder(const Source *folder, const SourceImageOpts *o, const char *path,
-                       Dist *dist, int64_t *bad, Err *e);
+int source_pack_folder(const Source *folder, const SourceImageOpts *o, const char *path, Dist *dist,
+                       int64_t *bad, Err *e);
 
 /* Move the last `count` samples of src into dst, a view of the same backend (Keras
  * validation_split takes the tail before shuffling); src keeps the first n - count. */

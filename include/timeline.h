@@ -39,9 +39,9 @@ void timeline_record(TimelineKind k, double t0, double t1, long step, double byt
 int timeline_finish(Dist *d, Err *e);
 
 /* The recording sites: nothing but the flag's test when off. */
-#define TIMELINE(kind, t0, t1, step, bytes)                                                       \
-    do {                                                                                           \
-        if (timeline_on) timeline_record((kind), (t0), (t1), (step), (bytes));                    \
+#define TIMELINE(kind, t0, t1, step, bytes)                                    \
+    do {                                                                       \
+        if (timeline_on) timeline_record((kind), (t0), (t1), (step), (bytes)); \
     } while (0)
 
 #endif

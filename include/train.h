@@ -26,7 +26,7 @@ typedef struct {
     const float *x; /* (n, dim): the mapping, or `owned` */
     void *map;      /* the file's mapping (NULL: in memory) */
     size_t map_len;
-    float *owned;   /* the in-memory copy (when no file could be shared by every rank) */
+    float *owned; /* the in-memory copy (when no file could be shared by every rank) */
 } FeatureCache;
 
 /* A pass's batch order for the prefetcher: this rank's shard of each global batch of `perm`
@@ -46,17 +46,17 @@ typedef struct {
     Dist *dist;
     Model model;
     Optimizer opt;
-    Source train, val, test;  /* val.n == 0 when the job has no validation data */
-    int n_classes;            /* model outputs (1 for binary) */
+    Source train, val, test; /* val.n == 0 when the job has no validation data */
+    int n_classes;           /* model outputs (1 for binary) */
     /* per-step buffers, allocated once */
-    int64_t *perm;   /* train.n: this epoch's order */
-    int64_t *ids;    /* max_batch: global sample indices of this rank's shard */
-    int32_t *labels; /* max_batch */
-    float *dlogits;  /* max_batch * outputs */
-    int phase;                  /* index into job->phases */
+    int64_t *perm;                       /* train.n: this epoch's order */
+    int64_t *ids;                        /* max_batch: global sample indices of this rank's shard */
+    int32_t *labels;                     /* max_batch */
+    float *dlogits;                      /* max_batch * outputs */
+    int phase;                           /* index into job->phases */
     FeatureCache cache_train, cache_val; /* built by trainer_fit (test is evaluated once) */
-    struct Prefetch *pf;        /* streaming sources' reader threads (NULL: every split direct) */
-    const Source *streaming;    /* the source the current pass streams (NULL: none) */
+    struct Prefetch *pf;     /* streaming sources' reader threads (NULL: every split direct) */
+    const Source *streaming; /* the source the current pass streams (NULL: none) */
     BatchPlan plan;
 } Trainer;
 
@@ -104,7 +104,8 @@ typedef struct {
 void trainer_bench(Trainer *t, int warmup, int steps, int reps, double *img_s, StepTimes *times);
 /* The same for inference: the forward pass alone over full batches (what a frozen base or
  * evaluation costs); times->compute receives its seconds. */
-void trainer_bench_forward(Trainer *t, int warmup, int steps, int reps, double *img_s, StepTimes *times);
+void trainer_bench_forward(Trainer *t, int warmup, int steps, int reps, double *img_s,
+                           StepTimes *times);
 
 /* Rank 0's start-up printout: resolved configuration, ranks x threads, model summary. */
 void trainer_print_setup(const Trainer *t, FILE *f);

@@ -61,7 +61,8 @@ void fixture_init(Fixture *f, Layer L, Shape in, int N) {
         f->dp[i] = calloc(most + 1, 4);
     }
     f->w = f->p[0], f->b = f->p[1], f->dw = f->dp[0], f->db = f->dp[1];
-    f->ws = aligned_alloc(64, ((N * f->L.ws_per_sample + f->L.ws_fixed + 16) * 4 + 63) & ~(size_t)63);
+    f->ws = aligned_alloc(64,
+                          ((N * f->L.ws_per_sample + f->L.ws_fixed + 16) * 4 + 63) & ~(size_t)63);
     memset(f->ws, 0, (N * f->L.ws_per_sample + f->L.ws_fixed + 16) * 4);
     f->aux = aligned_alloc(64, (N * f->L.aux_per_sample + 64 + 63) & ~(size_t)63);
     memset(f->aux, 0, N * f->L.aux_per_sample + 64);

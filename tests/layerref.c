@@ -67,7 +67,8 @@ void layerref_depthwise(const Layer *L, const float *in, const float *w, int N, 
                         for (int kw = 0; kw < L->kw; kw++) {
                             int ih = oh * L->sh - pt + kh, iw = ow * L->sw - pl + kw;
                             if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-                            s += (double)in[(((size_t)n * H + ih) * W + iw) * C + c] * w[(kh * L->kw + kw) * C + c];
+                            s += (double)in[(((size_t)n * H + ih) * W + iw) * C + c] *
+                                 w[(kh * L->kw + kw) * C + c];
                         }
                     mid[(((size_t)n * OH + oh) * OW + ow) * C + c] = s;
                 }
@@ -76,7 +77,9 @@ void layerref_depthwise(const Layer *L, const float *in, const float *w, int N, 
 static size_t n_in(const Fixture *f) { return (size_t)f->N * f->L.in.h * f->L.in.w * f->L.in.c; }
 
 /* Flatten, Dropout at inference, the augmentation layers at inference: the identity */
-static void ref_identity(const Fixture *f, float *ref) { memcpy(ref, f->in, n_in(f) * sizeof *ref); }
+static void ref_identity(const Fixture *f, float *ref) {
+    memcpy(ref, f->in, n_in(f) * sizeof *ref);
+}
 
 static void ref_maxpool(const Fixture *f, float *ref) {
     const Layer *L = &f->L;
@@ -109,7 +112,8 @@ static void ref_dense(const Fixture *f, float *ref) {
 }
 
 static void ref_rescaling(const Fixture *f, float *ref) {
-    for (size_t i = 0; i < n_in(f); i++) ref[i] = (float)((double)f->in[i] * f->L.u.rescale.scale + f->L.u.rescale.offset);
+    for (size_t i = 0; i < n_in(f); i++)
+        ref[i] = (float)((double)f->in[i] * f->L.u.rescale.scale + f->L.u.rescale.offset);
 }
 
 static void ref_global_avgpool(const Fixture *f, float *ref) {
@@ -157,7 +161,8 @@ static void ref_depthwise(const Fixture *f, float *ref) {
     const size_t no = (size_t)f->N * shape_size(L->out);
     double *mid = malloc(no * sizeof *mid);
     layerref_depthwise(L, f->in, f->p[0], f->N, mid);
-    for (size_t i = 0; i < no; i++) ref[i] = (float)act_ref(L->act, mid[i] + (L->use_bias ? f->p[1][i % L->in.c] : 0));
+    for (size_t i = 0; i < no; i++)
+        ref[i] = (float)act_ref(L->act, mid[i] + (L->use_bias ? f->p[1][i % L->in.c] : 0));
     free(mid);
 }
 
@@ -185,40 +190,116 @@ static void ref_activation(const Fixture *f, float *ref) {
 static const KindCase cases[LAYER_KIND_COUNT] = {
     [LAYER_CONV2D] = {"[conv2d]\nfilters = 3\nkernel_size = 3\nstrides = 2\npadding = same\n"
                       "activation = sigmoid\nalgorithm = im2col\n",
-                      {7, 6, 2, 0}, 2, .tol = 1e-5, .grad_tol = 2e-2, .eps = 1e-2f, .ref = layerref_conv},
-    [LAYER_MAXPOOL2D] = {"[maxpooling2d]\npool_size = 3\nstrides = 2\npadding = same\n", {7, 5, 3, 0}, 2,
-                         .distinct_input = 1, .tol = 0, .grad_tol = 2e-2, .eps = 1e-2f, .ref = ref_maxpool},
-    [LAYER_FLATTEN] = {"[flatten]\n", {3, 2, 4, 0}, 2, .tol = 0, .grad_tol = 1e-3, .eps = 1e-2f,
+                      {7, 6, 2, 0},
+                      2,
+                      .tol = 1e-5,
+                      .grad_tol = 2e-2,
+                      .eps = 1e-2f,
+                      .ref = layerref_conv},
+    [LAYER_MAXPOOL2D] = {"[maxpooling2d]\npool_size = 3\nstrides = 2\npadding = same\n",
+                         {7, 5, 3, 0},
+                         2,
+                         .distinct_input = 1,
+                         .tol = 0,
+                         .grad_tol = 2e-2,
+                         .eps = 1e-2f,
+                         .ref = ref_maxpool},
+    [LAYER_FLATTEN] = {"[flatten]\n",
+                       {3, 2, 4, 0},
+                       2,
+                       .tol = 0,
+                       .grad_tol = 1e-3,
+                       .eps = 1e-2f,
                        .ref = ref_identity},
-    [LAYER_DENSE] = {"[dense]\nunits = 4\nactivation = sigmoid\n", {1, 1, 6, 1}, 3, .tol = 1e-5,
-                     .grad_tol = 1e-2, .eps = 1e-2f, .ref = ref_dense},
+    [LAYER_DENSE] = {"[dense]\nunits = 4\nactivation = sigmoid\n",
+                     {1, 1, 6, 1},
+                     3,
+                     .tol = 1e-5,
+                     .grad_tol = 1e-2,
+                     .eps = 1e-2f,
+                     .ref = ref_dense},
     /* the reference at inference; the differences through a training pass's mask */
-    [LAYER_DROPOUT] = {"[dropout]\nrate = 0.5\n", {1, 1, 40, 1}, 2, .training = 1, .tol = 0,
-                       .grad_tol = 1e-3, .eps = 1e-2f, .ref = ref_identity},
-    [LAYER_RESCALING] = {"[rescaling]\nscale = 0.5\noffset = -0.25\n", {3, 3, 2, 0}, 2, .tol = 1e-6,
-                         .grad_tol = 1e-3, .eps = 1e-2f, .ref = ref_rescaling},
-    [LAYER_RANDOM_FLIP] = {"[random_flip]\n", {4, 5, 3, 0}, 2, .no_gradient = 1, .ref = ref_identity},
-    [LAYER_RANDOM_ROTATION] = {"[random_rotation]\nfactor = 0.1\n", {4, 5, 3, 0}, 2, .no_gradient = 1,
+    [LAYER_DROPOUT] = {"[dropout]\nrate = 0.5\n",
+                       {1, 1, 40, 1},
+                       2,
+                       .training = 1,
+                       .tol = 0,
+                       .grad_tol = 1e-3,
+                       .eps = 1e-2f,
+                       .ref = ref_identity},
+    [LAYER_RESCALING] = {"[rescaling]\nscale = 0.5\noffset = -0.25\n",
+                         {3, 3, 2, 0},
+                         2,
+                         .tol = 1e-6,
+                         .grad_tol = 1e-3,
+                         .eps = 1e-2f,
+                         .ref = ref_rescaling},
+    [LAYER_RANDOM_FLIP] =
+        {"[random_flip]\n", {4, 5, 3, 0}, 2, .no_gradient = 1, .ref = ref_identity},
+    [LAYER_RANDOM_ROTATION] = {"[random_rotation]\nfactor = 0.1\n",
+                               {4, 5, 3, 0},
+                               2,
+                               .no_gradient = 1,
                                .ref = ref_identity},
-    [LAYER_RANDOM_ZOOM] = {"[random_zoom]\nheight_factor = 0.2\n", {4, 5, 3, 0}, 2, .no_gradient = 1,
+    [LAYER_RANDOM_ZOOM] = {"[random_zoom]\nheight_factor = 0.2\n",
+                           {4, 5, 3, 0},
+                           2,
+                           .no_gradient = 1,
                            .ref = ref_identity},
-    [LAYER_GLOBAL_AVGPOOL] = {"[global_average_pooling2d]\n", {3, 5, 4, 0}, 2, .tol = 1e-6,
-                              .grad_tol = 1e-3, .eps = 1e-2f, .ref = ref_global_avgpool},
-    [LAYER_PREPROCESS] = {"[preprocess]\nmode = caffe\n", {3, 4, 3, 0}, 2, .tol = 1e-5,
-                          .grad_tol = 1e-3, .eps = 1e-2f, .ref = ref_preprocess_caffe},
-    [LAYER_ADD] = {"[add]\n", {3, 2, 5, 0}, 2, .n_inputs = 2, .tol = 1e-6, .grad_tol = 1e-3,
-                   .eps = 1e-2f, .ref = ref_add},
-    [LAYER_BATCHNORM] = {"[batch_normalization]\n", {3, 4, 5, 0}, 3, .training = 1, .ref_training = 1,
-                         .tol = 1e-5, .grad_tol = 1e-2, .eps = 1e-2f, .ref = ref_batchnorm},
-    [LAYER_DEPTHWISE_CONV2D] = {"[depthwise_conv2d]\nkernel_size = 3\npadding = same\nactivation = sigmoid\n",
-                                {6, 5, 4, 0}, 2, .tol = 1e-5, .grad_tol = 1e-2, .eps = 1e-2f,
-                                .ref = ref_depthwise},
+    [LAYER_GLOBAL_AVGPOOL] = {"[global_average_pooling2d]\n",
+                              {3, 5, 4, 0},
+                              2,
+                              .tol = 1e-6,
+                              .grad_tol = 1e-3,
+                              .eps = 1e-2f,
+                              .ref = ref_global_avgpool},
+    [LAYER_PREPROCESS] = {"[preprocess]\nmode = caffe\n",
+                          {3, 4, 3, 0},
+                          2,
+                          .tol = 1e-5,
+                          .grad_tol = 1e-3,
+                          .eps = 1e-2f,
+                          .ref = ref_preprocess_caffe},
+    [LAYER_ADD] = {"[add]\n",
+                   {3, 2, 5, 0},
+                   2,
+                   .n_inputs = 2,
+                   .tol = 1e-6,
+                   .grad_tol = 1e-3,
+                   .eps = 1e-2f,
+                   .ref = ref_add},
+    [LAYER_BATCHNORM] = {"[batch_normalization]\n",
+                         {3, 4, 5, 0},
+                         3,
+                         .training = 1,
+                         .ref_training = 1,
+                         .tol = 1e-5,
+                         .grad_tol = 1e-2,
+                         .eps = 1e-2f,
+                         .ref = ref_batchnorm},
+    [LAYER_DEPTHWISE_CONV2D] =
+        {"[depthwise_conv2d]\nkernel_size = 3\npadding = same\nactivation = sigmoid\n",
+         {6, 5, 4, 0},
+         2,
+         .tol = 1e-5,
+         .grad_tol = 1e-2,
+         .eps = 1e-2f,
+         .ref = ref_depthwise},
     [LAYER_SEPARABLE_CONV2D] = {"[separable_conv2d]\nfilters = 3\nkernel_size = 3\nstrides = 2\n"
                                 "activation = sigmoid\nalgorithm = im2col\n",
-                                {7, 7, 3, 0}, 2, .tol = 1e-5, .grad_tol = 1e-2, .eps = 1e-2f,
+                                {7, 7, 3, 0},
+                                2,
+                                .tol = 1e-5,
+                                .grad_tol = 1e-2,
+                                .eps = 1e-2f,
                                 .ref = ref_separable},
-    [LAYER_ACTIVATION] = {"[activation]\nactivation = sigmoid\n", {3, 2, 5, 0}, 2, .tol = 1e-6,
-                          .grad_tol = 1e-2, .eps = 1e-2f, .ref = ref_activation},
+    [LAYER_ACTIVATION] = {"[activation]\nactivation = sigmoid\n",
+                          {3, 2, 5, 0},
+                          2,
+                          .tol = 1e-6,
+                          .grad_tol = 1e-2,
+                          .eps = 1e-2f,
+                          .ref = ref_activation},
 };
 
 const KindCase *layerref_case(LayerKind k) { return &cases[k]; }

@@ -276,9 +276,8 @@ static void test_configure(void) {
                     0);
     CU_ASSERT(fabsf(L.u.zoom.w_hi - 0.1f) < 1e-7f && fabsf(L.u.zoom.h_hi + 0.2f) < 1e-7f);
     Err e4 = {0};
-    CU_ASSERT_EQUAL(configure(&L, LAYER_RANDOM_ZOOM, "[random_zoom]\nheight_factor = -1.5,0\n",
-                              &e4),
-                    -1);
+    CU_ASSERT_EQUAL(
+        configure(&L, LAYER_RANDOM_ZOOM, "[random_zoom]\nheight_factor = -1.5,0\n", &e4), -1);
     Err e5 = {0};
     CU_ASSERT_EQUAL(configure(&L, LAYER_RANDOM_ZOOM, "[random_zoom]\nwidth_factor = 0.2\n", &e5),
                     -1);

@@ -73,8 +73,8 @@ static long file_size(const char *path) {
 static void test_round_trip(void) {
     float p[NP], s1[NO], s2[NO], q[NP], t1[NO], t2[NO];
     const char *path = write_sample("rt.ckpt", p, s1, s2);
-    CU_ASSERT_EQUAL(file_size(path), (long)(CHECKPOINT_HEADER_BYTES + CHECKPOINT_STATE_BYTES +
-                                            4 * NP + 8 * NO));
+    CU_ASSERT_EQUAL(file_size(path),
+                    (long)(CHECKPOINT_HEADER_BYTES + CHECKPOINT_STATE_BYTES + 4 * NP + 8 * NO));
     CheckpointState in = sample_state(), out;
     memset(&out, 0x55, sizeof out);
     Err e = {0};
@@ -119,7 +119,8 @@ static void test_round_trip(void) {
 
 /* Loading must fail with a message containing want (and the path), and leave every
  * destination as it was. */
-static void expect_refused(const char *path, uint64_t job, uint64_t st, size_t np, const char *want) {
+static void expect_refused(const char *path, uint64_t job, uint64_t st, size_t np,
+                           const char *want) {
     static float q[NP + 8], t1[NO], t2[NO];
     CheckpointState out;
     memset(&out, 0xA5, sizeof out);
@@ -175,9 +176,9 @@ static void test_flipped_bytes(void) {
         const char *want;
     } cases[] = {
         {0, "not a checkpoint (bad magic"},
-        {13, "header corrupt (CRC mismatch at offset 0..143"},       /* section count */
-        {40, "header corrupt (CRC mismatch"},                        /* state's CRC in the table */
-        {145, "header corrupt (CRC mismatch"},                       /* the header CRC itself */
+        {13, "header corrupt (CRC mismatch at offset 0..143"}, /* section count */
+        {40, "header corrupt (CRC mismatch"},                  /* state's CRC in the table */
+        {145, "header corrupt (CRC mismatch"},                 /* the header CRC itself */
         {H + 3, "section 'state' corrupt (CRC mismatch at offset 148..275"},
         {H + S + 4 * 500, "section 'params' corrupt (CRC mismatch at offset 276..4275"},
         {H + S + 4 * NP + 17, "section 'opt_s1' corrupt (CRC mismatch at offset 4276..6675"},
@@ -206,8 +207,10 @@ static void test_version1_loads(void) {
     const char *src = write_sample("v2.ckpt", p, s1, s2);
     long n;
     unsigned char *b = slurp(src, &n);
-    const long H = CHECKPOINT_HEADER_BYTES, cut = CHECKPOINT_STATE_BYTES - CHECKPOINT_STATE_BYTES_V1;
-    memmove(b + H + CHECKPOINT_STATE_BYTES_V1, b + H + CHECKPOINT_STATE_BYTES, (size_t)(n - H - CHECKPOINT_STATE_BYTES));
+    const long H = CHECKPOINT_HEADER_BYTES,
+               cut = CHECKPOINT_STATE_BYTES - CHECKPOINT_STATE_BYTES_V1;
+    memmove(b + H + CHECKPOINT_STATE_BYTES_V1, b + H + CHECKPOINT_STATE_BYTES,
+            (size_t)(n - H - CHECKPOINT_STATE_BYTES));
     n -= cut;
     put32(b + 8, 1);
     b[16 + 16] = CHECKPOINT_STATE_BYTES_V1; /* the state's length (low byte; the rest is 0) */
@@ -257,7 +260,8 @@ static void test_truncated_and_trailing(void) {
     }
     memcpy(good + n, "garbage!", 8);
     spill(path, good, n + 8);
-    expect_refused(path, JOB, STRUCT, NP, "8 bytes of trailing garbage after the last section (offset 9076)");
+    expect_refused(path, JOB, STRUCT, NP,
+                   "8 bytes of trailing garbage after the last section (offset 9076)");
     free(good);
     /* foreign files */
     char foreign[200];
@@ -273,7 +277,9 @@ static void test_other_model_job_version(void) {
     const char *path = write_sample("other.ckpt", p, s1, s2);
     expect_refused(path, JOB, STRUCT + 1, NP, "checkpoint of another model");
     expect_refused(path, JOB, STRUCT, NP - 1, "checkpoint of another model (1000 parameters");
-    expect_refused(path, JOB ^ 1, STRUCT, NP, "written by a different job configuration (hash 1234567890abcdef, this job 1234567890abcdee)");
+    expect_refused(path, JOB ^ 1, STRUCT, NP,
+                   "written by a different job configuration (hash 1234567890abcdef, this job "
+                   "1234567890abcdee)");
 
     /* a future version: only the version differs, the header CRC is made right for it */
     long n;
@@ -359,7 +365,8 @@ static void test_rotation(void) {
     float q[4];
     int which = -1;
     CheckpointState got;
-    CU_ASSERT_EQUAL(checkpoint_load_newest(path, 2, &got, q, 4, NULL, NULL, 0, 0, 0, &which, NULL, &e), 0);
+    CU_ASSERT_EQUAL(
+        checkpoint_load_newest(path, 2, &got, q, 4, NULL, NULL, 0, 0, 0, &which, NULL, &e), 0);
     CU_ASSERT_EQUAL(which, 1);
     CU_ASSERT_EQUAL(got.epoch, 5);
 }
@@ -369,11 +376,11 @@ static void test_rotation(void) {
 enum { CRASH_NP = 1000000, CRASH_NO = 1000000, KILLS = 60 };
 
 typedef struct {
-    volatile int ready;     /* child has started its loop */
-    volatile int in_write;  /* inside checkpoint_save */
-    volatile long next;     /* step number of the save in progress / next save */
-    volatile long done;     /* last step whose save returned */
-    volatile long saves;    /* completed saves, all children */
+    volatile int ready;    /* child has started its loop */
+    volatile int in_write; /* inside checkpoint_save */
+    volatile long next;    /* step number of the save in progress / next save */
+    volatile long done;    /* last step whose save returned */
+    volatile long saves;   /* completed saves, all children */
 } Shared;
 
 /* Contents of save number k: a function of k, so a loaded file can be checked whole. */
@@ -482,7 +489,8 @@ static void test_kill_during_writes(void) {
            "%.1f s: %d inside checkpoint_save (%d of them after its temp file was created), "
            "%d found the interrupted save already renamed into place; %ld saves completed; "
            "%d/%d loads ok, %d/%d whole snapshots\n  ",
-           (CHECKPOINT_HEADER_BYTES + CHECKPOINT_STATE_BYTES + 4.0 * CRASH_NP + 8.0 * CRASH_NO) / 1e6,
+           (CHECKPOINT_HEADER_BYTES + CHECKPOINT_STATE_BYTES + 4.0 * CRASH_NP + 8.0 * CRASH_NO) /
+               1e6,
            t_save * 1e3, KILLS, window_us / 1e3, now_seconds() - t_start, during, temps_left,
            newest, sh->saves, loads_ok, KILLS, snapshots_ok, KILLS);
     CU_ASSERT_EQUAL(loads_ok, KILLS);

@@ -47,7 +47,9 @@ static int ends_with(const char *s, const char *tail) {
     size_t n = strlen(s), k = strlen(tail);
     while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' ')) n--;
     int ok = n >= k && !memcmp(s + n - k, tail, k);
-    if (!ok) printf("\n    expected the message to end with '%s':\n%.600s ...\n", tail, s + (n > 600 ? n - 600 : 0));
+    if (!ok)
+        printf("\n    expected the message to end with '%s':\n%.600s ...\n", tail,
+               s + (n > 600 ? n - 600 : 0));
     return ok;
 }
 
@@ -139,7 +141,8 @@ static void failed_train_leaves_no_run_dir(void) {
     struct stat st;
     CU_ASSERT(stat(dir, &st) != 0);
     testutil_write_file(idx_dir, "ck-one.txt", "zero\n", 5);
-    job = job_file("ck-failrun2.job", "[model]\nname = ck-failrun2\n", "class_names = ck-one.txt\n");
+    job = job_file("ck-failrun2.job", "[model]\nname = ck-failrun2\n",
+                   "class_names = ck-one.txt\n");
     CU_ASSERT_EQUAL(train(job, &out), 2);
     free(out);
     snprintf(dir, sizeof dir, "%s/runs/ck-failrun2", idx_dir);
@@ -169,7 +172,8 @@ static void corrupt_gzip_named_by_path(void) {
     for (int i = 0; i < 64; i++) fputc(0xff, f);
     fclose(f);
     unsigned char lab[8 + 64] = {0, 0, 8, 1, 0, 0, 0, 64};
-    snprintf(labels, sizeof labels, "%s", testutil_write_file(dir, "corrupt-labels.idx", lab, sizeof lab));
+    snprintf(labels, sizeof labels, "%s",
+             testutil_write_file(dir, "corrupt-labels.idx", lab, sizeof lab));
     Dataset d;
     Err e = {0};
     CU_ASSERT_EQUAL(idx_load(&d, path, labels, &e), -1);
@@ -181,12 +185,12 @@ static void corrupt_gzip_named_by_path(void) {
 /* ---------------------------------------------------------------- conv_algorithm */
 
 static void conv_algorithm_reaches_separable(void) {
-    const char *job = job_file("ck-sep.job", "",
-                               "");
+    const char *job = job_file("ck-sep.job", "", "");
     /* the job's layers, with a SeparableConv2D first and [train] conv_algorithm = im2col */
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
-             "sed -i 's/^\\[conv2d\\]$/[separable_conv2d]\\nname = sep\\nfilters = 2\\nkernel_size = 3\\n[conv2d]/; "
+             "sed -i 's/^\\[conv2d\\]$/[separable_conv2d]\\nname = sep\\nfilters = 2\\nkernel_size "
+             "= 3\\n[conv2d]/; "
              "s/^epochs = 1$/epochs = 1\\nconv_algorithm = im2col/' '%s'",
              job);
     CU_ASSERT_EQUAL(testutil_run(cmd, NULL), 0);
@@ -219,7 +223,9 @@ static void conv_algorithm_reaches_separable(void) {
     free(out);
 }
 
-TEST_SUITE(checks, {"a long value is shortened in the middle, the reason kept", long_messages_keep_their_reason},
+TEST_SUITE(checks,
+           {"a long value is shortened in the middle, the reason kept",
+            long_messages_keep_their_reason},
            {"a 100 KB [model] name: the message ends with its reason", long_job_name_message},
            {"class_names missing or short: train refuses (exit 2)", class_names_checked_by_train},
            {"a failed train leaves no empty run directory", failed_train_leaves_no_run_dir},

@@ -36,7 +36,8 @@ static void write_idx(const char *img, const char *lbl, int n, unsigned seed, in
                          (c == 2 && r >= 2 && r < 6 && q >= 2 && q < 6);
                 s = s * 1103515245u + 12345u;
                 int noise = (int)((s >> 16) % 61);
-                im[16 + (size_t)i * SIDE * SIDE + r * SIDE + q] = (unsigned char)(on ? 195 + noise : noise);
+                im[16 + (size_t)i * SIDE * SIDE + r * SIDE + q] = (unsigned char)(on ? 195 + noise
+                                                                                     : noise);
             }
         lb[8 + i] = (unsigned char)(flip_every > 0 && i % flip_every == 0 ? (c + 1) % CLASSES : c);
     }
@@ -196,8 +197,7 @@ static void impossible_shapes(void) {
     /* 5 conv layers of kernel 3 on 8x8: 6, 4, 2, then the 4th (conv2d_3, line 11 + 3*3 = 20)
      * cannot fit its window */
     char model[2048] = "";
-    for (int i = 0; i < 5; i++)
-        strcat(model, "[conv2d]\nfilters = 2\nkernel_size = 3\n");
+    for (int i = 0; i < 5; i++) strcat(model, "[conv2d]\nfilters = 2\nkernel_size = 3\n");
     strcat(model, "[flatten]\n[dense]\nunits = 3\nactivation = softmax\n");
     const char *j = job("shrink.job", model, TRAIN);
     char *out;
@@ -240,7 +240,8 @@ static void label_outside_classes_in_validation_split(void) {
                           "[flatten]\n[dense]\nunits = 10\nactivation = softmax\n";
     const char *j = job("lblval.job", model10, TRAIN);
     char *out;
-    int st = run(&out, "train %s --set data.train_labels=lbl12-tail --set train.validation_split=0.25", j);
+    int st = run(
+        &out, "train %s --set data.train_labels=lbl12-tail --set train.validation_split=0.25", j);
     expect_bad(st, out, (const char *[]){data_path("lbl12-tail"), "label 12", "sample 190", NULL});
 }
 
@@ -451,11 +452,8 @@ static void eval_bad_weights(void) {
     free(out);
 }
 
-TEST_SUITE(cli,
-           {"missing IDX file", missing_idx},
-           {"truncated IDX file", truncated_idx},
-           {"typo'd key names file:line", typo_key},
-           {"unknown section", unknown_section},
+TEST_SUITE(cli, {"missing IDX file", missing_idx}, {"truncated IDX file", truncated_idx},
+           {"typo'd key names file:line", typo_key}, {"unknown section", unknown_section},
            {"impossible shapes", impossible_shapes},
            {"label outside the class count", label_outside_classes},
            {"label outside the class count in the validation_split tail",

@@ -21,14 +21,13 @@ typedef struct {
 } Case;
 
 static const Case cases[] = {
-    {7, 6, 3, 5, 3, 1, PAD_VALID, 2},   /* C = 3, OC odd */
-    {9, 8, 1, 4, 3, 2, PAD_VALID, 1},   /* C = 1, stride 2, batch 1 */
-    {7, 5, 2, 3, 3, 2, PAD_SAME, 2},    /* same, stride 2, odd sizes */
-    {6, 6, 8, 17, 3, 1, PAD_SAME, 3},   /* OC = 17 */
-    {5, 4, 6, 3, 1, 1, PAD_VALID, 2},   /* 1x1 */
+    {7, 6, 3, 5, 3, 1, PAD_VALID, 2},    /* C = 3, OC odd */
+    {9, 8, 1, 4, 3, 2, PAD_VALID, 1},    /* C = 1, stride 2, batch 1 */
+    {7, 5, 2, 3, 3, 2, PAD_SAME, 2},     /* same, stride 2, odd sizes */
+    {6, 6, 8, 17, 3, 1, PAD_SAME, 3},    /* OC = 17 */
+    {5, 4, 6, 3, 1, 1, PAD_VALID, 2},    /* 1x1 */
     {10, 10, 16, 32, 3, 1, PAD_SAME, 2}, /* Winograd's favourite */
-    {8, 8, 20, 24, 3, 1, PAD_VALID, 1},
-    {6, 7, 5, 6, 5, 1, PAD_SAME, 2},    /* 5x5 */
+    {8, 8, 20, 24, 3, 1, PAD_VALID, 1},  {6, 7, 5, 6, 5, 1, PAD_SAME, 2}, /* 5x5 */
 };
 #define N_CASES (sizeof cases / sizeof *cases)
 
@@ -55,7 +54,8 @@ static WinGeom case_geom(const Case *c) {
 
 /* ---- the naive reference, in NHWC ---- */
 
-static void naive_forward(const WinGeom *g, const float *in, const float *w, const float *b, float *out) {
+static void naive_forward(const WinGeom *g, const float *in, const float *w, const float *b,
+                          float *out) {
     for (int n = 0; n < g->N; n++)
         for (int oh = 0; oh < g->OH; oh++)
             for (int ow = 0; ow < g->OW; ow++)
@@ -120,7 +120,8 @@ typedef struct {
 } Run;
 
 /* in_fmt: the layout the producer writes; out_nhwc: the reader reads NHWC (ConvDesc) */
-static int run_init(Run *r, ConvAlgoId id, const Case *c, TensorFormat in_fmt, Activation act, int out_nhwc) {
+static int run_init(Run *r, ConvAlgoId id, const Case *c, TensorFormat in_fmt, Activation act,
+                    int out_nhwc) {
     memset(r, 0, sizeof *r);
     r->g = case_geom(c);
     ConvDesc d = {r->g, act, 1, in_fmt, out_nhwc};
@@ -131,11 +132,12 @@ static int run_init(Run *r, ConvAlgoId id, const Case *c, TensorFormat in_fmt, A
     r->ni = (size_t)c->N * shape_size(r->si);
     r->no = (size_t)c->N * shape_size(r->so);
     r->nw = (size_t)c->K * c->K * c->C * c->OC;
-    size_t nil = (size_t)c->N * format_floats(r->p.d.in_fmt, r->si), nol = (size_t)c->N * format_floats(r->p.out_fmt, r->so);
-    float **bufs[] = {&r->in, &r->din, &r->out, &r->dout, &r->w, &r->dw, &r->b, &r->db,
-                      &r->in_l, &r->din_l, &r->out_l, &r->dout_l};
-    size_t sizes[] = {r->ni, r->ni, r->no, r->no, r->nw, r->nw, (size_t)c->OC, (size_t)c->OC,
-                      nil, nil, nol, nol};
+    size_t nil = (size_t)c->N * format_floats(r->p.d.in_fmt, r->si),
+           nol = (size_t)c->N * format_floats(r->p.out_fmt, r->so);
+    float **bufs[] = {&r->in, &r->din, &r->out,  &r->dout,  &r->w,     &r->dw,
+                      &r->b,  &r->db,  &r->in_l, &r->din_l, &r->out_l, &r->dout_l};
+    size_t sizes[] = {r->ni,         r->ni,         r->no, r->no, r->nw, r->nw,
+                      (size_t)c->OC, (size_t)c->OC, nil,   nil,   nol,   nol};
     for (int i = 0; i < 12; i++) *bufs[i] = calloc(sizes[i] + 16, sizeof(float));
     r->aux = aligned_alloc(64, (r->p.aux_bytes + 127) & ~(size_t)63);
     r->ws = aligned_alloc(64, (r->p.ws_bytes + 127) & ~(size_t)63);
@@ -147,8 +149,8 @@ static int run_init(Run *r, ConvAlgoId id, const Case *c, TensorFormat in_fmt, A
 }
 
 static void run_free(Run *r) {
-    void *ps[] = {r->in, r->din, r->out, r->dout, r->w, r->dw, r->b, r->db, r->in_l, r->din_l,
-                  r->out_l, r->dout_l, r->aux, r->ws};
+    void *ps[] = {r->in, r->din,  r->out,   r->dout,  r->w,      r->dw,  r->b,
+                  r->db, r->in_l, r->din_l, r->out_l, r->dout_l, r->aux, r->ws};
     for (size_t i = 0; i < sizeof ps / sizeof *ps; i++) free(ps[i]);
     conv_plan_free(&r->p);
 }
@@ -207,10 +209,12 @@ static void check_against_naive(ConvAlgoId id) {
             naive_forward(&r.g, r.in, r.w, r.b, ref);
             naive_backward(&r.g, r.in, r.w, r.dout, rdin, rdw, rdb);
             double ef = max_rel(r.out, ref, r.no), ed = max_rel(r.din, rdin, r.ni),
-                   ew = max_rel(r.dw, rdw, r.nw), eb = max_rel(r.db, rdb, (size_t)c->OC), tol = tolerance(id);
+                   ew = max_rel(r.dw, rdw, r.nw), eb = max_rel(r.db, rdb, (size_t)c->OC),
+                   tol = tolerance(id);
             CU_ASSERT(ef <= tol && ed <= tol && ew <= tol && eb <= tol);
             if (ef > tol || ed > tol || ew > tol || eb > tol)
-                printf("\n    %s case %zu (%s input): forward %.2g, din %.2g, dw %.2g, db %.2g (tol %.1g)",
+                printf("\n    %s case %zu (%s input): forward %.2g, din %.2g, dw %.2g, db %.2g "
+                       "(tol %.1g)",
                        conv_algo_name(id), k, format_name(r.p.d.in_fmt), ef, ed, ew, eb, tol);
             free(ref);
             run_free(&r);
@@ -238,7 +242,8 @@ static void test_algorithms_agree(void) {
                    ew = max_rel(r.dw, ref.dw, r.nw);
             CU_ASSERT(ef <= tol && ed <= tol && ew <= tol);
             if (ef > tol || ed > tol || ew > tol)
-                printf("\n    %s vs im2col, case %zu: %.2g %.2g %.2g", conv_algo_name((ConvAlgoId)id), k, ef, ed, ew);
+                printf("\n    %s vs im2col, case %zu: %.2g %.2g %.2g",
+                       conv_algo_name((ConvAlgoId)id), k, ef, ed, ew);
             run_free(&r);
         }
         run_free(&ref);
@@ -265,7 +270,8 @@ static void check_gradients(ConvAlgoId id) {
     Run r;
     CU_ASSERT_FATAL(run_init(&r, id, &c, FMT_NHWC, ACT_LINEAR, 0) == 0);
     run_backward(&r);
-    float *din = malloc(r.ni * sizeof *din), *dw = malloc(r.nw * sizeof *dw), *db = malloc((size_t)c.OC * sizeof *db);
+    float *din = malloc(r.ni * sizeof *din), *dw = malloc(r.nw * sizeof *dw),
+          *db = malloc((size_t)c.OC * sizeof *db);
     memcpy(din, r.din, r.ni * sizeof *din);
     memcpy(dw, r.dw, r.nw * sizeof *dw);
     memcpy(db, r.db, (size_t)c.OC * sizeof *db);
@@ -276,7 +282,8 @@ static void check_gradients(ConvAlgoId id) {
     double eb = testutil_grad_error(fd_loss, &ctx, r.b, db, (size_t)c.OC, 0, 1e-2f);
     CU_ASSERT(ei < tol && ew < tol && eb < tol);
     if (ei >= tol || ew >= tol || eb >= tol)
-        printf("\n    %s: gradient errors input %.2g weights %.2g bias %.2g", conv_algo_name(id), ei, ew, eb);
+        printf("\n    %s: gradient errors input %.2g weights %.2g bias %.2g", conv_algo_name(id),
+               ei, ew, eb);
     free(din), free(dw), free(db);
     run_free(&r);
 }
@@ -325,26 +332,37 @@ static void test_short_batch(void) {
         CU_ASSERT_FATAL(layer_ops[LAYER_CONV2D]->plan(&L, &e) == 0);
         const int N = 3;
         size_t ni = 4 * format_floats(L.in_fmt, L.in), no = 4 * format_floats(L.out_fmt, L.out);
-        float *in = calloc(ni, 4), *out = calloc(no, 4), *dout = calloc(no, 4), *din = calloc(ni, 4);
+        float *in = calloc(ni, 4), *out = calloc(no, 4), *dout = calloc(no, 4),
+              *din = calloc(ni, 4);
         const size_t NW = L.param[0].n, NB = L.param[1].n; /* kernel, bias: contiguous here */
         float *w = calloc(NW + NB, 4), *dw = calloc(NW + NB, 4);
         void *aux = aligned_alloc(64, (4 * L.aux_per_sample + 127) & ~(size_t)63);
         void *ws = aligned_alloc(64, (L.ws_fixed * 4 + 127) & ~(size_t)63);
         testutil_fill(in, ni, 21, -1, 1); /* sample 4 is stale data, not zero */
         testutil_fill(w, NW + NB, 22, -0.5f, 0.5f);
-        LayerCtx c = {.w = w, .b = w + NW, .dw = dw, .db = dw + NW, .aux = aux, .ws = ws, .training = 1,
-                      .seed = 1, .n_ins = 1};
+        LayerCtx c = {.w = w,
+                      .b = w + NW,
+                      .dw = dw,
+                      .db = dw + NW,
+                      .aux = aux,
+                      .ws = ws,
+                      .training = 1,
+                      .seed = 1,
+                      .n_ins = 1};
         layer_ops[LAYER_CONV2D]->forward(&L, &c, out, in, N);
         testutil_fill(dout, no, 23, -1, 1);
         layer_ops[LAYER_CONV2D]->backward(&L, &c, din, dout, in, out, N);
         /* the reference: the naive convolution of the first N samples */
         WinGeom g = layer_window_geom(&L, N);
         size_t nin = (size_t)N * shape_size(L.in), non = (size_t)N * shape_size(L.out);
-        float *in_n = malloc(nin * 4), *out_n = malloc(non * 4), *ref = malloc(non * 4), *dout_n = malloc(non * 4);
-        float *rdin = malloc(nin * 4), *rdw = malloc(NW * 4), *rdb = malloc(NB * 4), *din_n = malloc(nin * 4);
+        float *in_n = malloc(nin * 4), *out_n = malloc(non * 4), *ref = malloc(non * 4),
+              *dout_n = malloc(non * 4);
+        float *rdin = malloc(nin * 4), *rdw = malloc(NW * 4), *rdb = malloc(NB * 4),
+              *din_n = malloc(nin * 4);
         layout_reorder(in_n, FMT_NHWC, in, L.in_fmt, N, L.in);
         layout_reorder(out_n, FMT_NHWC, out, L.out_fmt, N, L.out);
-        layout_reorder(dout_n, FMT_NHWC, dout, L.out_fmt, N, L.out); /* relu' applied by the layer */
+        layout_reorder(dout_n, FMT_NHWC, dout, L.out_fmt, N,
+                       L.out); /* relu' applied by the layer */
         layout_reorder(din_n, FMT_NHWC, din, L.in_fmt, N, L.in);
         naive_forward(&g, in_n, w, w + NW, ref);
         for (size_t i = 0; i < non; i++) ref[i] = ref[i] > 0 ? ref[i] : 0;
@@ -354,7 +372,8 @@ static void test_short_batch(void) {
         CU_ASSERT(max_rel(dw, rdw, NW) <= tol);
         CU_ASSERT(max_rel(dw + NW, rdb, NB) <= tol);
         CU_ASSERT(max_rel(din_n, rdin, nin) <= tol);
-        void *ps[] = {in, out, dout, din, w, dw, aux, ws, in_n, out_n, ref, dout_n, rdin, rdw, rdb, din_n};
+        void *ps[] = {in,   out,   dout, din,    w,    dw,  aux, ws,
+                      in_n, out_n, ref,  dout_n, rdin, rdw, rdb, din_n};
         for (size_t i = 0; i < sizeof ps / sizeof *ps; i++) free(ps[i]);
         layer_ops[LAYER_CONV2D]->release(&L);
     }
@@ -374,10 +393,12 @@ static void test_layouts_and_pooling(void) {
     layout_reorder(back, FMT_NHWC, blk, FMT_BLK16, N, s);
     CU_ASSERT(memcmp(x, back, n * 4) == 0);
     /* (n=1, block 1, h=2, w=3, channel 16 + 2) is x's (1, 2, 3, 18) */
-    CU_ASSERT_EQUAL(blk[(((size_t)1 * 2 + 1) * 35 + 2 * 7 + 3) * 16 + 2], x[((size_t)(1 * 5 + 2) * 7 + 3) * 19 + 18]);
+    CU_ASSERT_EQUAL(blk[(((size_t)1 * 2 + 1) * 35 + 2 * 7 + 3) * 16 + 2],
+                    x[((size_t)(1 * 5 + 2) * 7 + 3) * 19 + 18]);
     int pad_zero = 1;
     for (int p = 0; p < N * 35; p++)
-        for (int c = 3; c < 16; c++) pad_zero &= blk[((size_t)(p / 35) * 2 * 35 + 35 + p % 35) * 16 + c] == 0.0f;
+        for (int c = 3; c < 16; c++)
+            pad_zero &= blk[((size_t)(p / 35) * 2 * 35 + 35 + p % 35) * 16 + c] == 0.0f;
     CU_ASSERT(pad_zero);
     /* MaxPooling2D 3x3 stride 2 same on both layouts */
     Layer P[2];
@@ -426,11 +447,13 @@ static void test_auto_timing(void) {
             for (int id = 0; id < CONV_ALGO_COUNT; id++) {
                 ConvPlan p;
                 Err e = {0};
-                int can = conv_algo_get((ConvAlgoId)id) && conv_plan_init(&p, (ConvAlgoId)id, &d, &e) == 0;
+                int can = conv_algo_get((ConvAlgoId)id) &&
+                          conv_plan_init(&p, (ConvAlgoId)id, &d, &e) == 0;
                 if (can) conv_plan_free(&p);
                 CU_ASSERT(can ? sec[id] > 0 : sec[id] < 0);
                 if (can != (sec[id] > 0))
-                    printf("\n    %s, case %zu: timed %g s, plannable %d", conv_algo_name((ConvAlgoId)id), k, sec[id], can);
+                    printf("\n    %s, case %zu: timed %g s, plannable %d",
+                           conv_algo_name((ConvAlgoId)id), k, sec[id], can);
             }
         }
     }
@@ -439,7 +462,8 @@ static void test_auto_timing(void) {
 static void test_skip_count(void) {
     /* CUnit has no skip status: say how many checks this build could not run */
     const char *why = conv_algo_unsupported(CONV_ALGO_WINOGRAD);
-    printf("\n    conv_algo: %d algorithm checks skipped%s%s", skipped, skipped ? ": " : "", skipped ? why : "");
+    printf("\n    conv_algo: %d algorithm checks skipped%s%s", skipped, skipped ? ": " : "",
+           skipped ? why : "");
     /* a skip only where this build (ONEDNN=0) or this CPU (Winograd without AVX-512) lacks one */
     CU_ASSERT(skipped == 0 || why != NULL);
 }

@@ -70,7 +70,8 @@ static void darknet_reference(const SmallNet *n, const float x[C][H][W], double 
                     for (int ky = 0; ky < 3; ky++)
                         for (int kx = 0; kx < 3; kx++) {
                             int iy = y + ky - 1, ix = xx + kx - 1;
-                            if (iy >= 0 && iy < H && ix >= 0 && ix < W) s += n->w1[o][c][ky][kx] * x[c][iy][ix];
+                            if (iy >= 0 && iy < H && ix >= 0 && ix < W)
+                                s += n->w1[o][c][ky][kx] * x[c][iy][ix];
                         }
                 s = (s - n->mean[o]) / (sqrt(n->var[o]) + 1e-6) * n->scale[o] + n->b1[o];
                 a[o][y][xx] = s > 0 ? s : 0.1 * s;
@@ -152,8 +153,10 @@ static void test_bad_files(void) {
     testutil_write_file(dir, "small.cfg", bad, strlen(bad));
     char text[512];
     snprintf(text, sizeof text,
-             "[data]\nformat = images\nroot = %s\ntrain_dir = .\ntest_dir = .\n[darknet]\ncfg = small.cfg\n"
-             "weights = small.weights\n[train]\nloss = sparse_categorical_crossentropy\n", dir);
+             "[data]\nformat = images\nroot = %s\ntrain_dir = .\ntest_dir = .\n[darknet]\ncfg = "
+             "small.cfg\n"
+             "weights = small.weights\n[train]\nloss = sparse_categorical_crossentropy\n",
+             dir);
     const char *path = testutil_write_file(dir, "bad.job", text, strlen(text));
     Job b;
     Err e4 = {0};
@@ -184,8 +187,8 @@ static void test_tiny_darknet(void) {
     for (size_t r = 0; r < sizeof refs / sizeof *refs; r++) {
         char cmd[2048];
         snprintf(cmd, sizeof cmd,
-                 "CONVNET_DATA=%s %s predict jobs/tiny-darknet-imagenet.job --top 5 --json %s/%s", root,
-                 testutil_bin(), root, refs[r].image);
+                 "CONVNET_DATA=%s %s predict jobs/tiny-darknet-imagenet.job --top 5 --json %s/%s",
+                 root, testutil_bin(), root, refs[r].image);
         char *out = NULL;
         CU_ASSERT_EQUAL(testutil_run(cmd, &out), 0);
         const char *top = strstr(out, "\"top\":[");
@@ -196,7 +199,8 @@ static void test_tiny_darknet(void) {
             const char *at = strstr(top, want);
             CU_ASSERT(at != NULL);
             if (!at) {
-                printf("\n    %s: %s is not in our top 5:\n%s", refs[r].image, refs[r].names[k], out);
+                printf("\n    %s: %s is not in our top 5:\n%s", refs[r].image, refs[r].names[k],
+                       out);
                 continue;
             }
             /* same rank: exactly k entries before it */
@@ -206,8 +210,8 @@ static void test_tiny_darknet(void) {
             double p = atof(at + strlen(want));
             CU_ASSERT(fabs(100 * p - refs[r].percent[k]) <= 0.1); /* 0.1 percentage points */
             if (fabs(100 * p - refs[r].percent[k]) > 0.1)
-                printf("\n    %s: %s %.2f%%, darknet %.2f%%\n", refs[r].image, refs[r].names[k], 100 * p,
-                       refs[r].percent[k]);
+                printf("\n    %s: %s %.2f%%, darknet %.2f%%\n", refs[r].image, refs[r].names[k],
+                       100 * p, refs[r].percent[k]);
         }
         free(out);
     }

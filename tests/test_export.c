@@ -28,7 +28,8 @@ static int run_tool(const char *cmd, int *status, char **out) {
     return 1;
 }
 
-#define SPEC "conv2d:conv2d:3x3x1x4:b,max_pooling2d:max_pooling2d,flatten:flatten,dense:dense:100x3:b"
+#define SPEC \
+    "conv2d:conv2d:3x3x1x4:b,max_pooling2d:max_pooling2d,flatten:flatten,dense:dense:100x3:b"
 
 static const char *write_job(const char *name, const char *extra) {
     const char *dir = testutil_tmpdir();
@@ -86,7 +87,8 @@ static int write_fixtures(const char *tag, int seed, char *k2, char *k3, size_t 
     char cmd[4096], *out = NULL;
     snprintf(k2, n, "%s/%s2.h5", dir, tag);
     snprintf(k3, n, "%s/%s3.weights.h5", dir, tag);
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/keras_h5_tool.py write %s %s %s %d", SPEC, k2, k3, seed);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/keras_h5_tool.py write %s %s %s %d", SPEC, k2,
+             k3, seed);
     int st, ran = run_tool(cmd, &st, &out);
     if (ran && st) printf("\n    %s\n", out);
     if (ran) CU_ASSERT_EQUAL(st, 0);
@@ -135,13 +137,14 @@ static void export_is_keras_layout(void) {
     CU_ASSERT_EQUAL_FATAL(weights_save(w, &a.m, &e), 0);
     const char *fmt[2] = {"keras2", "keras3"}, *dst[2] = {e2, e3}, *ref[2] = {k2, k3};
     for (int i = 0; i < 2; i++) {
-        snprintf(cmd, sizeof cmd, "'%s' export '%s' --weights '%s' --format %s --out '%s'", testutil_bin(),
-                 job, w, fmt[i], dst[i]);
+        snprintf(cmd, sizeof cmd, "'%s' export '%s' --weights '%s' --format %s --out '%s'",
+                 testutil_bin(), job, w, fmt[i], dst[i]);
         st = testutil_run(cmd, &out);
         if (st) printf("\n    %s\n", out);
         CU_ASSERT_EQUAL(st, 0);
         free(out);
-        snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/keras_h5_tool.py compare '%s' '%s'", dst[i], ref[i]);
+        snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/keras_h5_tool.py compare '%s' '%s'",
+                 dst[i], ref[i]);
         st = testutil_run(cmd, &out);
         if (st) printf("\n    %s\n", out);
         CU_ASSERT_EQUAL(st, 0);
@@ -174,8 +177,8 @@ static void export_import_predicts_the_same(void) {
     net_free(&a);
     const char *fmt[2] = {"keras2", "keras3"};
     for (int i = 0; i < 2; i++) {
-        snprintf(cmd, sizeof cmd, "'%s' export '%s' --weights '%s' --format %s --out '%s'", testutil_bin(),
-                 job, w, fmt[i], path[i]);
+        snprintf(cmd, sizeof cmd, "'%s' export '%s' --weights '%s' --format %s --out '%s'",
+                 testutil_bin(), job, w, fmt[i], path[i]);
         int st = testutil_run(cmd, &out);
         if (st) printf("\n    %s\n", out);
         CU_ASSERT_EQUAL(st, 0);
@@ -207,8 +210,10 @@ static void unsupported_layouts(void) {
     char cmd[4096], p[1024], *out = NULL;
     snprintf(p, sizeof p, "%s/other.h5", dir);
     snprintf(cmd, sizeof cmd,
-             "/usr/bin/python3 -c \"import sys\ntry:\n import h5py\nexcept ImportError:\n print('python3-h5py is not installed'); sys.exit(77)\n"
-             "f = h5py.File('%s', 'w'); f.create_dataset('x', data=[1.0])\"", p);
+             "/usr/bin/python3 -c \"import sys\ntry:\n import h5py\nexcept ImportError:\n "
+             "print('python3-h5py is not installed'); sys.exit(77)\n"
+             "f = h5py.File('%s', 'w'); f.create_dataset('x', data=[1.0])\"",
+             p);
     int st;
     if (!run_tool(cmd, &st, &out)) {
         free(out);
@@ -231,8 +236,10 @@ static void unsupported_layouts(void) {
     char k2[1024], k3[1024];
     snprintf(k2, sizeof k2, "%s/wrong2.h5", dir);
     snprintf(k3, sizeof k3, "%s/wrong3.weights.h5", dir);
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/keras_h5_tool.py write "
-             "conv2d:conv2d:3x3x1x5:b,flatten:flatten,dense:dense:100x3:b %s %s 1", k2, k3);
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 tests/keras_h5_tool.py write "
+             "conv2d:conv2d:3x3x1x5:b,flatten:flatten,dense:dense:100x3:b %s %s 1",
+             k2, k3);
     CU_ASSERT_EQUAL(testutil_run(cmd, NULL), 0);
     memset(&e, 0, sizeof e);
     CU_ASSERT_EQUAL(keras_h5_load_weights(k3, &a.m, &e), -1);
@@ -243,7 +250,9 @@ static void unsupported_layouts(void) {
 #endif
 }
 
-TEST_SUITE(export, {"Keras 3 .weights.h5 gives the Keras 2 file's forward pass", keras3_matches_keras2},
+TEST_SUITE(export,
+           {"Keras 3 .weights.h5 gives the Keras 2 file's forward pass", keras3_matches_keras2},
            {"export keras2/keras3: the layout h5py writes for Keras", export_is_keras_layout},
-           {"export then import into a fresh job: bitwise the same", export_import_predicts_the_same},
+           {"export then import into a fresh job: bitwise the same",
+            export_import_predicts_the_same},
            {"unsupported layouts and wrong shapes are named", unsupported_layouts})

@@ -74,7 +74,8 @@ static double graph_loss(void *ctx) {
 }
 
 /* The same network written out by hand, in double precision. */
-static void conv_ref(const double *in, int cin, const float *w, const float *b, Activation act, double *out) {
+static void conv_ref(const double *in, int cin, const float *w, const float *b, Activation act,
+                     double *out) {
     for (int n = 0; n < N; n++)
         for (int h = 0; h < H; h++)
             for (int x = 0; x < W; x++)
@@ -85,7 +86,8 @@ static void conv_ref(const double *in, int cin, const float *w, const float *b, 
                             int ih = h - 1 + i, iw = x - 1 + j;
                             if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
                             for (int c = 0; c < cin; c++)
-                                s += in[((n * H + ih) * W + iw) * cin + c] * w[((i * 3 + j) * cin + c) * F + f];
+                                s += in[((n * H + ih) * W + iw) * cin + c] *
+                                     w[((i * 3 + j) * cin + c) * F + f];
                         }
                     out[((n * H + h) * W + x) * F + f] = act == ACT_SIGMOID ? 1 / (1 + exp(-s)) : s;
                 }
@@ -134,9 +136,11 @@ static void check_graph(ConvAlgoId algo, Activation act) {
     const float *y = graph_forward(&g);
     double ref[N * K], worst = 0;
     graph_reference(&g, ref);
-    for (int i = 0; i < N * K; i++) worst = fmax(worst, fabs(y[i] - ref[i]) / fmax(1, fabs(ref[i])));
+    for (int i = 0; i < N * K; i++)
+        worst = fmax(worst, fabs(y[i] - ref[i]) / fmax(1, fabs(ref[i])));
     CU_ASSERT(worst < 1e-5);
-    if (worst >= 1e-5) printf("\n    %s: forward differs from the reference by %.2g", conv_algo_name(algo), worst);
+    if (worst >= 1e-5)
+        printf("\n    %s: forward differs from the reference by %.2g", conv_algo_name(algo), worst);
     /* every parameter's gradient, c1's above all (it gets c2's and the add's gradients summed) */
     model_zero_grad(&g.m);
     graph_forward(&g);
@@ -161,7 +165,8 @@ static void test_fanout_direct_linear(void) { check_graph(CONV_ALGO_DIRECT, ACT_
 /* A chain alternates between two gradient buffers (plus one where layouts change), each as large
  * as the largest gradient that lands in it: no more than the old ping-pong pair. */
 static void test_chain_buffers(void) {
-    Layer L[5] = {mk(LAYER_CONV2D, "c1", 8, 3, ACT_RELU), mk(LAYER_MAXPOOL2D, "p", 0, 2, ACT_LINEAR),
+    Layer L[5] = {mk(LAYER_CONV2D, "c1", 8, 3, ACT_RELU),
+                  mk(LAYER_MAXPOOL2D, "p", 0, 2, ACT_LINEAR),
                   mk(LAYER_CONV2D, "c2", 16, 3, ACT_RELU), mk(LAYER_FLATTEN, "f", 0, 0, ACT_LINEAR),
                   mk(LAYER_DENSE, "d", 3, 0, ACT_LINEAR)};
     L[1].sh = L[1].sw = 2, L[1].padding = PAD_VALID;
@@ -186,10 +191,12 @@ static void test_chain_buffers(void) {
  * gradient, dead once its backward has run, so the chain still needs only two buffers. */
 static void test_layout_change_buffers(void) {
     if (!conv_algo_get(CONV_ALGO_DIRECT)) {
-        testutil_skip("gradient buffers at a layout change", "this build has no oneDNN (ONEDNN=0)", 0);
+        testutil_skip("gradient buffers at a layout change", "this build has no oneDNN (ONEDNN=0)",
+                      0);
         return;
     }
-    Layer L[4] = {mk(LAYER_CONV2D, "c1", 16, 3, ACT_LINEAR), mk(LAYER_ACTIVATION, "r", 0, 0, ACT_RELU),
+    Layer L[4] = {mk(LAYER_CONV2D, "c1", 16, 3, ACT_LINEAR),
+                  mk(LAYER_ACTIVATION, "r", 0, 0, ACT_RELU),
                   mk(LAYER_FLATTEN, "f", 0, 0, ACT_LINEAR), mk(LAYER_DENSE, "d", 3, 0, ACT_LINEAR)};
     L[0].conv_algo = CONV_ALGO_DIRECT, L[0].conv_algo_strict = 1;
     Model m;
@@ -209,17 +216,24 @@ static void test_graph_errors(void) {
         const char *layers, *expect;
         int line;
     } cases[] = {
-        {"[conv2d]\nfilters = 4\nkernel_size = 3\ninputs = nowhere\n", "no earlier layer is named 'nowhere'", 10},
-        {"[conv2d]\nname = self\nfilters = 4\nkernel_size = 3\ninputs = self\n", "no earlier layer is named 'self'", 11},
-        {"[conv2d]\nname = a\nfilters = 4\nkernel_size = 3\n[conv2d]\nname = b\nfilters = 4\nkernel_size = 3\n"
-         "[add]\ninputs = a, b\n", "Add of unlike shapes", 15},
-        {"[conv2d]\nname = a\nfilters = 4\nkernel_size = 3\n[conv2d]\nname = b\nfilters = 4\nkernel_size = 3\n"
-         "inputs = input\n", "no layer reads its output", 7},
+        {"[conv2d]\nfilters = 4\nkernel_size = 3\ninputs = nowhere\n",
+         "no earlier layer is named 'nowhere'", 10},
+        {"[conv2d]\nname = self\nfilters = 4\nkernel_size = 3\ninputs = self\n",
+         "no earlier layer is named 'self'", 11},
+        {"[conv2d]\nname = a\nfilters = 4\nkernel_size = 3\n[conv2d]\nname = b\nfilters = "
+         "4\nkernel_size = 3\n"
+         "[add]\ninputs = a, b\n",
+         "Add of unlike shapes", 15},
+        {"[conv2d]\nname = a\nfilters = 4\nkernel_size = 3\n[conv2d]\nname = b\nfilters = "
+         "4\nkernel_size = 3\n"
+         "inputs = input\n",
+         "no layer reads its output", 7},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char text[2048], name[32], cmd[4096], where[64];
         snprintf(text, sizeof text,
-                 "[data]\nroot = %s\ntrain_images = graph-train-images.idx\ntrain_labels = graph-train-labels.idx\n"
+                 "[data]\nroot = %s\ntrain_images = graph-train-images.idx\ntrain_labels = "
+                 "graph-train-labels.idx\n"
                  "test_images = graph-test-images.idx\ntest_labels = graph-test-labels.idx\n%s"
                  "[flatten]\n[dense]\nunits = 10\nactivation = softmax\n"
                  "[train]\nloss = sparse_categorical_crossentropy\n",
@@ -233,7 +247,8 @@ static void test_graph_errors(void) {
         CU_ASSERT_EQUAL(rc, 2);
         CU_ASSERT(out && strstr(out, cases[i].expect) && strstr(out, where));
         if (rc != 2 || !out || !strstr(out, cases[i].expect) || !strstr(out, where))
-            printf("\n    case %zu (exit %d, expected '%s' at %s):\n%s", i, rc, cases[i].expect, where, out ? out : "");
+            printf("\n    case %zu (exit %d, expected '%s' at %s):\n%s", i, rc, cases[i].expect,
+                   where, out ? out : "");
         free(out);
     }
 }
@@ -242,14 +257,17 @@ static void test_graph_errors(void) {
 static void test_residual_job(void) {
     const char *dir = testutil_small_idx_dir("resid", 4);
     char text[2048];
-    snprintf(text, sizeof text,
-             "[data]\nroot = %s\ntrain_images = resid-train-images.idx\ntrain_labels = resid-train-labels.idx\n"
-             "test_images = resid-test-images.idx\ntest_labels = resid-test-labels.idx\nscale = 1/255\n"
-             "[conv2d]\nname = stem\nfilters = 8\nkernel_size = 3\npadding = same\nactivation = relu\n"
-             "[conv2d]\nname = branch\nfilters = 8\nkernel_size = 3\npadding = same\nactivation = relu\n"
-             "[add]\nname = sum\ninputs = stem, branch\n"
-             "[flatten]\n[dense]\nunits = 10\nactivation = softmax\n"
-             "[train]\nloss = sparse_categorical_crossentropy\nbatch_size = 16\nepochs = 1\n", dir);
+    snprintf(
+        text, sizeof text,
+        "[data]\nroot = %s\ntrain_images = resid-train-images.idx\ntrain_labels = "
+        "resid-train-labels.idx\n"
+        "test_images = resid-test-images.idx\ntest_labels = resid-test-labels.idx\nscale = 1/255\n"
+        "[conv2d]\nname = stem\nfilters = 8\nkernel_size = 3\npadding = same\nactivation = relu\n"
+        "[conv2d]\nname = branch\nfilters = 8\nkernel_size = 3\npadding = same\nactivation = relu\n"
+        "[add]\nname = sum\ninputs = stem, branch\n"
+        "[flatten]\n[dense]\nunits = 10\nactivation = softmax\n"
+        "[train]\nloss = sparse_categorical_crossentropy\nbatch_size = 16\nepochs = 1\n",
+        dir);
     const char *job = testutil_write_file(dir, "resid.job", text, strlen(text));
     char cmd[4096], *out = NULL;
     snprintf(cmd, sizeof cmd, "%s summary %s", testutil_bin(), job);
@@ -270,10 +288,10 @@ static void test_mini_xception_counts(void) {
     const long sizes[] = {32, 64, 128, 256, 512};
     for (int b = 0; b < 5; b++) {
         long s = sizes[b];
-        total += 4 * c + 9 * c + c * s;  /* BN(c): gamma beta mean var; SeparableConv2D(c -> s) */
-        total += 4 * s + 9 * s + s * s;  /* BN(s); SeparableConv2D(s -> s) */
-        total += c * s;                  /* the 1x1 residual Conv2D */
-        state += 2 * c + 2 * s;          /* moving mean and variance */
+        total += 4 * c + 9 * c + c * s; /* BN(c): gamma beta mean var; SeparableConv2D(c -> s) */
+        total += 4 * s + 9 * s + s * s; /* BN(s); SeparableConv2D(s -> s) */
+        total += c * s;                 /* the 1x1 residual Conv2D */
+        state += 2 * c + 2 * s;         /* moving mean and variance */
         c = s;
     }
     total += 512 + 1; /* Dense(1) */
@@ -286,7 +304,8 @@ static void test_mini_xception_counts(void) {
     CU_ASSERT(out && strstr(out, want));
     snprintf(want, sizeof want, "Non-trainable params: %ld\n", state);
     CU_ASSERT(out && strstr(out, want));
-    if (!out || !strstr(out, want)) printf("\n    expected %ld total, %ld state:\n%s", total, state, out ? out : "");
+    if (!out || !strstr(out, want))
+        printf("\n    expected %ld total, %ld state:\n%s", total, state, out ? out : "");
     free(out);
 }
 

@@ -65,9 +65,9 @@ static const unsigned char BAD_JPEG[][12] = {
 /* A JFIF header, then a quantisation table cut inside its length field: libjpeg stops
  * mid-segment, and a TurboJPEG handle reused after it fails every later file ("Bogus DQT
  * index", "Bogus marker length"). */
-static const unsigned char BAD_JPEG_MIDSEGMENT[] = {
-    0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, 'J', 'F', 'I', 'F', 0x00, 0x01, 0x01,
-    0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0xFF, 0xDB, 0x00};
+static const unsigned char BAD_JPEG_MIDSEGMENT[] = {0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, 'J',  'F',
+                                                    'I',  'F',  0x00, 0x01, 0x01, 0x00, 0x00, 0x01,
+                                                    0x00, 0x01, 0x00, 0x00, 0xFF, 0xDB, 0x00};
 
 static void jpeg_bad_does_not_spoil_good(void) {
     const char *root = hard_subdir("jpeg-order");
@@ -98,7 +98,8 @@ static void jpeg_bad_does_not_spoil_good(void) {
     int rc = images_load_dir(&d, root, &o, &e);
     if (rc) printf("\n    %s\n", e.msg);
     CU_ASSERT_EQUAL_FATAL(rc, 0);
-    if (d.n != 8 || d.skipped != 8) printf("\n    %lld loaded, %lld skipped\n", (long long)d.n, (long long)d.skipped);
+    if (d.n != 8 || d.skipped != 8)
+        printf("\n    %lld loaded, %lld skipped\n", (long long)d.n, (long long)d.skipped);
     CU_ASSERT_EQUAL(d.n, 8);       /* every good image */
     CU_ASSERT_EQUAL(d.skipped, 8); /* and only the bad ones skipped */
     dataset_free(&d);
@@ -274,7 +275,11 @@ static void byte_order_mark_skipped(void) {
     ini_free(&ini);
     /* a BOM anywhere else is still an error */
     Err e2 = {0};
-    CU_ASSERT_EQUAL(ini_parse_string(&ini, "bom2.job", "[train]\n\xEF\xBB\xBF" "epochs = 2\n", &e2), -1);
+    CU_ASSERT_EQUAL(ini_parse_string(&ini, "bom2.job",
+                                     "[train]\n\xEF\xBB\xBF"
+                                     "epochs = 2\n",
+                                     &e2),
+                    -1);
     ini_free(&ini);
 }
 
@@ -283,7 +288,8 @@ static void byte_order_mark_skipped(void) {
 static void failed_parse_frees(void) {
     IniFile ini;
     Err e = {0};
-    CU_ASSERT_EQUAL(ini_parse_string(&ini, "bad.cfg", "[net]\n[convolutional]\nsize=3\n[x\n", &e), -1);
+    CU_ASSERT_EQUAL(ini_parse_string(&ini, "bad.cfg", "[net]\n[convolutional]\nsize=3\n[x\n", &e),
+                    -1);
     HAS(e.msg, "bad.cfg:4");
     CU_ASSERT_EQUAL(ini.n_sec, 0);
     CU_ASSERT_PTR_NULL(ini.sec);
@@ -359,9 +365,11 @@ static void nonfinite_weights_refused(void) {
     CheckpointState st;
     memset(&st, 0, sizeof st);
     Err e2 = {0};
-    CU_ASSERT_EQUAL_FATAL(checkpoint_save(cpath, &st, m.params, m.n_params, s1, s2, m.n_params, &e2), 0);
+    CU_ASSERT_EQUAL_FATAL(
+        checkpoint_save(cpath, &st, m.params, m.n_params, s1, s2, m.n_params, &e2), 0);
     Err e3 = {0};
-    CU_ASSERT_EQUAL(checkpoint_load(cpath, &st, m.params, m.n_params, s1, s2, m.n_params, 0, 0, &e3), -1);
+    CU_ASSERT_EQUAL(
+        checkpoint_load(cpath, &st, m.params, m.n_params, s1, s2, m.n_params, 0, 0, &e3), -1);
     HAS(e3.msg, cpath);
     HAS(e3.msg, "non-finite");
     HAS(e3.msg, "opt_s2");
@@ -376,7 +384,8 @@ static void nonfinite_weights_refused(void) {
 /* A one-layer Darknet import (1x1 convolution, 2 filters, on 4x4x1) with weights file bytes. */
 static int darknet_try(const void *weights, size_t n, Err *e) {
     const char *dir = hard_subdir("dn");
-    const char *cfg = "[net]\n[convolutional]\nfilters = 2\nsize = 1\nstride = 1\nactivation = linear\n";
+    const char
+        *cfg = "[net]\n[convolutional]\nfilters = 2\nsize = 1\nstride = 1\nactivation = linear\n";
     testutil_write_file(dir, "one.cfg", cfg, strlen(cfg));
     testutil_write_file(dir, "one.weights", weights, n);
     char text[1024];
@@ -491,7 +500,8 @@ static void plan_memory_named(void) {
     CU_ASSERT_EQUAL(preflight_check_memory(&m, m.n_params, 2, 1, "small.job", 1ULL << 40, &e), 0);
     /* what fits one rank need not fit a node full of them: each holds its own copy */
     Err e2 = {0};
-    CU_ASSERT_EQUAL(preflight_check_memory(&m, m.n_params, 2, 1 << 30, "small.job", 1ULL << 40, &e2), -1);
+    CU_ASSERT_EQUAL(
+        preflight_check_memory(&m, m.n_params, 2, 1 << 30, "small.job", 1ULL << 40, &e2), -1);
     HAS(e2.msg, "each of 1073741824 ranks");
     model_free(&m);
     job_free(&j);

@@ -97,8 +97,9 @@ static void libhdf5_findings_contained(void) {
     CU_ASSERT_FATAL(keep != NULL);
     memcpy(keep, m.params, bytes);
 #ifdef __SANITIZE_ADDRESS__
-    printf("\n    (AddressSanitizer's reports of libhdf5's memory errors in the child processes are "
-           "stopped by the sandbox: their write is the call it names)\n");
+    printf(
+        "\n    (AddressSanitizer's reports of libhdf5's memory errors in the child processes are "
+        "stopped by the sandbox: their write is the call it names)\n");
 #endif
     int files = 0;
     struct dirent *ent;
@@ -149,7 +150,8 @@ static void cli_outputs_checked_first(void) {
     const char *job = idx_job("out.job", DENSE, "");
     int rc = run(&out, "train '%s' --save /nonexistent-dir/w.weights", job);
     CU_ASSERT_EQUAL(rc, 2);
-    HAS(out, "train.save (--save) = /nonexistent-dir/w.weights: folder /nonexistent-dir does not exist");
+    HAS(out,
+        "train.save (--save) = /nonexistent-dir/w.weights: folder /nonexistent-dir does not exist");
     CU_ASSERT_PTR_NULL(strstr(out, "Epoch"));
     free(out);
     char extra[1200];
@@ -220,8 +222,7 @@ static void cli_small_fixes(void) {
     free(out);
 }
 
-TEST_SUITE(hardening_cli,
-           {"a reader in a child process: crash contained", isolated_reader},
+TEST_SUITE(hardening_cli, {"a reader in a child process: crash contained", isolated_reader},
            {"libhdf5 memory errors fuzz_h5 found are contained", libhdf5_findings_contained},
            {"CLI: output paths checked before training", cli_outputs_checked_first},
            {"CLI: plan-time out of memory explained", cli_plan_memory},

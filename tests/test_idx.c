@@ -69,7 +69,8 @@ static void check_loaded(const char *ip, const char *lp, uint32_t n, uint32_t h,
     CU_ASSERT_EQUAL(d.c, 1);
     CU_ASSERT_EQUAL(d.n_classes, classes);
     size_t bad = 0;
-    for (size_t i = 0; i < (size_t)n * h * w; i++) bad += d.pixels[i] != (uint8_t)((i * 7 + 3) & 255);
+    for (size_t i = 0; i < (size_t)n * h * w; i++)
+        bad += d.pixels[i] != (uint8_t)((i * 7 + 3) & 255);
     CU_ASSERT_EQUAL(bad, 0);
     bad = 0;
     for (uint32_t i = 0; i < n; i++) bad += d.labels[i] != (int32_t)(i % (uint32_t)classes);
@@ -97,7 +98,8 @@ static void load_gzip(void) {
     unsigned char *lb = make_labels(300, 10, &ll);
     const char *ip = write_gz("gz-img.gz", im, il);
     const char *lp = write_gz("gz-lbl.gz", lb, ll);
-    CU_ASSERT(testutil_file_size(ip) > 0 && testutil_file_size(ip) < (long)il); /* really compressed */
+    CU_ASSERT(testutil_file_size(ip) > 0 &&
+              testutil_file_size(ip) < (long)il); /* really compressed */
     check_loaded(ip, lp, 300, 9, 7, 10);
     /* mixed: gzip'd images, raw labels */
     const char *lp2 = write_raw("raw-lbl300", lb, ll);
@@ -141,10 +143,12 @@ static void errors(void) {
     unsigned char *bad = malloc(il);
     memcpy(bad, im, il);
     bad[3] = 1;
-    expect_fail(write_raw("magic1", bad, il), good_l, (const char *[]){"@I", "magic", "offset 0", NULL});
+    expect_fail(write_raw("magic1", bad, il), good_l,
+                (const char *[]){"@I", "magic", "offset 0", NULL});
     memcpy(bad, im, il);
     bad[2] = 0x0D; /* float data */
-    expect_fail(write_raw("magic2", bad, il), good_l, (const char *[]){"@I", "magic", "offset 0", NULL});
+    expect_fail(write_raw("magic2", bad, il), good_l,
+                (const char *[]){"@I", "magic", "offset 0", NULL});
     /* image file given as labels */
     expect_fail(good_i, good_i, (const char *[]){"magic", "offset 0", NULL});
 
@@ -165,12 +169,14 @@ static void errors(void) {
     /* count mismatch */
     size_t ll2;
     unsigned char *lb19 = make_labels(19, 3, &ll2);
-    expect_fail(good_i, write_raw("lbl19", lb19, ll2), (const char *[]){"@L", "@I", "19", "20", NULL});
+    expect_fail(good_i, write_raw("lbl19", lb19, ll2),
+                (const char *[]){"@L", "@I", "19", "20", NULL});
 
     /* zero dimensions */
     memcpy(bad, im, 16);
     put_be32(bad + 8, 0); /* H = 0 */
-    expect_fail(write_raw("zero-h", bad, 16), good_l, (const char *[]){"@I", "dimension 1", "offset 8", NULL});
+    expect_fail(write_raw("zero-h", bad, 16), good_l,
+                (const char *[]){"@I", "dimension 1", "offset 8", NULL});
     memcpy(bad, im, 16);
     put_be32(bad + 4, 0); /* N = 0 */
     expect_fail(write_raw("zero-n", bad, 16), good_l, (const char *[]){"@I", "dimension 0", NULL});
@@ -184,7 +190,8 @@ static void errors(void) {
     CU_ASSERT_EQUAL_FATAL(fread(gzb, 1, (size_t)gzn, f), (size_t)gzn);
     fclose(f);
     check_loaded(gz, good_l, 20, 4, 4, 3);
-    expect_fail(write_raw("cut.gz", gzb, (size_t)gzn - 8), good_l, (const char *[]){"@I", "truncated", NULL});
+    expect_fail(write_raw("cut.gz", gzb, (size_t)gzn - 8), good_l,
+                (const char *[]){"@I", "truncated", NULL});
     expect_fail(write_raw("cut2.gz", gzb, (size_t)gzn / 2), good_l, (const char *[]){"@I", NULL});
     /* a corrupted byte in the compressed data */
     gzb[gzn / 2] ^= 0xFF;
@@ -226,7 +233,8 @@ static void split_tail(void) {
     CU_ASSERT_EQUAL(b.n_classes, 5);
     for (int i = 0; i < 3; i++) {
         CU_ASSERT_EQUAL(b.labels[i], (7 + i) % 5);
-        for (int k = 0; k < 4; k++) CU_ASSERT_EQUAL(b.pixels[i * 4 + k], (uint8_t)(10 * (7 + i) + k));
+        for (int k = 0; k < 4; k++)
+            CU_ASSERT_EQUAL(b.pixels[i * 4 + k], (uint8_t)(10 * (7 + i) + k));
     }
     /* the head is untouched */
     CU_ASSERT_EQUAL(a.pixels[6 * 4 + 3], 63);
@@ -282,9 +290,7 @@ static void gather_batch(void) {
     dataset_free(&d);
 }
 
-TEST_SUITE(idx,
-           {"load a raw IDX pair", load_raw},
-           {"load gzip'd IDX files", load_gzip},
+TEST_SUITE(idx, {"load a raw IDX pair", load_raw}, {"load gzip'd IDX files", load_gzip},
            {"damaged or missing files are reported", errors},
            {"split_tail moves the last samples", split_tail},
            {"check_labels names the sample", check_labels},

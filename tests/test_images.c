@@ -139,10 +139,10 @@ static void check_resize(int sh, int sw, int dh, int dw, int c) {
 }
 
 static void test_bilinear_resize(void) {
-    check_resize(5, 7, 9, 12, 3);   /* up */
+    check_resize(5, 7, 9, 12, 3);    /* up */
     check_resize(30, 40, 11, 13, 3); /* down */
     check_resize(10, 10, 10, 10, 1); /* identity */
-    check_resize(17, 3, 4, 9, 1);   /* mixed */
+    check_resize(17, 3, 4, 9, 1);    /* mixed */
 }
 
 /* A large flat-coloured image decoded with DCT scaling (default) and at full size (exact). */
@@ -193,8 +193,8 @@ static void test_decode_full(void) {
     for (int y = 0; y < SH; y++)
         for (int x = 0; x < SW; x++)
             for (int k = 0; k < 3; k++)
-                src[(y * SW + x) * 3 + k] =
-                    (uint8_t)((((y / 3) + (x / 3)) & 1 ? 150 : 40) + (x * 60 / SW) + k * 10);
+                src[(y * SW + x) * 3 + k] = (uint8_t)((((y / 3) + (x / 3)) & 1 ? 150 : 40) +
+                                                      (x * 60 / SW) + k * 10);
     char dir[512], only[512];
     subdir(dir, testutil_tmpdir(), "img_decode");
     subdir(only, dir, "only");
@@ -240,7 +240,8 @@ static void test_decode_full(void) {
             }
     diff_scaled /= DH * DW * 3;
     printf("\n    decode full: worst %.2f levels from the reference; scaled differs by %.1f on "
-           "average ", worst_full, diff_scaled);
+           "average ",
+           worst_full, diff_scaled);
     CU_ASSERT(worst_full <= 0.51);
     CU_ASSERT(diff_scaled > 2.0);
     free(src);
@@ -252,14 +253,15 @@ static void test_decode_full(void) {
     snprintf(text, sizeof text,
              "[data]\nformat = images\nroot = %s\ntrain_dir = .\ntest_dir = .\nimage_size = 6,5\n"
              "decode = %%s\n[flatten]\n[dense]\nunits = 2\nactivation = softmax\n"
-             "[train]\nloss = sparse_categorical_crossentropy\n", dir);
+             "[train]\nloss = sparse_categorical_crossentropy\n",
+             dir);
     const char *value[3] = {"full", "scaled", "half"};
     for (int v = 0; v < 3; v++) {
         char job_text[1100];
         snprintf(job_text, sizeof job_text, text, value[v]);
         char jp[600];
-        snprintf(jp, sizeof jp, "%s", testutil_write_file(testutil_tmpdir(), "decode.job", job_text,
-                                                          strlen(job_text)));
+        snprintf(jp, sizeof jp, "%s",
+                 testutil_write_file(testutil_tmpdir(), "decode.job", job_text, strlen(job_text)));
         Job j;
         Err e = {0};
         int rc = job_load(&j, jp, NULL, 0, &e);

@@ -77,7 +77,8 @@ static void expect_parse_error(const char *text, const char *const *frags) {
 }
 
 static void parse_errors(void) {
-    expect_parse_error("# c\n\nepochs = 1\n[train]\n", (const char *[]){"bad.job:3:", "epochs", "section", NULL});
+    expect_parse_error("# c\n\nepochs = 1\n[train]\n",
+                       (const char *[]){"bad.job:3:", "epochs", "section", NULL});
     expect_parse_error("[train]\nepochs = 1\n[conv2d\nfilters = 3\n",
                        (const char *[]){"bad.job:3:", "malformed section header", NULL});
     expect_parse_error("[train]\n[conv2d] x\n", (const char *[]){"bad.job:2:", "malformed", NULL});
@@ -94,7 +95,8 @@ static void parse_errors(void) {
 static void repeated_key_in_other_section_ok(void) {
     IniFile ini;
     Err e = {0};
-    CU_ASSERT_EQUAL(ini_parse_string(&ini, "x", "[conv2d]\nfilters=1\n[conv2d]\nfilters=2\n", &e), 0);
+    CU_ASSERT_EQUAL(ini_parse_string(&ini, "x", "[conv2d]\nfilters=1\n[conv2d]\nfilters=2\n", &e),
+                    0);
     CU_ASSERT_EQUAL(ini.n_sec, 2);
     ini_free(&ini);
 }
@@ -111,7 +113,8 @@ static Section *one_section(IniFile *ini, const char *text) {
 
 static void getter_int_rejects_junk(void) {
     IniFile ini;
-    Section *s = one_section(&ini, "[s]\n\na = abc\nb = 3x\nc = 7\nd = 2.5\ne = 99999999999999999999\n");
+    Section *s = one_section(&ini,
+                             "[s]\n\na = abc\nb = 3x\nc = 7\nd = 2.5\ne = 99999999999999999999\n");
     const char *keys[] = {"a", "b", "d", "e"};
     const char *lines[] = {"t.job:3:", "t.job:4:", "t.job:6:", "t.job:7:"};
     for (int i = 0; i < 4; i++) {
@@ -215,7 +218,8 @@ static void getter_bool(void) {
 
 static void getter_float_fraction(void) {
     IniFile ini;
-    Section *s = one_section(&ini, "[s]\nscale = 1/255\nlr = 1e-3\nbad = 1/0\njunk = 0.5x\nneg = -2\n");
+    Section *s = one_section(&ini,
+                             "[s]\nscale = 1/255\nlr = 1e-3\nbad = 1/0\njunk = 0.5x\nneg = -2\n");
     Err e = {0};
     float f = 0;
     CU_ASSERT_EQUAL(sec_get_float(&ini, s, "scale", 1, 0, -10, 10, &f, &e), 0);
@@ -363,9 +367,11 @@ static void override_errors(void) {
     Err e0 = {0};
     CU_ASSERT_EQUAL_FATAL(ini_parse_string(&ini, "o.job", "[conv2d]\nfilters = 3\n", &e0), 0);
     const char *bad[] = {"conv2d_1.filters=3", "dense.units=3", "trainepochs=1", "train.epochs",
-                         "train.epochs=", ".epochs=1", "train.=1", "epochs=1.5"};
-    const char *frag[] = {"conv2d_1", "dense", "section.key=value", "section.key=value",
-                          "empty value", "section.key=value", "section.key=value", "section.key=value"};
+                         "train.epochs=",      ".epochs=1",     "train.=1",      "epochs=1.5"};
+    const char *frag[] = {"conv2d_1",          "dense",
+                          "section.key=value", "section.key=value",
+                          "empty value",       "section.key=value",
+                          "section.key=value", "section.key=value"};
     for (int i = 0; i < 8; i++) {
         Err e = {0};
         int rc = ini_apply_override(&ini, bad[i], &e);
@@ -398,14 +404,16 @@ static void include_splices(void) {
     subdir(dir, sizeof dir, "incl");
     subdir(inner, sizeof inner, "incl/inc");
     char top[600], base[600], pool[600];
-    snprintf(top, sizeof top, "%s",
-             write_text(dir, "top.job",
-                        "[data]\nroot = /x\n[include]\nfile = inc/base.ini\n[conv2d]\nfilters = 8\n"));
+    snprintf(
+        top, sizeof top, "%s",
+        write_text(dir, "top.job",
+                   "[data]\nroot = /x\n[include]\nfile = inc/base.ini\n[conv2d]\nfilters = 8\n"));
     snprintf(base, sizeof base, "%s",
              write_text(dir, "inc/base.ini",
                         "# base\n[conv2d]\nfilters = 4\n[include]\nfile = pool.ini\n"
                         "[conv2d]\nfilters = 5\nkernal = 1\n"));
-    snprintf(pool, sizeof pool, "%s", write_text(dir, "inc/pool.ini", "[maxpooling2d]\npool_size = 2\n"));
+    snprintf(pool, sizeof pool, "%s",
+             write_text(dir, "inc/pool.ini", "[maxpooling2d]\npool_size = 2\n"));
     IniFile ini;
     Err e = {0};
     int rc = ini_parse_file(&ini, top, &e);
@@ -486,7 +494,8 @@ static void include_errors(void) {
     subdir(dir, sizeof dir, "inclerr");
     /* a missing file: the including file and line */
     write_text(dir, "miss.job", "[data]\nroot = /x\n\n[include]\nfile = nope.ini\n");
-    expect_include_error(dir, "miss.job", (const char *[]){"@miss.job:4:", "@nope.ini", "does not exist", NULL});
+    expect_include_error(dir, "miss.job",
+                         (const char *[]){"@miss.job:4:", "@nope.ini", "does not exist", NULL});
     /* cycles: a file including itself, and a -> b -> a */
     write_text(dir, "self.ini", "[include]\nfile = self.ini\n");
     expect_include_error(dir, "self.ini", (const char *[]){"@self.ini:1:", "cycle", NULL});
@@ -495,7 +504,8 @@ static void include_errors(void) {
     expect_include_error(dir, "a.ini", (const char *[]){"@b.ini:4:", "cycle", "@a.ini -> ", NULL});
     /* the section's one key */
     write_text(dir, "nokey.job", "[include]\n[train]\n");
-    expect_include_error(dir, "nokey.job", (const char *[]){"@nokey.job:1:", "needs 'file = PATH'", NULL});
+    expect_include_error(dir, "nokey.job",
+                         (const char *[]){"@nokey.job:1:", "needs 'file = PATH'", NULL});
     write_text(dir, "other.job", "[include]\npath = a.ini\n");
     expect_include_error(dir, "other.job", (const char *[]){"@other.job:2:", "'path'", NULL});
     write_text(dir, "two.job", "[include]\nfile = a.ini\nfile = b.ini\n");
@@ -508,7 +518,8 @@ static void include_errors(void) {
     for (int k = 0; k <= INI_INCLUDE_DEPTH + 1; k++) {
         char name[32], text[64];
         snprintf(name, sizeof name, "d%d.ini", k);
-        snprintf(text, sizeof text, "[conv2d]\nfilters = %d\n[include]\nfile = d%d.ini\n", k + 1, k + 1);
+        snprintf(text, sizeof text, "[conv2d]\nfilters = %d\n[include]\nfile = d%d.ini\n", k + 1,
+                 k + 1);
         write_text(dir, name, text);
     }
     char leaf[32];
@@ -522,15 +533,15 @@ static void include_errors(void) {
     CU_ASSERT_EQUAL(ini.n_sec, INI_INCLUDE_DEPTH + 1);
     ini_free(&ini);
     char text[64];
-    snprintf(text, sizeof text, "[conv2d]\nfilters = 1\n[include]\nfile = d%d.ini\n", INI_INCLUDE_DEPTH + 1);
+    snprintf(text, sizeof text, "[conv2d]\nfilters = 1\n[include]\nfile = d%d.ini\n",
+             INI_INCLUDE_DEPTH + 1);
     write_text(dir, leaf, text);
     write_text(dir, "deep.ini", "[dense]\nunits = 1\n");
     expect_include_error(dir, "d0.ini", (const char *[]){"nest deeper than", NULL});
 }
 
 
-TEST_SUITE(ini,
-           {"parse good text: sections, labels, comments, whitespace", parse_good_text},
+TEST_SUITE(ini, {"parse good text: sections, labels, comments, whitespace", parse_good_text},
            {"parse errors name file and line", parse_errors},
            {"same key in two sections is fine", repeated_key_in_other_section_ok},
            {"integer getter rejects junk with FILE:LINE and key", getter_int_rejects_junk},
@@ -538,8 +549,7 @@ TEST_SUITE(ini,
            {"enum error lists the choices", getter_enum_lists_choices},
            {"bool getter", getter_bool},
            {"float getter: fractions and errors", getter_float_fraction},
-           {"pair and range getters", getter_pair_and_range},
-           {"string getter", getter_str},
+           {"pair and range getters", getter_pair_and_range}, {"string getter", getter_str},
            {"check_unused reports a typo with its line", check_unused_reports_typo},
            {"overrides replace, add, create [train]", override_apply},
            {"malformed overrides are rejected", override_errors},

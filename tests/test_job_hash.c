@@ -49,9 +49,7 @@ static int load_with_root(Job *j, const char *path, const char *root, char *cons
     return rc;
 }
 
-static int is_darknet_job(const char *path) {
-    return strstr(path, "tiny-darknet") != NULL;
-}
+static int is_darknet_job(const char *path) { return strstr(path, "tiny-darknet") != NULL; }
 
 static void test_jobs_keep_their_hashes(void) {
     int darknet_ok = access(PIN_ROOT "/tiny-darknet/tiny.cfg", R_OK) == 0, skipped = 0;
@@ -107,7 +105,8 @@ static void test_every_job_pinned(void) {
  * the other value, which computes something else, does not. */
 static void test_key_added_later(void) {
     const char *dir = testutil_tmpdir();
-    const char *text = "[data]\nformat = images\ntrain_dir = a\ntest_dir = b\nimage_size = 32, 32\nlabel_mode = binary\n"
+    const char *text = "[data]\nformat = images\ntrain_dir = a\ntest_dir = b\nimage_size = 32, "
+                       "32\nlabel_mode = binary\n"
                        "[conv2d]\nfilters = 4\nkernel_size = 3\n[flatten]\n[dense]\nunits = 1\n"
                        "activation = sigmoid\n[train]\nloss = binary_crossentropy\n"
                        "optimizer = rmsprop\nbatch_size = 4\nepochs = 1\n";

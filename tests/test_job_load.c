@@ -172,10 +172,10 @@ static void job_errors(void) {
     char text[4096];
     /* typo'd key in [conv2d] at line 8 */
     snprintf(text, sizeof text,
-             "%s"                                  /* lines 1-6 */
-             "[conv2d]\n"                          /* 7 */
-             "filter = 32\n"                       /* 8 */
-             "kernel_size = 3\n"                   /* 9 */
+             "%s"                /* lines 1-6 */
+             "[conv2d]\n"        /* 7 */
+             "filter = 32\n"     /* 8 */
+             "kernel_size = 3\n" /* 9 */
              "[flatten]\n[dense]\nunits = 2\nactivation = softmax\n"
              "[train]\nloss = sparse_categorical_crossentropy\n",
              BASE_DATA);
@@ -199,21 +199,24 @@ static void job_errors(void) {
              "%s[flatten]\n[dense]\nunits = 2\nactivation = softmax\n[lstm]\nunits = 3\n"
              "[train]\nloss = sparse_categorical_crossentropy\n",
              BASE_DATA);
-    expect_job_error("unk.job", text, NULL, 0, (const char *[]){"@:11:", "unknown section [lstm]", NULL});
+    expect_job_error("unk.job", text, NULL, 0,
+                     (const char *[]){"@:11:", "unknown section [lstm]", NULL});
     /* no [data] */
     expect_job_error("nodata.job",
                      "[flatten]\n[dense]\nunits = 2\nactivation = softmax\n"
                      "[train]\nloss = sparse_categorical_crossentropy\n",
                      NULL, 0, (const char *[]){"@", "no [data]", NULL});
     /* no [train] */
-    snprintf(text, sizeof text, "%s[flatten]\n[dense]\nunits = 2\nactivation = softmax\n", BASE_DATA);
+    snprintf(text, sizeof text, "%s[flatten]\n[dense]\nunits = 2\nactivation = softmax\n",
+             BASE_DATA);
     expect_job_error("notrain.job", text, NULL, 0, (const char *[]){"@", "no [train]", NULL});
     /* repeated [train] */
     snprintf(text, sizeof text,
              "%s[flatten]\n[dense]\nunits = 2\nactivation = softmax\n"
              "[train]\nloss = sparse_categorical_crossentropy\n[train]\nepochs = 2\n",
              BASE_DATA);
-    expect_job_error("twotrain.job", text, NULL, 0, (const char *[]){"@:13:", "[train]", "twice", NULL});
+    expect_job_error("twotrain.job", text, NULL, 0,
+                     (const char *[]){"@:13:", "[train]", "twice", NULL});
     /* no layers */
     snprintf(text, sizeof text, "%s[train]\nloss = sparse_categorical_crossentropy\n", BASE_DATA);
     expect_job_error("nolayers.job", text, NULL, 0, (const char *[]){"no layers", NULL});
@@ -319,9 +322,7 @@ static void include_in_job(void) {
     job_free(&j);
 }
 
-TEST_SUITE(job_load,
-           {"job_load resolves defaults", job_defaults_resolved},
+TEST_SUITE(job_load, {"job_load resolves defaults", job_defaults_resolved},
            {"job_load optimizer-dependent defaults", job_optimizer_defaults},
-           {"job_load errors", job_errors},
-           {"job hash", job_hash},
+           {"job_load errors", job_errors}, {"job hash", job_hash},
            {"[include] in a job: errors and hash", include_in_job})

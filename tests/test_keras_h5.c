@@ -124,13 +124,13 @@ static void put_names(hid_t obj, const char *attr, const char *const *names, int
 }
 
 /* A float32 (or int32) dataset at group/path, creating intermediate groups. */
-static void put_dataset(hid_t g, const char *path, int rank, const hsize_t *dims,
-                        const float *data, int as_int) {
+static void put_dataset(hid_t g, const char *path, int rank, const hsize_t *dims, const float *data,
+                        int as_int) {
     hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
     H5Pset_create_intermediate_group(lcpl, 1);
     hid_t space = H5Screate_simple(rank, dims, NULL);
-    hid_t d = H5Dcreate2(g, path, as_int ? H5T_STD_I32LE : H5T_IEEE_F32LE, space, lcpl,
-                         H5P_DEFAULT, H5P_DEFAULT);
+    hid_t d = H5Dcreate2(g, path, as_int ? H5T_STD_I32LE : H5T_IEEE_F32LE, space, lcpl, H5P_DEFAULT,
+                         H5P_DEFAULT);
     CU_ASSERT_FATAL(d >= 0);
     hsize_t n = 1;
     for (int i = 0; i < rank; i++) n *= dims[i];
@@ -179,10 +179,11 @@ static const char *write_h5(const char *name, const Values *vals, const Variant 
     snprintf(p, sizeof paths[0], "%s/%s", testutil_tmpdir(), name);
     hid_t file = H5Fcreate(p, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     CU_ASSERT_FATAL(file >= 0);
-    hid_t f = v->whole_model ? H5Gcreate2(file, "model_weights", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)
-                             : file;
-    const char *layers[] = {"input_1", "block1_conv1", "block1_pool", "block2_conv1",
-                            "block2_pool", "flatten", "dense"};
+    hid_t f = v->whole_model
+                  ? H5Gcreate2(file, "model_weights", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)
+                  : file;
+    const char *layers[] = {"input_1",     "block1_conv1", "block1_pool", "block2_conv1",
+                            "block2_pool", "flatten",      "dense"};
     int n = v->dense ? 7 : 5;
     if (v->chunked) {
         put_names(f, "layer_names0", layers, 3, v->vlen_strings);
@@ -485,11 +486,11 @@ TEST_SUITE(keras_h5,
 #if CONVNET_HDF5
            {"Keras 2 layout: every parameter loaded, the head left alone", test_load_keras2},
            {"2016 weight names, variable-length strings", test_load_legacy_vlen},
-           {"a whole-model file, layer_names in chunks, a Dense layer", test_load_whole_model_chunked},
+           {"a whole-model file, layer_names in chunks, a Dense layer",
+            test_load_whole_model_chunked},
            {"a layer the job lacks", test_missing_layer},
            {"a kernel of the wrong shape", test_wrong_shape},
-           {"not HDF5: text, empty, absent", test_not_hdf5},
-           {"truncated file", test_truncated},
+           {"not HDF5: text, empty, absent", test_not_hdf5}, {"truncated file", test_truncated},
            {"[keras_h5] in a job: loaded at start, a wrong file is exit 2", test_job_section},
            {"missing weight_names / layer_names", test_missing_attributes},
            {"integer bias, missing dataset", test_bad_datasets},

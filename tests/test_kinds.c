@@ -33,7 +33,8 @@ static int kind_check(int ok, int k, const char *what, int line) {
 static const KindCase *usable_case(int k) {
     const KindCase *kc = layerref_case((LayerKind)k);
     const LayerOps *ops = layer_ops[k];
-    if (!ops || !ops->configure || !ops->plan || !ops->forward || !ops->backward || !kc->ref) return NULL;
+    if (!ops || !ops->configure || !ops->plan || !ops->forward || !ops->backward || !kc->ref)
+        return NULL;
     return kc;
 }
 
@@ -42,11 +43,13 @@ static int case_layer(int k, const KindCase *kc, Layer *L) {
     IniFile ini;
     Err e = {0};
     memset(L, 0, sizeof *L);
-    if (!kind_ok(ini_parse_string(&ini, "kinds.job", kc->section, &e) == 0, k, "its case's section does not parse"))
+    if (!kind_ok(ini_parse_string(&ini, "kinds.job", kc->section, &e) == 0, k,
+                 "its case's section does not parse"))
         return -1;
     Section *s = ini.n_sec > 0 ? &ini.sec[0] : NULL;
     int rc = -1;
-    if (kind_ok(s && layer_kind_from_section(s->name) == k, k, "its case's section is not the kind's")) {
+    if (kind_ok(s && layer_kind_from_section(s->name) == k, k,
+                "its case's section is not the kind's")) {
         L->kind = (LayerKind)k;
         L->n_inputs = kc->n_inputs;
         snprintf(L->name, sizeof L->name, "kind");
@@ -83,14 +86,17 @@ static void test_hooks(void) {
     for (int k = 0; k < LAYER_KIND_COUNT; k++) {
         const LayerOps *ops = layer_ops[k];
         if (!kind_ok(ops != NULL, k, "no layer_ops entry (src/layers/layers.c)")) continue;
-        kind_ok(ops->section && layer_kind_from_section(ops->section) == k, k, "no .section (or another kind's)");
+        kind_ok(ops->section && layer_kind_from_section(ops->section) == k, k,
+                "no .section (or another kind's)");
         kind_ok(ops->keras_name != NULL, k, "no .keras_name");
         kind_ok(ops->configure && ops->plan && ops->forward && ops->backward, k,
                 "no .configure, .plan, .forward or .backward");
         kind_ok(ops->keras3_key || (ops->flags & LAYER_F_NO_KERAS), k,
                 "no .keras3_key (and not LAYER_F_NO_KERAS)");
-        kind_ok(!(ops->keras3_key && (ops->flags & LAYER_F_NO_KERAS)), k, "both .keras3_key and LAYER_F_NO_KERAS");
-        kind_ok(ops->onnx > LAYER_ONNX_UNSET && ops->onnx < LAYER_ONNX_COUNT, k, "no .onnx translation");
+        kind_ok(!(ops->keras3_key && (ops->flags & LAYER_F_NO_KERAS)), k,
+                "both .keras3_key and LAYER_F_NO_KERAS");
+        kind_ok(ops->onnx > LAYER_ONNX_UNSET && ops->onnx < LAYER_ONNX_COUNT, k,
+                "no .onnx translation");
         const KindCase *kc = layerref_case((LayerKind)k);
         kind_ok(kc->ref != NULL, k, "no test case with a naive reference (tests/layerref.c)");
         /* only augmentation may go without an input gradient */
@@ -126,7 +132,8 @@ static void test_gradients(void) {
         if (!kc || kc->no_gradient || case_fixture(k, kc, &f, kc->training)) continue;
         int failed = CU_get_number_of_failures();
         check_gradients(&f, kc->grad_tol, kc->eps);
-        kind_ok(CU_get_number_of_failures() == (unsigned)failed, k, "finite differences disagree with backward");
+        kind_ok(CU_get_number_of_failures() == (unsigned)failed, k,
+                "finite differences disagree with backward");
         fixture_free(&f);
     }
 }
@@ -168,16 +175,22 @@ static void round_trip(int k, const Model *a, Model *b, const char *path, const 
     }
 }
 
-static int save_weights(const char *path, const Model *m, int arg, Err *e) { return weights_save(path, m, e); }
+static int save_weights(const char *path, const Model *m, int arg, Err *e) {
+    return weights_save(path, m, e);
+}
 #if CONVNET_HDF5
 static int save_keras(const char *path, const Model *m, int keras3, Err *e) {
     return export_keras_h5(m, path, keras3, e);
 }
 /* a model without weights has nothing for an importer to read */
-static int load_keras(const char *path, Model *m, Err *e) { return m->n_params ? keras_h5_load_weights(path, m, e) : 0; }
+static int load_keras(const char *path, Model *m, Err *e) {
+    return m->n_params ? keras_h5_load_weights(path, m, e) : 0;
+}
 #endif
 #if CONVNET_ONNX
-static int save_onnx(const char *path, const Model *m, int arg, Err *e) { return export_onnx(m, NULL, path, e); }
+static int save_onnx(const char *path, const Model *m, int arg, Err *e) {
+    return export_onnx(m, NULL, path, e);
+}
 #endif
 
 static void test_round_trips(void) {
@@ -227,4 +240,5 @@ static void test_round_trips(void) {
 TEST_SUITE(kinds, {"every kind has its ops-table entry, hooks and test case", test_hooks},
            {"every kind's forward matches its naive reference", test_forward},
            {"every kind passes finite differences of its inputs and weights", test_gradients},
-           {"every kind round-trips through weights, Keras 2/3 .h5 and exports to ONNX", test_round_trips})
+           {"every kind round-trips through weights, Keras 2/3 .h5 and exports to ONNX",
+            test_round_trips})

@@ -16,8 +16,7 @@ static Layer conv_layer(int oc, int k, int s, Padding p, Activation a) {
     return layerfix_window_layer(LAYER_CONV2D, oc, k, s, p, a);
 }
 
-static void check_conv(int H, int W, int C, int oc, int k, int s, Padding p, Activation a,
-                       int N) {
+static void check_conv(int H, int W, int C, int oc, int k, int s, Padding p, Activation a, int N) {
     /* ReLU's kink: a smaller step makes crossing it while differencing rare */
     float eps = a == ACT_RELU ? 1e-3f : a == ACT_LEAKY ? 1e-4f : 1e-2f;
     Fixture f;
@@ -35,15 +34,23 @@ static void check_conv(int H, int W, int C, int oc, int k, int s, Padding p, Act
 }
 
 static void test_conv_valid(void) { check_conv(7, 6, 3, 4, 3, 1, PAD_VALID, ACT_LINEAR, 2); }
-static void test_conv_same_stride2_odd(void) { check_conv(7, 5, 2, 3, 3, 2, PAD_SAME, ACT_SIGMOID, 2); }
-static void test_conv_valid_stride2(void) { check_conv(9, 8, 2, 5, 3, 2, PAD_VALID, ACT_LINEAR, 3); }
+static void test_conv_same_stride2_odd(void) {
+    check_conv(7, 5, 2, 3, 3, 2, PAD_SAME, ACT_SIGMOID, 2);
+}
+static void test_conv_valid_stride2(void) {
+    check_conv(9, 8, 2, 5, 3, 2, PAD_VALID, ACT_LINEAR, 3);
+}
 static void test_conv_same_5x5(void) { check_conv(6, 6, 3, 2, 5, 1, PAD_SAME, ACT_LINEAR, 2); }
 static void test_conv_pointwise(void) { check_conv(4, 5, 6, 3, 1, 1, PAD_VALID, ACT_LINEAR, 2); }
 static void test_conv_relu(void) { check_conv(8, 8, 1, 4, 3, 1, PAD_VALID, ACT_RELU, 2); }
 static void test_conv_leaky(void) { check_conv(7, 6, 4, 5, 3, 1, PAD_SAME, ACT_LEAKY, 2); }
 /* more channels, strides and 1x1 kernels */
-static void test_conv_same_stride2_wide(void) { check_conv(6, 7, 8, 5, 3, 2, PAD_SAME, ACT_SIGMOID, 3); }
-static void test_conv_pointwise_wide(void) { check_conv(4, 3, 40, 6, 1, 1, PAD_VALID, ACT_LINEAR, 2); }
+static void test_conv_same_stride2_wide(void) {
+    check_conv(6, 7, 8, 5, 3, 2, PAD_SAME, ACT_SIGMOID, 3);
+}
+static void test_conv_pointwise_wide(void) {
+    check_conv(4, 3, 40, 6, 1, 1, PAD_VALID, ACT_LINEAR, 2);
+}
 static void test_conv_valid_wide(void) { check_conv(7, 7, 5, 16, 3, 1, PAD_VALID, ACT_LINEAR, 3); }
 
 static void test_conv_shapes(void) {
@@ -191,9 +198,9 @@ static void check_pool_ties(int H, int W, int C, int k, int s, Padding p) {
 }
 
 static void test_pool_ties(void) {
-    check_pool_ties(8, 6, 16, 2, 2, PAD_VALID);  /* argmax kept */
-    check_pool_ties(9, 8, 35, 3, 2, PAD_SAME);   /* found again: blocks and a tail */
-    check_pool_ties(6, 6, 3, 3, 1, PAD_VALID);   /* overlapping windows */
+    check_pool_ties(8, 6, 16, 2, 2, PAD_VALID); /* argmax kept */
+    check_pool_ties(9, 8, 35, 3, 2, PAD_SAME);  /* found again: blocks and a tail */
+    check_pool_ties(6, 6, 3, 3, 1, PAD_VALID);  /* overlapping windows */
 }
 
 /* ---- Flatten, Rescaling, Dropout ---- */
@@ -289,11 +296,13 @@ TEST_SUITE(layers, {"conv2d valid 3x3", test_conv_valid},
            {"conv2d relu", test_conv_relu},
            {"conv2d same stride 2, 8 channels", test_conv_same_stride2_wide},
            {"conv2d 1x1, 40 channels", test_conv_pointwise_wide},
-           {"conv2d valid, 3 samples", test_conv_valid_wide}, {"conv2d shape checks", test_conv_shapes},
-           {"dense", test_dense}, {"maxpool valid 2x2", test_pool_valid},
+           {"conv2d valid, 3 samples", test_conv_valid_wide},
+           {"conv2d shape checks", test_conv_shapes}, {"dense", test_dense},
+           {"maxpool valid 2x2", test_pool_valid},
            {"maxpool same 3x3 stride 2 odd", test_pool_same_odd},
            {"maxpool overlapping windows", test_pool_overlap},
            {"maxpool C=16: tiled, same, overlapping", test_pool_c16},
-           {"maxpool ties: the first tap gets the gradient", test_pool_ties}, {"flatten", test_flatten},
-           {"rescaling", test_rescaling}, {"global average pooling", test_global_avgpool},
-           {"conv2d leaky relu", test_conv_leaky}, {"dropout", test_dropout})
+           {"maxpool ties: the first tap gets the gradient", test_pool_ties},
+           {"flatten", test_flatten}, {"rescaling", test_rescaling},
+           {"global average pooling", test_global_avgpool}, {"conv2d leaky relu", test_conv_leaky},
+           {"dropout", test_dropout})

@@ -74,7 +74,8 @@ static void check_bn_training(Shape in, int N) {
     }
     CU_ASSERT(worst < 1e-5);
     CU_ASSERT(worst_stat < 1e-6);
-    if (worst >= 1e-5 || worst_stat >= 1e-6) printf("\n    bn forward %g, moving stats %g\n", worst, worst_stat);
+    if (worst >= 1e-5 || worst_stat >= 1e-6)
+        printf("\n    bn forward %g, moving stats %g\n", worst, worst_stat);
     check_gradients(&f, 1e-2, 1e-2f);
     fixture_free(&f);
 }
@@ -152,7 +153,8 @@ static void check_depthwise(int H, int W, int C, int k, int s, Padding p, Activa
     size_t no = N * shape_size(f.L.out);
     double *ref = malloc(no * sizeof *ref), worst = 0;
     layerref_depthwise(&f.L, f.in, f.p[0], N, ref);
-    for (size_t i = 0; i < no; i++) worst = fmax(worst, fabs(act_ref(a, ref[i] + f.p[1][i % C]) - f.out[i]));
+    for (size_t i = 0; i < no; i++)
+        worst = fmax(worst, fabs(act_ref(a, ref[i] + f.p[1][i % C]) - f.out[i]));
     CU_ASSERT(worst < 1e-5);
     if (worst >= 1e-5) printf("\n    depthwise forward error %g\n", worst);
     /* relu: a smaller step, so that fewer differences straddle its kink */
@@ -161,7 +163,9 @@ static void check_depthwise(int H, int W, int C, int k, int s, Padding p, Activa
     fixture_free(&f);
 }
 static void test_depthwise_valid(void) { check_depthwise(6, 7, 5, 3, 1, PAD_VALID, ACT_LINEAR); }
-static void test_depthwise_same_stride2(void) { check_depthwise(7, 6, 3, 3, 2, PAD_SAME, ACT_SIGMOID); }
+static void test_depthwise_same_stride2(void) {
+    check_depthwise(7, 6, 3, 3, 2, PAD_SAME, ACT_SIGMOID);
+}
 static void test_depthwise_5x5(void) { check_depthwise(6, 6, 17, 5, 1, PAD_SAME, ACT_LINEAR); }
 static void test_depthwise_relu(void) { check_depthwise(5, 4, 3, 3, 1, PAD_VALID, ACT_RELU); }
 /* the kernels' channel blocks of 16: two whole blocks and a tail, at the mini-Xception's 3x3
@@ -203,8 +207,10 @@ static void check_separable(int H, int W, int C, int OC, int s, Padding p, ConvA
             worst = fmax(worst, fabs(y - out[r * OC + o]));
         }
     CU_ASSERT(worst < 1e-4);
-    if (worst >= 1e-4) printf("\n    separable (%s) forward error %g\n", conv_algo_name(algo), worst);
-    if (f.L.out_fmt == FMT_NHWC) check_gradients(&f, 1e-2, 1e-2f);
+    if (worst >= 1e-4)
+        printf("\n    separable (%s) forward error %g\n", conv_algo_name(algo), worst);
+    if (f.L.out_fmt == FMT_NHWC)
+        check_gradients(&f, 1e-2, 1e-2f);
     else { /* r is read in the blocked layout: zero its padding lanes so loss and gradient agree */
         float *rn = malloc((size_t)max_batch * shape_size(f.L.out) * 4);
         testutil_fill(rn, (size_t)max_batch * shape_size(f.L.out), 4, -1, 1);
@@ -216,13 +222,18 @@ static void check_separable(int H, int W, int C, int OC, int s, Padding p, ConvA
     free(out);
     fixture_free(&f);
 }
-static void test_separable_im2col(void) { check_separable(6, 5, 4, 6, 1, PAD_SAME, CONV_ALGO_IM2COL, 2, 2, 0); }
-static void test_separable_direct(void) { check_separable(6, 5, 4, 20, 1, PAD_SAME, CONV_ALGO_DIRECT, 2, 2, 0); }
+static void test_separable_im2col(void) {
+    check_separable(6, 5, 4, 6, 1, PAD_SAME, CONV_ALGO_IM2COL, 2, 2, 0);
+}
+static void test_separable_direct(void) {
+    check_separable(6, 5, 4, 20, 1, PAD_SAME, CONV_ALGO_DIRECT, 2, 2, 0);
+}
 static void test_separable_direct_nhwc(void) {
     check_separable(6, 5, 4, 20, 1, PAD_SAME, CONV_ALGO_DIRECT, 2, 2, 1);
 }
 static void test_separable_direct_short(void) {
-    check_separable(7, 7, 3, 5, 2, PAD_VALID, CONV_ALGO_DIRECT, 2, 3, 0); /* 2 samples of a 3-batch plan */
+    check_separable(7, 7, 3, 5, 2, PAD_VALID, CONV_ALGO_DIRECT, 2, 3,
+                    0); /* 2 samples of a 3-batch plan */
     check_separable(7, 7, 3, 5, 2, PAD_VALID, CONV_ALGO_DIRECT, 2, 3, 1);
 }
 
@@ -243,8 +254,8 @@ static void test_activation(void) {
         double worst = 0;
         for (int i = 0; i < 60; i++) {
             double x = f.in[i];
-            double ref = acts[k] == ACT_RELU    ? (x > 0 ? x : 0)
-                         : acts[k] == ACT_LEAKY ? (x > 0 ? x : LEAKY_SLOPE * x)
+            double ref = acts[k] == ACT_RELU      ? (x > 0 ? x : 0)
+                         : acts[k] == ACT_LEAKY   ? (x > 0 ? x : LEAKY_SLOPE * x)
                          : acts[k] == ACT_SIGMOID ? 1 / (1 + exp(-x))
                                                   : x;
             worst = fmax(worst, fabs(ref - f.out[i]));
@@ -290,8 +301,8 @@ static void test_old_files_load(void) {
     CheckpointState st;
     float *s1 = calloc(m.state_lo, 4), *s2 = calloc(m.state_lo, 4);
     Err e2 = {0};
-    rc = checkpoint_load(fixture_path("v1-chain.ckpt"), &st, m.params, m.n_params, s1, s2, m.state_lo,
-                         j.resume_hash, model_structure_hash(&m), &e2);
+    rc = checkpoint_load(fixture_path("v1-chain.ckpt"), &st, m.params, m.n_params, s1, s2,
+                         m.state_lo, j.resume_hash, model_structure_hash(&m), &e2);
     if (rc) printf("\n    %s\n", e2.msg);
     CU_ASSERT_EQUAL(rc, 0);
     free(file), free(s1), free(s2);
@@ -302,13 +313,14 @@ static void test_old_files_load(void) {
 /* A model with BN and separable layers: state after every weight, names and counts. */
 static void test_param_layout(void) {
     const char *dir = testutil_tmpdir();
-    const char *text = "[model]\nname = p\n[data]\nformat = idx\ntrain_images = a\ntrain_labels = b\n"
-                       "test_images = a\ntest_labels = b\n"
-                       "[conv2d]\nfilters = 4\nkernel_size = 3\n[batch_normalization]\n"
-                       "[separable_conv2d]\nfilters = 5\nkernel_size = 3\npadding = same\n"
-                       "[batch_normalization]\n[activation]\nactivation = relu\n"
-                       "[global_average_pooling2d]\n[dense]\nunits = 2\nactivation = softmax\n"
-                       "[train]\nloss = sparse_categorical_crossentropy\nconv_algorithm = im2col\n";
+    const char
+        *text = "[model]\nname = p\n[data]\nformat = idx\ntrain_images = a\ntrain_labels = b\n"
+                "test_images = a\ntest_labels = b\n"
+                "[conv2d]\nfilters = 4\nkernel_size = 3\n[batch_normalization]\n"
+                "[separable_conv2d]\nfilters = 5\nkernel_size = 3\npadding = same\n"
+                "[batch_normalization]\n[activation]\nactivation = relu\n"
+                "[global_average_pooling2d]\n[dense]\nunits = 2\nactivation = softmax\n"
+                "[train]\nloss = sparse_categorical_crossentropy\nconv_algorithm = im2col\n";
     Job j;
     Model m;
     Err e = {0};
@@ -341,7 +353,8 @@ static void test_param_layout(void) {
     CU_ASSERT_FATAL(f != NULL);
     size_t got = fread(out, 1, sizeof out - 1, f);
     fclose(f);
-    CU_ASSERT(got > 0 && strstr(out, "Non-trainable params: 18") && strstr(out, "Trainable params: 203"));
+    CU_ASSERT(got > 0 && strstr(out, "Non-trainable params: 18") &&
+              strstr(out, "Trainable params: 203"));
     model_free(&m);
     job_free(&j);
 }
@@ -351,18 +364,20 @@ static void test_param_layout(void) {
 static void test_h5_round_trip(void) {
 #if CONVNET_HDF5
     const char *dir = testutil_tmpdir();
-    const char *text = "[model]\nname = h\n[data]\nformat = idx\ntrain_images = a\ntrain_labels = b\n"
-                       "test_images = a\ntest_labels = b\n"
-                       "[separable_conv2d]\nfilters = 5\nkernel_size = 3\n[batch_normalization]\n"
-                       "[depthwise_conv2d]\nkernel_size = 3\n[activation]\nactivation = relu\n"
-                       "[global_average_pooling2d]\n[dense]\nunits = 2\nactivation = softmax\n"
-                       "[train]\nloss = sparse_categorical_crossentropy\nconv_algorithm = im2col\n";
+    const char
+        *text = "[model]\nname = h\n[data]\nformat = idx\ntrain_images = a\ntrain_labels = b\n"
+                "test_images = a\ntest_labels = b\n"
+                "[separable_conv2d]\nfilters = 5\nkernel_size = 3\n[batch_normalization]\n"
+                "[depthwise_conv2d]\nkernel_size = 3\n[activation]\nactivation = relu\n"
+                "[global_average_pooling2d]\n[dense]\nunits = 2\nactivation = softmax\n"
+                "[train]\nloss = sparse_categorical_crossentropy\nconv_algorithm = im2col\n";
     const char *job = testutil_write_file(dir, "h.job", text, strlen(text));
     for (int keras3 = 0; keras3 < 2; keras3++) {
         Job j, j2;
         Model a, b;
         Err e = {0};
-        CU_ASSERT_FATAL(job_load(&j, job, NULL, 0, &e) == 0 && job_load(&j2, job, NULL, 0, &e) == 0);
+        CU_ASSERT_FATAL(job_load(&j, job, NULL, 0, &e) == 0 &&
+                        job_load(&j2, job, NULL, 0, &e) == 0);
         CU_ASSERT_FATAL(model_plan(&a, j.layers, j.n_layers, (Shape){9, 9, 3, 0}, 2, &e) == 0);
         CU_ASSERT_FATAL(model_plan(&b, j2.layers, j2.n_layers, (Shape){9, 9, 3, 0}, 2, &e) == 0);
         CU_ASSERT_FATAL(model_alloc(&a, NULL) == 0);
@@ -385,7 +400,8 @@ static void test_h5_round_trip(void) {
 #endif
 }
 
-TEST_SUITE(layers_graph, {"batch norm training: statistics, moving averages, gradients", test_bn_training},
+TEST_SUITE(layers_graph,
+           {"batch norm training: statistics, moving averages, gradients", test_bn_training},
            {"batch norm training on a flat input", test_bn_training_flat},
            {"batch norm inference uses the moving statistics", test_bn_inference},
            {"batch norm frozen: moving statistics, no update, input gradient", test_bn_frozen},

@@ -105,8 +105,11 @@ static void test_rmsprop_epsilon_outside(void) {
     const double lr = 0.001, rho = 0.9, eps = 1e-7;
     const float g[3] = {1e-4f, 2e-4f, 5e-5f};
     for (int outside = 0; outside <= 1; outside++) {
-        OptConfig c = {.kind = OPT_RMSPROP, .lr = (float)lr, .rho = (float)rho,
-                       .epsilon = (float)eps, .epsilon_outside_sqrt = outside};
+        OptConfig c = {.kind = OPT_RMSPROP,
+                       .lr = (float)lr,
+                       .rho = (float)rho,
+                       .epsilon = (float)eps,
+                       .epsilon_outside_sqrt = outside};
         float p = 1.0f;
         run_steps(c, &p, g, 3);
         double v = 0, ref = 1.0;
@@ -173,7 +176,8 @@ static void test_frozen_range(void) {
     optim_free(&o);
 }
 
-TEST_SUITE(loss_optim, {"optimizer leaves frozen parameters (below lo) alone", test_frozen_range}, {"softmax cross-entropy values", test_softmax_xent_values},
+TEST_SUITE(loss_optim, {"optimizer leaves frozen parameters (below lo) alone", test_frozen_range},
+           {"softmax cross-entropy values", test_softmax_xent_values},
            {"binary cross-entropy values, stable at large logits", test_bce_values},
            {"loss gradients by central differences", test_loss_gradients},
            {"probabilities", test_probabilities}, {"rmsprop (Keras formula)", test_rmsprop},

@@ -167,7 +167,12 @@ static void check_grads_ready(Net *n, int expect_calls) {
     ReadyLog r = {m, {0}, {0}, 0, calloc(m->n_params, sizeof(float))};
     memcpy(model_input(m), n->x, sizeof n->x);
     int64_t ids[4] = {0, 1, 2, 3};
-    PassCtx p = {.training = 1, .seed = 1, .epoch = 0, .sample_ids = ids, .grads_ready = record_ready, .grads_arg = &r};
+    PassCtx p = {.training = 1,
+                 .seed = 1,
+                 .epoch = 0,
+                 .sample_ids = ids,
+                 .grads_ready = record_ready,
+                 .grads_arg = &r};
     float *logits = model_forward(m, n->N, &p);
     float dlogits[16];
     LossStats st = {0, 0};
@@ -230,7 +235,8 @@ static void test_share_frozen_aux(void) {
     a[3] = mk(LAYER_FLATTEN, 0, 0, ACT_LINEAR);
     a[4] = mk(LAYER_DENSE, 3, 0, ACT_SOFTMAX);
     a[0].trainable = 0;
-    for (int l = 0; l < 5; l++) a[l].conv_algo = CONV_ALGO_IM2COL; /* im2col keeps state per sample */
+    for (int l = 0; l < 5; l++)
+        a[l].conv_algo = CONV_ALGO_IM2COL; /* im2col keeps state per sample */
     memcpy(b, a, sizeof a);
     const int N = 4;
     CU_ASSERT_FATAL(model_plan(&ma, a, 5, (Shape){12, 12, 2, 0}, N, &e) == 0);
@@ -281,4 +287,5 @@ TEST_SUITE(model, {"whole-model gradient, softmax cross-entropy", test_gradient_
            {"frozen layers get no gradient", test_frozen},
            {"backward reports each layer's final gradient slice, top down", test_grads_ready},
            {"planning errors", test_plan_errors},
-           {"never-trained layers: no tensor kept, no gradient buffer, shared state", test_share_frozen_aux})
+           {"never-trained layers: no tensor kept, no gradient buffer, shared state",
+            test_share_frozen_aux})

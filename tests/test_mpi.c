@@ -23,7 +23,8 @@ static int setup(void) {
     }
     if (!dir) {
         dir = testutil_tmpdir();
-        testutil_write_idx_dataset(dir, "mpi-train", 203, 10, 10, 11); /* 203: not a multiple of 12 */
+        testutil_write_idx_dataset(dir, "mpi-train", 203, 10, 10,
+                                   11); /* 203: not a multiple of 12 */
         testutil_write_idx_dataset(dir, "mpi-test", 97, 10, 10, 12);
         bin = testutil_bin_abs();
     }
@@ -108,7 +109,8 @@ static void test_equivalence(void) {
         int n = read_steps(tag, got, 64);
         CU_ASSERT_EQUAL(n, nref);
         double worst = 0;
-        for (int i = 0; i < n && i < nref; i++) worst = fmax(worst, fabs(got[i] - ref[i]) / fabs(ref[i]));
+        for (int i = 0; i < n && i < nref; i++)
+            worst = fmax(worst, fabs(got[i] - ref[i]) / fabs(ref[i]));
         CU_ASSERT(worst <= 1e-5);
         if (worst > 1e-5) printf("\n    -np %d: step loss differs by %g relative\n", np, worst);
         CU_ASSERT_EQUAL(diff_weights("eq1", tag, "1e-5", 1), 0);
@@ -131,7 +133,8 @@ static const char *write_bn_job(const char *name, int batch) {
              "[separable_conv2d]\nfilters = 6\nkernel_size = 3\npadding = same\nuse_bias = false\n"
              "[batch_normalization]\n[add]\ninputs = conv2d, batch_normalization_1\n"
              "[maxpooling2d]\npool_size = 3\nstrides = 2\npadding = same\n"
-             "[depthwise_conv2d]\nkernel_size = 3\npadding = same\nuse_bias = false\n[batch_normalization]\n"
+             "[depthwise_conv2d]\nkernel_size = 3\npadding = same\nuse_bias = "
+             "false\n[batch_normalization]\n"
              "[global_average_pooling2d]\n[dense]\nunits = 3\nactivation = softmax\n"
              "[train]\nloss = sparse_categorical_crossentropy\noptimizer = rmsprop\n"
              "batch_size = %d\nepochs = 1\nsteps_per_epoch = 8\nseed = 5\n",
@@ -168,9 +171,11 @@ static void test_bn_equivalence(void) {
             int n = read_steps(tag, got, 16);
             CU_ASSERT_EQUAL(n, nref);
             double worst = 0;
-            for (int i = 0; i < n && i < nref; i++) worst = fmax(worst, fabs(got[i] - ref[i]) / fabs(ref[i]));
+            for (int i = 0; i < n && i < nref; i++)
+                worst = fmax(worst, fabs(got[i] - ref[i]) / fabs(ref[i]));
             CU_ASSERT(worst <= 1e-5);
-            if (worst > 1e-5) printf("\n    batch %d -np %d: step loss differs by %g\n", batches[b], np, worst);
+            if (worst > 1e-5)
+                printf("\n    batch %d -np %d: step loss differs by %g\n", batches[b], np, worst);
             /* batch 2: beta of the first residual branch gets gradients that nearly cancel,
              * and RMSprop scales their rounding up: measured 1.5e-5 there, so 1e-4 */
             CU_ASSERT_EQUAL(diff_weights(reftag, tag, batches[b] == 2 ? "1e-4" : "1e-5", 1), 0);
@@ -225,7 +230,8 @@ static void test_bitwise_repeat(void) {
     /* and the comparison can fail: another seed gives other weights */
     const char *other = write_job("rep-other.job", 5, "steps_per_epoch = 10\n");
     char cmd[4096], mpirun[256];
-    snprintf(cmd, sizeof cmd, "timeout 300 %s %s train %s --set train.seed=6 --save %s/rep-c.weights",
+    snprintf(cmd, sizeof cmd,
+             "timeout 300 %s %s train %s --set train.seed=6 --save %s/rep-c.weights",
              testutil_mpirun(mpirun, sizeof mpirun, 3), bin, other, dir);
     CU_ASSERT_EQUAL(testutil_run(cmd, NULL), 0);
     CU_ASSERT_NOT_EQUAL(diff_weights("rep-a", "rep-c", "1e-5", 0), 0);
@@ -263,7 +269,8 @@ static void test_overlap(void) {
         double worst = 0;
         for (int i = 0; i < na && i < nb; i++) worst = fmax(worst, fabs(a[i] - b[i]) / fabs(a[i]));
         CU_ASSERT(np == 2 ? worst == 0 : worst <= 1e-5);
-        if (np == 2 ? worst != 0 : worst > 1e-5) printf("\n    -np %d: overlap changes a step loss by %g relative\n", np, worst);
+        if (np == 2 ? worst != 0 : worst > 1e-5)
+            printf("\n    -np %d: overlap changes a step loss by %g relative\n", np, worst);
         CU_ASSERT_EQUAL(diff_weights(off, on, np == 2 ? "0" : "1e-5", 1), 0);
     }
     /* and the buckets were there: one per layer with weights here, one for the whole at 1 MB */
@@ -294,7 +301,8 @@ static void test_uneven_data(void) {
         int rc = run_np(np, job, tag, &out);
         CU_ASSERT_EQUAL(rc, 0);
         CU_ASSERT(strstr(out, "test: 97 samples") != NULL);
-        if (rc || !strstr(out, "test: 97 samples")) printf("\n    -np %d (rc %d):\n%s", np, rc, out);
+        if (rc || !strstr(out, "test: 97 samples"))
+            printf("\n    -np %d (rc %d):\n%s", np, rc, out);
         double loss[64];
         CU_ASSERT_EQUAL(read_steps(tag, loss, 64), 2 * 17);
         free(out);
@@ -336,22 +344,23 @@ static char *disrupt_one_rank(const char *tag, const char *signal, const char *e
     snprintf(job_name, sizeof job_name, "%s.job", tag);
     const char *job = write_job(job_name, 4, "");
     char script[8192], mpirun[256];
-    snprintf(script, sizeof script,
-             "#!/bin/bash\n"
-             "cd '%s' || exit 1\n"
-             "rm -f %s.steps %s.rc %s.out\n"
-             "( %s '%s' train '%s' --set train.epochs=100000 %s --set train.step_log=%s.steps "
-             "> %s.out 2>&1; echo $? > %s.rc ) &\n"
-             "for i in $(seq 1 300); do [ -s %s.steps ] && break; sleep 0.1; done\n"
-             "victim=''; for p in $(pgrep -f '^%s train %s'); do\n"
-             "  tr '\\0' '\\n' < /proc/$p/environ | grep -qx OMPI_COMM_WORLD_RANK=1 && victim=$p; done\n"
-             "[ -n \"$victim\" ] || { echo 'no rank 1 process found'; exit 1; }\n"
-             "kill -%s $victim; start=$(date +%%s.%%N)\n"
-             "for i in $(seq 1 600); do [ -s %s.rc ] && break; sleep 0.1; done\n"
-             "end=$(date +%%s.%%N); kill -9 $victim 2>/dev/null\n"
-             "echo \"elapsed $(echo \"$end - $start\" | bc)\"; cat %s.rc; grep -E '%s' %s.out\n",
-             dir, tag, tag, tag, testutil_mpirun(mpirun, sizeof mpirun, 2), bin, job, extra_sets, tag,
-             tag, tag, tag, bin, job, signal, tag, tag, grep, tag);
+    snprintf(
+        script, sizeof script,
+        "#!/bin/bash\n"
+        "cd '%s' || exit 1\n"
+        "rm -f %s.steps %s.rc %s.out\n"
+        "( %s '%s' train '%s' --set train.epochs=100000 %s --set train.step_log=%s.steps "
+        "> %s.out 2>&1; echo $? > %s.rc ) &\n"
+        "for i in $(seq 1 300); do [ -s %s.steps ] && break; sleep 0.1; done\n"
+        "victim=''; for p in $(pgrep -f '^%s train %s'); do\n"
+        "  tr '\\0' '\\n' < /proc/$p/environ | grep -qx OMPI_COMM_WORLD_RANK=1 && victim=$p; done\n"
+        "[ -n \"$victim\" ] || { echo 'no rank 1 process found'; exit 1; }\n"
+        "kill -%s $victim; start=$(date +%%s.%%N)\n"
+        "for i in $(seq 1 600); do [ -s %s.rc ] && break; sleep 0.1; done\n"
+        "end=$(date +%%s.%%N); kill -9 $victim 2>/dev/null\n"
+        "echo \"elapsed $(echo \"$end - $start\" | bc)\"; cat %s.rc; grep -E '%s' %s.out\n",
+        dir, tag, tag, tag, testutil_mpirun(mpirun, sizeof mpirun, 2), bin, job, extra_sets, tag,
+        tag, tag, tag, bin, job, signal, tag, tag, grep, tag);
     char script_name[64];
     snprintf(script_name, sizeof script_name, "%s.sh", tag);
     const char *path = testutil_write_file(dir, script_name, script, strlen(script));
@@ -394,7 +403,8 @@ static void test_watchdog(void) {
     parse_elapsed(out, &elapsed, &rc);
     CU_ASSERT(elapsed < 23);
     CU_ASSERT_EQUAL(rc, 4);
-    CU_ASSERT(strstr(out, "rank 0: watchdog: collective '") != NULL && strstr(out, "' at step ") != NULL);
+    CU_ASSERT(strstr(out, "rank 0: watchdog: collective '") != NULL &&
+              strstr(out, "' at step ") != NULL);
     /* rank 1 stopped either before announcing the step or after, and then fell silent */
     CU_ASSERT(strstr(out, "ranks that never reached this step: 1 (last seen at step") != NULL ||
               strstr(out, "ranks not heard from since they reached it: 1 (for ") != NULL);
@@ -405,7 +415,8 @@ static void test_watchdog(void) {
 TEST_SUITE(mpi, {"-np 1..4 give the same losses and parameters", test_equivalence},
            {"batch norm (SyncBN): -np 1..3 agree, a rank without samples too", test_bn_equivalence},
            {"the same -np twice is bitwise identical", test_bitwise_repeat},
-           {"conv_algorithm = auto: -np 2, 3 equal -np 1 with rank 0's choice", test_equivalence_auto},
+           {"conv_algorithm = auto: -np 2, 3 equal -np 1 with rank 0's choice",
+            test_equivalence_auto},
            {"the allreduce overlapped with backward equals the plain one", test_overlap},
            {"uneven data on 1..5 ranks counts every test sample once", test_uneven_data},
            {"a rank with another job stops the run", test_mismatched_job},

@@ -7,16 +7,16 @@
 #include "job.h"
 #include "testutil.h"
 
-static const char *const JOB_TEXT =
-    "[data]\nformat = images\ntrain_dir = a\ntest_dir = c\nimage_size = 12,12\n"
-    "[conv2d]\nfilters = 4\nkernel_size = 3\n"
-    "[maxpooling2d]\n"
-    "[max_pooling2d]\n"
-    "[flatten]\n"
-    "[dropout]\nrate = 0.5\n"
-    "[dense]\nunits = 3\n"
-    "[dense]\nunits = 2\nactivation = softmax\n"
-    "[train]\nloss = sparse_categorical_crossentropy\n";
+static const char
+    *const JOB_TEXT = "[data]\nformat = images\ntrain_dir = a\ntest_dir = c\nimage_size = 12,12\n"
+                      "[conv2d]\nfilters = 4\nkernel_size = 3\n"
+                      "[maxpooling2d]\n"
+                      "[max_pooling2d]\n"
+                      "[flatten]\n"
+                      "[dropout]\nrate = 0.5\n"
+                      "[dense]\nunits = 3\n"
+                      "[dense]\nunits = 2\nactivation = softmax\n"
+                      "[train]\nloss = sparse_categorical_crossentropy\n";
 
 static const char *write_names_job(void) {
     return testutil_write_file(testutil_tmpdir(), "names.job", JOB_TEXT, strlen(JOB_TEXT));
@@ -29,11 +29,12 @@ static void keras_default_names(void) {
     int rc = job_load(&j, path, NULL, 0, &e);
     if (rc) printf("\n    %s\n", e.msg);
     CU_ASSERT_EQUAL_FATAL(rc, 0);
-    const char *want[] = {"conv2d", "max_pooling2d", "max_pooling2d_1", "flatten", "dropout",
-                          "dense", "dense_1"};
+    const char *want[] = {"conv2d",  "max_pooling2d", "max_pooling2d_1", "flatten",
+                          "dropout", "dense",         "dense_1"};
     CU_ASSERT_EQUAL_FATAL(j.n_layers, 7);
     for (int l = 0; l < 7; l++) {
-        if (strcmp(j.layers[l].name, want[l])) printf("\n    layer %d: %s, want %s\n", l, j.layers[l].name, want[l]);
+        if (strcmp(j.layers[l].name, want[l]))
+            printf("\n    layer %d: %s, want %s\n", l, j.layers[l].name, want[l]);
         CU_ASSERT_STRING_EQUAL(j.layers[l].name, want[l]);
     }
     CU_ASSERT_EQUAL(j.layers[1].kind, LAYER_MAXPOOL2D);
@@ -45,17 +46,20 @@ static void keras_default_names(void) {
 static void set_old_and_new_names(void) {
     const char *path = write_names_job();
     char cmd[4096], *out = NULL;
-    snprintf(cmd, sizeof cmd, "'%s' summary '%s' --set maxpooling2d_1.pool_size=3 --set max_pooling2d.strides=1",
+    snprintf(cmd, sizeof cmd,
+             "'%s' summary '%s' --set maxpooling2d_1.pool_size=3 --set max_pooling2d.strides=1",
              testutil_bin(), path);
     int st = testutil_run(cmd, &out);
     if (st) printf("\n    %s\n", out);
     CU_ASSERT_EQUAL(st, 0);
-    CU_ASSERT_PTR_NOT_NULL(strstr(out, "note: --set maxpooling2d_1.pool_size=3: that layer is now named max_pooling2d_1"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(
+        out, "note: --set maxpooling2d_1.pool_size=3: that layer is now named max_pooling2d_1"));
     CU_ASSERT_PTR_NULL(strstr(out, "note: --set max_pooling2d.strides"));
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "max_pooling2d_1 (MaxPooling2D)"));
     free(out);
     /* a name that never existed is still an error */
-    snprintf(cmd, sizeof cmd, "'%s' summary '%s' --set maxpooling2d_7.pool_size=3", testutil_bin(), path);
+    snprintf(cmd, sizeof cmd, "'%s' summary '%s' --set maxpooling2d_7.pool_size=3", testutil_bin(),
+             path);
     st = testutil_run(cmd, &out);
     CU_ASSERT_EQUAL(st, 2);
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "no section 'maxpooling2d_7'"));

@@ -400,6 +400,6 @@ TEST_SUITE(pack, {"round_trip", test_round_trip}, {"truncated", test_truncated},
            {"trailing", test_trailing}, {"record_flip", test_record_flip},
            {"header_flip", test_header_flip}, {"table_flip", test_table_flip},
            {"magic_version", test_magic_version}, {"crafted_header", test_crafted_header},
-           {"other_size", test_other_size},
-           {"stale", test_stale}, {"failed_write", test_failed_write},
-           {"mpi_write", test_mpi_write}, {"numpy_reads", test_numpy_reads})
+           {"other_size", test_other_size}, {"stale", test_stale},
+           {"failed_write", test_failed_write}, {"mpi_write", test_mpi_write},
+           {"numpy_reads", test_numpy_reads})

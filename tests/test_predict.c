@@ -51,7 +51,8 @@ static void fix_init(Fix *f, int units, int max_batch) {
         snprintf(f->img[i], sizeof f->img[i], "%s/%s", tmp, name[i]);
         CU_ASSERT_EQUAL_FATAL(image_write_jpeg(f->img[i], pix, 16, 16, 3, 95, &e), 0);
     }
-    snprintf(f->img[2], sizeof f->img[2], "%s", testutil_write_file(tmp, "fake.jpg", "GIF89a....", 10));
+    snprintf(f->img[2], sizeof f->img[2], "%s",
+             testutil_write_file(tmp, "fake.jpg", "GIF89a....", 10));
     snprintf(f->img[3], sizeof f->img[3], "%s/missing.jpg", tmp);
 
     Layer *L = f->layers;
@@ -66,7 +67,8 @@ static void fix_init(Fix *f, int units, int max_batch) {
     CU_ASSERT_EQUAL_FATAL(model_plan(&f->m, L, 2, (Shape){H, W, C, 0}, max_batch, &e), 0);
     CU_ASSERT_FATAL(model_alloc(&f->m, NULL) == 0);
     CU_ASSERT_EQUAL_FATAL(f->m.n_params, (size_t)IN * units + units);
-    float *w = f->m.params + f->m.layers[1].param_off, *b = f->m.params + f->m.layers[1].param[1].off;
+    float *w = f->m.params + f->m.layers[1].param_off,
+          *b = f->m.params + f->m.layers[1].param[1].off;
     /* Dense weights are (IN, UNITS): logit_1 - logit_0 = 2A (mean - 0.5) for softmax,
      * logit = A (mean - 0.5) for the sigmoid, mean = average pixel / 255 */
     for (int i = 0; i < IN; i++) {
@@ -102,8 +104,8 @@ static double expected_p1(const Fix *f, int i, int units) {
 }
 
 /* Run predict_images; returns its status, output and stderr text (malloc'd). */
-static int run_predict(Fix *f, char *const *paths, int n, int top, int json, char **out,
-                       char **err, Err *e) {
+static int run_predict(Fix *f, char *const *paths, int n, int top, int json, char **out, char **err,
+                       Err *e) {
     size_t on = 0, en = 0;
     FILE *fo = open_memstream(out, &on), *fe = open_memstream(err, &en);
     CU_ASSERT_FATAL(fo && fe);

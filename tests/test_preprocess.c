@@ -77,7 +77,8 @@ static void check_mode(const char *mode) {
     forward(&f);
     double ref[SIZE], worst = 0;
     keras_reference(mode, f.x, ref);
-    for (int i = 0; i < SIZE; i++) worst = fmax(worst, fabs(ref[i] - f.y[i]) / fmax(1.0, fabs(ref[i])));
+    for (int i = 0; i < SIZE; i++)
+        worst = fmax(worst, fabs(ref[i] - f.y[i]) / fmax(1.0, fabs(ref[i])));
     CU_ASSERT(worst < 2e-5); /* float32 arithmetic and float32 constants, as Keras's */
     if (worst >= 2e-5) printf("\n    %s: forward differs from Keras by %g\n", mode, worst);
     /* input gradient: backward against central differences of loss */

@@ -64,9 +64,11 @@ static void test_bn_mnist_learns(void) {
     const char *root = testutil_shared_data("BN MNIST training run");
     if (!root) return;
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "CONVNET_DATA=%s %s train tests/fixtures/bn-mnist.job", root, testutil_bin());
+    snprintf(cmd, sizeof cmd, "CONVNET_DATA=%s %s train tests/fixtures/bn-mnist.job", root,
+             testutil_bin());
     double acc = test_accuracy_of(cmd);
-    printf("\n    BN model, 300 steps on real MNIST: test accuracy %.4f (moving statistics)\n", acc);
+    printf("\n    BN model, 300 steps on real MNIST: test accuracy %.4f (moving statistics)\n",
+           acc);
     CU_ASSERT(acc >= 0.95);
 }
 
@@ -80,18 +82,20 @@ static void test_signal_during_startup(void) {
     const char *dir = testutil_tmpdir();
     char cwd[1024], cmd[4096], *data = realpath(root, NULL);
     CU_ASSERT_FATAL(getcwd(cwd, sizeof cwd) != NULL && data != NULL);
-    snprintf(cmd, sizeof cmd,
-             "cd '%s' && { CONVNET_DATA='%s' '%s' train '%s/jobs/mini-xception.job' "
-             "--set checkpoint.path=startup.ckpt > startup.out 2>&1 & pid=$!; sleep 2; "
-             "grep -q '^Epoch 1/' startup.out && echo started-too-soon; kill -USR1 $pid; wait $pid; "
-             "echo rc=$?; grep 'stopping at step' startup.out; ls startup.ckpt; }",
-             dir, data, testutil_bin_abs(), cwd);
+    snprintf(
+        cmd, sizeof cmd,
+        "cd '%s' && { CONVNET_DATA='%s' '%s' train '%s/jobs/mini-xception.job' "
+        "--set checkpoint.path=startup.ckpt > startup.out 2>&1 & pid=$!; sleep 2; "
+        "grep -q '^Epoch 1/' startup.out && echo started-too-soon; kill -USR1 $pid; wait $pid; "
+        "echo rc=$?; grep 'stopping at step' startup.out; ls startup.ckpt; }",
+        dir, data, testutil_bin_abs(), cwd);
     free(data);
     char *out = NULL;
     testutil_run(cmd, &out);
     if (strstr(out, "started-too-soon")) /* a faster machine: the signal came after start-up */
         testutil_skip("SIGUSR1 during start-up", "start-up took under 2 s here", 0);
-    int ok = strstr(out, "rc=3") && strstr(out, "checkpoint written") && strstr(out, "startup.ckpt");
+    int ok = strstr(out, "rc=3") && strstr(out, "checkpoint written") &&
+             strstr(out, "startup.ckpt");
     if (!ok) printf("\n    %s\n", out);
     CU_ASSERT(ok);
     free(out);
@@ -99,5 +103,7 @@ static void test_signal_during_startup(void) {
 
 TEST_SUITE(real_data, {"MNIST IDX files load with the published counts", test_mnist_files},
            {"300 steps on real MNIST reach 95% test accuracy", test_mnist_learns},
-           {"a BN + separable model on real MNIST: 95% through the moving statistics", test_bn_mnist_learns},
-           {"SIGUSR1 during start-up: checkpoint at the first step, exit 3", test_signal_during_startup})
+           {"a BN + separable model on real MNIST: 95% through the moving statistics",
+            test_bn_mnist_learns},
+           {"SIGUSR1 during start-up: checkpoint at the first step, exit 3",
+            test_signal_during_startup})

@@ -23,15 +23,17 @@ static void setup(void) {
 /* 240 samples, validation_split 0.2: 192 training samples, batch 16: 12 steps per epoch. */
 static const char *write_job(const char *name, const char *train_extra, const char *sections) {
     char text[4096];
-    snprintf(text, sizeof text,
-             "[data]\nroot = %s\ntrain_images = rc-train-images.idx\ntrain_labels = rc-train-labels.idx\n"
-             "test_images = rc-test-images.idx\ntest_labels = rc-test-labels.idx\nscale = 1/255\n"
-             "[conv2d]\nfilters = 4\nkernel_size = 3\nactivation = relu\n[maxpooling2d]\npool_size = 2\n"
-             "[flatten]\n[dropout]\nrate = 0.2\n[dense]\nunits = 3\nactivation = softmax\n"
-             "[train]\nloss = sparse_categorical_crossentropy\nbatch_size = 16\n"
-             "epochs = 4\nseed = 7\nvalidation_split = 0.2\n%s"
-             "[checkpoint]\npath = %s/%s.ckpt\n%s",
-             dir, train_extra, dir, name, sections);
+    snprintf(
+        text, sizeof text,
+        "[data]\nroot = %s\ntrain_images = rc-train-images.idx\ntrain_labels = "
+        "rc-train-labels.idx\n"
+        "test_images = rc-test-images.idx\ntest_labels = rc-test-labels.idx\nscale = 1/255\n"
+        "[conv2d]\nfilters = 4\nkernel_size = 3\nactivation = relu\n[maxpooling2d]\npool_size = 2\n"
+        "[flatten]\n[dropout]\nrate = 0.2\n[dense]\nunits = 3\nactivation = softmax\n"
+        "[train]\nloss = sparse_categorical_crossentropy\nbatch_size = 16\n"
+        "epochs = 4\nseed = 7\nvalidation_split = 0.2\n%s"
+        "[checkpoint]\npath = %s/%s.ckpt\n%s",
+        dir, train_extra, dir, name, sections);
     return testutil_write_file(dir, name, text, strlen(text));
 }
 
@@ -58,17 +60,21 @@ static char *csv_results(const char *name) {
  * the same losses, bitwise the same weights. */
 static void straight_vs_resumed(const char *job, const char *tag) {
     char extra[1024], *out = NULL;
-    snprintf(extra, sizeof extra, "--no-resume --set checkpoint.path=%s-none.ckpt --set train.csv_log=%s-a.csv "
-             "--save %s-a.weights", tag, tag, tag);
+    snprintf(extra, sizeof extra,
+             "--no-resume --set checkpoint.path=%s-none.ckpt --set train.csv_log=%s-a.csv "
+             "--save %s-a.weights",
+             tag, tag, tag);
     int rc = testutil_train(dir, "", job, extra, &out);
     CU_ASSERT_EQUAL(rc, 0);
     if (rc) printf("\n    %s\n", out);
     free(out);
-    snprintf(extra, sizeof extra, "--no-resume --set train.epochs=2 --set train.csv_log=%s-b.csv", tag);
+    snprintf(extra, sizeof extra, "--no-resume --set train.epochs=2 --set train.csv_log=%s-b.csv",
+             tag);
     rc = testutil_train(dir, "", job, extra, &out);
     CU_ASSERT_EQUAL(rc, 0);
     free(out);
-    snprintf(extra, sizeof extra, "--resume --set train.csv_log=%s-b.csv --save %s-b.weights", tag, tag);
+    snprintf(extra, sizeof extra, "--resume --set train.csv_log=%s-b.csv --save %s-b.weights", tag,
+             tag);
     rc = testutil_train(dir, "", job, extra, &out);
     CU_ASSERT_EQUAL(rc, 0);
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "resuming from"));
@@ -94,10 +100,11 @@ static void test_resume_schedule(void) {
     setup();
     /* SGD with momentum; a warm-up over the first 15 steps (across the first epoch's end), then
      * a cosine over 30 steps: the resumed half starts at step 24, inside the decay */
-    const char *job = write_job("sched.job",
-                                "optimizer = sgd\nmomentum = 0.9\nlr = 0.001\nlr_schedule = cosine_decay\n"
-                                "warmup_target = 0.05\nwarmup_steps = 15\ndecay_steps = 30\nalpha = 0.1\n",
-                                "");
+    const char *job = write_job(
+        "sched.job",
+        "optimizer = sgd\nmomentum = 0.9\nlr = 0.001\nlr_schedule = cosine_decay\n"
+        "warmup_target = 0.05\nwarmup_steps = 15\ndecay_steps = 30\nalpha = 0.1\n",
+        "");
     straight_vs_resumed(job, "sched");
 }
 
@@ -119,7 +126,8 @@ static void test_resume_plateau(void) {
     double lr[8];
     char *save = NULL;
     strtok_r(rows, "\n", &save); /* the header */
-    for (char *line; (line = strtok_r(NULL, "\n", &save)) && n < 8;) lr[n++] = atof(strrchr(line, ',') + 1);
+    for (char *line; (line = strtok_r(NULL, "\n", &save)) && n < 8;)
+        lr[n++] = atof(strrchr(line, ',') + 1);
     free(rows);
     CU_ASSERT_EQUAL_FATAL(n, 4);
     CU_ASSERT_DOUBLE_EQUAL(lr[0], 0.01, 1e-8);
@@ -139,7 +147,8 @@ static void test_terminate_on_nan(void) {
     CU_ASSERT_EQUAL(rc, EXIT_DIVERGED);
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "terminate_on_nan: the loss of global step"));
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "the last checkpoint written before it is kept"));
-    if (rc != EXIT_DIVERGED || !strstr(out, "terminate_on_nan")) printf("\n    rc %d\n%s\n", rc, out);
+    if (rc != EXIT_DIVERGED || !strstr(out, "terminate_on_nan"))
+        printf("\n    rc %d\n%s\n", rc, out);
     const char *at = strstr(out, "global step ");
     long step = at ? atol(at + 12) : -1;
     printf("\n    diverged at global step %ld", step);
@@ -147,7 +156,9 @@ static void test_terminate_on_nan(void) {
     free(out);
     /* the kept checkpoint is the step before: finite, so it loads (a resume refuses NaN) */
     char extra[256];
-    snprintf(extra, sizeof extra, "--resume --set data.scale=1e25 --set train.terminate_on_nan=false --set train.epochs=1");
+    snprintf(
+        extra, sizeof extra,
+        "--resume --set data.scale=1e25 --set train.terminate_on_nan=false --set train.epochs=1");
     rc = testutil_train(dir, "", job, extra, &out);
     char want[64];
     snprintf(want, sizeof want, "(global step %ld)", step - 1);
@@ -165,7 +176,8 @@ static int run_accum(const char *job, int np, int K, const char *extra, const ch
     char mpirun[256], cmd[4096];
     testutil_mpirun(mpirun, sizeof mpirun, np);
     snprintf(cmd, sizeof cmd,
-             "cd '%s' && timeout 300 %s '%s' train '%s' --no-resume --set train.gradient_accumulation_steps=%d "
+             "cd '%s' && timeout 300 %s '%s' train '%s' --no-resume --set "
+             "train.gradient_accumulation_steps=%d "
              "--set train.step_log=%s.steps --save %s.weights %s",
              dir, mpirun, bin, job, K, tag, tag, extra);
     char *out = NULL;
@@ -200,14 +212,17 @@ static void test_accumulation_mpi(void) {
     const struct {
         int np, K;
         const char *extra, *tag;
-    } runs[] = {{4, 1, "", "acc4x1"}, {2, 2, "", "acc2x2"},
-                {2, 2, "--set train.overlap_allreduce=true --set train.bucket_mb=0.0001", "acc2x2o"},
-                {1, 4, "", "acc1x4"}};
+    } runs[] = {
+        {4, 1, "", "acc4x1"},
+        {2, 2, "", "acc2x2"},
+        {2, 2, "--set train.overlap_allreduce=true --set train.bucket_mb=0.0001", "acc2x2o"},
+        {1, 4, "", "acc1x4"}};
     double ref[64], got[64];
     int nref = 0;
     for (size_t r = 0; r < sizeof runs / sizeof *runs; r++) {
         char extra[256];
-        snprintf(extra, sizeof extra, "--set train.batch_size=12 --set checkpoint.path=off %s", runs[r].extra);
+        snprintf(extra, sizeof extra, "--set train.batch_size=12 --set checkpoint.path=off %s",
+                 runs[r].extra);
         CU_ASSERT_EQUAL_FATAL(run_accum(job, runs[r].np, runs[r].K, extra, runs[r].tag), 0);
         if (r == 0) {
             nref = read_losses(runs[r].tag, ref, 64);
@@ -217,7 +232,8 @@ static void test_accumulation_mpi(void) {
         int n = read_losses(runs[r].tag, got, 64);
         CU_ASSERT_EQUAL(n, nref);
         double worst = 0;
-        for (int i = 0; i < n && i < nref; i++) worst = fmax(worst, fabs(got[i] - ref[i]) / fabs(ref[i]));
+        for (int i = 0; i < n && i < nref; i++)
+            worst = fmax(worst, fabs(got[i] - ref[i]) / fabs(ref[i]));
         printf("\n    -np %d K=%d%s: step losses within %.1e of -np 4 K=1", runs[r].np, runs[r].K,
                runs[r].extra[0] ? " (overlapped)" : "", worst);
         CU_ASSERT(worst <= 1e-5);
@@ -243,8 +259,10 @@ static const char *TIMELINE_CHECK =
     "    for e in mine:\n"
     "        if e['name'] in ('data', 'forward', 'backward', 'allreduce', 'optimizer'):\n"
     "            p = st[e['args']['step']]\n"
-    "            assert p['ts'] <= e['ts'] and e['ts'] + e['dur'] <= p['ts'] + p['dur'], ('nesting', e, p)\n"
-    "    top = sorted((e for e in mine if e['name'] in ('step', 'evaluate')), key=lambda e: e['ts'])\n"
+    "            assert p['ts'] <= e['ts'] and e['ts'] + e['dur'] <= p['ts'] + p['dur'], "
+    "('nesting', e, p)\n"
+    "    top = sorted((e for e in mine if e['name'] in ('step', 'evaluate')), key=lambda e: "
+    "e['ts'])\n"
     "    for a, b in zip(top, top[1:]):\n"
     "        assert a['ts'] + a['dur'] <= b['ts'], ('overlap', a, b)\n"
     "    assert any(e['name'] == 'allreduce' and e['args']['bytes'] > 0 for e in mine)\n"
@@ -273,7 +291,8 @@ static void test_timeline(void) {
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "timeline: tl.json (2 ranks"));
     if (rc) printf("\n    %s\n", out);
     free(out);
-    const char *py = testutil_write_file(dir, "tl_check.py", TIMELINE_CHECK, strlen(TIMELINE_CHECK));
+    const char *py = testutil_write_file(dir, "tl_check.py", TIMELINE_CHECK,
+                                         strlen(TIMELINE_CHECK));
     snprintf(cmd, sizeof cmd, "python3 '%s' '%s/tl.json' 2 10", py, dir);
     rc = testutil_run(cmd, &out);
     CU_ASSERT_EQUAL(rc, 0);
@@ -281,8 +300,9 @@ static void test_timeline(void) {
     free(out);
 }
 
-TEST_SUITE(recipes, {"cosine warm-up schedule: resumed run == uninterrupted run", test_resume_schedule},
-           {"ReduceLROnPlateau: resumed run == uninterrupted run", test_resume_plateau},
-           {"terminate_on_nan: exit 6, the step named, last good checkpoint kept", test_terminate_on_nan},
-           {"gradient accumulation: -np 4 K=1 == -np 2 K=2 == -np 1 K=4 (mpirun)", test_accumulation_mpi},
-           {"train --timeline: JSON, every rank, events nested in their steps", test_timeline});
+TEST_SUITE(
+    recipes, {"cosine warm-up schedule: resumed run == uninterrupted run", test_resume_schedule},
+    {"ReduceLROnPlateau: resumed run == uninterrupted run", test_resume_plateau},
+    {"terminate_on_nan: exit 6, the step named, last good checkpoint kept", test_terminate_on_nan},
+    {"gradient accumulation: -np 4 K=1 == -np 2 K=2 == -np 1 K=4 (mpirun)", test_accumulation_mpi},
+    {"train --timeline: JSON, every rank, events nested in their steps", test_timeline});

@@ -62,9 +62,10 @@ static void test_csv_rows(void) {
     CU_ASSERT_EQUAL_FATAL(csvlog_append(p, &r0, &e), 0);
     CU_ASSERT_EQUAL_FATAL(csvlog_append(p, &r1, &e), 0);
     char *t = read_all(p);
-    CU_ASSERT_STRING_EQUAL(t, "epoch,accuracy,loss,val_accuracy,val_loss,learning_rate,images_per_s,seconds\n"
-                              "0,0.5,0.6931471805599453,,,0.001,1234.5,2.5\n"
-                              "1,0.75,0.5,0.625,0.55,0.1,2000,3\n");
+    CU_ASSERT_STRING_EQUAL(
+        t, "epoch,accuracy,loss,val_accuracy,val_loss,learning_rate,images_per_s,seconds\n"
+           "0,0.5,0.6931471805599453,,,0.001,1234.5,2.5\n"
+           "1,0.75,0.5,0.625,0.55,0.1,2000,3\n");
     free(t);
     EpochRecord *rows = NULL;
     int n = 0;
@@ -197,11 +198,11 @@ static void test_svg(void) {
     CU_ASSERT_PTR_NOT_NULL(strstr(s, ">Training and validation accuracy</text>"));
     CU_ASSERT_PTR_NOT_NULL(strstr(s, ">Training and validation loss</text>"));
     CU_ASSERT_PTR_NOT_NULL(strstr(s, "dogs_vs_cats &lt;scratch&gt; &amp; co"));
-    CU_ASSERT_EQUAL(count(s, "<polyline"), 2);           /* validation: one line per panel */
-    CU_ASSERT_EQUAL(count(s, "<circle"), 2 * 30 + 2);    /* training dots + legend marks */
+    CU_ASSERT_EQUAL(count(s, "<polyline"), 2);        /* validation: one line per panel */
+    CU_ASSERT_EQUAL(count(s, "<circle"), 2 * 30 + 2); /* training dots + legend marks */
     CU_ASSERT_EQUAL(count(s, "<g>"), count(s, "</g>"));
     CU_ASSERT_PTR_NOT_NULL(strstr(s, ">Epochs</text>"));
-    CU_ASSERT_PTR_NOT_NULL(strstr(s, ">30</text>"));     /* last epoch tick, 1-based */
+    CU_ASSERT_PTR_NOT_NULL(strstr(s, ">30</text>")); /* last epoch tick, 1-based */
     CU_ASSERT_FALSE(has_nonfinite_text(s));
     free(s);
 

@@ -23,15 +23,17 @@ static void setup(void) {
  * random draws matter; a checkpoint every 3 steps. */
 static const char *write_job(const char *name) {
     char text[4096];
-    snprintf(text, sizeof text,
-             "[data]\nroot = %s\ntrain_images = rs-train-images.idx\ntrain_labels = rs-train-labels.idx\n"
-             "test_images = rs-test-images.idx\ntest_labels = rs-test-labels.idx\nscale = 1/255\n"
-             "[conv2d]\nfilters = 6\nkernel_size = 3\nactivation = relu\n[maxpooling2d]\npool_size = 2\n"
-             "[flatten]\n[dropout]\nrate = 0.3\n[dense]\nunits = 3\nactivation = softmax\n"
-             "[train]\nloss = sparse_categorical_crossentropy\noptimizer = adam\nbatch_size = 16\n"
-             "epochs = 4\nseed = 3\nvalidation_split = 0.2\n"
-             "[checkpoint]\npath = %s/%s.ckpt\nevery_steps = 3\nkeep = 2\n",
-             dir, dir, name);
+    snprintf(
+        text, sizeof text,
+        "[data]\nroot = %s\ntrain_images = rs-train-images.idx\ntrain_labels = "
+        "rs-train-labels.idx\n"
+        "test_images = rs-test-images.idx\ntest_labels = rs-test-labels.idx\nscale = 1/255\n"
+        "[conv2d]\nfilters = 6\nkernel_size = 3\nactivation = relu\n[maxpooling2d]\npool_size = 2\n"
+        "[flatten]\n[dropout]\nrate = 0.3\n[dense]\nunits = 3\nactivation = softmax\n"
+        "[train]\nloss = sparse_categorical_crossentropy\noptimizer = adam\nbatch_size = 16\n"
+        "epochs = 4\nseed = 3\nvalidation_split = 0.2\n"
+        "[checkpoint]\npath = %s/%s.ckpt\nevery_steps = 3\nkeep = 2\n",
+        dir, dir, name);
     return testutil_write_file(dir, name, text, strlen(text));
 }
 
@@ -43,7 +45,8 @@ static void kill_and_resume(const char *job, const char *launcher, const char *r
     snprintf(script, sizeof script,
              "#!/bin/bash\ncd '%s' || exit 1\n"
              "( %s '%s' train '%s' --set train.step_log=%s.steps > %s.first 2>&1 ) &\n"
-             "for i in $(seq 1 600); do n=$(wc -l < %s.steps 2>/dev/null || echo 0); [ \"$n\" -ge %d ] && break; sleep 0.02; done\n"
+             "for i in $(seq 1 600); do n=$(wc -l < %s.steps 2>/dev/null || echo 0); [ \"$n\" -ge "
+             "%d ] && break; sleep 0.02; done\n"
              "pkill -9 -f '^%s train %s'; wait\n"
              "%s '%s' train '%s' --resume --save %s.weights > %s.second 2>&1; echo rc=$?\n",
              dir, launcher, bin, job, tag, tag, tag, at, bin, job, resumer, bin, job, tag, tag);
@@ -63,7 +66,10 @@ static void test_kill_resume_same_ranks(void) {
     const char *job = write_job("kr.job");
     char *out = NULL;
     /* the uninterrupted reference, without checkpoints */
-    CU_ASSERT_EQUAL(testutil_train(dir, "", job, "--no-resume --set checkpoint.path=none.ckpt --save straight.weights", &out), 0);
+    CU_ASSERT_EQUAL(
+        testutil_train(dir, "", job,
+                       "--no-resume --set checkpoint.path=none.ckpt --save straight.weights", &out),
+        0);
     free(out);
     unsigned seed = (unsigned)getpid();
     int at = 5 + (int)(seed % 40); /* a random step between 5 and 44 of 60 */
@@ -80,7 +86,11 @@ static void test_kill_resume_other_ranks(void) {
     }
     const char *job = write_job("kr2.job");
     char *out = NULL;
-    CU_ASSERT_EQUAL(testutil_train(dir, "", job, "--no-resume --set checkpoint.path=none2.ckpt --save straight2.weights", &out), 0);
+    CU_ASSERT_EQUAL(
+        testutil_train(dir, "", job,
+                       "--no-resume --set checkpoint.path=none2.ckpt --save straight2.weights",
+                       &out),
+        0);
     free(out);
     char launcher[256], resumer[256];
     testutil_mpirun(launcher, sizeof launcher, 2);
@@ -102,19 +112,27 @@ static void test_sigusr1(void) {
     char mp[256], script[8192];
     testutil_mpirun(mp, sizeof mp, 2);
     char *out = NULL;
-    CU_ASSERT_EQUAL(testutil_train(dir, mp, job, "--no-resume --set train.epochs=40 --set checkpoint.path=none3.ckpt --save straight3.weights", &out), 0);
+    CU_ASSERT_EQUAL(testutil_train(dir, mp, job,
+                                   "--no-resume --set train.epochs=40 --set "
+                                   "checkpoint.path=none3.ckpt --save straight3.weights",
+                                   &out),
+                    0);
     free(out);
-    snprintf(script, sizeof script,
-             "#!/bin/bash\ncd '%s' || exit 1\nrm -f usr1.steps usr1.ckpt*\n"
-             "%s '%s' train '%s' --set train.step_log=usr1.steps --set train.epochs=40 > usr1.first 2>&1 &\n"
-             "pid=$!\n"
-             "for i in $(seq 1 600); do n=$(wc -l < usr1.steps 2>/dev/null || echo 0); [ \"$n\" -ge 20 ] && break; sleep 0.02; done\n"
-             "kill -USR1 $pid; wait $pid; echo first_rc=$?\n"
-             "grep -h 'stopping at step' usr1.first\n"
-             /* mpirun names the first rank to exit non-zero: rank 0 alone (dist_finalize) */
-             "grep -Eq 'Process name: \\[\\[[0-9]+,[0-9]+\\],0\\]' usr1.first && echo status_rank=0\n"
-             "%s '%s' train '%s' --set train.epochs=40 --save usr1.weights > usr1.second 2>&1; echo second_rc=$?\n",
-             dir, mp, bin, job, mp, bin, job);
+    snprintf(
+        script, sizeof script,
+        "#!/bin/bash\ncd '%s' || exit 1\nrm -f usr1.steps usr1.ckpt*\n"
+        "%s '%s' train '%s' --set train.step_log=usr1.steps --set train.epochs=40 > usr1.first "
+        "2>&1 &\n"
+        "pid=$!\n"
+        "for i in $(seq 1 600); do n=$(wc -l < usr1.steps 2>/dev/null || echo 0); [ \"$n\" -ge 20 "
+        "] && break; sleep 0.02; done\n"
+        "kill -USR1 $pid; wait $pid; echo first_rc=$?\n"
+        "grep -h 'stopping at step' usr1.first\n"
+        /* mpirun names the first rank to exit non-zero: rank 0 alone (dist_finalize) */
+        "grep -Eq 'Process name: \\[\\[[0-9]+,[0-9]+\\],0\\]' usr1.first && echo status_rank=0\n"
+        "%s '%s' train '%s' --set train.epochs=40 --save usr1.weights > usr1.second 2>&1; echo "
+        "second_rc=$?\n",
+        dir, mp, bin, job, mp, bin, job);
     const char *path = testutil_write_file(dir, "usr1.sh", script, strlen(script));
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "bash '%s'", path);
@@ -152,7 +170,10 @@ static void test_bad_checkpoint(void) {
     CU_ASSERT(strstr(out, "an older copy: the newest was unreadable") != NULL);
     free(out);
     /* keep = 1: nothing to fall back to */
-    CU_ASSERT_EQUAL(testutil_train(dir, "", job, "--no-resume --set train.epochs=1 --set checkpoint.keep=1", &out), 0);
+    CU_ASSERT_EQUAL(testutil_train(dir, "", job,
+                                   "--no-resume --set train.epochs=1 --set checkpoint.keep=1",
+                                   &out),
+                    0);
     free(out);
     f = fopen(ck, "r+b");
     CU_ASSERT_FATAL(f != NULL);

@@ -15,7 +15,8 @@
 #define NEAR(a, b) CU_ASSERT_DOUBLE_EQUAL((a), (b), 1e-9 + 1e-7 * fabs(b))
 
 static void test_exponential(void) {
-    LrSchedule s = {.kind = LR_EXPONENTIAL_DECAY, .initial = 0.1, .decay_steps = 10, .decay_rate = 0.5};
+    LrSchedule s = {
+        .kind = LR_EXPONENTIAL_DECAY, .initial = 0.1, .decay_steps = 10, .decay_rate = 0.5};
     NEAR(lr_schedule_at(&s, 0), 0.1);
     NEAR(lr_schedule_at(&s, 5), 0.1 * 0.70710678118654752); /* 0.5^(5/10) */
     NEAR(lr_schedule_at(&s, 20), 0.025);
@@ -26,8 +27,10 @@ static void test_exponential(void) {
 
 static void test_piecewise(void) {
     /* Keras's docstring example: 1.0 up to step 100000 inclusive, 0.5 to 110000, then 0.1 */
-    LrSchedule s = {.kind = LR_PIECEWISE_CONSTANT_DECAY, .n_boundaries = 2,
-                    .boundaries = {100000, 110000}, .values = {1.0, 0.5, 0.1}};
+    LrSchedule s = {.kind = LR_PIECEWISE_CONSTANT_DECAY,
+                    .n_boundaries = 2,
+                    .boundaries = {100000, 110000},
+                    .values = {1.0, 0.5, 0.1}};
     NEAR(lr_schedule_at(&s, 0), 1.0);
     NEAR(lr_schedule_at(&s, 100000), 1.0);
     NEAR(lr_schedule_at(&s, 100001), 0.5);
@@ -48,8 +51,12 @@ static void test_cosine(void) {
 static void test_cosine_warmup(void) {
     /* Keras 3: linear from initial_learning_rate (0) to warmup_target (0.1) over 10 steps, then
      * the cosine from warmup_target over decay_steps (100) */
-    LrSchedule s = {.kind = LR_COSINE_DECAY, .initial = 0.0, .decay_steps = 100, .warmup = 1,
-                    .warmup_target = 0.1, .warmup_steps = 10};
+    LrSchedule s = {.kind = LR_COSINE_DECAY,
+                    .initial = 0.0,
+                    .decay_steps = 100,
+                    .warmup = 1,
+                    .warmup_target = 0.1,
+                    .warmup_steps = 10};
     NEAR(lr_schedule_at(&s, 0), 0.0);
     NEAR(lr_schedule_at(&s, 3), 0.03);
     NEAR(lr_schedule_at(&s, 10), 0.1);
@@ -64,10 +71,13 @@ static void test_cosine_warmup(void) {
 }
 
 static void test_polynomial(void) {
-    LrSchedule s = {.kind = LR_POLYNOMIAL_DECAY, .initial = 0.1, .decay_steps = 100,
-                    .end_learning_rate = 0.01, .power = 2};
+    LrSchedule s = {.kind = LR_POLYNOMIAL_DECAY,
+                    .initial = 0.1,
+                    .decay_steps = 100,
+                    .end_learning_rate = 0.01,
+                    .power = 2};
     NEAR(lr_schedule_at(&s, 50), 0.09 * 0.25 + 0.01); /* (1 - 1/2)^2 */
-    NEAR(lr_schedule_at(&s, 150), 0.01);               /* held at decay_steps */
+    NEAR(lr_schedule_at(&s, 150), 0.01);              /* held at decay_steps */
     s.cycle = 1;
     NEAR(lr_schedule_at(&s, 0), 0.1);                    /* multiplier 1 at step 0 */
     NEAR(lr_schedule_at(&s, 100), 0.01);                 /* ceil(1) = 1 */
@@ -91,13 +101,14 @@ static void test_job_keys(void) {
     Job j;
     Err e;
     /* [train]'s schedule, inherited by the first phase, replaced by the second's */
-    int rc = load(&j,
-                  "[train]\nloss = sparse_categorical_crossentropy\noptimizer = sgd\nlr = 0.2\n"
-                  "lr_schedule = cosine_decay\ndecay_steps = 100\nalpha = 0.1\n"
-                  "[phase]\nepochs = 1\n"
-                  "[phase]\nepochs = 1\nlr = 0.01\nlr_schedule = exponential_decay\ndecay_steps = 10\n"
-                  "decay_rate = 0.5\nstaircase = true\n",
-                  &e);
+    int rc = load(
+        &j,
+        "[train]\nloss = sparse_categorical_crossentropy\noptimizer = sgd\nlr = 0.2\n"
+        "lr_schedule = cosine_decay\ndecay_steps = 100\nalpha = 0.1\n"
+        "[phase]\nepochs = 1\n"
+        "[phase]\nepochs = 1\nlr = 0.01\nlr_schedule = exponential_decay\ndecay_steps = 10\n"
+        "decay_rate = 0.5\nstaircase = true\n",
+        &e);
     if (rc) printf("\n    %s\n", e.msg);
     CU_ASSERT_EQUAL_FATAL(rc, 0);
     CU_ASSERT_EQUAL(j.phases[0].schedule.kind, LR_COSINE_DECAY);
@@ -122,8 +133,10 @@ static void test_job_keys(void) {
     job_free(&j);
 
     /* a constant rate is scaled; the phase's lr then holds the effective rate */
-    rc = load(&j, "[train]\nloss = sparse_categorical_crossentropy\nbatch_size = 64\nlr = 0.001\n"
-                  "lr_scaling = linear\nlr_reference_batch = 32\n", &e);
+    rc = load(&j,
+              "[train]\nloss = sparse_categorical_crossentropy\nbatch_size = 64\nlr = 0.001\n"
+              "lr_scaling = linear\nlr_reference_batch = 32\n",
+              &e);
     CU_ASSERT_EQUAL_FATAL(rc, 0);
     NEAR(j.phases[0].lr, 0.002);
     job_free(&j);
@@ -146,23 +159,28 @@ static void expect_error(const char *tail, const char *needle) {
 static void test_job_errors(void) {
     expect_error("[train]\nloss = sparse_categorical_crossentropy\nlr_schedule = cosine_decay\n",
                  "decay_steps");
-    expect_error("[train]\nloss = sparse_categorical_crossentropy\nlr_schedule = piecewise_constant_decay\n"
-                 "boundaries = 10, 20\nvalues = 0.1, 0.01\n",
-                 "one value more than boundaries");
-    expect_error("[train]\nloss = sparse_categorical_crossentropy\nlr_schedule = piecewise_constant_decay\n"
-                 "boundaries = 20, 10\nvalues = 0.1, 0.01, 0.001\n",
-                 "strictly increasing");
-    expect_error("[train]\nloss = sparse_categorical_crossentropy\nlr_schedule = exponential_decay\n"
-                 "decay_steps = 0\ndecay_rate = 0.5\n",
-                 "decay_steps");
+    expect_error(
+        "[train]\nloss = sparse_categorical_crossentropy\nlr_schedule = piecewise_constant_decay\n"
+        "boundaries = 10, 20\nvalues = 0.1, 0.01\n",
+        "one value more than boundaries");
+    expect_error(
+        "[train]\nloss = sparse_categorical_crossentropy\nlr_schedule = piecewise_constant_decay\n"
+        "boundaries = 20, 10\nvalues = 0.1, 0.01, 0.001\n",
+        "strictly increasing");
+    expect_error(
+        "[train]\nloss = sparse_categorical_crossentropy\nlr_schedule = exponential_decay\n"
+        "decay_steps = 0\ndecay_rate = 0.5\n",
+        "decay_steps");
     expect_error("[train]\nloss = sparse_categorical_crossentropy\nlr_scaling = linear\n",
                  "lr_reference_batch");
     expect_error("[train]\nloss = sparse_categorical_crossentropy\nlr_schedule = cosine_decay\n"
                  "decay_steps = 10\n[reduce_lr_on_plateau]\nfactor = 0.5\n",
                  "needs a constant learning rate");
-    expect_error("[train]\nloss = sparse_categorical_crossentropy\n[reduce_lr_on_plateau]\nfactor = 1\n",
-                 "factor must be < 1");
-    expect_error("[train]\nloss = sparse_categorical_crossentropy\nlr_schedule = cosine\n", "lr_schedule");
+    expect_error(
+        "[train]\nloss = sparse_categorical_crossentropy\n[reduce_lr_on_plateau]\nfactor = 1\n",
+        "factor must be < 1");
+    expect_error("[train]\nloss = sparse_categorical_crossentropy\nlr_schedule = cosine\n",
+                 "lr_schedule");
 }
 
 /* The keys added for the recipes, at the values that compute what their absence did, leave
@@ -172,14 +190,16 @@ static void test_keys_keep_hashes(void) {
     const char *base = "[train]\nloss = sparse_categorical_crossentropy\n[phase]\nepochs = 1\n";
     const char *neutral[] = {"lr_schedule = constant\n", "gradient_accumulation_steps = 1\n",
                              "lr_scaling = none\n", "terminate_on_nan = true\n"};
-    const char *other[] = {"lr_schedule = cosine_decay\ndecay_steps = 5\n", "gradient_accumulation_steps = 2\n",
+    const char *other[] = {"lr_schedule = cosine_decay\ndecay_steps = 5\n",
+                           "gradient_accumulation_steps = 2\n",
                            "lr_scaling = linear\nlr_reference_batch = 8\n"};
     Job ref, j;
     Err e;
     CU_ASSERT_EQUAL_FATAL(load(&ref, base, &e), 0);
     char text[1024];
     for (int i = 0; i < 4; i++) {
-        snprintf(text, sizeof text, "[train]\nloss = sparse_categorical_crossentropy\n%s[phase]\nepochs = 1\n%s",
+        snprintf(text, sizeof text,
+                 "[train]\nloss = sparse_categorical_crossentropy\n%s[phase]\nepochs = 1\n%s",
                  neutral[i], i == 0 ? neutral[0] : "");
         CU_ASSERT_EQUAL_FATAL(load(&j, text, &e), 0);
         CU_ASSERT_EQUAL(j.resume_hash, ref.resume_hash);
@@ -187,13 +207,19 @@ static void test_keys_keep_hashes(void) {
         job_free(&j);
     }
     for (int i = 0; i < 3; i++) {
-        snprintf(text, sizeof text, "[train]\nloss = sparse_categorical_crossentropy\n%s[phase]\nepochs = 1\n", other[i]);
+        snprintf(text, sizeof text,
+                 "[train]\nloss = sparse_categorical_crossentropy\n%s[phase]\nepochs = 1\n",
+                 other[i]);
         CU_ASSERT_EQUAL_FATAL(load(&j, text, &e), 0);
         CU_ASSERT_NOT_EQUAL(j.resume_hash, ref.resume_hash);
         job_free(&j);
     }
-    CU_ASSERT_EQUAL_FATAL(load(&j, "[train]\nloss = sparse_categorical_crossentropy\nterminate_on_nan = false\n"
-                                   "[phase]\nepochs = 1\n", &e), 0);
+    CU_ASSERT_EQUAL_FATAL(
+        load(&j,
+             "[train]\nloss = sparse_categorical_crossentropy\nterminate_on_nan = false\n"
+             "[phase]\nepochs = 1\n",
+             &e),
+        0);
     CU_ASSERT_EQUAL(j.resume_hash, ref.resume_hash);
     job_free(&j);
     job_free(&ref);
@@ -211,9 +237,15 @@ static void run_series(const PlateauCfg *c, double lr0, const double *series, in
 
 static void test_plateau_min(void) {
     /* val_loss (auto: min), factor 0.5, patience 2, cooldown 1, min_delta 0.01, min_lr 0.02 */
-    PlateauCfg c = {.enabled = 1, .monitor = 0, .factor = 0.5, .patience = 2, .cooldown = 1,
-                    .min_delta = 0.01, .min_lr = 0.02};
-    const double series[] = {1.0, 0.995, 0.98, 0.98, 0.975, 0.99, 0.99, 0.5, 0.6, 0.6, 0.6, 0.6, 0.6};
+    PlateauCfg c = {.enabled = 1,
+                    .monitor = 0,
+                    .factor = 0.5,
+                    .patience = 2,
+                    .cooldown = 1,
+                    .min_delta = 0.01,
+                    .min_lr = 0.02};
+    const double series[] = {1.0, 0.995, 0.98, 0.98, 0.975, 0.99, 0.99,
+                             0.5, 0.6,   0.6,  0.6,  0.6,   0.6};
     /* e0 1.0 < inf: best 1.0.  e1 0.995 is not below 1.0 - 0.01: wait 1.  e2 0.98 < 0.99: best,
      * wait 0.  e3: wait 1.  e4 0.975 is not below 0.97: wait 2 = patience: 0.1 -> 0.05,
      * cooldown 1, wait 0.  e5: the cooldown counts down to 0 (wait 0), and since it is now over
@@ -221,7 +253,8 @@ static void test_plateau_min(void) {
      * e8: wait 1.  e9: wait 2: 0.025 x 0.5 = 0.0125, raised to min_lr 0.02.  e10: cooldown over,
      * wait 1.  e11: wait 2, but 0.02 is not above float32(min_lr): no change, wait stays.
      * e12: wait 3, still nothing. */
-    const double want_lr[] = {0.1, 0.1, 0.1, 0.1, 0.05, 0.05, 0.025, 0.025, 0.025, 0.02, 0.02, 0.02, 0.02};
+    const double want_lr[] = {0.1,   0.1,   0.1,  0.1,  0.05, 0.05, 0.025,
+                              0.025, 0.025, 0.02, 0.02, 0.02, 0.02};
     const int want_reduced[] = {0, 0, 0, 0, 1, 0, 1, 0, 0, 1, 0, 0, 0};
     const int n = (int)(sizeof series / sizeof *series);
     double lr[16];
@@ -241,8 +274,14 @@ static void test_plateau_min(void) {
 
 static void test_plateau_max(void) {
     /* val_accuracy (auto: max), factor 0.1, patience 1, cooldown 2, min_delta 0 */
-    PlateauCfg c = {.enabled = 1, .monitor = 1, .higher = 1, .factor = 0.1, .patience = 1,
-                    .cooldown = 2, .min_delta = 0, .min_lr = 0};
+    PlateauCfg c = {.enabled = 1,
+                    .monitor = 1,
+                    .higher = 1,
+                    .factor = 0.1,
+                    .patience = 1,
+                    .cooldown = 2,
+                    .min_delta = 0,
+                    .min_lr = 0};
     const double series[] = {0.5, 0.5, 0.4, 0.4, 0.6, 0.6, NAN};
     /* e0 best 0.5.  e1 0.5 is not above 0.5: wait 1: 1 -> 0.1, cooldown 2.  e2: cooldown 1,
      * still cooling: nothing.  e3: cooldown 0, no improvement: wait 1: 0.1 -> 0.01, cooldown 2.

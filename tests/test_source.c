@@ -30,7 +30,8 @@ void test_source_write_folder(const char *dir, int n, unsigned seed) {
         for (int i = 0; i < n + (k == 1 ? 2 : 0); i++) {
             int h = 20 + (int)((i * 7 + seed) % 50), w = 30 + (int)((i * 13 + seed) % 60);
             uint8_t *px = malloc((size_t)h * w * 3);
-            for (int q = 0; q < h * w * 3; q++) px[q] = (uint8_t)((q * (i + 3) + seed * 17 + k * 90) & 255);
+            for (int q = 0; q < h * w * 3; q++)
+                px[q] = (uint8_t)((q * (i + 3) + seed * 17 + k * 90) & 255);
             if (i >= n)
                 snprintf(p, sizeof p, "%s/dogs/more/x%d.jpg", dir, i);
             else
@@ -177,7 +178,8 @@ static void test_prefetch_batches(void) {
     for (int i = 0; i < 24; i++) order[i] = (i * 7) % 24; /* 7 is prime to 24: a permutation */
     uint8_t *want = malloc(24 * S);
     SourceWorker w = {0};
-    for (int i = 0; i < 24; i++) CU_ASSERT_EQUAL(source_read(&s, order[i], want + i * S, &w, &e), 0);
+    for (int i = 0; i < 24; i++)
+        CU_ASSERT_EQUAL(source_read(&s, order[i], want + i * S, &w, &e), 0);
     source_worker_free(&w);
     const int configs[][2] = {{1, 1}, {3, 2}, {4, 5}};
     for (int c = 0; c < 3; c++) {
@@ -317,17 +319,18 @@ static void test_listing_memory(void) {
     double secs = now_seconds() - t0;
     CU_ASSERT_EQUAL(s.n, 20004);
     size_t bytes = source_index_bytes(&s);
-    printf("\n  listing 20,004 files: %.2f s, index %.2f MB (%.1f bytes a file)\n", secs, bytes / 1e6,
-           (double)bytes / (double)s.n);
+    printf("\n  listing 20,004 files: %.2f s, index %.2f MB (%.1f bytes a file)\n", secs,
+           bytes / 1e6, (double)bytes / (double)s.n);
     CU_ASSERT(bytes < 20004 * 48);
     /* the files in their folder's order, after the class folder's own files */
     CU_ASSERT_EQUAL(s.labels[0], 0);
     source_free(&s);
 }
 
-TEST_SUITE(source, {"a folder streamed equals images_load_dir, bitwise", test_folder_equals_memory},
-           {"IDX mapped (plain) and decompressed (gzip) equal idx_load; views", test_idx_mapped_and_gzip},
-           {"prefetched batches equal direct reads (threads, depth, early end)", test_prefetch_batches},
-           {"bad data: listing skips, a truncated JPEG reads black, strict refuses", test_bad_data_policy},
-           {"the fingerprint follows files and decode settings", test_fingerprint},
-           {"listing 20,000 files: compact index", test_listing_memory});
+TEST_SUITE(
+    source, {"a folder streamed equals images_load_dir, bitwise", test_folder_equals_memory},
+    {"IDX mapped (plain) and decompressed (gzip) equal idx_load; views", test_idx_mapped_and_gzip},
+    {"prefetched batches equal direct reads (threads, depth, early end)", test_prefetch_batches},
+    {"bad data: listing skips, a truncated JPEG reads black, strict refuses", test_bad_data_policy},
+    {"the fingerprint follows files and decode settings", test_fingerprint},
+    {"listing 20,000 files: compact index", test_listing_memory});

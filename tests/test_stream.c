@@ -33,16 +33,17 @@ static int need_mpi(void) {
 /* A small augmenting convnet on dir/{train,val,test} (24x32 rgb JPEGs). */
 static const char *write_job(const char *dir, const char *extra) {
     char text[4096];
-    snprintf(text, sizeof text,
-             "[data]\nformat = images\nroot = %s\ntrain_dir = train\nvalidation_dir = val\n"
-             "test_dir = test\nimage_size = 24,32\n%s"
-             "[random_flip]\nmode = horizontal\n[random_rotation]\nfactor = 0.1\n"
-             "[rescaling]\nscale = 1/255\n"
-             "[conv2d]\nfilters = 4\nkernel_size = 3\nactivation = relu\n[maxpooling2d]\npool_size = 2\n"
-             "[flatten]\n[dropout]\nrate = 0.25\n[dense]\nunits = 1\nactivation = sigmoid\n"
-             "[train]\nloss = binary_crossentropy\nbatch_size = 6\nepochs = 2\nseed = 3\n"
-             "conv_algorithm = im2col\n[checkpoint]\npath = off\n",
-             dir, extra);
+    snprintf(
+        text, sizeof text,
+        "[data]\nformat = images\nroot = %s\ntrain_dir = train\nvalidation_dir = val\n"
+        "test_dir = test\nimage_size = 24,32\n%s"
+        "[random_flip]\nmode = horizontal\n[random_rotation]\nfactor = 0.1\n"
+        "[rescaling]\nscale = 1/255\n"
+        "[conv2d]\nfilters = 4\nkernel_size = 3\nactivation = relu\n[maxpooling2d]\npool_size = 2\n"
+        "[flatten]\n[dropout]\nrate = 0.25\n[dense]\nunits = 1\nactivation = sigmoid\n"
+        "[train]\nloss = binary_crossentropy\nbatch_size = 6\nepochs = 2\nseed = 3\n"
+        "conv_algorithm = im2col\n[checkpoint]\npath = off\n",
+        dir, extra);
     return testutil_write_file(dir, "stream.job", text, strlen(text));
 }
 
@@ -70,17 +71,20 @@ static const char *small_folders(void) {
 }
 
 /* np ranks train job with `sets`, weights into dir/tag.w; the exit status, output in *out. */
-static int train(int np, const char *dir, const char *job, const char *tag, const char *sets, char **out) {
+static int train(int np, const char *dir, const char *job, const char *tag, const char *sets,
+                 char **out) {
     char mpirun[256], cmd[8192];
     testutil_mpirun(mpirun, sizeof mpirun, np);
-    snprintf(cmd, sizeof cmd, "cd %s && OMP_NUM_THREADS=1 timeout 900 %s %s train %s %s --save %s/%s.w",
-             dir, mpirun, bin, job, sets, dir, tag);
+    snprintf(cmd, sizeof cmd,
+             "cd %s && OMP_NUM_THREADS=1 timeout 900 %s %s train %s %s --save %s/%s.w", dir, mpirun,
+             bin, job, sets, dir, tag);
     return testutil_run(cmd, out);
 }
 
 static int diff(const char *dir, const char *a, const char *b, const char *rtol) {
     char cmd[4096], *out = NULL;
-    snprintf(cmd, sizeof cmd, "%s diff-weights %s/%s.w %s/%s.w --rtol %s", bin, dir, a, dir, b, rtol);
+    snprintf(cmd, sizeof cmd, "%s diff-weights %s/%s.w %s/%s.w --rtol %s", bin, dir, a, dir, b,
+             rtol);
     int rc = testutil_run(cmd, &out);
     if (rc) printf("\n  %s vs %s: %s", a, b, out ? out : "");
     free(out);
@@ -93,8 +97,9 @@ static void check_paths(const char *dir, const char *job, const char *sets, cons
                         const char *cross_rtol) {
     char mpirun[256], cmd[8192], *out = NULL;
     testutil_mpirun(mpirun, sizeof mpirun, 2);
-    snprintf(cmd, sizeof cmd, "cd %s && OMP_NUM_THREADS=1 %s %s pack %s %s --set data.pack_dir=%s/packs-%s",
-             dir, mpirun, bin, job, sets, dir, tag);
+    snprintf(cmd, sizeof cmd,
+             "cd %s && OMP_NUM_THREADS=1 %s %s pack %s %s --set data.pack_dir=%s/packs-%s", dir,
+             mpirun, bin, job, sets, dir, tag);
     CU_ASSERT_EQUAL(testutil_run(cmd, &out), 0);
     CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "train.pack"));
     free(out);
@@ -138,21 +143,24 @@ static void test_paths_dogs_vs_cats(void) {
     if (!rel || !need_mpi() || !realpath(rel, shared)) return;
     const char *dir = testutil_tmpdir();
     char cmd[16384];
-    snprintf(cmd, sizeof cmd,
-             "cd %s && mkdir d && cd d && ln -s %s/dogs-vs-cats-small/train train && for s in validation test; do for c in cats "
-             "dogs; do mkdir -p $s/$c && ls %s/dogs-vs-cats-small/$s/$c | head -16 | while read f; do "
-             "ln -s %s/dogs-vs-cats-small/$s/$c/$f $s/$c/$f; done; done; done",
-             dir, shared, shared, shared);
+    snprintf(
+        cmd, sizeof cmd,
+        "cd %s && mkdir d && cd d && ln -s %s/dogs-vs-cats-small/train train && for s in "
+        "validation test; do for c in cats "
+        "dogs; do mkdir -p $s/$c && ls %s/dogs-vs-cats-small/$s/$c | head -16 | while read f; do "
+        "ln -s %s/dogs-vs-cats-small/$s/$c/$f $s/$c/$f; done; done; done",
+        dir, shared, shared, shared);
     CU_ASSERT_EQUAL_FATAL(testutil_run(cmd, NULL), 0);
     char real[4096];
     CU_ASSERT_PTR_NOT_NULL_FATAL(realpath("jobs/dogs-vs-cats-augment.job", real));
     char sets[2048];
-    snprintf(sets, sizeof sets,
-             "--set data.root=%s --set data.train_dir=d/train --set data.validation_dir=d/validation "
-             "--set data.test_dir=d/test --set train.epochs=1 --set train.steps_per_epoch=20 "
-             "--set train.conv_algorithm=im2col --set train.csv_log=x.csv --set train.chart=x.svg "
-             "--set checkpoint.save_best=best.w --set checkpoint.path=off",
-             dir);
+    snprintf(
+        sets, sizeof sets,
+        "--set data.root=%s --set data.train_dir=d/train --set data.validation_dir=d/validation "
+        "--set data.test_dir=d/test --set train.epochs=1 --set train.steps_per_epoch=20 "
+        "--set train.conv_algorithm=im2col --set train.csv_log=x.csv --set train.chart=x.svg "
+        "--set checkpoint.save_best=best.w --set checkpoint.path=off",
+        dir);
     /* -np 1 vs 2 is not checked here: after 20 steps of this job they differ (float rounding of
      * the per-rank sums, amplified by ReLU and max-pool decisions and RMSprop's first, nearly
      * sign-like steps): 32,897 of 991,041 parameters bitwise equal, the same figures with the
@@ -245,7 +253,8 @@ static void test_check_before_data(void) {
     CU_ASSERT(s_big - s_base < 1.0);
     CU_ASSERT(kb_big < 100 * 1024);
     char cmd[4096], *out = NULL;
-    snprintf(cmd, sizeof cmd, "cd %s && %s train %s --set data.image_size=8192,8192", dir, bin, job);
+    snprintf(cmd, sizeof cmd, "cd %s && %s train %s --set data.image_size=8192,8192", dir, bin,
+             job);
     CU_ASSERT_EQUAL(testutil_run(cmd, &out), 2);
     CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "the model needs"));
     CU_ASSERT_PTR_NULL(out ? strstr(out, "zz-not-a-jpeg") : NULL); /* nothing was decoded */
@@ -302,7 +311,8 @@ static int job_ranks(const char *job, long *pids, int max) {
         for (size_t i = 0; i < len; i++)
             if (!cmd[i]) cmd[i] = ' ';
         cmd[len] = 0;
-        if (strstr(cmd, job) && strstr(cmd, " train ") && !strstr(cmd, "mpirun") && !strstr(cmd, "sh -c"))
+        if (strstr(cmd, job) && strstr(cmd, " train ") && !strstr(cmd, "mpirun") &&
+            !strstr(cmd, "sh -c"))
             pids[n++] = atol(de->d_name);
     }
     if (d) closedir(d);
@@ -316,11 +326,14 @@ static void test_feature_cache_shared(void) {
     const char *dir = testutil_small_idx_dir("fc", 7);
     char text[2048];
     snprintf(text, sizeof text,
-             "[data]\nroot = %s\ntrain_images = fc-train-images.idx\ntrain_labels = fc-train-labels.idx\n"
+             "[data]\nroot = %s\ntrain_images = fc-train-images.idx\ntrain_labels = "
+             "fc-train-labels.idx\n"
              "test_images = fc-test-images.idx\ntest_labels = fc-test-labels.idx\nscale = 1/255\n"
-             "[conv2d]\nfilters = 16\nkernel_size = 3\npadding = same\nactivation = relu\ntrainable = false\n"
+             "[conv2d]\nfilters = 16\nkernel_size = 3\npadding = same\nactivation = "
+             "relu\ntrainable = false\n"
              "[flatten]\n[dense]\nunits = 3\nactivation = softmax\n"
-             "[train]\nloss = sparse_categorical_crossentropy\nbatch_size = 12\nepochs = 100000\nseed = 1\n"
+             "[train]\nloss = sparse_categorical_crossentropy\nbatch_size = 12\nepochs = "
+             "100000\nseed = 1\n"
              "conv_algorithm = im2col\n[checkpoint]\npath = off\n",
              dir);
     const char *job = testutil_write_file(dir, "fc-cache.job", text, strlen(text));
@@ -350,17 +363,20 @@ static void test_feature_cache_shared(void) {
     kill(child, SIGTERM);
     int st;
     waitpid(child, &st, 0);
-    printf("\n  feature cache: inodes %lu %lu, %s %s, anonymous %ld %ld kB\n", ino[0], ino[1], flags[0],
-           flags[1], anon[0], anon[1]);
+    printf("\n  feature cache: inodes %lu %lu, %s %s, anonymous %ld %ld kB\n", ino[0], ino[1],
+           flags[0], flags[1], anon[0], anon[1]);
     CU_ASSERT_EQUAL(found, 2);
-    CU_ASSERT(ino[0] != 0 && ino[0] == ino[1]);           /* one file, mapped by both ranks */
+    CU_ASSERT(ino[0] != 0 && ino[0] == ino[1]);          /* one file, mapped by both ranks */
     CU_ASSERT(flags[0][3] == 's' && flags[1][3] == 's'); /* shared, not a private copy */
     CU_ASSERT(anon[0] == 0 && anon[1] == 0);
 }
 
-TEST_SUITE(stream, {"memory, stream, pack: bitwise equal at -np 1 and 2 (small folder)", test_paths_small},
+TEST_SUITE(stream,
+           {"memory, stream, pack: bitwise equal at -np 1 and 2 (small folder)", test_paths_small},
            {"memory, stream, pack: dogs-vs-cats-augment, 20 steps", test_paths_dogs_vs_cats},
-           {"a JPEG truncated after listing: black on every rank count, strict stops", test_bad_jpeg_mid_run},
+           {"a JPEG truncated after listing: black on every rank count, strict stops",
+            test_bad_jpeg_mid_run},
            {"a stale pack is refused", test_stale_pack},
            {"the feature cache: one file mapped by both ranks", test_feature_cache_shared},
-           {"image_size 8192 refused before any decode, in 1 s, under 100 MB", test_check_before_data});
+           {"image_size 8192 refused before any decode, in 1 s, under 100 MB",
+            test_check_before_data});

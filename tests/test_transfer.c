@@ -25,23 +25,26 @@ static void setup(void) {
 static const char *write_job(const char *name, const char *front, const char *train_epochs,
                              const char *tail) {
     char text[4096];
-    snprintf(text, sizeof text,
-             "[data]\nroot = %s\ntrain_images = tl-train-images.idx\ntrain_labels = tl-train-labels.idx\n"
-             "test_images = tl-test-images.idx\ntest_labels = tl-test-labels.idx\nscale = 1/255\n%s"
-             "[conv2d]\nfilters = 6\nkernel_size = 3\nactivation = relu\ntrainable = false\n"
-             "[maxpooling2d]\npool_size = 2\n"
-             "[conv2d]\nname = top\nfilters = 4\nkernel_size = 3\nactivation = relu\ntrainable = false\n"
-             "[flatten]\n[dropout]\nrate = 0.3\n[dense]\nunits = 3\nactivation = softmax\n"
-             "[train]\nloss = sparse_categorical_crossentropy\noptimizer = rmsprop\nbatch_size = 16\n"
-             "%sseed = 5\nvalidation_split = 0.2\n%s",
-             dir, front, train_epochs, tail);
+    snprintf(
+        text, sizeof text,
+        "[data]\nroot = %s\ntrain_images = tl-train-images.idx\ntrain_labels = "
+        "tl-train-labels.idx\n"
+        "test_images = tl-test-images.idx\ntest_labels = tl-test-labels.idx\nscale = 1/255\n%s"
+        "[conv2d]\nfilters = 6\nkernel_size = 3\nactivation = relu\ntrainable = false\n"
+        "[maxpooling2d]\npool_size = 2\n"
+        "[conv2d]\nname = top\nfilters = 4\nkernel_size = 3\nactivation = relu\ntrainable = false\n"
+        "[flatten]\n[dropout]\nrate = 0.3\n[dense]\nunits = 3\nactivation = softmax\n"
+        "[train]\nloss = sparse_categorical_crossentropy\noptimizer = rmsprop\nbatch_size = 16\n"
+        "%sseed = 5\nvalidation_split = 0.2\n%s",
+        dir, front, train_epochs, tail);
     return testutil_write_file(dir, name, text, strlen(text));
 }
 
 /* diff-weights A B --rtol R: 1 when within R; *identical receives the bitwise-identical count. */
 static int compare(const char *a, const char *b, const char *rtol, long *identical) {
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "'%s' diff-weights '%s/%s' '%s/%s' --rtol %s", bin, dir, a, dir, b, rtol);
+    snprintf(cmd, sizeof cmd, "'%s' diff-weights '%s/%s' '%s/%s' --rtol %s", bin, dir, a, dir, b,
+             rtol);
     char *out = NULL;
     int rc = testutil_run(cmd, &out);
     long total = 0, same = -1;
@@ -55,14 +58,17 @@ static int compare(const char *a, const char *b, const char *rtol, long *identic
 static void expect(const char *out, const char *what, int present) {
     int found = strstr(out, what) != NULL;
     CU_ASSERT_EQUAL(found, present);
-    if (found != present) printf("\n    expected %s'%s' in:\n%s\n", present ? "" : "no ", what, out);
+    if (found != present)
+        printf("\n    expected %s'%s' in:\n%s\n", present ? "" : "no ", what, out);
 }
 
 static void test_cache_same_result(void) {
     setup();
     const char *job = write_job("fc.job", "", "epochs = 3\n", "");
     char *out = NULL;
-    CU_ASSERT_EQUAL(testutil_train(dir, "", job, "--set train.feature_cache=off --save fc-off.weights", &out), 0);
+    CU_ASSERT_EQUAL(
+        testutil_train(dir, "", job, "--set train.feature_cache=off --save fc-off.weights", &out),
+        0);
     expect(out, "feature cache", 0);
     free(out);
     CU_ASSERT_EQUAL(testutil_train(dir, "", job, "--save fc-on.weights", &out), 0);
@@ -91,7 +97,9 @@ static void test_cache_not_for_augmented_training(void) {
     setup();
     const char *job = write_job("fa.job", "[random_flip]\nmode = horizontal\n", "epochs = 2\n", "");
     char *out = NULL;
-    CU_ASSERT_EQUAL(testutil_train(dir, "", job, "--set train.feature_cache=off --save fa-off.weights", &out), 0);
+    CU_ASSERT_EQUAL(
+        testutil_train(dir, "", job, "--set train.feature_cache=off --save fa-off.weights", &out),
+        0);
     free(out);
     CU_ASSERT_EQUAL(testutil_train(dir, "", job, "--save fa-on.weights", &out), 0);
     expect(out, "feature cache: training data", 0);
@@ -116,14 +124,16 @@ static void test_phases_train_what_they_unfreeze(void) {
     free(out);
     /* the same schedule without unfreezing: only "top" (220 parameters) and the head differ;
      * the frozen first convolution (60) is bitwise the same in both */
-    const char *still = write_job("ph-still.job", "", "",
-                                  "[phase]\nepochs = 1\nlr = 0.001\n[phase]\nepochs = 2\nlr = 0.0001\n");
+    const char *still = write_job(
+        "ph-still.job", "", "",
+        "[phase]\nepochs = 1\nlr = 0.001\n[phase]\nepochs = 2\nlr = 0.0001\n");
     CU_ASSERT_EQUAL(testutil_train(dir, "", still, "--save ph-still.weights", &out), 0);
     free(out);
     long identical = -1;
     CU_ASSERT(!compare("ph.weights", "ph-still.weights", "1e-3", &identical));
     CU_ASSERT(identical >= 60 && identical < 60 + 110);
-    if (!(identical >= 60 && identical < 170)) printf("\n    %ld parameters identical\n", identical);
+    if (!(identical >= 60 && identical < 170))
+        printf("\n    %ld parameters identical\n", identical);
 }
 
 /* SIGKILL in phase 2 (after step 18 of 36; phase 1 is steps 1-12), resume: the run continues
@@ -131,16 +141,22 @@ static void test_phases_train_what_they_unfreeze(void) {
 static void test_resume_stays_in_phase(void) {
     setup();
     char tail[1024];
-    snprintf(tail, sizeof tail, "%s[checkpoint]\npath = %s/phk.ckpt\nevery_steps = 3\n", two_phases, dir);
+    snprintf(tail, sizeof tail, "%s[checkpoint]\npath = %s/phk.ckpt\nevery_steps = 3\n", two_phases,
+             dir);
     const char *job = write_job("phk.job", "", "", tail);
     char *out = NULL;
-    CU_ASSERT_EQUAL(testutil_train(dir, "", job, "--no-resume --set checkpoint.path=phk-none.ckpt --save phk-straight.weights", &out), 0);
+    CU_ASSERT_EQUAL(
+        testutil_train(
+            dir, "", job,
+            "--no-resume --set checkpoint.path=phk-none.ckpt --save phk-straight.weights", &out),
+        0);
     free(out);
     char script[8192];
     snprintf(script, sizeof script,
              "#!/bin/bash\ncd '%s' || exit 1\nrm -f phk.ckpt* phk.steps\n"
              "( '%s' train '%s' --set train.step_log=phk.steps > phk.first 2>&1 ) &\n"
-             "for i in $(seq 1 1500); do n=$(wc -l < phk.steps 2>/dev/null || echo 0); [ \"$n\" -ge 19 ] && break; sleep 0.01; done\n"
+             "for i in $(seq 1 1500); do n=$(wc -l < phk.steps 2>/dev/null || echo 0); [ \"$n\" "
+             "-ge 19 ] && break; sleep 0.01; done\n"
              "pkill -9 -f '^%s train %s'; wait\n"
              "'%s' train '%s' --resume --save phk.weights > phk.second 2>&1; echo rc=$?\n"
              "cat phk.second\n",
@@ -162,11 +178,13 @@ static void test_job_errors(void) {
     struct {
         const char *front, *epochs, *tail, *message;
     } cases[] = {
-        {"", "", "[phase]\nepochs = 1\nunfreeze_from = nosuch\n", "unfreeze_from = nosuch: the job has no layer"},
+        {"", "", "[phase]\nepochs = 1\nunfreeze_from = nosuch\n",
+         "unfreeze_from = nosuch: the job has no layer"},
         {"", "epochs = 2\n", "[phase]\nepochs = 1\n", "epochs are set per phase"},
         {"", "", "[phase]\nlr = 0.1\n", "epochs"},
         {"", "", "[phase]\nepochs = 1\nunfreze_from = top\n", "unfreze_from"},
-        {"[conv2d]\nname = top\nfilters = 2\nkernel_size = 1\n", "epochs = 1\n", "", "already taken"},
+        {"[conv2d]\nname = top\nfilters = 2\nkernel_size = 1\n", "epochs = 1\n", "",
+         "already taken"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char name[32];
@@ -182,8 +200,11 @@ static void test_job_errors(void) {
     }
 }
 
-TEST_SUITE(transfer, {"feature cache: same weights as without it, 1 and 2 ranks", test_cache_same_result},
-           {"feature cache: augmented training data are not cached", test_cache_not_for_augmented_training},
+TEST_SUITE(transfer,
+           {"feature cache: same weights as without it, 1 and 2 ranks", test_cache_same_result},
+           {"feature cache: augmented training data are not cached",
+            test_cache_not_for_augmented_training},
            {"phases: only unfrozen layers train", test_phases_train_what_they_unfreeze},
-           {"phases: killed in phase 2, resumed in phase 2, bitwise equal", test_resume_stays_in_phase},
+           {"phases: killed in phase 2, resumed in phase 2, bitwise equal",
+            test_resume_stays_in_phase},
            {"phases and layer names: job-file errors", test_job_errors})

@@ -136,8 +136,10 @@ char *testutil_env_swap(const char *name, const char *value) {
 }
 
 void testutil_env_restore(const char *name, char *previous) {
-    if (previous) setenv(name, previous, 1);
-    else unsetenv(name);
+    if (previous)
+        setenv(name, previous, 1);
+    else
+        unsetenv(name);
     runenv_load();
     free(previous);
 }
@@ -233,8 +235,10 @@ void testutil_write_idx_dataset(const char *dir, const char *prefix, int n, int 
         unsigned char *p = img + 16 + (size_t)i * h * w;
         for (int y = 0; y < h; y++)
             for (int x = 0; x < w; x++) {
-                int in_square = y >= h / 4 && y < h / 4 + h / 3 && x >= k * w / 3 && x < k * w / 3 + w / 3;
-                p[y * w + x] = (unsigned char)(noise[(size_t)i * h * w + y * w + x] + (in_square ? 180 : 0));
+                int in_square = y >= h / 4 && y < h / 4 + h / 3 && x >= k * w / 3 &&
+                                x < k * w / 3 + w / 3;
+                p[y * w + x] = (unsigned char)(noise[(size_t)i * h * w + y * w + x] +
+                                               (in_square ? 180 : 0));
             }
     }
     char name[256];
@@ -249,8 +253,8 @@ void testutil_write_idx_dataset(const char *dir, const char *prefix, int n, int 
 
 int testutil_same_weights(const char *dir, const char *a, const char *b, const char *rtol) {
     char cmd[8192];
-    int k = snprintf(cmd, sizeof cmd, "'%s' diff-weights '%s/%s' '%s/%s' --rtol %s", testutil_bin_abs(),
-                     dir, a, dir, b, rtol);
+    int k = snprintf(cmd, sizeof cmd, "'%s' diff-weights '%s/%s' '%s/%s' --rtol %s",
+                     testutil_bin_abs(), dir, a, dir, b, rtol);
     if (k < 0 || (size_t)k >= sizeof cmd) return 0;
     char *out = NULL;
     int rc = testutil_run(cmd, &out);

@@ -15,10 +15,10 @@
 
 /* The message msg contains sub; on failure the whole message is printed, so the log shows what
  * the error said instead of only which fragment it lacked. */
-#define HAS(msg, sub)                                                                         \
-    do {                                                                                      \
+#define HAS(msg, sub)                                                                       \
+    do {                                                                                    \
         if (!strstr((msg), (sub))) printf("\n    message '%s' lacks '%s'\n", (msg), (sub)); \
-        CU_ASSERT_PTR_NOT_NULL(strstr((msg), (sub)));                                         \
+        CU_ASSERT_PTR_NOT_NULL(strstr((msg), (sub)));                                       \
     } while (0)
 
 typedef struct {
@@ -28,10 +28,10 @@ typedef struct {
 
 void testutil_add_suite(const char *name, const TestCase *cases);
 
-#define TEST_SUITE(sname, ...)                                                           \
-    static const TestCase sname##_cases[] = {__VA_ARGS__, {0, 0}};                      \
-    static void __attribute__((constructor)) sname##_register(void) {                   \
-        testutil_add_suite(#sname, sname##_cases);                                       \
+#define TEST_SUITE(sname, ...)                                        \
+    static const TestCase sname##_cases[] = {__VA_ARGS__, {0, 0}};    \
+    static void __attribute__((constructor)) sname##_register(void) { \
+        testutil_add_suite(#sname, sname##_cases);                    \
     }
 
 /* A check that cannot run here: prints "SKIP what: why" and counts it (test_main prints the
@@ -102,7 +102,6 @@ void testutil_fill(float *x, size_t n, unsigned seed, float lo, float hi);
  * over the n elements (or `samples` evenly spread ones if samples > 0) against tol. */
 double testutil_grad_error(double (*f)(void *ctx), void *ctx, float *x, const float *analytic,
                            size_t n, size_t samples, float eps);
-
 
 
 /* Write an IDX header for unsigned bytes: 00 00 08 ndim, then the big-endian dims. Returns

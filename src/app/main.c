@@ -28,7 +28,8 @@ static const char *const usage =
     "  train JOB [--set SECTION.KEY=VALUE]... [--weights FILE] [--save FILE]\n"
     "            [--resume | --no-resume] [--timeline FILE]\n"
     "        train the job's model; --weights starts from saved weights; --timeline writes what\n"
-    "        each rank did (Chrome trace-event JSON: Perfetto, chrome://tracing); checkpoints go to\n"
+    "        each rank did (Chrome trace-event JSON: Perfetto, chrome://tracing); checkpoints go "
+    "to\n"
     "        [checkpoint] path, by default runs/<job name>/checkpoint ($CONVNET_RUNS for runs,\n"
     "        path = off for none); it resumes from the checkpoint when there is one\n"
     "        (--resume: must be one, --no-resume: start afresh)\n"
@@ -44,7 +45,8 @@ static const char *const usage =
     "        --forward: inference forward passes only; --profile: then where a step goes,\n"
     "        per layer and pass\n"
     "  bench-allreduce [--floats N] [--reps R]   gradient allreduce time over the ranks, JSON\n"
-    "  pack JOB [--set ...]             decode each split's image folder once into [data] pack_dir\n"
+    "  pack JOB [--set ...]             decode each split's image folder once into [data] "
+    "pack_dir\n"
     "        (train.pack, validation.pack, test.pack; in parallel under mpirun)\n"
     "  bench-loader JOB                 image decoding without and with the in-memory cache, JSON\n"
     "  augment-preview JOB --out FILE.jpg [--index I]   a training image under 9 augmentations\n"
@@ -65,7 +67,7 @@ typedef struct {
     char **sets;
     int n_sets;
     const char *weights, *save, *split, *out, *format, *timeline;
-    long index; /* augment-preview: which training image */
+    long index;       /* augment-preview: which training image */
     const char *pos2; /* second positional (diff-weights) */
     double rtol;
     long steps, reps, warmup; /* bench */
@@ -73,7 +75,7 @@ typedef struct {
     long top;                 /* predict */
     int synthetic, json, profile, forward;
     ResumeMode resume;
-    char **pos;               /* predict: the images */
+    char **pos; /* predict: the images */
     int n_pos;
 } Args;
 
@@ -107,8 +109,7 @@ static void parse_args(Args *a, int argc, char **argv) {
             long v;
             /* --warmup and --index may be 0 (the default image is 0) */
             int zero_ok = !strcmp(s, "--warmup") || !strcmp(s, "--index");
-            if (parse_long(argv[++i], &v) != 0 || v < (zero_ok ? 0 : 1) ||
-                v > 1000000000)
+            if (parse_long(argv[++i], &v) != 0 || v < (zero_ok ? 0 : 1) || v > 1000000000)
                 bad_usage("option needs a count, got '%s'", argv[i]);
             *(!strcmp(s, "--steps")    ? &a->steps
               : !strcmp(s, "--reps")   ? &a->reps
@@ -187,7 +188,8 @@ static void cmd_bench(Trainer *t, const Args *a, Dist *d) {
     double ck_ms[3];
     char ck_path[256];
     const char *tmp = runenv()->tmpdir;
-    snprintf(ck_path, sizeof ck_path, "%s/convnet-bench-%ld.ckpt", tmp ? tmp : "/tmp", (long)getpid());
+    snprintf(ck_path, sizeof ck_path, "%s/convnet-bench-%ld.ckpt", tmp ? tmp : "/tmp",
+             (long)getpid());
     for (int i = 0; i < 3; i++) {
         CheckpointState st;
         memset(&st, 0, sizeof st);
@@ -208,19 +210,23 @@ static void cmd_bench(Trainer *t, const Args *a, Dist *d) {
     getrusage(RUSAGE_SELF, &ru);
     double steps = (double)a->steps * a->reps;
     if (d->rank == 0)
-        printf("{\"job\": \"%s\", \"batch\": %d, \"grad_accum\": %d, \"ranks\": %d, \"threads\": %d, \"steps\": %ld, "
+        printf("{\"job\": \"%s\", \"batch\": %d, \"grad_accum\": %d, \"ranks\": %d, \"threads\": "
+               "%d, \"steps\": %ld, "
                "\"reps\": %ld, \"img_s_median\": %.1f, \"img_s_min\": %.1f, \"img_s_max\": %.1f, "
                "\"compute_ms\": %.3f, \"comm_ms\": %.3f, \"comm_ms_min\": %.3f, \"data_ms\": %.3f, "
-               "\"grad_floats\": %zu, \"grad_buckets\": %d, \"checkpoint_ms\": %.2f, \"peak_rss_mb\": %.1f}\n",
-               t->job->name, t->job->train.batch_size, t->job->train.grad_accum, d->size, d->threads, a->steps, a->reps,
-               img_s[a->reps / 2], img_s[0], img_s[a->reps - 1], 1e3 * tm.compute / steps,
-               1e3 * tm.comm / steps, -1e3 * last_comm / steps, 1e3 * tm.data / steps, t->model.state_lo - t->model.train_lo,
-               dist_grad_buckets(d), ck_ms[1], ru.ru_maxrss / 1024.0);
+               "\"grad_floats\": %zu, \"grad_buckets\": %d, \"checkpoint_ms\": %.2f, "
+               "\"peak_rss_mb\": %.1f}\n",
+               t->job->name, t->job->train.batch_size, t->job->train.grad_accum, d->size,
+               d->threads, a->steps, a->reps, img_s[a->reps / 2], img_s[0], img_s[a->reps - 1],
+               1e3 * tm.compute / steps, 1e3 * tm.comm / steps, -1e3 * last_comm / steps,
+               1e3 * tm.data / steps, t->model.state_lo - t->model.train_lo, dist_grad_buckets(d),
+               ck_ms[1], ru.ru_maxrss / 1024.0);
     if (d->rank == 0 && a->profile) {
-        printf("step profile, rank 0, ms per step: data %.2f, model forward + backward %.2f, loss %.2f, "
+        printf("step profile, rank 0, ms per step: data %.2f, model forward + backward %.2f, loss "
+               "%.2f, "
                "optimizer %.2f, collectives (gradients, loss) %.2f\n",
-               1e3 * tm.data / steps, 1e3 * (tm.compute - tm.loss - tm.optim) / steps, 1e3 * tm.loss / steps,
-               1e3 * tm.optim / steps, 1e3 * tm.comm / steps);
+               1e3 * tm.data / steps, 1e3 * (tm.compute - tm.loss - tm.optim) / steps,
+               1e3 * tm.loss / steps, 1e3 * tm.optim / steps, 1e3 * tm.comm / steps);
         model_print_profile(&t->model, stdout);
     }
     free(img_s);
@@ -241,7 +247,8 @@ static void cmd_bench_allreduce(const Args *a, Dist *d) {
     dist_allreduce_max_f64(d, ms, (size_t)a->reps);
     qsort(ms, (size_t)a->reps, sizeof *ms, cmp_double);
     if (d->rank == 0)
-        printf("{\"ranks\": %d, \"floats\": %ld, \"mbytes\": %.2f, \"reps\": %ld, \"ms_median\": %.3f, "
+        printf("{\"ranks\": %d, \"floats\": %ld, \"mbytes\": %.2f, \"reps\": %ld, \"ms_median\": "
+               "%.3f, "
                "\"ms_min\": %.3f, \"ms_max\": %.3f}\n",
                d->size, a->floats, a->floats * 4.0 / 1e6, a->reps, ms[a->reps / 2], ms[0],
                ms[a->reps - 1]);
@@ -252,15 +259,18 @@ static void cmd_bench_allreduce(const Args *a, Dist *d) {
 /* Decoding throughput of the job's training images: from the JPEG files every epoch (no
  * cache), and from the decoded uint8 images kept in memory (the cache: a gather to floats). */
 static void cmd_bench_loader(Trainer *t, const Job *job) {
-    if (job->data.format != DATA_IMAGES) die(EXIT_BAD_INPUT, "%s: bench-loader needs format = images", job->ini.path);
-    double decode = images_bench_decode(job->data.train_dir, job->data.image_h, job->data.image_w, 1);
+    if (job->data.format != DATA_IMAGES)
+        die(EXIT_BAD_INPUT, "%s: bench-loader needs format = images", job->ini.path);
+    double decode = images_bench_decode(job->data.train_dir, job->data.image_h, job->data.image_w,
+                                        1);
     if (decode < 0) die(EXIT_BAD_INPUT, "cannot read %s", job->data.train_dir);
     const Source *d = &t->train; /* loading = memory: main() sets it for this command */
     int B = t->model.max_batch;
     double t0 = now_seconds();
     for (int64_t s = 0; s + B <= d->n; s += B) {
         for (int i = 0; i < B; i++) t->ids[i] = s + i;
-        source_gather_batch(d, t->ids, B, job->data.scale, job->data.offset, model_input(&t->model), t->labels);
+        source_gather_batch(d, t->ids, B, job->data.scale, job->data.offset, model_input(&t->model),
+                            t->labels);
     }
     double cached = (double)(d->n / B * B) / (now_seconds() - t0);
     printf("{\"job\": \"%s\", \"images\": %lld, \"decode_img_s\": %.1f, \"cached_img_s\": %.1f, "
@@ -273,7 +283,8 @@ static void cmd_augment_preview(Trainer *t, const Job *job, const Args *a) {
     if (!a->out) bad_usage("%s", "augment-preview needs --out FILE.jpg");
     const Source *d = &t->train;
     if (a->index < 0 || a->index >= d->n)
-        die(EXIT_BAD_INPUT, "--index %ld: the training data has %lld images", a->index, (long long)d->n);
+        die(EXIT_BAD_INPUT, "--index %ld: the training data has %lld images", a->index,
+            (long long)d->n);
     Err e = {0};
     uint8_t *img = xmalloc((size_t)d->h * d->w * d->c);
     SourceWorker w = {0};
@@ -310,8 +321,8 @@ static int cmd_diff_weights(const Args *a) {
     float *wa = weights_read_raw(a->job, &na, &e);
     float *wb = wa ? weights_read_raw(a->pos2, &nb, &e) : NULL;
     if (wa && wb && na != nb)
-        err_set(&e, "%s has %llu parameters, %s has %llu", a->job, (unsigned long long)na,
-                a->pos2, (unsigned long long)nb);
+        err_set(&e, "%s has %llu parameters, %s has %llu", a->job, (unsigned long long)na, a->pos2,
+                (unsigned long long)nb);
     if (e.set) {
         free(wa);
         free(wb);
@@ -343,7 +354,8 @@ static int cmd_predict(Trainer *t, const Job *job, const Args *a, Dist *d) {
     trainer_init(t, job, d, TRAINER_NO_DATA);
     Err e = {0};
     if (a->weights && weights_load(a->weights, &t->model, &e)) die(EXIT_BAD_INPUT, "%s", e.msg);
-    if (predict_images(&t->model, job, a->pos, a->n_pos, (int)a->top, a->json, stdout, stderr, &e)) {
+    if (predict_images(&t->model, job, a->pos, a->n_pos, (int)a->top, a->json, stdout, stderr,
+                       &e)) {
         fprintf(stderr, "convnet-dist: %s\n", e.msg);
         return EXIT_BAD_INPUT;
     }
@@ -362,12 +374,14 @@ static int cmd_pack(Job *job, Dist *d) {
         return EXIT_BAD_INPUT;
     }
     if (d->rank == 0 && mkdir(c->pack_dir, 0777) != 0 && errno != EEXIST) {
-        fprintf(stderr, "convnet-dist: %s: cannot create the pack folder: %s\n", c->pack_dir, strerror(errno));
+        fprintf(stderr, "convnet-dist: %s: cannot create the pack folder: %s\n", c->pack_dir,
+                strerror(errno));
         dist_abort(d, EXIT_BAD_INPUT);
     }
     const char *dirs[3] = {c->train_dir, c->val_dir, c->test_dir};
     const char *names[3] = {"train.pack", "validation.pack", "test.pack"};
-    SourceImageOpts o = {c->image_h, c->image_w, c->channels, c->decode_full, c->strict, d->rank != 0};
+    SourceImageOpts o = {c->image_h,     c->image_w, c->channels,
+                         c->decode_full, c->strict,  d->rank != 0};
     for (int k = 0; k < 3; k++) {
         if (!dirs[k]) continue;
         Source f;
@@ -388,10 +402,12 @@ static int cmd_pack(Job *job, Dist *d) {
         }
         double secs = now_seconds() - t0;
         if (d->rank == 0)
-            printf("packed %s: %lld images of %dx%dx%d from %s (listed in %.2f s), %.1f s, %.0f img/s "
-                   "over %d ranks%s\n",
-                   path, (long long)f.n, c->image_h, c->image_w, c->channels, dirs[k], listed, secs,
-                   (double)f.n / secs, d->size, bad_all > 0 ? "; some JPEGs failed to decode: packed as black images" : "");
+            printf(
+                "packed %s: %lld images of %dx%dx%d from %s (listed in %.2f s), %.1f s, %.0f img/s "
+                "over %d ranks%s\n",
+                path, (long long)f.n, c->image_h, c->image_w, c->channels, dirs[k], listed, secs,
+                (double)f.n / secs, d->size,
+                bad_all > 0 ? "; some JPEGs failed to decode: packed as black images" : "");
         free(path);
         source_free(&f);
     }
@@ -427,12 +443,14 @@ static int cmd_train_or_eval(Trainer *t, const Job *job, const Args *a, Dist *d,
         return status;
     }
     const char *split = eval_split(a);
-    const Source *ds = !strcmp(split, "test") ? &t->test : !strcmp(split, "validation") ? &t->val : &t->train;
+    const Source *ds = !strcmp(split, "test")         ? &t->test
+                       : !strcmp(split, "validation") ? &t->val
+                                                      : &t->train;
     if (ds->n == 0) die(EXIT_BAD_INPUT, "%s: the job has no %s data", job->ini.path, split);
     EvalResult r = trainer_evaluate(t, ds);
     if (d->rank == 0)
-        printf("%s: %lld samples - loss: %.4f - accuracy: %.4f\n", split, (long long)r.count, r.loss,
-               r.accuracy);
+        printf("%s: %lld samples - loss: %.4f - accuracy: %.4f\n", split, (long long)r.count,
+               r.loss, r.accuracy);
     return EXIT_OK;
 }
 
@@ -440,7 +458,8 @@ static int cmd_train_or_eval(Trainer *t, const Job *job, const Args *a, Dist *d,
 static void check_command(const char *cmd, const Args *a, int distributed, int local) {
     if (!distributed && !local) bad_usage("unknown command '%s'", cmd);
     if (strcmp(cmd, "predict") && a->n_pos > 0) bad_usage("unexpected argument '%s'", a->pos[0]);
-    if (!strcmp(cmd, "predict") && a->n_pos == 0) bad_usage("%s", "predict needs at least one IMAGE");
+    if (!strcmp(cmd, "predict") && a->n_pos == 0)
+        bad_usage("%s", "predict needs at least one IMAGE");
     if (!strcmp(cmd, "eval") && !a->weights) bad_usage("%s", "eval needs --weights FILE");
     if (!strcmp(cmd, "eval")) eval_split(a);
 }
@@ -469,7 +488,8 @@ int main(int argc, char **argv) {
     int distributed = !strcmp(cmd, "train") || !strcmp(cmd, "eval") || !strcmp(cmd, "bench") ||
                       !strcmp(cmd, "pack");
     int local = !strcmp(cmd, "summary") || !strcmp(cmd, "bench-loader") ||
-                !strcmp(cmd, "augment-preview") || !strcmp(cmd, "predict") || !strcmp(cmd, "export");
+                !strcmp(cmd, "augment-preview") || !strcmp(cmd, "predict") ||
+                !strcmp(cmd, "export");
     check_command(cmd, &a, distributed, local);
     if (!strcmp(cmd, "train")) stop_install_handlers(); /* before start-up, see stop.h */
     if (distributed)
@@ -482,7 +502,8 @@ int main(int argc, char **argv) {
     Job job;
     load_job(&job, &a, &dist);
     if (!strcmp(cmd, "predict") && !a.weights && !job.has_darknet && !job.keras_h5)
-        bad_usage("%s", "predict needs --weights FILE (or a job with a [darknet] or [keras_h5] base)");
+        bad_usage("%s",
+                  "predict needs --weights FILE (or a job with a [darknet] or [keras_h5] base)");
     Err pe = {0};
     /* the files a training run writes, checked before its data are read, not after it ends */
     /* the default run directory is ours to make (rundir.h): made now, it is checked like the rest */

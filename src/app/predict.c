@@ -90,12 +90,14 @@ char **predict_class_names(const Model *m, const Job *job, int *n_classes, FILE 
         }
         if (err) {
             if (!f)
-                fprintf(err, "convnet-dist: note: cannot list %s (%s): classes are shown as "
-                             "numbers\n",
+                fprintf(err,
+                        "convnet-dist: note: cannot list %s (%s): classes are shown as "
+                        "numbers\n",
                         job->data.train_dir, strerror(errno));
             else
-                fprintf(err, "convnet-dist: note: %s has %d class folders but the model has %d "
-                             "classes: classes are shown as numbers\n",
+                fprintf(err,
+                        "convnet-dist: note: %s has %d class folders but the model has %d "
+                        "classes: classes are shown as numbers\n",
                         job->data.train_dir, nf, k);
         }
         predict_free_class_names(f, nf);
@@ -239,7 +241,8 @@ int predict_images(Model *m, const Job *job, char *const *paths, int n, int top,
         start = end;
     }
     fflush(out);
-    if (bad) err_set(e, "%d of %d images could not be classified (first: %s)", bad, n, why[first_bad]);
+    if (bad)
+        err_set(e, "%d of %d images could not be classified (first: %s)", bad, n, why[first_bad]);
     for (int i = 0; i < n; i++) free(why[i]);
     free(why);
     free(slot);

@@ -84,7 +84,7 @@ static void fmt_num(char *out, size_t n, double v) {
 }
 
 static void format_row(char *line, size_t n, const EpochRecord *r) {
-    double v[N_FIELDS - 1] = {r->accuracy, r->loss,           r->val_accuracy, r->val_loss,
+    double v[N_FIELDS - 1] = {r->accuracy, r->loss,         r->val_accuracy, r->val_loss,
                               r->lr,       r->images_per_s, r->seconds};
     int k = snprintf(line, n, "%d", r->epoch);
     for (int i = 0; i < N_FIELDS - 1; i++) {
@@ -329,9 +329,9 @@ enum { PANEL_W = 500, PANEL_H = 420, M_LEFT = 72, M_RIGHT = 22, M_TOP = 72, M_BO
 static const char *const COL_TRAIN = "#1f77b4", *const COL_VAL = "#1f77b4";
 
 typedef struct {
-    double lo, hi;     /* axis range: the data's, plus a margin as matplotlib leaves */
+    double lo, hi;      /* axis range: the data's, plus a margin as matplotlib leaves */
     double first, step; /* ticks at first, first + step, ... <= hi */
-    int decimals;      /* for the tick labels */
+    int decimals;       /* for the tick labels */
 } Axis;
 
 /* Range of the data plus 4% each side (a flat range gets a fixed margin), and "nice" ticks
@@ -399,22 +399,27 @@ static void draw_frame(Buf *b, const Panel *p, const Axis *ax, const Axis *ay, i
         double v = ax->first + i * ax->step;
         if (v > ax->hi + ax->step * 1e-6) break;
         double x = px(p, ax, v);
-        buf_printf(b,
-                   "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#000\"/>\n"
-                   "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"middle\" font-size=\"11\">%.0f</text>\n",
-                   x, B, x, B + 5, x, B + 18, v);
+        buf_printf(
+            b,
+            "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#000\"/>\n"
+            "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"middle\" font-size=\"11\">%.0f</text>\n",
+            x, B, x, B + 5, x, B + 18, v);
     }
-    buf_printf(b, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"none\" "
-                  "stroke=\"#000\"/>\n",
+    buf_printf(b,
+               "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"none\" "
+               "stroke=\"#000\"/>\n",
                L, T, R - L, B - T);
-    buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"13\">Epochs</text>\n",
-               (L + R) / 2, B + 40);
-    buf_printf(b, "<text transform=\"translate(%.1f %.1f) rotate(-90)\" text-anchor=\"middle\" "
-                  "font-size=\"13\">%s</text>\n",
+    buf_printf(
+        b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"13\">Epochs</text>\n",
+        (L + R) / 2, B + 40);
+    buf_printf(b,
+               "<text transform=\"translate(%.1f %.1f) rotate(-90)\" text-anchor=\"middle\" "
+               "font-size=\"13\">%s</text>\n",
                p->x0 + 18, (T + B) / 2, p->ylabel);
     if (!has_data)
-        buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"13\" "
-                      "fill=\"#888\">no data</text>\n",
+        buf_printf(b,
+                   "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"13\" "
+                   "fill=\"#888\">no data</text>\n",
                    (L + R) / 2, (T + B) / 2);
 }
 
@@ -441,8 +446,9 @@ static void draw_series(Buf *b, const Panel *p, const Axis *ax, const Axis *ay,
             }
             buf_printf(b, "\"/>\n");
             if (j == i + 1)
-                buf_printf(b, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" "
-                              "stroke=\"%s\" stroke-width=\"2\"/>\n",
+                buf_printf(b,
+                           "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" "
+                           "stroke=\"%s\" stroke-width=\"2\"/>\n",
                            px(p, ax, rows[i].epoch + 1.0) - 6, py(p, ay, v0),
                            px(p, ax, rows[i].epoch + 1.0) + 6, py(p, ay, v0), COL_VAL);
             i = j;
@@ -486,20 +492,21 @@ static void draw_panel(Buf *b, const Panel *p, const EpochRecord *rows, int n, i
     /* legend, between the title and the plot so that it never hides data */
     double lx = p->x0 + M_LEFT + 8, ly = p->y0 + 50;
     if (n_train) {
-        buf_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"/>\n"
-                      "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\">%s</text>\n",
+        buf_printf(b,
+                   "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"/>\n"
+                   "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\">%s</text>\n",
                    lx + 10, ly - 4, COL_TRAIN, lx + 26, ly, p->train_label);
         lx += 190;
     }
     if (n_val)
-        buf_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
-                      "stroke-width=\"2\"/>\n<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\">%s</text>\n",
+        buf_printf(b,
+                   "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+                   "stroke-width=\"2\"/>\n<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\">%s</text>\n",
                    lx, ly - 4, lx + 20, ly - 4, COL_VAL, lx + 26, ly, p->val_label);
     buf_printf(b, "</g>\n");
 }
 
-int history_write_svg(const char *path, const EpochRecord *rows, int n, const char *title,
-                      Err *e) {
+int history_write_svg(const char *path, const EpochRecord *rows, int n, const char *title, Err *e) {
     if (n < 0) n = 0;
     const int top = title && *title ? 34 : 0;
     Buf b = {0};
@@ -510,16 +517,21 @@ int history_write_svg(const char *path, const EpochRecord *rows, int n, const ch
                "<rect width=\"100%%\" height=\"100%%\" fill=\"#fff\"/>\n",
                2 * PANEL_W, PANEL_H + top, 2 * PANEL_W, PANEL_H + top);
     if (top) {
-        buf_printf(&b, "<text x=\"%d\" y=\"24\" text-anchor=\"middle\" font-size=\"18\" "
-                       "font-weight=\"bold\">",
+        buf_printf(&b,
+                   "<text x=\"%d\" y=\"24\" text-anchor=\"middle\" font-size=\"18\" "
+                   "font-weight=\"bold\">",
                    PANEL_W);
         buf_xml(&b, title);
         buf_printf(&b, "</text>\n");
     }
-    Panel acc = {"Training and validation accuracy", "Accuracy", "Training accuracy",
-                 "Validation accuracy", 0, top};
-    Panel loss = {"Training and validation loss", "Loss", "Training loss", "Validation loss",
-                  PANEL_W, top};
+    Panel acc = {"Training and validation accuracy",
+                 "Accuracy",
+                 "Training accuracy",
+                 "Validation accuracy",
+                 0,
+                 top};
+    Panel loss = {
+        "Training and validation loss", "Loss", "Training loss", "Validation loss", PANEL_W, top};
     draw_panel(&b, &acc, rows, n, 0);
     draw_panel(&b, &loss, rows, n, 1);
     buf_printf(&b, "</svg>\n");

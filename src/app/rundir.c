@@ -46,8 +46,9 @@ int rundir_resolve(Job *j, Err *e) {
     char comp[256];
     if (safe_component(j->name, comp, sizeof comp)) {
         char q[ERR_QUOTE_MAX];
-        err_set(e, "%s: the job's name %s cannot name its run directory (%s); set [model] name "
-                   "or [checkpoint] path",
+        err_set(e,
+                "%s: the job's name %s cannot name its run directory (%s); set [model] name "
+                "or [checkpoint] path",
                 j->ini.path, err_quote(j->name, q, sizeof q),
                 strlen(j->name) >= sizeof comp ? "longer than a file name may be"
                                                : "only dots, or empty");
@@ -72,7 +73,7 @@ static int mkdir_parents(const char *path, Err *e) {
     char *slash = strrchr(dir, '/');
     if (!slash) return 0;
     *slash = 0;
-    for (char *p = dir + 1; ; p++) {
+    for (char *p = dir + 1;; p++) {
         if (*p == '/' || *p == 0) {
             char keep = *p;
             *p = 0;
@@ -95,11 +96,14 @@ int rundir_prepare(const Job *j, Err *e) {
 void rundir_print(const Job *j, FILE *f) {
     const CheckpointCfg *c = &j->ckpt;
     if (!c->path[0])
-        fprintf(f, "checkpoints: off (a SIGTERM/SIGUSR1 stop saves nothing and exits with status 5)\n");
+        fprintf(
+            f, "checkpoints: off (a SIGTERM/SIGUSR1 stop saves nothing and exits with status 5)\n");
     else if (c->in_run_dir)
-        fprintf(f, "checkpoints: %s (the job's run directory: every epoch and on SIGTERM/SIGUSR1, "
-                   "resumed by the same command, removed when the run finishes; "
-                   "--set checkpoint.path=off or =FILE to change)\n", c->path);
+        fprintf(f,
+                "checkpoints: %s (the job's run directory: every epoch and on SIGTERM/SIGUSR1, "
+                "resumed by the same command, removed when the run finishes; "
+                "--set checkpoint.path=off or =FILE to change)\n",
+                c->path);
     else
         fprintf(f, "checkpoints: %s (as [checkpoint] says, and on SIGTERM/SIGUSR1)\n", c->path);
     fflush(f);

@@ -80,7 +80,8 @@ void *xmalloc_at(size_t n, const char *file, int line) {
 
 void *xcalloc_at(size_t n, size_t size, const char *file, int line) {
     void *p = calloc(n ? n : 1, size ? size : 1);
-    if (!p) die(EXIT_RUNTIME, "out of memory allocating %zu x %zu bytes at %s:%d", n, size, file, line);
+    if (!p)
+        die(EXIT_RUNTIME, "out of memory allocating %zu x %zu bytes at %s:%d", n, size, file, line);
     return p;
 }
 
@@ -201,11 +202,11 @@ FILE *file_open_regular(const char *path, const char *what, long long *size, Err
     }
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        const char *kind = S_ISDIR(st.st_mode)    ? "a directory"
-                           : S_ISFIFO(st.st_mode) ? "a named pipe"
+        const char *kind = S_ISDIR(st.st_mode)                          ? "a directory"
+                           : S_ISFIFO(st.st_mode)                       ? "a named pipe"
                            : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
-                           : S_ISSOCK(st.st_mode) ? "a socket"
-                                                  : "not a regular file";
+                           : S_ISSOCK(st.st_mode)                       ? "a socket"
+                                                                        : "not a regular file";
         err_set(e, "%s: the %s is %s, not a regular file", path, what, kind);
         close(fd);
         errno = EINVAL;

@@ -63,7 +63,8 @@ static Section *add_section(IniFile *ini, const char *name, const char *file, in
      * whose name is not Keras's ([maxpooling2d]) counts and is named as Keras's (max_pooling2d) */
     const char *base = ini_keras_label_base(name);
     int count = 0;
-    for (int i = 0; i < ini->n_sec; i++) count += strcmp(ini_keras_label_base(ini->sec[i].name), base) == 0;
+    for (int i = 0; i < ini->n_sec; i++)
+        count += strcmp(ini_keras_label_base(ini->sec[i].name), base) == 0;
     /* the whole name, however long: a cut label could equal another section's */
     size_t ln = strlen(base) + 16;
     char *label = xmalloc(ln);
@@ -206,8 +207,9 @@ static int include_key(PendingInclude *inc, const char *file, int line, const ch
         return -1;
     }
     if (inc->path) {
-        err_set(e, "%s:%d: key 'file' repeated: the [include] of line %d already names %s (one "
-                   "file per [include])",
+        err_set(e,
+                "%s:%d: key 'file' repeated: the [include] of line %d already names %s (one "
+                "file per [include])",
                 file, line, inc->line, inc->path);
         return -1;
     }
@@ -396,8 +398,9 @@ int ini_apply_override(IniFile *ini, const char *assignment, Err *e) {
         for (int i = 0; i < ini->n_sec; i++)
             if (strcmp(ini->sec[i].label, renamed) == 0) s = &ini->sec[i];
         if (s)
-            fprintf(stderr, "convnet-dist: note: --set %s: that layer is now named %s, as Keras "
-                            "names it (the old name still works here)\n",
+            fprintf(stderr,
+                    "convnet-dist: note: --set %s: that layer is now named %s, as Keras "
+                    "names it (the old name still works here)\n",
                     assignment, renamed);
     }
     if (!s) {
@@ -426,11 +429,13 @@ void ini_print_resolved(const IniFile *ini, FILE *f) {
         const char *file = ini_section_file(ini, s);
         int included = strcmp(file, ini->path) != 0, labelled = strcmp(s->name, s->label) != 0;
         fprintf(f, "[%s]%s%s%s%s%s\n", s->name, labelled || included ? "  # " : "",
-                labelled ? s->label : "", labelled && included ? ", " : "",
-                included ? "from " : "", included ? file : "");
+                labelled ? s->label : "", labelled && included ? ", " : "", included ? "from " : "",
+                included ? file : "");
         for (int k = 0; k < s->n_kv; k++)
             fprintf(f, "  %-20s = %s%s\n", s->kv[k].key, s->kv[k].value,
-                    s->kv[k].resolved ? "   (default)" : s->kv[k].line == 0 ? "   (--set)" : "");
+                    s->kv[k].resolved    ? "   (default)"
+                    : s->kv[k].line == 0 ? "   (--set)"
+                                         : "");
     }
 }
 

@@ -58,8 +58,8 @@ int sec_get_long(IniFile *ini, Section *s, const char *key, int required, long d
         return -1;
     }
     if (v < lo || v > hi) {
-        err_set(e, "%s: '%s' = %ld is out of range [%ld, %ld]", where(ini, s, kv, w, sizeof w),
-                key, v, lo, hi);
+        err_set(e, "%s: '%s' = %ld is out of range [%ld, %ld]", where(ini, s, kv, w, sizeof w), key,
+                v, lo, hi);
         return -1;
     }
     *out = v;
@@ -74,8 +74,8 @@ int sec_get_int(IniFile *ini, Section *s, const char *key, int required, int def
     return 0;
 }
 
-int sec_get_double(IniFile *ini, Section *s, const char *key, int required, double def,
-                   double lo, double hi, double *out, Err *e) {
+int sec_get_double(IniFile *ini, Section *s, const char *key, int required, double def, double lo,
+                   double hi, double *out, Err *e) {
     KeyVal *kv = take(s, key);
     char w[1024];
     if (!kv) {
@@ -94,8 +94,8 @@ int sec_get_double(IniFile *ini, Section *s, const char *key, int required, doub
         return -1;
     }
     if (v < lo || v > hi) {
-        err_set(e, "%s: '%s' = %g is out of range [%g, %g]", where(ini, s, kv, w, sizeof w), key,
-                v, lo, hi);
+        err_set(e, "%s: '%s' = %g is out of range [%g, %g]", where(ini, s, kv, w, sizeof w), key, v,
+                lo, hi);
         return -1;
     }
     *out = v;
@@ -210,7 +210,8 @@ int sec_get_range(IniFile *ini, Section *s, const char *key, int required, doubl
     int ok;
     if (sep) {
         *sep = 0;
-        ok = parse_double(ini_trim(buf), &x) == 0 && parse_double(ini_trim(sep + 1), &y) == 0 && x <= y;
+        ok = parse_double(ini_trim(buf), &x) == 0 && parse_double(ini_trim(sep + 1), &y) == 0 &&
+             x <= y;
     } else {
         ok = parse_double(ini_trim(buf), &y) == 0 && y >= 0;
         x = -y;
@@ -218,7 +219,8 @@ int sec_get_range(IniFile *ini, Section *s, const char *key, int required, doubl
     free(buf);
     if (!ok) {
         char q[ERR_QUOTE_MAX];
-        err_set(e, "%s: '%s' must be a number x >= 0 (meaning -x..x) or 'lo,hi' with lo <= hi, got %s",
+        err_set(e,
+                "%s: '%s' must be a number x >= 0 (meaning -x..x) or 'lo,hi' with lo <= hi, got %s",
                 where(ini, s, kv, w, sizeof w), key, err_quote(kv->value, q, sizeof q));
         return -1;
     }

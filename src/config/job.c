@@ -55,8 +55,9 @@ static int resolve_data(Job *j, Section *s, Err *e) {
             path_key(ini, s, "validation_labels", 0, root, &d->val_labels, e))
             return -1;
         if (!d->val_images != !d->val_labels) {
-            err_set(e, "%s:%d: [data] needs both validation_images and validation_labels, or "
-                       "neither",
+            err_set(e,
+                    "%s:%d: [data] needs both validation_images and validation_labels, or "
+                    "neither",
                     ini_section_file(ini, s), s->line);
             return -1;
         }
@@ -127,8 +128,10 @@ static int resolve_train(Job *j, Section *s, Err *e) {
     else if (!strcmp(ct, "off"))
         t->collective_timeout = -1;
     else if (parse_double(ct, &t->collective_timeout) != 0 || t->collective_timeout <= 0) {
-        err_set(e, "%s: [train] collective_timeout must be auto, off or a number of seconds > 0, got '%s'",
-                ini->path, ct);
+        err_set(
+            e,
+            "%s: [train] collective_timeout must be auto, off or a number of seconds > 0, got '%s'",
+            ini->path, ct);
         return -1;
     }
     t->loss = (LossKind)loss;
@@ -150,10 +153,11 @@ static int resolve_train(Job *j, Section *s, Err *e) {
                          e))
             return -1;
         if (o->epsilon_outside_sqrt && o->momentum > 0) {
-            err_set(e,
-                    "%s:%d: [train] epsilon_placement = outside_sqrt needs momentum = 0 (tf.keras 2 "
-                    "adds epsilon inside the root when RMSprop has momentum)",
-                    ini_section_file(ini, s), s->line);
+            err_set(
+                e,
+                "%s:%d: [train] epsilon_placement = outside_sqrt needs momentum = 0 (tf.keras 2 "
+                "adds epsilon inside the root when RMSprop has momentum)",
+                ini_section_file(ini, s), s->line);
             return -1;
         }
     }
@@ -161,8 +165,9 @@ static int resolve_train(Job *j, Section *s, Err *e) {
         (sec_get_float(ini, s, "beta_1", 0, 0.9, 0.0, 0.999999, &o->beta1, e) ||
          sec_get_float(ini, s, "beta_2", 0, 0.999, 0.0, 0.9999999, &o->beta2, e)))
         return -1;
-    if (o->kind == OPT_SGD && (sec_get_float(ini, s, "momentum", 0, 0.0, 0.0, 1.0, &o->momentum, e) ||
-                               sec_get_bool(ini, s, "nesterov", 0, &o->nesterov, e)))
+    if (o->kind == OPT_SGD &&
+        (sec_get_float(ini, s, "momentum", 0, 0.0, 0.0, 1.0, &o->momentum, e) ||
+         sec_get_bool(ini, s, "nesterov", 0, &o->nesterov, e)))
         return -1;
     if (resolve_train_recipe(ini, s, t, e)) return -1;
     t->save = xstrdup(sec_get_str(ini, s, "save", 0, "", e));
@@ -182,7 +187,8 @@ static int resolve_train(Job *j, Section *s, Err *e) {
 static int resolve_checkpoint(Job *j, Section *s, Err *e) {
     IniFile *ini = &j->ini;
     CheckpointCfg *c = &j->ckpt;
-    static const char *const monitors[] = {"val_loss", "val_accuracy", "loss", "accuracy", NULL}; /* Monitor order */
+    static const char *const monitors[] = {"val_loss", "val_accuracy", "loss", "accuracy",
+                                           NULL}; /* Monitor order */
     static const char *const modes[] = {"auto", "min", "max", NULL};
     int monitor, mode;
     free(c->path);
@@ -232,8 +238,10 @@ static int resolve_inputs(Job *j, Layer *L, Section *s, Err *e) {
         name[n] = 0;
         int idx = !strcmp(name, "input") ? LAYER_INPUT : find_layer(j, name);
         if (idx == LAYER_INPUT && strcmp(name, "input") != 0) {
-            err_set(e, "%s:%d: inputs: no earlier layer is named '%s' (a layer reads layers above "
-                       "it, or `input`: a later or its own name would be a cycle)", file, line, name);
+            err_set(e,
+                    "%s:%d: inputs: no earlier layer is named '%s' (a layer reads layers above "
+                    "it, or `input`: a later or its own name would be a cycle)",
+                    file, line, name);
             return -1;
         }
         if (L->n_inputs == LAYER_MAX_INPUTS) {
@@ -265,8 +273,9 @@ static int resolve_layer(Job *j, Section *s, int kind, Err *e) {
         char q[ERR_QUOTE_MAX];
         err_set(e, "%s:%d: layer name %s is %s", ini_section_file(&j->ini, s), s->line,
                 err_quote(name, q, sizeof q),
-                !name[0] ? "empty" : find_layer(j, name) >= 0 ? "already taken by an earlier layer"
-                                                              : "too long");
+                !name[0]                   ? "empty"
+                : find_layer(j, name) >= 0 ? "already taken by an earlier layer"
+                                           : "too long");
         return -1;
     }
     snprintf(L->name, sizeof L->name, "%s", name);
@@ -289,8 +298,9 @@ static int phases_finish(Job *j, Err *e) {
         ph->lr = (float)lr_schedule_at(&ph->schedule, 0);
         if (j->plateau.enabled && ph->schedule.kind != LR_CONSTANT) {
             /* Keras refuses too: an optimizer whose learning_rate is a schedule has no rate to set */
-            err_set(e, "%s:%d: [reduce_lr_on_plateau] needs a constant learning rate, but the %s "
-                       "sets lr_schedule = %s",
+            err_set(e,
+                    "%s:%d: [reduce_lr_on_plateau] needs a constant learning rate, but the %s "
+                    "sets lr_schedule = %s",
                     j->ini.path, ph->line, ph->line ? "[phase] here" : "[train] section",
                     lr_schedule_name(ph->schedule.kind));
             return -1;
@@ -315,7 +325,8 @@ static int resolve_phases(Job *j, Err *e) {
     for (int k = 0; k < train->n_kv; k++)
         if (!strcmp(train->kv[k].key, "epochs") && !train->kv[k].resolved) {
             err_set(e, "%s:%d: with [phase] sections the epochs are set per phase, not in [train]",
-                    ini_section_file(ini, train), train->kv[k].line ? train->kv[k].line : train->line);
+                    ini_section_file(ini, train),
+                    train->kv[k].line ? train->kv[k].line : train->line);
             return -1;
         }
     long total = 0;
@@ -333,8 +344,9 @@ static int resolve_phases(Job *j, Err *e) {
         if (from[0]) {
             p->unfreeze_from = find_layer(j, from);
             if (p->unfreeze_from < 0) {
-                err_set(e, "%s:%d: unfreeze_from = %s: the job has no layer of that name (see "
-                           "`convnet-dist summary`)",
+                err_set(e,
+                        "%s:%d: unfreeze_from = %s: the job has no layer of that name (see "
+                        "`convnet-dist summary`)",
                         ini_section_file(ini, s), s->line, from);
                 return -1;
             }
@@ -352,14 +364,15 @@ static int resolve_phases(Job *j, Err *e) {
 
 /* The section s of the job: a layer, a [darknet] base (many layers), or one of the job's own
  * sections. *have_data and *have_train are set when s is [data] or [train]. */
-static int resolve_section(Job *j, Section *s, int capacity, int *have_data, int *have_train, Err *e) {
+static int resolve_section(Job *j, Section *s, int capacity, int *have_data, int *have_train,
+                           Err *e) {
     IniFile *ini = &j->ini;
     int kind = layer_kind_from_section(s->name);
     int repeated = strcmp(s->name, s->label) != 0;
     if (kind >= 0) return resolve_layer(j, s, kind, e);
-    if (repeated && (!strcmp(s->name, "data") || !strcmp(s->name, "train") ||
-                     !strcmp(s->name, "model") || !strcmp(s->name, "checkpoint") ||
-                     !strcmp(s->name, "reduce_lr_on_plateau"))) {
+    if (repeated &&
+        (!strcmp(s->name, "data") || !strcmp(s->name, "train") || !strcmp(s->name, "model") ||
+         !strcmp(s->name, "checkpoint") || !strcmp(s->name, "reduce_lr_on_plateau"))) {
         err_set(e, "%s:%d: section [%s] appears twice", ini_section_file(ini, s), s->line, s->name);
         return -1;
     }
@@ -377,11 +390,13 @@ static int resolve_section(Job *j, Section *s, int capacity, int *have_data, int
             return -1;
         }
         j->has_darknet = 1;
-        return darknet_expand(ini, s, data_root(ini, e), j->layers, &j->n_layers, capacity, &j->darknet, e);
+        return darknet_expand(ini, s, data_root(ini, e), j->layers, &j->n_layers, capacity,
+                              &j->darknet, e);
     }
     if (!strcmp(s->name, "keras_h5")) {
         if (j->keras_h5) {
-            err_set(e, "%s:%d: only one [keras_h5] weights file per job", ini_section_file(ini, s), s->line);
+            err_set(e, "%s:%d: only one [keras_h5] weights file per job", ini_section_file(ini, s),
+                    s->line);
             return -1;
         }
         if (path_key(ini, s, "file", 1, data_root(ini, e), &j->keras_h5, e)) return -1;
@@ -400,8 +415,9 @@ static int resolve_section(Job *j, Section *s, int capacity, int *have_data, int
         strncat(kinds, " ", sizeof kinds - strlen(kinds) - 1);
         strncat(kinds, layer_ops[k]->section, sizeof kinds - strlen(kinds) - 1);
     }
-    err_set(e, "%s:%d: unknown section [%s]; expected data, model, train, checkpoint, "
-               "phase, reduce_lr_on_plateau, darknet, keras_h5 or a layer:%s",
+    err_set(e,
+            "%s:%d: unknown section [%s]; expected data, model, train, checkpoint, "
+            "phase, reduce_lr_on_plateau, darknet, keras_h5 or a layer:%s",
             ini_section_file(ini, s), s->line, s->name, kinds);
     return -1;
 }
@@ -427,28 +443,37 @@ static int job_resolve_defaults(Job *j, const char *path, Err *e) {
         free(none.kv);
     }
     if (rundir_resolve(j, e)) return -1;
-    /* Everything that changes the computation; where results are written does not. A key added
+        /* Everything that changes the computation; where results are written does not. A key added
      * after checkpoints existed is left out at the value that computes what its absence did, so
      * that a run checkpointed by an earlier convnet-dist resumes after an upgrade (its default
      * is filled in and hashed like any key: without this, every new key would orphan every
      * checkpoint). Each new key with a default goes here; tests/test_job_hash.c pins the hashes
      * of the jobs in jobs/ and fails when a change moves them. */
-#define KEYS_ADDED_LATER "data.decode=scaled", "train.epsilon_placement=inside_sqrt", \
-        "train.lr_schedule=constant", "phase.lr_schedule=constant", "train.terminate_on_nan=true", \
+#define KEYS_ADDED_LATER                                                                       \
+    "data.decode=scaled", "train.epsilon_placement=inside_sqrt", "train.lr_schedule=constant", \
+        "phase.lr_schedule=constant", "train.terminate_on_nan=true",                           \
         "train.gradient_accumulation_steps=1", "train.lr_scaling=none", "data.loading=stream", \
         "data.prefetch=3"
-    static const char *const ignore[] = {"train.save", "train.step_log", "train.csv_log",
+    static const char *const ignore[] = {"train.save",  "train.step_log", "train.csv_log",
                                          "train.chart", KEYS_ADDED_LATER, NULL};
     j->hash = ini_hash(ini, ignore);
     /* A checkpoint resumes into the same model and training, possibly for more epochs, with other
      * checkpoint settings, or with another watchdog or gradient allreduce. */
-    static const char *const resume_ignore[] = {"train.save", "train.step_log", "train.csv_log",
-                                                "train.chart", "train.epochs",
-                                                "train.collective_timeout", "train.overlap_allreduce",
-                                                "train.bucket_mb", "checkpoint.*",
-                                                "train.terminate_on_nan", "data.loading",
-                                                "data.prefetch", "data.pack_dir",
-                                                KEYS_ADDED_LATER, NULL};
+    static const char *const resume_ignore[] = {"train.save",
+                                                "train.step_log",
+                                                "train.csv_log",
+                                                "train.chart",
+                                                "train.epochs",
+                                                "train.collective_timeout",
+                                                "train.overlap_allreduce",
+                                                "train.bucket_mb",
+                                                "checkpoint.*",
+                                                "train.terminate_on_nan",
+                                                "data.loading",
+                                                "data.prefetch",
+                                                "data.pack_dir",
+                                                KEYS_ADDED_LATER,
+                                                NULL};
 #undef KEYS_ADDED_LATER
     j->resume_hash = ini_hash(ini, resume_ignore);
     return 0;
@@ -490,11 +515,11 @@ int job_load(Job *j, const char *path, char *const *overrides, int n_overrides, 
 
 void job_free(Job *j) {
     DataCfg *d = &j->data;
-    char *paths[] = {d->root,    d->train_images, d->train_labels, d->test_images,
-                     d->test_labels, d->val_images, d->val_labels, d->train_dir,
-                     d->val_dir, d->test_dir, d->class_names, d->pack_dir, j->train.save, j->train.step_log,
-                     j->train.csv_log, j->train.chart, j->ckpt.path, j->ckpt.save_best, j->name,
-                     j->keras_h5};
+    char *paths[] = {d->root,        d->train_images,   d->train_labels,  d->test_images,
+                     d->test_labels, d->val_images,     d->val_labels,    d->train_dir,
+                     d->val_dir,     d->test_dir,       d->class_names,   d->pack_dir,
+                     j->train.save,  j->train.step_log, j->train.csv_log, j->train.chart,
+                     j->ckpt.path,   j->ckpt.save_best, j->name,          j->keras_h5};
     for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) free(paths[i]);
     free(j->layers);
     free(j->phases);

@@ -81,12 +81,14 @@ static unsigned char *read_all(const char *path, int ndim, size_t *len, Err *e_o
         double bound = gz ? (double)fsize * GZIP_MAX_RATIO : (double)fsize;
         if ((double)total > bound) {
             if (gz)
-                err_set(e, "%s: header promises %zu data bytes, more than %lld bytes of gzip data "
-                           "can hold (at most %dx): a damaged or hostile file",
+                err_set(e,
+                        "%s: header promises %zu data bytes, more than %lld bytes of gzip data "
+                        "can hold (at most %dx): a damaged or hostile file",
                         path, payload, fsize, GZIP_MAX_RATIO);
             else
-                err_set(e, "%s: truncated: header promises %zu data bytes, the file has %lld after "
-                           "offset %zu",
+                err_set(e,
+                        "%s: truncated: header promises %zu data bytes, the file has %lld after "
+                        "offset %zu",
                         path, payload, fsize - (long long)hlen, hlen);
         } else {
             buf = xmalloc(total + 1);
@@ -94,12 +96,14 @@ static unsigned char *read_all(const char *path, int ndim, size_t *len, Err *e_o
             size_t got = gz_read_exact(f, buf + hlen, payload, &failed);
             unsigned char extra;
             if (!failed && got == payload && gzread(f, &extra, 1) > 0) {
-                err_set(e, "%s: trailing data: header promises %zu data bytes, the file has more "
-                           "after offset %zu",
+                err_set(e,
+                        "%s: trailing data: header promises %zu data bytes, the file has more "
+                        "after offset %zu",
                         path, payload, hlen);
             } else if (!failed && got < payload) {
-                err_set(e, "%s: truncated: header promises %zu data bytes, the file has %zu after "
-                           "offset %zu",
+                err_set(e,
+                        "%s: truncated: header promises %zu data bytes, the file has %zu after "
+                        "offset %zu",
                         path, payload, got, hlen);
             }
             *len = hlen + got;
@@ -132,8 +136,9 @@ static int idx_header(const char *path, const unsigned char *buf, size_t len, in
         return -1;
     }
     if (buf[0] != 0 || buf[1] != 0 || buf[2] != 0x08 || buf[3] != ndim) {
-        err_set(e, "%s: bad IDX magic %02x %02x %02x %02x at offset 0 (expected 00 00 08 %02x: "
-                   "unsigned bytes, %d dimensions)",
+        err_set(e,
+                "%s: bad IDX magic %02x %02x %02x %02x at offset 0 (expected 00 00 08 %02x: "
+                "unsigned bytes, %d dimensions)",
                 path, buf[0], buf[1], buf[2], buf[3], ndim, ndim);
         return -1;
     }
@@ -151,7 +156,8 @@ static int idx_header(const char *path, const unsigned char *buf, size_t len, in
             return -1;
         }
         if (size_mul_add(expect, d, 0, &expect) != 0 || expect > (SIZE_MAX >> 2)) {
-            err_set(e, "%s: IDX dimensions at offset 4 promise more data than fits in memory", path);
+            err_set(e, "%s: IDX dimensions at offset 4 promise more data than fits in memory",
+                    path);
             return -1;
         }
     }
@@ -224,7 +230,8 @@ int idx_data_open(IdxData *x, const char *path, int ndim, Err *e) {
         if (!x->heap) return -1;
         x->data = x->heap;
     } else {
-        void *m = fsize > 0 ? mmap(NULL, (size_t)fsize, PROT_READ, MAP_SHARED, fileno(f), 0) : MAP_FAILED;
+        void *m = fsize > 0 ? mmap(NULL, (size_t)fsize, PROT_READ, MAP_SHARED, fileno(f), 0)
+                            : MAP_FAILED;
         fclose(f);
         if (fsize > 0 && m == MAP_FAILED) {
             err_set(e, "%s: cannot map: %s", path, strerror(errno));
@@ -239,7 +246,8 @@ int idx_data_open(IdxData *x, const char *path, int ndim, Err *e) {
     const size_t hlen = 4 + 4 * (size_t)ndim;
     if (idx_header(path, x->data, len, ndim, x->dims, &payload, e) == 0 && len != hlen + payload)
         err_set(e, "%s: %s: header promises %zu data bytes, the file has %zu after offset %zu",
-                path, len < hlen + payload ? "truncated" : "trailing data", payload, len - hlen, hlen);
+                path, len < hlen + payload ? "truncated" : "trailing data", payload, len - hlen,
+                hlen);
     if (e->set) {
         idx_data_close(x);
         return -1;
@@ -275,8 +283,8 @@ int dataset_check_labels(const Dataset *d, int n_classes, int64_t first_index, c
                          Err *e) {
     for (int64_t i = 0; i < d->n; i++)
         if (d->labels[i] < 0 || d->labels[i] >= n_classes) {
-            err_set(e, "%s: label %d of sample %lld is outside the model's %d classes (0..%d)", what,
-                    d->labels[i], (long long)(first_index + i), n_classes, n_classes - 1);
+            err_set(e, "%s: label %d of sample %lld is outside the model's %d classes (0..%d)",
+                    what, d->labels[i], (long long)(first_index + i), n_classes, n_classes - 1);
             return -1;
         }
     return 0;

@@ -65,7 +65,8 @@ static void walk_push(Walk *w, const char *rel, int label, const struct stat *st
         w->off = grow(w->off, (size_t)w->n * sizeof *w->off, (size_t)cap * sizeof *w->off);
         w->label = grow(w->label, (size_t)w->n * sizeof *w->label, (size_t)cap * sizeof *w->label);
         w->size = grow(w->size, (size_t)w->n * sizeof *w->size, (size_t)cap * sizeof *w->size);
-        w->mtime_ns = grow(w->mtime_ns, (size_t)w->n * sizeof *w->mtime_ns, (size_t)cap * sizeof *w->mtime_ns);
+        w->mtime_ns = grow(w->mtime_ns, (size_t)w->n * sizeof *w->mtime_ns,
+                           (size_t)cap * sizeof *w->mtime_ns);
         w->why = grow(w->why, (size_t)w->n, (size_t)cap);
         w->cap_n = cap;
     }
@@ -74,8 +75,8 @@ static void walk_push(Walk *w, const char *rel, int label, const struct stat *st
     w->label[w->n] = label;
     w->size[w->n] = (int64_t)st->st_size;
     w->mtime_ns[w->n] = (int64_t)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec;
-    w->why[w->n] = !S_ISREG(st->st_mode) ? WHY_NOT_REGULAR
-                   : st->st_size == 0    ? WHY_EMPTY
+    w->why[w->n] = !S_ISREG(st->st_mode)          ? WHY_NOT_REGULAR
+                   : st->st_size == 0             ? WHY_EMPTY
                    : st->st_size > MAX_FILE_BYTES ? WHY_TOO_LARGE
                                                   : WHY_OK;
     w->n++;
@@ -292,7 +293,8 @@ int image_list_dir(ImageList *l, const char *dir, int strict, int quiet, Err *e)
     }
     Walk w = {0};
     int rc = 0;
-    for (int k = 0; k < l->n_classes && rc == 0; k++) rc = walk_class(&w, dir, l->class_names[k], k, 0, e);
+    for (int k = 0; k < l->n_classes && rc == 0; k++)
+        rc = walk_class(&w, dir, l->class_names[k], k, 0, e);
     if (rc == 0) rc = list_finish(l, &w, strict, quiet, e);
     walk_free(&w);
     if (rc) image_list_free(l);

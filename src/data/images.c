@@ -80,7 +80,8 @@ static long long read_file(Decoder *dc, const char *path, char *reason) {
     /* refused before any read: a named pipe would block the loader forever */
     FILE *f = file_open_regular(path, "image", &n, &oe);
     if (!f) {
-        snprintf(reason, REASON_LEN, "%s", errno == EINVAL ? "not a regular file" : strerror(errno));
+        snprintf(reason, REASON_LEN, "%s",
+                 errno == EINVAL ? "not a regular file" : strerror(errno));
         return -1;
     }
     if (n == 0) {
@@ -155,7 +156,7 @@ static int decode_resize(Decoder *dc, size_t n, int h, int w, int c, int64_t max
     }
     if (tjDecompress2(dc->tj, dc->file, (unsigned long)n, dc->pix, sw, 0, sh, pf, 0) != 0) {
         const char *kind = tjGetErrorCode(dc->tj) == TJERR_WARNING ? "corrupt or truncated JPEG"
-                                                                    : "cannot decode JPEG";
+                                                                   : "cannot decode JPEG";
         snprintf(reason, REASON_LEN, "%s: %s", kind, tjGetErrorStr2(dc->tj));
         return -1;
     }
@@ -224,8 +225,7 @@ int image_decode_memory(const unsigned char *buf, size_t n, int h, int w, int c,
 
 int image_load_file(const char *path, int h, int w, int c, int exact, uint8_t *out, Err *e) {
     if (h <= 0 || w <= 0 || (c != 1 && c != 3)) {
-        err_set(e, "%s: bad target image shape %dx%dx%d (channels must be 1 or 3)", path, h, w,
-                c);
+        err_set(e, "%s: bad target image shape %dx%dx%d (channels must be 1 or 3)", path, h, w, c);
         return -1;
     }
     Decoder dc = {0};
@@ -349,7 +349,8 @@ int images_load_dir(Dataset *d, const char *dir, const ImageDirOptions *o, Err *
                 rc = -1;
                 break;
             }
-            if (!o->quiet) fprintf(stderr, "convnet-dist: warning: skipping %s: %s\n", path, reasons[i]);
+            if (!o->quiet)
+                fprintf(stderr, "convnet-dist: warning: skipping %s: %s\n", path, reasons[i]);
             skipped++;
             continue;
         }
@@ -363,15 +364,16 @@ int images_load_dir(Dataset *d, const char *dir, const ImageDirOptions *o, Err *
     for (int64_t i = 0; i < k && rc == 0; i++) per_class[labels[i]]++;
     for (int i = 0; i < l.n_classes && rc == 0 && k > 0; i++)
         if (per_class[i] == 0) {
-            err_set(e, "%s/%s: class folder without readable images (every class folder needs at "
-                       "least one .jpg/.jpeg image)",
+            err_set(e,
+                    "%s/%s: class folder without readable images (every class folder needs at "
+                    "least one .jpg/.jpeg image)",
                     dir, l.class_names[i]);
             rc = -1;
         }
     free(per_class);
     if (rc == 0 && k == 0) {
-        err_set(e, "%s: no readable images found (%lld skipped; allowed formats: .jpg, .jpeg)",
-                dir, (long long)skipped);
+        err_set(e, "%s: no readable images found (%lld skipped; allowed formats: .jpg, .jpeg)", dir,
+                (long long)skipped);
         rc = -1;
     }
     if (rc != 0) {

@@ -31,10 +31,22 @@ static const char MAGIC[8] = {'C', 'N', 'D', 'P', 'A', 'C', 'K', '1'};
 
 /* Header field offsets (docs/pack.md's table). */
 enum {
-    OFF_VERSION = 8, OFF_HEADER_BYTES = 12, OFF_N = 16, OFF_H = 24, OFF_W = 28, OFF_C = 32,
-    OFF_N_CLASSES = 36, OFF_FINGERPRINT = 40, OFF_ENCODING = 48, OFF_RECORD_BYTES = 56,
-    OFF_FILE_SIZE = 64, OFF_SECTIONS = 72, SECTION_BYTES = 32, N_SECTIONS = 4,
-    OFF_HEADER_CRC = PACK_HEADER_BYTES - 4, INDEX_ENTRY = 16
+    OFF_VERSION = 8,
+    OFF_HEADER_BYTES = 12,
+    OFF_N = 16,
+    OFF_H = 24,
+    OFF_W = 28,
+    OFF_C = 32,
+    OFF_N_CLASSES = 36,
+    OFF_FINGERPRINT = 40,
+    OFF_ENCODING = 48,
+    OFF_RECORD_BYTES = 56,
+    OFF_FILE_SIZE = 64,
+    OFF_SECTIONS = 72,
+    SECTION_BYTES = 32,
+    N_SECTIONS = 4,
+    OFF_HEADER_CRC = PACK_HEADER_BYTES - 4,
+    INDEX_ENTRY = 16
 };
 enum { SEC_CLASSES, SEC_LABELS, SEC_INDEX, SEC_RECORDS };
 static const char *const SECTION_NAMES[N_SECTIONS] = {"classes", "labels", "index", "records"};
@@ -146,8 +158,8 @@ static int check_meta(const char *path, const PackMeta *m, Err *e) {
     if (m->n < 0 || m->n > MAX_SAMPLES || m->h < 1 || m->h > MAX_SIDE || m->w < 1 ||
         m->w > MAX_SIDE || (m->c != 1 && m->c != 3) || m->n_classes < 1 ||
         m->n_classes > MAX_CLASSES || !m->class_names || (m->n > 0 && !m->labels)) {
-        err_set(e, "%s: cannot pack %lld samples of %dx%dx%d in %d classes", path,
-                (long long)m->n, m->h, m->w, m->c, m->n_classes);
+        err_set(e, "%s: cannot pack %lld samples of %dx%dx%d in %d classes", path, (long long)m->n,
+                m->h, m->w, m->c, m->n_classes);
         return -1;
     }
     for (int k = 0; k < m->n_classes; k++)
@@ -244,8 +256,8 @@ static int write_range(int fd, const char *tmp, const Layout *L, int64_t lo, int
 /* Rank 0, once every rank's samples are on disk: class names, labels, the CRC of the index the
  * ranks wrote (read back through a fresh descriptor: NFS's close-to-open consistency), the header
  * last, then fsync. */
-static int write_tables(int fd, const char *tmp, const PackMeta *m, const Layout *L,
-                        uint8_t *hd, Err *e) {
+static int write_tables(int fd, const char *tmp, const PackMeta *m, const Layout *L, uint8_t *hd,
+                        Err *e) {
     uint8_t *names = xmalloc((size_t)L->len[SEC_CLASSES] + 1);
     uint64_t pos = 0;
     for (int k = 0; k < m->n_classes; k++) {
@@ -262,7 +274,8 @@ static int write_tables(int fd, const char *tmp, const PackMeta *m, const Layout
     if (rfd >= 0) {
         uint8_t buf[1 << 16];
         for (uint64_t o = 0; o < L->len[SEC_INDEX] && !rc; o += sizeof buf) {
-            size_t k = L->len[SEC_INDEX] - o < sizeof buf ? (size_t)(L->len[SEC_INDEX] - o) : sizeof buf;
+            size_t k = L->len[SEC_INDEX] - o < sizeof buf ? (size_t)(L->len[SEC_INDEX] - o)
+                                                          : sizeof buf;
             rc = pread_all(rfd, buf, k, L->off[SEC_INDEX] + o);
             crc[SEC_INDEX] = crc32_update(crc[SEC_INDEX], buf, k);
         }
@@ -335,12 +348,13 @@ int pack_write(const char *path, const PackMeta *m, PackReadFn fill, void *arg, 
     if (!failed && rank != 0) {
         fd = open(tmp, O_WRONLY | O_CLOEXEC);
         if (fd < 0)
-            err_set(e, "cannot open %s, rank 0's temp file: %s (the pack's folder must be one "
-                       "that every rank sees)", tmp, strerror(errno));
+            err_set(e,
+                    "cannot open %s, rank 0's temp file: %s (the pack's folder must be one "
+                    "that every rank sees)",
+                    tmp, strerror(errno));
     }
     int64_t lo = m->n * rank / size, hi = m->n * (rank + 1) / size;
-    if (!failed && fd >= 0 && write_range(fd, tmp, &L, lo, hi, fill, arg, e) == 0 &&
-        fsync(fd) != 0)
+    if (!failed && fd >= 0 && write_range(fd, tmp, &L, lo, hi, fill, arg, e) == 0 && fsync(fd) != 0)
         err_set(e, "cannot flush %s: %s", tmp, strerror(errno));
     failed = agree(dist, failed || e->set);
     if (!failed && rank == 0) {
@@ -382,21 +396,22 @@ static int check_header(const char *path, const uint8_t *hd, Err *e) {
         return -1;
     }
     if (crc != crc_file) {
-        err_set(e, "%s: header corrupt (CRC-32 of bytes 0..%d: the file says %08x, the contents "
-                   "give %08x)",
+        err_set(e,
+                "%s: header corrupt (CRC-32 of bytes 0..%d: the file says %08x, the contents "
+                "give %08x)",
                 path, OFF_HEADER_CRC - 1, crc_file, crc);
         return -1;
     }
     uint64_t n = get_u64(hd + OFF_N);
     uint32_t h = get_u32(hd + OFF_H), w = get_u32(hd + OFF_W), c = get_u32(hd + OFF_C);
     uint32_t k = get_u32(hd + OFF_N_CLASSES), enc = get_u32(hd + OFF_ENCODING);
-    if (get_u32(hd + OFF_HEADER_BYTES) != PACK_HEADER_BYTES || n > (uint64_t)MAX_SAMPLES ||
-        h < 1 || h > MAX_SIDE || w < 1 || w > MAX_SIDE || (c != 1 && c != 3) || k < 1 ||
-        k > MAX_CLASSES || enc != ENCODING_RAW ||
-        get_u64(hd + OFF_RECORD_BYTES) != (uint64_t)h * w * c ||
+    if (get_u32(hd + OFF_HEADER_BYTES) != PACK_HEADER_BYTES || n > (uint64_t)MAX_SAMPLES || h < 1 ||
+        h > MAX_SIDE || w < 1 || w > MAX_SIDE || (c != 1 && c != 3) || k < 1 || k > MAX_CLASSES ||
+        enc != ENCODING_RAW || get_u64(hd + OFF_RECORD_BYTES) != (uint64_t)h * w * c ||
         (n > 0 && (uint64_t)h * w * c > (UINT64_MAX >> 2) / n)) { /* the layout must not wrap */
-        err_set(e, "%s: implausible header: %llu samples of %ux%ux%u (record %llu bytes, encoding "
-                   "%u) in %u classes",
+        err_set(e,
+                "%s: implausible header: %llu samples of %ux%ux%u (record %llu bytes, encoding "
+                "%u) in %u classes",
                 path, (unsigned long long)n, h, w, c,
                 (unsigned long long)get_u64(hd + OFF_RECORD_BYTES), enc, k);
         return -1;
@@ -410,16 +425,18 @@ static int check_sections(const char *path, const uint8_t *hd, Layout *L, Err *e
     uint64_t names_len = get_u64(hd + OFF_SECTIONS + SECTION_BYTES * SEC_CLASSES + 16);
     if (names_len > (uint64_t)MAX_CLASSES * 4096) names_len = 0; /* refused just below */
     uint64_t n = get_u64(hd + OFF_N);
-    layout_plan(L, (int64_t)n, (uint64_t)get_u32(hd + OFF_H) * get_u32(hd + OFF_W) *
-                                   get_u32(hd + OFF_C), names_len);
+    layout_plan(L, (int64_t)n,
+                (uint64_t)get_u32(hd + OFF_H) * get_u32(hd + OFF_W) * get_u32(hd + OFF_C),
+                names_len);
     for (int s = 0; s < N_SECTIONS; s++) {
         const uint8_t *ent = hd + OFF_SECTIONS + SECTION_BYTES * s;
         char name[9] = {0};
         memcpy(name, ent, 8);
         if (strcmp(name, SECTION_NAMES[s]) != 0 || get_u64(ent + 8) != L->off[s] ||
             get_u64(ent + 16) != L->len[s] || L->len[SEC_CLASSES] == 0) {
-            err_set(e, "%s: section %d (table entry at offset %d) is not the layout its header "
-                       "implies",
+            err_set(e,
+                    "%s: section %d (table entry at offset %d) is not the layout its header "
+                    "implies",
                     path, s, OFF_SECTIONS + SECTION_BYTES * s);
             return -1;
         }
@@ -442,11 +459,12 @@ static int check_tables(Pack *p, const uint8_t *hd, const Layout *L, Err *e) {
     for (int s = SEC_CLASSES; s <= SEC_INDEX; s++) {
         uint32_t crc = crc32_update(0, p->map + L->off[s], (size_t)L->len[s]);
         if (crc != section_crc(hd, s)) {
-            err_set(e, "%s: %s section corrupt (CRC-32 of bytes %llu..%llu: the header says %08x, "
-                       "the contents give %08x)",
+            err_set(e,
+                    "%s: %s section corrupt (CRC-32 of bytes %llu..%llu: the header says %08x, "
+                    "the contents give %08x)",
                     p->path, SECTION_NAMES[s], (unsigned long long)L->off[s],
-                    (unsigned long long)(L->off[s] + L->len[s] - (L->len[s] > 0)), section_crc(hd, s),
-                    crc);
+                    (unsigned long long)(L->off[s] + L->len[s] - (L->len[s] > 0)),
+                    section_crc(hd, s), crc);
             return -1;
         }
     }
@@ -477,15 +495,17 @@ static int check_tables(Pack *p, const uint8_t *hd, const Layout *L, Err *e) {
 
 static int expect_matches(const Pack *p, int eh, int ew, int ec, uint64_t efp, Err *e) {
     if ((eh && eh != p->h) || (ew && ew != p->w) || (ec && ec != p->c)) {
-        err_set(e, "%s: a pack of %dx%dx%d images, the job wants %dx%dx%d: repack it with "
-                   "convnet-dist pack JOB",
+        err_set(e,
+                "%s: a pack of %dx%dx%d images, the job wants %dx%dx%d: repack it with "
+                "convnet-dist pack JOB",
                 p->path, p->h, p->w, p->c, eh ? eh : p->h, ew ? ew : p->w, ec ? ec : p->c);
         return -1;
     }
     if (efp && efp != p->fingerprint) {
-        err_set(e, "%s: stale pack: its source folder or the job's image settings changed since "
-                   "it was written (fingerprint %016llx, now %016llx): run convnet-dist pack JOB "
-                   "to repack",
+        err_set(e,
+                "%s: stale pack: its source folder or the job's image settings changed since "
+                "it was written (fingerprint %016llx, now %016llx): run convnet-dist pack JOB "
+                "to repack",
                 p->path, (unsigned long long)p->fingerprint, (unsigned long long)efp);
         return -1;
     }
@@ -512,8 +532,9 @@ int pack_open(Pack *p, const char *path, int expect_h, int expect_w, int expect_
                     PACK_HEADER_BYTES);
     } else if (check_header(path, hd, e) == 0 && check_sections(path, hd, &L, e) == 0) {
         if ((uint64_t)fsize != L.file_size)
-            err_set(e, "%s: %s: %lld bytes, the header declares %llu (%llu samples of %llu "
-                       "bytes): repack it with convnet-dist pack JOB",
+            err_set(e,
+                    "%s: %s: %lld bytes, the header declares %llu (%llu samples of %llu "
+                    "bytes): repack it with convnet-dist pack JOB",
                     path, (uint64_t)fsize < L.file_size ? "truncated" : "trailing bytes", fsize,
                     (unsigned long long)L.file_size, (unsigned long long)get_u64(hd + OFF_N),
                     (unsigned long long)L.rec_bytes);
@@ -561,8 +582,9 @@ const uint8_t *pack_record(const Pack *p, int64_t i, Err *e) {
     const uint8_t *ent = p->index + (uint64_t)i * INDEX_ENTRY;
     uint64_t off = p->rec_off + (uint64_t)i * p->rec_bytes;
     if (get_u64(ent) != off || get_u32(ent + 8) != p->rec_bytes) {
-        err_set(e, "%s: sample %lld: index entry at offset %llu corrupt (record at %llu of %u "
-                   "bytes, expected %llu of %llu)",
+        err_set(e,
+                "%s: sample %lld: index entry at offset %llu corrupt (record at %llu of %u "
+                "bytes, expected %llu of %llu)",
                 p->path, (long long)i, (unsigned long long)(ent - p->map),
                 (unsigned long long)get_u64(ent), get_u32(ent + 8), (unsigned long long)off,
                 (unsigned long long)p->rec_bytes);
@@ -571,8 +593,9 @@ const uint8_t *pack_record(const Pack *p, int64_t i, Err *e) {
     const uint8_t *rec = p->map + off;
     uint32_t crc = crc32_update(0, rec, (size_t)p->rec_bytes);
     if (crc != get_u32(ent + 12)) {
-        err_set(e, "%s: sample %lld corrupt (record at offset %llu, %llu bytes: CRC-32 %08x, the "
-                   "index says %08x): repack it with convnet-dist pack JOB",
+        err_set(e,
+                "%s: sample %lld corrupt (record at offset %llu, %llu bytes: CRC-32 %08x, the "
+                "index says %08x): repack it with convnet-dist pack JOB",
                 p->path, (long long)i, (unsigned long long)off, (unsigned long long)p->rec_bytes,
                 crc, get_u32(ent + 12));
         return NULL;

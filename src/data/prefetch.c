@@ -33,7 +33,8 @@ struct Prefetch {
     pthread_t *tid;
     /* the pass */
     const Source *src;
-    long n_batches, head, fill; /* head: the batch the consumer takes next; fill: being handed out */
+    long n_batches, head,
+        fill; /* head: the batch the consumer takes next; fill: being handed out */
     PrefetchBatchFn fn;
     void *arg;
     int active, quit, busy, held;
@@ -81,9 +82,11 @@ static int take_one(Prefetch *p, SourceWorker *w) {
     } else if (rc > 0) {
         p->bad++;
         if (p->warned++ < WARN_MAX)
-            fprintf(stderr, "convnet-dist: warning: %s: trained as a black image (it failed to "
-                            "decode after it was listed; sample %lld)%s\n",
-                    e.msg, (long long)id, p->warned == WARN_MAX ? "; further bad images are only counted" : "");
+            fprintf(stderr,
+                    "convnet-dist: warning: %s: trained as a black image (it failed to "
+                    "decode after it was listed; sample %lld)%s\n",
+                    e.msg, (long long)id,
+                    p->warned == WARN_MAX ? "; further bad images are only counted" : "");
     }
     s->done++;
     if (s->done == s->n || p->busy == 0 || p->failed) pthread_cond_broadcast(&p->ready);

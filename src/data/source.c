@@ -18,7 +18,7 @@ struct SourceBase {
     const int32_t *labels;
     int32_t *own_labels;
     int n_classes;
-    char **class_names; /* owned unless a pack's */
+    char **class_names;    /* owned unless a pack's */
     const uint8_t *pixels; /* direct backends: n * h * w * c */
     Dataset mem;
     IdxData idx_img, idx_lab;
@@ -260,7 +260,8 @@ static int read_folder(const SourceBase *b, int64_t i, uint8_t *out, SourceWorke
         err_set(e, "%s: cannot initialise TurboJPEG", path);
         return -1;
     }
-    if (image_decoder_load(w->dec, path, b->h, b->w, b->c, b->exact, out, reason, sizeof reason) == 0)
+    if (image_decoder_load(w->dec, path, b->h, b->w, b->c, b->exact, out, reason, sizeof reason) ==
+        0)
         return 0;
     if (b->strict) {
         err_set(e, "%s: %s (strict image loading)", path, reason);
@@ -328,11 +329,17 @@ static int pack_read(void *arg, int64_t i, uint8_t *px, Err *e) {
     return 0;
 }
 
-int source_pack_folder(const Source *folder, const SourceImageOpts *o, const char *path,
-                       Dist *dist, int64_t *bad, Err *e) {
+int source_pack_folder(const Source *folder, const SourceImageOpts *o, const char *path, Dist *dist,
+                       int64_t *bad, Err *e) {
     CHECK(folder->base && folder->base->kind == SOURCE_FOLDER && folder->offset == 0);
-    PackMeta m = {folder->n, o->h, o->w, o->c, folder->n_classes, folder->class_names,
-                  folder->labels, source_fingerprint(folder, o)};
+    PackMeta m = {folder->n,
+                  o->h,
+                  o->w,
+                  o->c,
+                  folder->n_classes,
+                  folder->class_names,
+                  folder->labels,
+                  source_fingerprint(folder, o)};
     PackArg a = {folder, 0};
     int rc = pack_write(path, &m, pack_read, &a, dist, e);
     source_worker_free(&pack_worker);

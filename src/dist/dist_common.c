@@ -55,15 +55,16 @@ int dist_check_same_job(Dist *d, uint64_t job_hash, uint64_t n_params, Err *e) {
         if (all[2 * r] != all[0] || all[2 * r + 1] != all[1]) bad = r;
     if (bad >= 0) {
         if (all[2 * bad + 1] != all[1])
-            err_set(e, "rank %d's model has %llu parameters but rank 0's has %llu: every rank must "
-                       "run the same job file",
+            err_set(e,
+                    "rank %d's model has %llu parameters but rank 0's has %llu: every rank must "
+                    "run the same job file",
                     bad, (unsigned long long)all[2 * bad + 1], (unsigned long long)all[1]);
         else
-            err_set(e, "rank %d resolved a different job than rank 0 (configuration hash %016llx vs "
-                       "%016llx): every rank must run the same job file and --set options",
+            err_set(e,
+                    "rank %d resolved a different job than rank 0 (configuration hash %016llx vs "
+                    "%016llx): every rank must run the same job file and --set options",
                     bad, (unsigned long long)all[2 * bad], (unsigned long long)all[0]);
     }
     free(all);
     return bad >= 0 ? -1 : 0;
 }
-

@@ -44,7 +44,9 @@ int dist_allreduce_max_int(Dist *d, int v, const char *what) {
     return v;
 }
 
-void dist_bcast(Dist *d, void *buf, size_t bytes, int root) { (void)d, (void)buf, (void)bytes, (void)root; }
+void dist_bcast(Dist *d, void *buf, size_t bytes, int root) {
+    (void)d, (void)buf, (void)bytes, (void)root;
+}
 
 void dist_barrier(Dist *d) { (void)d; }
 
@@ -52,7 +54,9 @@ void dist_grad_setup(Dist *d, const size_t *starts, int n_starts, size_t n, size
     (void)d, (void)starts, (void)n_starts, (void)n, (void)bucket_floats;
 }
 
-void dist_grad_begin(Dist *d, float *grads, size_t lo, size_t hi) { (void)d, (void)grads, (void)lo, (void)hi; }
+void dist_grad_begin(Dist *d, float *grads, size_t lo, size_t hi) {
+    (void)d, (void)grads, (void)lo, (void)hi;
+}
 
 void dist_grad_ready(void *dist, size_t lo, size_t hi) { (void)dist, (void)lo, (void)hi; }
 

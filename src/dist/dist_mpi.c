@@ -14,9 +14,9 @@ struct DistGrads {
     int n_starts;
     size_t n, bucket_floats;
     float *grads;
-    size_t hi, ready;   /* this step sums grads[.., hi); grads[ready, hi) are final */
-    size_t *cut;        /* this step's buckets, top first: bucket b is [cut[b], b ? cut[b-1] : hi) */
-    MPI_Request *req;   /* one per bucket */
+    size_t hi, ready; /* this step sums grads[.., hi); grads[ready, hi) are final */
+    size_t *cut;      /* this step's buckets, top first: bucket b is [cut[b], b ? cut[b-1] : hi) */
+    MPI_Request *req; /* one per bucket */
     int n_buckets, started;
 };
 
@@ -30,24 +30,26 @@ struct DistGrads {
  * rank takes the same branch; several hosts means several processor names. Under srun the ranks
  * have no mpirun daemons (no OMPI_MCA_orte_hnp_uri): Slurm notices a lost node itself. */
 static void warn_without_keepalive(const Dist *d) {
-    if (d->size == 1 || !runenv()->mpirun_daemons || runenv()->keepalive_set)
-        return;
+    if (d->size == 1 || !runenv()->mpirun_daemons || runenv()->keepalive_set) return;
     char mine[MPI_MAX_PROCESSOR_NAME] = {0};
     int len = 0;
     MPI_CHECK(MPI_Get_processor_name(mine, &len));
     char *all = xmalloc((size_t)d->size * sizeof mine);
-    MPI_CHECK(MPI_Gather(mine, (int)sizeof mine, MPI_CHAR, all, (int)sizeof mine, MPI_CHAR, 0, MPI_COMM_WORLD));
+    MPI_CHECK(MPI_Gather(mine, (int)sizeof mine, MPI_CHAR, all, (int)sizeof mine, MPI_CHAR, 0,
+                         MPI_COMM_WORLD));
     int hosts = 1;
     for (int r = 1; d->rank == 0 && r < d->size; r++) {
         int seen = 0;
-        for (int q = 0; q < r && !seen; q++) seen = !strcmp(all + (size_t)r * sizeof mine, all + (size_t)q * sizeof mine);
+        for (int q = 0; q < r && !seen; q++)
+            seen = !strcmp(all + (size_t)r * sizeof mine, all + (size_t)q * sizeof mine);
         hosts += !seen;
     }
     if (d->rank == 0 && hosts > 1)
-        fprintf(stderr, "convnet-dist: warning: %d ranks on %d hosts without the runtime keepalive: a "
-                        "lost host or cut link can leave mpirun hanging for minutes or for ever. Launch "
-                        "with convnet-run, or add to mpirun: --mca oob_tcp_keepalive_time 2 --mca "
-                        "oob_tcp_keepalive_intvl 1 --mca oob_tcp_keepalive_probes 3\n",
+        fprintf(stderr,
+                "convnet-dist: warning: %d ranks on %d hosts without the runtime keepalive: a "
+                "lost host or cut link can leave mpirun hanging for minutes or for ever. Launch "
+                "with convnet-run, or add to mpirun: --mca oob_tcp_keepalive_time 2 --mca "
+                "oob_tcp_keepalive_intvl 1 --mca oob_tcp_keepalive_probes 3\n",
                 d->size, hosts);
     free(all);
 }
@@ -67,8 +69,8 @@ void dist_init(Dist *d, int *argc, char ***argv) {
     MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &d->rank));
     MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &d->size));
     MPI_Comm node;
-    MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, d->rank, MPI_INFO_NULL,
-                                  &node));
+    MPI_CHECK(
+        MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, d->rank, MPI_INFO_NULL, &node));
     MPI_CHECK(MPI_Comm_rank(node, &d->local_rank));
     MPI_CHECK(MPI_Comm_size(node, &d->local_size));
     MPI_Comm_free(&node);
@@ -95,7 +97,8 @@ static void grads_free(Dist *d) {
  * (mpirun and srun report it), exits a second later: 21 s, the head node's wait alone. */
 static int exit_last(int status) {
     struct timespec ts = {1, 0};
-    while (nanosleep(&ts, &ts) != 0) {}
+    while (nanosleep(&ts, &ts) != 0) {
+    }
     return status;
 }
 

@@ -8,17 +8,17 @@
 #include "dist/dist_impl.h"
 
 /* An MPI call that fails aborts the job with its message (dist.h). */
-#define MPI_CHECK(call)                                                                      \
-    do {                                                                                     \
-        int mpi_rc_ = (call);                                                                \
-        if (mpi_rc_ != MPI_SUCCESS) {                                                        \
-            char mpi_msg_[MPI_MAX_ERROR_STRING];                                             \
-            int mpi_len_ = 0;                                                                \
-            MPI_Error_string(mpi_rc_, mpi_msg_, &mpi_len_);                                  \
+#define MPI_CHECK(call)                                                                          \
+    do {                                                                                         \
+        int mpi_rc_ = (call);                                                                    \
+        if (mpi_rc_ != MPI_SUCCESS) {                                                            \
+            char mpi_msg_[MPI_MAX_ERROR_STRING];                                                 \
+            int mpi_len_ = 0;                                                                    \
+            MPI_Error_string(mpi_rc_, mpi_msg_, &mpi_len_);                                      \
             fprintf(stderr, "convnet-dist: %s failed at %s:%d: %s\n", #call, __FILE__, __LINE__, \
-                    mpi_msg_);                                                               \
-            MPI_Abort(MPI_COMM_WORLD, EXIT_RUNTIME);                                         \
-        }                                                                                    \
+                    mpi_msg_);                                                                   \
+            MPI_Abort(MPI_COMM_WORLD, EXIT_RUNTIME);                                             \
+        }                                                                                        \
     } while (0)
 
 /* Complete every request of reqs[n], or fire the watchdog when none completes for too long. */

@@ -72,7 +72,8 @@ static int watch_silent(const Dist *d, const WatchPeer *p, double now) {
 /* How long a wait may make no progress. Rank 0 knows the most (it hears from every rank), so
  * another rank that still hears it leaves it one more timeout to report and abort the job. */
 static double watch_patience(const Dist *d) {
-    if (d->rank == 0 || watch_silent(d, &d->watch->peer[0], now_seconds())) return d->collective_timeout;
+    if (d->rank == 0 || watch_silent(d, &d->watch->peer[0], now_seconds()))
+        return d->collective_timeout;
     return 2 * d->collective_timeout;
 }
 
@@ -110,26 +111,32 @@ static void watch_report(Dist *d, const char *what, double waited, double hold) 
     for (int i = 0; i < w->n_peer; i++) {
         const WatchPeer *p = &w->peer[i];
         if (d->rank == 0 && p->seen < d->step)
-            appendf(behind, sizeof behind, &nb, "%s%d (last seen at step %ld)", nb ? ", " : "", p->rank, p->seen);
+            appendf(behind, sizeof behind, &nb, "%s%d (last seen at step %ld)", nb ? ", " : "",
+                    p->rank, p->seen);
         else if (watch_silent(d, p, now))
-            appendf(silent, sizeof silent, &ns, "%s%d (for %.1f s)", ns ? ", " : "", p->rank, now - p->heard);
+            appendf(silent, sizeof silent, &ns, "%s%d (for %.1f s)", ns ? ", " : "", p->rank,
+                    now - p->heard);
     }
     if (d->rank != 0)
-        appendf(msg, sizeof msg, &nm, ns ? "not heard from rank 0 for %.1f s"
-                                         : "rank 0, heard from %.1f s ago, names the ranks it waits for",
+        appendf(msg, sizeof msg, &nm,
+                ns ? "not heard from rank 0 for %.1f s"
+                   : "rank 0, heard from %.1f s ago, names the ranks it waits for",
                 now - w->peer[0].heard);
     else if (!nb && !ns)
-        appendf(msg, sizeof msg, &nm, "every rank reached this step and is still heard from: the "
-                                      "collective itself stalls (a broken or slow network)");
+        appendf(msg, sizeof msg, &nm,
+                "every rank reached this step and is still heard from: the "
+                "collective itself stalls (a broken or slow network)");
     else
-        appendf(msg, sizeof msg, &nm, "%s%s%s%s%s", nb ? "ranks that never reached this step: " : "", behind,
-                nb && ns ? "; " : "", ns ? "ranks not heard from since they reached it: " : "", silent);
+        appendf(msg, sizeof msg, &nm, "%s%s%s%s%s",
+                nb ? "ranks that never reached this step: " : "", behind, nb && ns ? "; " : "",
+                ns ? "ranks not heard from since they reached it: " : "", silent);
     if (hold > 0)
         snprintf(when, sizeof when, " in %.0f s unless mpirun ends it first on a lost host", hold);
-    fprintf(stderr,
-            "convnet-dist: rank %d: watchdog: collective '%s' at step %ld made no progress for %.0f s "
-            "(collective_timeout %.0f s); %s; aborting the job%s (exit status %d)\n",
-            d->rank, what, d->step, waited, d->collective_timeout, msg, when, EXIT_COMM_TIMEOUT);
+    fprintf(
+        stderr,
+        "convnet-dist: rank %d: watchdog: collective '%s' at step %ld made no progress for %.0f s "
+        "(collective_timeout %.0f s); %s; aborting the job%s (exit status %d)\n",
+        d->rank, what, d->step, waited, d->collective_timeout, msg, when, EXIT_COMM_TIMEOUT);
     fflush(stderr);
 }
 

@@ -186,12 +186,14 @@ static int check_header(const char *path, Loaded *L, Err *e) {
          * other version; otherwise the version field may just be damaged. */
         err_set(e, "%s: format version %u, this build reads 1 to %u%s", path, version,
                 CHECKPOINT_VERSION,
-                crc == crc_file ? "" : " (and the header CRC does not match: maybe a corrupt header)");
+                crc == crc_file ? ""
+                                : " (and the header CRC does not match: maybe a corrupt header)");
         return -1;
     }
     if (crc != crc_file) {
-        err_set(e, "%s: header corrupt (CRC mismatch at offset 0..%d: file says %08x, contents "
-                   "give %08x)",
+        err_set(e,
+                "%s: header corrupt (CRC mismatch at offset 0..%d: file says %08x, contents "
+                "give %08x)",
                 path, HEADER_CRC_OFF - 1, crc_file, crc);
         return -1;
     }
@@ -213,8 +215,9 @@ static int check_header(const char *path, Loaded *L, Err *e) {
         L->off[s] = get_u64(ent + 8);
         L->len[s] = get_u64(ent + 16);
         if (L->off[s] != expect_off || L->len[s] > (1ULL << 40)) {
-            err_set(e, "%s: section '%s' table entry is inconsistent (offset %llu, length %llu; "
-                       "expected offset %llu)",
+            err_set(e,
+                    "%s: section '%s' table entry is inconsistent (offset %llu, length %llu; "
+                    "expected offset %llu)",
                     path, SECTION_NAMES[s], (unsigned long long)L->off[s],
                     (unsigned long long)L->len[s], (unsigned long long)expect_off);
             return -1;
@@ -227,15 +230,15 @@ static int check_header(const char *path, Loaded *L, Err *e) {
         return -1;
     }
     if (L->size > expect_off) {
-        err_set(e, "%s: %llu bytes of trailing garbage after the last section (offset %llu)",
-                path, (unsigned long long)(L->size - expect_off), (unsigned long long)expect_off);
+        err_set(e, "%s: %llu bytes of trailing garbage after the last section (offset %llu)", path,
+                (unsigned long long)(L->size - expect_off), (unsigned long long)expect_off);
         return -1;
     }
     if (L->len[0] != (version == 1 ? CHECKPOINT_STATE_BYTES_V1 : CHECKPOINT_STATE_BYTES) ||
-        L->len[1] % 4 || L->len[2] % 4 ||
-        L->len[2] != L->len[3]) {
-        err_set(e, "%s: section sizes do not fit this format (state %llu bytes, params %llu, "
-                   "opt_s1 %llu, opt_s2 %llu)",
+        L->len[1] % 4 || L->len[2] % 4 || L->len[2] != L->len[3]) {
+        err_set(e,
+                "%s: section sizes do not fit this format (state %llu bytes, params %llu, "
+                "opt_s1 %llu, opt_s2 %llu)",
                 path, (unsigned long long)L->len[0], (unsigned long long)L->len[1],
                 (unsigned long long)L->len[2], (unsigned long long)L->len[3]);
         return -1;
@@ -248,8 +251,9 @@ static int check_sections(const char *path, Loaded *L, Err *e) {
         uint32_t want = get_u32(L->buf + TABLE_OFF + ENTRY_BYTES * s + 24);
         uint32_t got = L->len[s] ? crc32_update(0, L->buf + L->off[s], (size_t)L->len[s]) : 0;
         if (got != want) {
-            err_set(e, "%s: section '%s' corrupt (CRC mismatch at offset %llu..%llu: file says "
-                       "%08x, contents give %08x)",
+            err_set(e,
+                    "%s: section '%s' corrupt (CRC mismatch at offset %llu..%llu: file says "
+                    "%08x, contents give %08x)",
                     path, SECTION_NAMES[s], (unsigned long long)L->off[s],
                     (unsigned long long)(L->off[s] + L->len[s] - 1), want, got);
             return -1;
@@ -257,8 +261,9 @@ static int check_sections(const char *path, Loaded *L, Err *e) {
     }
     unpack_state(L->buf + L->off[0], L->len[0], &L->st, &L->n_params, &L->n_opt);
     if (L->n_params * 4 != L->len[1] || L->n_opt * 4 != L->len[2]) {
-        err_set(e, "%s: state says %llu parameters and %llu optimizer values, the sections hold "
-                   "%llu and %llu",
+        err_set(e,
+                "%s: state says %llu parameters and %llu optimizer values, the sections hold "
+                "%llu and %llu",
                 path, (unsigned long long)L->n_params, (unsigned long long)L->n_opt,
                 (unsigned long long)(L->len[1] / 4), (unsigned long long)(L->len[2] / 4));
         return -1;
@@ -268,23 +273,25 @@ static int check_sections(const char *path, Loaded *L, Err *e) {
 
 static int check_fits(const char *path, const Loaded *L, size_t n_params, size_t n_opt,
                       uint64_t expect_job, uint64_t expect_structure, Err *e) {
-    if ((expect_structure && L->st.structure_hash != expect_structure) ||
-        L->n_params != n_params) {
-        err_set(e, "%s: checkpoint of another model (%llu parameters, structure hash %016llx; "
-                   "this model has %zu parameters, structure hash %016llx)",
+    if ((expect_structure && L->st.structure_hash != expect_structure) || L->n_params != n_params) {
+        err_set(e,
+                "%s: checkpoint of another model (%llu parameters, structure hash %016llx; "
+                "this model has %zu parameters, structure hash %016llx)",
                 path, (unsigned long long)L->n_params, (unsigned long long)L->st.structure_hash,
                 n_params, (unsigned long long)expect_structure);
         return -1;
     }
     if (expect_job && L->st.job_hash != expect_job) {
-        err_set(e, "%s: written by a different job configuration (hash %016llx, this job "
-                   "%016llx): resume with the job file it was written by, or start afresh",
+        err_set(e,
+                "%s: written by a different job configuration (hash %016llx, this job "
+                "%016llx): resume with the job file it was written by, or start afresh",
                 path, (unsigned long long)L->st.job_hash, (unsigned long long)expect_job);
         return -1;
     }
     if (L->n_opt != n_opt) {
-        err_set(e, "%s: optimizer state for %llu parameters, this optimizer covers %zu (another "
-                   "optimizer or another set of trainable layers)",
+        err_set(e,
+                "%s: optimizer state for %llu parameters, this optimizer covers %zu (another "
+                "optimizer or another set of trainable layers)",
                 path, (unsigned long long)L->n_opt, n_opt);
         return -1;
     }
@@ -299,8 +306,9 @@ static int check_finite(const char *path, const Loaded *L, Err *e) {
         memcpy(v, L->buf + L->off[s], n * 4);
         size_t bad = floats_first_nonfinite(v, n);
         if (bad < n)
-            err_set(e, "%s: non-finite value (%g) in section '%s' (%s %zu of %zu, offset %llu): "
-                       "the run that wrote it diverged; refusing to resume from it",
+            err_set(e,
+                    "%s: non-finite value (%g) in section '%s' (%s %zu of %zu, offset %llu): "
+                    "the run that wrote it diverged; refusing to resume from it",
                     path, (double)v[bad], SECTION_NAMES[s],
                     s == 1 ? "parameter" : "optimizer value", bad, n,
                     (unsigned long long)(L->off[s] + 4 * bad));
@@ -421,7 +429,8 @@ int checkpoint_rotate(const char *path, int keep, Err *e) {
         char *from = numbered(path, i), *to = numbered(path, i + 1);
         int rc = rename(from, to);
         int err = errno;
-        if (rc != 0 && err != ENOENT) err_set(e, "cannot rename %s to %s: %s", from, to, strerror(err));
+        if (rc != 0 && err != ENOENT)
+            err_set(e, "cannot rename %s to %s: %s", from, to, strerror(err));
         free(from);
         free(to);
         if (rc != 0 && err != ENOENT) return -1;

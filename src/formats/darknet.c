@@ -49,7 +49,8 @@ static int cfg_layer(IniFile *cfg, Section *s, Layer *L, int trainable, int *has
     }
     if (!strcmp(s->name, "maxpool")) {
         int size, stride;
-        if (cfg_int(cfg, s, "size", 2, 1, 64, &size, e) || cfg_int(cfg, s, "stride", size, 1, 64, &stride, e))
+        if (cfg_int(cfg, s, "size", 2, 1, 64, &size, e) ||
+            cfg_int(cfg, s, "stride", size, 1, 64, &stride, e))
             return -1;
         L->kind = LAYER_MAXPOOL2D;
         L->kh = L->kw = size;
@@ -67,7 +68,8 @@ static int cfg_layer(IniFile *cfg, Section *s, Layer *L, int trainable, int *has
         for (int k = 0; k < s->n_kv; k++) s->kv[k].used = 1;
         return !strcmp(s->name, "softmax") ? 2 : 1;
     }
-    err_set(e, "%s:%d: Darknet layer [%s] is not supported (convolutional, maxpool, avgpool, softmax)",
+    err_set(e,
+            "%s:%d: Darknet layer [%s] is not supported (convolutional, maxpool, avgpool, softmax)",
             ini_section_file(cfg, s), s->line, s->name);
     return -1;
 }
@@ -133,15 +135,17 @@ int darknet_expand(IniFile *ini, Section *s, const char *root, Layer *layers, in
 static long read_header(const char *path, FILE *f, long long fsize, Err *e) {
     int32_t head[3];
     if (fread(head, 4, 3, f) != 3) {
-        err_set(e, "%s: truncated Darknet header (%lld bytes, the version alone takes 12)", path, fsize);
+        err_set(e, "%s: truncated Darknet header (%lld bytes, the version alone takes 12)", path,
+                fsize);
         return -1;
     }
     /* Darknet's own test: version major*10 + minor >= 2 stores the images-seen counter in 64
      * bits. Only the versions Darknet has written (0.x, 1.x) are read; the test comes after
      * the range check, so that a hostile header cannot overflow it. */
     if (head[0] < 0 || head[0] > 1 || head[1] < 0 || head[1] > 99 || head[2] < 0) {
-        err_set(e, "%s: unknown Darknet weights version %d.%d.%d at offset 0 (this build reads "
-                   "0.x and 1.x; is it a Darknet .weights file?)",
+        err_set(e,
+                "%s: unknown Darknet weights version %d.%d.%d at offset 0 (this build reads "
+                "0.x and 1.x; is it a Darknet .weights file?)",
                 path, head[0], head[1], head[2]);
         return -1;
     }
@@ -185,8 +189,9 @@ int darknet_load_weights(const DarknetImport *imp, Model *m, Err *e) {
         long long need = (long long)L->units * (imp->has_bn[i] ? 4 : 1) +
                          (long long)L->units * L->in.c * L->kh * L->kw;
         if (at_layer + 4 * need > fsize) {
-            err_set(e, "%s: truncated at offset %lld: layer %s needs %lld values, the file has "
-                       "%lld bytes in all",
+            err_set(e,
+                    "%s: truncated at offset %lld: layer %s needs %lld values, the file has "
+                    "%lld bytes in all",
                     imp->weights, at_layer, L->name, need, fsize);
             fclose(f);
             return -1;
@@ -221,7 +226,7 @@ int darknet_load_weights(const DarknetImport *imp, Model *m, Err *e) {
         if (bad < need) {
             err_set(e, "%s: non-finite value (%g) at offset %ld, in layer %s's %s", imp->weights,
                     (double)tmp[bad], at + (long)(4 * bad), L->name,
-                    bad < (size_t)n ? "bias"
+                    bad < (size_t)n                              ? "bias"
                     : bad < (size_t)n * (imp->has_bn[i] ? 4 : 1) ? "batch-norm values"
                                                                  : "kernel");
             rc = -1;
@@ -235,8 +240,9 @@ int darknet_load_weights(const DarknetImport *imp, Model *m, Err *e) {
         fseek(f, 0, SEEK_END);
         long end = ftell(f);
         if (end != at) {
-            err_set(e, "%s: %ld bytes left after the last layer's weights (offset %ld): the cfg does "
-                       "not describe this weights file",
+            err_set(e,
+                    "%s: %ld bytes left after the last layer's weights (offset %ld): the cfg does "
+                    "not describe this weights file",
                     imp->weights, end - at, at);
             rc = -1;
         }

@@ -16,8 +16,9 @@ int export_format_parse(const char *s, ExportFormat *f, Err *e) {
             *f = (ExportFormat)i;
             return 0;
         }
-    err_set(e, "--format %s: expected keras2 (Keras 2 save_weights .h5), keras3 (Keras 3 "
-               ".weights.h5) or onnx",
+    err_set(e,
+            "--format %s: expected keras2 (Keras 2 save_weights .h5), keras3 (Keras 3 "
+            ".weights.h5) or onnx",
             s ? s : "(missing)");
     return -1;
 }
@@ -99,7 +100,7 @@ static int put_weight(hid_t g, const char *dname, const Layer *L, int which, con
 /* Layers that exist in Keras, with their group names: Keras 2 the layer names, Keras 3 the
  * keys. */
 static int keras_layers(const Model *m, int keras3, char (*names)[64], int *index) {
-    char (*keys)[64] = xcalloc((size_t)m->n_layers + 1, sizeof *keys);
+    char(*keys)[64] = xcalloc((size_t)m->n_layers + 1, sizeof *keys);
     keras3_layer_keys(m, keys);
     int n = 0;
     for (int l = 0; l < m->n_layers; l++) {
@@ -112,7 +113,7 @@ static int keras_layers(const Model *m, int keras3, char (*names)[64], int *inde
 }
 
 static int write_keras2(hid_t f, const Model *m) {
-    char (*names)[64] = xcalloc((size_t)m->n_layers + 1, sizeof *names);
+    char(*names)[64] = xcalloc((size_t)m->n_layers + 1, sizeof *names);
     int *index = xmalloc(((size_t)m->n_layers + 1) * sizeof *index);
     int n = keras_layers(m, 0, names, index), rc = 0;
     char **list = xmalloc(((size_t)n + 1) * sizeof *list);
@@ -134,7 +135,8 @@ static int write_keras2(hid_t f, const Model *m) {
             wv[k] = wn[k];
         }
         rc |= put_str_list(g, "weight_names", wv, L->n_param);
-        for (int k = 0; k < L->n_param; k++) rc |= put_weight(g, wn[k], L, k, m->params + L->param[k].off);
+        for (int k = 0; k < L->n_param; k++)
+            rc |= put_weight(g, wn[k], L, k, m->params + L->param[k].off);
         H5Gclose(g);
     }
     free(list);
@@ -144,7 +146,7 @@ static int write_keras2(hid_t f, const Model *m) {
 }
 
 static int write_keras3(hid_t f, const Model *m) {
-    char (*names)[64] = xcalloc((size_t)m->n_layers + 1, sizeof *names);
+    char(*names)[64] = xcalloc((size_t)m->n_layers + 1, sizeof *names);
     int *index = xmalloc(((size_t)m->n_layers + 1) * sizeof *index);
     int n = keras_layers(m, 1, names, index), rc = 0;
     hid_t v = H5Gcreate2(f, "vars", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT); /* the model's own */
@@ -177,8 +179,9 @@ static int keras_layers_check(const Model *m, Err *e) {
         const Layer *L = &m->layers[l];
         const LayerOps *ops = layer_ops[L->kind];
         if (!ops->keras3_key && !(ops->flags & LAYER_F_NO_KERAS)) {
-            err_set(e, "export: layer '%s' (kind %s): the kind has no Keras 3 key (LayerOps."
-                       "keras3_key) and is not marked as having no Keras layer",
+            err_set(e,
+                    "export: layer '%s' (kind %s): the kind has no Keras 3 key (LayerOps."
+                    "keras3_key) and is not marked as having no Keras layer",
                     L->name, ops->keras_name ? ops->keras_name : "?");
             return -1;
         }
@@ -228,8 +231,9 @@ int export_keras_h5(const Model *m, const char *path, int keras3, Err *e) {
 #else
 
 int export_keras_h5(const Model *m, const char *path, int keras3, Err *e) {
-    err_set(e, "%s: cannot write Keras .h5 weights: built without HDF5: apt-get install "
-               "libhdf5-dev and rebuild",
+    err_set(e,
+            "%s: cannot write Keras .h5 weights: built without HDF5: apt-get install "
+            "libhdf5-dev and rebuild",
             path);
     return -1;
 }

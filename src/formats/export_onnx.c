@@ -86,12 +86,14 @@ static Onnx__AttributeProto *attr_ints(Graph *g, const char *name, const int64_t
 }
 
 /* A scalar attribute (INT or FLOAT). */
-static Onnx__AttributeProto *attr_scalar(Graph *g, const char *name, int is_float, int64_t i, float f) {
+static Onnx__AttributeProto *attr_scalar(Graph *g, const char *name, int is_float, int64_t i,
+                                         float f) {
     Onnx__AttributeProto *a = galloc(g, sizeof *a);
     onnx__attribute_proto__init(a);
     a->name = gstr(g, "%s", name);
     a->has_type = 1;
-    a->type = is_float ? ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT : ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
+    a->type = is_float ? ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT
+                       : ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
     a->has_f = is_float;
     a->f = f;
     a->has_i = !is_float;
@@ -214,7 +216,8 @@ static int emit_conv(Graph *g, const Layer *L, const float *w, const float *b, E
         for (int kw = 0; kw < KW; kw++)
             for (int c = 0; c < C; c++)
                 for (int oc = 0; oc < OC; oc++)
-                    t[(((size_t)oc * C + c) * KH + kh) * KW + kw] = w[(((size_t)kh * KW + kw) * C + c) * OC + oc];
+                    t[(((size_t)oc * C + c) * KH + kh) * KW + kw] =
+                        w[(((size_t)kh * KW + kw) * C + c) * OC + oc];
     int64_t dims[4] = {OC, C, KH, KW}, bd[1] = {OC};
     const char *in[3] = {g->cur, add_tensor(g, gstr(g, "%s_kernel", L->name), dims, 4, t), NULL};
     free(t);
@@ -230,14 +233,17 @@ static int emit_conv(Graph *g, const Layer *L, const float *w, const float *b, E
 }
 
 /* Depthwise Conv (group = C) with L's window: kernel (KH, KW, C, 1) -> (C, 1, KH, KW). */
-static int emit_depthwise(Graph *g, const Layer *L, const float *w, const float *b, const char *out, Err *e) {
+static int emit_depthwise(Graph *g, const Layer *L, const float *w, const float *b, const char *out,
+                          Err *e) {
     const int KH = L->kh, KW = L->kw, C = L->in.c;
     float *t = xmalloc((size_t)C * KH * KW * sizeof *t);
     for (int kh = 0; kh < KH; kh++)
         for (int kw = 0; kw < KW; kw++)
-            for (int c = 0; c < C; c++) t[((size_t)c * KH + kh) * KW + kw] = w[((size_t)kh * KW + kw) * C + c];
+            for (int c = 0; c < C; c++)
+                t[((size_t)c * KH + kh) * KW + kw] = w[((size_t)kh * KW + kw) * C + c];
     int64_t dims[4] = {C, 1, KH, KW}, bd[1] = {C};
-    const char *in[3] = {g->cur, add_tensor(g, gstr(g, "%s_depthwise_kernel", L->name), dims, 4, t), NULL};
+    const char *in[3] = {g->cur, add_tensor(g, gstr(g, "%s_depthwise_kernel", L->name), dims, 4, t),
+                         NULL};
     free(t);
     if (b) in[2] = add_tensor(g, gstr(g, "%s_bias", L->name), bd, 1, b);
     Onnx__AttributeProto *at[4];
@@ -258,7 +264,8 @@ static int emit_separable(Graph *g, const Layer *L, const float *const *p, Err *
     for (int c = 0; c < C; c++)
         for (int o = 0; o < OC; o++) t[(size_t)o * C + c] = p[1][(size_t)c * OC + o];
     int64_t dims[4] = {OC, C, 1, 1}, bd[1] = {OC}, one[2] = {1, 1};
-    const char *in[3] = {g->cur, add_tensor(g, gstr(g, "%s_pointwise_kernel", L->name), dims, 4, t), NULL};
+    const char *in[3] = {g->cur, add_tensor(g, gstr(g, "%s_pointwise_kernel", L->name), dims, 4, t),
+                         NULL};
     free(t);
     if (L->use_bias) in[2] = add_tensor(g, gstr(g, "%s_bias", L->name), bd, 1, p[2]);
     Onnx__AttributeProto *at = attr_ints(g, "kernel_shape", one, 2);
@@ -273,7 +280,8 @@ static void emit_batchnorm(Graph *g, const Layer *L, const float *const *p) {
     float *ones = xmalloc((size_t)C * sizeof *ones), *zeros = xcalloc((size_t)C, sizeof *zeros);
     for (int c = 0; c < C; c++) ones[c] = 1.0f;
     int64_t d[1] = {C};
-    const char *in[5] = {g->cur, add_tensor(g, gstr(g, "%s_gamma", L->name), d, 1, has_g ? p[0] : ones),
+    const char *in[5] = {g->cur,
+                         add_tensor(g, gstr(g, "%s_gamma", L->name), d, 1, has_g ? p[0] : ones),
                          add_tensor(g, gstr(g, "%s_beta", L->name), d, 1, has_b ? p[has_g] : zeros),
                          add_tensor(g, gstr(g, "%s_moving_mean", L->name), d, 1, p[mi]),
                          add_tensor(g, gstr(g, "%s_moving_variance", L->name), d, 1, p[mi + 1])};
@@ -331,30 +339,26 @@ static int emit_layer(Graph *g, const Model *m, const Layer *L, const char *cons
     const float *w = p[0], *b = p[1];
     const LayerOps *ops = layer_ops[L->kind];
     switch (ops->onnx) {
-    case LAYER_ONNX_CONV:
-        return emit_conv(g, L, w, b, e);
+    case LAYER_ONNX_CONV: return emit_conv(g, L, w, b, e);
     case LAYER_ONNX_DEPTHWISE:
         if (emit_depthwise(g, L, w, L->use_bias ? b : NULL, L->name, e)) return -1;
         activation(g, L);
         return 0;
-    case LAYER_ONNX_SEPARABLE:
-        return emit_separable(g, L, p, e);
-    case LAYER_ONNX_BATCHNORM:
-        emit_batchnorm(g, L, p);
-        return 0;
-    case LAYER_ONNX_ACTIVATION:
-        activation(g, L);
-        return 0;
+    case LAYER_ONNX_SEPARABLE: return emit_separable(g, L, p, e);
+    case LAYER_ONNX_BATCHNORM: emit_batchnorm(g, L, p); return 0;
+    case LAYER_ONNX_ACTIVATION: activation(g, L); return 0;
     case LAYER_ONNX_ADD:
         for (int k = 1; k < graph_n_inputs(L); k++) {
             const char *in[2] = {g->cur, names[k]};
-            add_node(g, "Add", k + 1 == graph_n_inputs(L) ? L->name : gstr(g, "%s_%d", L->name, k), in, 2, NULL, 0);
+            add_node(g, "Add", k + 1 == graph_n_inputs(L) ? L->name : gstr(g, "%s_%d", L->name, k),
+                     in, 2, NULL, 0);
         }
         return 0;
     case LAYER_ONNX_MAXPOOL: {
         Onnx__AttributeProto *at[3];
         if (window_attrs(g, L, at)) {
-            err_set(e, "export onnx: layer '%s': its padding has no ONNX MaxPool equivalent", L->name);
+            err_set(e, "export onnx: layer '%s': its padding has no ONNX MaxPool equivalent",
+                    L->name);
             return -1;
         }
         add_node(g, "MaxPool", L->name, &g->cur, 1, at, 3);
@@ -365,26 +369,20 @@ static int emit_layer(Graph *g, const Model *m, const Layer *L, const char *cons
         g->layout = 1; /* (N, C, 1, 1): flattening it is the same in either order */
         flatten(g, L->name);
         return 0;
-    case LAYER_ONNX_FLATTEN:
-        flatten(g, L->name);
-        return 0;
-    case LAYER_ONNX_DENSE:
-        emit_dense(g, L, w, b);
-        return 0;
+    case LAYER_ONNX_FLATTEN: flatten(g, L->name); return 0;
+    case LAYER_ONNX_DENSE: emit_dense(g, L, w, b); return 0;
     case LAYER_ONNX_RESCALING:
         affine(g, L->name, L->u.rescale.scale, L->u.rescale.offset);
         return 0;
-    case LAYER_ONNX_PREPROCESS:
-        emit_preprocess(g, L);
-        return 0;
-    case LAYER_ONNX_IDENTITY: /* Dropout, augmentation: identities at inference */
-        return 0;
+    case LAYER_ONNX_PREPROCESS: emit_preprocess(g, L); return 0;
+    case LAYER_ONNX_IDENTITY: /* Dropout, augmentation: identities at inference */ return 0;
     case LAYER_ONNX_UNSET:
-    case LAYER_ONNX_COUNT:
-        break;
+    case LAYER_ONNX_COUNT: break;
     }
-    err_set(e, "export onnx: layer '%s' (kind %s) has no ONNX translation (its LayerOps.onnx is "
-               "unset)", L->name, ops->keras_name ? ops->keras_name : "?");
+    err_set(e,
+            "export onnx: layer '%s' (kind %s) has no ONNX translation (its LayerOps.onnx is "
+            "unset)",
+            L->name, ops->keras_name ? ops->keras_name : "?");
     return -1;
 }
 
@@ -447,7 +445,8 @@ static int build_graph(Graph *g, const Model *m, const Job *job, Err *e) {
             int t = graph_input(L, l, k) + 1;
             names[k] = t_name[t];
             if (t_layout[t] != t_layout[graph_input(L, l, 0) + 1]) {
-                err_set(e, "export onnx: layer '%s' adds tensors of different ONNX layouts", L->name);
+                err_set(e, "export onnx: layer '%s' adds tensors of different ONNX layouts",
+                        L->name);
                 return -1;
             }
         }
@@ -476,7 +475,8 @@ int export_onnx(const Model *m, const Job *job, const char *path, Err *e) {
     if (rc == 0) {
         const Shape in = m->input;
         int64_t idims[4] = {-1, in.h, in.w, in.c}, odims[2] = {-1, model_output_shape(m).c};
-        Onnx__ValueInfoProto *vi = value_info(&g, "input", idims, 4), *vo = value_info(&g, "probabilities", odims, 2);
+        Onnx__ValueInfoProto *vi = value_info(&g, "input", idims, 4),
+                             *vo = value_info(&g, "probabilities", odims, 2);
         Onnx__GraphProto graph;
         onnx__graph_proto__init(&graph);
         graph.name = gstr(&g, "%s", job && job->name ? job->name : "convnet");

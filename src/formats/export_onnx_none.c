@@ -4,8 +4,9 @@
 
 int export_onnx(const Model *m, const Job *job, const char *path, Err *e) {
     (void)m, (void)job;
-    err_set(e, "%s: cannot write ONNX: built with ONNX=0 (apt-get install libonnx-dev "
-               "protobuf-c-compiler libprotobuf-c-dev, then rebuild without ONNX=0)",
+    err_set(e,
+            "%s: cannot write ONNX: built with ONNX=0 (apt-get install libonnx-dev "
+            "protobuf-c-compiler libprotobuf-c-dev, then rebuild without ONNX=0)",
             path);
     return -1;
 }

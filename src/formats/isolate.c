@@ -29,10 +29,10 @@ int isolate_test_no_seccomp;
 typedef struct {
     int rc;
     int done;
-    int no_sandbox;    /* errno of the failed filter load (the kernel has no seccomp) */
-    int unsandboxed;   /* ran without the filter (unsandboxed_ok) */
-    int trapped;       /* the filter stopped a system call ... */
-    int trapped_nr;    /* ... this one */
+    int no_sandbox;  /* errno of the failed filter load (the kernel has no seccomp) */
+    int unsandboxed; /* ran without the filter (unsandboxed_ok) */
+    int trapped;     /* the filter stopped a system call ... */
+    int trapped_nr;  /* ... this one */
     Err err;
 } Outcome;
 
@@ -58,9 +58,10 @@ static int sandbox_build(void) {
     scmp_filter_ctx f = seccomp_init(SCMP_ACT_TRAP);
     if (!f) return ENOSYS;
     const int plain[] = {
-        SCMP_SYS(brk),          SCMP_SYS(munmap),  SCMP_SYS(mremap),      SCMP_SYS(madvise),
-        SCMP_SYS(futex),        SCMP_SYS(exit),    SCMP_SYS(exit_group),  SCMP_SYS(rt_sigreturn),
-        SCMP_SYS(getcwd),       SCMP_SYS(getpid),  SCMP_SYS(gettid),      SCMP_SYS(sched_yield),
+        SCMP_SYS(brk),           SCMP_SYS(munmap),       SCMP_SYS(mremap),
+        SCMP_SYS(madvise),       SCMP_SYS(futex),        SCMP_SYS(exit),
+        SCMP_SYS(exit_group),    SCMP_SYS(rt_sigreturn), SCMP_SYS(getcwd),
+        SCMP_SYS(getpid),        SCMP_SYS(gettid),       SCMP_SYS(sched_yield),
         SCMP_SYS(clock_gettime), SCMP_SYS(gettimeofday),
     };
     int rc = 0;
@@ -122,8 +123,8 @@ static int sandbox_enter(void) {
 }
 
 /* The child: drop what it inherited, limit it, sandbox it, run fn. Never returns. */
-static void child_run(int (*fn)(void *ctx, void *buf, Err *e), void *ctx, void *buf,
-                      Outcome *o, int unsandboxed_ok) {
+static void child_run(int (*fn)(void *ctx, void *buf, Err *e), void *ctx, void *buf, Outcome *o,
+                      int unsandboxed_ok) {
     child_outcome = o;
     /* a reader spinning on a hostile file ends with SIGXCPU rather than never; a file it
      * might still write (no sandbox) cannot grow */
@@ -154,10 +155,11 @@ static void child_run(int (*fn)(void *ctx, void *buf, Err *e), void *ctx, void *
 static IsolateEnd child_failed(const Outcome *o, int status, const IsolateOpts *opts, Err *e) {
     const char *what = opts->what, *who = opts->reader ? opts->reader : "the reader";
     if (o->no_sandbox) {
-        err_set(e, "%s: refusing to read it: %s cannot be sandboxed on this kernel (seccomp-bpf: "
-                   "%s), and a hostile file could then run code as you. Set "
-                   "CONVNET_H5_UNSANDBOXED=1 to read files you trust without the sandbox "
-                   "(docs/sandbox.md)",
+        err_set(e,
+                "%s: refusing to read it: %s cannot be sandboxed on this kernel (seccomp-bpf: "
+                "%s), and a hostile file could then run code as you. Set "
+                "CONVNET_H5_UNSANDBOXED=1 to read files you trust without the sandbox "
+                "(docs/sandbox.md)",
                 what, who, strerror(o->no_sandbox));
         return ISOLATE_NO_SANDBOX;
     }
@@ -167,9 +169,10 @@ static IsolateEnd child_failed(const Outcome *o, int status, const IsolateOpts *
         char nr[32];
         snprintf(nr, sizeof nr, o->trapped ? "system call %d" : "a forbidden system call",
                  o->trapped_nr);
-        err_set(e, "%s: %s was stopped by the sandbox: it attempted %s, which reading the file "
-                   "never needs (a damaged or hostile file; the call did not run, nothing was "
-                   "loaded from it)",
+        err_set(e,
+                "%s: %s was stopped by the sandbox: it attempted %s, which reading the file "
+                "never needs (a damaged or hostile file; the call did not run, nothing was "
+                "loaded from it)",
                 what, who, name ? name : nr);
         free(name);
         return ISOLATE_SANDBOX;

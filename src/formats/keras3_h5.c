@@ -28,7 +28,8 @@ void keras3_layer_keys(const Model *m, char (*keys)[64]) {
 
 int keras_weight_dims(const Layer *L, int which, unsigned long long *dims) {
     if (which < 0 || which >= L->n_param) return 0;
-    for (int i = 0; i < L->param[which].rank; i++) dims[i] = (unsigned long long)L->param[which].dims[i];
+    for (int i = 0; i < L->param[which].rank; i++)
+        dims[i] = (unsigned long long)L->param[which].dims[i];
     return L->param[which].rank;
 }
 
@@ -44,7 +45,8 @@ void keras_weight_list(const Layer *L, char *buf, size_t n) {
 
 static void shape_str(char *buf, size_t n, const unsigned long long *d, int rank) {
     size_t at = (size_t)snprintf(buf, n, "(");
-    for (int i = 0; i < rank && at < n; i++) at += (size_t)snprintf(buf + at, n - at, "%s%llu", i ? ", " : "", d[i]);
+    for (int i = 0; i < rank && at < n; i++)
+        at += (size_t)snprintf(buf + at, n - at, "%s%llu", i ? ", " : "", d[i]);
     if (at < n) snprintf(buf + at, n - at, rank == 1 ? ",)" : ")");
 }
 
@@ -62,9 +64,10 @@ static int read_var(hid_t vars, const char *gpath, const Layer *L, int which, fl
     char got_s[160], want_s[160];
     const char *what = L->param[which].name;
     if (d < 0) {
-        err_set(e, "%s: layer '%s': dataset %s/vars/%s (its %s) is missing or not a dataset",
-                file, L->name, gpath, dname, what);
-    } else if (type < 0 || rank < 0 || rank > H5S_MAX_RANK || H5Sget_simple_extent_dims(space, dims, NULL) < 0) {
+        err_set(e, "%s: layer '%s': dataset %s/vars/%s (its %s) is missing or not a dataset", file,
+                L->name, gpath, dname, what);
+    } else if (type < 0 || rank < 0 || rank > H5S_MAX_RANK ||
+               H5Sget_simple_extent_dims(space, dims, NULL) < 0) {
         err_set(e, "%s: layer '%s': cannot read dataset %s/vars/%s", file, L->name, gpath, dname);
     } else if (H5Tget_class(type) != H5T_FLOAT) {
         err_set(e, "%s: layer '%s': dataset %s/vars/%s (%s) does not hold floating-point values",
@@ -79,10 +82,12 @@ static int read_var(hid_t vars, const char *gpath, const Layer *L, int which, fl
         if (!same) {
             shape_str(got_s, sizeof got_s, got, rank);
             shape_str(want_s, sizeof want_s, want, want_rank);
-            err_set(e, "%s: layer '%s': dataset %s/vars/%s (%s) has shape %s, the job's layer needs %s",
-                    file, L->name, gpath, dname, what, got_s, want_s);
+            err_set(
+                e, "%s: layer '%s': dataset %s/vars/%s (%s) has shape %s, the job's layer needs %s",
+                file, L->name, gpath, dname, what, got_s, want_s);
         } else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0) {
-            err_set(e, "%s: layer '%s': cannot read dataset %s/vars/%s (truncated or damaged file?)",
+            err_set(e,
+                    "%s: layer '%s': cannot read dataset %s/vars/%s (truncated or damaged file?)",
                     file, L->name, gpath, dname);
         } else {
             rc = 0;
@@ -134,16 +139,18 @@ static herr_t load_child(hid_t layers, const char *key, const H5L_info_t *info, 
         err_set(w->e, "%s: cannot read group %s/vars (damaged file?)", w->file, gpath);
         rc = -1;
     } else if (nested) {
-        err_set(w->e, "%s: %s is a nested model (%s/layers/...): unsupported; this build reads "
-                      "Keras 3 .weights.h5 files of flat Sequential models (layers/<class>/vars) "
-                      "and Keras 2 save_weights files",
+        err_set(w->e,
+                "%s: %s is a nested model (%s/layers/...): unsupported; this build reads "
+                "Keras 3 .weights.h5 files of flat Sequential models (layers/<class>/vars) "
+                "and Keras 2 save_weights files",
                 w->file, gpath, gpath);
         rc = -1;
     } else if (n == 0) {
         rc = 0; /* a layer without weights (pooling, flatten, ...) */
     } else if (!L) {
-        err_set(w->e, "%s: %s has %ld weights but the job has no layer of that Keras 3 key (Keras 3 "
-                      "keys are class names numbered in layer order: conv2d, conv2d_1, dense, ...)",
+        err_set(w->e,
+                "%s: %s has %ld weights but the job has no layer of that Keras 3 key (Keras 3 "
+                "keys are class names numbered in layer order: conv2d, conv2d_1, dense, ...)",
                 w->file, gpath, n);
         rc = -1;
     } else if (L->n_param == 0) {
@@ -155,7 +162,9 @@ static herr_t load_child(hid_t layers, const char *key, const H5L_info_t *info, 
         keras_weight_list(L, list, sizeof list);
         err_set(w->e, "%s: %s has %ld weights, the job's layer '%s' (%s) has %d (%s%s)", w->file,
                 gpath, n, L->name, layer_ops[L->kind]->keras_name, L->n_param, list,
-                layer_param_find(L, "bias") < 0 && layer_param_find(L, "gamma") < 0 ? "; use_bias = false" : "");
+                layer_param_find(L, "bias") < 0 && layer_param_find(L, "gamma") < 0
+                    ? "; use_bias = false"
+                    : "");
         rc = -1;
     } else {
         for (int i = 0; i < L->n_param && rc == 0; i++)
@@ -177,8 +186,9 @@ int keras3_h5_load_file(hid_t f, const char *path, Model *m, Err *e) {
     for (int l = 0; l < m->n_layers; l++) { /* a kind without its key could match no group */
         const Layer *L = &m->layers[l];
         if (L->n_param && !keras3_class_key(L->kind)) {
-            err_set(e, "%s: the job's layer '%s' (kind %s) has weights but its kind has no Keras 3 "
-                       "key (LayerOps.keras3_key): they cannot be read from a Keras 3 file",
+            err_set(e,
+                    "%s: the job's layer '%s' (kind %s) has weights but its kind has no Keras 3 "
+                    "key (LayerOps.keras3_key): they cannot be read from a Keras 3 file",
                     path, L->name, layer_ops[L->kind]->keras_name);
             return -1;
         }
@@ -188,7 +198,7 @@ int keras3_h5_load_file(hid_t f, const char *path, Model *m, Err *e) {
         err_set(e, "%s: cannot open group /layers", path);
         return -1;
     }
-    char (*keys)[64] = xcalloc((size_t)m->n_layers + 1, sizeof *keys);
+    char(*keys)[64] = xcalloc((size_t)m->n_layers + 1, sizeof *keys);
     keras3_layer_keys(m, keys);
     Walk w = {m, keys, path, e, 0, 0};
     herr_t it = H5Literate(layers, H5_INDEX_NAME, H5_ITER_INC, NULL, load_child, &w);

@@ -64,8 +64,7 @@ static int read_string_attr(hid_t obj, const char *name, StrList *out, const cha
     } else if (H5Tis_variable_str(type) > 0) {
         char **buf = xcalloc((size_t)n, sizeof *buf);
         memtype = H5Tcopy(H5T_C_S1);
-        if (memtype < 0 || H5Tset_size(memtype, H5T_VARIABLE) < 0 ||
-            H5Aread(a, memtype, buf) < 0) {
+        if (memtype < 0 || H5Tset_size(memtype, H5T_VARIABLE) < 0 || H5Aread(a, memtype, buf) < 0) {
             err_set(e, "%s: cannot read attribute '%s' of %s", file, name, where);
             for (hssize_t i = 0; i < n; i++) H5free_memory(buf[i]); /* read before the error */
         } else {
@@ -160,8 +159,9 @@ static int load_dataset(hid_t group, const char *wname, const Layer *L, int whic
     } else if (H5Tget_class(type) != H5T_FLOAT ||
                (H5Tget_size(type) != 2 && H5Tget_size(type) != 4 && H5Tget_size(type) != 8)) {
         /* an odd element size would make libhdf5 size its conversion buffer from it */
-        err_set(e, "%s: layer '%s': dataset '%s/%s' does not hold floating-point values of 2, 4 "
-                   "or 8 bytes (its %s must be float32)",
+        err_set(e,
+                "%s: layer '%s': dataset '%s/%s' does not hold floating-point values of 2, 4 "
+                "or 8 bytes (its %s must be float32)",
                 file, L->name, L->name, wname, what);
     } else if (H5Sget_simple_extent_dims(space, dims, NULL) < 0) {
         err_set(e, "%s: layer '%s': cannot read the shape of dataset '%s/%s'", file, L->name,
@@ -172,12 +172,13 @@ static int load_dataset(hid_t group, const char *wname, const Layer *L, int whic
         err_set(e, "%s: layer '%s': dataset '%s/%s' (%s) has shape %s, the job's layer needs %s",
                 file, L->name, L->name, wname, what, got_s, want_s);
     } else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0) {
-        err_set(e, "%s: layer '%s': cannot read dataset '%s/%s' (truncated or damaged file?)",
-                file, L->name, L->name, wname);
+        err_set(e, "%s: layer '%s': cannot read dataset '%s/%s' (truncated or damaged file?)", file,
+                L->name, L->name, wname);
     } else if (floats_first_nonfinite(dst, L->param[which].n) < L->param[which].n) {
         size_t n = L->param[which].n, bad = floats_first_nonfinite(dst, n);
-        err_set(e, "%s: layer '%s': dataset '%s/%s' (%s) holds a non-finite value (%g, value %zu "
-                   "of %zu): refusing to train from it",
+        err_set(e,
+                "%s: layer '%s': dataset '%s/%s' (%s) holds a non-finite value (%g, value %zu "
+                "of %zu): refusing to train from it",
                 file, L->name, L->name, wname, what, (double)dst[bad], bad, n);
     } else {
         rc = 0;
@@ -218,7 +219,8 @@ static int load_layer(hid_t root, const char *lname, Model *m, const char *file,
     StrList w;
     int rc = read_names(g, "weight_names", &w, file, where, e);
     if (rc == 1) {
-        err_set(e, "%s: layer group '%s' has no 'weight_names' attribute (not a Keras weights file?)",
+        err_set(e,
+                "%s: layer group '%s' has no 'weight_names' attribute (not a Keras weights file?)",
                 file, lname);
         rc = -1;
     }
@@ -231,17 +233,21 @@ static int load_layer(hid_t root, const char *lname, Model *m, const char *file,
                 file, lname);
         rc = -1;
     } else if (L->n_param == 0) {
-        err_set(e, "%s: layer '%s' has weights in the file but the job's layer of that name (%s) "
-                   "has no parameters",
+        err_set(e,
+                "%s: layer '%s' has weights in the file but the job's layer of that name (%s) "
+                "has no parameters",
                 file, lname, layer_ops[L->kind]->keras_name);
         rc = -1;
     } else if (w.n != L->n_param) {
         char list[160];
         keras_weight_list(L, list, sizeof list);
-        err_set(e, "%s: layer '%s' has %d weights in the file (%s%s%s%s), the job's %s has %d (%s%s)",
-                file, lname, w.n, w.v[0], w.n > 1 ? ", " : "", w.n > 1 ? w.v[1] : "", w.n > 2 ? ", ..." : "",
-                layer_ops[L->kind]->keras_name, L->n_param, list,
-                layer_param_find(L, "bias") < 0 && layer_param_find(L, "gamma") < 0 ? "; use_bias = false" : "");
+        err_set(e,
+                "%s: layer '%s' has %d weights in the file (%s%s%s%s), the job's %s has %d (%s%s)",
+                file, lname, w.n, w.v[0], w.n > 1 ? ", " : "", w.n > 1 ? w.v[1] : "",
+                w.n > 2 ? ", ..." : "", layer_ops[L->kind]->keras_name, L->n_param, list,
+                layer_param_find(L, "bias") < 0 && layer_param_find(L, "gamma") < 0
+                    ? "; use_bias = false"
+                    : "");
         rc = -1;
     } else {
         /* by position, in Keras's order (kernel, bias; gamma, beta, moving_mean, moving_variance) */
@@ -261,14 +267,16 @@ static void open_error(const char *path, const unsigned char *head, size_t got, 
     if (got == 0)
         err_set(e, "%s: the file is empty, not an HDF5 file (Keras .h5 weights)", path);
     else if (got >= 4 && !memcmp(head, "PK\3\4", 4)) /* Keras 3 model.save: a zip */
-        err_set(e, "%s: a zip archive (a Keras 3 .keras model?), not an HDF5 file: its weights "
-                   "are the model.weights.h5 inside (unzip it and use that)",
+        err_set(e,
+                "%s: a zip archive (a Keras 3 .keras model?), not an HDF5 file: its weights "
+                "are the model.weights.h5 inside (unzip it and use that)",
                 path);
     else if (got < sizeof sig || memcmp(head, sig, sizeof sig) != 0)
         err_set(e, "%s: not an HDF5 file (Keras .h5 weights start with the HDF5 signature)", path);
     else
-        err_set(e, "%s: HDF5 signature present but the file cannot be opened: truncated or "
-                   "damaged (download it again)",
+        err_set(e,
+                "%s: HDF5 signature present but the file cannot be opened: truncated or "
+                "damaged (download it again)",
                 path);
 }
 
@@ -296,9 +304,10 @@ static int load_file(hid_t f, const char *path, Model *m, Err *e) {
     StrList names;
     int rc = read_names(root, "layer_names", &names, path, "the root group", e);
     if (rc == 1)
-        err_set(e, "%s: unsupported HDF5 layout: no 'layer_names' attribute at the root (Keras 2 "
-                   "save_weights, keras-applications, model_weights of a whole-model .h5) and no "
-                   "/layers group (Keras 3 .weights.h5); those are the formats this build reads",
+        err_set(e,
+                "%s: unsupported HDF5 layout: no 'layer_names' attribute at the root (Keras 2 "
+                "save_weights, keras-applications, model_weights of a whole-model .h5) and no "
+                "/layers group (Keras 3 .weights.h5); those are the formats this build reads",
                 path);
     int loaded = 0;
     for (int i = 0; rc == 0 && i < names.n; i++) {
@@ -353,8 +362,9 @@ int keras_h5_load_weights_image(const void *buf, size_t n, const char *name, Mod
     H5Eget_auto2(H5E_DEFAULT, &old_func, &old_data);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     Image im = {buf, n};
-    H5FD_file_image_callbacks_t cb = {image_malloc,  image_memcpy,     image_realloc, image_free,
-                                      image_udata_copy, image_udata_free, &im};
+    H5FD_file_image_callbacks_t cb = {image_malloc, image_memcpy,     image_realloc,
+                                      image_free,   image_udata_copy, image_udata_free,
+                                      &im};
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     int rc = -1;
     if (fapl < 0 || H5Pset_fapl_core(fapl, 1 << 16, 0) < 0 ||
@@ -423,8 +433,8 @@ int keras_h5_load_weights(const char *path, Model *m, Err *e) {
     if (runenv()->h5_inprocess) {
         rc = keras_h5_load_weights_image(image, (size_t)size, path, m, e);
     } else {
-        IsolateOpts opts = {.what = path, .reader = "the HDF5 parser",
-                            .unsandboxed_ok = runenv()->h5_unsandboxed};
+        IsolateOpts opts = {
+            .what = path, .reader = "the HDF5 parser", .unsandboxed_ok = runenv()->h5_unsandboxed};
         rc = keras_h5_load_isolated(image, (size_t)size, path, m, &opts, e);
     }
     if (image) munmap(image, (size_t)size);
@@ -443,8 +453,9 @@ int keras_h5_load_isolated(const void *image, size_t n, const char *path, Model 
 }
 
 int keras_h5_load_weights(const char *path, Model *m, Err *e) {
-    err_set(e, "%s: cannot read Keras .h5 weights: built without HDF5: apt-get install "
-               "libhdf5-dev and rebuild",
+    err_set(e,
+            "%s: cannot read Keras .h5 weights: built without HDF5: apt-get install "
+            "libhdf5-dev and rebuild",
             path);
     return -1;
 }

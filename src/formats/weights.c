@@ -24,11 +24,15 @@ uint64_t model_structure_hash(const Model *m) {
         const Layer *L = &m->layers[l];
         /* the first two tensors' sizes (kernel, bias) as before parameter lists, so that older
          * files of chain models still match; kinds with more tensors hash them all */
-        uint64_t f[6] = {(uint64_t)L->kind, (uint64_t)shape_size(L->in), (uint64_t)shape_size(L->out),
-                         L->n_param > 0 ? L->param[0].n : 0, L->n_param > 1 ? L->param[1].n : 0,
+        uint64_t f[6] = {(uint64_t)L->kind,
+                         (uint64_t)shape_size(L->in),
+                         (uint64_t)shape_size(L->out),
+                         L->n_param > 0 ? L->param[0].n : 0,
+                         L->n_param > 1 ? L->param[1].n : 0,
                          (uint64_t)L->out.c};
         h = hash_bytes(h, f, sizeof f);
-        for (int i = 2; i < L->n_param; i++) h = hash_bytes(h, &L->param[i].n, sizeof L->param[i].n);
+        for (int i = 2; i < L->n_param; i++)
+            h = hash_bytes(h, &L->param[i].n, sizeof L->param[i].n);
     }
     return h;
 }
@@ -75,8 +79,9 @@ static float *read_checked(const char *path, WeightsHeader *hd, Err *e) {
     /* the size the header declares must be the file's before anything is allocated for it */
     uint64_t want = sizeof *hd + hd->n_params * 4 + 4;
     if ((uint64_t)fsize != want) {
-        err_set(e, "%s: %s: the header (offset 16) declares %llu parameters, %llu bytes in all; "
-                   "the file has %lld",
+        err_set(e,
+                "%s: %s: the header (offset 16) declares %llu parameters, %llu bytes in all; "
+                "the file has %lld",
                 path, (uint64_t)fsize < want ? "truncated" : "trailing bytes",
                 (unsigned long long)hd->n_params, (unsigned long long)want, fsize);
         goto fail;
@@ -97,7 +102,8 @@ static float *read_checked(const char *path, WeightsHeader *hd, Err *e) {
     uint32_t crc = crc32_update(0, hd, sizeof *hd);
     crc = crc32_update(crc, p, hd->n_params * sizeof(float));
     if (crc != crc_file) {
-        err_set(e, "%s: checksum mismatch (file says %08x, contents give %08x): the file is corrupt",
+        err_set(e,
+                "%s: checksum mismatch (file says %08x, contents give %08x): the file is corrupt",
                 path, crc_file, crc);
         goto fail;
     }
@@ -114,8 +120,9 @@ int weights_load(const char *path, Model *m, Err *e) {
     float *p = read_checked(path, &hd, e);
     if (!p) return -1;
     if (hd.n_params != m->n_params || hd.structure != model_structure_hash(m)) {
-        err_set(e, "%s: weights of another model (%llu parameters in %u layers; this job's model has "
-                   "%zu in %d layers, or its layer shapes differ)",
+        err_set(e,
+                "%s: weights of another model (%llu parameters in %u layers; this job's model has "
+                "%zu in %d layers, or its layer shapes differ)",
                 path, (unsigned long long)hd.n_params, hd.n_layers, m->n_params, m->n_layers);
         free(p);
         return -1;

@@ -83,7 +83,7 @@ typedef enum { IN_AUX = -1, WS_FWD, WS_BWD_DATA, WS_BWD_WEIGHTS, N_WS_PASSES } S
 typedef struct {
     Prim prim;
     int src_arg, dst_arg;
-    Slot dst;      /* where the reorder writes, when it writes into a slot of ours */
+    Slot dst; /* where the reorder writes, when it writes into a slot of ours */
 } Reorder;
 
 typedef struct {
@@ -119,9 +119,11 @@ static int ok(dnnl_status_t st, const char *what, Err *e) {
 static int prim_make(Prim *P, dnnl_primitive_desc_t pd, const int *args, int n, Err *e) {
     P->n = n;
     for (int i = 0; i < n; i++) {
-        const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, args[i]);
+        const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md,
+                                                                    args[i]);
         P->args[i].arg = args[i];
-        if (!md || ok(dnnl_memory_create(&P->args[i].memory, md, engine, DNNL_MEMORY_NONE), "memory", e))
+        if (!md ||
+            ok(dnnl_memory_create(&P->args[i].memory, md, engine, DNNL_MEMORY_NONE), "memory", e))
             return -1;
     }
     return ok(dnnl_primitive_create(&P->p, pd), "primitive", e);
@@ -145,7 +147,8 @@ static void prim_set(Prim *P, int arg, const void *ptr) {
 static void prim_run(Prim *P) {
     dnnl_status_t st = dnnl_primitive_execute(P->p, stream, P->n, P->args);
     if (st == dnnl_success) st = dnnl_stream_wait(stream);
-    if (st != dnnl_success) die(EXIT_RUNTIME, "oneDNN: a convolution primitive failed (status %d)", (int)st);
+    if (st != dnnl_success)
+        die(EXIT_RUNTIME, "oneDNN: a convolution primitive failed (status %d)", (int)st);
 }
 
 static size_t scratch_bytes(dnnl_primitive_desc_t pd) {
@@ -159,7 +162,8 @@ static int reorder_make(Dnnl *s, Reorder *r, const dnnl_memory_desc_t *from,
     memset(r, 0, sizeof *r);
     if (dnnl_memory_desc_equal(from, to)) return 0;
     dnnl_primitive_desc_t pd;
-    if (ok(dnnl_reorder_primitive_desc_create(&pd, from, engine, to, engine, NULL), "reorder", e)) return -1;
+    if (ok(dnnl_reorder_primitive_desc_create(&pd, from, engine, to, engine, NULL), "reorder", e))
+        return -1;
     static const int args[] = {DNNL_ARG_FROM, DNNL_ARG_TO};
     int rc = prim_make(&r->prim, pd, args, 2, e);
     dnnl_primitive_desc_destroy(pd);
@@ -196,7 +200,8 @@ static dnnl_primitive_attr_t attr_make(Activation act) {
     if (act == ACT_RELU || act == ACT_LEAKY || act == ACT_SIGMOID) {
         dnnl_post_ops_t po;
         dnnl_post_ops_create(&po);
-        dnnl_post_ops_append_eltwise(po, 1.0f, act == ACT_SIGMOID ? dnnl_eltwise_logistic : dnnl_eltwise_relu,
+        dnnl_post_ops_append_eltwise(po, 1.0f,
+                                     act == ACT_SIGMOID ? dnnl_eltwise_logistic : dnnl_eltwise_relu,
                                      act == ACT_LEAKY ? LEAKY_SLOPE : 0.0f, 0.0f);
         dnnl_primitive_attr_set_post_ops(attr, po);
         dnnl_post_ops_destroy(po);
@@ -207,9 +212,9 @@ static dnnl_primitive_attr_t attr_make(Activation act) {
 static void dnnl_conv_free(ConvPlan *p) {
     Dnnl *s = p->state;
     if (!s) return;
-    Prim *ps[] = {&s->fwd, &s->bwd_d, &s->bwd_w, &s->src_f.prim, &s->w_f.prim, &s->dst_f.prim,
-                  &s->w_d.prim, &s->ddst_d.prim, &s->dsrc_d.prim, &s->src_w.prim,
-                  &s->ddst_w.prim, &s->dw_w.prim};
+    Prim *ps[] = {&s->fwd,         &s->bwd_d,      &s->bwd_w,       &s->src_f.prim,
+                  &s->w_f.prim,    &s->dst_f.prim, &s->w_d.prim,    &s->ddst_d.prim,
+                  &s->dsrc_d.prim, &s->src_w.prim, &s->ddst_w.prim, &s->dw_w.prim};
     for (size_t i = 0; i < sizeof ps / sizeof *ps; i++) prim_free(ps[i]);
     free(s);
     p->state = NULL;
@@ -223,40 +228,50 @@ static int dnnl_conv_build(ConvPlan *p, Dnnl *s, dnnl_alg_kind_t alg, Err *e) {
                       b_dims = {g->OC}, dst_dims = {g->N, g->OC, g->OH, g->OW},
                       strides = {g->SH, g->SW}, pad_l = {g->PT, g->PL};
     /* bottom/right padding as oneDNN counts it; Keras's valid strides may leave input unread */
-    int pb = (g->OH - 1) * g->SH + g->KH - g->H - g->PT, pr = (g->OW - 1) * g->SW + g->KW - g->W - g->PL;
+    int pb = (g->OH - 1) * g->SH + g->KH - g->H - g->PT,
+        pr = (g->OW - 1) * g->SW + g->KW - g->W - g->PL;
     const dnnl_dims_t pad_r = {pb > 0 ? pb : 0, pr > 0 ? pr : 0};
     dnnl_memory_desc_t any_src, any_w, any_dst;
-    dnnl_memory_desc_init_by_tag(&s->in, 4, src_dims, dnnl_f32, p->d.in_fmt == FMT_BLK16 ? dnnl_nChw16c : dnnl_nhwc);
+    dnnl_memory_desc_init_by_tag(&s->in, 4, src_dims, dnnl_f32,
+                                 p->d.in_fmt == FMT_BLK16 ? dnnl_nChw16c : dnnl_nhwc);
     const int nhwc = p->out_fmt == FMT_NHWC; /* then the primitives read and write NHWC too */
     dnnl_memory_desc_init_by_tag(&s->out, 4, dst_dims, dnnl_f32, nhwc ? dnnl_nhwc : dnnl_nChw16c);
     dnnl_memory_desc_init_by_tag(&s->w, 4, w_dims, dnnl_f32, dnnl_hwio);
     dnnl_memory_desc_init_by_tag(&s->bias, 1, b_dims, dnnl_f32, dnnl_x);
-    dnnl_memory_desc_init_by_tag(&any_src, 4, src_dims, dnnl_f32, nhwc ? dnnl_nhwc : dnnl_format_tag_any);
+    dnnl_memory_desc_init_by_tag(&any_src, 4, src_dims, dnnl_f32,
+                                 nhwc ? dnnl_nhwc : dnnl_format_tag_any);
     dnnl_memory_desc_init_by_tag(&any_w, 4, w_dims, dnnl_f32, dnnl_format_tag_any);
-    dnnl_memory_desc_init_by_tag(&any_dst, 4, dst_dims, dnnl_f32, nhwc ? dnnl_nhwc : dnnl_format_tag_any);
+    dnnl_memory_desc_init_by_tag(&any_dst, 4, dst_dims, dnnl_f32,
+                                 nhwc ? dnnl_nhwc : dnnl_format_tag_any);
     const dnnl_memory_desc_t *bias = p->d.has_bias ? &s->bias : NULL;
 
     dnnl_convolution_desc_t fd, dd, wd;
     dnnl_primitive_desc_t fpd = NULL, dpd = NULL, wpd = NULL;
     dnnl_primitive_attr_t fattr = attr_make(p->d.act), battr = attr_make(ACT_LINEAR);
     int rc = -1;
-    if (ok(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, alg, &any_src, &any_w, bias,
-                                              &any_dst, strides, pad_l, pad_r), "forward desc", e) ||
+    if (ok(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, alg, &any_src, &any_w,
+                                              bias, &any_dst, strides, pad_l, pad_r),
+           "forward desc", e) ||
         dnnl_primitive_desc_create(&fpd, &fd, fattr, engine, NULL) != dnnl_success ||
-        ok(dnnl_convolution_backward_data_desc_init(&dd, alg, &any_src, &any_w, &any_dst, strides, pad_l, pad_r),
+        ok(dnnl_convolution_backward_data_desc_init(&dd, alg, &any_src, &any_w, &any_dst, strides,
+                                                    pad_l, pad_r),
            "backward-data desc", e) ||
         dnnl_primitive_desc_create(&dpd, &dd, battr, engine, fpd) != dnnl_success ||
-        ok(dnnl_convolution_backward_weights_desc_init(&wd, alg, &any_src, &any_w, bias, &any_dst, strides,
-                                                       pad_l, pad_r), "backward-weights desc", e) ||
+        ok(dnnl_convolution_backward_weights_desc_init(&wd, alg, &any_src, &any_w, bias, &any_dst,
+                                                       strides, pad_l, pad_r),
+           "backward-weights desc", e) ||
         dnnl_primitive_desc_create(&wpd, &wd, battr, engine, fpd) != dnnl_success) {
-        if (!e->msg[0]) err_set(e, "oneDNN has no %s implementation for this convolution",
-                                alg == dnnl_convolution_winograd ? "Winograd" : "direct");
+        if (!e->msg[0])
+            err_set(e, "oneDNN has no %s implementation for this convolution",
+                    alg == dnnl_convolution_winograd ? "Winograd" : "direct");
         goto out;
     }
-    static const int fargs[] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_SCRATCHPAD, DNNL_ARG_BIAS};
-    static const int dargs[] = {DNNL_ARG_DIFF_DST, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_SRC, DNNL_ARG_SCRATCHPAD};
-    static const int wargs[] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS, DNNL_ARG_SCRATCHPAD,
-                                DNNL_ARG_DIFF_BIAS};
+    static const int fargs[] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_SCRATCHPAD,
+                                DNNL_ARG_BIAS};
+    static const int dargs[] = {DNNL_ARG_DIFF_DST, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_SRC,
+                                DNNL_ARG_SCRATCHPAD};
+    static const int wargs[] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS,
+                                DNNL_ARG_SCRATCHPAD, DNNL_ARG_DIFF_BIAS};
     if (prim_make(&s->fwd, fpd, fargs, bias ? 5 : 4, e) || prim_make(&s->bwd_d, dpd, dargs, 4, e) ||
         prim_make(&s->bwd_w, wpd, wargs, bias ? 5 : 4, e))
         goto out;
@@ -268,21 +283,27 @@ static int dnnl_conv_build(ConvPlan *p, Dnnl *s, dnnl_alg_kind_t alg, Err *e) {
     if (reorder_make(s, &s->w_f, &s->w, pd_md(fpd, dnnl_query_weights_md), IN_AUX, 1, e) ||
         reorder_make(s, &s->src_f, &s->in, pd_md(fpd, dnnl_query_src_md), IN_AUX, 1, e))
         goto out;
-    s->src_w_uses_fwd = dnnl_memory_desc_equal(pd_md(fpd, dnnl_query_src_md), pd_md(wpd, dnnl_query_src_md));
+    s->src_w_uses_fwd = dnnl_memory_desc_equal(pd_md(fpd, dnnl_query_src_md),
+                                               pd_md(wpd, dnnl_query_src_md));
     /* backward-weights reads the forward's reordered copy: the layer need not keep `in` for it */
     p->keeps_input = s->src_w_uses_fwd && s->src_f.prim.p;
     if (reorder_make(s, &s->dst_f, pd_md(fpd, dnnl_query_dst_md), &s->out, WS_FWD, 0, e) ||
         reorder_make(s, &s->w_d, &s->w, pd_md(dpd, dnnl_query_weights_md), WS_BWD_DATA, 1, e) ||
-        reorder_make(s, &s->ddst_d, &s->out, pd_md(dpd, dnnl_query_diff_dst_md), WS_BWD_DATA, 1, e) ||
-        reorder_make(s, &s->dsrc_d, pd_md(dpd, dnnl_query_diff_src_md), &s->in, WS_BWD_DATA, 0, e) ||
+        reorder_make(s, &s->ddst_d, &s->out, pd_md(dpd, dnnl_query_diff_dst_md), WS_BWD_DATA, 1,
+                     e) ||
+        reorder_make(s, &s->dsrc_d, pd_md(dpd, dnnl_query_diff_src_md), &s->in, WS_BWD_DATA, 0,
+                     e) ||
         (!s->src_w_uses_fwd &&
          reorder_make(s, &s->src_w, &s->in, pd_md(wpd, dnnl_query_src_md), WS_BWD_WEIGHTS, 1, e)) ||
-        reorder_make(s, &s->ddst_w, &s->out, pd_md(wpd, dnnl_query_diff_dst_md), WS_BWD_WEIGHTS, 1, e) ||
-        reorder_make(s, &s->dw_w, pd_md(wpd, dnnl_query_diff_weights_md), &s->w, WS_BWD_WEIGHTS, 0, e))
+        reorder_make(s, &s->ddst_w, &s->out, pd_md(wpd, dnnl_query_diff_dst_md), WS_BWD_WEIGHTS, 1,
+                     e) ||
+        reorder_make(s, &s->dw_w, pd_md(wpd, dnnl_query_diff_weights_md), &s->w, WS_BWD_WEIGHTS, 0,
+                     e))
         goto out;
     /* outputs that need a reorder afterwards are first written to a buffer of their pass */
     size_t fdst = s->dst_f.prim.p ? dnnl_memory_desc_get_size(pd_md(fpd, dnnl_query_dst_md)) : 0;
-    size_t dsrc = s->dsrc_d.prim.p ? dnnl_memory_desc_get_size(pd_md(dpd, dnnl_query_diff_src_md)) : 0;
+    size_t dsrc = s->dsrc_d.prim.p ? dnnl_memory_desc_get_size(pd_md(dpd, dnnl_query_diff_src_md))
+                                   : 0;
     size_t dwb = dnnl_memory_desc_get_size(pd_md(wpd, dnnl_query_diff_weights_md));
     s->dst_f.dst = slot_take(s, fdst, WS_FWD);
     s->dsrc_d.dst = slot_take(s, dsrc, WS_BWD_DATA);
@@ -311,7 +332,8 @@ static int dnnl_conv_plan(ConvPlan *p, dnnl_alg_kind_t alg, Err *e) {
      * copies. (Its NHWC kernels for larger windows were far slower here: VGG16's 3x3 layers.) */
     const WinGeom *g = &p->d.g;
     p->out_fmt = p->d.out_read_as_nhwc && g->KH == 1 && g->KW == 1 && alg == dnnl_convolution_direct
-                     ? FMT_NHWC : FMT_BLK16;
+                     ? FMT_NHWC
+                     : FMT_BLK16;
     if (p->out_fmt == FMT_NHWC) p->d.in_fmt = FMT_NHWC; /* the NHWC copy, not a reorder in aux */
     p->full_batch = 1;
     if (dnnl_conv_build(p, s, alg, e)) {
@@ -325,7 +347,9 @@ static int dnnl_conv_plan(ConvPlan *p, dnnl_alg_kind_t alg, Err *e) {
     return 0;
 }
 
-static int direct_plan(ConvPlan *p, Err *e) { return dnnl_conv_plan(p, dnnl_convolution_direct, e); }
+static int direct_plan(ConvPlan *p, Err *e) {
+    return dnnl_conv_plan(p, dnnl_convolution_direct, e);
+}
 /* oneDNN 2.x has f32 Winograd kernels for AVX-512 only (avx512_core and up); elsewhere it refuses
  * every shape, and saying so beats "no implementation for this convolution" (conv_plan_init
  * asks before planning). */
@@ -333,12 +357,15 @@ static const char *winograd_unsupported(void) {
     static char why[160];
     dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
     if ((isa & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core) return NULL;
-    snprintf(why, sizeof why, "oneDNN's Winograd needs an AVX-512 CPU (avx512_core); oneDNN runs %s here",
+    snprintf(why, sizeof why,
+             "oneDNN's Winograd needs an AVX-512 CPU (avx512_core); oneDNN runs %s here",
              conv_dnnl_isa());
     return why;
 }
 
-static int winograd_plan(ConvPlan *p, Err *e) { return dnnl_conv_plan(p, dnnl_convolution_winograd, e); }
+static int winograd_plan(ConvPlan *p, Err *e) {
+    return dnnl_conv_plan(p, dnnl_convolution_winograd, e);
+}
 
 /* ---- the passes ---- */
 
@@ -397,12 +424,23 @@ static void dnnl_conv_backward_data(ConvPlan *p, float *din, const float *dout, 
     reorder_run(&s->dsrc_d, dsrc, din, aux, ws);
 }
 
-static const ConvAlgo conv_algo_direct = {"direct", direct_plan, dnnl_conv_free, dnnl_conv_forward,
-                                          dnnl_conv_backward_weights, dnnl_conv_backward_data, NULL};
-static const ConvAlgo conv_algo_winograd = {"winograd", winograd_plan, dnnl_conv_free, dnnl_conv_forward,
-                                            dnnl_conv_backward_weights, dnnl_conv_backward_data,
+static const ConvAlgo conv_algo_direct = {"direct",
+                                          direct_plan,
+                                          dnnl_conv_free,
+                                          dnnl_conv_forward,
+                                          dnnl_conv_backward_weights,
+                                          dnnl_conv_backward_data,
+                                          NULL};
+static const ConvAlgo conv_algo_winograd = {"winograd",
+                                            winograd_plan,
+                                            dnnl_conv_free,
+                                            dnnl_conv_forward,
+                                            dnnl_conv_backward_weights,
+                                            dnnl_conv_backward_data,
                                             winograd_unsupported};
 
 const ConvAlgo *conv_dnnl_algo(ConvAlgoId id) {
-    return id == CONV_ALGO_DIRECT ? &conv_algo_direct : id == CONV_ALGO_WINOGRAD ? &conv_algo_winograd : NULL;
+    return id == CONV_ALGO_DIRECT     ? &conv_algo_direct
+           : id == CONV_ALGO_WINOGRAD ? &conv_algo_winograd
+                                      : NULL;
 }

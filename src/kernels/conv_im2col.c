@@ -135,14 +135,14 @@ void conv2d_backward(float *din, float *dw, float *db, float *dout, const float 
              * im2col was kept for us */
             if (dw) {
                 const float *a = pointwise ? in + r0 * K : col + r0 * K;
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, OC, (int)rows, 1.0f, a, K, d,
-                            OC, 0.0f, pw, OC);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, OC, (int)rows, 1.0f, a, K,
+                            d, OC, 0.0f, pw, OC);
             }
             if (din) {
                 /* dcol (rows, K) = d (rows, OC) x w^T (OC, K), then scattered back to din */
                 float *dcol = pointwise ? din + r0 * K : col + r0 * K;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, K, OC, 1.0f, d, OC, w,
-                            OC, 0.0f, dcol, K);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, K, OC, 1.0f, d, OC,
+                            w, OC, 0.0f, dcol, K);
                 if (!pointwise) col2im(din, dcol - r0 * K, g, n0, n1);
             }
         }
@@ -194,8 +194,8 @@ static WinGeom im2col_geom(const ConvPlan *p, int N) {
     return g;
 }
 
-static void im2col_forward(ConvPlan *p, float *out, const float *in, const float *w,
-                           const float *b, void *aux, void *ws, int N) {
+static void im2col_forward(ConvPlan *p, float *out, const float *in, const float *w, const float *b,
+                           void *aux, void *ws, int N) {
     WinGeom g = im2col_geom(p, N);
     conv2d_forward(out, in, w, b, p->d.act, aux, &g);
 }
@@ -214,5 +214,10 @@ static void im2col_backward_data(ConvPlan *p, float *din, const float *dout, con
     conv2d_backward(din, NULL, NULL, (float *)dout, dout, ACT_LINEAR, NULL, w, aux, ws, &g);
 }
 
-const ConvAlgo conv_algo_im2col = {"im2col", im2col_plan, im2col_free, im2col_forward,
-                                   im2col_backward_weights, im2col_backward_data, NULL};
+const ConvAlgo conv_algo_im2col = {"im2col",
+                                   im2col_plan,
+                                   im2col_free,
+                                   im2col_forward,
+                                   im2col_backward_weights,
+                                   im2col_backward_data,
+                                   NULL};

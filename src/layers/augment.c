@@ -156,8 +156,8 @@ static void aug_backward(const Layer *L, const LayerCtx *c, float *din, float *d
 
 static Rng sample_rng(const LayerCtx *c, int i) {
     CHECK(c->sample_ids != NULL);
-    return rng_keyed(c->seed, RNG_AUGMENT, ((uint64_t)(uint32_t)c->epoch << 20) +
-                                               (uint64_t)c->layer_index,
+    return rng_keyed(c->seed, RNG_AUGMENT,
+                     ((uint64_t)(uint32_t)c->epoch << 20) + (uint64_t)c->layer_index,
                      (uint64_t)c->sample_ids[i]);
 }
 
@@ -280,14 +280,15 @@ static void aug_forward(const Layer *L, const LayerCtx *c, float *out, const flo
 }
 
 /* The three kinds differ in their keys and draws only; identities at inference (ONNX). */
-#define AUGMENT_OPS(sec, kname, conf)                                                           \
-    {                                                                                           \
-        .section = sec, .keras_name = kname, .keras3_key = sec, .onnx = LAYER_ONNX_IDENTITY,    \
-        .configure = conf, .plan = aug_plan, .forward = aug_forward, .backward = aug_backward,  \
-        .flags = LAYER_F_RANDOM | LAYER_F_AUGMENT, .backward_reads = layer_reads_nothing,       \
+#define AUGMENT_OPS(sec, kname, conf)                                                          \
+    {                                                                                          \
+        .section = sec, .keras_name = kname, .keras3_key = sec, .onnx = LAYER_ONNX_IDENTITY,   \
+        .configure = conf, .plan = aug_plan, .forward = aug_forward, .backward = aug_backward, \
+        .flags = LAYER_F_RANDOM | LAYER_F_AUGMENT, .backward_reads = layer_reads_nothing,      \
     }
 const LayerOps random_flip_ops = AUGMENT_OPS("random_flip", "RandomFlip", flip_configure);
-const LayerOps random_rotation_ops = AUGMENT_OPS("random_rotation", "RandomRotation", rotation_configure);
+const LayerOps random_rotation_ops = AUGMENT_OPS("random_rotation", "RandomRotation",
+                                                 rotation_configure);
 const LayerOps random_zoom_ops = AUGMENT_OPS("random_zoom", "RandomZoom", zoom_configure);
 
 /* ---------------------------------------------------------------- preview */

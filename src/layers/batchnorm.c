@@ -67,7 +67,7 @@ static int bn_plan(Layer *L, Err *e) {
     layer_param_add(L, "moving_variance", PARAM_STATE, 1, C, 0, 0, 0);
     size_t B = (size_t)(L->max_batch > 0 ? L->max_batch : 1);
     L->aux_per_sample = (2 * (size_t)C * sizeof(double) + B - 1) / B; /* mean, inv */
-    L->ws_per_sample = 4 * (size_t)C;                                /* 2C doubles per sample */
+    L->ws_per_sample = 4 * (size_t)C;                                 /* 2C doubles per sample */
     /* the sums and M (2C + 1 doubles), then the per-channel factors (3C floats) */
     L->ws_fixed = 7 * (size_t)C + 4;
     return 0;
@@ -119,8 +119,10 @@ static void bn_forward(const Layer *L, const LayerCtx *c, float *out, const floa
     double *mean = c->aux, *inv = mean + C;
     if (bn_batch_mode(L, c)) {
         double *part = (double *)c->ws, *sums = part + (size_t)(N > 0 ? N : 0) * 2 * C;
-        if (N > 0) channel_sums(sums, part, in, NULL, NULL, NULL, N, HW, C);
-        else memset(sums, 0, 2 * (size_t)C * sizeof *sums);
+        if (N > 0)
+            channel_sums(sums, part, in, NULL, NULL, NULL, N, HW, C);
+        else
+            memset(sums, 0, 2 * (size_t)C * sizeof *sums);
         sums[2 * C] = (double)N * (double)HW;
         /* the global batch's sums (a rank without samples still takes part) */
         if (c->allreduce) c->allreduce(c->allreduce_arg, sums, 2 * C + 1);
@@ -144,7 +146,8 @@ static void bn_forward(const Layer *L, const LayerCtx *c, float *out, const floa
     /* y = x * a + b per channel, a = gamma * inv, b = beta - mean * a; ws past the sums */
     float *a = (float *)((double *)c->ws + (size_t)N * 2 * C + 2 * (size_t)C + 1), *b = a + C;
     for (int k = 0; k < C; k++) {
-        double g = ix.gamma >= 0 ? c->p[ix.gamma][k] : 1.0, be = ix.beta >= 0 ? c->p[ix.beta][k] : 0.0;
+        double g = ix.gamma >= 0 ? c->p[ix.gamma][k] : 1.0,
+               be = ix.beta >= 0 ? c->p[ix.beta][k] : 0.0;
         a[k] = (float)(g * inv[k]);
         b[k] = (float)(be - mean[k] * g * inv[k]);
     }
@@ -159,10 +162,13 @@ static void bn_forward(const Layer *L, const LayerCtx *c, float *out, const floa
 }
 
 /* x (the batch's statistics are in aux); y is never read */
-static unsigned bn_backward_reads(const Layer *L) { (void)L; return LAYER_READS_INPUT; }
+static unsigned bn_backward_reads(const Layer *L) {
+    (void)L;
+    return LAYER_READS_INPUT;
+}
 
-static void bn_backward(const Layer *L, const LayerCtx *c, float *din, float *dout,
-                        const float *in, const float *out, int N) {
+static void bn_backward(const Layer *L, const LayerCtx *c, float *din, float *dout, const float *in,
+                        const float *out, int N) {
     (void)out;
     const BnIdx ix = bn_idx(L);
     const int C = L->in.c;
@@ -179,15 +185,18 @@ static void bn_backward(const Layer *L, const LayerCtx *c, float *din, float *do
         }
         if (!din || N <= 0) return;
         float *a = (float *)c->ws;
-        for (int k = 0; k < C; k++) a[k] = (float)((ix.gamma >= 0 ? c->p[ix.gamma][k] : 1.0) * inv[k]);
+        for (int k = 0; k < C; k++)
+            a[k] = (float)((ix.gamma >= 0 ? c->p[ix.gamma][k] : 1.0) * inv[k]);
 #pragma omp parallel for schedule(static)
         for (size_t r = 0; r < rows; r++)
             for (int k = 0; k < C; k++) din[r * C + k] = dout[r * C + k] * a[k];
         return;
     }
     double *part = (double *)c->ws, *sums = part + (size_t)(N > 0 ? N : 0) * 2 * C;
-    if (N > 0) channel_sums(sums, part, dout, in, mean, inv, N, HW, C);
-    else memset(sums, 0, 2 * (size_t)C * sizeof *sums);
+    if (N > 0)
+        channel_sums(sums, part, dout, in, mean, inv, N, HW, C);
+    else
+        memset(sums, 0, 2 * (size_t)C * sizeof *sums);
     for (int k = 0; k < C; k++) { /* this rank's part of the weight gradients */
         if (ix.gamma >= 0 && c->dp[ix.gamma]) c->dp[ix.gamma][k] += (float)sums[C + k];
         if (ix.beta >= 0 && c->dp[ix.beta]) c->dp[ix.beta][k] += (float)sums[k];

@@ -74,8 +74,8 @@ static int conv_plan_too_big(const ConvPlan *p) {
     size_t ni, no;
     conv_plan_floats(p, &ni, &no);
     double nw = (double)conv_kernel_floats(&p->d.g);
-    double bytes = 4.0 * (2.0 * (double)ni + 2.0 * (double)no + 2.0 * nw) +
-                   (double)p->aux_bytes + (double)p->ws_bytes;
+    double bytes = 4.0 * (2.0 * (double)ni + 2.0 * (double)no + 2.0 * nw) + (double)p->aux_bytes +
+                   (double)p->ws_bytes;
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     return pages > 0 && page > 0 && bytes > (double)pages * (double)page / 4;
 }
@@ -176,7 +176,8 @@ ConvAlgoId conv_algo_tune(const ConvDesc *d, int forward_only) {
     double sec[CONV_ALGO_COUNT], best_t = -1;
     conv_algo_time_all(d, CONV_TUNE_ROUNDS, forward_only, sec);
     for (int id = 0; id < CONV_ALGO_COUNT; id++)
-        if (sec[id] >= 0 && (best_t < 0 || sec[id] < best_t)) best = (ConvAlgoId)id, best_t = sec[id];
+        if (sec[id] >= 0 && (best_t < 0 || sec[id] < best_t))
+            best = (ConvAlgoId)id, best_t = sec[id];
     return best;
 }
 
@@ -207,7 +208,8 @@ int layer_conv_plan(Layer *L, const ConvDesc *dp, Err *e) {
             L->conv = NULL;
             return -1;
         }
-        id = id == CONV_ALGO_WINOGRAD && conv_algo_get(CONV_ALGO_DIRECT) ? CONV_ALGO_DIRECT : CONV_ALGO_IM2COL;
+        id = id == CONV_ALGO_WINOGRAD && conv_algo_get(CONV_ALGO_DIRECT) ? CONV_ALGO_DIRECT
+                                                                         : CONV_ALGO_IM2COL;
         why.msg[0] = 0;
     }
     L->conv_algo = id;
@@ -218,8 +220,8 @@ static int conv2d_plan(Layer *L, Err *e) {
     if (layer_plan_window(L, L->units, e)) return -1;
     layer_param_add(L, "kernel", PARAM_WEIGHT, 4, L->kh, L->kw, L->in.c, L->units);
     if (L->use_bias) layer_param_add(L, "bias", PARAM_WEIGHT, 1, L->units, 0, 0, 0);
-    ConvDesc d = {layer_window_geom(L, L->max_batch > 0 ? L->max_batch : 1), layer_act(L), L->use_bias,
-                  L->in_fmt, L->out_read_as_nhwc};
+    ConvDesc d = {layer_window_geom(L, L->max_batch > 0 ? L->max_batch : 1), layer_act(L),
+                  L->use_bias, L->in_fmt, L->out_read_as_nhwc};
     if (layer_conv_plan(L, &d, e)) return -1;
     L->in_fmt = L->conv->d.in_fmt;
     L->out_fmt = L->conv->out_fmt;

@@ -53,7 +53,8 @@ static inline void dw_window(float *y, const float *xs, const float *ks, int row
     for (int c = c0; c < c0 + cb; c++) {
         float a = 0.0f;
         for (int r = 0; r < rows; r++)
-            for (int q = 0; q < cols; q++) a += xs[r * x_row + (size_t)q * C + c] * ks[r * k_row + (size_t)q * C + c];
+            for (int q = 0; q < cols; q++)
+                a += xs[r * x_row + (size_t)q * C + c] * ks[r * k_row + (size_t)q * C + c];
         y[c] = a;
     }
 }
@@ -166,15 +167,18 @@ void depthwise_backward(float *din, float *dw, float *part, const float *dout, c
         for (int kh = 0; kh < g->KH; kh++)
             for (int kw = 0; kw < g->KW; kw++)
                 memcpy(wr + ((size_t)kh * g->KW + kw) * C,
-                       w + ((size_t)(g->KH - 1 - kh) * g->KW + (g->KW - 1 - kw)) * C, C * sizeof *w);
+                       w + ((size_t)(g->KH - 1 - kh) * g->KW + (g->KW - 1 - kw)) * C,
+                       C * sizeof *w);
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < g->N; n++) {
         const float *img = in + (size_t)n * g->H * g->W * C;
         const float *dy_img = dout + (size_t)n * g->OH * g->OW * C;
         if (din) {
             float *dimg = din + (size_t)n * g->H * g->W * C;
-            if (gather) depthwise_backward_data_s1(dimg, dy_img, wr, g);
-            else depthwise_backward_data_scatter(dimg, dy_img, w, g);
+            if (gather)
+                depthwise_backward_data_s1(dimg, dy_img, wr, g);
+            else
+                depthwise_backward_data_scatter(dimg, dy_img, w, g);
         }
         if (dw) depthwise_backward_weights(part + (size_t)n * K, dy_img, img, g);
     }
@@ -211,7 +215,7 @@ static int dw_plan(Layer *L, Err *e) {
     layer_param_add(L, "depthwise_kernel", PARAM_WEIGHT, 4, L->kh, L->kw, L->in.c, 1);
     if (L->use_bias) layer_param_add(L, "bias", PARAM_WEIGHT, 1, L->in.c, 0, 0, 0);
     L->ws_per_sample = (size_t)L->kh * L->kw * L->in.c; /* per-sample weight gradients */
-    L->ws_fixed = L->ws_per_sample;                       /* the mirrored kernel */
+    L->ws_fixed = L->ws_per_sample;                     /* the mirrored kernel */
     return 0;
 }
 
@@ -235,8 +239,8 @@ static void dw_forward(const Layer *L, const LayerCtx *c, float *out, const floa
     activation_forward(layer_act(L), out, out, n);
 }
 
-static void dw_backward(const Layer *L, const LayerCtx *c, float *din, float *dout,
-                        const float *in, const float *out, int N) {
+static void dw_backward(const Layer *L, const LayerCtx *c, float *din, float *dout, const float *in,
+                        const float *out, int N) {
     WinGeom g = layer_window_geom(L, N);
     activation_backward(layer_act(L), dout, dout, out, (size_t)N * shape_size(L->out));
     if (L->use_bias && c->dp[1]) bias_grad_add(c->dp[1], dout, N * L->out.h * L->out.w, L->out.c);
@@ -284,7 +288,10 @@ static int sep_plan(Layer *L, Err *e) {
     const int B = L->max_batch > 0 ? L->max_batch : 1;
     /* the pointwise 1x1 convolution over the (B, OH, OW, C) intermediate */
     ConvDesc d = {{B, L->out.h, L->out.w, C, L->out.h, L->out.w, L->units, 1, 1, 1, 1, 0, 0, 0},
-                  layer_act(L), L->use_bias, FMT_NHWC, L->out_read_as_nhwc};
+                  layer_act(L),
+                  L->use_bias,
+                  FMT_NHWC,
+                  L->out_read_as_nhwc};
     if (layer_conv_plan(L, &d, e)) return -1;
     if (L->conv->d.in_fmt != FMT_NHWC) { /* our depthwise kernel writes NHWC */
         char w[320];
@@ -296,7 +303,8 @@ static int sep_plan(Layer *L, Err *e) {
     L->in_fmt = FMT_NHWC;
     L->out_fmt = L->conv->out_fmt;
     /* aux: the intermediate (unless it lives in ws), then the pointwise plan's state */
-    L->aux_per_sample = (sep_mid_aux_bytes(L, (size_t)B) + L->conv->aux_bytes + (size_t)B - 1) / (size_t)B;
+    L->aux_per_sample = (sep_mid_aux_bytes(L, (size_t)B) + L->conv->aux_bytes + (size_t)B - 1) /
+                        (size_t)B;
     /* ws: the intermediate's gradient (or in the forward, the intermediate), then the larger of
      * the pointwise scratch and the per-sample depthwise weight gradients and the mirrored kernel */
     size_t scratch = (L->conv->ws_bytes + sizeof(float) - 1) / sizeof(float);
@@ -353,7 +361,8 @@ static void sep_backward(const Layer *L, const LayerCtx *c, float *din, float *d
     void *caux = sep_conv_aux(L, c);
     if (c->dp[1] || (L->use_bias && c->dp[2])) {
         double t0 = c->prof_weights ? now_seconds() : 0;
-        p->algo->backward_weights(p, c->dp[1], L->use_bias ? c->dp[2] : NULL, dout, mid, caux, scratch, N);
+        p->algo->backward_weights(p, c->dp[1], L->use_bias ? c->dp[2] : NULL, dout, mid, caux,
+                                  scratch, N);
         if (c->prof_weights) *c->prof_weights += now_seconds() - t0;
     }
     if (!din && !c->dp[0]) return;

@@ -81,7 +81,8 @@ static const char *const padding_names[] = {"valid", "same", NULL};
 
 int layer_configure_activation(Layer *L, IniFile *ini, Section *s, int required, Err *e) {
     int act;
-    if (sec_get_enum(ini, s, "activation", required, ACT_LINEAR, activation_names, &act, e)) return -1;
+    if (sec_get_enum(ini, s, "activation", required, ACT_LINEAR, activation_names, &act, e))
+        return -1;
     L->act = (Activation)act;
     return 0;
 }
@@ -101,7 +102,8 @@ int layer_configure_common(Layer *L, IniFile *ini, Section *s, Err *e) {
 int layer_configure_window(Layer *L, IniFile *ini, Section *s, const char *window_key,
                            int strides_default_is_window, Err *e) {
     int pad;
-    if (sec_get_pair(ini, s, window_key, !strides_default_is_window, 2, 2, 1, 4096, &L->kh, &L->kw, e))
+    if (sec_get_pair(ini, s, window_key, !strides_default_is_window, 2, 2, 1, 4096, &L->kh, &L->kw,
+                     e))
         return -1;
     /* strides default to the window for pooling (Keras pool strides=None), to 1 for conv */
     int dh = strides_default_is_window ? L->kh : 1, dw = strides_default_is_window ? L->kw : 1;
@@ -118,16 +120,18 @@ int layer_configure_window(Layer *L, IniFile *ini, Section *s, const char *windo
 int layer_plan_window(Layer *L, int out_c, Err *e) {
     char w[320];
     if (L->in.flat) {
-        err_set(e, "layer %s (%s): %s needs a spatial (H, W, C) input, but its input is a flat "
-                   "vector of %d values (is it after a Flatten or Dense?)",
+        err_set(e,
+                "layer %s (%s): %s needs a spatial (H, W, C) input, but its input is a flat "
+                "vector of %d values (is it after a Flatten or Dense?)",
                 L->name, layer_where(L, w, sizeof w), layer_ops[L->kind]->keras_name, L->in.c);
         return -1;
     }
     int H = L->in.h, W = L->in.w, oh, ow;
     if (L->padding == PAD_VALID) {
         if (H < L->kh || W < L->kw) {
-            err_set(e, "layer %s (%s): input %dx%dx%d is smaller than its %dx%d window; the "
-                       "output would be empty",
+            err_set(e,
+                    "layer %s (%s): input %dx%dx%d is smaller than its %dx%d window; the "
+                    "output would be empty",
                     L->name, layer_where(L, w, sizeof w), H, W, L->in.c, L->kh, L->kw);
             return -1;
         }
@@ -146,8 +150,8 @@ int layer_plan_window(Layer *L, int out_c, Err *e) {
 }
 
 WinGeom layer_window_geom(const Layer *L, int N) {
-    WinGeom g = {N, L->in.h, L->in.w, L->in.c, L->out.h, L->out.w, L->out.c,
-                 L->kh, L->kw, L->sh, L->sw, L->pad_top, L->pad_left, 0};
+    WinGeom g = {N,     L->in.h, L->in.w, L->in.c, L->out.h,   L->out.w,    L->out.c,
+                 L->kh, L->kw,   L->sh,   L->sw,   L->pad_top, L->pad_left, 0};
     return g;
 }
 
@@ -176,7 +180,8 @@ static void act_forward_range(Activation a, float *out, const float *in, size_t 
 }
 
 /* din[0..n) = dout * act'(y) given the activated y (one thread). din may be dout. */
-static void act_backward_range(Activation a, float *din, const float *dout, const float *y, size_t n) {
+static void act_backward_range(Activation a, float *din, const float *dout, const float *y,
+                               size_t n) {
     if (a == ACT_RELU) {
 #pragma omp simd
         for (size_t i = 0; i < n; i++) din[i] = y[i] > 0.0f ? dout[i] : 0.0f;
@@ -235,9 +240,16 @@ void activation_derivative(Activation a, float *dy, const float *y, size_t n) {
     act_backward_range(a, dy, dy, y, n);
 }
 
-unsigned layer_act_reads(const Layer *L) { return layer_act(L) == ACT_LINEAR ? 0 : LAYER_READS_OUTPUT; }
-unsigned layer_reads_nothing(const Layer *L) { (void)L; return 0; }
-unsigned layer_reads_input_and_act(const Layer *L) { return LAYER_READS_INPUT | layer_act_reads(L); }
+unsigned layer_act_reads(const Layer *L) {
+    return layer_act(L) == ACT_LINEAR ? 0 : LAYER_READS_OUTPUT;
+}
+unsigned layer_reads_nothing(const Layer *L) {
+    (void)L;
+    return 0;
+}
+unsigned layer_reads_input_and_act(const Layer *L) {
+    return LAYER_READS_INPUT | layer_act_reads(L);
+}
 
 /* ---- bias gradient, initialisation ---- */
 

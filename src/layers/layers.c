@@ -9,10 +9,9 @@
 #include "layers/layer_impl.h"
 
 /* The kinds' operations, each defined in its kind's file (only this table names them). */
-extern const LayerOps conv2d_ops, maxpool2d_ops, flatten_ops, dense_ops, dropout_ops,
-    rescaling_ops, random_flip_ops, random_rotation_ops, random_zoom_ops, global_avgpool_ops,
-    preprocess_ops, add_ops, batchnorm_ops, depthwise_conv2d_ops, separable_conv2d_ops,
-    activation_ops;
+extern const LayerOps conv2d_ops, maxpool2d_ops, flatten_ops, dense_ops, dropout_ops, rescaling_ops,
+    random_flip_ops, random_rotation_ops, random_zoom_ops, global_avgpool_ops, preprocess_ops,
+    add_ops, batchnorm_ops, depthwise_conv2d_ops, separable_conv2d_ops, activation_ops;
 
 /* One entry per kind, in LayerKind's order. A kind missing at the end changes the table's length
  * (the assertion below); one missing in between is NULL, which tests/test_kinds.c reports. */
@@ -69,8 +68,9 @@ static int dense_plan(Layer *L, Err *e) {
         /* Keras applies Dense to the last axis of a spatial tensor; we require a Flatten first,
          * which is what every model of the book does. */
         char w[320];
-        err_set(e, "layer %s (%s): Dense needs a flat input, but gets %dx%dx%d: add a "
-                   "[flatten] before it",
+        err_set(e,
+                "layer %s (%s): Dense needs a flat input, but gets %dx%dx%d: add a "
+                "[flatten] before it",
                 L->name, layer_where(L, w, sizeof w), L->in.h, L->in.w, L->in.c);
         return -1;
     }
@@ -161,8 +161,7 @@ static int dropout_plan(Layer *L, Err *e) {
     return 0;
 }
 
-static void dropout_forward(const Layer *L, const LayerCtx *c, float *out, const float *in,
-                            int N) {
+static void dropout_forward(const Layer *L, const LayerCtx *c, float *out, const float *in, int N) {
     const size_t S = shape_size(L->in);
     const float rate = L->u.dropout.rate, keep_scale = 1.0f / (1.0f - rate);
     if (!c->training || rate == 0.0f) {
@@ -171,7 +170,8 @@ static void dropout_forward(const Layer *L, const LayerCtx *c, float *out, const
     }
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
-        Rng r = rng_keyed(c->seed, RNG_DROPOUT, ((uint64_t)c->epoch << 20) + (uint64_t)c->layer_index,
+        Rng r = rng_keyed(c->seed, RNG_DROPOUT,
+                          ((uint64_t)c->epoch << 20) + (uint64_t)c->layer_index,
                           (uint64_t)c->sample_ids[n]);
         uint8_t *mask = (uint8_t *)c->aux + (size_t)n * S;
         const float *x = in + (size_t)n * S;
@@ -256,8 +256,8 @@ const LayerOps rescaling_ops = {
 static int global_avgpool_plan(Layer *L, Err *e) {
     if (L->in.flat) {
         char w[320];
-        err_set(e, "layer %s (%s): GlobalAveragePooling2D needs a spatial (H, W, C) input",
-                L->name, layer_where(L, w, sizeof w));
+        err_set(e, "layer %s (%s): GlobalAveragePooling2D needs a spatial (H, W, C) input", L->name,
+                layer_where(L, w, sizeof w));
         return -1;
     }
     L->out = (Shape){1, 1, L->in.c, 1};
@@ -287,7 +287,8 @@ static void global_avgpool_backward(const Layer *L, const LayerCtx *c, float *di
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++)
         for (size_t p = 0; p < P; p++)
-            for (int k = 0; k < C; k++) din[((size_t)n * P + p) * C + k] = dout[(size_t)n * C + k] / (float)P;
+            for (int k = 0; k < C; k++)
+                din[((size_t)n * P + p) * C + k] = dout[(size_t)n * C + k] / (float)P;
 }
 
 const LayerOps global_avgpool_ops = {
@@ -315,8 +316,9 @@ static int add_plan(Layer *L, Err *e) {
     for (int k = 1; k < n; k++) {
         Shape a = L->in_shapes[0], b = L->in_shapes[k];
         if (a.h != b.h || a.w != b.w || a.c != b.c || a.flat != b.flat) {
-            err_set(e, "layer %s (%s): Add of unlike shapes: input 1 is %dx%dx%d, input %d is %dx%dx%d",
-                    L->name, layer_where(L, w, sizeof w), a.h, a.w, a.c, k + 1, b.h, b.w, b.c);
+            err_set(
+                e, "layer %s (%s): Add of unlike shapes: input 1 is %dx%dx%d, input %d is %dx%dx%d",
+                L->name, layer_where(L, w, sizeof w), a.h, a.w, a.c, k + 1, b.h, b.w, b.c);
             return -1;
         }
     }
@@ -334,8 +336,8 @@ static void add_forward(const Layer *L, const LayerCtx *c, float *out, const flo
     }
 }
 
-static void add_backward(const Layer *L, const LayerCtx *c, float *din, float *dout, const float *in,
-                         const float *out, int N) {
+static void add_backward(const Layer *L, const LayerCtx *c, float *din, float *dout,
+                         const float *in, const float *out, int N) {
     const size_t total = (size_t)N * shape_size(L->in);
     for (int k = 0; k < c->n_ins; k++)
         if (c->dins[k]) memcpy(c->dins[k], dout, total * sizeof *dout);

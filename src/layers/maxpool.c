@@ -126,8 +126,8 @@ static inline void pool_give_block(float *d, const float *img, const float *dy, 
 /* One sample's input gradient from its windows: each output's gradient goes to the first tap
  * (row-major) equal to the output, the tap the forward's strict > kept. A NaN output matches
  * no tap: its gradient is dropped. */
-static void maxpool_backward_recompute(float *d, const float *go, const float *img,
-                                       const float *o, const WinGeom *g) {
+static void maxpool_backward_recompute(float *d, const float *go, const float *img, const float *o,
+                                       const WinGeom *g) {
     const int C = g->C;
     memset(d, 0, (size_t)g->H * g->W * C * sizeof *d);
     for (int oh = 0; oh < g->OH; oh++)
@@ -160,7 +160,8 @@ void maxpool2d_backward(float *din, const float *dout, const int32_t *argmax, co
         float *d = din + (size_t)n * in_size;
         const float *go = dout + (size_t)n * out_size;
         if (!scatter) {
-            maxpool_backward_recompute(d, go, in + (size_t)n * in_size, out + (size_t)n * out_size, g);
+            maxpool_backward_recompute(d, go, in + (size_t)n * in_size, out + (size_t)n * out_size,
+                                       g);
             continue;
         }
         memset(d, 0, in_size * sizeof *d);
@@ -180,8 +181,9 @@ static int maxpool2d_plan(Layer *L, Err *e) {
     if (layer_plan_window(L, L->in.c, e)) return -1;
     L->out_fmt = L->in_fmt;
     WinGeom g = layer_window_geom(L, 1);
-    L->aux_per_sample =
-        maxpool2d_keeps_argmax(&g) ? format_floats(L->out_fmt, L->out) * sizeof(int32_t) : 0;
+    L->aux_per_sample = maxpool2d_keeps_argmax(&g)
+                            ? format_floats(L->out_fmt, L->out) * sizeof(int32_t)
+                            : 0;
     return 0;
 }
 
@@ -194,8 +196,8 @@ static WinGeom maxpool2d_geom(const Layer *L, int N) {
     return g;
 }
 
-static void maxpool2d_layer_forward(const Layer *L, const LayerCtx *c, float *out,
-                                    const float *in, int N) {
+static void maxpool2d_layer_forward(const Layer *L, const LayerCtx *c, float *out, const float *in,
+                                    int N) {
     WinGeom g = maxpool2d_geom(L, N);
     maxpool2d_forward(out, c->aux, in, &g);
 }

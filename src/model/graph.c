@@ -24,9 +24,7 @@
 
 static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
 
-int graph_input(const Layer *L, int l, int k) {
-    return L->n_inputs ? L->inputs[k] : l - 1;
-}
+int graph_input(const Layer *L, int l, int k) { return L->n_inputs ? L->inputs[k] : l - 1; }
 
 int graph_n_inputs(const Layer *L) { return L->n_inputs ? L->n_inputs : 1; }
 
@@ -45,16 +43,21 @@ int graph_check(const Model *m, Err *e) {
     const int n = m->n_layers;
     int *readers = xcalloc((size_t)n + 1, sizeof *readers);
     for (int l = 0; l < n; l++)
-        for (int k = 0; k < graph_n_inputs(&m->layers[l]); k++) readers[graph_input(&m->layers[l], l, k) + 1]++;
+        for (int k = 0; k < graph_n_inputs(&m->layers[l]); k++)
+            readers[graph_input(&m->layers[l], l, k) + 1]++;
     int rc = 0;
     for (int t = 0; t < n && !rc; t++) {
         if (readers[t]) continue;
         char w[320];
         if (t == 0)
-            err_set(e, "no layer reads the model's input (`inputs = input` on the first layer of a branch)");
+            err_set(e, "no layer reads the model's input (`inputs = input` on the first layer of a "
+                       "branch)");
         else
-            err_set(e, "layer %s (%s): no layer reads its output (an unused branch): only the last layer "
-                       "is the model's output", m->layers[t - 1].name, layer_where(&m->layers[t - 1], w, sizeof w));
+            err_set(
+                e,
+                "layer %s (%s): no layer reads its output (an unused branch): only the last layer "
+                "is the model's output",
+                m->layers[t - 1].name, layer_where(&m->layers[t - 1], w, sizeof w));
         rc = -1;
     }
     free(readers);
@@ -108,11 +111,11 @@ static void pool_free(Pool *p) {
 /* One layout of a tensor: its producer's (own) or the copy in the other layout. */
 typedef struct {
     int exists;
-    int kept;      /* a backward pass reads it (or it is the model's input or output): its own
+    int kept; /* a backward pass reads it (or it is the model's input or output): its own
                     * place in the arena; otherwise a shared region while forward steps use it */
-    int last;      /* the last forward step (layer index) that reads it */
+    int last; /* the last forward step (layer index) that reads it */
     size_t floats;
-    int region;    /* the shared region, when not kept */
+    int region; /* the shared region, when not kept */
 } Instance;
 
 /* inst[2t + 0]: tensor t in t_fmt[t]; inst[2t + 1]: its copy. Each is written at step t - 1
@@ -123,7 +126,8 @@ static void describe_instances(const Model *m, Instance *inst) {
         TensorFormat f = m->t_fmt[t], other = f == FMT_NHWC ? FMT_BLK16 : FMT_NHWC;
         inst[2 * t] = (Instance){1, t == 0 || t == n, t - 1, tensor_floats(m, t, f), -1};
         inst[2 * t + 1] = (Instance){0, t == 0 || t == n, t - 1, tensor_floats(m, t, other), -1};
-        if (t - 1 >= first && layer_backward_reads(&m->layers[t - 1]) & LAYER_READS_OUTPUT) inst[2 * t].kept = 1;
+        if (t - 1 >= first && layer_backward_reads(&m->layers[t - 1]) & LAYER_READS_OUTPUT)
+            inst[2 * t].kept = 1;
     }
     inst[2 * n + 1].exists = m->t_fmt[n] != FMT_NHWC; /* the model's output is read as NHWC */
     for (int l = 0; l < n; l++) {
@@ -178,8 +182,10 @@ void graph_plan_tensors(Model *m) {
     m->acts_floats = off;
     for (int i = 0; i < 2 * (n + 1); i++) {
         size_t *where = &(i % 2 ? m->t_copy : m->t_off)[i / 2];
-        if (!inst[i].exists) *where = NO_COPY;
-        else if (!inst[i].kept) *where = region_off[inst[i].region];
+        if (!inst[i].exists)
+            *where = NO_COPY;
+        else if (!inst[i].kept)
+            *where = region_off[inst[i].region];
     }
     free(region_off);
     free(inst);
@@ -188,7 +194,8 @@ void graph_plan_tensors(Model *m) {
         const Layer *L = &m->layers[l];
         for (int k = 0; k < graph_n_inputs(L); k++) {
             int t = graph_input(L, l, k) + 1;
-            m->in_off[l * LAYER_MAX_INPUTS + k] = L->in_fmt == m->t_fmt[t] ? m->t_off[t] : m->t_copy[t];
+            m->in_off[l * LAYER_MAX_INPUTS + k] = L->in_fmt == m->t_fmt[t] ? m->t_off[t]
+                                                                           : m->t_copy[t];
         }
         m->act_off[l] = m->in_off[l * LAYER_MAX_INPUTS];
     }
@@ -200,7 +207,8 @@ int graph_has_copy(const Model *m, int t) { return m->t_copy[t] != NO_COPY; }
 void graph_refresh_copy(Model *m, int t, int N) {
     if (!graph_has_copy(m, t)) return;
     TensorFormat other = m->t_fmt[t] == FMT_NHWC ? FMT_BLK16 : FMT_NHWC;
-    layout_reorder(m->acts + m->t_copy[t], other, m->acts + m->t_off[t], m->t_fmt[t], N, tensor_shape(m, t));
+    layout_reorder(m->acts + m->t_copy[t], other, m->acts + m->t_off[t], m->t_fmt[t], N,
+                   tensor_shape(m, t));
 }
 
 int graph_is_cut(const Model *m, int from) {
@@ -209,7 +217,8 @@ int graph_is_cut(const Model *m, int from) {
         for (int k = 0; k < graph_n_inputs(&m->layers[l]); k++) {
             int p = graph_input(&m->layers[l], l, k);
             /* layer `from`'s input is what the cache fills: every reader must read that copy */
-            if (p < from - 1 || (p == from - 1 && m->in_off[l * LAYER_MAX_INPUTS + k] != m->act_off[from]))
+            if (p < from - 1 ||
+                (p == from - 1 && m->in_off[l * LAYER_MAX_INPUTS + k] != m->act_off[from]))
                 return 0;
         }
     return 1;
@@ -232,7 +241,8 @@ void graph_plan_gradients(Model *m) {
             GradSlot *g = &m->gslots[l * LAYER_MAX_INPUTS + k];
             int t = graph_input(L, l, k) + 1;
             g->tensor = t;
-            if (t - 1 < m->first_backward) { /* the model's input, or made by a layer that never trains */
+            if (t - 1 <
+                m->first_backward) { /* the model's input, or made by a layer that never trains */
                 g->mode = GRAD_NONE;
                 continue;
             }
@@ -244,7 +254,8 @@ void graph_plan_gradients(Model *m) {
             } else {
                 g->mode = first ? GRAD_SET : GRAD_ADD;
                 g->buf = temps[n_temps++] = pool_take(&pool, tensor_floats(m, t, L->in_fmt));
-                if (first) m->t_grad[t] = -2, later[n_later++] = t; /* set only after the backward */
+                if (first)
+                    m->t_grad[t] = -2, later[n_later++] = t; /* set only after the backward */
             }
         }
         /* this layer's output gradient is consumed by its backward: a gradient reordered into
@@ -271,8 +282,8 @@ void graph_route_gradient(Model *m, const Layer *L, const GradSlot *g, int N) {
 }
 
 void graph_plan_free(Model *m) {
-    void *ps[] = {m->t_fmt, m->t_off, m->t_copy, m->in_off, m->act_off, m->t_grad, m->gslots,
-                  m->gbuf_floats};
+    void *ps[] = {m->t_fmt,   m->t_off,  m->t_copy, m->in_off,
+                  m->act_off, m->t_grad, m->gslots, m->gbuf_floats};
     for (size_t i = 0; i < sizeof ps / sizeof *ps; i++) free(ps[i]);
     m->t_fmt = NULL, m->t_off = m->t_copy = m->in_off = m->act_off = m->gbuf_floats = NULL;
     m->t_grad = NULL, m->gslots = NULL, m->n_gbuf = 0;

@@ -8,7 +8,8 @@
 #include "kernels.h"
 
 /* dst = src (add = 0) or dst += src (add = 1), from layout sf to df. */
-static void reorder(float *dst, TensorFormat df, const float *src, TensorFormat sf, int N, Shape s, int add) {
+static void reorder(float *dst, TensorFormat df, const float *src, TensorFormat sf, int N, Shape s,
+                    int add) {
     const size_t P = (size_t)s.h * s.w;
     const int C = s.c, CB = (C + 15) / 16;
     if (df == sf) {
@@ -30,20 +31,24 @@ static void reorder(float *dst, TensorFormat df, const float *src, TensorFormat 
             for (size_t p = 0; p < P; p++) {
                 const size_t b = blk + p * 16, q = plain + p * C;
                 if (to_blocked) {
-                    for (int c = 0; c < cn; c++) dst[b + c] = add ? dst[b + c] + src[q + c] : src[q + c];
+                    for (int c = 0; c < cn; c++)
+                        dst[b + c] = add ? dst[b + c] + src[q + c] : src[q + c];
                     if (!add)
                         for (int c = cn; c < 16; c++) dst[b + c] = 0.0f;
                 } else {
-                    for (int c = 0; c < cn; c++) dst[q + c] = add ? dst[q + c] + src[b + c] : src[b + c];
+                    for (int c = 0; c < cn; c++)
+                        dst[q + c] = add ? dst[q + c] + src[b + c] : src[b + c];
                 }
             }
         }
 }
 
-void layout_reorder(float *dst, TensorFormat df, const float *src, TensorFormat sf, int N, Shape s) {
+void layout_reorder(float *dst, TensorFormat df, const float *src, TensorFormat sf, int N,
+                    Shape s) {
     reorder(dst, df, src, sf, N, s, 0);
 }
 
-void layout_reorder_add(float *dst, TensorFormat df, const float *src, TensorFormat sf, int N, Shape s) {
+void layout_reorder_add(float *dst, TensorFormat df, const float *src, TensorFormat sf, int N,
+                        Shape s) {
     reorder(dst, df, src, sf, N, s, 1);
 }

@@ -28,7 +28,8 @@ static void mark_nhwc_outputs(Layer *layers, int n_layers) {
             for (int k = 0; k < graph_n_inputs(R); k++)
                 if (graph_input(R, r, k) == l)
                     nhwc |= reads_nhwc_only(R) ||
-                            ((layer_ops[R->kind]->flags & LAYER_F_SAME_LAYOUT) && R->out_read_as_nhwc);
+                            ((layer_ops[R->kind]->flags & LAYER_F_SAME_LAYOUT) &&
+                             R->out_read_as_nhwc);
         }
         layers[l].out_read_as_nhwc = nhwc;
     }
@@ -78,7 +79,8 @@ static int plan_layers(Model *m, Err *e) {
         L->in = L->in_shapes[0];
         L->max_batch = max_batch;
         /* offered: the layout its first input is in; a kind with its own layout may keep it */
-        L->in_fmt = graph_input(L, l, 0) == LAYER_INPUT ? FMT_NHWC : layers[graph_input(L, l, 0)].out_fmt;
+        L->in_fmt = graph_input(L, l, 0) == LAYER_INPUT ? FMT_NHWC
+                                                        : layers[graph_input(L, l, 0)].out_fmt;
         L->out_fmt = FMT_NHWC;
         L->n_param = 0;
         if (layer_ops[L->kind]->plan(L, e)) return -1;
@@ -95,14 +97,16 @@ static int plan_layers(Model *m, Err *e) {
             return -1;
         }
         if (L->act == ACT_SOFTMAX && (l != n_layers - 1 || !L->out.flat)) {
-            err_set(e, "layer %s (%s): softmax is supported on the last (Dense) layer only, "
-                       "where it is fused with the loss",
+            err_set(e,
+                    "layer %s (%s): softmax is supported on the last (Dense) layer only, "
+                    "where it is fused with the loss",
                     L->name, layer_where(L, w, sizeof w));
             return -1;
         }
         if ((layer_ops[L->kind]->flags & LAYER_F_AUGMENT) && seen_params) {
-            err_set(e, "layer %s (%s): augmentation layers must come before every layer with "
-                       "weights",
+            err_set(e,
+                    "layer %s (%s): augmentation layers must come before every layer with "
+                    "weights",
                     L->name, layer_where(L, w, sizeof w));
             return -1;
         }
@@ -118,7 +122,8 @@ static int plan_layers(Model *m, Err *e) {
     m->state_lo = params;
     for (int l = 0; l < n_layers; l++)
         for (int i = 0; i < layers[l].n_param; i++)
-            if (layers[l].param[i].role == PARAM_STATE) layers[l].param[i].off = params, params += layers[l].param[i].n;
+            if (layers[l].param[i].role == PARAM_STATE)
+                layers[l].param[i].off = params, params += layers[l].param[i].n;
     m->n_params = params;
     m->ws_floats = ws;
     if (graph_check(m, e)) return -1;
@@ -129,7 +134,8 @@ static int plan_layers(Model *m, Err *e) {
 
 static void release_layers(Model *m) {
     for (int l = 0; l < m->n_layers; l++)
-        if (layer_ops[m->layers[l].kind]->release) layer_ops[m->layers[l].kind]->release(&m->layers[l]);
+        if (layer_ops[m->layers[l].kind]->release)
+            layer_ops[m->layers[l].kind]->release(&m->layers[l]);
 }
 
 /* Plan again after the auto layers' algorithms changed. */
@@ -259,13 +265,15 @@ int model_alloc(Model *m, Err *e) {
     m->acts = calloc(max_sz(m->acts_floats, 1), sizeof(float));
     m->gbuf = calloc((size_t)m->n_gbuf + 1, sizeof *m->gbuf);
     int ok = m->params && m->grads && m->acts && m->gbuf;
-    for (int i = 0; ok && i < m->n_gbuf; i++) ok = (m->gbuf[i] = calloc(max_sz(m->gbuf_floats[i], 1), sizeof(float))) != NULL;
+    for (int i = 0; ok && i < m->n_gbuf; i++)
+        ok = (m->gbuf[i] = calloc(max_sz(m->gbuf_floats[i], 1), sizeof(float))) != NULL;
     m->aux = aligned_alloc(64, max_sz(m->aux_bytes, 64));
     /* 64-byte aligned: oneDNN's kernels read their scratchpad (carved from ws) with aligned loads */
     m->ws = aligned_alloc(64, (max_sz(m->ws_floats, 1) * sizeof(float) + 63) & ~(size_t)63);
     if (!ok || !m->aux || !m->ws) {
-        err_set(e, "out of memory: the model's buffers (parameters and gradients "
-                   "%.1f MB, activations %.1f MB, layer state %.1f MB, workspace %.1f MB)",
+        err_set(e,
+                "out of memory: the model's buffers (parameters and gradients "
+                "%.1f MB, activations %.1f MB, layer state %.1f MB, workspace %.1f MB)",
                 m->n_params * 8.0 / 1e6, model_activation_floats(m) * 4.0 / 1e6, m->aux_bytes / 1e6,
                 m->ws_floats * 4.0 / 1e6);
         free_buffers(m);
@@ -365,12 +373,14 @@ void model_backward(Model *m, const float *dlogits, int N, const PassCtx *p) {
          * (then every reader of it runs backward too) */
         for (int k = 0; k < c.n_ins; k++) {
             ins[k] = m->acts + m->in_off[l * LAYER_MAX_INPUTS + k];
-            dins[k] = gs[k].mode != GRAD_NONE && gs[k].tensor - 1 >= low ? m->gbuf[gs[k].buf] : NULL;
+            dins[k] = gs[k].mode != GRAD_NONE && gs[k].tensor - 1 >= low ? m->gbuf[gs[k].buf]
+                                                                         : NULL;
         }
         c.ins = ins;
         c.dins = dins;
         double t0 = m->prof ? now_seconds() : 0;
-        layer_ops[L->kind]->backward(L, &c, dins[0], m->gbuf[m->t_grad[l + 1]], ins[0], m->acts + m->t_off[l + 1], N);
+        layer_ops[L->kind]->backward(L, &c, dins[0], m->gbuf[m->t_grad[l + 1]], ins[0],
+                                     m->acts + m->t_off[l + 1], N);
         double t1 = m->prof ? now_seconds() : 0;
         for (int k = 0; k < c.n_ins; k++)
             if (dins[k]) graph_route_gradient(m, L, &gs[k], N);
@@ -378,7 +388,8 @@ void model_backward(Model *m, const float *dlogits, int N, const PassCtx *p) {
             m->prof[4 * l + 1] += t1 - t0;
             m->prof[4 * l + 2] += now_seconds() - t1;
         }
-        if (p->grads_ready) p->grads_ready(p->grads_arg, L->param_off, L->param_off + layer_n_weights(L));
+        if (p->grads_ready)
+            p->grads_ready(p->grads_arg, L->param_off, L->param_off + layer_n_weights(L));
     }
 }
 
@@ -415,12 +426,17 @@ int model_param_starts(const Model *m, size_t *starts) {
 void model_print_profile(Model *m, FILE *f) {
     if (!m->prof) return;
     double total = 0;
-    for (int l = 0; l < m->n_layers; l++) total += m->prof[4 * l] + m->prof[4 * l + 1] + m->prof[4 * l + 2];
-    fprintf(f, "  layer profile (seconds; share of the model's forward + backward + reorders, %.3f s):\n", total);
+    for (int l = 0; l < m->n_layers; l++)
+        total += m->prof[4 * l] + m->prof[4 * l + 1] + m->prof[4 * l + 2];
+    fprintf(
+        f,
+        "  layer profile (seconds; share of the model's forward + backward + reorders, %.3f s):\n",
+        total);
     for (int l = 0; l < m->n_layers; l++) {
         const double *t = m->prof + 4 * l; /* forward, backward, reorders, backward's weight part */
-        fprintf(f, "    %-18s forward %7.3f (%4.1f%%)  backward-data %7.3f (%4.1f%%)", m->layers[l].name,
-                t[0], 100 * t[0] / total, t[1] - t[3], 100 * (t[1] - t[3]) / total);
+        fprintf(f, "    %-18s forward %7.3f (%4.1f%%)  backward-data %7.3f (%4.1f%%)",
+                m->layers[l].name, t[0], 100 * t[0] / total, t[1] - t[3],
+                100 * (t[1] - t[3]) / total);
         if (t[3] > 0) fprintf(f, "  backward-weights %7.3f (%4.1f%%)", t[3], 100 * t[3] / total);
         if (t[2] > 0) fprintf(f, "  reorder %7.3f (%4.1f%%)", t[2], 100 * t[2] / total);
         fputc('\n', f);
@@ -448,16 +464,20 @@ static void fmt_inputs(char *buf, size_t n, const Model *m, int l) {
     for (int k = 0; k < graph_n_inputs(&m->layers[l]); k++) {
         int p = graph_input(&m->layers[l], l, k);
         size_t len = strlen(buf);
-        snprintf(buf + len, n - len, "%s%s[0][0]", k ? ", " : "", p == LAYER_INPUT ? "input" : m->layers[p].name);
+        snprintf(buf + len, n - len, "%s%s[0][0]", k ? ", " : "",
+                 p == LAYER_INPUT ? "input" : m->layers[p].name);
     }
 }
 
 void model_print_summary(const Model *m, const char *title, FILE *f) {
     const int graph = is_graph(m);
-    const char *rule = "___________________________________________________________________________________";
+    const char *rule =
+        "___________________________________________________________________________________";
     fprintf(f, "Model: \"%s\"\n%s\n", title, rule);
-    fprintf(f, " %-44s %-24s %12s%s\n", "Layer (type)", "Output Shape", "Param #", graph ? "  Connected to" : "");
-    fprintf(f, "===================================================================================\n");
+    fprintf(f, " %-44s %-24s %12s%s\n", "Layer (type)", "Output Shape", "Param #",
+            graph ? "  Connected to" : "");
+    fprintf(
+        f, "===================================================================================\n");
     char shape[64], name[96], conn[512];
     fmt_shape(shape, sizeof shape, m->input);
     fprintf(f, " %-44s %-24s %12d%s\n", "input (InputLayer)", shape, 0, graph ? "  -" : "");
@@ -468,12 +488,13 @@ void model_print_summary(const Model *m, const char *title, FILE *f) {
         fmt_shape(shape, sizeof shape, L->out);
         fmt_inputs(conn, sizeof conn, m, l);
         size_t nw = layer_n_weights(L), np = nw + layer_n_state(L);
-        fprintf(f, " %-44s %-24s %12zu%s%s%s\n", name, shape, np, graph ? "  " : "", graph ? conn : "",
-                nw && !L->trainable ? "  (frozen)" : "");
+        fprintf(f, " %-44s %-24s %12zu%s%s%s\n", name, shape, np, graph ? "  " : "",
+                graph ? conn : "", nw && !L->trainable ? "  (frozen)" : "");
         if (!L->trainable) frozen += nw;
         state += layer_n_state(L);
     }
-    fprintf(f, "===================================================================================\n");
+    fprintf(
+        f, "===================================================================================\n");
     fprintf(f, "Total params: %zu (%.2f MB)\n", m->n_params, m->n_params * 4.0 / 1e6);
     /* Keras counts moving statistics and a frozen layer's weights as non-trainable */
     fprintf(f, "Trainable params: %zu\n", m->n_params - frozen - state);
@@ -497,6 +518,7 @@ static void print_kernels(const Model *m, FILE *f) {
     fprintf(f, "Layout reorders between layers: %d\n", copies);
     for (int t = 1; t <= m->n_layers; t++)
         if (graph_has_copy(m, t))
-            fprintf(f, " %s output: %s, also kept as %s\n", m->layers[t - 1].name, format_name(m->t_fmt[t]),
+            fprintf(f, " %s output: %s, also kept as %s\n", m->layers[t - 1].name,
+                    format_name(m->t_fmt[t]),
                     format_name(m->t_fmt[t] == FMT_NHWC ? FMT_BLK16 : FMT_NHWC));
 }

@@ -133,7 +133,8 @@ static void cache_build(Trainer *t, FeatureCache *c, const Source *d, int from, 
     /* a file: one copy per node; else every rank holds all of it. Either way, leave most of
      * the memory to everything else. */
     char path[4096] = "";
-    int fd = node_mb > 0 && mb > node_mb / 3 ? -1 : cache_file_open(t, tag, bytes, path, sizeof path);
+    int fd = node_mb > 0 && mb > node_mb / 3 ? -1
+                                             : cache_file_open(t, tag, bytes, path, sizeof path);
     int copies = fd >= 0 ? 1 : dist->local_size;
     if (node_mb > 0 && mb * copies > node_mb / 3) {
         if (dist->rank == 0)
@@ -165,7 +166,8 @@ static void cache_build(Trainer *t, FeatureCache *c, const Source *d, int from, 
     train_stream_end(t);
     if (fd >= 0 && cache_file_share(t, c, fd, path, bytes, failed)) {
         c->from = 0; /* the frozen layers run every epoch instead */
-        if (dist->rank == 0) printf("feature cache: %s: the cache file %s could not be written\n", what, path);
+        if (dist->rank == 0)
+            printf("feature cache: %s: the cache file %s could not be written\n", what, path);
         return;
     }
     if (fd < 0) {
@@ -191,4 +193,3 @@ void train_caches_update(Trainer *t) {
     if (fv != t->cache_val.from || (fv && !t->cache_val.x) || (!fv && t->cache_val.x))
         cache_build(t, &t->cache_val, &t->val, fv, "validation data", "validation");
 }
-

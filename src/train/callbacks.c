@@ -21,7 +21,8 @@ int plateau_configure(IniFile *ini, Section *s, PlateauCfg *c, Err *e) {
         sec_get_double(ini, s, "min_lr", 0, 0.0, 0.0, 1e3, &c->min_lr, e))
         return -1;
     if (c->factor >= 1.0) { /* Keras raises the same */
-        err_set(e, "%s:%d: [reduce_lr_on_plateau] factor must be < 1 (new lr = lr * factor), got %g",
+        err_set(e,
+                "%s:%d: [reduce_lr_on_plateau] factor must be < 1 (new lr = lr * factor), got %g",
                 ini_section_file(ini, s), s->line, c->factor);
         return -1;
     }

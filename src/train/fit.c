@@ -34,8 +34,9 @@ static int save_checkpoint(Trainer *t, CheckpointState *st) {
     /* a diverged state never replaces the last good checkpoint (resume would refuse it anyway) */
     size_t bad = floats_first_nonfinite(m->params, m->n_params);
     if (bad < m->n_params) {
-        fprintf(stderr, "convnet-dist: checkpoint not written: parameter %zu is %g (the run "
-                        "diverged); the previous checkpoint is kept\n",
+        fprintf(stderr,
+                "convnet-dist: checkpoint not written: parameter %zu is %g (the run "
+                "diverged); the previous checkpoint is kept\n",
                 bad, (double)m->params[bad]);
         return -1;
     }
@@ -81,7 +82,8 @@ static void resume(Trainer *t, CheckpointState *st, ResumeMode mode) {
                          ? -1
                          : 1;
         if (status < 0)
-            fprintf(stderr, "convnet-dist: cannot resume: %s (start afresh with --no-resume)\n", e.msg);
+            fprintf(stderr, "convnet-dist: cannot resume: %s (start afresh with --no-resume)\n",
+                    e.msg);
         else if (status == 0 && mode == RESUME_REQUIRED)
             fprintf(stderr, "convnet-dist: --resume: no checkpoint at %s\n", c->path);
         else if (status > 0)
@@ -150,8 +152,9 @@ static void plateau_epoch_end(Trainer *t, CheckpointState *st, double loss, doub
     PlateauState ps = {st->plateau_lr, st->plateau_best, st->plateau_wait, st->plateau_cooldown};
     if (t->dist->rank == 0) {
         if ((pc->monitor == MONITOR_VAL_LOSS || pc->monitor == MONITOR_VAL_ACCURACY) && !v->count)
-            fprintf(stderr, "convnet-dist: warning: reduce_lr_on_plateau monitors %s, but the job "
-                            "has no validation data: the learning rate stays\n",
+            fprintf(stderr,
+                    "convnet-dist: warning: reduce_lr_on_plateau monitors %s, but the job "
+                    "has no validation data: the learning rate stays\n",
                     monitor_names[pc->monitor]);
         else if (plateau_update(pc, &ps, monitored((Monitor)pc->monitor, loss, acc, v)))
             printf("Epoch %d: ReduceLROnPlateau reducing learning rate to %g.\n", epoch + 1, ps.lr);
@@ -198,8 +201,8 @@ enum { AUTO_STEPS = 20 };
 typedef struct {
     CheckpointState st;
     FILE *steplog;
-    float *best;          /* the best epoch's parameters (save_best / restore_best), or NULL */
-    long steps;           /* per epoch */
+    float *best; /* the best epoch's parameters (save_best / restore_best), or NULL */
+    long steps;  /* per epoch */
     int root, tty;
     double step_secs[AUTO_STEPS]; /* the first steps' times, for the automatic watchdog */
     int timed;
@@ -236,7 +239,8 @@ static void fit_init_best(Trainer *t, FitRun *r) {
         float *now = xmalloc(m->n_params * sizeof *now);
         memcpy(now, m->params, m->n_params * sizeof *now);
         Err e = {0};
-        if (weights_load(ck->save_best, m, &e) == 0) memcpy(r->best, m->params, m->n_params * sizeof *r->best);
+        if (weights_load(ck->save_best, m, &e) == 0)
+            memcpy(r->best, m->params, m->n_params * sizeof *r->best);
         memcpy(m->params, now, m->n_params * sizeof *now);
         free(now);
     }
@@ -309,7 +313,8 @@ static void fit_epoch_steps(Trainer *t, FitRun *r, EpochSums *es, int epoch) {
         st->epoch_correct = es->correct;
         st->epoch_seen = es->seen;
         if (r->steplog) {
-            fprintf(r->steplog, "%lld %d %.9g\n", (long long)st->global_step, epoch, ls.loss_sum / gB);
+            fprintf(r->steplog, "%lld %d %.9g\n", (long long)st->global_step, epoch,
+                    ls.loss_sum / gB);
             fflush(r->steplog); /* readable while training runs (tests watch it) */
         }
         if (stop) {
@@ -322,13 +327,14 @@ static void fit_epoch_steps(Trainer *t, FitRun *r, EpochSums *es, int epoch) {
             fit_diverged(t, r, ls.loss_sum);
             return;
         }
-        if (r->root && ck->path[0] && ck->every_steps > 0 && st->global_step % ck->every_steps == 0 &&
-            s + 1 < r->steps)
+        if (r->root && ck->path[0] && ck->every_steps > 0 &&
+            st->global_step % ck->every_steps == 0 && s + 1 < r->steps)
             save_checkpoint(t, st);
         double now = now_seconds();
-        if (r->root && (r->tty ? now - last_print > 0.2 : now - last_print > 10.0) && s + 1 < r->steps) {
-            train_print_progress(r->tty, s + 1, r->steps, es->loss_sum / es->seen, es->correct / es->seen,
-                           es->trained / (now - es->t_start), 0);
+        if (r->root && (r->tty ? now - last_print > 0.2 : now - last_print > 10.0) &&
+            s + 1 < r->steps) {
+            train_print_progress(r->tty, s + 1, r->steps, es->loss_sum / es->seen,
+                                 es->correct / es->seen, es->trained / (now - es->t_start), 0);
             last_print = now;
         }
     }
@@ -343,15 +349,16 @@ static void fit_end_epoch(Trainer *t, FitRun *r, const EpochSums *es, int epoch)
     CheckpointState *st = &r->st;
     double secs = now_seconds() - es->t_start;
     if (r->root)
-        train_print_progress(r->tty, r->steps, r->steps, es->loss_sum / es->seen, es->correct / es->seen,
-                       es->trained / secs, 1);
+        train_print_progress(r->tty, r->steps, r->steps, es->loss_sum / es->seen,
+                             es->correct / es->seen, es->trained / secs, 1);
     double te = now_seconds();
     EvalResult v = trainer_evaluate(t, &t->val);
     TIMELINE(TL_EVALUATE, te, now_seconds(), (long)st->global_step, 0);
     double loss = es->loss_sum / es->seen, acc = es->correct / es->seen;
     /* best epoch and early stopping (every rank computes the same, from reduced values) */
     double mv = monitored(ck->monitor, loss, acc, &v);
-    int improved = isfinite(mv) && (st->best_epoch < 0 || (ck->higher_is_better ? mv > st->best : mv < st->best));
+    int improved = isfinite(mv) &&
+                   (st->best_epoch < 0 || (ck->higher_is_better ? mv > st->best : mv < st->best));
     if (improved) {
         st->best = mv;
         st->best_epoch = epoch;
@@ -380,8 +387,14 @@ static void fit_end_epoch(Trainer *t, FitRun *r, const EpochSums *es, int epoch)
         if (improved && ck->save_best[0] && weights_save(ck->save_best, m, &e))
             fprintf(stderr, "convnet-dist: warning: best weights not saved: %s\n", e.msg);
         /* Keras logs the optimizer's rate before ReduceLROnPlateau changes it */
-        EpochRecord rec = {epoch, acc, loss, v.count ? v.accuracy : NAN, v.count ? v.loss : NAN,
-                           current_lr(t, st), es->trained / secs, secs};
+        EpochRecord rec = {epoch,
+                           acc,
+                           loss,
+                           v.count ? v.accuracy : NAN,
+                           v.count ? v.loss : NAN,
+                           current_lr(t, st),
+                           es->trained / secs,
+                           secs};
         write_epoch_logs(t, &rec);
     }
     plateau_epoch_end(t, st, loss, acc, &v, epoch);
@@ -427,9 +440,10 @@ static void fit_finish(Trainer *t, FitRun *r) {
     if (final) memcpy(m->params, final, m->n_params * sizeof *final);
     free(final);
     if (!r->root) return;
-    printf("test%s: %lld samples - loss: %.4f - accuracy: %.4f\n", use_best ? " (best epoch's weights)" : "",
-           (long long)te.count, te.loss, te.accuracy);
-    if (use_best) printf("best epoch: %d (monitored value %.4f)\n", r->st.best_epoch + 1, r->st.best);
+    printf("test%s: %lld samples - loss: %.4f - accuracy: %.4f\n",
+           use_best ? " (best epoch's weights)" : "", (long long)te.count, te.loss, te.accuracy);
+    if (use_best)
+        printf("best epoch: %d (monitored value %.4f)\n", r->st.best_epoch + 1, r->st.best);
     if (j->train.save[0]) {
         Err e = {0};
         if (weights_save(j->train.save, m, &e)) {
@@ -467,10 +481,13 @@ int trainer_fit(Trainer *t, ResumeMode resume_mode) {
     /* The watchdog starts at the configured timeout, or at 60 s until 20 steps give a median. */
     const double ct = tc->collective_timeout;
     dist_set_watchdog(dist, ct > 0 ? ct : ct == 0 ? 60.0 : 0.0);
-    for (int epoch = r.st.epoch; epoch < tc->epochs && r.status == EXIT_OK && !r.stopped_early; epoch++) {
+    for (int epoch = r.st.epoch; epoch < tc->epochs && r.status == EXIT_OK && !r.stopped_early;
+         epoch++) {
         train_epoch_permutation(t->perm, n, tc->seed, epoch, tc->shuffle);
         /* a resumed epoch continues its running sums */
-        EpochSums es = {{0, 0, 0, 0, 0}, r.st.epoch_loss_sum, r.st.epoch_correct, r.st.epoch_seen, 0, now_seconds()};
+        EpochSums es = {
+            {0, 0, 0, 0, 0}, r.st.epoch_loss_sum, r.st.epoch_correct, r.st.epoch_seen, 0,
+            now_seconds()};
         if (r.root) printf("Epoch %d/%d\n", epoch + 1, tc->epochs);
         train_stream_steps(t, (long)r.st.step, r.steps); /* streamed data: read ahead from here */
         fit_epoch_steps(t, &r, &es, epoch);

@@ -70,8 +70,8 @@ void optim_step(Optimizer *o, float *p, const float *g, size_t lo) {
     case OPT_ADAM: {
         const double t = (double)o->iterations;
         const float b1 = c->beta1, b2 = c->beta2, eps = c->epsilon;
-        const float alpha =
-            (float)(c->lr * sqrt(1.0 - pow(c->beta2, t)) / (1.0 - pow(c->beta1, t)));
+        const float alpha = (float)(c->lr * sqrt(1.0 - pow(c->beta2, t)) /
+                                    (1.0 - pow(c->beta1, t)));
 #pragma omp parallel for simd schedule(static)
         for (size_t i = lo; i < n; i++) {
             s1[i] += (g[i] - s1[i]) * (1.0f - b1);

@@ -24,14 +24,14 @@ void preflight_param_name(const Model *m, size_t i, char *buf, size_t n) {
     snprintf(buf, n, "parameter %zu", i);
 }
 
-int preflight_params_finite(const Model *m, const float *params, const char *path,
-                            const char *what, Err *e) {
+int preflight_params_finite(const Model *m, const float *params, const char *path, const char *what,
+                            Err *e) {
     size_t bad = floats_first_nonfinite(params, m->n_params);
     if (bad == m->n_params) return 0;
     char name[160];
     preflight_param_name(m, bad, name, sizeof name);
-    err_set(e, "%s: %s holds a non-finite weight (%g) in %s: refusing to train from it", path,
-            what, (double)params[bad], name);
+    err_set(e, "%s: %s holds a non-finite weight (%g) in %s: refusing to train from it", path, what,
+            (double)params[bad], name);
     return -1;
 }
 
@@ -89,15 +89,17 @@ int preflight_check_memory(const Model *m, size_t opt_floats, int batch_size, in
         snprintf(hint, sizeof hint, "lower train.batch_size (now %d; about %ld fits)", batch_size,
                  fits);
     else
-        snprintf(hint, sizeof hint, "the parameters alone do not fit: a smaller model or input "
-                                    "size");
+        snprintf(hint, sizeof hint,
+                 "the parameters alone do not fit: a smaller model or input "
+                 "size");
     char share[64] = "";
     if (ranks > 1) snprintf(share, sizeof share, " (its share for each of %d ranks)", ranks);
-    err_set(e, "%s: the model needs %.2f GB for batch_size %d, this node has %.2f GB%s: biggest "
-               "buffers: %s %.2f GB, %s %.2f GB (the largest layer output is %s's, %zu floats "
-               "per sample); %s",
-            job, gb(total), batch_size, gb(avail), share, buf[a].name, gb(buf[a].bytes), buf[b].name,
-            gb(buf[b].bytes), m->n_layers ? m->layers[big].name : "input",
+    err_set(e,
+            "%s: the model needs %.2f GB for batch_size %d, this node has %.2f GB%s: biggest "
+            "buffers: %s %.2f GB, %s %.2f GB (the largest layer output is %s's, %zu floats "
+            "per sample); %s",
+            job, gb(total), batch_size, gb(avail), share, buf[a].name, gb(buf[a].bytes),
+            buf[b].name, gb(buf[b].bytes), m->n_layers ? m->layers[big].name : "input",
             m->n_layers ? shape_size(m->layers[big].out) : 0, hint);
     return -1;
 }
@@ -159,8 +161,9 @@ int preflight_check_class_names(const Job *j, int outputs, Err *e) {
     free(line);
     fclose(f);
     if (n < k) {
-        err_set(e, "%s: [data] class_names = %s has %d line%s, the model has %d classes (one "
-                   "name per line, in output order)",
+        err_set(e,
+                "%s: [data] class_names = %s has %d line%s, the model has %d classes (one "
+                "name per line, in output order)",
                 j->ini.path, path, n, n == 1 ? "" : "s", k);
         return -1;
     }
@@ -171,8 +174,9 @@ int preflight_check_classes(const Job *j, const Dataset *train, Err *e) {
     if (j->data.format != DATA_IMAGES || train->n == 0) return 0;
     const char *dir = j->data.train_dir;
     if (train->n_classes < 2) {
-        err_set(e, "%s: only one class folder (%s): a classifier needs at least two, one "
-                   "folder of images per class",
+        err_set(e,
+                "%s: only one class folder (%s): a classifier needs at least two, one "
+                "folder of images per class",
                 dir, train->class_names && train->n_classes ? train->class_names[0] : "?");
         return -1;
     }

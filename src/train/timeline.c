@@ -25,8 +25,8 @@ static struct {
     char *path;
 } tl;
 
-static const char *const NAMES[TL_KINDS] = {"step", "data", "forward", "backward", "allreduce",
-                                            "optimizer", "evaluate", "checkpoint"};
+static const char *const NAMES[TL_KINDS] = {"step",      "data",      "forward",  "backward",
+                                            "allreduce", "optimizer", "evaluate", "checkpoint"};
 
 void timeline_start(Dist *d, const char *path) {
     memset(&tl, 0, sizeof tl);
@@ -50,7 +50,8 @@ void timeline_record(TimelineKind k, double t0, double t1, long step, double byt
  * inside it in the file (durations are differences of rounded ends). */
 static double us(double s) { return (double)(long long)(s * 1e6 * 1000 + 0.5) / 1000; }
 
-static int write_json(const char *path, const TlEvent *ev, long n, int ranks, long dropped, Err *e) {
+static int write_json(const char *path, const TlEvent *ev, long n, int ranks, long dropped,
+                      Err *e) {
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     FILE *f = fopen(tmp, "w");
@@ -58,21 +59,25 @@ static int write_json(const char *path, const TlEvent *ev, long n, int ranks, lo
         err_set(e, "cannot write the timeline %s: %s", tmp, strerror(errno));
         return -1;
     }
-    fprintf(f, "{\"displayTimeUnit\": \"ms\", \"otherData\": {\"dropped_events\": %ld},\n"
-               "\"traceEvents\": [\n", dropped);
+    fprintf(f,
+            "{\"displayTimeUnit\": \"ms\", \"otherData\": {\"dropped_events\": %ld},\n"
+            "\"traceEvents\": [\n",
+            dropped);
     for (int r = 0; r < ranks; r++)
-        fprintf(f, "{\"name\": \"process_name\", \"ph\": \"M\", \"pid\": %d, \"tid\": 0, "
-                   "\"args\": {\"name\": \"rank %d\"}},\n"
-                   "{\"name\": \"process_sort_index\", \"ph\": \"M\", \"pid\": %d, \"tid\": 0, "
-                   "\"args\": {\"sort_index\": %d}},\n",
+        fprintf(f,
+                "{\"name\": \"process_name\", \"ph\": \"M\", \"pid\": %d, \"tid\": 0, "
+                "\"args\": {\"name\": \"rank %d\"}},\n"
+                "{\"name\": \"process_sort_index\", \"ph\": \"M\", \"pid\": %d, \"tid\": 0, "
+                "\"args\": {\"sort_index\": %d}},\n",
                 r, r, r, r);
     int first = 1;
     for (long i = 0; i < n; i++) {
         const TlEvent *v = &ev[i];
         if (v->kind < 0) continue;
         double ts = us(v->t0), end = us(v->t1);
-        fprintf(f, "%s{\"name\": \"%s\", \"cat\": \"train\", \"ph\": \"X\", \"pid\": %d, \"tid\": 0, "
-                   "\"ts\": %.3f, \"dur\": %.3f, \"args\": {\"step\": %lld",
+        fprintf(f,
+                "%s{\"name\": \"%s\", \"cat\": \"train\", \"ph\": \"X\", \"pid\": %d, \"tid\": 0, "
+                "\"ts\": %.3f, \"dur\": %.3f, \"args\": {\"step\": %lld",
                 first ? "" : ",\n", NAMES[v->kind], v->rank, ts, end - ts, (long long)v->step);
         if (v->kind == TL_ALLREDUCE) fprintf(f, ", \"bytes\": %.0f", v->bytes);
         fprintf(f, "}}");

@@ -26,19 +26,22 @@ static void check_outputs(Trainer *t) {
     char where[1100];
     layer_where(last, where, sizeof where);
     if (!out.flat) {
-        err_set(&e, "%s: the last layer (%s, %s) must output a flat vector of class scores "
-                    "(add [flatten] and [dense])",
+        err_set(&e,
+                "%s: the last layer (%s, %s) must output a flat vector of class scores "
+                "(add [flatten] and [dense])",
                 j->ini.path, last->name, where);
     } else if (j->train.loss == LOSS_BINARY_CROSSENTROPY) {
         if (out.c != 1 || last->act != ACT_SIGMOID)
-            err_set(&e, "%s: binary_crossentropy needs a last layer with 1 unit and sigmoid "
-                        "activation; %s (%s) has %d units, activation %s",
+            err_set(&e,
+                    "%s: binary_crossentropy needs a last layer with 1 unit and sigmoid "
+                    "activation; %s (%s) has %d units, activation %s",
                     j->ini.path, last->name, where, out.c, activation_name(last->act));
         t->n_classes = 2;
     } else {
         if (out.c < 2 || last->act != ACT_SOFTMAX)
-            err_set(&e, "%s: sparse_categorical_crossentropy needs a last layer with one unit per "
-                        "class and softmax activation; %s (%s) has %d units, activation %s",
+            err_set(&e,
+                    "%s: sparse_categorical_crossentropy needs a last layer with one unit per "
+                    "class and softmax activation; %s (%s) has %d units, activation %s",
                     j->ini.path, last->name, where, out.c, activation_name(last->act));
         t->n_classes = out.c;
     }
@@ -161,7 +164,8 @@ void trainer_init(Trainer *t, const Job *job, Dist *dist, TrainerData data) {
     }
     model_plan_backward(&t->model, lowest);
     check_outputs(t);
-    if (dist_check_same_job(dist, job->hash, t->model.n_params, &e)) trainer_fail(t, EXIT_BAD_INPUT, &e);
+    if (dist_check_same_job(dist, job->hash, t->model.n_params, &e))
+        trainer_fail(t, EXIT_BAD_INPUT, &e);
     /* the plan against the node's memory, before model_alloc() commits it */
     if (preflight_check_memory(&t->model, 2 * t->model.n_params, job->train.batch_size,
                                dist->local_size, job->ini.path, 0, &e))
@@ -209,7 +213,8 @@ void trainer_set_phase(Trainer *t, int phase) {
         Layer *L = &m->layers[l];
         if (layer_n_weights(L) == 0) continue;
         /* the job's flag (its layers stay as parsed), or the phase unfreezes it */
-        L->trainable = t->job->layers[l].trainable || (ph->unfreeze_from >= 0 && l >= ph->unfreeze_from);
+        L->trainable = t->job->layers[l].trainable ||
+                       (ph->unfreeze_from >= 0 && l >= ph->unfreeze_from);
     }
     model_update_trainable(m);
     t->opt.cfg.lr = ph->lr;
@@ -264,7 +269,8 @@ static void sum_over_ranks(void *arg, double *buf, int n) {
 
 /* Forward and backward of this rank's micro-batch ids[0..n) of a step on a global batch of gB
  * (gradients added to m->grads, loss statistics to st). Returns the seconds spent loading it. */
-static double micro_step(Trainer *t, int n, int gB, const PassCtx *p, LossStats *st, StepTimes *tm) {
+static double micro_step(Trainer *t, int n, int gB, const PassCtx *p, LossStats *st,
+                         StepTimes *tm) {
     Model *m = &t->model;
     double t0 = now_seconds();
     int from = n > 0 ? train_load_batch(t, &t->train, &t->cache_train, n) : 0;
@@ -292,7 +298,8 @@ static double micro_step(Trainer *t, int n, int gB, const PassCtx *p, LossStats 
  * gradient_accumulation_steps micro-batches whose gradients add up before the one allreduce
  * (overlapped with the last micro-batch's backward). Returns the batch's (loss sum, correct)
  * summed over ranks. */
-LossStats train_step(Trainer *t, const int64_t *batch, int gB, int epoch, StepTimes *tm, int *stop) {
+LossStats train_step(Trainer *t, const int64_t *batch, int gB, int epoch, StepTimes *tm,
+                     int *stop) {
     Model *m = &t->model;
     const Dist *dist = t->dist;
     int lo = gB * dist->rank / dist->size, hi = gB * (dist->rank + 1) / dist->size, n = hi - lo;
@@ -304,8 +311,13 @@ LossStats train_step(Trainer *t, const int64_t *batch, int gB, int epoch, StepTi
     const int overlap = t->job->train.overlap_allreduce;
     if (overlap) dist_grad_begin(t->dist, m->grads, m->train_lo, m->state_lo);
     LossStats st = {0, 0};
-    PassCtx p = {.training = 1, .seed = t->job->train.seed, .epoch = epoch, .sample_ids = t->ids,
-                 .grads_arg = t->dist, .allreduce = sum_over_ranks, .allreduce_arg = t->dist};
+    PassCtx p = {.training = 1,
+                 .seed = t->job->train.seed,
+                 .epoch = epoch,
+                 .sample_ids = t->ids,
+                 .grads_arg = t->dist,
+                 .allreduce = sum_over_ranks,
+                 .allreduce_arg = t->dist};
     for (int k = 0; k < micro; k++) {
         int a = n * k / micro, b = n * (k + 1) / micro;
         for (int i = a; i < b; i++) t->ids[i - a] = batch[lo + i];
@@ -317,7 +329,8 @@ LossStats train_step(Trainer *t, const int64_t *batch, int gB, int epoch, StepTi
     if (overlap)
         dist_grad_finish(t->dist, "gradients");
     else
-        dist_allreduce_sum_f32(t->dist, m->grads + m->train_lo, m->state_lo - m->train_lo, "gradients");
+        dist_allreduce_sum_f32(t->dist, m->grads + m->train_lo, m->state_lo - m->train_lo,
+                               "gradients");
     /* the stop flag rides on the step's small allreduce: every rank stops at the same step */
     double sums[3] = {st.loss_sum, st.correct, stop_requested()};
     dist_allreduce_sum_f64(t->dist, sums, 3, "step loss");
@@ -352,37 +365,43 @@ void trainer_print_setup(const Trainer *t, FILE *f) {
     fprintf(f, "convnet-dist: job %s (%s)\n", t->job->ini.path, t->job->name);
     fprintf(f, "resolved configuration:\n");
     ini_print_resolved(&t->job->ini, f);
-    fprintf(f, "ranks x threads: %d x %d (this node: %d ranks, %d cores online, %d in rank 0's "
-               "affinity mask)\n",
+    fprintf(f,
+            "ranks x threads: %d x %d (this node: %d ranks, %d cores online, %d in rank 0's "
+            "affinity mask)\n",
             d->size, d->threads, d->local_size, d->node_cores, d->cores);
     if (d->local_size * d->threads > d->node_cores)
-        fprintf(f, "warning: %d ranks x %d threads on this node exceed its %d cores: set "
-                   "OMP_NUM_THREADS or use fewer ranks per node\n",
+        fprintf(f,
+                "warning: %d ranks x %d threads on this node exceed its %d cores: set "
+                "OMP_NUM_THREADS or use fewer ranks per node\n",
                 d->local_size, d->threads, d->node_cores);
     if (t->train.n) {
         const double S = (double)t->train.h * t->train.w * t->train.c;
-        fprintf(f, "data: train %lld, validation %lld, test %lld samples of %dx%dx%d, ", (long long)t->train.n,
-                (long long)t->val.n, (long long)t->test.n, t->train.h, t->train.w, t->train.c);
+        fprintf(f, "data: train %lld, validation %lld, test %lld samples of %dx%dx%d, ",
+                (long long)t->train.n, (long long)t->val.n, (long long)t->test.n, t->train.h,
+                t->train.w, t->train.c);
         if (!t->pf)
             fprintf(f, "%s (%.1f MB of uint8 pixels)\n",
                     t->job->data.loading_memory ? "decoded into memory" : "mapped",
                     (double)(t->train.n + t->val.n + t->test.n) * S / 1e6);
         else
-            fprintf(f, "streamed from %s by %d threads, %d batches ahead (%.1f MB of buffers, "
-                       "listing %.1f MB)\n",
+            fprintf(f,
+                    "streamed from %s by %d threads, %d batches ahead (%.1f MB of buffers, "
+                    "listing %.1f MB)\n",
                     source_kind(&t->train) == SOURCE_PACK ? "packs" : "JPEG files",
                     t->pf ? prefetch_threads(t->pf) : 0, t->job->data.prefetch,
                     t->job->data.prefetch * S * t->model.max_batch / 1e6,
                     (source_index_bytes(&t->train) + source_index_bytes(&t->test)) / 1e6);
     }
     const Model *m = &t->model;
-    fprintf(f, "buffers: parameters %.1f MB (+ gradients, optimizer state), activations %.1f MB "
-               "(tensors kept for the backward %.1f MB, shared by liveness %.1f MB, gradients %.1f MB, "
-               "layer state %.1f MB), workspace %.1f MB, per-rank batch %d\n",
-            m->n_params * 4.0 / 1e6, model_activation_floats(m) * 4.0 / 1e6 + m->aux_bytes / 1e6,
-            m->acts_kept_floats * 4.0 / 1e6, (m->acts_floats - m->acts_kept_floats) * 4.0 / 1e6,
-            (model_activation_floats(m) - m->acts_floats) * 4.0 / 1e6, m->aux_bytes / 1e6,
-            m->ws_floats * 4.0 / 1e6, m->max_batch);
+    fprintf(
+        f,
+        "buffers: parameters %.1f MB (+ gradients, optimizer state), activations %.1f MB "
+        "(tensors kept for the backward %.1f MB, shared by liveness %.1f MB, gradients %.1f MB, "
+        "layer state %.1f MB), workspace %.1f MB, per-rank batch %d\n",
+        m->n_params * 4.0 / 1e6, model_activation_floats(m) * 4.0 / 1e6 + m->aux_bytes / 1e6,
+        m->acts_kept_floats * 4.0 / 1e6, (m->acts_floats - m->acts_kept_floats) * 4.0 / 1e6,
+        (model_activation_floats(m) - m->acts_floats) * 4.0 / 1e6, m->aux_bytes / 1e6,
+        m->ws_floats * 4.0 / 1e6, m->max_batch);
     model_print_summary(m, t->job->name, f);
     schedule_print_effective(t->job, t->model.max_batch, f);
 }
@@ -412,13 +431,16 @@ void trainer_bench(Trainer *t, int warmup, int steps, int reps, double *img_s, S
     StepTimes tm = {0, 0, 0, 0, 0};
     long b = 0;
     int stop = 0;
-    for (int i = 0; i < warmup; i++, b++) train_step(t, t->perm + (b % batches) * B, (int)B, 0, &tm, &stop);
+    for (int i = 0; i < warmup; i++, b++)
+        train_step(t, t->perm + (b % batches) * B, (int)B, 0, &tm, &stop);
     memset(&tm, 0, sizeof tm);
-    if (t->model.prof) memset(t->model.prof, 0, 4 * (size_t)t->model.n_layers * sizeof *t->model.prof);
+    if (t->model.prof)
+        memset(t->model.prof, 0, 4 * (size_t)t->model.n_layers * sizeof *t->model.prof);
     for (int r = 0; r < reps; r++) {
         dist_barrier(t->dist);
         double t0 = now_seconds();
-        for (int i = 0; i < steps; i++, b++) train_step(t, t->perm + (b % batches) * B, (int)B, 0, &tm, &stop);
+        for (int i = 0; i < steps; i++, b++)
+            train_step(t, t->perm + (b % batches) * B, (int)B, 0, &tm, &stop);
         /* every rank waits for the slowest: rank 0's clock then covers the whole step */
         dist_barrier(t->dist);
         img_s[r] = (double)steps * B / (now_seconds() - t0);
@@ -427,7 +449,8 @@ void trainer_bench(Trainer *t, int warmup, int steps, int reps, double *img_s, S
     if (times) *times = tm;
 }
 
-void trainer_bench_forward(Trainer *t, int warmup, int steps, int reps, double *img_s, StepTimes *times) {
+void trainer_bench_forward(Trainer *t, int warmup, int steps, int reps, double *img_s,
+                           StepTimes *times) {
     Model *m = &t->model;
     const int n = m->max_batch; /* this rank's share of the global batch */
     const int64_t B = t->job->train.batch_size;
@@ -451,4 +474,3 @@ void trainer_bench_forward(Trainer *t, int warmup, int steps, int reps, double *
     }
     if (times) *times = tm;
 }
-

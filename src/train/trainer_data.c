@@ -85,8 +85,9 @@ static void data_finish(Trainer *t) {
     for (int i = 0; i < 3; i++)
         if (splits[i]->n && (splits[i]->h != t->train.h || splits[i]->w != t->train.w ||
                              splits[i]->c != t->train.c)) {
-            err_set(&e, "%s: the splits' image shapes differ (%dx%dx%d vs %dx%dx%d)", t->job->ini.path,
-                    splits[i]->h, splits[i]->w, splits[i]->c, t->train.h, t->train.w, t->train.c);
+            err_set(&e, "%s: the splits' image shapes differ (%dx%dx%d vs %dx%dx%d)",
+                    t->job->ini.path, splits[i]->h, splits[i]->w, splits[i]->c, t->train.h,
+                    t->train.w, t->train.c);
             trainer_fail(t, EXIT_BAD_INPUT, &e);
         }
     /* Labels are class indices: every split must have the same classes in the same order. */
@@ -96,8 +97,9 @@ static void data_finish(Trainer *t) {
         for (int k = 0; same && s->n && k < s->n_classes; k++)
             same = !strcmp(s->class_names[k], t->train.class_names[k]);
         if (!same) {
-            err_set(&e, "%s: the %s folder's classes differ from %s's (%d vs %d class folders, or "
-                        "other names)",
+            err_set(&e,
+                    "%s: the %s folder's classes differ from %s's (%d vs %d class folders, or "
+                    "other names)",
                     t->job->ini.path, i == 1 ? c->val_dir : c->test_dir, c->train_dir, s->n_classes,
                     t->train.n_classes);
             trainer_fail(t, EXIT_BAD_INPUT, &e);
@@ -136,8 +138,9 @@ void train_data_check_labels(Trainer *t) {
     const Job *j = t->job;
     const char *names[3] = {"training data", "validation data", "test data"};
     const char *files[3] = {j->data.train_labels ? j->data.train_labels : j->data.train_dir,
-                            j->data.val_labels ? j->data.val_labels
-                                               : (j->data.val_dir ? j->data.val_dir : j->data.train_labels),
+                            j->data.val_labels
+                                ? j->data.val_labels
+                                : (j->data.val_dir ? j->data.val_dir : j->data.train_labels),
                             j->data.test_labels ? j->data.test_labels : j->data.test_dir};
     const Source *splits[3] = {&t->train, &t->val, &t->test};
     Err e = {0};
@@ -192,7 +195,8 @@ void train_stream_steps(Trainer *t, long first, long steps) {
     train_stream_begin(t, &t->train, &t->cache_train, (steps - first) * K);
 }
 
-void train_stream_range(Trainer *t, const Source *d, const FeatureCache *c, int64_t lo, int64_t hi) {
+void train_stream_range(Trainer *t, const Source *d, const FeatureCache *c, int64_t lo,
+                        int64_t hi) {
     const int B = t->model.max_batch;
     t->plan = (BatchPlan){NULL, d->n, lo, hi, B, t->dist->rank, t->dist->size, 0, 0, 1};
     train_stream_begin(t, d, c, (long)((hi - lo + B - 1) / B));
@@ -206,7 +210,8 @@ int train_load_batch(Trainer *t, const Source *d, const FeatureCache *c, int n) 
     if (c && c->from) {
         float *dst = model_layer_input(m, c->from);
         for (int i = 0; i < n; i++) {
-            memcpy(dst + (size_t)i * c->dim, c->x + (size_t)t->ids[i] * c->dim, c->dim * sizeof *dst);
+            memcpy(dst + (size_t)i * c->dim, c->x + (size_t)t->ids[i] * c->dim,
+                   c->dim * sizeof *dst);
             t->labels[i] = d->labels[t->ids[i]];
         }
         return c->from;

@@ -85,7 +85,8 @@ static void init(void) {
     const char *v = getenv("FUZZ_H5_INPROCESS");
     inprocess = v && !strcmp(v, "1");
     n_cov = __start___sancov_cntrs && __stop___sancov_cntrs
-                ? (size_t)(__stop___sancov_cntrs - __start___sancov_cntrs) : 0;
+                ? (size_t)(__stop___sancov_cntrs - __start___sancov_cntrs)
+                : 0;
     shared = mmap(NULL, sizeof *shared + n_cov, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
                   -1, 0);
     if (shared == MAP_FAILED) __builtin_trap();
@@ -159,8 +160,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (fchdir(home) != 0) __builtin_trap();
     if (shared->cov_valid)
         for (size_t i = 0; i < n_cov; i++)
-            if (shared->cov[i] > __start___sancov_cntrs[i]) __start___sancov_cntrs[i] = shared->cov[i];
-    if (shared->leaked) __builtin_trap(); /* ours: a handle left open */
+            if (shared->cov[i] > __start___sancov_cntrs[i])
+                __start___sancov_cntrs[i] = shared->cov[i];
+    if (shared->leaked) __builtin_trap();                       /* ours: a handle left open */
     if (rc != 0 && !strstr(e.msg, "fuzz.h5")) __builtin_trap(); /* ours: an unclear error */
     switch (opts.ended) {
     case ISOLATE_OK: ok++; break;

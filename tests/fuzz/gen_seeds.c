@@ -114,7 +114,8 @@ static void seeds_jpeg(const char *tmp) {
         put("jpeg", "cmyk", &shape, 1, jpg, size);
     tjFree(jpg);
     jpg = NULL;
-    if (tjCompress2(tj, pix, 20, 0, 12, TJPF_RGB, &jpg, &size, TJSAMP_420, 60, TJFLAG_PROGRESSIVE) == 0)
+    if (tjCompress2(tj, pix, 20, 0, 12, TJPF_RGB, &jpg, &size, TJSAMP_420, 60,
+                    TJFLAG_PROGRESSIVE) == 0)
         put("jpeg", "progressive", &shape, 1, jpg, size);
     tjFree(jpg);
     tjDestroy(tj);

@@ -44,14 +44,12 @@
 #include <string.h>
 #include <unistd.h>
 
-static int cmp_double(const void *a, const void *b)
-{
+static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
 
-static unsigned long long netns_inode(void)
-{
+static unsigned long long netns_inode(void) {
     char buf[64];
     ssize_t n = readlink("/proc/self/ns/net", buf, sizeof buf - 1);
     if (n <= 0) return 0;
@@ -60,11 +58,13 @@ static unsigned long long netns_inode(void)
     return p ? strtoull(p + 1, NULL, 10) : 0;
 }
 
-static uint64_t fnv1a(const void *data, size_t len)
-{
+static uint64_t fnv1a(const void *data, size_t len) {
     const unsigned char *p = data;
     uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < len; i++) { h ^= p[i]; h *= 1099511628211ULL; }
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 1099511628211ULL;
+    }
     return h;
 }
 
@@ -72,23 +72,21 @@ static _Atomic double g_last_progress;
 static double g_watchdog_s;
 static int g_watchdog_abort, g_rank;
 
-static double mono(void)
-{
+static double mono(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static void *watchdog(void *arg)
-{
+static void *watchdog(void *arg) {
     (void)arg;
     for (;;) {
         struct timespec d = {0, 100 * 1000 * 1000};
         nanosleep(&d, NULL);
         double idle = mono() - atomic_load(&g_last_progress);
         if (idle > g_watchdog_s) {
-            fprintf(stderr, "WATCHDOG rank %d: no allreduce completed for %.1f s, %s\n", g_rank, idle,
-                    g_watchdog_abort ? "MPI_Abort" : "_exit(4)");
+            fprintf(stderr, "WATCHDOG rank %d: no allreduce completed for %.1f s, %s\n", g_rank,
+                    idle, g_watchdog_abort ? "MPI_Abort" : "_exit(4)");
             fflush(stderr);
             if (g_watchdog_abort) MPI_Abort(MPI_COMM_WORLD, 4);
             _exit(4);
@@ -98,8 +96,7 @@ static void *watchdog(void *arg)
 }
 
 /* A whole-string number, or exit 2 naming the option (atoi would turn a typo into 0). */
-static double number_arg(const char *opt, const char *v)
-{
+static double number_arg(const char *opt, const char *v) {
     char *end;
     double x = strtod(v, &end);
     if (end == v || *end) {
@@ -109,24 +106,32 @@ static double number_arg(const char *opt, const char *v)
     return x;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     long floats = 991041;
     int reps = 7;
     double loop_s = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--floats") && i + 1 < argc) floats = (long)number_arg(argv[i], argv[i + 1]), i++;
-        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = (int)number_arg(argv[i], argv[i + 1]), i++;
-        else if (!strcmp(argv[i], "--loop") && i + 1 < argc) loop_s = number_arg(argv[i], argv[i + 1]), i++;
-        else if (!strcmp(argv[i], "--watchdog") && i + 1 < argc) g_watchdog_s = number_arg(argv[i], argv[i + 1]), i++;
-        else if (!strcmp(argv[i], "--watchdog-mode") && i + 1 < argc) g_watchdog_abort = !strcmp(argv[++i], "abort");
-        else { fprintf(stderr, "mpi_smoke: unknown argument %s\n", argv[i]); return 2; }
+        if (!strcmp(argv[i], "--floats") && i + 1 < argc)
+            floats = (long)number_arg(argv[i], argv[i + 1]), i++;
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
+            reps = (int)number_arg(argv[i], argv[i + 1]), i++;
+        else if (!strcmp(argv[i], "--loop") && i + 1 < argc)
+            loop_s = number_arg(argv[i], argv[i + 1]), i++;
+        else if (!strcmp(argv[i], "--watchdog") && i + 1 < argc)
+            g_watchdog_s = number_arg(argv[i], argv[i + 1]), i++;
+        else if (!strcmp(argv[i], "--watchdog-mode") && i + 1 < argc)
+            g_watchdog_abort = !strcmp(argv[++i], "abort");
+        else {
+            fprintf(stderr, "mpi_smoke: unknown argument %s\n", argv[i]);
+            return 2;
+        }
     }
     if (floats < 1) floats = 1;
     if (reps < 1) reps = 1;
 
     int provided;
-    MPI_Init_thread(&argc, &argv, g_watchdog_s > 0 ? MPI_THREAD_MULTIPLE : MPI_THREAD_SINGLE, &provided);
+    MPI_Init_thread(&argc, &argv, g_watchdog_s > 0 ? MPI_THREAD_MULTIPLE : MPI_THREAD_SINGLE,
+                    &provided);
     int rank, size;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     g_rank = rank;
@@ -155,8 +160,8 @@ int main(int argc, char **argv)
     float *x = malloc(sizeof *x * floats), *y = malloc(sizeof *y * floats);
     if (!x || !y) MPI_Abort(MPI_COMM_WORLD, 3);
     for (long i = 0; i < floats; i++)
-        x[i] = (float)(((i * 2654435761u + (unsigned)rank * 40503u) % 1000003u) / 1000003.0 - 0.5)
-               * (1.0f + 0.001f * rank);
+        x[i] = (float)(((i * 2654435761u + (unsigned)rank * 40503u) % 1000003u) / 1000003.0 - 0.5) *
+               (1.0f + 0.001f * rank);
     MPI_Allreduce(x, y, (int)floats, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
     uint64_t h = fnv1a(y, sizeof *y * floats);
 
@@ -174,10 +179,11 @@ int main(int argc, char **argv)
     qsort(t, reps, sizeof *t, cmp_double);
     if (rank == 0) {
         double med = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
-        printf("SMOKE ranks=%d netns=%d ranksum=%ld expect=%ld checksum=0x%016llx floats=%ld reps=%d "
-               "median_s=%.6f min_s=%.6f max_s=%.6f\n",
-               size, distinct, sum, expect, (unsigned long long)h, floats, reps,
-               med, t[0], t[reps - 1]);
+        printf(
+            "SMOKE ranks=%d netns=%d ranksum=%ld expect=%ld checksum=0x%016llx floats=%ld reps=%d "
+            "median_s=%.6f min_s=%.6f max_s=%.6f\n",
+            size, distinct, sum, expect, (unsigned long long)h, floats, reps, med, t[0],
+            t[reps - 1]);
         fflush(stdout);
     }
 
@@ -208,11 +214,16 @@ int main(int argc, char **argv)
             MPI_Bcast(&stop, 1, MPI_INT, 0, MPI_COMM_WORLD);
             if (stop) break;
         }
-        atomic_store(&g_last_progress, 1e300);   /* watchdog off */
-        if (rank == 0) { printf("LOOP done\n"); fflush(stdout); }
+        atomic_store(&g_last_progress, 1e300); /* watchdog off */
+        if (rank == 0) {
+            printf("LOOP done\n");
+            fflush(stdout);
+        }
     }
 
-    free(t); free(x); free(y);
+    free(t);
+    free(x);
+    free(y);
     MPI_Finalize();
     return sum == expect ? 0 : 1;
 }
