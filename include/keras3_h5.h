@@ -32,6 +32,9 @@ void keras3_layer_keys(const Model *m, char (*keys)[64]);
 int keras_weight_dims(const Layer *L, int which, unsigned long long *dims);
 /* L's weight names in Keras's order, comma-separated, into buf. */
 void keras_weight_list(const Layer *L, char *buf, size_t n);
+/* "; use_bias = false" for a layer without a bias (nor BatchNormalization's gamma), else "": the
+ * likely reason a Keras file's weight count differs from the job's (both importers say it). */
+const char *keras_use_bias_hint(const Layer *L);
 
 #if CONVNET_HDF5
 #include <hdf5.h>

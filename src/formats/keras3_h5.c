@@ -34,6 +34,12 @@ int keras_weight_dims(const Layer *L, int which, unsigned long long *dims) {
 }
 
 /* "kernel, bias" or "gamma, beta, moving_mean, moving_variance": L's weights in Keras's order */
+const char *keras_use_bias_hint(const Layer *L) {
+    return layer_param_find(L, "bias") < 0 && layer_param_find(L, "gamma") < 0
+               ? "; use_bias = false"
+               : "";
+}
+
 void keras_weight_list(const Layer *L, char *buf, size_t n) {
     size_t at = 0;
     buf[0] = 0;
@@ -162,9 +168,7 @@ static herr_t load_child(hid_t layers, const char *key, const H5L_info_t *info, 
         keras_weight_list(L, list, sizeof list);
         err_set(w->e, "%s: %s has %ld weights, the job's layer '%s' (%s) has %d (%s%s)", w->file,
                 gpath, n, L->name, layer_ops[L->kind]->keras_name, L->n_param, list,
-                layer_param_find(L, "bias") < 0 && layer_param_find(L, "gamma") < 0
-                    ? "; use_bias = false"
-                    : "");
+                keras_use_bias_hint(L));
         rc = -1;
     } else {
         for (int i = 0; i < L->n_param && rc == 0; i++)

@@ -245,9 +245,7 @@ static int load_layer(hid_t root, const char *lname, Model *m, const char *file,
                 "%s: layer '%s' has %d weights in the file (%s%s%s%s), the job's %s has %d (%s%s)",
                 file, lname, w.n, w.v[0], w.n > 1 ? ", " : "", w.n > 1 ? w.v[1] : "",
                 w.n > 2 ? ", ..." : "", layer_ops[L->kind]->keras_name, L->n_param, list,
-                layer_param_find(L, "bias") < 0 && layer_param_find(L, "gamma") < 0
-                    ? "; use_bias = false"
-                    : "");
+                keras_use_bias_hint(L));
         rc = -1;
     } else {
         /* by position, in Keras's order (kernel, bias; gamma, beta, moving_mean, moving_variance) */

@@ -97,10 +97,7 @@ static Shape input_without_data(Trainer *t) {
         return (Shape){job->data.image_h, job->data.image_w, job->data.channels, 0};
     IdxData probe;
     Err e = {0};
-    if (idx_data_open(&probe, job->data.test_images, 3, &e)) {
-        fprintf(stderr, "convnet-dist: %s\n", e.msg);
-        dist_abort(t->dist, EXIT_BAD_INPUT);
-    }
+    if (idx_data_open(&probe, job->data.test_images, 3, &e)) trainer_fail(t, EXIT_BAD_INPUT, &e);
     Shape s = {(int)probe.dims[1], (int)probe.dims[2], 1, 0};
     idx_data_close(&probe);
     return s;
@@ -115,10 +112,8 @@ static void init_params(Trainer *t) {
         model_init_params(&t->model, job->train.seed);
         /* rank 0 alone reads these: it says why itself */
         if ((job->has_darknet && darknet_load_weights(&job->darknet, &t->model, &e)) ||
-            (job->keras_h5 && keras_h5_load_weights(job->keras_h5, &t->model, &e))) {
-            fprintf(stderr, "convnet-dist: %s\n", e.msg);
-            dist_abort(dist, EXIT_BAD_INPUT);
-        }
+            (job->keras_h5 && keras_h5_load_weights(job->keras_h5, &t->model, &e)))
+            trainer_fail(t, EXIT_BAD_INPUT, &e);
     }
     dist_bcast(dist, t->model.params, t->model.n_params * sizeof(float), 0);
 }
@@ -174,10 +169,8 @@ void trainer_init(Trainer *t, const Job *job, Dist *dist, TrainerData data) {
         train_data_load(t); /* loading = memory: the first decode */
         train_data_check_labels(t);
     }
-    if (model_alloc(&t->model, &e)) { /* any rank may lack the memory: it says so itself */
-        fprintf(stderr, "convnet-dist: rank %d: %s\n", dist->rank, e.msg);
-        dist_abort(dist, EXIT_RUNTIME);
-    }
+    /* any rank may lack the memory: it says so itself */
+    if (model_alloc(&t->model, &e)) trainer_fail_local(t, EXIT_RUNTIME, &e);
     init_params(t);
     if (job->train.overlap_allreduce) {
         size_t *starts = xmalloc(((size_t)t->model.n_layers + 1) * sizeof *starts);

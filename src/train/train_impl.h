@@ -9,6 +9,9 @@
 /* Rank 0 prints "convnet-dist: <e->msg>", then every rank stops with `status`: for failures
  * that every rank meets alike (a rank-local failure prints on its own rank: rank_fail). */
 void trainer_fail(const Trainer *t, int status, const Err *e) __attribute__((noreturn));
+/* A failure this rank met alone (its memory, its sample, what rank 0 alone reads): it says so
+ * itself, naming its rank, and ends the job. */
+void trainer_fail_local(const Trainer *t, int status, const Err *e) __attribute__((noreturn));
 /* The steps [first, steps) of an epoch (t->perm) are read ahead from a streaming training
  * source; train_stream_end ends any pass (early, or at its end). */
 void train_stream_steps(Trainer *t, long first, long steps);

@@ -15,6 +15,14 @@ void trainer_fail(const Trainer *t, int status, const Err *e) {
     dist_abort(t->dist, status);
 }
 
+void trainer_fail_local(const Trainer *t, int status, const Err *e) {
+    if (t->dist->size > 1)
+        fprintf(stderr, "convnet-dist: rank %d: %s\n", t->dist->rank, e->msg);
+    else
+        fprintf(stderr, "convnet-dist: %s\n", e->msg);
+    dist_abort(t->dist, status);
+}
+
 static SourceImageOpts image_opts(const Trainer *t, int quiet) {
     const DataCfg *c = &t->job->data;
     SourceImageOpts o = {c->image_h, c->image_w, c->channels, c->decode_full, c->strict, quiet};
@@ -227,11 +235,7 @@ int train_load_batch(Trainer *t, const Source *d, const FeatureCache *c, int n) 
     const int64_t *ids = NULL;
     int got = 0;
     Err e = {0};
-    if (prefetch_next(t->pf, &px, &ids, &got, &e)) {
-        /* met by this rank alone: it says so itself */
-        fprintf(stderr, "convnet-dist: rank %d: %s\n", t->dist->rank, e.msg);
-        dist_abort(t->dist, EXIT_BAD_INPUT);
-    }
+    if (prefetch_next(t->pf, &px, &ids, &got, &e)) trainer_fail_local(t, EXIT_BAD_INPUT, &e);
     CHECK(got == n && memcmp(ids, t->ids, (size_t)n * sizeof *ids) == 0);
     const size_t S = (size_t)d->h * d->w * d->c;
 #pragma omp parallel for schedule(static) if (n * S > 65536)
