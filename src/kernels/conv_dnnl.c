@@ -332,6 +332,13 @@ static int dnnl_conv_build(ConvPlan *p, Dnnl *s, dnnl_alg_kind_t alg, Err *e) {
     impl_append(p, "fwd", fpd);
     impl_append(p, "bwd_d", dpd);
     impl_append(p, "bwd_w", wpd);
+    /* bfloat16 only on oneDNN's bf16 kernels, never its reference loops (an emulation far
+     * slower than float32): the layer then plans float32 */
+    if (p->d.bf16 && strstr(p->impl, "ref")) {
+        err_set(e, "oneDNN has only reference bfloat16 kernels for this convolution (%s)",
+                p->impl);
+        goto out;
+    }
     rc = 0;
 out:
     if (fpd) dnnl_primitive_desc_destroy(fpd);
