@@ -271,12 +271,12 @@ static int dnnl_conv_build(ConvPlan *p, Dnnl *s, dnnl_alg_kind_t alg, Err *e) {
                                               bias, &any_dst, strides, pad_l, pad_r),
            "forward desc", e) ||
         dnnl_primitive_desc_create(&fpd, &fd, fattr, engine, NULL) != dnnl_success ||
-        ok(dnnl_convolution_backward_data_desc_init(&dd, alg, &any_dsrc, &any_w, &any_ddst,
-                                                    strides, pad_l, pad_r),
+        ok(dnnl_convolution_backward_data_desc_init(&dd, alg, &any_dsrc, &any_w, &any_ddst, strides,
+                                                    pad_l, pad_r),
            "backward-data desc", e) ||
         dnnl_primitive_desc_create(&dpd, &dd, battr, engine, fpd) != dnnl_success ||
-        ok(dnnl_convolution_backward_weights_desc_init(&wd, alg, &any_src, &any_dw, bias,
-                                                       &any_ddst, strides, pad_l, pad_r),
+        ok(dnnl_convolution_backward_weights_desc_init(&wd, alg, &any_src, &any_dw, bias, &any_ddst,
+                                                       strides, pad_l, pad_r),
            "backward-weights desc", e) ||
         dnnl_primitive_desc_create(&wpd, &wd, battr, engine, fpd) != dnnl_success) {
         if (!e->msg[0])
@@ -335,8 +335,7 @@ static int dnnl_conv_build(ConvPlan *p, Dnnl *s, dnnl_alg_kind_t alg, Err *e) {
     /* bfloat16 only on oneDNN's bf16 kernels, never its reference loops (an emulation far
      * slower than float32): the layer then plans float32 */
     if (p->d.bf16 && strstr(p->impl, "ref")) {
-        err_set(e, "oneDNN has only reference bfloat16 kernels for this convolution (%s)",
-                p->impl);
+        err_set(e, "oneDNN has only reference bfloat16 kernels for this convolution (%s)", p->impl);
         goto out;
     }
     rc = 0;
