@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "conv_algo.h"
+#include "job.h"
 #include "kernels.h"
 #include "layer.h"
 #include "testutil.h"
@@ -339,8 +340,40 @@ static void test_no_bf16_units(void) {
     CU_ASSERT(same_weights("isa-mixed", "isa-f32", "0"));
 }
 
+/* The key: float32 (the default) leaves both hashes where a job without it had them, so old
+ * checkpoints resume; mixed_bfloat16 moves them and reaches every convolution; a bad value is
+ * refused with the file and line. */
+static void test_job_key(void) {
+    const char *base = write_job("key.job", "steps_per_epoch = 1\n");
+    char *const f32[] = {"train.precision=float32"}, *const mixed[] = {
+                                                         "train.precision=mixed_bfloat16"};
+    Job a, b, c;
+    Err e = {0};
+    CU_ASSERT_EQUAL_FATAL(job_load(&a, base, NULL, 0, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(job_load(&b, base, f32, 1, &e), 0);
+    CU_ASSERT_EQUAL_FATAL(job_load(&c, base, mixed, 1, &e), 0);
+    CU_ASSERT(a.hash == b.hash && a.resume_hash == b.resume_hash);
+    CU_ASSERT(a.hash != c.hash && a.resume_hash != c.resume_hash);
+    CU_ASSERT(!a.train.mixed_bf16 && c.train.mixed_bf16);
+    int convs = 0;
+    for (int l = 0; l < c.n_layers; l++) {
+        CU_ASSERT_EQUAL(c.layers[l].mixed_bf16, c.layers[l].kind == LAYER_CONV2D);
+        convs += c.layers[l].mixed_bf16 && !a.layers[l].mixed_bf16;
+    }
+    CU_ASSERT_EQUAL(convs, 3);
+    job_free(&a), job_free(&b), job_free(&c);
+    const char *bad = write_job("bad.job", "precision = float16\n");
+    Job d;
+    Err e2 = {0};
+    CU_ASSERT_NOT_EQUAL(job_load(&d, bad, NULL, 0, &e2), 0);
+    HAS(e2.msg, "bad.job:");
+    HAS(e2.msg, "'precision' = 'float16' is not one of: float32, mixed_bfloat16");
+    job_free(&d);
+}
+
 TEST_SUITE(bf16, {"bfloat16 direct convolution within the derived bound", test_kernel_bound},
            {"the bound rejects a result one rounding off", test_bound_rejects},
            {"one mixed_bfloat16 step against the float32 step", test_one_step},
            {"-np 1/2/3 in mixed_bfloat16 agree", test_ranks},
-           {"without bfloat16 units: float32, said once", test_no_bf16_units});
+           {"without bfloat16 units: float32, said once", test_no_bf16_units},
+           {"[train] precision: hashes, layers, bad values", test_job_key});
