@@ -239,18 +239,6 @@ static int train(const char *env, int np, const char *job, const char *tag, cons
     return rc;
 }
 
-static int read_losses(const char *tag, double *loss, int max) {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s.steps", dir, tag);
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    int n = 0, epoch;
-    long step;
-    while (n < max && fscanf(f, "%ld %d %lf", &step, &epoch, &loss[n]) == 3) n++;
-    fclose(f);
-    return n;
-}
-
 /* diff-weights a b within rtol: 1 when within */
 static int same_weights(const char *a, const char *b, const char *rtol) {
     char wa[64], wb[64];
@@ -261,7 +249,8 @@ static int same_weights(const char *a, const char *b, const char *rtol) {
 /* The largest relative difference of two step logs (n steps each, equal counts asserted). */
 static double loss_gap(const char *a, const char *b, int n) {
     double la[64], lb[64], worst = 0;
-    int na = read_losses(a, la, 64), nb = read_losses(b, lb, 64);
+    int na = testutil_read_step_losses(dir, a, la, 64),
+        nb = testutil_read_step_losses(dir, b, lb, 64);
     CU_ASSERT_EQUAL(na, n);
     CU_ASSERT_EQUAL(nb, n);
     for (int i = 0; i < na && i < nb; i++) worst = fmax(worst, fabs(la[i] - lb[i]) / fabs(lb[i]));
