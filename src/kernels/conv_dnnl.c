@@ -368,7 +368,9 @@ static int dnnl_conv_plan(ConvPlan *p, dnnl_alg_kind_t alg, Err *e) {
      * run NHWC in and out, which saves the reorders both ways (forward and gradient) and the
      * copies. (Its NHWC kernels for larger windows were far slower here: VGG16's 3x3 layers.) */
     const WinGeom *g = &p->d.g;
-    p->out_fmt = p->d.out_read_as_nhwc && g->KH == 1 && g->KW == 1 && alg == dnnl_convolution_direct
+    p->out_fmt = (p->d.out_read_as_nhwc && g->KH == 1 && g->KW == 1 &&
+                  alg == dnnl_convolution_direct) ||
+                         p->d.bf16 == 2 /* channels-last asked (auto's candidate) */
                      ? FMT_NHWC
                      : FMT_BLK16;
     if (p->out_fmt == FMT_NHWC) p->d.in_fmt = FMT_NHWC; /* the NHWC copy, not a reorder in aux */
