@@ -23,6 +23,7 @@ typedef struct {
     long step;                  /* current global step, for watchdog messages */
     struct DistWatch *watch;    /* watchdog bookkeeping (arrival messages), NULL when off */
     struct DistGrads *grads;    /* overlapped gradient allreduce (dist_grad_setup), NULL when off */
+    int time_grads;             /* record each bucket's post and completion times (--timeline) */
 } Dist;
 
 void dist_init(Dist *d, int *argc, char ***argv);
@@ -83,6 +84,12 @@ void dist_grad_ready(void *dist, size_t lo, size_t hi);
 void dist_grad_finish(Dist *d, const char *what);
 /* Buckets of the last dist_grad_begin; 0 when the allreduce is not overlapped. */
 int dist_grad_buckets(const Dist *d);
+/* Bucket b (0: the top layers', the first sent) of the last step, after dist_grad_finish: its
+ * floats, and with d->time_grads set at its dist_grad_begin the now_seconds() times at which it
+ * was posted and seen complete. Open MPI notices a completion only inside an MPI call: during
+ * the backward pass that is the next layer's dist_grad_ready, so `done` is late by at most one
+ * layer's backward; in dist_grad_finish it is exact. Off, the times are not read (0). */
+void dist_grad_bucket(const Dist *d, int b, double *posted, double *done, size_t *floats);
 
 /* Every rank checks that its (job hash, parameter count) equal rank 0's. On a mismatch every
  * rank returns -1 and rank 0's e names the first differing rank and what differs. */

@@ -126,6 +126,11 @@ typedef struct {
      * while the pass goes on. NULL: no hook. */
     void (*grads_ready)(void *arg, size_t lo, size_t hi);
     void *grads_arg;
+    /* Called by model_backward after each layer's backward (and its input gradients' routing)
+     * with the now_seconds() times it began and ended: train --timeline. NULL (the default): no
+     * clock is read for it. */
+    void (*layer_timed)(void *arg, int layer, double t0, double t1);
+    void *layer_timed_arg;
     /* Sums across ranks for layers that need them in training (SyncBatchNorm); NULL: local. */
     LayerAllreduce allreduce;
     void *allreduce_arg;

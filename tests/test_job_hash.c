@@ -28,6 +28,8 @@ static const struct {
     /* re-pinned 2026-12-03: the job now runs tf.keras 2's RMSprop (epsilon_placement =
      * outside_sqrt), another computation, so its older checkpoints must not resume */
     {"jobs/mini-xception.job", 0x198fdb9e70bb14efull},
+    /* added 2026-12-07: the same model at batch 128, lr_scaling and a warm-up */
+    {"jobs/mini-xception-batch128.job", 0xea57b5270cca7e3full},
     {"jobs/mnist-digits.job", 0x5ce1610adf05379eull},
     {"jobs/mnist.job", 0x5bacf3b694e09178ull},
     {"jobs/tiny-darknet-features.job", 0xd6e69d7e58ea4d20ull},

@@ -2,11 +2,13 @@
  * resumed logs the learning rates (schedule, ReduceLROnPlateau) and reaches the weights of an
  * uninterrupted run; TerminateOnNaN stops a diverging job with exit status 6 and keeps the last
  * good checkpoint; gradient accumulation under real mpirun gives the weights of the same global
- * batch on more ranks; `train --timeline` writes JSON with every rank, its events nested. */
+ * batch on more ranks; `train --timeline` writes JSON with every rank, its events nested, each
+ * layer's backward and each allreduce bucket (tests/timeline_check.py). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common.h"
 #include "testutil.h"
@@ -231,31 +233,11 @@ static void test_accumulation_mpi(void) {
     }
 }
 
-/* What the timeline must hold, checked by Python's json module: every rank present, as many
- * steps as trained, each data/forward/backward/allreduce/optimizer event inside its own rank's
- * step of the same number, steps and evaluations never overlapping on a rank. */
-static const char *TIMELINE_CHECK =
-    "import json, sys\n"
-    "d = json.load(open(sys.argv[1]))\n"
-    "ranks, steps = int(sys.argv[2]), int(sys.argv[3])\n"
-    "ev = [e for e in d['traceEvents'] if e['ph'] == 'X']\n"
-    "assert {e['pid'] for e in ev} == set(range(ranks)), 'ranks'\n"
-    "for r in range(ranks):\n"
-    "    mine = [e for e in ev if e['pid'] == r]\n"
-    "    st = {e['args']['step']: e for e in mine if e['name'] == 'step'}\n"
-    "    assert len(st) == steps, ('steps', r, len(st))\n"
-    "    for e in mine:\n"
-    "        if e['name'] in ('data', 'forward', 'backward', 'allreduce', 'optimizer'):\n"
-    "            p = st[e['args']['step']]\n"
-    "            assert p['ts'] <= e['ts'] and e['ts'] + e['dur'] <= p['ts'] + p['dur'], "
-    "('nesting', e, p)\n"
-    "    top = sorted((e for e in mine if e['name'] in ('step', 'evaluate')), key=lambda e: "
-    "e['ts'])\n"
-    "    for a, b in zip(top, top[1:]):\n"
-    "        assert a['ts'] + a['dur'] <= b['ts'], ('overlap', a, b)\n"
-    "    assert any(e['name'] == 'allreduce' and e['args']['bytes'] > 0 for e in mine)\n"
-    "print('timeline ok:', len(ev), 'events')\n";
-
+/* Two 2-rank runs of 2 epochs of 5 steps, 2 micro-batches each, checkpoints at the epoch ends:
+ * the allreduce after the backward (one bucket, the whole gradient) and overlapped with it in
+ * buckets of one layer each (bucket_mb of 26 floats: conv2d's 40 and dense's 195 parameters
+ * apart). tests/timeline_check.py checks the file: JSON, every rank, events nested, each layer's
+ * backward inside its micro-batch's, the buckets' bytes adding up to the gradient. */
 static void test_timeline(void) {
     setup();
     if (!testutil_have_mpi()) {
@@ -266,26 +248,37 @@ static void test_timeline(void) {
         testutil_skip("train --timeline", "no python3 to parse the JSON", 0);
         return;
     }
+    char cwd[1024];
+    CU_ASSERT_FATAL(getcwd(cwd, sizeof cwd) != NULL);
     const char *job = write_job("tl.job", "steps_per_epoch = 5\n", "");
-    char mpirun[256], cmd[4096], *out = NULL;
-    testutil_mpirun(mpirun, sizeof mpirun, 2);
-    /* 2 epochs of 5 steps, 2 micro-batches each, checkpoints at the epoch ends */
-    snprintf(cmd, sizeof cmd,
-             "cd '%s' && timeout 300 %s '%s' train '%s' --no-resume --set train.epochs=2 "
-             "--set train.gradient_accumulation_steps=2 --timeline tl.json",
-             dir, mpirun, bin, job);
-    int rc = testutil_run(cmd, &out);
-    CU_ASSERT_EQUAL(rc, 0);
-    CU_ASSERT_PTR_NOT_NULL(strstr(out, "timeline: tl.json (2 ranks"));
-    if (rc) printf("\n    %s\n", out);
-    free(out);
-    const char *py = testutil_write_file(dir, "tl_check.py", TIMELINE_CHECK,
-                                         strlen(TIMELINE_CHECK));
-    snprintf(cmd, sizeof cmd, "python3 '%s' '%s/tl.json' 2 10", py, dir);
-    rc = testutil_run(cmd, &out);
-    CU_ASSERT_EQUAL(rc, 0);
-    printf("\n    %s", out);
-    free(out);
+    const struct {
+        const char *tag, *extra;
+        int min_buckets;
+    } runs[] = {{"tl", "", 1},
+                {"tlo", "--set train.overlap_allreduce=true --set train.bucket_mb=0.0001", 2}};
+    for (size_t r = 0; r < sizeof runs / sizeof *runs; r++) {
+        char mpirun[256], cmd[4096], *out = NULL;
+        testutil_mpirun(mpirun, sizeof mpirun, 2);
+        snprintf(cmd, sizeof cmd,
+                 "cd '%s' && timeout 300 %s '%s' train '%s' --no-resume --set train.epochs=2 "
+                 "--set train.gradient_accumulation_steps=2 --timeline %s.json %s",
+                 dir, mpirun, bin, job, runs[r].tag, runs[r].extra);
+        int rc = testutil_run(cmd, &out);
+        CU_ASSERT_EQUAL(rc, 0);
+        char want[64];
+        snprintf(want, sizeof want, "timeline: %s.json (2 ranks", runs[r].tag);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
+        if (rc) printf("\n    %s\n", out);
+        free(out);
+        snprintf(cmd, sizeof cmd,
+                 "python3 '%s/tests/timeline_check.py' '%s/%s.json' 2 10 2 "
+                 "conv2d,max_pooling2d,flatten,dropout,dense %d",
+                 cwd, dir, runs[r].tag, runs[r].min_buckets);
+        rc = testutil_run(cmd, &out);
+        CU_ASSERT_EQUAL(rc, 0);
+        printf("\n    %s", out);
+        free(out);
+    }
 }
 
 TEST_SUITE(
@@ -293,4 +286,5 @@ TEST_SUITE(
     {"ReduceLROnPlateau: resumed run == uninterrupted run", test_resume_plateau},
     {"terminate_on_nan: exit 6, the step named, last good checkpoint kept", test_terminate_on_nan},
     {"gradient accumulation: -np 4 K=1 == -np 2 K=2 == -np 1 K=4 (mpirun)", test_accumulation_mpi},
-    {"train --timeline: JSON, every rank, events nested in their steps", test_timeline});
+    {"train --timeline: JSON, every rank, nested, per-layer backward, buckets (mpirun)",
+     test_timeline});

@@ -433,7 +433,7 @@ static int cmd_train_or_eval(Trainer *t, const Job *job, const Args *a, Dist *d,
     }
     if (train) {
         if (d->rank == 0) trainer_print_setup(t, stdout);
-        if (a->timeline) timeline_start(d, a->timeline);
+        if (a->timeline) timeline_start(d, a->timeline, &t->model);
         int status = trainer_fit(t, a->resume);
         Err e = {0};
         if (a->timeline && timeline_finish(d, &e)) {

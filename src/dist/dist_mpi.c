@@ -18,6 +18,11 @@ struct DistGrads {
     size_t *cut;      /* this step's buckets, top first: bucket b is [cut[b], b ? cut[b-1] : hi) */
     MPI_Request *req; /* one per bucket */
     int n_buckets, started;
+    /* train --timeline (Dist.time_grads at dist_grad_begin): when each bucket was posted and
+     * seen complete; idx is MPI_Testsome's output */
+    int timed;
+    double *posted, *done;
+    int *idx;
 };
 
 /* MPI counts are int: no bucket is larger. */
@@ -83,6 +88,9 @@ static void grads_free(Dist *d) {
     free(g->starts);
     free(g->cut);
     free(g->req);
+    free(g->posted);
+    free(g->done);
+    free(g->idx);
     free(g);
     d->grads = NULL;
 }
@@ -130,7 +138,7 @@ static void allreduce(Dist *d, void *buf, int n, MPI_Datatype type, MPI_Op op, c
     }
     MPI_Request req;
     MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, buf, n, type, op, MPI_COMM_WORLD, &req));
-    watch_wait(d, &req, 1, what);
+    watch_wait(d, &req, 1, what, NULL);
 }
 
 void dist_allreduce_sum_f32(Dist *d, float *buf, size_t n, const char *what) {
@@ -166,7 +174,7 @@ void dist_bcast(Dist *d, void *buf, size_t bytes, int root) {
              * or cut off at an epoch's end must not leave the others waiting for ever */
             MPI_Request req;
             MPI_CHECK(MPI_Ibcast((char *)buf + off, (int)c, MPI_BYTE, root, MPI_COMM_WORLD, &req));
-            watch_wait(d, &req, 1, "broadcast");
+            watch_wait(d, &req, 1, "broadcast", NULL);
         }
 }
 
@@ -174,7 +182,7 @@ void dist_barrier(Dist *d) {
     if (d->size > 1 && d->watch) {
         MPI_Request req;
         MPI_CHECK(MPI_Ibarrier(MPI_COMM_WORLD, &req));
-        watch_wait(d, &req, 1, "barrier");
+        watch_wait(d, &req, 1, "barrier", NULL);
     } else if (d->size > 1)
         MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
 }
@@ -192,6 +200,9 @@ void dist_grad_setup(Dist *d, const size_t *starts, int n_starts, size_t n, size
     size_t cap = (size_t)n_starts + 2 + n / BUCKET_MAX;
     g->cut = xmalloc(cap * sizeof *g->cut);
     g->req = xmalloc(cap * sizeof *g->req);
+    g->posted = xcalloc(cap, sizeof *g->posted);
+    g->done = xcalloc(cap, sizeof *g->done);
+    g->idx = xmalloc(cap * sizeof *g->idx);
     d->grads = g;
 }
 
@@ -202,6 +213,7 @@ void dist_grad_begin(Dist *d, float *grads, size_t lo, size_t hi) {
     g->grads = grads;
     g->hi = g->ready = hi;
     g->n_buckets = g->started = 0;
+    g->timed = d->time_grads;
     /* The bucket being formed is [s, top): it grows down over whole layers until it holds
      * bucket_floats; the lowest layer's start (or lo) closes the last one. */
     size_t top = hi;
@@ -219,6 +231,7 @@ static void grads_start(struct DistGrads *g, size_t ready) {
     for (; g->started < g->n_buckets && g->cut[g->started] >= ready; g->started++) {
         int b = g->started;
         size_t lo = g->cut[b], hi = b ? g->cut[b - 1] : g->hi;
+        if (g->timed) g->posted[b] = now_seconds();
         MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, g->grads + lo, (int)(hi - lo), MPI_FLOAT, MPI_SUM,
                                  MPI_COMM_WORLD, &g->req[b]));
     }
@@ -230,8 +243,19 @@ void dist_grad_ready(void *dist, size_t lo, size_t hi) {
     CHECK(lo <= hi && hi == g->ready);
     g->ready = lo;
     grads_start(g, lo);
-    int done = 0;
-    if (g->started) MPI_CHECK(MPI_Testall(g->started, g->req, &done, MPI_STATUSES_IGNORE));
+    if (!g->started) return;
+    if (!g->timed) {
+        int done = 0;
+        MPI_CHECK(MPI_Testall(g->started, g->req, &done, MPI_STATUSES_IGNORE));
+        return;
+    }
+    /* timed: which buckets are done, each now (a completed request becomes MPI_REQUEST_NULL,
+     * which the waits below skip) */
+    int n_done = 0;
+    MPI_CHECK(MPI_Testsome(g->started, g->req, &n_done, g->idx, MPI_STATUSES_IGNORE));
+    if (n_done == MPI_UNDEFINED) return;
+    double now = now_seconds();
+    for (int i = 0; i < n_done; i++) g->done[g->idx[i]] = now;
 }
 
 void dist_grad_finish(Dist *d, const char *what) {
@@ -239,14 +263,28 @@ void dist_grad_finish(Dist *d, const char *what) {
     if (!g) return;
     grads_start(g, 0);
     if (d->watch)
-        watch_wait(d, g->req, g->started, what);
-    else
+        watch_wait(d, g->req, g->started, what, g->timed ? g->done : NULL);
+    else if (!g->timed)
         MPI_CHECK(MPI_Waitall(g->started, g->req, MPI_STATUSES_IGNORE));
+    else
+        for (int b;;) {
+            MPI_CHECK(MPI_Waitany(g->started, g->req, &b, MPI_STATUS_IGNORE));
+            if (b == MPI_UNDEFINED) break;
+            g->done[b] = now_seconds();
+        }
 }
 
 int dist_grad_buckets(const Dist *d) {
     if (d->grads) return d->grads->n_buckets;
     return 0;
+}
+
+void dist_grad_bucket(const Dist *d, int b, double *posted, double *done, size_t *floats) {
+    const struct DistGrads *g = d->grads;
+    CHECK(g && b >= 0 && b < g->n_buckets);
+    *floats = (b ? g->cut[b - 1] : g->hi) - g->cut[b];
+    *posted = g->timed ? g->posted[b] : 0;
+    *done = g->timed ? g->done[b] : 0;
 }
 
 

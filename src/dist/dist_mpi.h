@@ -21,8 +21,9 @@
         }                                                                                        \
     } while (0)
 
-/* Complete every request of reqs[n], or fire the watchdog when none completes for too long. */
-void watch_wait(Dist *d, MPI_Request *reqs, int n, const char *what);
+/* Complete every request of reqs[n], or fire the watchdog when none completes for too long.
+ * done_at (NULL: not wanted): done_at[i] = now_seconds() when reqs[i] is seen complete. */
+void watch_wait(Dist *d, MPI_Request *reqs, int n, const char *what, double *done_at);
 /* Settle the watchdog's messages and free it (dist_finalize, before MPI_Finalize). */
 void watch_free(Dist *d);
 

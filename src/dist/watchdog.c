@@ -169,7 +169,7 @@ static void watch_fire(Dist *d, const char *what, double waited) {
 }
 
 /* dist_mpi.h */
-void watch_wait(Dist *d, MPI_Request *reqs, int n, const char *what) {
+void watch_wait(Dist *d, MPI_Request *reqs, int n, const char *what, double *done_at) {
     double progress = now_seconds();
     for (long spins = 1;; spins++) {
         int done = 0, which = MPI_UNDEFINED;
@@ -177,6 +177,7 @@ void watch_wait(Dist *d, MPI_Request *reqs, int n, const char *what) {
         if (done && which == MPI_UNDEFINED) return; /* none left */
         if (done) {
             progress = now_seconds();
+            if (done_at) done_at[which] = progress;
             continue;
         }
         if (spins % 64 == 0) {

@@ -368,6 +368,8 @@ void model_backward(Model *m, const float *dlogits, int N, const PassCtx *p) {
     layout_reorder(m->gbuf[m->t_grad[n]], m->t_fmt[n], dlogits, FMT_NHWC, N, model_output_shape(m));
     const float *ins[LAYER_MAX_INPUTS];
     float *dins[LAYER_MAX_INPUTS];
+    /* one test per layer when neither the profile nor the timeline wants times */
+    const int timed = m->prof || p->layer_timed;
     for (int l = n - 1; l >= low; l--) {
         const Layer *L = &m->layers[l];
         const GradSlot *gs = &m->gslots[l * LAYER_MAX_INPUTS];
@@ -381,15 +383,19 @@ void model_backward(Model *m, const float *dlogits, int N, const PassCtx *p) {
         }
         c.ins = ins;
         c.dins = dins;
-        double t0 = m->prof ? now_seconds() : 0;
+        double t0 = timed ? now_seconds() : 0;
         layer_ops[L->kind]->backward(L, &c, dins[0], m->gbuf[m->t_grad[l + 1]], ins[0],
                                      m->acts + m->t_off[l + 1], N);
-        double t1 = m->prof ? now_seconds() : 0;
+        double t1 = timed ? now_seconds() : 0;
         for (int k = 0; k < c.n_ins; k++)
             if (dins[k]) graph_route_gradient(m, L, &gs[k], N);
-        if (m->prof) {
-            m->prof[4 * l + 1] += t1 - t0;
-            m->prof[4 * l + 2] += now_seconds() - t1;
+        if (timed) {
+            double t2 = now_seconds();
+            if (m->prof) {
+                m->prof[4 * l + 1] += t1 - t0;
+                m->prof[4 * l + 2] += t2 - t1;
+            }
+            if (p->layer_timed) p->layer_timed(p->layer_timed_arg, l, t0, t2);
         }
         if (p->grads_ready)
             p->grads_ready(p->grads_arg, L->param_off, L->param_off + layer_n_weights(L));

@@ -310,6 +310,8 @@ LossStats train_step(Trainer *t, const int64_t *batch, int gB, int epoch, StepTi
                  .epoch = epoch,
                  .sample_ids = t->ids,
                  .grads_arg = t->dist,
+                 .layer_timed = timeline_on ? timeline_layer_timed : NULL,
+                 .layer_timed_arg = t->dist,
                  .allreduce = sum_over_ranks,
                  .allreduce_arg = t->dist};
     for (int k = 0; k < micro; k++) {
@@ -320,11 +322,15 @@ LossStats train_step(Trainer *t, const int64_t *batch, int gB, int epoch, StepTi
         data += micro_step(t, b - a, gB, &p, &st, tm);
     }
     double t2 = now_seconds();
-    if (overlap)
+    const size_t n_grads = m->state_lo - m->train_lo;
+    if (overlap) {
         dist_grad_finish(t->dist, "gradients");
-    else
-        dist_allreduce_sum_f32(t->dist, m->grads + m->train_lo, m->state_lo - m->train_lo,
-                               "gradients");
+        if (timeline_on) timeline_record_buckets(t->dist);
+    } else {
+        dist_allreduce_sum_f32(t->dist, m->grads + m->train_lo, n_grads, "gradients");
+        /* one bucket, the whole gradient (none on one rank: nothing is sent) */
+        if (dist->size > 1) TIMELINE(TL_BUCKET, t2, now_seconds(), dist->step, 4.0 * n_grads);
+    }
     /* the stop flag rides on the step's small allreduce: every rank stops at the same step */
     double sums[3] = {st.loss_sum, st.correct, stop_requested()};
     dist_allreduce_sum_f64(t->dist, sums, 3, "step loss");
@@ -332,7 +338,7 @@ LossStats train_step(Trainer *t, const int64_t *batch, int gB, int epoch, StepTi
     double t3 = now_seconds();
     optim_step(&t->opt, m->params, m->grads, m->train_lo);
     double t4 = now_seconds();
-    TIMELINE(TL_ALLREDUCE, t2, t3, t->dist->step, 4.0 * (double)(m->state_lo - m->train_lo));
+    TIMELINE(TL_ALLREDUCE, t2, t3, t->dist->step, 4.0 * (double)n_grads);
     TIMELINE(TL_OPTIMIZER, t3, t4, t->dist->step, 0);
     tm->data += data;
     tm->compute += (t2 - t1 - data) + (t4 - t3);

@@ -10,9 +10,11 @@
 #                link-down observations (plain Open MPI, application watchdog
 #                with/without short keepalives), each bounded by timeout (~3 min)
 #   --hosts L    host counts to test, each 2..4 (default "2 3")
-#   --only L     comma list of: smoke,bandwidth,linkdown,trainer,launcher
+#   --only L     comma list of: smoke,bandwidth,linkdown,trainer,launcher,timeline
 #                (launcher: convnet-run over namespace hosts, launcher.sh; it
-#                makes 4 hosts whatever --hosts says)
+#                makes 4 hosts whatever --hosts says; timeline: `train --timeline`
+#                on 2 hosts at 1 Gbit/s, after the backward and overlapped,
+#                checked by tests/timeline_check.py; in the full run, not --quick)
 #   -v           verbose (netns steps, full mpirun output on failure)
 #
 # Needs root (network namespaces).  Without it prints "SKIP multihost: <reason>"
@@ -36,6 +38,10 @@
 #   CND_MH_TIMEOUT         seconds per smoke mpirun (default 60)
 #   CND_MH_LINKDOWN_WHERE  outside (switch port, default) or inside (host's eth0)
 #   CND_MH_LINKDOWN_VARIANTS  observations of the full run (see test_linkdown)
+#   CND_MH_TIMELINE_OUT    folder that keeps the timeline part's traces
+#                          (timeline-after.json, timeline-overlap.json; default: removed)
+#   CND_MH_TIMELINE_LAYERS the layers whose backward the trace must hold (default: every
+#                          layer `summary` lists)
 #
 # Last line: "N passed, M failed, K skipped".  Exit 1 on any failure, 77 when
 # everything was skipped, 0 otherwise.
@@ -52,13 +58,14 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1 ;;
         --hosts) HOSTS=$2; shift ;;
-        --only) ONLY=$2; shift ;;
+        --only) ONLY=$2; ONLY_GIVEN=1; shift ;;
         -v) export MH_VERBOSE=1 ;;
         -h|--help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
 done
+[ "$QUICK" = 0 ] && [ -z "${ONLY_GIVEN:-}" ] && ONLY="$ONLY,timeline"
 want() { case ",$ONLY," in *",$1,"*) return 0 ;; esac; return 1; }
 
 # ---------------------------------------------------------------- bookkeeping
@@ -430,6 +437,39 @@ test_trainer() {
     fi
 }
 
+# `train --timeline` on 2 hosts (1 Gbit/s links): the gradient allreduce after the backward
+# (one bucket) and overlapped with it (bucket_mb small enough for several buckets); each
+# trace must pass tests/timeline_check.py (both ranks, nesting, each layer's backward, the
+# buckets' bytes adding up to the gradient).
+test_timeline() {
+    local bin=${CND_MH_BIN:-$ROOT/convnet-dist} job=${CND_MH_JOB:-$ROOT/jobs/mnist.job}
+    local tt=${CND_MH_TRAIN_TIMEOUT:-120} steps=20 mode layers
+    if [ ! -x "$bin" ]; then skip timeline "$bin not built yet"; return; fi
+    case "$bin" in /*) ;; *) bin=$ROOT/$bin ;; esac
+    command -v python3 >/dev/null 2>&1 || { skip timeline "no python3 to check the trace"; return; }
+    # the layers that run backward: every layer summary lists (a job with frozen or augmentation
+    # layers names its own in CND_MH_TIMELINE_LAYERS)
+    layers=${CND_MH_TIMELINE_LAYERS:-$("$bin" summary "$job" 2>/dev/null | awk '/^=+$/ {n++; next} n == 1 && $2 != "(InputLayer)" {print $1}' | paste -sd, -)}
+    [ -n "$layers" ] || { skip timeline "cannot read the layer names from 'summary $job'"; return; }
+    mh_shape 1gbit || { fail timeline "cannot shape the links"; return; }
+    for mode in after overlap; do
+        local ov=false min=1 tl="$MH_DIR/timeline-$mode.json"
+        [ "$mode" = overlap ] && ov=true min=2
+        # shellcheck disable=SC2046
+        mh_mpirun "$tt" $(multi_args 2) -x OMP_NUM_THREADS=1 "$bin" train "$job" --no-resume \
+            --set train.epochs=1 --set train.steps_per_epoch=$steps --set checkpoint.path=off \
+            --set train.overlap_allreduce=$ov --set train.bucket_mb=0.05 --timeline "$tl" \
+            > "$MH_DIR/timeline-$mode.out" 2>&1
+        local rc=$? out; mh_kill_procs >/dev/null 2>&1
+        if [ "$rc" != 0 ]; then fail "timeline-$mode" "training on 2 hosts exited $rc"; show_out "$MH_DIR/timeline-$mode.out"; continue; fi
+        if out=$(python3 "$ROOT/tests/timeline_check.py" "$tl" 2 "$steps" 1 "$layers" "$min" 2>&1); then
+            pass "timeline-$mode" "$out"
+        else fail "timeline-$mode" "$(echo "$out" | tail -n 2 | tr '\n' ' ')"; fi
+        [ -n "${CND_MH_TIMELINE_OUT:-}" ] && cp "$tl" "$CND_MH_TIMELINE_OUT/"
+    done
+    mh_unshape
+}
+
 # ------------------------------------------------------------------------ main
 echo "multihost: hosts ${HOSTS// /,} (namespaces ${MH_PREFIX}h1..h$MAXH, ${MH_SUBNET}.1-$MAXH), $([ "$QUICK" = 1 ] && echo quick || echo full) run"
 T0=$(now)
@@ -438,6 +478,7 @@ want bandwidth && test_bandwidth
 want trainer && test_trainer
 want launcher && { . "$HERE/launcher.sh"; test_launcher; }
 want linkdown && test_linkdown
+want timeline && test_timeline
 echo "multihost: $(elapsed "$T0" "$(now)")s"
 summary
 if [ "$FAILED" -gt 0 ]; then exit 1; fi
