@@ -15,7 +15,8 @@
 #   make deps       install the Debian packages this project needs (root) or print the command
 #   make clean
 #
-# Toggles: MPI=0 (no MPI at all), OPENMP=0, DEBUG=1 (-O0 -g), SANITIZE=1 (ASan + UBSan),
+# Toggles: MPI=0 (no MPI at all), OPENMP=0, DEBUG=1 (-O0 -g), SANITIZE=1 (ASan + UBSan, in
+# build-asan/ and ./convnet-dist-asan),
 # HDF5=0 (no Keras .h5 weights import: [keras_h5] then says how to get it), ONEDNN=0 (no oneDNN:
 # convolutions run im2col + OpenBLAS only), ONNX=0 (no `export --format onnx`: no libonnx-dev /
 # protobuf-c needed).
@@ -30,6 +31,12 @@ SANITIZE ?= 0
 
 BUILD := build
 BIN := convnet-dist
+# The sanitizer build has its own objects and binary, so that it never mixes with the normal
+# build's (make compares times, not flags): build-asan/, ./convnet-dist-asan.
+ifeq ($(SANITIZE),1)
+BUILD := build-asan
+BIN := convnet-dist-asan
+endif
 TESTBIN := $(BUILD)/test-convnet
 
 # Debian package that provides each dependency, for the messages and `make deps`.
