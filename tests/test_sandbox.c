@@ -170,13 +170,11 @@ static void unterminated_message_stays_bounded(void) {
     free(out);
 }
 
-TEST_SUITE(sandbox,
-           {"a hostile parser's open + write is stopped, nothing written", stops_open_write},
-           {"exec is stopped", stops_exec}, {"fork is stopped", stops_fork},
-           {"a socket is stopped", stops_socket},
-           {"a write to the terminal is stopped", stops_terminal_write},
-           {"read-only opens fail, the parser runs inside", parser_runs_inside},
-           {"no seccomp: refused unless CONVNET_H5_UNSANDBOXED=1",
-            no_seccomp_refused_unless_opted_in},
-           {"a child's unterminated message is read within bounds",
-            unterminated_message_stays_bounded});
+TEST_SUITE(
+    sandbox, {"a hostile parser's open + write is stopped, nothing written", stops_open_write},
+    {"exec is stopped", stops_exec}, {"fork is stopped", stops_fork},
+    {"a socket is stopped", stops_socket},
+    {"a write to the terminal is stopped", stops_terminal_write},
+    {"read-only opens fail, the parser runs inside", parser_runs_inside},
+    {"no seccomp: refused unless CONVNET_H5_UNSANDBOXED=1", no_seccomp_refused_unless_opted_in},
+    {"a child's unterminated message is read within bounds", unterminated_message_stays_bounded});

@@ -71,8 +71,8 @@ typedef struct {
     size_t size;           /* the input's length, at data */
     /* the server's answer */
     int rc, ended, params_changed, left_behind;
-    int between;                    /* a child ended between two inputs (never expected) */
-    unsigned long long children;    /* sandboxed children started */
+    int between;                 /* a child ended between two inputs (never expected) */
+    unsigned long long children; /* sandboxed children started */
     Err err;
     /* the child's (then merged with the server's) */
     int leaked;    /* HDF5 handles left open by the loader (ours) */
@@ -90,6 +90,11 @@ static size_t n_cov;
 static int inprocess;
 /* inputs one sandboxed child parses before the next is started ($FUZZ_H5_PER_CHILD) */
 static unsigned per_child = 1000;
+/* seconds an input may take in the child before it is killed ($FUZZ_H5_CHILD_SECONDS; 0: no
+ * limit but libFuzzer's -timeout, which ends the whole run): libhdf5 spins for seconds on some
+ * files, and their mutants would take the run's time. Counted as killed by a limit (real
+ * loads: RLIMIT_CPU, 300 s), kept and replayed like the others. */
+static int child_seconds = 2;
 /* contained inputs kept for run.sh to replay ($FUZZ_H5_KEEP: the smoke run keeps fewer) */
 static unsigned long long keep_max = 40;
 static pid_t server;
@@ -214,6 +219,7 @@ static void init(void) {
     inprocess = v && !strcmp(v, "1");
     counters = fuzz_counters(&n_cov);
     if ((v = getenv("FUZZ_H5_PER_CHILD")) && atoi(v) > 0) per_child = (unsigned)atoi(v);
+    if ((v = getenv("FUZZ_H5_CHILD_SECONDS"))) child_seconds = atoi(v);
     if ((v = getenv("FUZZ_H5_KEEP"))) keep_max = strtoull(v, NULL, 10);
     size_t head = (sizeof(Chan) + 63) & ~(size_t)63, cov = (n_cov + 4095) & ~(size_t)4095;
     chan = mmap(NULL, head + cov + SERVER_MAX_INPUT, PROT_READ | PROT_WRITE,
@@ -262,6 +268,16 @@ static void escaped(const char *what) {
     __builtin_trap();
 }
 
+/* Kill the server's child (the one on the input that takes too long); the server answers. */
+static void kill_child(void) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)server, (int)server);
+    FILE *f = fopen(path, "r");
+    int pid = 0;
+    if (f && fscanf(f, "%d", &pid) == 1 && pid > 0) kill(pid, SIGKILL);
+    if (f) fclose(f);
+}
+
 /* Hand the input to the server and wait for its answer (or its end: an escape). */
 static void ask_server(const uint8_t *data, size_t size) {
     memcpy(chan->data, data, size);
@@ -271,9 +287,17 @@ static void ask_server(const uint8_t *data, size_t size) {
     atomic_store(&chan->seq, s);
     futex(&chan->seq, FUTEX_WAKE, 1, NULL);
     const struct timespec slice = {0, 50 * 1000 * 1000};
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int killed = 0;
     while ((d = atomic_load(&chan->done)) != s) {
         futex(&chan->done, FUTEX_WAIT, d, &slice);
         if (waitpid(server, NULL, WNOHANG) != 0) escaped("the fork server (the caller) ended");
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if (child_seconds > 0 && !killed && t.tv_sec - t0.tv_sec >= child_seconds) {
+            kill_child();
+            killed = 1;
+        }
     }
 }
 
@@ -302,7 +326,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             if (chan->cov[i] > counters[i]) counters[i] = chan->cov[i];
     Err e = chan->err;
     e.msg[sizeof e.msg - 1] = 0;
-    if (chan->leaked) __builtin_trap();                             /* ours: a handle left open */
+    if (chan->leaked) __builtin_trap();                               /* ours: a handle left open */
     if (chan->rc != 0 && !strstr(e.msg, "fuzz.h5")) __builtin_trap(); /* ours: an unclear error */
     int sig = 0;
     switch ((IsolateEnd)chan->ended) {
