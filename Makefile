@@ -15,7 +15,8 @@
 #   make deps       install the Debian packages this project needs (root) or print the command
 #   make clean
 #
-# Toggles: MPI=0 (no MPI at all), OPENMP=0, DEBUG=1 (-O0 -g), SANITIZE=1 (ASan + UBSan),
+# Toggles: MPI=0 (no MPI at all), OPENMP=0, DEBUG=1 (-O0 -g), SANITIZE=1 (ASan + UBSan, in
+# build-asan/ and ./convnet-dist-asan),
 # HDF5=0 (no Keras .h5 weights import: [keras_h5] then says how to get it), ONEDNN=0 (no oneDNN:
 # convolutions run im2col + OpenBLAS only), ONNX=0 (no `export --format onnx`: no libonnx-dev /
 # protobuf-c needed).
@@ -30,6 +31,12 @@ SANITIZE ?= 0
 
 BUILD := build
 BIN := convnet-dist
+# The sanitizer build has its own objects and binary, so that it never mixes with the normal
+# build's (make compares times, not flags): build-asan/, ./convnet-dist-asan.
+ifeq ($(SANITIZE),1)
+BUILD := build-asan
+BIN := convnet-dist-asan
+endif
 TESTBIN := $(BUILD)/test-convnet
 
 # Debian package that provides each dependency, for the messages and `make deps`.
@@ -268,7 +275,8 @@ FUZZ_LDLIBS := -L$(BLAS_LIBDIR) -Wl,-rpath,$(BLAS_LIBDIR) -lopenblas -lturbojpeg
                $(if $(filter 1,$(HDF5)),$(HDF5_LIBS))
 # the fuzzers are built without MPI, oneDNN and ONNX: dist_local.c and the _none files
 FUZZ_LIB_SRC := $(filter-out src/app/main.c $(DIST_MPI_SRC) src/kernels/conv_dnnl.c src/formats/export_onnx.c,$(ALL_SRC))
-FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:src/%.c=$(FUZZ_BUILD)/obj/%.o) $(FUZZ_BUILD)/obj/fuzz_util.o
+FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:src/%.c=$(FUZZ_BUILD)/obj/%.o) $(FUZZ_BUILD)/obj/fuzz_util.o \
+                $(FUZZ_BUILD)/obj/fuzz_cov.o
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 FUZZ_OPTS := -timeout=1 -malloc_limit_mb=$(FUZZ_MALLOC_MB) -rss_limit_mb=$(FUZZ_RSS_MB) \
              -max_len=65536 -close_fd_mask=3 -print_final_stats=1 $(FUZZ_ARGS)
@@ -287,6 +295,11 @@ $(FUZZ_BUILD)/obj/%.o: src/%.c
 $(FUZZ_BUILD)/obj/fuzz_util.o: tests/fuzz/fuzz_util.c tests/fuzz/fuzz_util.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -fsanitize=fuzzer-no-link -c -o $@ $<
+
+# where the coverage counters are: not instrumented, see the file
+$(FUZZ_BUILD)/obj/fuzz_cov.o: tests/fuzz/fuzz_cov.c tests/fuzz/fuzz_util.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
 
 $(FUZZ_BINS): $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_OBJ) src/app/main.c
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJ) $(FUZZ_LDLIBS)
@@ -312,7 +325,7 @@ fuzz-smoke:
 	@if $(FUZZ_PROBE); then \
 	  $(MAKE) --no-print-directory fuzz-build >$(BUILD)/fuzz-build.log 2>&1 || \
 	    { cat $(BUILD)/fuzz-build.log; exit 1; }; \
-	  tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS) "$(FUZZ_OPTS)" $(FUZZ_TARGETS); \
+	  FUZZ_H5_KEEP=3 tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS) "$(FUZZ_OPTS)" $(FUZZ_TARGETS); \
 	else \
 	  echo "SKIP fuzz smoke run: $(words $(FUZZ_TARGETS)) targets skipped: $(FUZZ_CC) with libFuzzer is absent (apt-get install -y $(PKG_FUZZ), or make deps)"; \
 	  if [ "$$CI" = true ]; then echo "fuzz smoke run skipped under CI: failing"; exit 1; fi; \

@@ -142,11 +142,39 @@ static void no_seccomp_refused_unless_opted_in(void) {
     fixture_free(&s);
 }
 
-TEST_SUITE(sandbox,
-           {"a hostile parser's open + write is stopped, nothing written", stops_open_write},
-           {"exec is stopped", stops_exec}, {"fork is stopped", stops_fork},
-           {"a socket is stopped", stops_socket},
-           {"a write to the terminal is stopped", stops_terminal_write},
-           {"read-only opens fail, the parser runs inside", parser_runs_inside},
-           {"no seccomp: refused unless CONVNET_H5_UNSANDBOXED=1",
-            no_seccomp_refused_unless_opted_in});
+/* A child taken over writes a message without its terminating NUL, and fills everything after
+ * it in the shared memory up to its last byte: the parent's error stays within the message
+ * (before the fix it went on reading into the buffer, out of the mapping when that too was
+ * full). */
+static int fn_unterminated(void *ctx, void *buf, Err *e) {
+    size_t n = *(size_t *)ctx;
+    e->set = 1;
+    memset(e->msg, 'A', sizeof e->msg);
+    char *after = (char *)(e + 1);
+    if ((char *)buf > after) memset(after, 'B', (size_t)((char *)buf - after));
+    memset(buf, 'B', n - 1);
+    ((char *)buf)[n - 1] = 0;
+    return 1;
+}
+
+static void unterminated_message_stays_bounded(void) {
+    size_t n = 4096;
+    char *out = calloc(1, n);
+    IsolateOpts opts = {.what = "x.h5", .reader = "the test"};
+    Err e = {0};
+    CU_ASSERT_EQUAL(isolate_run(fn_unterminated, &n, out, n, &opts, &e), 1);
+    CU_ASSERT_EQUAL(opts.ended, ISOLATE_REFUSED);
+    CU_ASSERT(strchr(e.msg, 'B') == NULL);
+    CU_ASSERT_EQUAL(strspn(e.msg, "A"), sizeof e.msg - 1);
+    CU_ASSERT_EQUAL(out[0], 0); /* a refusal brings nothing back */
+    free(out);
+}
+
+TEST_SUITE(
+    sandbox, {"a hostile parser's open + write is stopped, nothing written", stops_open_write},
+    {"exec is stopped", stops_exec}, {"fork is stopped", stops_fork},
+    {"a socket is stopped", stops_socket},
+    {"a write to the terminal is stopped", stops_terminal_write},
+    {"read-only opens fail, the parser runs inside", parser_runs_inside},
+    {"no seccomp: refused unless CONVNET_H5_UNSANDBOXED=1", no_seccomp_refused_unless_opted_in},
+    {"a child's unterminated message is read within bounds", unterminated_message_stays_bounded});

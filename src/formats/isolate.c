@@ -210,6 +210,13 @@ int isolate_run(int (*fn)(void *ctx, void *buf, Err *e), void *ctx, void *out, s
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
+    /* What the child left, copied once and ended: a child taken over by a hostile file may
+     * have written anything there (a message without its terminating NUL would be read on
+     * past it, out of the mapping), and without the sandbox it may still be writing. */
+    Outcome got;
+    memcpy(&got, o, sizeof got);
+    got.err.msg[sizeof got.err.msg - 1] = 0;
+    o = &got;
     static int noted;
     if (o->unsandboxed && !noted) {
         noted = 1;

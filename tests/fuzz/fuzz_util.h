@@ -32,4 +32,7 @@ void fuzz_memfs_install(void);
  * node's. */
 int fuzz_model(const char *layers_text, Shape in, size_t limit, Job *j, Model *m);
 
+/* libFuzzer's coverage counters (n of them): fuzz_cov.c, built without instrumentation. */
+uint8_t *fuzz_counters(size_t *n);
+
 #endif

@@ -14,7 +14,8 @@
 # fix; real loads run libhdf5 in a sandboxed child process (src/formats/isolate.c), where such
 # a crash is an error message. The target then restarts from its corpus for the time left.
 #
-# fuzz_h5 parses every input as real loads do, in that sandboxed child: a child that crashes or
+# fuzz_h5 parses every input as real loads do, in a sandboxed child (one child parses up to
+# $FUZZ_H5_PER_CHILD inputs, see fuzz_h5.c): a child that crashes or
 # is stopped by the sandbox is *contained* (counted; its first inputs kept in
 # BUILD_DIR/contained/h5 and replayed here in-process to say whose memory error it was: libhdf5's
 # is contained, ours a finding); anything that escapes the child (a file written, the parent's
@@ -106,14 +107,15 @@ for t in "$@"; do
         fi
         break
     done
+    took=$(($(date +%s) - start)) # the fuzzing, not the replays below
     extra=""
     [ $hdf5 -gt 0 ] && extra=", $hdf5 libhdf5 memory errors (artifacts kept)"
     if [ "$t" = h5 ]; then
         # the sandbox's counts, and whose each kept contained input's memory error is
-        set -- $(cat "$build"/h5.stats.* 2>/dev/null | awk '{ for (i = 1; i <= 6; i++) s[i] += $i }
-            END { print s[1] + 0, s[2] + 0, s[3] + 0, s[4] + 0, s[5] + 0, s[6] + 0 }') "$@"
-        runs=$1 ok=$2 refused=$3 contained=$4 sandboxed=$5 escapes=$6
-        shift 6
+        set -- $(cat "$build"/h5.stats.* 2>/dev/null | awk '{ for (i = 1; i <= 9; i++) s[i] += $i }
+            END { for (i = 1; i <= 9; i++) printf "%d ", s[i] }') "$@"
+        runs=$1 ok=$2 refused=$3 contained=$4 sandboxed=$5 escapes=$6 signalled=$7 limited=$8 children=$9
+        shift 9
         lib=0 ours=0 alloc=0 other=0
         for f in "$build"/contained/h5/*; do
             [ -f "$f" ] || continue
@@ -130,16 +132,18 @@ for t in "$@"; do
                 alloc=$((alloc + 1))
             else other=$((other + 1)); fi
         done
-        echo "fuzz h5: sandbox: $runs inputs in child processes: $ok loaded, $refused refused," \
-            "$contained contained ($sandboxed stopped by the sandbox, $((contained - sandboxed)) by a" \
-            "signal or limit), $escapes escaped; kept $((lib + ours + alloc + other)) contained inputs," \
+        echo "fuzz h5: sandbox: $runs inputs in $children sandboxed child processes: $ok loaded," \
+            "$refused refused, $contained contained ($sandboxed stopped by the sandbox, $signalled" \
+            "crashed on a signal, $limited killed by a limit, $((contained - sandboxed - signalled - limited))" \
+            "exited early), $escapes escaped; kept $((lib + ours + alloc + other)) contained inputs," \
             "replayed in-process: $lib libhdf5 memory errors, $ours ours, $alloc libhdf5 allocations" \
             "ASan refused (its warning stopped by the sandbox), $other not reproduced; $slow timeouts" \
             "in the child only"
         if [ "$escapes" != 0 ] || [ $ours -gt 0 ]; then rc=1; where="escaped: $escapes, ours: $ours"; fi
     fi
     if [ $rc -eq 0 ]; then
-        echo "fuzz $t: $execs executions in $seconds s, cov: ${cov:-?} ft: ${ft:-?}, no finding in our code$extra"
+        echo "fuzz $t: $execs executions in $took s ($((execs / (took > 0 ? took : 1))) exec/s)," \
+            "cov: ${cov:-?} ft: ${ft:-?}, no finding in our code$extra"
     else
         echo "fuzz $t: FINDING (exit $rc) after $execs executions; log $build/$t.log:"
         grep -E 'ERROR|SUMMARY|runtime error|Test unit written|exceeds' "$build/$t.run.log" | head -12
