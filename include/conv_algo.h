@@ -18,6 +18,12 @@
  * block zero-padded: (N, ceil(C/16), H, W, 16)). The model reorders between layers only where a
  * consumer cannot read its producer's layout (src/layout.c).
  *
+ * Precision (docs/mixed-precision.md): ConvDesc.bf16 asks for bfloat16 arithmetic. Only an
+ * algorithm with ConvAlgo.bf16 (oneDNN's direct) offers it, and only on a CPU whose oneDNN ISA
+ * has bfloat16 units (conv_dnnl_bf16_unsupported). The interface stays float32 (inputs,
+ * outputs, weights, gradients): the plan's reorders into the primitives' layouts are the casts,
+ * and the forward keeps its bfloat16 copy of the input for backward-weights.
+ *
  * All of oneDNN lives in src/conv_dnnl.c, so a move to oneDNN 3.x touches one file.
  */
 #ifndef CONVNET_CONV_ALGO_H
@@ -41,6 +47,8 @@ typedef struct ConvDesc {
     int has_bias;
     TensorFormat in_fmt;  /* the layout the producer writes; plan may ask for NHWC instead */
     int out_read_as_nhwc; /* Layer.out_read_as_nhwc: NHWC output saves the reader a reorder */
+    int bf16;             /* compute in bfloat16 (ConvAlgo.bf16 only); conv_algo_time_all: time
+                           * the bfloat16 variants too */
 } ConvDesc;
 
 struct ConvAlgo;
@@ -80,6 +88,7 @@ typedef struct ConvAlgo {
     /* NULL when this CPU can run the algorithm, else why not (the backend lacks kernels for its
      * ISA); a NULL hook: any CPU. */
     const char *(*unsupported)(void);
+    int bf16; /* plans ConvDesc.bf16 (where conv_dnnl_bf16_unsupported allows) */
 } ConvAlgo;
 
 /* The implementations; NULL where this build lacks the backend (ONEDNN=0). */
@@ -98,7 +107,7 @@ static inline size_t conv_kernel_floats(const WinGeom *g) {
 int conv_plan_init(ConvPlan *p, ConvAlgoId id, const ConvDesc *d, Err *e);
 void conv_plan_free(ConvPlan *p);
 
-/* `auto`'s timing: sec[id], the seconds of one forward + backward_weights + backward_data
+/* `auto`'s timing: sec[b][id] (b = 1: bfloat16, timed only where d->bf16 asks), the seconds of one forward + backward_weights + backward_data
  * (forward_only: the forward alone) of algorithm id at the plan's batch size, on buffers
  * allocated and freed here, or < 0 where it cannot plan d. The median of `reps` alternating
  * rounds, each timing every candidate once, after one warm-up each, so that a noisy stretch of
@@ -106,14 +115,19 @@ void conv_plan_free(ConvPlan *p);
  * few percent (the MNIST model's first layer: im2col 2.5 ms, direct 2.7 ms) may still swap
  * between runs; the timing sees the layer alone, not the reorders its layouts cost. */
 #define CONV_TUNE_ROUNDS 7
-void conv_algo_time_all(const ConvDesc *d, int reps, int forward_only, double *sec);
-/* conv_algorithm = auto: the fastest algorithm on d by conv_algo_time_all (forward + both
- * backward passes, or the forward alone for a frozen layer); the default when none could be
- * timed. Called by model_tune_algorithms, after planning. */
-ConvAlgoId conv_algo_tune(const ConvDesc *d, int forward_only);
+void conv_algo_time_all(const ConvDesc *d, int reps, int forward_only,
+                        double sec[2][CONV_ALGO_COUNT]);
+/* conv_algorithm = auto: the fastest algorithm and precision on d by conv_algo_time_all
+ * (forward + both backward passes, or the forward alone for a frozen layer; bfloat16 a
+ * candidate where d->bf16); the default when none could be timed. Called by
+ * model_tune_algorithms, after planning. */
+ConvChoice conv_algo_tune(const ConvDesc *d, int forward_only);
 
 /* The ISA oneDNN runs ("avx512_core", ...), or "none" without oneDNN. */
 const char *conv_dnnl_isa(void);
+/* NULL when oneDNN's ISA here has bfloat16 units (avx512_core_bf16, AMX), else why not, in
+ * words naming the ISA: mixed_bfloat16 then runs float32, never oneDNN's emulation. */
+const char *conv_dnnl_bf16_unsupported(void);
 /* oneDNN's algorithm id (direct, winograd), for conv_algo_get; NULL for the others and in a
  * build without oneDNN (ONEDNN=0 compiles src/kernels/conv_dnnl_none.c instead of conv_dnnl.c). */
 const ConvAlgo *conv_dnnl_algo(ConvAlgoId id);

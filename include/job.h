@@ -60,6 +60,8 @@ typedef struct {
     char *chart;          /* per-epoch SVG chart of loss and accuracy ("" = none) */
     ConvAlgoId conv_algo; /* conv_algorithm: CONV_ALGO_DEFAULT, _AUTO or a fixed one; layers
                            * without their own `algorithm` key get it */
+    int mixed_bf16;       /* precision = mixed_bfloat16 (1) or float32 (0): convolutions may
+                           * compute in bfloat16 (docs/mixed-precision.md) */
     int feature_cache;    /* 1 (auto): run a frozen, deterministic prefix of the model once per
                            * split and train on its cached output; 0 (off) */
     LrSchedule schedule;  /* lr_schedule and its keys (schedule.h); phases inherit it */

@@ -49,6 +49,17 @@ typedef enum {
     CONV_ALGO_DEFAULT = -2 /* a layer without its own `algorithm` key: [train] conv_algorithm */
 } ConvAlgoId;
 
+/* The precision a convolution computes in (docs/mixed-precision.md). POLICY: as the job's
+ * [train] precision says (bfloat16 under mixed_bfloat16 where the algorithm and the CPU have
+ * it); `auto` replaces it with the one it timed fastest. */
+typedef enum { CONV_PREC_POLICY, CONV_PREC_F32, CONV_PREC_BF16 } ConvPrecision;
+
+/* What `auto` chose for one layer (rank 0 broadcasts it, so every rank runs the same). */
+typedef struct {
+    ConvAlgoId algo;
+    ConvPrecision prec;
+} ConvChoice;
+
 typedef enum {
     LAYER_CONV2D,
     LAYER_MAXPOOL2D,
@@ -153,6 +164,8 @@ typedef struct Layer {
     ConvAlgoId conv_algo; /* Conv2D: the algorithm asked for (the job's layers); in the model's
                            * copy, the one that runs (model_plan, model_tune_algorithms) */
     int conv_algo_strict; /* the layer's own `algorithm` key: no fallback when it cannot run */
+    int mixed_bf16;       /* Conv2D, SeparableConv2D: [train] precision = mixed_bfloat16 */
+    ConvPrecision conv_prec; /* POLICY, or what `auto` chose (the model's copy) */
     int act_fused; /* set by model_plan on the output layer: its sigmoid/softmax is applied by the
                     * loss (or predict), so forward outputs logits */
     union {

@@ -88,11 +88,11 @@ int model_plan(Model *m, const Layer *layers, int n_layers, Shape input, int max
 /* The explicit step after model_plan for conv_algorithm = auto: time the candidates of every
  * auto layer on its planned shapes, bottom up (a layer's choice sets the layout the next one
  * reads), keep the fastest and plan again with it. chosen[l] (n_layers entries) receives the
- * algorithm each layer runs, for model_set_algorithms on the other ranks. 0, or -1 with e set. */
-int model_tune_algorithms(Model *m, ConvAlgoId *chosen, Err *e);
+ * algorithm and precision each layer runs, for model_set_algorithms on the other ranks. 0, or -1 with e set. */
+int model_tune_algorithms(Model *m, ConvChoice *chosen, Err *e);
 /* Plan the auto layers with chosen[l] (what model_tune_algorithms chose elsewhere) instead of
  * timing them, so that every rank runs the same arithmetic. 0, or -1 with e set. */
-int model_set_algorithms(Model *m, const ConvAlgoId *chosen, Err *e);
+int model_set_algorithms(Model *m, const ConvChoice *chosen, Err *e);
 /* Whether any layer asks for conv_algorithm = auto. */
 int model_has_auto_algorithms(const Model *m);
 /* Recompute train_lo / lowest_trainable after layers' trainable flags changed. */

@@ -181,6 +181,9 @@ static int resolve_train(Job *j, Section *s, Err *e) {
     int algo;
     if (sec_get_enum(ini, s, "conv_algorithm", 0, 0, algos, &algo, e)) return -1;
     t->conv_algo = (ConvAlgoId)(algo - 2);
+    /* Keras's policy names (docs/mixed-precision.md) */
+    static const char *const precisions[] = {"float32", "mixed_bfloat16", NULL};
+    if (sec_get_enum(ini, s, "precision", 0, 0, precisions, &t->mixed_bf16, e)) return -1;
     return sec_check_unused(ini, s, e);
 }
 
@@ -453,7 +456,7 @@ static int job_resolve_defaults(Job *j, const char *path, Err *e) {
     "data.decode=scaled", "train.epsilon_placement=inside_sqrt", "train.lr_schedule=constant", \
         "phase.lr_schedule=constant", "train.terminate_on_nan=true",                           \
         "train.gradient_accumulation_steps=1", "train.lr_scaling=none", "data.loading=stream", \
-        "data.prefetch=3"
+        "data.prefetch=3", "train.precision=float32"
     static const char *const ignore[] = {"train.save",  "train.step_log", "train.csv_log",
                                          "train.chart", KEYS_ADDED_LATER, NULL};
     j->hash = ini_hash(ini, ignore);
@@ -510,6 +513,9 @@ int job_load(Job *j, const char *path, char *const *overrides, int n_overrides, 
         if ((j->layers[l].kind == LAYER_CONV2D || j->layers[l].kind == LAYER_SEPARABLE_CONV2D) &&
             !j->layers[l].conv_algo_strict)
             j->layers[l].conv_algo = j->train.conv_algo;
+    for (int l = 0; l < j->n_layers; l++) /* and the precision policy, whatever their algorithm */
+        j->layers[l].mixed_bf16 = j->train.mixed_bf16 && (j->layers[l].kind == LAYER_CONV2D ||
+                                                          j->layers[l].kind == LAYER_SEPARABLE_CONV2D);
     return job_resolve_defaults(j, path, e);
 }
 

@@ -13,6 +13,11 @@
  * largest batch; a smaller one runs as the full batch (ConvPlan.full_batch) with the extra
  * samples' output gradient zeroed by the layer.
  *
+ * bfloat16 (ConvDesc.bf16): the primitives read bf16 (src, weights, diff_dst) and write f32
+ * (dst, diff_src, diff_weights, diff_bias; the bias stays f32), so the reorders from the
+ * model's f32 layouts into the primitives' are the casts, done by oneDNN, and the forward's
+ * reordered input, kept in aux for backward-weights, is half the bytes of an f32 copy.
+ *
  * Threads: oneDNN runs on libgomp, like OpenBLAS and our loops; the primitives are executed
  * outside any parallel region, so they use the rank's whole thread share.
  */
@@ -58,6 +63,15 @@ const char *conv_dnnl_isa(void) {
     case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
     default: return "other";
     }
+}
+
+const char *conv_dnnl_bf16_unsupported(void) {
+    static char why[160];
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    /* the ISA values are bit sets: AMX includes avx512_core_bf16 */
+    if ((isa & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16) return NULL;
+    snprintf(why, sizeof why, "oneDNN runs %s here, without bfloat16 units", conv_dnnl_isa());
+    return why;
 }
 
 /* ---- plan-time building blocks ---- */
@@ -231,18 +245,22 @@ static int dnnl_conv_build(ConvPlan *p, Dnnl *s, dnnl_alg_kind_t alg, Err *e) {
     int pb = (g->OH - 1) * g->SH + g->KH - g->H - g->PT,
         pr = (g->OW - 1) * g->SW + g->KW - g->W - g->PL;
     const dnnl_dims_t pad_r = {pb > 0 ? pb : 0, pr > 0 ? pr : 0};
-    dnnl_memory_desc_t any_src, any_w, any_dst;
+    /* what the primitives read is bf16 under ConvDesc.bf16; what they write stays f32 */
+    const dnnl_data_type_t rd = p->d.bf16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_memory_desc_t any_src, any_w, any_dst, any_dsrc, any_dw, any_ddst;
     dnnl_memory_desc_init_by_tag(&s->in, 4, src_dims, dnnl_f32,
                                  p->d.in_fmt == FMT_BLK16 ? dnnl_nChw16c : dnnl_nhwc);
     const int nhwc = p->out_fmt == FMT_NHWC; /* then the primitives read and write NHWC too */
     dnnl_memory_desc_init_by_tag(&s->out, 4, dst_dims, dnnl_f32, nhwc ? dnnl_nhwc : dnnl_nChw16c);
     dnnl_memory_desc_init_by_tag(&s->w, 4, w_dims, dnnl_f32, dnnl_hwio);
     dnnl_memory_desc_init_by_tag(&s->bias, 1, b_dims, dnnl_f32, dnnl_x);
-    dnnl_memory_desc_init_by_tag(&any_src, 4, src_dims, dnnl_f32,
-                                 nhwc ? dnnl_nhwc : dnnl_format_tag_any);
-    dnnl_memory_desc_init_by_tag(&any_w, 4, w_dims, dnnl_f32, dnnl_format_tag_any);
-    dnnl_memory_desc_init_by_tag(&any_dst, 4, dst_dims, dnnl_f32,
-                                 nhwc ? dnnl_nhwc : dnnl_format_tag_any);
+    const dnnl_format_tag_t act_tag = nhwc ? dnnl_nhwc : dnnl_format_tag_any;
+    dnnl_memory_desc_init_by_tag(&any_src, 4, src_dims, rd, act_tag);
+    dnnl_memory_desc_init_by_tag(&any_dsrc, 4, src_dims, dnnl_f32, act_tag);
+    dnnl_memory_desc_init_by_tag(&any_w, 4, w_dims, rd, dnnl_format_tag_any);
+    dnnl_memory_desc_init_by_tag(&any_dw, 4, w_dims, dnnl_f32, dnnl_format_tag_any);
+    dnnl_memory_desc_init_by_tag(&any_dst, 4, dst_dims, dnnl_f32, act_tag);
+    dnnl_memory_desc_init_by_tag(&any_ddst, 4, dst_dims, rd, act_tag);
     const dnnl_memory_desc_t *bias = p->d.has_bias ? &s->bias : NULL;
 
     dnnl_convolution_desc_t fd, dd, wd;
@@ -253,17 +271,18 @@ static int dnnl_conv_build(ConvPlan *p, Dnnl *s, dnnl_alg_kind_t alg, Err *e) {
                                               bias, &any_dst, strides, pad_l, pad_r),
            "forward desc", e) ||
         dnnl_primitive_desc_create(&fpd, &fd, fattr, engine, NULL) != dnnl_success ||
-        ok(dnnl_convolution_backward_data_desc_init(&dd, alg, &any_src, &any_w, &any_dst, strides,
-                                                    pad_l, pad_r),
+        ok(dnnl_convolution_backward_data_desc_init(&dd, alg, &any_dsrc, &any_w, &any_ddst,
+                                                    strides, pad_l, pad_r),
            "backward-data desc", e) ||
         dnnl_primitive_desc_create(&dpd, &dd, battr, engine, fpd) != dnnl_success ||
-        ok(dnnl_convolution_backward_weights_desc_init(&wd, alg, &any_src, &any_w, bias, &any_dst,
-                                                       strides, pad_l, pad_r),
+        ok(dnnl_convolution_backward_weights_desc_init(&wd, alg, &any_src, &any_dw, bias,
+                                                       &any_ddst, strides, pad_l, pad_r),
            "backward-weights desc", e) ||
         dnnl_primitive_desc_create(&wpd, &wd, battr, engine, fpd) != dnnl_success) {
         if (!e->msg[0])
-            err_set(e, "oneDNN has no %s implementation for this convolution",
-                    alg == dnnl_convolution_winograd ? "Winograd" : "direct");
+            err_set(e, "oneDNN has no %s%s implementation for this convolution",
+                    alg == dnnl_convolution_winograd ? "Winograd" : "direct",
+                    p->d.bf16 ? " bfloat16" : "");
         goto out;
     }
     static const int fargs[] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_SCRATCHPAD,
@@ -430,14 +449,16 @@ static const ConvAlgo conv_algo_direct = {"direct",
                                           dnnl_conv_forward,
                                           dnnl_conv_backward_weights,
                                           dnnl_conv_backward_data,
-                                          NULL};
+                                          NULL,
+                                          1};
 static const ConvAlgo conv_algo_winograd = {"winograd",
                                             winograd_plan,
                                             dnnl_conv_free,
                                             dnnl_conv_forward,
                                             dnnl_conv_backward_weights,
                                             dnnl_conv_backward_data,
-                                            winograd_unsupported};
+                                            winograd_unsupported,
+                                            0};
 
 const ConvAlgo *conv_dnnl_algo(ConvAlgoId id) {
     return id == CONV_ALGO_DIRECT     ? &conv_algo_direct

@@ -4,6 +4,10 @@
 
 const char *conv_dnnl_isa(void) { return "none"; }
 
+const char *conv_dnnl_bf16_unsupported(void) {
+    return "this build has no oneDNN (make ONEDNN=1 with libdnnl-dev), so no bfloat16 kernels";
+}
+
 const ConvAlgo *conv_dnnl_algo(ConvAlgoId id) {
     (void)id;
     return NULL;

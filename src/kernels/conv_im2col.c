@@ -220,4 +220,5 @@ const ConvAlgo conv_algo_im2col = {"im2col",
                                    im2col_forward,
                                    im2col_backward_weights,
                                    im2col_backward_data,
-                                   NULL};
+                                   NULL,
+                                   0};

@@ -30,6 +30,14 @@ int conv_plan_init(ConvPlan *p, ConvAlgoId id, const ConvDesc *d, Err *e) {
         err_set(e, "%s", no); /* callers name the layer and the algorithm */
         return -1;
     }
+    if (d->bf16) { /* bfloat16 only where the algorithm has it and the CPU has its units */
+        if (!conv_algo_get(id)->bf16) no = "oneDNN has no bfloat16 variant of it";
+        if (!no) no = conv_dnnl_bf16_unsupported();
+        if (no) {
+            err_set(e, "bfloat16: %s", no);
+            return -1;
+        }
+    }
     p->algo = conv_algo_get(id);
     if (p->algo->plan(p, e)) {
         p->algo = NULL;
@@ -109,42 +117,50 @@ static double conv_timing_run(ConvPlan *p, ConvTimingBufs *b, int forward_only) 
     return now_seconds() - t0;
 }
 
-void conv_algo_time_all(const ConvDesc *d, int reps, int forward_only, double *sec) {
-    ConvPlan p[CONV_ALGO_COUNT];
-    int ok[CONV_ALGO_COUNT], any = 0;
+/* The candidates: every algorithm in float32, then (where d->bf16 asks) in bfloat16; candidate
+ * k is algorithm k % CONV_ALGO_COUNT at precision k / CONV_ALGO_COUNT. */
+#define N_CAND (2 * CONV_ALGO_COUNT)
+
+void conv_algo_time_all(const ConvDesc *d, int reps, int forward_only,
+                        double sec[2][CONV_ALGO_COUNT]) {
+    ConvPlan p[N_CAND];
+    int ok[N_CAND], any = 0;
     ConvTimingBufs b;
     memset(&b, 0, sizeof b);
     b.nk = conv_kernel_floats(&d->g), b.nb = (size_t)d->g.OC;
     if (reps > 15) reps = 15;
     if (reps < 1) reps = 1;
-    for (int id = 0; id < CONV_ALGO_COUNT; id++) {
+    for (int k = 0; k < N_CAND; k++) {
         Err e = {0};
-        sec[id] = -1;
-        ok[id] = conv_plan_init(&p[id], (ConvAlgoId)id, d, &e) == 0;
-        if (ok[id] && conv_plan_too_big(&p[id])) conv_plan_free(&p[id]), ok[id] = 0;
-        if (!ok[id]) continue;
+        ConvDesc dk = *d;
+        dk.bf16 = k >= CONV_ALGO_COUNT;
+        sec[k / CONV_ALGO_COUNT][k % CONV_ALGO_COUNT] = -1;
+        ok[k] = (!dk.bf16 || d->bf16) &&
+                conv_plan_init(&p[k], (ConvAlgoId)(k % CONV_ALGO_COUNT), &dk, &e) == 0;
+        if (ok[k] && conv_plan_too_big(&p[k])) conv_plan_free(&p[k]), ok[k] = 0;
+        if (!ok[k]) continue;
         size_t ni, no;
-        conv_plan_floats(&p[id], &ni, &no);
+        conv_plan_floats(&p[k], &ni, &no);
         b.ni = ni > b.ni ? ni : b.ni, b.no = no > b.no ? no : b.no;
-        b.aux_bytes = p[id].aux_bytes > b.aux_bytes ? p[id].aux_bytes : b.aux_bytes;
-        b.ws_bytes = p[id].ws_bytes > b.ws_bytes ? p[id].ws_bytes : b.ws_bytes;
+        b.aux_bytes = p[k].aux_bytes > b.aux_bytes ? p[k].aux_bytes : b.aux_bytes;
+        b.ws_bytes = p[k].ws_bytes > b.ws_bytes ? p[k].ws_bytes : b.ws_bytes;
         any = 1;
     }
     if (!any) return;
     conv_timing_bufs_init(&b);
-    double run[CONV_ALGO_COUNT][16];
-    for (int id = 0; id < CONV_ALGO_COUNT; id++)
-        if (ok[id]) conv_timing_run(&p[id], &b, forward_only); /* warm-up: JIT, first touch */
+    double run[N_CAND][16];
+    for (int k = 0; k < N_CAND; k++)
+        if (ok[k]) conv_timing_run(&p[k], &b, forward_only); /* warm-up: JIT, first touch */
     /* Round r times every candidate once, so that the machine's drift (another process, a
      * neighbour on the host) hits all of them alike rather than whichever ran during it. */
     for (int r = 0; r < reps; r++)
-        for (int id = 0; id < CONV_ALGO_COUNT; id++)
-            if (ok[id]) run[id][r] = conv_timing_run(&p[id], &b, forward_only);
-    for (int id = 0; id < CONV_ALGO_COUNT; id++) {
-        if (!ok[id]) continue;
-        qsort(run[id], (size_t)reps, sizeof run[id][0], cmp_double);
-        sec[id] = run[id][reps / 2];
-        conv_plan_free(&p[id]);
+        for (int k = 0; k < N_CAND; k++)
+            if (ok[k]) run[k][r] = conv_timing_run(&p[k], &b, forward_only);
+    for (int k = 0; k < N_CAND; k++) {
+        if (!ok[k]) continue;
+        qsort(run[k], (size_t)reps, sizeof run[k][0], cmp_double);
+        sec[k / CONV_ALGO_COUNT][k % CONV_ALGO_COUNT] = run[k][reps / 2];
+        conv_plan_free(&p[k]);
     }
     conv_timing_bufs_free(&b);
 }
@@ -170,15 +186,26 @@ static int conv2d_configure(Layer *L, IniFile *ini, Section *s, Err *e) {
 
 /* auto: the fastest candidate on this layer's shapes: forward + both backward passes, or the
  * forward alone for a layer the job freezes (a phase that unfreezes it keeps that choice). */
-ConvAlgoId conv_algo_tune(const ConvDesc *d, int forward_only) {
+ConvChoice conv_algo_tune(const ConvDesc *d, int forward_only) {
     /* nothing timed (too large to try): the default */
-    ConvAlgoId best = conv_algo_get(CONV_ALGO_DIRECT) ? CONV_ALGO_DIRECT : CONV_ALGO_IM2COL;
-    double sec[CONV_ALGO_COUNT], best_t = -1;
+    ConvChoice best = {conv_algo_get(CONV_ALGO_DIRECT) ? CONV_ALGO_DIRECT : CONV_ALGO_IM2COL,
+                       CONV_PREC_POLICY};
+    double sec[2][CONV_ALGO_COUNT], best_t = -1;
     conv_algo_time_all(d, CONV_TUNE_ROUNDS, forward_only, sec);
-    for (int id = 0; id < CONV_ALGO_COUNT; id++)
-        if (sec[id] >= 0 && (best_t < 0 || sec[id] < best_t))
-            best = (ConvAlgoId)id, best_t = sec[id];
+    for (int b = 0; b < 2; b++)
+        for (int id = 0; id < CONV_ALGO_COUNT; id++)
+            if (sec[b][id] >= 0 && (best_t < 0 || sec[b][id] < best_t)) {
+                best = (ConvChoice){(ConvAlgoId)id, b ? CONV_PREC_BF16 : CONV_PREC_F32};
+                best_t = sec[b][id];
+            }
     return best;
+}
+
+/* Whether layer L's convolution with algorithm id computes in bfloat16: asked for (by the
+ * policy, or by auto's choice), and the algorithm and the CPU have it. */
+static int layer_conv_bf16(const Layer *L, ConvAlgoId id) {
+    int want = L->conv_prec == CONV_PREC_BF16 || (L->conv_prec == CONV_PREC_POLICY && L->mixed_bf16);
+    return want && conv_algo_get(id) && conv_algo_get(id)->bf16 && !conv_dnnl_bf16_unsupported();
 }
 
 void conv2d_release(Layer *L) {
@@ -189,7 +216,7 @@ void conv2d_release(Layer *L) {
 }
 
 int layer_conv_plan(Layer *L, const ConvDesc *dp, Err *e) {
-    const ConvDesc d = *dp;
+    ConvDesc d = *dp;
     conv2d_release(L);
     ConvAlgoId id = L->conv_algo;
     /* auto is timed after planning (model_tune_algorithms): the default until then */
@@ -198,8 +225,16 @@ int layer_conv_plan(Layer *L, const ConvDesc *dp, Err *e) {
     L->conv = xmalloc(sizeof *L->conv);
     Err why = {0};
     /* A [train]-wide choice falls back (winograd -> direct -> im2col) where it cannot run; a
-     * layer's own `algorithm` does not. */
-    while (conv_plan_init(L->conv, id, &d, &why)) {
+     * layer's own `algorithm` does not. The plan's request (ConvPlan.asked) keeps the policy's
+     * bfloat16, so that auto times it. */
+    for (;;) {
+        d.bf16 = layer_conv_bf16(L, id);
+        if (!conv_plan_init(L->conv, id, &d, &why)) break;
+        if (d.bf16) { /* no bfloat16 kernel for this shape: the same algorithm in float32 */
+            d.bf16 = 0;
+            why.msg[0] = 0;
+            if (!conv_plan_init(L->conv, id, &d, &why)) break;
+        }
         if (L->conv_algo_strict || id == CONV_ALGO_IM2COL) {
             char w[320];
             err_set(e, "layer %s (%s): algorithm = %s: %s", L->name, layer_where(L, w, sizeof w),
@@ -213,6 +248,7 @@ int layer_conv_plan(Layer *L, const ConvDesc *dp, Err *e) {
         why.msg[0] = 0;
     }
     L->conv_algo = id;
+    L->conv->asked.bf16 = L->mixed_bf16 && !conv_dnnl_bf16_unsupported();
     return 0;
 }
 
@@ -221,7 +257,7 @@ static int conv2d_plan(Layer *L, Err *e) {
     layer_param_add(L, "kernel", PARAM_WEIGHT, 4, L->kh, L->kw, L->in.c, L->units);
     if (L->use_bias) layer_param_add(L, "bias", PARAM_WEIGHT, 1, L->units, 0, 0, 0);
     ConvDesc d = {layer_window_geom(L, L->max_batch > 0 ? L->max_batch : 1), layer_act(L),
-                  L->use_bias, L->in_fmt, L->out_read_as_nhwc};
+                  L->use_bias, L->in_fmt, L->out_read_as_nhwc, 0};
     if (layer_conv_plan(L, &d, e)) return -1;
     L->in_fmt = L->conv->d.in_fmt;
     L->out_fmt = L->conv->out_fmt;

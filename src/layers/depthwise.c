@@ -291,7 +291,8 @@ static int sep_plan(Layer *L, Err *e) {
                   layer_act(L),
                   L->use_bias,
                   FMT_NHWC,
-                  L->out_read_as_nhwc};
+                  L->out_read_as_nhwc,
+                  0};
     if (layer_conv_plan(L, &d, e)) return -1;
     if (L->conv->d.in_fmt != FMT_NHWC) { /* our depthwise kernel writes NHWC */
         char w[320];

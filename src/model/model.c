@@ -152,29 +152,32 @@ int model_has_auto_algorithms(const Model *m) {
     return 0;
 }
 
-int model_tune_algorithms(Model *m, ConvAlgoId *chosen, Err *e) {
+int model_tune_algorithms(Model *m, ConvChoice *chosen, Err *e) {
     for (int l = 0; l < m->n_layers; l++) {
         Layer *L = &m->layers[l];
         if (m->algo_asked[l] == CONV_ALGO_AUTO && L->conv) {
             /* the layers below are final: the plan's request carries the layout they write */
-            ConvAlgoId id = conv_algo_tune(&L->conv->asked, !L->trainable);
-            if (id != L->conv_algo) {
-                L->conv_algo = id;
+            ConvChoice c = conv_algo_tune(&L->conv->asked, !L->trainable);
+            if (c.algo != L->conv_algo || c.prec != L->conv_prec) {
+                L->conv_algo = c.algo, L->conv_prec = c.prec;
                 if (replan(m, e)) return -1;
             }
         }
-        chosen[l] = m->layers[l].conv_algo;
+        chosen[l] = (ConvChoice){m->layers[l].conv_algo, m->layers[l].conv_prec};
     }
     return 0;
 }
 
-int model_set_algorithms(Model *m, const ConvAlgoId *chosen, Err *e) {
+int model_set_algorithms(Model *m, const ConvChoice *chosen, Err *e) {
     int changed = 0;
-    for (int l = 0; l < m->n_layers; l++)
-        if (m->algo_asked[l] == CONV_ALGO_AUTO && m->layers[l].conv_algo != chosen[l]) {
-            m->layers[l].conv_algo = chosen[l];
+    for (int l = 0; l < m->n_layers; l++) {
+        Layer *L = &m->layers[l];
+        if (m->algo_asked[l] == CONV_ALGO_AUTO &&
+            (L->conv_algo != chosen[l].algo || L->conv_prec != chosen[l].prec)) {
+            L->conv_algo = chosen[l].algo, L->conv_prec = chosen[l].prec;
             changed = 1;
         }
+    }
     return changed ? replan(m, e) : 0;
 }
 
@@ -512,8 +515,9 @@ static void print_kernels(const Model *m, FILE *f) {
     for (int l = 0; l < m->n_layers; l++) {
         const Layer *L = &m->layers[l];
         if (!L->conv) continue;
-        fprintf(f, " %-16s %-9s %s -> %s  [%s]\n", L->name, conv_algo_name(L->conv_algo),
-                format_name(L->in_fmt), format_name(L->out_fmt), L->conv->impl);
+        fprintf(f, " %-16s %-9s %-8s %s -> %s  [%s]\n", L->name, conv_algo_name(L->conv_algo),
+                L->conv->d.bf16 ? "bfloat16" : "float32", format_name(L->in_fmt),
+                format_name(L->out_fmt), L->conv->impl);
     }
     fprintf(f, "Layout reorders between layers: %d\n", copies);
     for (int t = 1; t <= m->n_layers; t++)

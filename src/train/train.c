@@ -77,12 +77,13 @@ static void plan_model(Trainer *t, Shape input, int max_batch) {
     int rc = model_plan(&t->model, job->layers, job->n_layers, input, max_batch, &e);
     if (!rc && model_has_auto_algorithms(&t->model)) {
         const int n = job->n_layers;
-        ConvAlgoId *algos = xmalloc(((size_t)n + 1) * sizeof *algos);
+        ConvChoice *algos = xcalloc((size_t)n + 1, sizeof *algos);
         if (dist->rank == 0) rc = model_tune_algorithms(&t->model, algos, &e);
-        algos[n] = (ConvAlgoId)rc; /* rank 0's outcome rides along */
+        algos[n].algo = (ConvAlgoId)rc; /* rank 0's outcome rides along */
         dist_bcast(dist, algos, ((size_t)n + 1) * sizeof *algos, 0);
-        if (dist->rank != 0) rc = algos[n] ? -1 : model_set_algorithms(&t->model, algos, &e);
-        if (dist->rank != 0 && algos[n]) err_set(&e, "rank 0 could not plan the timed algorithms");
+        if (dist->rank != 0) rc = algos[n].algo ? -1 : model_set_algorithms(&t->model, algos, &e);
+        if (dist->rank != 0 && algos[n].algo)
+            err_set(&e, "rank 0 could not plan the timed algorithms");
         free(algos);
     }
     /* the message names the layer's file and line (an [include]d file, maybe) */
