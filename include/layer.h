@@ -161,10 +161,10 @@ typedef struct Layer {
     Activation act;
     int use_bias;
     int trainable;
-    ConvAlgoId conv_algo; /* Conv2D: the algorithm asked for (the job's layers); in the model's
+    ConvAlgoId conv_algo;    /* Conv2D: the algorithm asked for (the job's layers); in the model's
                            * copy, the one that runs (model_plan, model_tune_algorithms) */
-    int conv_algo_strict; /* the layer's own `algorithm` key: no fallback when it cannot run */
-    int mixed_bf16;       /* Conv2D, SeparableConv2D: [train] precision = mixed_bfloat16 */
+    int conv_algo_strict;    /* the layer's own `algorithm` key: no fallback when it cannot run */
+    int mixed_bf16;          /* Conv2D, SeparableConv2D: [train] precision = mixed_bfloat16 */
     ConvPrecision conv_prec; /* POLICY, or what `auto` chose (the model's copy) */
     int act_fused; /* set by model_plan on the output layer: its sigmoid/softmax is applied by the
                     * loss (or predict), so forward outputs logits */

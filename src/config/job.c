@@ -514,8 +514,9 @@ int job_load(Job *j, const char *path, char *const *overrides, int n_overrides, 
             !j->layers[l].conv_algo_strict)
             j->layers[l].conv_algo = j->train.conv_algo;
     for (int l = 0; l < j->n_layers; l++) /* and the precision policy, whatever their algorithm */
-        j->layers[l].mixed_bf16 = j->train.mixed_bf16 && (j->layers[l].kind == LAYER_CONV2D ||
-                                                          j->layers[l].kind == LAYER_SEPARABLE_CONV2D);
+        j->layers[l].mixed_bf16 = j->train.mixed_bf16 &&
+                                  (j->layers[l].kind == LAYER_CONV2D ||
+                                   j->layers[l].kind == LAYER_SEPARABLE_CONV2D);
     return job_resolve_defaults(j, path, e);
 }
 

@@ -104,10 +104,15 @@ typedef struct {
     dnnl_memory_desc_t in, out, w, bias; /* the layouts the model holds */
     Prim fwd, bwd_d, bwd_w;
     /* reorders; .prim.p NULL when source and destination layouts agree */
-    Reorder src_f, w_f, dst_f;           /* forward: input, weights in; output out */
-    Reorder w_d, ddst_d, dsrc_d;         /* backward-data */
-    Reorder src_w, ddst_w, dw_w;         /* backward-weights */
-    int src_w_uses_fwd;                  /* backward-weights reads the forward's reordered input */
+    Reorder src_f, w_f, dst_f;   /* forward: input, weights in; output out */
+    Reorder w_d, ddst_d, dsrc_d; /* backward-data */
+    Reorder src_w, ddst_w, dw_w; /* backward-weights */
+    int src_w_uses_fwd;          /* backward-weights reads the forward's reordered input */
+    /* both backward passes read the output gradient in one layout that needs a reorder (the
+     * bf16 cast): backward-weights converts it into ddst_common, below both passes' regions of
+     * ws, and backward-data (called next, on the same ws) reads it there when ddst_ready */
+    int ddst_shared, ddst_ready;
+    Slot ddst_common;
     Slot scratch, db, dw_plain;          /* ws: scratchpad; bias and HWIO weight gradients */
     size_t aux_top, ws_top[N_WS_PASSES]; /* each pass's region starts past the scratchpad */
 } Dnnl;
@@ -271,12 +276,12 @@ static int dnnl_conv_build(ConvPlan *p, Dnnl *s, dnnl_alg_kind_t alg, Err *e) {
                                               bias, &any_dst, strides, pad_l, pad_r),
            "forward desc", e) ||
         dnnl_primitive_desc_create(&fpd, &fd, fattr, engine, NULL) != dnnl_success ||
-        ok(dnnl_convolution_backward_data_desc_init(&dd, alg, &any_dsrc, &any_w, &any_ddst,
-                                                    strides, pad_l, pad_r),
+        ok(dnnl_convolution_backward_data_desc_init(&dd, alg, &any_dsrc, &any_w, &any_ddst, strides,
+                                                    pad_l, pad_r),
            "backward-data desc", e) ||
         dnnl_primitive_desc_create(&dpd, &dd, battr, engine, fpd) != dnnl_success ||
-        ok(dnnl_convolution_backward_weights_desc_init(&wd, alg, &any_src, &any_dw, bias,
-                                                       &any_ddst, strides, pad_l, pad_r),
+        ok(dnnl_convolution_backward_weights_desc_init(&wd, alg, &any_src, &any_dw, bias, &any_ddst,
+                                                       strides, pad_l, pad_r),
            "backward-weights desc", e) ||
         dnnl_primitive_desc_create(&wpd, &wd, battr, engine, fpd) != dnnl_success) {
         if (!e->msg[0])
@@ -297,7 +302,13 @@ static int dnnl_conv_build(ConvPlan *p, Dnnl *s, dnnl_alg_kind_t alg, Err *e) {
     /* ws: the scratchpad (every pass uses it), then each pass's buffers in a region of its own */
     size_t sp = scratch_bytes(fpd), sd = scratch_bytes(dpd), sw = scratch_bytes(wpd);
     s->scratch = slot_take(s, sp > sd ? (sp > sw ? sp : sw) : (sd > sw ? sd : sw), WS_FWD);
+    const dnnl_memory_desc_t *ddst_md = pd_md(dpd, dnnl_query_diff_dst_md);
+    s->ddst_shared = dnnl_memory_desc_equal(ddst_md, pd_md(wpd, dnnl_query_diff_dst_md)) &&
+                     !dnnl_memory_desc_equal(ddst_md, &s->out);
+    size_t fwd_top = s->ws_top[WS_FWD];
+    if (s->ddst_shared) s->ddst_common = slot_take(s, dnnl_memory_desc_get_size(ddst_md), WS_FWD);
     s->ws_top[WS_BWD_DATA] = s->ws_top[WS_BWD_WEIGHTS] = s->ws_top[WS_FWD];
+    s->ws_top[WS_FWD] = fwd_top; /* the forward's buffers may overlap ddst_common */
     /* aux: the forward's weights and input as it wants them (backward-weights reuses the input) */
     if (reorder_make(s, &s->w_f, &s->w, pd_md(fpd, dnnl_query_weights_md), IN_AUX, 1, e) ||
         reorder_make(s, &s->src_f, &s->in, pd_md(fpd, dnnl_query_src_md), IN_AUX, 1, e))
@@ -308,17 +319,18 @@ static int dnnl_conv_build(ConvPlan *p, Dnnl *s, dnnl_alg_kind_t alg, Err *e) {
     p->keeps_input = s->src_w_uses_fwd && s->src_f.prim.p;
     if (reorder_make(s, &s->dst_f, pd_md(fpd, dnnl_query_dst_md), &s->out, WS_FWD, 0, e) ||
         reorder_make(s, &s->w_d, &s->w, pd_md(dpd, dnnl_query_weights_md), WS_BWD_DATA, 1, e) ||
-        reorder_make(s, &s->ddst_d, &s->out, pd_md(dpd, dnnl_query_diff_dst_md), WS_BWD_DATA, 1,
-                     e) ||
+        reorder_make(s, &s->ddst_d, &s->out, pd_md(dpd, dnnl_query_diff_dst_md), WS_BWD_DATA,
+                     !s->ddst_shared, e) ||
         reorder_make(s, &s->dsrc_d, pd_md(dpd, dnnl_query_diff_src_md), &s->in, WS_BWD_DATA, 0,
                      e) ||
         (!s->src_w_uses_fwd &&
          reorder_make(s, &s->src_w, &s->in, pd_md(wpd, dnnl_query_src_md), WS_BWD_WEIGHTS, 1, e)) ||
-        reorder_make(s, &s->ddst_w, &s->out, pd_md(wpd, dnnl_query_diff_dst_md), WS_BWD_WEIGHTS, 1,
-                     e) ||
+        reorder_make(s, &s->ddst_w, &s->out, pd_md(wpd, dnnl_query_diff_dst_md), WS_BWD_WEIGHTS,
+                     !s->ddst_shared, e) ||
         reorder_make(s, &s->dw_w, pd_md(wpd, dnnl_query_diff_weights_md), &s->w, WS_BWD_WEIGHTS, 0,
                      e))
         goto out;
+    if (s->ddst_shared) s->ddst_d.dst = s->ddst_w.dst = s->ddst_common;
     /* outputs that need a reorder afterwards are first written to a buffer of their pass */
     size_t fdst = s->dst_f.prim.p ? dnnl_memory_desc_get_size(pd_md(fpd, dnnl_query_dst_md)) : 0;
     size_t dsrc = s->dsrc_d.prim.p ? dnnl_memory_desc_get_size(pd_md(dpd, dnnl_query_diff_src_md))
@@ -332,6 +344,12 @@ static int dnnl_conv_build(ConvPlan *p, Dnnl *s, dnnl_alg_kind_t alg, Err *e) {
     impl_append(p, "fwd", fpd);
     impl_append(p, "bwd_d", dpd);
     impl_append(p, "bwd_w", wpd);
+    /* bfloat16 only on oneDNN's bf16 kernels, never its reference loops (an emulation far
+     * slower than float32): the layer then plans float32 */
+    if (p->d.bf16 && strstr(p->impl, "ref")) {
+        err_set(e, "oneDNN has only reference bfloat16 kernels for this convolution (%s)", p->impl);
+        goto out;
+    }
     rc = 0;
 out:
     if (fpd) dnnl_primitive_desc_destroy(fpd);
@@ -391,6 +409,7 @@ static int winograd_plan(ConvPlan *p, Err *e) {
 static void dnnl_conv_forward(ConvPlan *p, float *out, const float *in, const float *w,
                               const float *b, void *aux, void *ws, int N) {
     Dnnl *s = p->state;
+    s->ddst_ready = 0;
     const void *src = reorder_run(&s->src_f, in, NULL, aux, ws);
     const void *wf = reorder_run(&s->w_f, w, NULL, aux, ws);
     void *dst = s->dst_f.prim.p ? slot_ptr(s->dst_f.dst, aux, ws) : out;
@@ -410,6 +429,7 @@ static void dnnl_conv_backward_weights(ConvPlan *p, float *dw, float *db, const 
     const void *src = s->src_w_uses_fwd ? (s->src_f.prim.p ? slot_ptr(s->src_f.dst, aux, ws) : in)
                                         : reorder_run(&s->src_w, in, NULL, aux, ws);
     const void *ddst = reorder_run(&s->ddst_w, dout, NULL, aux, ws);
+    s->ddst_ready = s->ddst_shared;
     float *dwp = slot_ptr(s->dw_w.dst, aux, ws), *dbp = slot_ptr(s->db, aux, ws);
     prim_set(&s->bwd_w, DNNL_ARG_SRC, src);
     prim_set(&s->bwd_w, DNNL_ARG_DIFF_DST, ddst);
@@ -433,7 +453,9 @@ static void dnnl_conv_backward_data(ConvPlan *p, float *din, const float *dout, 
                                     void *aux, void *ws, int N) {
     Dnnl *s = p->state;
     const void *wd = reorder_run(&s->w_d, w, NULL, aux, ws);
-    const void *ddst = reorder_run(&s->ddst_d, dout, NULL, aux, ws);
+    const void *ddst = s->ddst_ready ? slot_ptr(s->ddst_common, aux, ws)
+                                     : reorder_run(&s->ddst_d, dout, NULL, aux, ws);
+    s->ddst_ready = 0;
     void *dsrc = s->dsrc_d.prim.p ? slot_ptr(s->dsrc_d.dst, aux, ws) : din;
     prim_set(&s->bwd_d, DNNL_ARG_DIFF_DST, ddst);
     prim_set(&s->bwd_d, DNNL_ARG_WEIGHTS, wd);

@@ -204,7 +204,8 @@ ConvChoice conv_algo_tune(const ConvDesc *d, int forward_only) {
 /* Whether layer L's convolution with algorithm id computes in bfloat16: asked for (by the
  * policy, or by auto's choice), and the algorithm and the CPU have it. */
 static int layer_conv_bf16(const Layer *L, ConvAlgoId id) {
-    int want = L->conv_prec == CONV_PREC_BF16 || (L->conv_prec == CONV_PREC_POLICY && L->mixed_bf16);
+    int want = L->conv_prec == CONV_PREC_BF16 ||
+               (L->conv_prec == CONV_PREC_POLICY && L->mixed_bf16);
     return want && conv_algo_get(id) && conv_algo_get(id)->bf16 && !conv_dnnl_bf16_unsupported();
 }
 
@@ -256,8 +257,12 @@ static int conv2d_plan(Layer *L, Err *e) {
     if (layer_plan_window(L, L->units, e)) return -1;
     layer_param_add(L, "kernel", PARAM_WEIGHT, 4, L->kh, L->kw, L->in.c, L->units);
     if (L->use_bias) layer_param_add(L, "bias", PARAM_WEIGHT, 1, L->units, 0, 0, 0);
-    ConvDesc d = {layer_window_geom(L, L->max_batch > 0 ? L->max_batch : 1), layer_act(L),
-                  L->use_bias, L->in_fmt, L->out_read_as_nhwc, 0};
+    ConvDesc d = {layer_window_geom(L, L->max_batch > 0 ? L->max_batch : 1),
+                  layer_act(L),
+                  L->use_bias,
+                  L->in_fmt,
+                  L->out_read_as_nhwc,
+                  0};
     if (layer_conv_plan(L, &d, e)) return -1;
     L->in_fmt = L->conv->d.in_fmt;
     L->out_fmt = L->conv->out_fmt;

@@ -511,6 +511,12 @@ static void print_kernels(const Model *m, FILE *f) {
     for (int l = 0; l < m->n_layers; l++) convs += m->layers[l].conv != NULL;
     for (int t = 0; t <= m->n_layers; t++) copies += graph_has_copy(m, t);
     if (!convs) return;
+    int mixed = 0;
+    for (int l = 0; l < m->n_layers; l++) mixed |= m->layers[l].mixed_bf16;
+    /* the policy asked for bfloat16 that this CPU cannot give: say so, once */
+    if (mixed && conv_dnnl_bf16_unsupported())
+        fprintf(f, "precision = mixed_bfloat16 runs float32 here: %s\n",
+                conv_dnnl_bf16_unsupported());
     fprintf(f, "Convolution algorithms (oneDNN ISA: %s):\n", conv_dnnl_isa());
     for (int l = 0; l < m->n_layers; l++) {
         const Layer *L = &m->layers[l];
