@@ -77,9 +77,11 @@ def have_torch():
 
 
 def have_mixed():
-    """Whether this convnet-dist knows [train] precision (a job-load check: no model is built)."""
-    return subprocess.run([BIN, "summary", "jobs/mnist.job", *MIXED], cwd=ROOT,
-                          capture_output=True).returncode == 0
+    """Whether this convnet-dist knows [train] precision: a bad value is refused at job load,
+    before any model is built, naming the values it takes (an older binary: 'unknown key')."""
+    p = subprocess.run([BIN, "summary", "jobs/mnist.job", "--set", "train.precision=?"], cwd=ROOT,
+                       capture_output=True, text=True)
+    return "mixed_bfloat16" in p.stderr
 
 
 def ours(job, steps, reps, extra=()):
