@@ -225,7 +225,8 @@ def side_by_side(name, job, model, steps, reps, rounds, extra, precisions, torch
     if f32:
         rows.append(summarize(f"{name} training, batch {batch}", res["ours f32"], res.get("PyTorch f32")))
     if bf16:
-        r = summarize("  mixed_bfloat16 / PyTorch autocast bf16", res["ours mixed"], res.get("PyTorch autocast"))
+        label = "  " if f32 else f"{name}, batch {batch}: "  # under the float32 row, or alone
+        r = summarize(label + "mixed_bfloat16 / PyTorch autocast bf16", res["ours mixed"], res.get("PyTorch autocast"))
         r["bf16"] = True
         want_f32, want_peer = TARGETS.get(model, (None, None))
         notes = []
