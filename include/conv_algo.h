@@ -47,8 +47,9 @@ typedef struct ConvDesc {
     int has_bias;
     TensorFormat in_fmt;  /* the layout the producer writes; plan may ask for NHWC instead */
     int out_read_as_nhwc; /* Layer.out_read_as_nhwc: NHWC output saves the reader a reorder */
-    int bf16;             /* compute in bfloat16 (ConvAlgo.bf16 only); conv_algo_time_all: time
-                           * the bfloat16 variants too */
+    int bf16;             /* compute in bfloat16 (ConvAlgo.bf16 only): 1 in the layouts oneDNN
+                           * picks (blocked), 2 channels-last (NHWC) in and out; for
+                           * conv_algo_time_all, nonzero: time both bfloat16 variants too */
 } ConvDesc;
 
 struct ConvAlgo;
@@ -107,7 +108,8 @@ static inline size_t conv_kernel_floats(const WinGeom *g) {
 int conv_plan_init(ConvPlan *p, ConvAlgoId id, const ConvDesc *d, Err *e);
 void conv_plan_free(ConvPlan *p);
 
-/* `auto`'s timing: sec[b][id] (b = 1: bfloat16, timed only where d->bf16 asks), the seconds of one forward + backward_weights + backward_data
+/* `auto`'s timing: sec[b][id] (b = ConvDesc.bf16's values: 0 float32, 1 and 2 the bfloat16
+ * variants, timed only where d->bf16 asks), the seconds of one forward + backward_weights + backward_data
  * (forward_only: the forward alone) of algorithm id at the plan's batch size, on buffers
  * allocated and freed here, or < 0 where it cannot plan d. The median of `reps` alternating
  * rounds, each timing every candidate once, after one warm-up each, so that a noisy stretch of
@@ -115,8 +117,9 @@ void conv_plan_free(ConvPlan *p);
  * few percent (the MNIST model's first layer: im2col 2.5 ms, direct 2.7 ms) may still swap
  * between runs; the timing sees the layer alone, not the reorders its layouts cost. */
 #define CONV_TUNE_ROUNDS 7
+#define CONV_BF16_VARIANTS 3 /* ConvDesc.bf16's values */
 void conv_algo_time_all(const ConvDesc *d, int reps, int forward_only,
-                        double sec[2][CONV_ALGO_COUNT]);
+                        double sec[CONV_BF16_VARIANTS][CONV_ALGO_COUNT]);
 /* conv_algorithm = auto: the fastest algorithm and precision on d by conv_algo_time_all
  * (forward + both backward passes, or the forward alone for a frozen layer; bfloat16 a
  * candidate where d->bf16); the default when none could be timed. Called by

@@ -52,7 +52,12 @@ typedef enum {
 /* The precision a convolution computes in (docs/mixed-precision.md). POLICY: as the job's
  * [train] precision says (bfloat16 under mixed_bfloat16 where the algorithm and the CPU have
  * it); `auto` replaces it with the one it timed fastest. */
-typedef enum { CONV_PREC_POLICY, CONV_PREC_F32, CONV_PREC_BF16 } ConvPrecision;
+typedef enum {
+    CONV_PREC_POLICY,
+    CONV_PREC_F32,
+    CONV_PREC_BF16,     /* in oneDNN's blocked layouts (jit_bf16) */
+    CONV_PREC_BF16_NHWC /* channels-last in and out (oneDNN picks brgconv for the forward) */
+} ConvPrecision;
 
 /* What `auto` chose for one layer (rank 0 broadcasts it, so every rank runs the same). */
 typedef struct {

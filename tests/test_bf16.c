@@ -114,10 +114,10 @@ static void naive_all(const WinGeom *g, const float *x, const float *w, const fl
 static float *fmalloc(size_t n) { return calloc(n + 16, sizeof(float)); }
 
 /* Run the bfloat16 plan on case c and measure every output against its bound. */
-static void check_case(const Case *c, Ratio *fwd, Ratio *bwd_d, Ratio *bwd_w, Ratio *bias,
+static void check_case(const Case *c, int variant, Ratio *fwd, Ratio *bwd_d, Ratio *bwd_w, Ratio *bias,
                        int *planned_bf16) {
     WinGeom g = geom(c);
-    ConvDesc d = {g, ACT_LINEAR, 1, FMT_NHWC, c->K == 1, 1};
+    ConvDesc d = {g, ACT_LINEAR, 1, FMT_NHWC, c->K == 1, variant};
     ConvPlan p;
     Err e = {0};
     if (conv_plan_init(&p, CONV_ALGO_DIRECT, &d, &e)) {
@@ -172,8 +172,9 @@ static void test_kernel_bound(void) {
     Ratio r[4] = {{0, 0}};
     const char *names[] = {"forward", "backward-data", "backward-weights", "bias gradient"};
     int bf16 = 1;
-    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++)
-        check_case(&cases[k], &r[0], &r[1], &r[2], &r[3], &bf16);
+    for (int variant = 1; variant <= 2; variant++) /* oneDNN's layouts; channels-last */
+        for (size_t k = 0; k < sizeof cases / sizeof *cases; k++)
+            check_case(&cases[k], variant, &r[0], &r[1], &r[2], &r[3], &bf16);
     CU_ASSERT(bf16); /* every case planned oneDNN's bf16 kernels */
     for (int i = 0; i < 4; i++) {
         printf("\n    %s: worst error %.3f of the bfloat16 bound, %.1f of the float32 one",
@@ -239,18 +240,6 @@ static int train(const char *env, int np, const char *job, const char *tag, cons
     return rc;
 }
 
-static int read_losses(const char *tag, double *loss, int max) {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s.steps", dir, tag);
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    int n = 0, epoch;
-    long step;
-    while (n < max && fscanf(f, "%ld %d %lf", &step, &epoch, &loss[n]) == 3) n++;
-    fclose(f);
-    return n;
-}
-
 /* diff-weights a b within rtol: 1 when within */
 static int same_weights(const char *a, const char *b, const char *rtol) {
     char wa[64], wb[64];
@@ -261,7 +250,8 @@ static int same_weights(const char *a, const char *b, const char *rtol) {
 /* The largest relative difference of two step logs (n steps each, equal counts asserted). */
 static double loss_gap(const char *a, const char *b, int n) {
     double la[64], lb[64], worst = 0;
-    int na = read_losses(a, la, 64), nb = read_losses(b, lb, 64);
+    int na = testutil_read_step_losses(dir, a, la, 64),
+        nb = testutil_read_step_losses(dir, b, lb, 64);
     CU_ASSERT_EQUAL(na, n);
     CU_ASSERT_EQUAL(nb, n);
     for (int i = 0; i < na && i < nb; i++) worst = fmax(worst, fabs(la[i] - lb[i]) / fabs(lb[i]));

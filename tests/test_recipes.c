@@ -187,18 +187,6 @@ static int run_accum(const char *job, int np, int K, const char *extra, const ch
     return rc;
 }
 
-static int read_losses(const char *tag, double *loss, int max) {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s.steps", dir, tag);
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    int n = 0, epoch;
-    long step;
-    while (n < max && fscanf(f, "%ld %d %lf", &step, &epoch, &loss[n]) == 3) n++;
-    fclose(f);
-    return n;
-}
-
 /* -np 4 K=1, -np 2 K=2 (plain and overlapped allreduce), -np 1 K=4: the same optimizer steps on
  * the same global batches, so the same losses and weights (1e-5), dropout included (keyed by
  * sample). No BatchNormalization: it normalises per micro-batch, which K changes. */
@@ -225,11 +213,11 @@ static void test_accumulation_mpi(void) {
                  runs[r].extra);
         CU_ASSERT_EQUAL_FATAL(run_accum(job, runs[r].np, runs[r].K, extra, runs[r].tag), 0);
         if (r == 0) {
-            nref = read_losses(runs[r].tag, ref, 64);
+            nref = testutil_read_step_losses(dir, runs[r].tag, ref, 64);
             CU_ASSERT_EQUAL(nref, 20);
             continue;
         }
-        int n = read_losses(runs[r].tag, got, 64);
+        int n = testutil_read_step_losses(dir, runs[r].tag, got, 64);
         CU_ASSERT_EQUAL(n, nref);
         double worst = 0;
         for (int i = 0; i < n && i < nref; i++)

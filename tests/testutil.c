@@ -262,3 +262,15 @@ int testutil_same_weights(const char *dir, const char *a, const char *b, const c
     free(out);
     return rc == 0;
 }
+
+int testutil_read_step_losses(const char *dir, const char *tag, double *loss, int max) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.steps", dir, tag);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    int n = 0, epoch;
+    long step;
+    while (n < max && fscanf(f, "%ld %d %lf", &step, &epoch, &loss[n]) == 3) n++;
+    fclose(f);
+    return n;
+}

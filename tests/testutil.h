@@ -112,4 +112,8 @@ size_t testutil_idx_header(unsigned char *b, int ndim, const unsigned *dims);
  * class-specific place plus noise) to dir/prefix-images.idx and dir/prefix-labels.idx. */
 void testutil_write_idx_dataset(const char *dir, const char *prefix, int n, int h, int w,
                                 unsigned seed);
+
+/* The per-step losses of DIR/TAG.steps (a run's train.step_log: "step epoch loss" lines), at
+ * most max of them: how many were read (0 when the file is absent). */
+int testutil_read_step_losses(const char *dir, const char *tag, double *loss, int max);
 #endif

@@ -240,6 +240,56 @@ static void dnnl_conv_free(ConvPlan *p) {
     engine_release();
 }
 
+/* Carve every buffer of the three passes out of aux and ws, and build the reorders between the
+ * model's layouts and the primitives'. 0, or -1 with e set. */
+static int dnnl_conv_buffers(ConvPlan *p, Dnnl *s, dnnl_primitive_desc_t fpd,
+                             dnnl_primitive_desc_t dpd, dnnl_primitive_desc_t wpd, Err *e) {
+    const WinGeom *g = &p->d.g;
+    /* ws: the scratchpad (every pass uses it), then each pass's buffers in a region of its own */
+    size_t sp = scratch_bytes(fpd), sd = scratch_bytes(dpd), sw = scratch_bytes(wpd);
+    s->scratch = slot_take(s, sp > sd ? (sp > sw ? sp : sw) : (sd > sw ? sd : sw), WS_FWD);
+    const dnnl_memory_desc_t *ddst_md = pd_md(dpd, dnnl_query_diff_dst_md);
+    s->ddst_shared = dnnl_memory_desc_equal(ddst_md, pd_md(wpd, dnnl_query_diff_dst_md)) &&
+                     !dnnl_memory_desc_equal(ddst_md, &s->out);
+    size_t fwd_top = s->ws_top[WS_FWD];
+    if (s->ddst_shared) s->ddst_common = slot_take(s, dnnl_memory_desc_get_size(ddst_md), WS_FWD);
+    s->ws_top[WS_BWD_DATA] = s->ws_top[WS_BWD_WEIGHTS] = s->ws_top[WS_FWD];
+    s->ws_top[WS_FWD] = fwd_top; /* the forward's buffers may overlap ddst_common */
+    /* aux: the forward's weights and input as it wants them (backward-weights reuses the input) */
+    if (reorder_make(s, &s->w_f, &s->w, pd_md(fpd, dnnl_query_weights_md), IN_AUX, 1, e) ||
+        reorder_make(s, &s->src_f, &s->in, pd_md(fpd, dnnl_query_src_md), IN_AUX, 1, e))
+        return -1;
+    s->src_w_uses_fwd = dnnl_memory_desc_equal(pd_md(fpd, dnnl_query_src_md),
+                                               pd_md(wpd, dnnl_query_src_md));
+    /* backward-weights reads the forward's reordered copy: the layer need not keep `in` for it */
+    p->keeps_input = s->src_w_uses_fwd && s->src_f.prim.p;
+    if (reorder_make(s, &s->dst_f, pd_md(fpd, dnnl_query_dst_md), &s->out, WS_FWD, 0, e) ||
+        reorder_make(s, &s->w_d, &s->w, pd_md(dpd, dnnl_query_weights_md), WS_BWD_DATA, 1, e) ||
+        reorder_make(s, &s->ddst_d, &s->out, pd_md(dpd, dnnl_query_diff_dst_md), WS_BWD_DATA,
+                     !s->ddst_shared, e) ||
+        reorder_make(s, &s->dsrc_d, pd_md(dpd, dnnl_query_diff_src_md), &s->in, WS_BWD_DATA, 0,
+                     e) ||
+        (!s->src_w_uses_fwd &&
+         reorder_make(s, &s->src_w, &s->in, pd_md(wpd, dnnl_query_src_md), WS_BWD_WEIGHTS, 1, e)) ||
+        reorder_make(s, &s->ddst_w, &s->out, pd_md(wpd, dnnl_query_diff_dst_md), WS_BWD_WEIGHTS,
+                     !s->ddst_shared, e) ||
+        reorder_make(s, &s->dw_w, pd_md(wpd, dnnl_query_diff_weights_md), &s->w, WS_BWD_WEIGHTS, 0,
+                     e))
+        return -1;
+    if (s->ddst_shared) s->ddst_d.dst = s->ddst_w.dst = s->ddst_common;
+    /* outputs that need a reorder afterwards are first written to a buffer of their pass */
+    size_t fdst = s->dst_f.prim.p ? dnnl_memory_desc_get_size(pd_md(fpd, dnnl_query_dst_md)) : 0;
+    size_t dsrc = s->dsrc_d.prim.p ? dnnl_memory_desc_get_size(pd_md(dpd, dnnl_query_diff_src_md))
+                                   : 0;
+    size_t dwb = dnnl_memory_desc_get_size(pd_md(wpd, dnnl_query_diff_weights_md));
+    s->dst_f.dst = slot_take(s, fdst, WS_FWD);
+    s->dsrc_d.dst = slot_take(s, dsrc, WS_BWD_DATA);
+    s->dw_w.dst = slot_take(s, dwb, WS_BWD_WEIGHTS); /* the gradient in the primitive's layout */
+    s->dw_plain = slot_take(s, dnnl_memory_desc_get_size(&s->w), WS_BWD_WEIGHTS);
+    s->db = slot_take(s, (size_t)g->OC * sizeof(float), WS_BWD_WEIGHTS);
+    return 0;
+}
+
 /* The three primitives and their reorders; -1 (e set) when oneDNN has no implementation. */
 static int dnnl_conv_build(ConvPlan *p, Dnnl *s, dnnl_alg_kind_t alg, Err *e) {
     const WinGeom *g = &p->d.g;
@@ -299,48 +349,7 @@ static int dnnl_conv_build(ConvPlan *p, Dnnl *s, dnnl_alg_kind_t alg, Err *e) {
     if (prim_make(&s->fwd, fpd, fargs, bias ? 5 : 4, e) || prim_make(&s->bwd_d, dpd, dargs, 4, e) ||
         prim_make(&s->bwd_w, wpd, wargs, bias ? 5 : 4, e))
         goto out;
-    /* ws: the scratchpad (every pass uses it), then each pass's buffers in a region of its own */
-    size_t sp = scratch_bytes(fpd), sd = scratch_bytes(dpd), sw = scratch_bytes(wpd);
-    s->scratch = slot_take(s, sp > sd ? (sp > sw ? sp : sw) : (sd > sw ? sd : sw), WS_FWD);
-    const dnnl_memory_desc_t *ddst_md = pd_md(dpd, dnnl_query_diff_dst_md);
-    s->ddst_shared = dnnl_memory_desc_equal(ddst_md, pd_md(wpd, dnnl_query_diff_dst_md)) &&
-                     !dnnl_memory_desc_equal(ddst_md, &s->out);
-    size_t fwd_top = s->ws_top[WS_FWD];
-    if (s->ddst_shared) s->ddst_common = slot_take(s, dnnl_memory_desc_get_size(ddst_md), WS_FWD);
-    s->ws_top[WS_BWD_DATA] = s->ws_top[WS_BWD_WEIGHTS] = s->ws_top[WS_FWD];
-    s->ws_top[WS_FWD] = fwd_top; /* the forward's buffers may overlap ddst_common */
-    /* aux: the forward's weights and input as it wants them (backward-weights reuses the input) */
-    if (reorder_make(s, &s->w_f, &s->w, pd_md(fpd, dnnl_query_weights_md), IN_AUX, 1, e) ||
-        reorder_make(s, &s->src_f, &s->in, pd_md(fpd, dnnl_query_src_md), IN_AUX, 1, e))
-        goto out;
-    s->src_w_uses_fwd = dnnl_memory_desc_equal(pd_md(fpd, dnnl_query_src_md),
-                                               pd_md(wpd, dnnl_query_src_md));
-    /* backward-weights reads the forward's reordered copy: the layer need not keep `in` for it */
-    p->keeps_input = s->src_w_uses_fwd && s->src_f.prim.p;
-    if (reorder_make(s, &s->dst_f, pd_md(fpd, dnnl_query_dst_md), &s->out, WS_FWD, 0, e) ||
-        reorder_make(s, &s->w_d, &s->w, pd_md(dpd, dnnl_query_weights_md), WS_BWD_DATA, 1, e) ||
-        reorder_make(s, &s->ddst_d, &s->out, pd_md(dpd, dnnl_query_diff_dst_md), WS_BWD_DATA,
-                     !s->ddst_shared, e) ||
-        reorder_make(s, &s->dsrc_d, pd_md(dpd, dnnl_query_diff_src_md), &s->in, WS_BWD_DATA, 0,
-                     e) ||
-        (!s->src_w_uses_fwd &&
-         reorder_make(s, &s->src_w, &s->in, pd_md(wpd, dnnl_query_src_md), WS_BWD_WEIGHTS, 1, e)) ||
-        reorder_make(s, &s->ddst_w, &s->out, pd_md(wpd, dnnl_query_diff_dst_md), WS_BWD_WEIGHTS,
-                     !s->ddst_shared, e) ||
-        reorder_make(s, &s->dw_w, pd_md(wpd, dnnl_query_diff_weights_md), &s->w, WS_BWD_WEIGHTS, 0,
-                     e))
-        goto out;
-    if (s->ddst_shared) s->ddst_d.dst = s->ddst_w.dst = s->ddst_common;
-    /* outputs that need a reorder afterwards are first written to a buffer of their pass */
-    size_t fdst = s->dst_f.prim.p ? dnnl_memory_desc_get_size(pd_md(fpd, dnnl_query_dst_md)) : 0;
-    size_t dsrc = s->dsrc_d.prim.p ? dnnl_memory_desc_get_size(pd_md(dpd, dnnl_query_diff_src_md))
-                                   : 0;
-    size_t dwb = dnnl_memory_desc_get_size(pd_md(wpd, dnnl_query_diff_weights_md));
-    s->dst_f.dst = slot_take(s, fdst, WS_FWD);
-    s->dsrc_d.dst = slot_take(s, dsrc, WS_BWD_DATA);
-    s->dw_w.dst = slot_take(s, dwb, WS_BWD_WEIGHTS); /* the gradient in the primitive's layout */
-    s->dw_plain = slot_take(s, dnnl_memory_desc_get_size(&s->w), WS_BWD_WEIGHTS);
-    s->db = slot_take(s, (size_t)g->OC * sizeof(float), WS_BWD_WEIGHTS);
+    if (dnnl_conv_buffers(p, s, fpd, dpd, wpd, e)) goto out;
     impl_append(p, "fwd", fpd);
     impl_append(p, "bwd_d", dpd);
     impl_append(p, "bwd_w", wpd);
@@ -368,7 +377,9 @@ static int dnnl_conv_plan(ConvPlan *p, dnnl_alg_kind_t alg, Err *e) {
      * run NHWC in and out, which saves the reorders both ways (forward and gradient) and the
      * copies. (Its NHWC kernels for larger windows were far slower here: VGG16's 3x3 layers.) */
     const WinGeom *g = &p->d.g;
-    p->out_fmt = p->d.out_read_as_nhwc && g->KH == 1 && g->KW == 1 && alg == dnnl_convolution_direct
+    p->out_fmt = (p->d.out_read_as_nhwc && g->KH == 1 && g->KW == 1 &&
+                  alg == dnnl_convolution_direct) ||
+                         p->d.bf16 == 2 /* channels-last asked (auto's candidate) */
                      ? FMT_NHWC
                      : FMT_BLK16;
     if (p->out_fmt == FMT_NHWC) p->d.in_fmt = FMT_NHWC; /* the NHWC copy, not a reorder in aux */

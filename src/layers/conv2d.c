@@ -117,12 +117,13 @@ static double conv_timing_run(ConvPlan *p, ConvTimingBufs *b, int forward_only) 
     return now_seconds() - t0;
 }
 
-/* The candidates: every algorithm in float32, then (where d->bf16 asks) in bfloat16; candidate
- * k is algorithm k % CONV_ALGO_COUNT at precision k / CONV_ALGO_COUNT. */
-#define N_CAND (2 * CONV_ALGO_COUNT)
+/* The candidates: every algorithm in float32, then (where d->bf16 asks) in both bfloat16
+ * variants; candidate k is algorithm k % CONV_ALGO_COUNT with ConvDesc.bf16 = k /
+ * CONV_ALGO_COUNT. */
+#define N_CAND (CONV_BF16_VARIANTS * CONV_ALGO_COUNT)
 
 void conv_algo_time_all(const ConvDesc *d, int reps, int forward_only,
-                        double sec[2][CONV_ALGO_COUNT]) {
+                        double sec[CONV_BF16_VARIANTS][CONV_ALGO_COUNT]) {
     ConvPlan p[N_CAND];
     int ok[N_CAND], any = 0;
     ConvTimingBufs b;
@@ -133,7 +134,7 @@ void conv_algo_time_all(const ConvDesc *d, int reps, int forward_only,
     for (int k = 0; k < N_CAND; k++) {
         Err e = {0};
         ConvDesc dk = *d;
-        dk.bf16 = k >= CONV_ALGO_COUNT;
+        dk.bf16 = k / CONV_ALGO_COUNT;
         sec[k / CONV_ALGO_COUNT][k % CONV_ALGO_COUNT] = -1;
         ok[k] = (!dk.bf16 || d->bf16) &&
                 conv_plan_init(&p[k], (ConvAlgoId)(k % CONV_ALGO_COUNT), &dk, &e) == 0;
@@ -190,23 +191,30 @@ ConvChoice conv_algo_tune(const ConvDesc *d, int forward_only) {
     /* nothing timed (too large to try): the default */
     ConvChoice best = {conv_algo_get(CONV_ALGO_DIRECT) ? CONV_ALGO_DIRECT : CONV_ALGO_IM2COL,
                        CONV_PREC_POLICY};
-    double sec[2][CONV_ALGO_COUNT], best_t = -1;
+    static const ConvPrecision prec[CONV_BF16_VARIANTS] = {CONV_PREC_F32, CONV_PREC_BF16,
+                                                           CONV_PREC_BF16_NHWC};
+    double sec[CONV_BF16_VARIANTS][CONV_ALGO_COUNT], best_t = -1;
     conv_algo_time_all(d, CONV_TUNE_ROUNDS, forward_only, sec);
-    for (int b = 0; b < 2; b++)
+    for (int b = 0; b < CONV_BF16_VARIANTS; b++)
         for (int id = 0; id < CONV_ALGO_COUNT; id++)
             if (sec[b][id] >= 0 && (best_t < 0 || sec[b][id] < best_t)) {
-                best = (ConvChoice){(ConvAlgoId)id, b ? CONV_PREC_BF16 : CONV_PREC_F32};
+                best = (ConvChoice){(ConvAlgoId)id, prec[b]};
                 best_t = sec[b][id];
             }
     return best;
 }
 
-/* Whether layer L's convolution with algorithm id computes in bfloat16: asked for (by the
- * policy, or by auto's choice), and the algorithm and the CPU have it. */
+/* ConvDesc.bf16 for layer L's convolution with algorithm id: bfloat16 where asked for (by
+ * the policy: oneDNN's layouts; or by auto's choice, either variant) and the algorithm and
+ * the CPU have it; else 0. */
 static int layer_conv_bf16(const Layer *L, ConvAlgoId id) {
-    int want = L->conv_prec == CONV_PREC_BF16 ||
-               (L->conv_prec == CONV_PREC_POLICY && L->mixed_bf16);
-    return want && conv_algo_get(id) && conv_algo_get(id)->bf16 && !conv_dnnl_bf16_unsupported();
+    int want = L->conv_prec == CONV_PREC_BF16_NHWC                 ? 2
+               : L->conv_prec == CONV_PREC_BF16                    ? 1
+               : L->conv_prec == CONV_PREC_POLICY && L->mixed_bf16 ? 1
+                                                                   : 0;
+    return want && conv_algo_get(id) && conv_algo_get(id)->bf16 && !conv_dnnl_bf16_unsupported()
+               ? want
+               : 0;
 }
 
 void conv2d_release(Layer *L) {

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "callbacks.h"
@@ -442,6 +443,11 @@ static void fit_finish(Trainer *t, FitRun *r) {
     if (!r->root) return;
     printf("test%s: %lld samples - loss: %.4f - accuracy: %.4f\n",
            use_best ? " (best epoch's weights)" : "", (long long)te.count, te.loss, te.accuracy);
+    /* beside the start-up's planned `buffers:`, what the run held at most (precision =
+     * mixed_bfloat16 against float32, docs/mixed-precision.md) */
+    struct rusage ru;
+    if (!getrusage(RUSAGE_SELF, &ru))
+        printf("peak resident memory: %.1f MB (rank 0)\n", ru.ru_maxrss / 1024.0);
     if (use_best)
         printf("best epoch: %d (monitored value %.4f)\n", r->st.best_epoch + 1, r->st.best);
     if (j->train.save[0]) {
