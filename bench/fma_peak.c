@@ -1,10 +1,14 @@
-/* fma_peak.c: the machine's single-precision FMA peak, measured: every thread runs chains of
- * independent fused multiply-adds on 8-wide (AVX2) and, where the CPU has it, 16-wide (AVX-512)
- * registers, for a fixed time. bench/run.py divides each model's GFLOP/s by these figures
- * ("% of peak"). Prints one JSON line. Build: cc -O2 -fopenmp -mavx2 -mfma -mavx512f. */
+/* fma_peak.c: the machine's arithmetic peak, measured: every thread runs chains of independent
+ * fused multiply-adds on 8-wide (AVX2) and, where the CPU has it, 16-wide (AVX-512) float32
+ * registers, and where it has AVX512_BF16 chains of vdpbf16ps (16 float32 lanes, each adding two
+ * bfloat16 products: 64 FLOP per instruction), for a fixed count. bench/run.py divides each
+ * model's GFLOP/s by these figures ("% of peak"). Prints one JSON line; a peak the CPU lacks is 0.
+ * Build: cc -O2 -fopenmp (each kernel carries its own target attribute, so the file builds and
+ * runs on any x86-64 CPU). */
 #include <immintrin.h>
 #include <omp.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 static double now(void) {
@@ -13,36 +17,48 @@ static double now(void) {
     return t.tv_sec + 1e-9 * t.tv_nsec;
 }
 
-/* 12 independent accumulators hide the FMA latency (4 cycles x 2 ports needs at least 8). */
-#define CHAINS(T, FMA, SET)                                                                 \
-    T a0 = SET(1.0f), a1 = SET(1.1f), a2 = SET(1.2f), a3 = SET(1.3f), a4 = SET(1.4f),       \
-      a5 = SET(1.5f), a6 = SET(1.6f), a7 = SET(1.7f), a8 = SET(1.8f), a9 = SET(1.9f),       \
-      a10 = SET(2.0f), a11 = SET(2.1f);                                                     \
-    const T m = SET(0.999999f), c = SET(1e-7f);                                             \
-    for (long i = 0; i < iters; i++) {                                                      \
-        a0 = FMA(a0, m, c), a1 = FMA(a1, m, c), a2 = FMA(a2, m, c), a3 = FMA(a3, m, c);     \
-        a4 = FMA(a4, m, c), a5 = FMA(a5, m, c), a6 = FMA(a6, m, c), a7 = FMA(a7, m, c);     \
-        a8 = FMA(a8, m, c), a9 = FMA(a9, m, c), a10 = FMA(a10, m, c), a11 = FMA(a11, m, c); \
-    }                                                                                       \
-    T s = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11;                      \
-    float out[16];                                                                          \
-    memcpy(out, &s, sizeof s);                                                              \
+/* 12 independent accumulators hide the latency (an FMA's 4 cycles x 2 pipes needs at least 8;
+ * vdpbf16ps takes longer on some cores, and 12 chains cover up to 6 cycles x 2 pipes). OP(acc) is
+ * one instruction on acc with loop-invariant operands. */
+#define CHAINS(T, OP, SET)                                                                \
+    T a0 = SET(1.0f), a1 = SET(1.1f), a2 = SET(1.2f), a3 = SET(1.3f), a4 = SET(1.4f),     \
+      a5 = SET(1.5f), a6 = SET(1.6f), a7 = SET(1.7f), a8 = SET(1.8f), a9 = SET(1.9f),     \
+      a10 = SET(2.0f), a11 = SET(2.1f);                                                   \
+    for (long i = 0; i < iters; i++) {                                                    \
+        a0 = OP(a0), a1 = OP(a1), a2 = OP(a2), a3 = OP(a3), a4 = OP(a4), a5 = OP(a5);     \
+        a6 = OP(a6), a7 = OP(a7), a8 = OP(a8), a9 = OP(a9), a10 = OP(a10), a11 = OP(a11); \
+    }                                                                                     \
+    T s = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11;                    \
+    float out[16];                                                                        \
+    memcpy(out, &s, sizeof s);                                                            \
     sink += out[0];
 
-#include <string.h>
 static volatile float sink;
 
 __attribute__((target("avx2,fma"))) static void run_avx2(long iters) {
-    CHAINS(__m256, _mm256_fmadd_ps, _mm256_set1_ps)
+    const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+#define FMA8(a) _mm256_fmadd_ps(a, m, c)
+    CHAINS(__m256, FMA8, _mm256_set1_ps)
 }
 __attribute__((target("avx512f"))) static void run_avx512(long iters) {
-    CHAINS(__m512, _mm512_fmadd_ps, _mm512_set1_ps)
+    const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+#define FMA16(a) _mm512_fmadd_ps(a, m, c)
+    CHAINS(__m512, FMA16, _mm512_set1_ps)
+}
+/* acc += x[2i] * y[2i] + x[2i+1] * y[2i+1] per float32 lane; small products keep acc finite */
+__attribute__((target("avx512f,avx512bf16"))) static void run_bf16(long iters) {
+    const __m512bh x = _mm512_cvtne2ps_pbh(_mm512_set1_ps(1e-4f), _mm512_set1_ps(1e-4f));
+    const __m512bh y = _mm512_cvtne2ps_pbh(_mm512_set1_ps(1e-4f), _mm512_set1_ps(1e-4f));
+#define DPBF16(a) _mm512_dpbf16_ps(a, x, y)
+    CHAINS(__m512, DPBF16, _mm512_set1_ps)
 }
 
-/* GFLOP/s of all threads together: each FMA is 2 flops per lane. */
-static double measure(int avx512) {
+enum { PEAK_AVX2, PEAK_AVX512, PEAK_BF16 };
+
+/* GFLOP/s of all threads together: an FMA is 2 FLOP per lane, a vdpbf16ps 4 per float32 lane. */
+static double measure(int kind) {
     const long iters = 20000000;
-    const int lanes = avx512 ? 16 : 8;
+    const double flop = kind == PEAK_AVX2 ? 8 * 2 : kind == PEAK_AVX512 ? 16 * 2 : 16 * 4;
     double best = 0;
     for (int rep = 0; rep < 3; rep++) {
         double t0 = now();
@@ -51,21 +67,27 @@ static double measure(int avx512) {
         {
 #pragma omp single
             threads = omp_get_num_threads();
-            if (avx512)
+            if (kind == PEAK_AVX2)
+                run_avx2(iters);
+            else if (kind == PEAK_AVX512)
                 run_avx512(iters);
             else
-                run_avx2(iters);
+                run_bf16(iters);
         }
-        double g = (double)threads * iters * 12 * 2 * lanes / (now() - t0) / 1e9;
+        double g = (double)threads * iters * 12 * flop / (now() - t0) / 1e9;
         if (g > best) best = g;
     }
     return best;
 }
 
 int main(void) {
+    __builtin_cpu_init();
     int has512 = __builtin_cpu_supports("avx512f");
-    double p2 = measure(0), p5 = has512 ? measure(1) : 0;
-    printf("{\"threads\": %d, \"avx2_gflops\": %.1f, \"avx512_gflops\": %.1f}\n",
-           omp_get_max_threads(), p2, p5);
+    int has_bf16 = has512 && __builtin_cpu_supports("avx512bf16");
+    double p2 = measure(PEAK_AVX2), p5 = has512 ? measure(PEAK_AVX512) : 0;
+    double pb = has_bf16 ? measure(PEAK_BF16) : 0;
+    printf("{\"threads\": %d, \"avx2_gflops\": %.1f, \"avx512_gflops\": %.1f, "
+           "\"bf16_gflops\": %.1f}\n",
+           omp_get_max_threads(), p2, p5, pb);
     return 0;
 }

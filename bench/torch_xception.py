@@ -9,9 +9,13 @@ MaxPooling2D(3, 2, same) and a 1x1 stride-2 residual conv, added;
 GlobalAveragePooling2D, Dropout(0.5), Dense(1). BatchNorm2d(momentum 0.01, eps 1e-3) is Keras's
 momentum 0.99 in PyTorch's convention. No augmentation here (convnet-dist's side runs the job's
 RandomFlip/RandomRotation/RandomZoom, so the comparison is conservative for it).
+--autocast runs it under torch.autocast("cpu", dtype=torch.bfloat16), the loss in float32: the
+peer of our [train] precision = mixed_bfloat16 (bench/torch_autocast.py does the same for the
+chapter-8 models).
 Usage: /usr/bin/python3 bench/torch_xception.py [--threads 2] [--steps S] [--reps R] [--warmup W]
+                                                [--autocast]
 """
-import argparse, json, statistics, time
+import argparse, contextlib, json, statistics, time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -54,6 +58,7 @@ def main():
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--autocast", action="store_true", help="bfloat16 autocast (mixed precision)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -70,9 +75,14 @@ def main():
     y = torch.randint(0, 2, (batch, 1)).float()
     m.train()
 
+    def mixed():
+        return torch.autocast("cpu", dtype=torch.bfloat16) if a.autocast else contextlib.nullcontext()
+
     def step():
         opt.zero_grad(set_to_none=True)
-        F.binary_cross_entropy_with_logits(m(x), y).backward()
+        with mixed():
+            out = m(x)
+        F.binary_cross_entropy_with_logits(out.float(), y).backward()
         opt.step()
 
     for _ in range(a.warmup):
@@ -84,6 +94,7 @@ def main():
             step()
         rates.append(a.steps * batch / (time.perf_counter() - t0))
     print(json.dumps(dict(model="mini_xception", batch=batch, threads=a.threads, params=n_params,
+                          autocast="bfloat16" if a.autocast else None,
                           img_s_median=round(statistics.median(rates), 2), img_s_min=round(min(rates), 2),
                           img_s_max=round(max(rates), 2), torch=torch.__version__)), flush=True)
 
