@@ -150,8 +150,6 @@ void trainer_init(Trainer *t, const Job *job, Dist *dist, TrainerData data) {
         int64_t n = 8 * (int64_t)job->train.batch_size;
         synthetic_source(&t->train, input, n, outputs > 1 ? outputs : 2, job->train.seed);
     }
-    /* state for every parameter: a phase that unfreezes more needs no new arrays */
-    optim_init(&t->opt, &job->train.opt, t->model.state_lo);
     /* no phase trains anything below `lowest`: those layers only ever run forward */
     int lowest = t->model.n_layers;
     for (int p = job->n_phases - 1; p >= 0; p--) {
@@ -166,6 +164,12 @@ void trainer_init(Trainer *t, const Job *job, Dist *dist, TrainerData data) {
     if (preflight_check_memory(&t->model, 2 * t->model.n_params, job->train.batch_size,
                                dist->local_size, job->ini.path, 0, &e))
         trainer_fail(t, EXIT_BAD_INPUT, &e);
+    /* state for every parameter: a phase that unfreezes more needs no new arrays. Allocated
+     * only once the memory check has passed (an ASan build touches what it allocates: a plan
+     * refused for its size must not commit its optimizer state first); optim_init sets the
+     * job's learning rate, so phase 0's is set again */
+    optim_init(&t->opt, &job->train.opt, t->model.state_lo);
+    t->opt.cfg.lr = job->phases[0].lr;
     if (data == TRAINER_LOAD_DATA) {
         train_data_load(t); /* loading = memory: the first decode */
         train_data_check_labels(t);
