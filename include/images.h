@@ -63,8 +63,8 @@ typedef struct {
     uint64_t fingerprint;
     double seconds; /* the listing's wall time */
 } ImageList;
-/* With dist (NULL: alone) the call is collective: every rank of dist lists dir and the ranks
- * share the stat() calls, when they all walked the same listing (else each stats every file). */
+/* With dist (NULL: alone) the call is collective: rank 0 walks and sorts, the other ranks receive
+ * its listing, and each rank stat()s its shard of the files (the table is gathered). */
 int image_list_dir(ImageList *l, const char *dir, int strict, int quiet, Dist *dist, Err *e);
 void image_list_free(ImageList *l);
 /* dir/relative path of file i into buf. */

@@ -9,8 +9,8 @@
  * Cost: the walk reads the folders (readdir's d_type says which entries are folders, so it
  * stats nothing); then every image-named file is stat()ed once (symbolic links followed) for
  * the checks and the fingerprint. That stat() is most of a listing's time (100,000 symbolic
- * links: 90%), so the ranks share it: each stats its shard of the sorted listing on its
- * threads and the table is gathered (docs/data.md, "Measured").
+ * links: 80%), so over several ranks rank 0 alone walks and sorts, broadcasts the listing, and
+ * each rank stats its shard of it on its threads; the table is gathered (docs/data.md).
  *
  * Memory: the index holds every relative path once in one arena, an 8-byte offset and a 4-byte
  * label per file; nothing is sized per file beyond that (about 40 bytes a file for
@@ -279,28 +279,59 @@ static void stat_range(const ImageList *l, int rootfd, FileStat *fs, int64_t lo,
     }
 }
 
-/* Whether every rank walked the same sorted listing (and none failed): then the ranks share
- * the stat() calls. Collective over dist. */
-static int ranks_agree(Dist *dist, const ImageList *l, int rc) {
-    uint64_t h = hash_bytes(HASH_SEED, &l->n, sizeof l->n);
-    if (rc == 0 && l->n) {
-        const char *last = l->names + l->off[l->n - 1];
-        h = hash_bytes(h, l->names, (size_t)(last - l->names) + strlen(last) + 1);
-    }
-    /* halves of the hash are exact in a double; max(x) == -max(-x) on every rank: all equal */
-    double v[5] = {rc != 0, (double)(h >> 32), (double)(h & 0xffffffffu), -(double)(h >> 32),
-                   -(double)(h & 0xffffffffu)};
-    dist_allreduce_max_f64(dist, v, 5);
-    return v[0] == 0 && v[1] == -v[3] && v[2] == -v[4];
+/* Bytes of l->names in use. */
+static size_t names_len(const ImageList *l) {
+    if (!l->n) return 0;
+    const char *last = l->names + l->off[l->n - 1];
+    return (size_t)(last - l->names) + strlen(last) + 1;
 }
 
-/* The stat() table of every listed file: each rank of dist stats its shard and the table is
- * gathered, when every rank walked the same listing; else (and alone) every file here. */
-static FileStat *list_stat(const ImageList *l, int rootfd, Dist *dist, int rc) {
-    const int shared = dist && dist->size > 1 && ranks_agree(dist, l, rc);
-    if (rc) return NULL;
+/* Rank 0's listing (or its error) to every rank of dist: the classes, the sorted paths and their
+ * labels, so the folders are read once per job, not once per rank, and every rank holds the same
+ * listing by construction. Collective; 0, or -1 with rank 0's e on every rank. */
+static int list_bcast(Dist *dist, ImageList *l, int rc, Err *e) {
+    const int root = dist->rank == 0;
+    int64_t hdr[4] = {rc, l->n, (int64_t)names_len(l), l->n_classes};
+    dist_bcast(dist, hdr, sizeof hdr, 0);
+    if (hdr[0]) {
+        dist_bcast(dist, e->msg, sizeof e->msg, 0);
+        e->set = 1;
+        return -1;
+    }
+    size_t cl = 0; /* the class names, NUL-separated */
+    for (int k = 0; root && k < l->n_classes; k++) cl += strlen(l->class_names[k]) + 1;
+    dist_bcast(dist, &cl, sizeof cl, 0);
+    char *blob = xmalloc(cl + 1);
+    for (size_t k = 0, at = 0; root && k < (size_t)l->n_classes; k++) {
+        size_t len = strlen(l->class_names[k]) + 1;
+        memcpy(blob + at, l->class_names[k], len);
+        at += len;
+    }
+    dist_bcast(dist, blob, cl, 0);
+    if (!root) {
+        l->n = hdr[1];
+        l->n_classes = (int)hdr[3];
+        l->class_names = xmalloc((size_t)(l->n_classes ? l->n_classes : 1) * sizeof(char *));
+        for (size_t k = 0, at = 0; k < (size_t)l->n_classes; k++) {
+            l->class_names[k] = xstrdup(blob + at);
+            at += strlen(blob + at) + 1;
+        }
+        l->names = xmalloc((size_t)hdr[2] + 1);
+        l->off = xmalloc((size_t)(l->n ? l->n : 1) * sizeof *l->off);
+        l->labels = xmalloc((size_t)(l->n ? l->n : 1) * sizeof *l->labels);
+    }
+    free(blob);
+    dist_bcast(dist, l->names, (size_t)hdr[2], 0);
+    dist_bcast(dist, l->off, (size_t)l->n * sizeof *l->off, 0);
+    dist_bcast(dist, l->labels, (size_t)l->n * sizeof *l->labels, 0);
+    return 0;
+}
+
+/* The stat() table of every listed file: over several ranks each stats its shard and the table
+ * is gathered; alone, every file here. Collective over dist. */
+static FileStat *list_stat(const ImageList *l, int rootfd, Dist *dist) {
     FileStat *fs = xmalloc((size_t)(l->n ? l->n : 1) * sizeof *fs);
-    if (!shared) {
+    if (!dist || dist->size == 1) {
         stat_range(l, rootfd, fs, 0, l->n);
         return fs;
     }
@@ -348,21 +379,39 @@ static int list_finish(ImageList *l, const FileStat *fs, int strict, int quiet, 
     return rc;
 }
 
-int image_list_dir(ImageList *l, const char *dir, int strict, int quiet, Dist *dist, Err *e) {
-    double t0 = now_seconds();
-    memset(l, 0, sizeof *l);
-    l->dir = xstrdup(dir);
+/* Rank 0's part (or a lone process's): the classes, the walk and the sort. */
+static int list_walk(ImageList *l, const char *dir, int rootfd, Err *e) {
     l->class_names = list_classes(dir, &l->n_classes, e);
-    int rootfd = l->class_names ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-    if (l->class_names && rootfd < 0)
-        err_set(e, "%s: cannot open directory: %s", dir, strerror(errno));
+    if (!l->class_names) return -1;
     Walk w = {0};
-    int rc = rootfd >= 0 ? 0 : -1;
+    int rc = 0;
     for (int k = 0; k < l->n_classes && rc == 0; k++)
         rc = walk_class(&w, dir, rootfd, l->class_names[k], k, 0, e);
     if (rc == 0) list_sorted(l, &w);
     walk_free(&w);
-    FileStat *fs = list_stat(l, rootfd, dist, rc); /* collective: every rank gets here */
+    return rc;
+}
+
+int image_list_dir(ImageList *l, const char *dir, int strict, int quiet, Dist *dist, Err *e) {
+    double t0 = now_seconds();
+    memset(l, 0, sizeof *l);
+    l->dir = xstrdup(dir);
+    const int shared = dist && dist->size > 1;
+    int rootfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
+    if (!shared || dist->rank == 0) {
+        rc = rootfd < 0 ? -1 : list_walk(l, dir, rootfd, e);
+        if (rootfd < 0) err_set(e, "%s: cannot open directory: %s", dir, strerror(errno));
+    }
+    if (shared) {
+        rc = list_bcast(dist, l, rc, e);
+        /* every rank stats its share: one that cannot open the folder stops them all */
+        if (rc == 0 && dist_allreduce_max_int(dist, rootfd < 0, "listing")) {
+            err_set(e, "%s: cannot open directory on every rank (a folder every rank must see)",
+                    dir);
+            rc = -1;
+        }
+    }
+    FileStat *fs = rc == 0 ? list_stat(l, rootfd, dist) : NULL;
     if (rootfd >= 0) close(rootfd);
     if (rc == 0) rc = list_finish(l, fs, strict, quiet, e);
     free(fs);
