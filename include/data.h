@@ -1,8 +1,8 @@
 /* data.h: in-memory data sets and the loaders that fill them.
  *
  * A Dataset is N samples of H x W x C uint8 pixels (NHWC) plus int32 labels. Pixels stay
- * uint8 in memory (4x smaller than float) and are converted per batch by
- * dataset_gather_batch(), which applies the data section's scale.
+ * uint8 in memory (4x smaller than float); a Dataset becomes a memory source (source.h), whose
+ * source_gather_batch() converts a batch with the data section's scale.
  */
 #ifndef CONVNET_DATA_H
 #define CONVNET_DATA_H
@@ -42,17 +42,9 @@ typedef struct {
 int idx_data_open(IdxData *x, const char *path, int ndim, Err *e);
 void idx_data_close(IdxData *x);
 
-/* Move the last `count` samples of src into a new dataset dst (Keras validation_split takes
- * the tail before shuffling); src keeps the first n - count. */
-void dataset_split_tail(Dataset *src, Dataset *dst, int64_t count);
-
 /* Check that every label is in [0, n_classes); 0 or -1 with e naming the file and the sample's
  * index in it (first_index + i: a validation split starts inside the training file). */
 int dataset_check_labels(const Dataset *d, int n_classes, int64_t first_index, const char *what,
                          Err *e);
-
-/* x[i] = pixels[ids[i]] * scale + offset as floats (NHWC), y[i] = labels[ids[i]]. */
-void dataset_gather_batch(const Dataset *d, const int64_t *ids, int n, float scale, float offset,
-                          float *x, int32_t *y);
 
 #endif

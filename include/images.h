@@ -16,6 +16,7 @@
 
 #include "common.h"
 #include "data.h"
+#include "dist.h"
 #include "layer.h"
 
 /* Images whose JPEG header declares more pixels than this are refused (unless the options
@@ -60,8 +61,11 @@ typedef struct {
     char **class_names;
     int64_t skipped;
     uint64_t fingerprint;
+    double seconds; /* the listing's wall time */
 } ImageList;
-int image_list_dir(ImageList *l, const char *dir, int strict, int quiet, Err *e);
+/* With dist (NULL: alone) the call is collective: rank 0 walks and sorts, the other ranks receive
+ * its listing, and each rank stat()s its shard of the files (the table is gathered). */
+int image_list_dir(ImageList *l, const char *dir, int strict, int quiet, Dist *dist, Err *e);
 void image_list_free(ImageList *l);
 /* dir/relative path of file i into buf. */
 void image_list_path(const ImageList *l, int64_t i, char *buf, size_t n);

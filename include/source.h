@@ -51,6 +51,8 @@ typedef struct {
     int exact;  /* decode = full */
     int strict; /* a bad image is an error */
     int quiet;  /* no warnings (ranks other than 0) */
+    Dist *dist; /* a folder's listing is collective over these ranks, which share its stat()
+                 * calls (image_list_dir); NULL: alone */
 } SourceImageOpts;
 
 /* The memory backend takes d over (d is left empty). */
@@ -72,6 +74,7 @@ void source_free(Source *s);
 SourceKind source_kind(const Source *s);
 const char *source_what(const Source *s);   /* the file or folder, for messages */
 size_t source_index_bytes(const Source *s); /* what the listing holds (folder) */
+double source_list_seconds(const Source *s); /* how long the listing took (folder), else 0 */
 
 /* Write folder's samples decoded at o's size into the pack file path (pack.h: collective over
  * dist, each rank its range, temp file + rename), with the folder's fingerprint. A JPEG that
@@ -102,12 +105,12 @@ void source_worker_free(SourceWorker *w);
  * a corrupt pack record). */
 int source_read(const Source *s, int64_t i, uint8_t *out, SourceWorker *w, Err *e);
 
-/* x[k] = px[k] * scale + offset for k < count: the one conversion every path uses, so that
- * they give bitwise the same floats. */
-void source_to_float(const uint8_t *px, size_t count, float scale, float offset, float *x);
-/* A direct source's samples ids[0..n) as floats into x (NHWC), their labels into y. */
-void source_gather_batch(const Source *s, const int64_t *ids, int n, float scale, float offset,
-                         float *x, int32_t *y);
+/* Samples ids[0..n) of s as floats into x (NHWC), x = pixel * scale + offset, their labels
+ * into y: the one conversion every path uses, so that they give bitwise the same floats. px:
+ * the batch's pixels as the prefetcher read them (n x h*w*c, prefetch_next), or NULL for a
+ * direct source's own pixels. */
+void source_gather_batch(const Source *s, const uint8_t *px, const int64_t *ids, int n, float scale,
+                         float offset, float *x, int32_t *y);
 
 /* ---------------------------------------------------------------- prefetch
  *

@@ -58,6 +58,7 @@ typedef struct {
     struct Prefetch *pf;     /* streaming sources' reader threads (NULL: every split direct) */
     const Source *streaming; /* the source the current pass streams (NULL: none) */
     BatchPlan plan;
+    double list_seconds; /* the folders' listings at start-up (a pack's folder included) */
 } Trainer;
 
 typedef enum {

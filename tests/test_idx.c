@@ -1,11 +1,13 @@
 /* test_idx.c: the IDX loader (data.c) on files written here, raw and gzip'd, with every kind of
- * damage it must report; and dataset_split_tail, dataset_check_labels, dataset_gather_batch. */
+ * damage it must report; dataset_check_labels; and on a memory source (source.h) the tail split
+ * and the batch gather that every in-memory split goes through. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
 
 #include "data.h"
+#include "source.h"
 #include "testutil.h"
 
 static void put_be32(unsigned char *p, uint32_t v) {
@@ -221,10 +223,18 @@ static void make_dataset(Dataset *d, int n) {
     }
 }
 
+/* make_dataset's samples as a memory source. */
+static void make_source(Source *s, int n) {
+    Dataset d;
+    make_dataset(&d, n);
+    source_from_dataset(s, &d, "mem");
+    CU_ASSERT_EQUAL(d.pixels, NULL); /* taken over */
+}
+
 static void split_tail(void) {
-    Dataset a, b;
-    make_dataset(&a, 10);
-    dataset_split_tail(&a, &b, 3);
+    Source a, b;
+    make_source(&a, 10);
+    source_split_tail(&a, &b, 3);
     CU_ASSERT_EQUAL(a.n, 7);
     CU_ASSERT_EQUAL(b.n, 3);
     CU_ASSERT_EQUAL(b.h, 2);
@@ -234,18 +244,25 @@ static void split_tail(void) {
     for (int i = 0; i < 3; i++) {
         CU_ASSERT_EQUAL(b.labels[i], (7 + i) % 5);
         for (int k = 0; k < 4; k++)
-            CU_ASSERT_EQUAL(b.pixels[i * 4 + k], (uint8_t)(10 * (7 + i) + k));
+            CU_ASSERT_EQUAL(source_pixels(&b, i)[k], (uint8_t)(10 * (7 + i) + k));
     }
-    /* the head is untouched */
-    CU_ASSERT_EQUAL(a.pixels[6 * 4 + 3], 63);
+    /* the head is untouched, and outlives the tail (the backend is shared) */
+    source_free(&b);
+    CU_ASSERT_EQUAL(source_pixels(&a, 6)[3], 63);
     CU_ASSERT_EQUAL(a.labels[6], 1);
-    dataset_free(&b);
     /* a zero-length tail */
-    dataset_split_tail(&a, &b, 0);
+    source_split_tail(&a, &b, 0);
     CU_ASSERT_EQUAL(a.n, 7);
     CU_ASSERT_EQUAL(b.n, 0);
-    dataset_free(&b);
-    dataset_free(&a);
+    /* a tail of the head: its samples 4..6 */
+    Source c;
+    source_split_tail(&a, &c, 3);
+    CU_ASSERT_EQUAL(a.n, 4);
+    CU_ASSERT_EQUAL(c.labels[0], 4);
+    CU_ASSERT_EQUAL(source_pixels(&c, 2)[1], 61);
+    source_free(&c);
+    source_free(&b);
+    source_free(&a);
 }
 
 static void check_labels(void) {
@@ -274,24 +291,41 @@ static void check_labels(void) {
 }
 
 static void gather_batch(void) {
-    Dataset d;
-    make_dataset(&d, 6);
+    Source s;
+    make_source(&s, 6);
     int64_t ids[3] = {4, 0, 5};
     float x[12];
     int32_t y[3];
-    dataset_gather_batch(&d, ids, 3, 0.5f, -1.0f, x, y);
+    source_gather_batch(&s, NULL, ids, 3, 0.5f, -1.0f, x, y);
     for (int i = 0; i < 3; i++) {
         CU_ASSERT_EQUAL(y[i], (int32_t)(ids[i] % 5));
         for (int k = 0; k < 4; k++)
             CU_ASSERT_DOUBLE_EQUAL(x[i * 4 + k], (10.0 * ids[i] + k) * 0.5 - 1.0, 1e-6);
     }
-    dataset_gather_batch(&d, ids, 1, 1.0f / 255.0f, 0.0f, x, y);
+    source_gather_batch(&s, NULL, ids, 1, 1.0f / 255.0f, 0.0f, x, y);
     CU_ASSERT_DOUBLE_EQUAL(x[3], 43.0 / 255.0, 1e-7);
-    dataset_free(&d);
+    /* a batch read ahead (px: the streamed path) gives the same floats as the gather */
+    uint8_t px[12];
+    for (int i = 0; i < 3; i++) memcpy(px + 4 * i, source_pixels(&s, ids[i]), 4);
+    float x2[12];
+    int32_t y2[3];
+    source_gather_batch(&s, NULL, ids, 3, 0.5f, -1.0f, x, y);
+    source_gather_batch(&s, px, ids, 3, 0.5f, -1.0f, x2, y2);
+    CU_ASSERT_EQUAL(memcmp(x, x2, sizeof x), 0);
+    CU_ASSERT_EQUAL(memcmp(y, y2, sizeof y), 0);
+    /* on a view, ids count from the view's first sample */
+    Source tail;
+    source_split_tail(&s, &tail, 2);
+    int64_t one = 1;
+    source_gather_batch(&tail, NULL, &one, 1, 1.0f, 0.0f, x, y);
+    CU_ASSERT_EQUAL(y[0], 0); /* sample 5 */
+    CU_ASSERT_DOUBLE_EQUAL(x[2], 52.0, 1e-6);
+    source_free(&tail);
+    source_free(&s);
 }
 
 TEST_SUITE(idx, {"load a raw IDX pair", load_raw}, {"load gzip'd IDX files", load_gzip},
            {"damaged or missing files are reported", errors},
-           {"split_tail moves the last samples", split_tail},
+           {"source_split_tail views the last samples", split_tail},
            {"check_labels names the sample", check_labels},
-           {"gather_batch scales pixels", gather_batch})
+           {"source_gather_batch scales pixels, read ahead or in place", gather_batch})

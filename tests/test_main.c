@@ -42,6 +42,7 @@ static int by_name(const void *a, const void *b) {
 
 /* tests/test_pack.c's writer program, run under mpirun by its own tests */
 int test_pack_writer_main(int argc, char **argv);
+int test_source_list_main(int argc, char **argv);
 
 static int find_suite(const char *name) {
     for (int i = 0; i < n_queued; i++)
@@ -102,6 +103,7 @@ static void print_rerun_hints(const char *self) {
 
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "--pack-write") == 0) return test_pack_writer_main(argc, argv);
+    if (argc > 1 && strcmp(argv[1], "--list") == 0) return test_source_list_main(argc, argv);
     /* No default checkpoints (rundir.h) unless a test asks: every run starts afresh, whatever
      * an earlier killed run left in a run directory. test_rundir.c sets its own. */
     setenv("CONVNET_RUNS", "off", 1);

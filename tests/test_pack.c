@@ -315,13 +315,6 @@ int test_pack_writer_main(int argc, char **argv) {
     return dist_finalize(&d, rc ? 1 : 0);
 }
 
-static const char *self_exe(void) {
-    static char buf[1024];
-    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-    buf[n > 0 ? n : 0] = 0;
-    return buf;
-}
-
 static int files_equal(const char *a, const char *b) {
     char cmd[2200];
     snprintf(cmd, sizeof cmd, "cmp -s %s %s", a, b);
@@ -339,7 +332,7 @@ static void test_mpi_write(void) {
     for (int np = 1; np <= 2; np++) {
         snprintf(out[np - 1], sizeof out[0], "%s/np%d.pack", dir, np);
         snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=2 timeout 120 %s %s --pack-write %s %d",
-                 testutil_mpirun(mpirun, sizeof mpirun, np), self_exe(), out[np - 1], N);
+                 testutil_mpirun(mpirun, sizeof mpirun, np), testutil_self_exe(), out[np - 1], N);
         char *log = NULL;
         int rc = testutil_run(cmd, &log);
         if (rc) printf("\n    %s\n%s\n", cmd, log ? log : "");
@@ -355,7 +348,7 @@ static void test_mpi_write(void) {
         char killed[1024];
         snprintf(killed, sizeof killed, "%s/killed%d.pack", dir, at);
         snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=1 timeout 120 %s %s --pack-write %s %d %d",
-                 testutil_mpirun(mpirun, sizeof mpirun, 2), self_exe(), killed, N, at);
+                 testutil_mpirun(mpirun, sizeof mpirun, 2), testutil_self_exe(), killed, N, at);
         CU_ASSERT_NOT_EQUAL(testutil_run(cmd, NULL), 0);
         CU_ASSERT_FALSE(exists(killed));
         CU_ASSERT_FALSE(exists(tmp_path(killed)));

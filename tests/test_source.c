@@ -2,7 +2,8 @@
  * gives the same pixels, labels and classes as images_load_dir; IDX mapped (plain) and
  * decompressed (gzip) equal idx_load; views; the prefetcher's batches equal direct reads with
  * any thread count and ring depth; the bad-data policy (stat-level checks at listing, a JPEG
- * truncated after listing trained as black, strict refusal); the fingerprint; listing memory. */
+ * truncated after listing trained as black, strict refusal); the fingerprint; listing memory;
+ * a listing whose stat() calls two ranks share (mpirun -np 2) equals one process's. */
 #include <CUnit/CUnit.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -44,7 +45,7 @@ void test_source_write_folder(const char *dir, int n, unsigned seed) {
 }
 
 static SourceImageOpts opts(int strict) {
-    SourceImageOpts o = {24, 32, 3, 0, strict, 1};
+    SourceImageOpts o = {24, 32, 3, 0, strict, 1, NULL};
     return o;
 }
 
@@ -327,10 +328,88 @@ static void test_listing_memory(void) {
     source_free(&s);
 }
 
+/* `test-convnet --list DIR`: image_list_dir over mpirun's ranks; each rank prints what it got. */
+int test_source_list_main(int argc, char **argv) {
+    if (argc < 3) return 2;
+    Dist d;
+    dist_init(&d, &argc, &argv);
+    ImageList l;
+    Err e = {0};
+    int rc = image_list_dir(&l, argv[2], 0, 1, &d, &e);
+    uint64_t h = HASH_SEED;
+    for (int64_t i = 0; rc == 0 && i < l.n; i++) {
+        const char *s = l.names + l.off[i];
+        h = hash_bytes(hash_bytes(h, s, strlen(s) + 1), &l.labels[i], sizeof l.labels[i]);
+    }
+    if (rc == 0) /* the time on a line of its own: the test compares the "listed" lines */
+        printf("listed n=%lld skipped=%lld fingerprint=%016llx names=%016llx\n"
+               "rank %d: listing %.3f s, index %.1f MB\n",
+               (long long)l.n, (long long)l.skipped, (unsigned long long)l.fingerprint,
+               (unsigned long long)h, d.rank, l.seconds, image_list_bytes(&l) / 1e6);
+    else
+        printf("failed: %s\n", e.msg);
+    fflush(stdout);
+    if (rc == 0) image_list_free(&l);
+    return dist_finalize(&d, rc ? 1 : 0);
+}
+
+/* 1,500 symbolic links (above the threads' threshold), nested files, and every entry the
+ * listing drops or skips: the same listing, skips and fingerprint alone and over 2 ranks. */
+static void test_listing_shared(void) {
+    if (!testutil_have_mpi()) {
+        testutil_skip("shared listing", "built with MPI=0 or no mpirun", 1);
+        return;
+    }
+    char dir[1024], p[2048], target[2048], cmd[4096], mpirun[256];
+    snprintf(dir, sizeof dir, "%s/shared-list", testutil_tmpdir());
+    test_source_write_folder(dir, 2, 6);
+    snprintf(target, sizeof target, "%s/cats/img000.jpg", dir);
+    for (int i = 0; i < 1500; i++) {
+        snprintf(p, sizeof p, "%s/%s/l%04d.jpg", dir, i % 3 ? "cats" : "dogs/more", i);
+        CU_ASSERT_EQUAL_FATAL(symlink(target, p), 0);
+    }
+    const char *odd[][2] = {{"cats/empty.jpg", NULL},        /* skipped: empty */
+                            {"cats/dangling.jpg", "/nonexistent/x.jpg"}, /* dropped */
+                            {"dogs/linkdir.jpg", "more"},    /* a link to a folder: dropped */
+                            {"dogs/notes.txt", NULL},        /* not an image name */
+                            {"dogs/fifo.jpg", NULL}};        /* skipped: not regular */
+    for (int i = 0; i < 5; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, odd[i][0]);
+        if (odd[i][1]) {
+            CU_ASSERT_EQUAL(symlink(odd[i][1], p), 0);
+        } else if (i == 4) {
+            CU_ASSERT_EQUAL(mkfifo(p, 0644), 0);
+        } else {
+            FILE *f = fopen(p, "w");
+            if (f) fclose(f);
+        }
+    }
+    char *out[2] = {NULL, NULL};
+    for (int np = 1; np <= 2; np++) {
+        snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=2 timeout 120 %s %s --list %s",
+                 testutil_mpirun(mpirun, sizeof mpirun, np), testutil_self_exe(), dir);
+        CU_ASSERT_EQUAL(testutil_run(cmd, &out[np - 1]), 0);
+    }
+    /* one process: 6 + 1,500 files listed, the empty file and the fifo skipped */
+    const char *one = out[0] ? strstr(out[0], "listed ") : NULL;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(one);
+    CU_ASSERT_EQUAL(strncmp(one, "listed n=1506 skipped=2 ", 24), 0);
+    size_t len = strcspn(one, "\n");
+    /* both ranks of -np 2 print exactly that line */
+    int same = 0;
+    for (const char *q = out[1]; q && (q = strstr(q, "listed ")) != NULL; q += len)
+        same += strncmp(q, one, len) == 0;
+    CU_ASSERT_EQUAL(same, 2);
+    if (same != 2) printf("\n  -np 1: %s\n  -np 2: %s\n", out[0], out[1] ? out[1] : "");
+    free(out[0]);
+    free(out[1]);
+}
+
 TEST_SUITE(
     source, {"a folder streamed equals images_load_dir, bitwise", test_folder_equals_memory},
     {"IDX mapped (plain) and decompressed (gzip) equal idx_load; views", test_idx_mapped_and_gzip},
     {"prefetched batches equal direct reads (threads, depth, early end)", test_prefetch_batches},
     {"bad data: listing skips, a truncated JPEG reads black, strict refuses", test_bad_data_policy},
     {"the fingerprint follows files and decode settings", test_fingerprint},
-    {"listing 20,000 files: compact index", test_listing_memory});
+    {"listing 20,000 files: compact index", test_listing_memory},
+    {"a listing shared by 2 ranks equals one process's", test_listing_shared});

@@ -71,6 +71,13 @@ const char *testutil_small_idx_dir(const char *prefix, unsigned seed) {
     return dir;
 }
 
+const char *testutil_self_exe(void) {
+    static char buf[1024];
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+    buf[n > 0 ? n : 0] = 0;
+    return buf;
+}
+
 int testutil_have_mpi(void) {
     const char *m = getenv("CONVNET_MPI");
     if (m && strcmp(m, "0") == 0) return 0;

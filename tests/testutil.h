@@ -60,6 +60,9 @@ int testutil_train(const char *dir, const char *prefix, const char *job, const c
  * the CLI training tests. */
 const char *testutil_small_idx_dir(const char *prefix, unsigned seed);
 
+/* This test program's own path (for a test that runs it under mpirun with a helper argument). */
+const char *testutil_self_exe(void);
+
 /* 1 when the binary was built with MPI and mpirun exists. */
 int testutil_have_mpi(void);
 

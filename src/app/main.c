@@ -269,7 +269,7 @@ static void cmd_bench_loader(Trainer *t, const Job *job) {
     double t0 = now_seconds();
     for (int64_t s = 0; s + B <= d->n; s += B) {
         for (int i = 0; i < B; i++) t->ids[i] = s + i;
-        source_gather_batch(d, t->ids, B, job->data.scale, job->data.offset, model_input(&t->model),
+        source_gather_batch(d, NULL, t->ids, B, job->data.scale, job->data.offset, model_input(&t->model),
                             t->labels);
     }
     double cached = (double)(d->n / B * B) / (now_seconds() - t0);
@@ -381,7 +381,7 @@ static int cmd_pack(Job *job, Dist *d) {
     const char *dirs[3] = {c->train_dir, c->val_dir, c->test_dir};
     const char *names[3] = {"train.pack", "validation.pack", "test.pack"};
     SourceImageOpts o = {c->image_h,     c->image_w, c->channels,
-                         c->decode_full, c->strict,  d->rank != 0};
+                         c->decode_full, c->strict,  d->rank != 0, d};
     for (int k = 0; k < 3; k++) {
         if (!dirs[k]) continue;
         Source f;

@@ -262,23 +262,6 @@ void idx_data_close(IdxData *x) {
     memset(x, 0, sizeof *x);
 }
 
-void dataset_split_tail(Dataset *src, Dataset *dst, int64_t count) {
-    CHECK(count >= 0 && count <= src->n);
-    memset(dst, 0, sizeof *dst);
-    dst->n = count;
-    dst->h = src->h;
-    dst->w = src->w;
-    dst->c = src->c;
-    dst->n_classes = src->n_classes;
-    size_t S = (size_t)src->h * src->w * src->c;
-    int64_t keep = src->n - count;
-    dst->pixels = xmalloc((size_t)count * S + 1);
-    memcpy(dst->pixels, src->pixels + (size_t)keep * S, (size_t)count * S);
-    dst->labels = xmalloc((size_t)count * sizeof(int32_t) + 1);
-    memcpy(dst->labels, src->labels + keep, (size_t)count * sizeof(int32_t));
-    src->n = keep;
-}
-
 int dataset_check_labels(const Dataset *d, int n_classes, int64_t first_index, const char *what,
                          Err *e) {
     for (int64_t i = 0; i < d->n; i++)
@@ -288,16 +271,4 @@ int dataset_check_labels(const Dataset *d, int n_classes, int64_t first_index, c
             return -1;
         }
     return 0;
-}
-
-void dataset_gather_batch(const Dataset *d, const int64_t *ids, int n, float scale, float offset,
-                          float *x, int32_t *y) {
-    const size_t S = (size_t)d->h * d->w * d->c;
-#pragma omp parallel for schedule(static) if (n * S > 65536)
-    for (int i = 0; i < n; i++) {
-        const uint8_t *src = d->pixels + (size_t)ids[i] * S;
-        float *dst = x + (size_t)i * S;
-        for (size_t k = 0; k < S; k++) dst[k] = (float)src[k] * scale + offset;
-        y[i] = d->labels[ids[i]];
-    }
 }

@@ -326,7 +326,7 @@ int images_load_dir(Dataset *d, const char *dir, const ImageDirOptions *o, Err *
     }
     const int64_t max_pixels = o->max_pixels > 0 ? o->max_pixels : IMAGES_DEFAULT_MAX_PIXELS;
     ImageList l;
-    if (image_list_dir(&l, dir, o->strict, o->quiet, e) != 0) return -1;
+    if (image_list_dir(&l, dir, o->strict, o->quiet, NULL, e) != 0) return -1;
     const size_t n = (size_t)l.n, per = (size_t)h * w * c;
     if (n > 0 && per > SIZE_MAX / n) {
         err_set(e, "%s: %zu images of %dx%dx%d do not fit in memory", dir, n, h, w, c);
@@ -402,7 +402,7 @@ double images_bench_decode(const char *dir, int h, int w, int repeats) {
         return -1.0;
     }
     ImageList l;
-    if (image_list_dir(&l, dir, 0, 1, &e) != 0) {
+    if (image_list_dir(&l, dir, 0, 1, NULL, &e) != 0) {
         fprintf(stderr, "convnet-dist: %s\n", e.msg);
         return -1.0;
     }

@@ -70,6 +70,9 @@ const char *source_what(const Source *s) { return s->base ? s->base->what : ""; 
 size_t source_index_bytes(const Source *s) {
     return s->base && s->base->kind == SOURCE_FOLDER ? image_list_bytes(&s->base->list) : 0;
 }
+double source_list_seconds(const Source *s) {
+    return s->base && s->base->kind == SOURCE_FOLDER ? s->base->list.seconds : 0;
+}
 
 /* The backend's shape, labels and classes. */
 static void base_describe(SourceBase *b, int64_t n, int h, int w, int c, const int32_t *labels,
@@ -133,7 +136,7 @@ int source_open_folder(Source *s, const char *dir, const SourceImageOpts *o, Err
         return -1;
     }
     SourceBase *b = base_new(SOURCE_FOLDER, dir);
-    if (image_list_dir(&b->list, dir, o->strict, o->quiet, e)) {
+    if (image_list_dir(&b->list, dir, o->strict, o->quiet, o->dist, e)) {
         base_free(b);
         return -1;
     }
@@ -287,17 +290,19 @@ int source_read(const Source *s, int64_t i, uint8_t *out, SourceWorker *w, Err *
     return 0;
 }
 
-__attribute__((noinline)) void source_to_float(const uint8_t *px, size_t count, float scale,
+/* Not inlined: one instance of the loop, whatever the caller, so every path rounds alike. */
+__attribute__((noinline)) static void to_float(const uint8_t *px, size_t count, float scale,
                                                float offset, float *x) {
     for (size_t k = 0; k < count; k++) x[k] = (float)px[k] * scale + offset;
 }
 
-void source_gather_batch(const Source *s, const int64_t *ids, int n, float scale, float offset,
-                         float *x, int32_t *y) {
+void source_gather_batch(const Source *s, const uint8_t *px, const int64_t *ids, int n, float scale,
+                         float offset, float *x, int32_t *y) {
     const size_t S = (size_t)s->h * s->w * s->c;
 #pragma omp parallel for schedule(static) if (n * S > 65536)
     for (int i = 0; i < n; i++) {
-        source_to_float(source_pixels(s, ids[i]), S, scale, offset, x + (size_t)i * S);
+        to_float(px ? px + (size_t)i * S : source_pixels(s, ids[i]), S, scale, offset,
+                 x + (size_t)i * S);
         y[i] = s->labels[ids[i]];
     }
 }

@@ -461,6 +461,27 @@ static void fit_finish(Trainer *t, FitRun *r) {
     if (r->status == EXIT_OK) rundir_finish(j, stdout);
 }
 
+/* Seconds since this process started (/proc/self/stat's start time against /proc/uptime, to
+ * the clock tick), or -1 where /proc does not say. */
+static double process_age(void) {
+    char buf[1024];
+    double up = -1;
+    unsigned long long start = 0;
+    FILE *f = fopen("/proc/uptime", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &up) != 1) up = -1;
+        fclose(f);
+    }
+    f = fopen("/proc/self/stat", "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f) fclose(f);
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')'); /* field 22 (starttime) is the 20th after the name */
+    for (int k = 0; p && k < 20; k++) p = strchr(p + 1, ' ');
+    if (up < 0 || !p || sscanf(p + 1, "%llu", &start) != 1) return -1;
+    return up - (double)start / (double)sysconf(_SC_CLK_TCK);
+}
+
 int trainer_fit(Trainer *t, ResumeMode resume_mode) {
     const Job *j = t->job;
     const TrainCfg *tc = &j->train;
@@ -487,6 +508,9 @@ int trainer_fit(Trainer *t, ResumeMode resume_mode) {
     /* The watchdog starts at the configured timeout, or at 60 s until 20 steps give a median. */
     const double ct = tc->collective_timeout;
     dist_set_watchdog(dist, ct > 0 ? ct : ct == 0 ? 60.0 : 0.0);
+    if (r.root && process_age() >= 0) /* what grows with the data set: the listing, if anything */
+        printf("start-up: %.2f s from rank 0's start to training (listing %.2f s)\n",
+               process_age(), t->list_seconds);
     for (int epoch = r.st.epoch; epoch < tc->epochs && r.status == EXIT_OK && !r.stopped_early;
          epoch++) {
         train_epoch_permutation(t->perm, n, tc->seed, epoch, tc->shuffle);

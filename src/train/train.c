@@ -390,11 +390,12 @@ void trainer_print_setup(const Trainer *t, FILE *f) {
         else
             fprintf(f,
                     "streamed from %s by %d threads, %d batches ahead (%.1f MB of buffers, "
-                    "listing %.1f MB)\n",
+                    "listing %.1f MB, listed in %.2f s)\n",
                     source_kind(&t->train) == SOURCE_PACK ? "packs" : "JPEG files",
                     t->pf ? prefetch_threads(t->pf) : 0, t->job->data.prefetch,
                     t->job->data.prefetch * S * t->model.max_batch / 1e6,
-                    (source_index_bytes(&t->train) + source_index_bytes(&t->test)) / 1e6);
+                    (source_index_bytes(&t->train) + source_index_bytes(&t->test)) / 1e6,
+                    t->list_seconds);
     }
     const Model *m = &t->model;
     fprintf(

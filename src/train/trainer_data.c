@@ -25,7 +25,8 @@ void trainer_fail_local(const Trainer *t, int status, const Err *e) {
 
 static SourceImageOpts image_opts(const Trainer *t, int quiet) {
     const DataCfg *c = &t->job->data;
-    SourceImageOpts o = {c->image_h, c->image_w, c->channels, c->decode_full, c->strict, quiet};
+    SourceImageOpts o = {c->image_h,     c->image_w, c->channels,
+                         c->decode_full, c->strict,  quiet,      t->dist};
     return o;
 }
 
@@ -41,13 +42,17 @@ static int open_pack(Trainer *t, Source *s, int k, const char *dir, Err *e) {
     char *path = path_join(c->pack_dir, file);
     SourceImageOpts o = image_opts(t, 1);
     uint64_t fp = 0;
-    if (dir && access(dir, F_OK) == 0) {
+    /* listing is collective: where some rank lacks the folder, the others list alone */
+    int here = dir && access(dir, F_OK) == 0;
+    if (dist_allreduce_max_int(t->dist, !here, "pack folder check")) o.dist = NULL;
+    if (here) {
         Source folder;
         if (source_open_folder(&folder, dir, &o, e)) {
             free(path);
             return -1;
         }
         fp = source_fingerprint(&folder, &o);
+        t->list_seconds += source_list_seconds(&folder);
         source_free(&folder);
     }
     int rc = source_open_pack(s, path, &o, fp, e);
@@ -74,6 +79,7 @@ static void open_split(Trainer *t, Source *s, int k) {
             rc = open_pack(t, s, k, dirs[k], &e);
         else if (dirs[k])
             rc = source_open_folder(s, dirs[k], &o, &e);
+        t->list_seconds += source_list_seconds(s);
     }
     if (rc) trainer_fail(t, EXIT_BAD_INPUT, &e);
 }
@@ -224,25 +230,17 @@ int train_load_batch(Trainer *t, const Source *d, const FeatureCache *c, int n) 
         }
         return c->from;
     }
+    const uint8_t *px = NULL; /* a direct source: its own pixels */
+    if (!source_is_direct(d)) {
+        CHECK(t->streaming == d);
+        const int64_t *ids = NULL;
+        int got = 0;
+        Err e = {0};
+        if (prefetch_next(t->pf, &px, &ids, &got, &e)) trainer_fail_local(t, EXIT_BAD_INPUT, &e);
+        CHECK(got == n && memcmp(ids, t->ids, (size_t)n * sizeof *ids) == 0);
+    }
     const DataCfg *dc = &t->job->data;
-    float *x = model_input(m);
-    if (source_is_direct(d)) {
-        source_gather_batch(d, t->ids, n, dc->scale, dc->offset, x, t->labels);
-        return 0;
-    }
-    CHECK(t->streaming == d);
-    const uint8_t *px = NULL;
-    const int64_t *ids = NULL;
-    int got = 0;
-    Err e = {0};
-    if (prefetch_next(t->pf, &px, &ids, &got, &e)) trainer_fail_local(t, EXIT_BAD_INPUT, &e);
-    CHECK(got == n && memcmp(ids, t->ids, (size_t)n * sizeof *ids) == 0);
-    const size_t S = (size_t)d->h * d->w * d->c;
-#pragma omp parallel for schedule(static) if (n * S > 65536)
-    for (int i = 0; i < n; i++) {
-        source_to_float(px + (size_t)i * S, S, dc->scale, dc->offset, x + (size_t)i * S);
-        t->labels[i] = d->labels[ids[i]];
-    }
+    source_gather_batch(d, px, t->ids, n, dc->scale, dc->offset, model_input(m), t->labels);
     return 0;
 }
 
