@@ -22,6 +22,13 @@ const char *conv_algo_name(ConvAlgoId id) {
 
 const char *format_name(TensorFormat f) { return f == FMT_BLK16 ? "nChw16c" : "nhwc"; }
 
+/* NULL when algorithm id (which this build and CPU can run) has a bfloat16 variant here, else
+ * why not: the one check of conv_plan_init and layer_conv_bf16. */
+static const char *conv_bf16_unsupported(ConvAlgoId id) {
+    if (!conv_algo_get(id)->bf16) return "oneDNN has no bfloat16 variant of it";
+    return conv_dnnl_bf16_unsupported();
+}
+
 int conv_plan_init(ConvPlan *p, ConvAlgoId id, const ConvDesc *d, Err *e) {
     memset(p, 0, sizeof *p);
     p->asked = p->d = *d;
@@ -31,9 +38,7 @@ int conv_plan_init(ConvPlan *p, ConvAlgoId id, const ConvDesc *d, Err *e) {
         return -1;
     }
     if (d->bf16) { /* bfloat16 only where the algorithm has it and the CPU has its units */
-        if (!conv_algo_get(id)->bf16) no = "oneDNN has no bfloat16 variant of it";
-        if (!no) no = conv_dnnl_bf16_unsupported();
-        if (no) {
+        if ((no = conv_bf16_unsupported(id))) {
             err_set(e, "bfloat16: %s", no);
             return -1;
         }
@@ -212,9 +217,7 @@ static int layer_conv_bf16(const Layer *L, ConvAlgoId id) {
                : L->conv_prec == CONV_PREC_BF16                    ? 1
                : L->conv_prec == CONV_PREC_POLICY && L->mixed_bf16 ? 1
                                                                    : 0;
-    return want && conv_algo_get(id) && conv_algo_get(id)->bf16 && !conv_dnnl_bf16_unsupported()
-               ? want
-               : 0;
+    return want && conv_algo_get(id) && !conv_bf16_unsupported(id) ? want : 0;
 }
 
 void conv2d_release(Layer *L) {
