@@ -259,6 +259,9 @@ check-links:
 # report, an input running over 1 s or an allocation over FUZZ_MALLOC_MB fails the run.
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 300
+# fuzzing processes per target, side by side on one corpus (the h5 target's parent and its
+# sandboxed child take turns: one process keeps about one core busy)
+FUZZ_JOBS ?= 1
 FUZZ_SMOKE_SECONDS ?= 8
 FUZZ_MALLOC_MB ?= 512
 FUZZ_RSS_MB ?= 2048
@@ -317,7 +320,7 @@ fuzz-build: $(FUZZ_BINS) $(FUZZ_BUILD)/seeds.stamp
 
 # Each target in turn for FUZZ_SECONDS: its executions and coverage, or the finding.
 fuzz: fuzz-build
-	@tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) "$(FUZZ_OPTS)" $(FUZZ_TARGETS)
+	@FUZZ_JOBS=$(FUZZ_JOBS) tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) "$(FUZZ_OPTS)" $(FUZZ_TARGETS)
 
 # Part of `make test`: every target for FUZZ_SMOKE_SECONDS; skipped (and counted) without
 # clang's libFuzzer, except under CI, where `make deps` installs it.

@@ -71,7 +71,11 @@ typedef struct {
     size_t size;           /* the input's length, at data */
     /* the server's answer */
     int rc, ended, params_changed, left_behind;
-    int between;                 /* a child ended between two inputs (never expected) */
+    int between;                 /* a child ended between two inputs, unasked (never expected) */
+    int escape_between;          /* ... and left an escape behind (sticky: checked each input) */
+    _Atomic uint32_t killed;     /* the request on which the parent killed the child (timer) */
+    _Atomic uint32_t taken;      /* the last request the current child took (0: none yet) */
+    char between_why[256];       /* how that child ended, for the report */
     unsigned long long children; /* sandboxed children started */
     Err err;
     /* the child's (then merged with the server's) */
@@ -90,12 +94,16 @@ static size_t n_cov;
 static int inprocess;
 /* inputs one sandboxed child parses before the next is started ($FUZZ_H5_PER_CHILD) */
 static unsigned per_child = 1000;
-/* seconds an input may take in the child before it is killed ($FUZZ_H5_CHILD_SECONDS; 0: no
+/* milliseconds an input may take in the child before it is killed ($FUZZ_H5_CHILD_MS; 0: no
  * limit but libFuzzer's -timeout, which ends the whole run): libhdf5 spins for seconds on some
- * files, and their mutants would take the run's time. Counted as killed by a limit (real
- * loads: RLIMIT_CPU, 300 s), kept and replayed like the others. */
-static int child_seconds = 2;
-/* contained inputs kept for run.sh to replay ($FUZZ_H5_KEEP: the smoke run keeps fewer) */
+ * files, and under ASan each buffer it sizes from the file costs an eighth of its size in
+ * shadow memory, written (a 512 MB block: 64 MB, tens of ms of page faults). A clean parse of
+ * the seed takes about 1 ms in the child; at a 2 s limit such inputs took two thirds of the
+ * run, at 50 ms a quarter (270 exec/s against 380 at 20 ms, same corpus and seed). Counted as
+ * killed by a limit (real loads: RLIMIT_CPU, 300 s), kept and replayed like the others. */
+static long child_ms = 20;
+/* contained inputs kept for run.sh to replay, of each kind ($FUZZ_H5_KEEP: the smoke run
+ * keeps fewer) */
 static unsigned long long keep_max = 40;
 static pid_t server;
 static char contained_dir[PATH_MAX];
@@ -146,6 +154,7 @@ static int child_serve(void *ctx, void *buf, Err *e) {
     child.params = buf;
     for (unsigned k = 0; k < per_child; k++) {
         uint32_t s = next_request();
+        atomic_store(&chan->taken, s);
         memcpy(buf, keep, m.n_params * sizeof(float));
         if (n_cov) memset(counters, 0, n_cov);
         Err le = {0};
@@ -178,14 +187,32 @@ static void server_loop(pid_t parent) {
         IsolateOpts opts = {.what = "fuzz.h5", .reader = "the HDF5 parser"};
         if (n_cov) memset(counters, 0, n_cov);
         chan->children++;
+        atomic_store(&chan->taken, 0);
         int rc = isolate_run(child_serve, NULL, m.params, bytes, &opts, &e);
         /* the escapes the caller can see: its parameters after a failed load, its children */
         int changed = rc != 0 && memcmp(m.params, keep, bytes) != 0;
         memcpy(m.params, keep, bytes);
         int left = waitpid(-1, NULL, WNOHANG) != -1 || errno != ECHILD;
         if (rc == 0 && !left) continue; /* it served its inputs */
-        uint32_t s = atomic_load(&chan->seq);
-        if (s == atomic_load(&chan->done)) chan->between = 1; /* died between two inputs */
+        /* Which request the child died on. The parent's timer kills it by pid, so it may end
+         * just after answering (the parent may then be reading that answer, or have posted
+         * the next request already: leave both alone), or just after waking for the pending
+         * request but before recording that it took it. */
+        uint32_t pending = atomic_load(&chan->seq), answered = atomic_load(&chan->done),
+                 took = atomic_load(&chan->taken), killed = atomic_load(&chan->killed);
+        int on_pending = killed == pending || took == pending || took == 0;
+        if (answered == pending || !on_pending) {
+            if (!(took != 0 && took == answered && killed == answered)) {
+                /* it ended between two inputs, unasked: the harness lost track */
+                snprintf(chan->between_why, sizeof chan->between_why,
+                         "took %u, answered %u, killed on %u, posted %u; rc %d, end %d: %s", took,
+                         answered, killed, pending, rc, (int)opts.ended, e.msg);
+                chan->between = 1;
+            }
+            if (changed || left) chan->escape_between = 1;
+            continue;
+        }
+        uint32_t s = pending;
         chan->params_changed = changed;
         chan->left_behind = left;
         chan->rc = rc;
@@ -219,7 +246,7 @@ static void init(void) {
     inprocess = v && !strcmp(v, "1");
     counters = fuzz_counters(&n_cov);
     if ((v = getenv("FUZZ_H5_PER_CHILD")) && atoi(v) > 0) per_child = (unsigned)atoi(v);
-    if ((v = getenv("FUZZ_H5_CHILD_SECONDS"))) child_seconds = atoi(v);
+    if ((v = getenv("FUZZ_H5_CHILD_MS"))) child_ms = atol(v);
     if ((v = getenv("FUZZ_H5_KEEP"))) keep_max = strtoull(v, NULL, 10);
     size_t head = (sizeof(Chan) + 63) & ~(size_t)63, cov = (n_cov + 4095) & ~(size_t)4095;
     chan = mmap(NULL, head + cov + SERVER_MAX_INPUT, PROT_READ | PROT_WRITE,
@@ -248,15 +275,21 @@ static void init(void) {
     if (server == 0) server_loop(parent);
 }
 
-static void keep_contained(const uint8_t *data, size_t size) {
-    if (!contained_dir[0] || kept >= keep_max) return;
+/* Keep a contained input for run.sh's replay, named by how its child ended (sandbox, signal,
+ * limit: killed by the time limit or an rlimit, early: another end): up to keep_max of each,
+ * so that the many slow inputs do not crowd out the memory errors. */
+static void keep_contained(const uint8_t *data, size_t size, int kind) {
+    static const char *const names[] = {"sandbox", "signal", "limit", "early"};
+    static unsigned long long kept_kind[4];
+    if (!contained_dir[0] || kept_kind[kind] >= keep_max) return;
     char path[PATH_MAX + 64];
-    snprintf(path, sizeof path, "%s/contained-%d-%llu-%zu", contained_dir, (int)getpid(), runs,
-             size);
+    snprintf(path, sizeof path, "%s/contained-%s-%d-%llu-%zu", contained_dir, names[kind],
+             (int)getpid(), runs, size);
     FILE *f = fopen(path, "wb");
     if (!f) return;
     fwrite(data, 1, size, f);
     fclose(f);
+    kept_kind[kind]++;
     kept++;
 }
 
@@ -286,7 +319,7 @@ static void ask_server(const uint8_t *data, size_t size) {
     uint32_t s = atomic_load(&chan->seq) + 1, d;
     atomic_store(&chan->seq, s);
     futex(&chan->seq, FUTEX_WAKE, 1, NULL);
-    const struct timespec slice = {0, 50 * 1000 * 1000};
+    const struct timespec slice = {0, 10 * 1000 * 1000};
     struct timespec t0, t;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int killed = 0;
@@ -294,7 +327,9 @@ static void ask_server(const uint8_t *data, size_t size) {
         futex(&chan->done, FUTEX_WAIT, d, &slice);
         if (waitpid(server, NULL, WNOHANG) != 0) escaped("the fork server (the caller) ended");
         clock_gettime(CLOCK_MONOTONIC, &t);
-        if (child_seconds > 0 && !killed && t.tv_sec - t0.tv_sec >= child_seconds) {
+        long ms = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
+        if (child_ms > 0 && !killed && ms >= child_ms) {
+            atomic_store(&chan->killed, s);
             kill_child();
             killed = 1;
         }
@@ -336,21 +371,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     case ISOLATE_CRASHED:
         if (getenv("FUZZ_H5_VERBOSE")) fprintf(stderr, "fuzz_h5: contained: %s\n", e.msg);
         contained++;
-        /* the rlimits (CPU time) or the OOM killer, else a crash (SIGSEGV, SIGABRT, ...) */
+        /* the rlimits (CPU time), the time limit or the OOM killer, else a crash (SIGSEGV,
+         * SIGABRT, ...) */
+        int kind = 0;
         if (chan->ended == ISOLATE_CRASHED) {
             const char *p = strstr(e.msg, "(signal ");
+            kind = 3;
             if (p && sscanf(p, "(signal %d", &sig) == 1) {
-                if (sig == SIGXCPU || sig == SIGKILL || sig == SIGXFSZ)
+                if (sig == SIGXCPU || sig == SIGKILL || sig == SIGXFSZ) {
                     limited++;
-                else
+                    kind = 2;
+                } else {
                     signalled++;
+                    kind = 1;
+                }
             }
         }
-        keep_contained(data, size);
+        keep_contained(data, size, kind);
         break;
     case ISOLATE_NO_SANDBOX: escaped("the kernel has no seccomp: nothing is contained"); break;
     }
-    if (chan->between) __builtin_trap(); /* ours: the harness lost track of an input */
+    if (chan->between) { /* ours: the harness lost track of an input */
+        fprintf(stderr, "fuzz_h5: a child ended between two inputs: %s\n", chan->between_why);
+        __builtin_trap();
+    }
+    if (chan->escape_between) escaped("a child that ended between two inputs left an escape");
     if (chan->params_changed) escaped("a failed load changed the caller's parameters");
     if (chan->left_behind) escaped("a process was left behind");
     struct stat now;
