@@ -360,8 +360,10 @@ bench-overlap: all
 # jobs/mnist.job's test accuracy over several seeds, beside PyTorch running the same recipe
 # (about 2 minutes per seed and side on 2 cores).
 SEEDS ?= 1 2 3
+# e.g. ACCURACY_ARGS="--only ours --precision both" (float32 beside mixed_bfloat16, paired)
+ACCURACY_ARGS ?=
 accuracy-seeds: all
-	/usr/bin/python3 bench/accuracy_seeds.py --seeds $(SEEDS)
+	/usr/bin/python3 bench/accuracy_seeds.py --seeds $(SEEDS) $(ACCURACY_ARGS)
 
 # A residual + BatchNormalization + separable model: 10 RMSprop steps of convnet-dist against a
 # float64 PyTorch reference from the same weights and batch, on 1 and 3 ranks (SyncBN), and with

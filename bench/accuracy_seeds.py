@@ -6,6 +6,9 @@ seeds, for convnet-dist and for PyTorch running the same recipe, alternating the
 One run's test accuracy moves by about a point with the seed (the last RMSprop steps at lr 1e-3 are
 large), so a single figure says little about whether two implementations agree: compare the spreads.
 Usage: bench/accuracy_seeds.py [--seeds 1 2 3] [--threads 2] [--only ours|torch]
+                               [--precision float32|mixed_bfloat16|both]
+--precision both trains ours in float32 and in mixed_bfloat16 on each seed (same draws) and
+compares the two, paired by seed (issue 33: the mixed mean within 0.3 points of float32's).
 """
 import argparse, os, re, statistics, subprocess, sys, time
 
@@ -36,9 +39,10 @@ def peer_bench():
     return torch_bench
 
 
-def ours(seed, threads):
-    """Trains jobs/mnist.job with --set train.seed=SEED; returns (test accuracy %, seconds)."""
-    return train_job(["--set", f"train.seed={seed}"], threads)
+def ours(seed, threads, precision="float32"):
+    """Trains jobs/mnist.job with --set train.seed=SEED (and train.precision); returns (test
+    accuracy %, seconds)."""
+    return train_job(["--set", f"train.seed={seed}", "--set", f"train.precision={precision}"], threads)
 
 
 class KerasRMSprop:
@@ -220,17 +224,24 @@ def main():
                     help="the PyTorch runs per seed, by their random draws: convnet-dist's initial weights and "
                          "epoch permutations for the same seed (ours: the like-for-like comparison), PyTorch's "
                          "own (torch), or only one of ours (our-init, our-order). Default: ours and torch")
+    ap.add_argument("--precision", choices=["float32", "mixed_bfloat16", "both"], default="float32",
+                    help="ours: [train] precision; both: float32 and mixed_bfloat16 on each seed, paired")
     a = ap.parse_args()
     if not os.path.isfile(BIN):
         sys.exit("accuracy-seeds: build ./convnet-dist first (make)")
     peers = [] if a.only == "ours" else a.torch_streams
+    precisions = ["float32", "mixed_bfloat16"] if a.precision == "both" else [a.precision]
+    mixed = "convnet-dist mixed_bfloat16"
     res = {"convnet-dist": []}
+    if a.precision == "both":
+        res[mixed] = []
     res.update({STREAM_LABELS[k]: [] for k in peers})
     for s in a.seeds:
-        if a.only != "torch":
-            acc, dt = ours(s, a.threads)
-            res["convnet-dist"].append(acc)
-            print(f"convnet-dist seed {s}: test accuracy {acc:.2f}%  ({dt:.0f} s)", flush=True)
+        for prec in precisions if a.only != "torch" else []:
+            acc, dt = ours(s, a.threads, prec)
+            key = mixed if prec == "mixed_bfloat16" and a.precision == "both" else "convnet-dist"
+            res[key].append(acc)
+            print(f"convnet-dist {prec} seed {s}: test accuracy {acc:.2f}%  ({dt:.0f} s)", flush=True)
         for k in peers:
             acc, dt = torch_run(s, a.threads, a.torch_optimizer, k)
             res[STREAM_LABELS[k]].append(acc)
@@ -238,6 +249,9 @@ def main():
     width = max(len(k) for k in res)
     for k, v in res.items():
         summary(k.ljust(width), v)
+    if a.precision == "both":
+        # float32 minus mixed: the sign below reads "how much float32 is ahead"
+        compare_paired(res["convnet-dist"], res[mixed], "mixed_bfloat16")
     for k in peers:
         name = STREAM_LABELS[k]
         if k == "ours":
