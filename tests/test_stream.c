@@ -227,6 +227,34 @@ static int run_measured(const char *dir, char *const *args, double *secs, long *
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+/* The peak RSS (KB) of bin with args alone, run in dir; -1 without python3. wait4's ru_maxrss
+ * for a child forked from this process also counts what it shared with us before its exec (the
+ * kernel keeps the larger), which under ASan (its quarantine keeps freed memory) is this test
+ * process's 200 MB and more, not the program's. So a small process, python3 (which the
+ * timeline test needs too), forks and execs it and reports its ru_maxrss. */
+static long peak_rss_alone(const char *dir, char *const *args) {
+    if (system("python3 -c 'import resource' >/dev/null 2>&1") != 0) return -1;
+    char cmd[4096];
+    int n = snprintf(cmd, sizeof cmd,
+                     "cd '%s' && python3 -c 'import os, sys\n"
+                     "pid = os.fork()\n"
+                     "if pid == 0:\n"
+                     "    fd = os.open(\"/dev/null\", os.O_WRONLY); os.dup2(fd, 1); os.dup2(fd, 2)\n"
+                     "    os.execv(sys.argv[1], sys.argv[1:])\n"
+                     "print(\"maxrss\", os.wait4(pid, 0)[2].ru_maxrss)'",
+                     dir);
+    for (int i = 0; args[i] && n < (int)sizeof cmd; i++)
+        n += snprintf(cmd + n, sizeof cmd - (size_t)n, " '%s'", args[i]);
+    char *out = NULL;
+    long kb = -1;
+    if (testutil_run(cmd, &out) == 0 && out) {
+        const char *p = strstr(out, "maxrss ");
+        if (p) kb = strtol(p + 7, NULL, 10);
+    }
+    free(out);
+    return kb;
+}
+
 /* image_size = 8192 x 8192: refused by the plan's memory check before any image is decoded
  * (loading = memory would warn about the bad JPEG while decoding), within 1 s of what start-up
  * (MPI, the job) costs, and under 100 MB. */
@@ -248,8 +276,10 @@ static void test_check_before_data(void) {
     unlink(p);
     CU_ASSERT_EQUAL(rc_base, 2);
     CU_ASSERT_EQUAL(rc_big, 2);
-    printf("\n  image_size 8192: %.2f s (start-up alone %.2f s), peak RSS %.1f MB\n", s_big, s_base,
-           kb_big / 1024.0);
+    long kb_alone = peak_rss_alone(dir, big);
+    if (kb_alone >= 0) kb_big = kb_alone;
+    printf("\n  image_size 8192: %.2f s (start-up alone %.2f s), peak RSS %.1f MB%s\n", s_big,
+           s_base, kb_big / 1024.0, kb_alone >= 0 ? "" : " (forked from this test: no python3)");
     CU_ASSERT(s_big - s_base < 1.0);
     CU_ASSERT(kb_big < 100 * 1024);
     char cmd[4096], *out = NULL;
