@@ -158,7 +158,7 @@ static int write_keras3(hid_t f, const Model *m) {
         hid_t vars = g >= 0 ? H5Gcreate2(g, "vars", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) : -1;
         if (vars < 0) rc = -1;
         for (int k = 0; k < L->n_param && !rc; k++) {
-            char dname[8];
+            char dname[12]; /* an int in decimal, sign and all */
             snprintf(dname, sizeof dname, "%d", k);
             rc |= put_weight(vars, dname, L, k, m->params + L->param[k].off);
         }

@@ -59,7 +59,7 @@ static void shape_str(char *buf, size_t n, const unsigned long long *d, int rank
 /* vars/<which> of the layer's group into dst after checking type and shape. */
 static int read_var(hid_t vars, const char *gpath, const Layer *L, int which, float *dst,
                     const char *file, Err *e) {
-    char dname[8];
+    char dname[12]; /* an int in decimal, sign and all */
     snprintf(dname, sizeof dname, "%d", which);
     hid_t d = H5Lexists(vars, dname, H5P_DEFAULT) > 0 ? H5Dopen2(vars, dname, H5P_DEFAULT) : -1;
     hid_t type = d >= 0 ? H5Dget_type(d) : -1, space = d >= 0 ? H5Dget_space(d) : -1;
