@@ -26,6 +26,9 @@
 # keep the directory for a look, CND_SL_SCANCEL_LAUNCH to choose the scancel launchers.
 # Last line: "N passed, M failed, K skipped"; exit 1 on a failure, 77 when all skipped.
 set -u
+# The jobs take their threads from Slurm (SLURM_CPUS_PER_TASK), as the checks below expect; an
+# OMP_NUM_THREADS in the caller's shell would win over it (srun passes the environment on).
+unset OMP_NUM_THREADS
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 cd "$ROOT" || exit 1
