@@ -346,19 +346,20 @@ static int dnnl_conv_build(ConvPlan *p, Dnnl *s, dnnl_alg_kind_t alg, Err *e) {
                                 DNNL_ARG_SCRATCHPAD};
     static const int wargs[] = {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS,
                                 DNNL_ARG_SCRATCHPAD, DNNL_ARG_DIFF_BIAS};
-    if (prim_make(&s->fwd, fpd, fargs, bias ? 5 : 4, e) || prim_make(&s->bwd_d, dpd, dargs, 4, e) ||
-        prim_make(&s->bwd_w, wpd, wargs, bias ? 5 : 4, e))
-        goto out;
-    if (dnnl_conv_buffers(p, s, fpd, dpd, wpd, e)) goto out;
     impl_append(p, "fwd", fpd);
     impl_append(p, "bwd_d", dpd);
     impl_append(p, "bwd_w", wpd);
     /* bfloat16 only on oneDNN's bf16 kernels, never its reference loops (an emulation far
-     * slower than float32): the layer then plans float32 */
+     * slower than float32): the layer then plans float32. Checked on the descriptors, before
+     * any primitive is generated. */
     if (p->d.bf16 && strstr(p->impl, "ref")) {
         err_set(e, "oneDNN has only reference bfloat16 kernels for this convolution (%s)", p->impl);
         goto out;
     }
+    if (prim_make(&s->fwd, fpd, fargs, bias ? 5 : 4, e) || prim_make(&s->bwd_d, dpd, dargs, 4, e) ||
+        prim_make(&s->bwd_w, wpd, wargs, bias ? 5 : 4, e))
+        goto out;
+    if (dnnl_conv_buffers(p, s, fpd, dpd, wpd, e)) goto out;
     rc = 0;
 out:
     if (fpd) dnnl_primitive_desc_destroy(fpd);
