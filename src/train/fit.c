@@ -508,9 +508,10 @@ int trainer_fit(Trainer *t, ResumeMode resume_mode) {
     /* The watchdog starts at the configured timeout, or at 60 s until 20 steps give a median. */
     const double ct = tc->collective_timeout;
     dist_set_watchdog(dist, ct > 0 ? ct : ct == 0 ? 60.0 : 0.0);
-    if (r.root && process_age() >= 0) /* what grows with the data set: the listing, if anything */
-        printf("start-up: %.2f s from rank 0's start to training (listing %.2f s)\n",
-               process_age(), t->list_seconds);
+    const double age = r.root ? process_age() : -1;
+    if (age >= 0) /* what grows with the data set: the listing, if anything */
+        printf("start-up: %.2f s from rank 0's start to training (listing %.2f s)\n", age,
+               t->list_seconds);
     for (int epoch = r.st.epoch; epoch < tc->epochs && r.status == EXIT_OK && !r.stopped_early;
          epoch++) {
         train_epoch_permutation(t->perm, n, tc->seed, epoch, tc->shuffle);
