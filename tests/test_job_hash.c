@@ -24,6 +24,7 @@ static const struct {
 } pins[] = {
     {"jobs/dogs-vs-cats-augment.job", 0xf2d7574721ddeff8ull},
     {"jobs/dogs-vs-cats-cosine.job", 0xf04d74e4ef03e5d2ull}, /* added 2026-12-07 with lr_schedule */
+    {"jobs/dogs-vs-cats-plateau.job", 0x950a394b69c18485ull}, /* added 2026-12-08 with reduce_lr_on_plateau */
     {"jobs/dogs-vs-cats-scratch.job", 0x60956114bc4eccabull},
     /* re-pinned 2026-12-03: the job now runs tf.keras 2's RMSprop (epsilon_placement =
      * outside_sqrt), another computation, so its older checkpoints must not resume */
