@@ -208,8 +208,11 @@ static void test_stale_pack(void) {
     free(out);
 }
 
-/* Run bin with args (NULL-terminated) in dir: exit status, wall seconds, child's peak RSS (KB). */
-static int run_measured(const char *dir, char *const *args, double *secs, long *rss_kb) {
+/* Run bin with args (NULL-terminated) in dir, from this process: exit status, wall seconds and
+ * the child's peak RSS (KB). That RSS also counts what the child shared with us before its exec
+ * (the kernel keeps the larger), which under ASan (its quarantine keeps freed memory) is this
+ * test process's 200 MB and more, not the program's: run_measured below avoids it. */
+static int run_forked(const char *dir, char *const *args, double *secs, long *rss_kb) {
     double t0 = now_seconds();
     pid_t pid = fork();
     if (pid == 0) {
@@ -227,32 +230,34 @@ static int run_measured(const char *dir, char *const *args, double *secs, long *
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-/* The peak RSS (KB) of bin with args alone, run in dir; -1 without python3. wait4's ru_maxrss
- * for a child forked from this process also counts what it shared with us before its exec (the
- * kernel keeps the larger), which under ASan (its quarantine keeps freed memory) is this test
- * process's 200 MB and more, not the program's. So a small process, python3 (which the
- * timeline test needs too), forks and execs it and reports its ru_maxrss. */
-static long peak_rss_alone(const char *dir, char *const *args) {
-    if (system("python3 -c 'import resource' >/dev/null 2>&1") != 0) return -1;
+/* As run_forked, but the fork and exec come from a small process, python3 (which the timeline
+ * test needs too), so the peak RSS is the program's own. *alone = 0 when python3 is missing and
+ * run_forked measured instead. */
+static int run_measured(const char *dir, char *const *args, double *secs, long *rss_kb,
+                        int *alone) {
+    *alone = system("python3 -c 'import os' >/dev/null 2>&1") == 0;
+    if (!*alone) return run_forked(dir, args, secs, rss_kb);
     char cmd[4096];
     int n = snprintf(cmd, sizeof cmd,
-                     "cd '%s' && python3 -c 'import os, sys\n"
+                     "cd '%s' && python3 -c 'import os, sys, time\n"
+                     "t0 = time.monotonic()\n"
                      "pid = os.fork()\n"
                      "if pid == 0:\n"
                      "    fd = os.open(\"/dev/null\", os.O_WRONLY); os.dup2(fd, 1); os.dup2(fd, 2)\n"
                      "    os.execv(sys.argv[1], sys.argv[1:])\n"
-                     "print(\"maxrss\", os.wait4(pid, 0)[2].ru_maxrss)'",
+                     "_, st, ru = os.wait4(pid, 0)\n"
+                     "rc = os.waitstatus_to_exitcode(st)\n"
+                     "print(\"measured\", rc if rc >= 0 else 128 - rc, time.monotonic() - t0, "
+                     "ru.ru_maxrss)'",
                      dir);
     for (int i = 0; args[i] && n < (int)sizeof cmd; i++)
         n += snprintf(cmd + n, sizeof cmd - (size_t)n, " '%s'", args[i]);
     char *out = NULL;
-    long kb = -1;
-    if (testutil_run(cmd, &out) == 0 && out) {
-        const char *p = strstr(out, "maxrss ");
-        if (p) kb = strtol(p + 7, NULL, 10);
-    }
+    int rc = -1;
+    const char *p = testutil_run(cmd, &out) == 0 && out ? strstr(out, "measured ") : NULL;
+    if (!p || sscanf(p, "measured %d %lf %ld", &rc, secs, rss_kb) != 3) rc = -1;
     free(out);
-    return kb;
+    return rc;
 }
 
 /* image_size = 8192 x 8192: refused by the plan's memory check before any image is decoded
@@ -271,15 +276,14 @@ static void test_check_before_data(void) {
     char *base[] = {(char *)bin, "train", (char *)job, "--set", "data.strict=maybe", NULL};
     double s_big, s_base;
     long kb_big, kb_base;
-    int rc_base = run_measured(dir, base, &s_base, &kb_base);
-    int rc_big = run_measured(dir, big, &s_big, &kb_big);
+    int alone;
+    int rc_base = run_measured(dir, base, &s_base, &kb_base, &alone);
+    int rc_big = run_measured(dir, big, &s_big, &kb_big, &alone);
     unlink(p);
     CU_ASSERT_EQUAL(rc_base, 2);
     CU_ASSERT_EQUAL(rc_big, 2);
-    long kb_alone = peak_rss_alone(dir, big);
-    if (kb_alone >= 0) kb_big = kb_alone;
     printf("\n  image_size 8192: %.2f s (start-up alone %.2f s), peak RSS %.1f MB%s\n", s_big,
-           s_base, kb_big / 1024.0, kb_alone >= 0 ? "" : " (forked from this test: no python3)");
+           s_base, kb_big / 1024.0, alone ? "" : " (forked from this test: no python3)");
     CU_ASSERT(s_big - s_base < 1.0);
     CU_ASSERT(kb_big < 100 * 1024);
     char cmd[4096], *out = NULL;
